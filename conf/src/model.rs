@@ -1,0 +1,233 @@
+//! The validated runtime model. Everything here has passed validation: addresses parse,
+//! names are unique, sizes are in range. The dataplane and slow path read only this, never
+//! the raw TOML schema.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// A whole, validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file this configuration was read from (for reload and error messages).
+    pub path: PathBuf,
+    pub dpdk: Dpdk,
+    pub global: Global,
+    pub ports: Vec<Port>,
+    pub services: Vec<Service>,
+}
+
+/// DPDK and threading. Every field here needs a restart to change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dpdk {
+    /// Extra EAL arguments (e.g. `--no-huge`, `-m 1024`, `--file-prefix fulcrum`).
+    pub eal_args: Vec<String>,
+    /// CPU ids of the worker threads, one worker per entry, in worker order.
+    pub workers: Vec<usize>,
+    /// CPU for the main / slow-path thread (`None`: not pinned).
+    pub slowpath_cpu: Option<usize>,
+    /// Mbufs in the packet pool.
+    pub mbufs: u32,
+    /// Per-lcore mempool cache size.
+    pub mbuf_cache: u32,
+    pub rx_descriptors: u16,
+    pub tx_descriptors: u16,
+    /// Packets per rx/tx burst (1..=64).
+    pub burst: usize,
+    /// When a worker found no packet on any queue, sleep this long before polling again
+    /// (0: pure busy polling, the production default).
+    pub idle_sleep_us: u32,
+}
+
+/// Balancer-wide settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Global {
+    /// Seed of every hash that picks a backend. Instances with the same config and seed make
+    /// the same choices. Live.
+    pub hash_seed: u64,
+    /// Maglev lookup table size, prime. Live.
+    pub maglev_table_size: u32,
+    /// Flow table capacity per worker. Restart.
+    pub flow_table_capacity: u32,
+    pub timeouts: Timeouts,
+    /// Control socket path. Restart.
+    pub control_socket: PathBuf,
+    /// Prometheus endpoint (`None`: off). Restart.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// Flow idle timeouts in seconds, by state. Live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp_syn: u32,
+    pub tcp_established: u32,
+    pub tcp_closing: u32,
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { tcp_syn: 10, tcp_established: 900, tcp_closing: 10, udp: 60 }
+    }
+}
+
+/// An Ethernet MAC address.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    }
+}
+
+impl fmt::Debug for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::str::FromStr for MacAddr {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let mut out = [0u8; 6];
+        let mut n = 0;
+        for part in s.split(':') {
+            if n == 6 || part.len() != 2 {
+                return Err(());
+            }
+            out[n] = u8::from_str_radix(part, 16).map_err(|_| ())?;
+            n += 1;
+        }
+        if n == 6 { Ok(MacAddr(out)) } else { Err(()) }
+    }
+}
+
+/// An address with its prefix length, e.g. `10.0.0.2/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IfAddr {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl IfAddr {
+    /// True when `ip` lies in this address's subnet.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let bits = u32::from(self.prefix_len.min(32));
+                let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+                u32::from(a) & mask == u32::from(b) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let bits = u32::from(self.prefix_len.min(128));
+                let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+                u128::from(a) & mask == u128::from(b) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for IfAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// A data port: one DPDK ethdev.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Port {
+    pub name: String,
+    /// A PCI address (`0000:03:00.0`) or a virtual device with its arguments
+    /// (`net_af_packet0,iface=veth0`). Restart.
+    pub device: String,
+    /// Overrides the MAC the device reports.
+    pub mac: Option<MacAddr>,
+    /// The balancer's own addresses on this port (answers ARP/ICMP, sources health checks).
+    pub addresses: Vec<IfAddr>,
+    /// Static neighbours (IP -> MAC), e.g. a gateway or backends, until ARP resolves them.
+    pub neighbors: Vec<(IpAddr, MacAddr)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarding {
+    /// Direct server return: rewrite MACs only; the backend answers the client directly.
+    Dsr,
+    /// Destination NAT: VIP:port -> backend:port; replies come back through the balancer.
+    Nat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashKey {
+    /// Source and destination address and port, and protocol.
+    FiveTuple,
+    /// Source address only: every connection of a client lands on one backend.
+    SourceIp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnEmpty {
+    /// TCP SYN -> RST|ACK; UDP -> ICMP port unreachable.
+    Reset,
+    /// Drop silently (counted).
+    Drop,
+}
+
+/// A virtual service: VIP + protocol + port (or all ports).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    pub name: String,
+    pub vip: IpAddr,
+    pub protocol: Protocol,
+    /// `None`: every port of the VIP.
+    pub port: Option<u16>,
+    pub forwarding: Forwarding,
+    pub hash: HashKey,
+    pub on_empty: OnEmpty,
+    pub backends: Vec<Backend>,
+}
+
+/// What the operator says about a backend (health is the slow path's business).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminState {
+    /// Takes new flows while healthy.
+    Enabled,
+    /// No new flows; existing flows stay.
+    Drain,
+    /// Maintenance: no flows at all.
+    Disabled,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backend {
+    /// Stable identity: Maglev positions derive from it, never from file order.
+    pub name: String,
+    pub address: IpAddr,
+    /// NAT target port (`None`: the client's destination port).
+    pub port: Option<u16>,
+    /// Relative weight, 1..=65535. 
+    pub weight: u32,
+    /// Takes flows only while no primary backend is usable.
+    pub backup: bool,
+    /// Static MAC (otherwise learnt by ARP).
+    pub mac: Option<MacAddr>,
+    pub admin: AdminState,
+}

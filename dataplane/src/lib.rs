@@ -1,0 +1,14 @@
+//! Everything a worker core does with a packet, and the DPDK plumbing under it.
+//!
+//! `pipeline` is pure (no DPDK, no I/O) so it runs over `Vec<u8>` frames in tests and over
+//! mbufs in production; `dpdk` is the only module allowed to use `unsafe`.
+#![deny(unsafe_code)]
+
+pub mod frame;
+pub mod hash;
+pub mod maglev;
+pub mod flow;
+pub mod wire;
+
+#[allow(unsafe_code)]
+pub mod dpdk;
