@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 /// A whole, validated configuration.
@@ -15,6 +16,28 @@ pub struct Config {
     pub global: Global,
     pub ports: Vec<Port>,
     pub services: Vec<Service>,
+}
+
+impl Config {
+    /// One line for logs and `fulcrum check`: what this configuration sets up.
+    pub fn summary(&self) -> String {
+        let backends: usize = self.services.iter().map(|s| s.backends.len()).sum();
+        format!(
+            "{} port(s), {} service(s), {} backend(s), {} worker(s), maglev table {}",
+            self.ports.len(),
+            self.services.len(),
+            backends,
+            self.dpdk.workers.len(),
+            self.global.maglev_table_size
+        )
+    }
+
+    /// Every address the balancer owns on any port (answers ARP/ND and ICMP for them).
+    pub fn own_addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.ports
+            .iter()
+            .flat_map(|p| p.addresses.iter().map(|a| a.addr))
+    }
 }
 
 /// DPDK and threading. Every field here needs a restart to change.
@@ -39,6 +62,39 @@ pub struct Dpdk {
     pub idle_sleep_us: u32,
 }
 
+impl Dpdk {
+    /// Highest CPU id accepted: glibc's `cpu_set_t` (what affinity calls take) holds 1024 CPUs.
+    pub const MAX_CPU: usize = 1023;
+    /// DPDK rounds pools up to `2^q - 1` internally; below 1023 a single port's descriptor
+    /// rings alone can exhaust the pool.
+    pub const MBUFS_MIN: u32 = 1023;
+    /// `RTE_MEMPOOL_CACHE_MAX_SIZE`.
+    pub const MBUF_CACHE_MAX: u32 = 512;
+    /// Ring sizes most PMDs accept; each must also be a power of two.
+    pub const DESCRIPTORS_RANGE: RangeInclusive<u16> = 64..=4096;
+    pub const BURST_RANGE: RangeInclusive<usize> = 1..=64;
+    /// Longer sleeps would make an idle worker's first packet wait a noticeable fraction of a
+    /// TCP retransmission timeout.
+    pub const IDLE_SLEEP_MAX_US: u32 = 100_000;
+}
+
+impl Default for Dpdk {
+    /// The defaults of the `[dpdk]` table (see `conf/examples/reference.toml`).
+    fn default() -> Self {
+        Dpdk {
+            eal_args: Vec::new(),
+            workers: vec![1],
+            slowpath_cpu: None,
+            mbufs: 16383,
+            mbuf_cache: 256,
+            rx_descriptors: 1024,
+            tx_descriptors: 1024,
+            burst: 32,
+            idle_sleep_us: 0,
+        }
+    }
+}
+
 /// Balancer-wide settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Global {
@@ -56,6 +112,29 @@ pub struct Global {
     pub metrics_listen: Option<SocketAddr>,
 }
 
+impl Global {
+    /// Maglev needs a prime size; 13 is the smallest useful table, 16777213 (the largest prime
+    /// below 2^24) keeps one service's table within 64 MiB at 4 bytes an entry.
+    pub const MAGLEV_TABLE_SIZE_RANGE: RangeInclusive<u32> = 13..=16_777_213;
+    pub const FLOW_TABLE_CAPACITY_RANGE: RangeInclusive<u32> = 1024..=67_108_864;
+    /// `sun_path` is 108 bytes including the terminating NUL.
+    pub const CONTROL_SOCKET_MAX_LEN: usize = 107;
+}
+
+impl Default for Global {
+    /// The defaults of the `[global]` table (see `conf/examples/reference.toml`).
+    fn default() -> Self {
+        Global {
+            hash_seed: 0,
+            maglev_table_size: 65537,
+            flow_table_capacity: 1 << 20,
+            timeouts: Timeouts::default(),
+            control_socket: PathBuf::from("/run/fulcrum/fulcrum.sock"),
+            metrics_listen: None,
+        }
+    }
+}
+
 /// Flow idle timeouts in seconds, by state. Live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -65,9 +144,20 @@ pub struct Timeouts {
     pub udp: u32,
 }
 
+impl Timeouts {
+    /// One second to one day: a shorter timeout expires flows between two packets of a
+    /// healthy connection; a longer one only keeps dead flows in the table.
+    pub const RANGE: RangeInclusive<u32> = 1..=86_400;
+}
+
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { tcp_syn: 10, tcp_established: 900, tcp_closing: 10, udp: 60 }
+        Timeouts {
+            tcp_syn: 10,
+            tcp_established: 900,
+            tcp_closing: 10,
+            udp: 60,
+        }
     }
 }
 
@@ -78,7 +168,23 @@ pub struct MacAddr(pub [u8; 6]);
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl MacAddr {
+    /// The group bit: set for multicast and broadcast addresses, which no port or host owns.
+    pub fn is_multicast(self) -> bool {
+        self.0[0] & 1 == 1
+    }
+
+    /// True for a MAC a single interface can own: not multicast/broadcast, not all zeros.
+    pub fn is_unicast(self) -> bool {
+        !self.is_multicast() && self.0 != [0; 6]
     }
 }
 
@@ -117,12 +223,20 @@ impl IfAddr {
         match (self.addr, ip) {
             (IpAddr::V4(a), IpAddr::V4(b)) => {
                 let bits = u32::from(self.prefix_len.min(32));
-                let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - bits)
+                };
                 u32::from(a) & mask == u32::from(b) & mask
             }
             (IpAddr::V6(a), IpAddr::V6(b)) => {
                 let bits = u32::from(self.prefix_len.min(128));
-                let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - bits)
+                };
                 u128::from(a) & mask == u128::from(b) & mask
             }
             _ => false,
@@ -151,8 +265,9 @@ pub struct Port {
     pub neighbors: Vec<(IpAddr, MacAddr)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Protocol {
+    #[default]
     Tcp,
     Udp,
 }
@@ -167,25 +282,28 @@ impl Protocol {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Forwarding {
     /// Direct server return: rewrite MACs only; the backend answers the client directly.
+    #[default]
     Dsr,
     /// Destination NAT: VIP:port -> backend:port; replies come back through the balancer.
     Nat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HashKey {
     /// Source and destination address and port, and protocol.
+    #[default]
     FiveTuple,
     /// Source address only: every connection of a client lands on one backend.
     SourceIp,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnEmpty {
     /// TCP SYN -> RST|ACK; UDP -> ICMP port unreachable.
+    #[default]
     Reset,
     /// Drop silently (counted).
     Drop,
@@ -206,9 +324,10 @@ pub struct Service {
 }
 
 /// What the operator says about a backend (health is the slow path's business).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AdminState {
     /// Takes new flows while healthy.
+    #[default]
     Enabled,
     /// No new flows; existing flows stay.
     Drain,
@@ -223,11 +342,19 @@ pub struct Backend {
     pub address: IpAddr,
     /// NAT target port (`None`: the client's destination port).
     pub port: Option<u16>,
-    /// Relative weight, 1..=65535. 
+    /// Relative weight, 1..=10000 ([`Backend::WEIGHT_RANGE`]); the share of new flows is
+    /// weight / sum of the usable backends' weights.
     pub weight: u32,
     /// Takes flows only while no primary backend is usable.
     pub backup: bool,
     /// Static MAC (otherwise learnt by ARP).
     pub mac: Option<MacAddr>,
     pub admin: AdminState,
+}
+
+impl Backend {
+    /// Fine enough for any traffic split (0.01%), small enough that a service's weight sum
+    /// stays far from `u32::MAX`.
+    pub const WEIGHT_RANGE: RangeInclusive<u32> = 1..=10_000;
+    pub const DEFAULT_WEIGHT: u32 = 100;
 }

@@ -1,0 +1,207 @@
+//! The raw TOML schema: exactly what the file may contain, before any value is checked.
+//!
+//! serde here decides only the *shape* of the file: which keys exist (`deny_unknown_fields`
+//! everywhere), which are required, and the TOML type of each value. Everything about the
+//! *values* (ranges, address syntax, enum spellings, uniqueness) is checked in
+//! [`crate::validate`], because serde stops at its first error while validation reports every
+//! problem in one pass. That is why integers are read as [`Int`] (any TOML integer) and enum
+//! choices as strings.
+//!
+//! Optional fields are `Option`s here; their defaults are the runtime model's `Default` values,
+//! applied in validation, so each default is written exactly once. The defaults are documented
+//! on each field below and in `conf/examples/reference.toml`.
+//!
+//! Every value validation may need to point at is wrapped in [`Spanned`], so a diagnostic can
+//! name its line and column.
+
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+use std::fmt;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Document {
+    /// `[dpdk]`: EAL and threading; every field needs a restart. Optional.
+    #[serde(default)]
+    pub dpdk: DpdkTable,
+    /// `[global]`: balancer-wide settings. Optional.
+    #[serde(default)]
+    pub global: GlobalTable,
+    /// `[[port]]`: data ports; at least one is required.
+    #[serde(default)]
+    pub port: Vec<PortTable>,
+    /// `[[service]]`: virtual services; none is valid (the balancer then forwards nothing).
+    #[serde(default)]
+    pub service: Vec<ServiceTable>,
+}
+
+/// `[dpdk]`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpdkTable {
+    /// Extra EAL arguments. Default `[]`.
+    pub eal_args: Option<Vec<String>>,
+    /// Worker CPU ids, one worker each. Default `[1]`.
+    pub workers: Option<Spanned<Vec<Spanned<Int>>>>,
+    /// CPU of the slow-path thread. Default: not pinned.
+    pub slowpath_cpu: Option<Spanned<Int>>,
+    /// Mbufs in the pool. Default 16383, at least 1023.
+    pub mbufs: Option<Spanned<Int>>,
+    /// Per-lcore mempool cache. Default 256, at most 512.
+    pub mbuf_cache: Option<Spanned<Int>>,
+    /// RX ring size. Default 1024, a power of two in 64..=4096.
+    pub rx_descriptors: Option<Spanned<Int>>,
+    /// TX ring size. Default 1024, a power of two in 64..=4096.
+    pub tx_descriptors: Option<Spanned<Int>>,
+    /// Packets per burst. Default 32, 1..=64.
+    pub burst: Option<Spanned<Int>>,
+    /// Sleep of an idle worker, microseconds. Default 0 (busy polling), at most 100000.
+    pub idle_sleep_us: Option<Spanned<Int>>,
+}
+
+/// `[global]`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalTable {
+    /// Seed of the backend-choice hashes. Default 0, any integer >= 0.
+    pub hash_seed: Option<Spanned<Int>>,
+    /// Maglev table size. Default 65537, a prime in 13..=16777213.
+    pub maglev_table_size: Option<Spanned<Int>>,
+    /// Flows per worker. Default 1048576, 1024..=67108864.
+    pub flow_table_capacity: Option<Spanned<Int>>,
+    /// Control socket path. Default `/run/fulcrum/fulcrum.sock`.
+    pub control_socket: Option<Spanned<String>>,
+    /// Prometheus listen address (`IP:port`). Default: no metrics endpoint.
+    pub metrics_listen: Option<Spanned<String>>,
+    /// `[global.timeouts]`. Optional.
+    #[serde(default)]
+    pub timeouts: TimeoutsTable,
+}
+
+/// `[global.timeouts]`: flow idle timeouts in seconds, each 1..=86400.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsTable {
+    /// Default 10.
+    pub tcp_syn: Option<Spanned<Int>>,
+    /// Default 900.
+    pub tcp_established: Option<Spanned<Int>>,
+    /// Default 10.
+    pub tcp_closing: Option<Spanned<Int>>,
+    /// Default 60.
+    pub udp: Option<Spanned<Int>>,
+}
+
+/// One `[[port]]`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortTable {
+    /// Required, unique.
+    pub name: Spanned<String>,
+    /// Required, unique: a PCI address or a vdev string.
+    pub device: Spanned<String>,
+    /// MAC override. Default: the device's own MAC.
+    pub mac: Option<Spanned<String>>,
+    /// The balancer's own addresses in CIDR form. Default `[]`.
+    pub addresses: Option<Vec<Spanned<String>>>,
+    /// Static neighbours. Default `[]`.
+    pub neighbors: Option<Vec<NeighborTable>>,
+}
+
+/// One `{ ip = "...", mac = "..." }` of `neighbors`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighborTable {
+    pub ip: Spanned<String>,
+    pub mac: Spanned<String>,
+}
+
+/// One `[[service]]`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceTable {
+    /// Required, unique.
+    pub name: Spanned<String>,
+    /// Required.
+    pub vip: Spanned<String>,
+    /// `"tcp"` | `"udp"`. Default `"tcp"`.
+    pub protocol: Option<Spanned<String>>,
+    /// 1..=65535. Default: every port of the VIP.
+    pub port: Option<Spanned<Int>>,
+    /// `"dsr"` | `"nat"`. Default `"dsr"`.
+    pub forwarding: Option<Spanned<String>>,
+    /// `"5-tuple"` | `"source-ip"`. Default `"5-tuple"`.
+    pub hash: Option<Spanned<String>>,
+    /// `"reset"` | `"drop"`. Default `"reset"`.
+    pub on_empty: Option<Spanned<String>>,
+    /// `[[service.backend]]`. Default: none (every new flow gets `on_empty`).
+    #[serde(default)]
+    pub backend: Vec<BackendTable>,
+}
+
+/// One `[[service.backend]]`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendTable {
+    /// Required, unique within the service.
+    pub name: Spanned<String>,
+    /// Required: an on-link IP address.
+    pub address: Spanned<String>,
+    /// NAT target port, 1..=65535. Default: the client's destination port.
+    pub port: Option<Spanned<Int>>,
+    /// 1..=10000. Default 100.
+    pub weight: Option<Spanned<Int>>,
+    /// Default false.
+    pub backup: Option<Spanned<bool>>,
+    /// Static MAC. Default: resolved by ARP/ND.
+    pub mac: Option<Spanned<String>>,
+    /// `"enabled"` | `"drain"` | `"disabled"`. Default `"enabled"`.
+    pub admin: Option<Spanned<String>>,
+}
+
+/// Any TOML integer. Its own type (rather than a plain `i64`) so that a value of the wrong
+/// type is reported as "expected an integer" instead of serde's "expected i64".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Int(pub i64);
+
+impl<'de> Deserialize<'de> for Int {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IntVisitor;
+
+        impl Visitor<'_> for IntVisitor {
+            type Value = Int;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer")
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Int, E> {
+                Ok(Int(v))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Int, E> {
+                self.visit_i128(i128::from(v))
+            }
+
+            // `toml` hands over integers beyond i64 (which TOML does not allow) as i128.
+            fn visit_i128<E: de::Error>(self, v: i128) -> Result<Int, E> {
+                i64::try_from(v).map(Int).map_err(|_| {
+                    E::custom(format!(
+                        "integer {v} is too large for TOML (at most {})",
+                        i64::MAX
+                    ))
+                })
+            }
+
+            fn visit_u128<E: de::Error>(self, v: u128) -> Result<Int, E> {
+                match i128::try_from(v) {
+                    Ok(v) => self.visit_i128(v),
+                    Err(_) => Err(E::custom(format!("integer {v} is too large for TOML"))),
+                }
+            }
+        }
+
+        deserializer.deserialize_i64(IntVisitor)
+    }
+}

@@ -1,0 +1,155 @@
+//! Every fixture in `tests/broken/` must be rejected with a diagnostic at an exact position.
+//!
+//! A fixture's first line is `# expect: LINE:COL SUBSTRING`: among its diagnostics, one must be
+//! at exactly LINE:COL and contain SUBSTRING. Fixtures that cannot carry a comment (an empty
+//! file, binary garbage) have the same line in `NAME.expect` beside them.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+struct Expect {
+    line: usize,
+    col: usize,
+    needle: String,
+}
+
+fn parse_expect(text: &str, file: &Path) -> Expect {
+    let rest = text
+        .trim_end()
+        .strip_prefix("# expect: ")
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: first line must be `# expect: LINE:COL TEXT`",
+                file.display()
+            )
+        });
+    let (pos, needle) = rest.split_once(' ').expect("`LINE:COL TEXT`");
+    let (line, col) = pos.split_once(':').expect("`LINE:COL`");
+    Expect {
+        line: line.parse().expect("LINE is a number"),
+        col: col.parse().expect("COL is a number"),
+        needle: needle.to_owned(),
+    }
+}
+
+fn expectation(file: &Path) -> Expect {
+    let side = file.with_extension("expect");
+    if side.exists() {
+        let text = fs::read_to_string(&side).unwrap();
+        return parse_expect(&format!("# expect: {}", text.trim()), &side);
+    }
+    let bytes = fs::read(file).unwrap();
+    let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    parse_expect(
+        std::str::from_utf8(first).expect("expect line is UTF-8"),
+        file,
+    )
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken");
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_broken_fixture_reports_its_error_at_its_position() {
+    let files = fixtures();
+    assert!(files.len() >= 20, "only {} fixtures", files.len());
+    let mut failures = Vec::new();
+    for file in &files {
+        let want = expectation(file);
+        let err = match conf::load(file) {
+            Ok(_) => {
+                failures.push(format!("{}: accepted, expected an error", file.display()));
+                continue;
+            }
+            Err(e) => e,
+        };
+        let diags = err.diagnostics();
+        assert!(
+            !diags.is_empty(),
+            "{}: error without diagnostics: {err}",
+            file.display()
+        );
+        let hit = diags
+            .iter()
+            .any(|d| d.line == want.line && d.col == want.col && d.message.contains(&want.needle));
+        if !hit {
+            failures.push(format!(
+                "{}: want {}:{} containing {:?}, got:\n{err}",
+                file.display(),
+                want.line,
+                want.col,
+                want.needle
+            ));
+        }
+        // Every diagnostic is one line naming this file, and the whole error displays one
+        // line per diagnostic.
+        for d in diags {
+            assert_eq!(d.path, *file);
+            assert!(!d.message.contains('\n'), "multi-line message: {d}");
+            assert!(d.line >= 1 && d.col >= 1, "{d}");
+        }
+        assert_eq!(err.to_string().lines().count(), diags.len(), "{err}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} fixture(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn display_is_path_line_col_field_message() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken/weight_zero.toml");
+    let err = conf::load(&file).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}:14:10: service[0].backend[0].weight: weight 0 is out of range 1..=10000",
+            file.display()
+        )
+    );
+}
+
+#[test]
+fn a_missing_file_is_an_io_error() {
+    let path = Path::new("/nonexistent/fulcrum.toml");
+    match conf::load(path) {
+        Err(conf::ConfigError::Io { path: p, .. }) => assert_eq!(p, path),
+        other => panic!("expected ConfigError::Io, got {other:?}"),
+    }
+}
+
+#[test]
+fn garbage_never_panics() {
+    // Cheap deterministic fuzzing: truncations and byte flips of a valid file must give a
+    // Config or diagnostics, never a panic.
+    let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dsr.toml"))
+        .unwrap();
+    let bytes = text.as_bytes();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..bytes.len() {
+        if let Ok(prefix) = std::str::from_utf8(&bytes[..i]) {
+            let _ = conf::parse(prefix, Path::new("t.toml"));
+        }
+    }
+    for _ in 0..2000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let mut b = bytes.to_vec();
+        let at = (state as usize) % b.len();
+        b[at] = (state >> 32) as u8;
+        if let Ok(s) = std::str::from_utf8(&b) {
+            let _ = conf::parse(s, Path::new("t.toml"));
+        }
+    }
+}

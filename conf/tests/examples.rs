@@ -1,0 +1,171 @@
+//! Every example configuration in `conf/examples/` must load, and means what its comments say.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use conf::{AdminState, Config, Forwarding, HashKey, OnEmpty, Protocol};
+
+fn example(name: &str) -> Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name);
+    conf::load(&path).unwrap_or_else(|e| panic!("{name}:\n{e}"))
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn every_example_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    assert!(files.len() >= 4, "{files:?}");
+    for file in files {
+        let c = conf::load(&file).unwrap_or_else(|e| panic!("{}:\n{e}", file.display()));
+        assert_eq!(c.path, file);
+    }
+}
+
+#[test]
+fn minimal_takes_every_default() {
+    let c = example("minimal.toml");
+    assert_eq!(c.dpdk, conf::Dpdk::default());
+    assert_eq!(c.global, conf::Global::default());
+    assert_eq!(c.global.maglev_table_size, 65537);
+    let s = &c.services[0];
+    assert_eq!(
+        (s.protocol, s.forwarding, s.hash, s.on_empty),
+        (
+            Protocol::Tcp,
+            Forwarding::Dsr,
+            HashKey::FiveTuple,
+            OnEmpty::Reset
+        )
+    );
+    assert_eq!(s.port, Some(80));
+    let b = &s.backends[0];
+    assert_eq!(
+        (b.weight, b.backup, b.admin, b.port, b.mac),
+        (100, false, AdminState::Enabled, None, None)
+    );
+}
+
+#[test]
+fn dsr_has_weighted_backends_and_a_backup() {
+    let c = example("dsr.toml");
+    assert_eq!(c.dpdk.workers, vec![2, 3]);
+    assert_eq!(c.dpdk.slowpath_cpu, Some(1));
+    assert_eq!(c.global.hash_seed, 7);
+    assert_eq!(
+        c.global.metrics_listen,
+        Some("127.0.0.1:9180".parse().unwrap())
+    );
+    assert_eq!(c.ports.len(), 1);
+    assert_eq!(
+        c.ports[0].neighbors,
+        vec![(ip("10.0.0.1"), "02:00:00:00:00:fe".parse().unwrap())]
+    );
+    assert_eq!(c.services.len(), 2);
+    let http = &c.services[0];
+    assert_eq!(
+        (http.name.as_str(), http.vip, http.port),
+        ("web-http", ip("10.0.0.100"), Some(80))
+    );
+    assert!(c.services.iter().all(|s| s.forwarding == Forwarding::Dsr));
+    let weights: Vec<u32> = http.backends.iter().map(|b| b.weight).collect();
+    assert_eq!(weights, vec![200, 100, 100, 100]);
+    assert_eq!(http.backends.iter().filter(|b| b.backup).count(), 1);
+    assert_eq!(http.backends[2].admin, AdminState::Drain);
+    assert_eq!(c.services[1].hash, HashKey::SourceIp);
+}
+
+#[test]
+fn nat_backends_have_ports() {
+    let c = example("nat.toml");
+    let api = &c.services[0];
+    assert_eq!(api.forwarding, Forwarding::Nat);
+    assert_eq!(
+        api.backends.iter().map(|b| b.port).collect::<Vec<_>>(),
+        vec![Some(8443), Some(8443), Some(9443)]
+    );
+    let dns = &c.services[1];
+    assert_eq!((dns.protocol, dns.port), (Protocol::Udp, Some(53)));
+    assert!(dns.backends.iter().all(|b| b.port.is_none()));
+    assert_eq!(c.global.timeouts.udp, 30);
+    assert_eq!(c.global.timeouts.tcp_established, 900);
+    assert_eq!(c.global.flow_table_capacity, 4_194_304);
+    assert!(c.services[2].vip.is_ipv6() && c.services[2].backends[0].address.is_ipv6());
+}
+
+#[test]
+fn reference_sets_every_key() {
+    let c = example("reference.toml");
+    assert_eq!(
+        c.dpdk.eal_args,
+        [
+            "--no-huge",
+            "-m",
+            "1024",
+            "--no-pci",
+            "--file-prefix",
+            "fulcrum"
+        ]
+    );
+    assert_eq!(c.dpdk.slowpath_cpu, Some(0));
+    assert_eq!(c.global.hash_seed, 1);
+    assert_eq!(c.ports[0].mac, Some("02:00:00:00:00:01".parse().unwrap()));
+    assert_eq!(c.ports[0].addresses.len(), 2);
+    let b = &c.services[0].backends[0];
+    assert_eq!(b.mac, Some("02:00:00:00:00:11".parse().unwrap()));
+}
+
+/// reference.toml documents every key the schema accepts. The key lists come from the schema
+/// itself: an unknown key in each table makes serde list the keys it expected.
+#[test]
+fn reference_mentions_every_key() {
+    let reference = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reference.toml"),
+    )
+    .unwrap();
+    let port = "[[port]]\nname = \"p\"\ndevice = \"d\"\n";
+    let service = "[[service]]\nname = \"s\"\nvip = \"10.0.0.100\"\n";
+    let probes = [
+        "zz_unknown = 1\n".to_owned(),
+        "[dpdk]\nzz_unknown = 1\n".to_owned(),
+        "[global]\nzz_unknown = 1\n".to_owned(),
+        "[global.timeouts]\nzz_unknown = 1\n".to_owned(),
+        format!("{port}zz_unknown = 1\n"),
+        format!(
+            "{port}neighbors = [{{ ip = \"10.0.0.1\", mac = \"02:00:00:00:00:01\", zz_unknown = 1 }}]\n"
+        ),
+        format!("{service}zz_unknown = 1\n"),
+        format!(
+            "{service}[[service.backend]]\nname = \"b\"\naddress = \"10.0.0.11\"\nzz_unknown = 1\n"
+        ),
+    ];
+    let mut checked = 0;
+    for probe in probes {
+        let err = conf::parse(&probe, Path::new("probe.toml")).unwrap_err();
+        let message = &err.diagnostics()[0].message;
+        let (_, expected) = message
+            .split_once("expected")
+            .unwrap_or_else(|| panic!("{message}"));
+        for key in expected.split('`').skip(1).step_by(2) {
+            checked += 1;
+            assert!(
+                reference.contains(&format!("{key} = "))
+                    || reference.contains(&format!("[{key}]"))
+                    || reference.contains(&format!(".{key}]"))
+                    || reference.contains(&format!("[[{key}]]"))
+                    || reference.contains(&format!("[[service.{key}]]")),
+                "reference.toml does not document `{key}`"
+            );
+        }
+    }
+    assert!(checked >= 30, "only {checked} keys found");
+}
