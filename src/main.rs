@@ -1,1 +1,116 @@
-fn main() {}
+//! `fulcrum`: the command line. `run` starts the balancer, `check` validates a config,
+//! `replay` pushes a pcap through the real DPDK path and writes what comes out.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod replay;
+mod report;
+mod run;
+
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("FULCRUM_GIT"),
+    ", DPDK ",
+    env!("FULCRUM_DPDK"),
+    ")"
+);
+
+/// Fulcrum: an L4 load balancer on DPDK (Maglev hashing, per-flow state, DSR and NAT).
+#[derive(Parser)]
+#[command(name = "fulcrum", version = VERSION, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the balancer: open the ports, start the workers, forward until SIGINT/SIGTERM,
+    /// then print the final per-worker and per-port counters.
+    Run {
+        /// The configuration file (TOML).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print the final counters as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a configuration file: exit 0 with a one-line summary, or exit 1 with every
+    /// error as FILE:LINE:COL: FIELD: MESSAGE.
+    Check {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Run the real DPDK path over a pcap (net_pcap devices replace the config's ports), exit
+    /// when the input is consumed, write every transmitted frame to OUT and print the
+    /// counters as JSON.
+    Replay {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Frames received on the first port.
+        #[arg(short, long, value_name = "IN.pcap")]
+        input: PathBuf,
+        /// Every frame the balancer transmitted, on any port.
+        #[arg(short, long, value_name = "OUT.pcap")]
+        output: PathBuf,
+        /// Give up if the input is not consumed within this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FULCRUM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.cmd {
+        Cmd::Check { config } => check(&config),
+        Cmd::Run { config, json } => report(run::run(&config, json)),
+        Cmd::Replay {
+            config,
+            input,
+            output,
+            timeout,
+        } => report(replay::replay(&config, &input, &output, timeout)),
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match conf::load(path) {
+        Ok(cfg) => {
+            let backends: usize = cfg.services.iter().map(|s| s.backends.len()).sum();
+            println!(
+                "{}: ok: {} port(s), {} worker(s), {} service(s), {} backend(s)",
+                path.display(),
+                cfg.ports.len(),
+                cfg.dpdk.workers.len(),
+                cfg.services.len(),
+                backends
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(r: Result<(), String>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fulcrum: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

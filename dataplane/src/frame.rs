@@ -36,7 +36,11 @@ impl VecFrame {
         let cap = Self::HEADROOM + Self::ROOM.max(bytes.len());
         let mut buf = vec![0u8; cap];
         buf[Self::HEADROOM..Self::HEADROOM + bytes.len()].copy_from_slice(bytes);
-        VecFrame { buf, start: Self::HEADROOM, end: Self::HEADROOM + bytes.len() }
+        VecFrame {
+            buf,
+            start: Self::HEADROOM,
+            end: Self::HEADROOM + bytes.len(),
+        }
     }
 
     /// The frame's bytes as an owned vector.

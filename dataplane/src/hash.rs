@@ -1,1 +1,382 @@
-//! (being written)
+//! The one seeded hash every Fulcrum instance agrees on.
+//!
+//! Everything that picks a backend or a worker hashes through here: [`flow_hash`] (the
+//! 5-tuple, per packet), [`src_hash`] (source-IP affinity), [`owner_hash`] (the worker that
+//! owns a NAT flow in both directions) and [`hash_bytes`] (Maglev's per-member offset and
+//! skip). Instances behind the same ECMP group only agree on a flow's backend if they compute
+//! the same numbers, so these functions are **frozen**: their results must be identical on
+//! every machine (they are defined on little-endian reads and `u128` products, never on
+//! `usize`, pointer width or the host's byte order) and in every future version. The
+//! golden-value tests at the bottom pin them; a change that breaks them moves every live
+//! flow on upgrade and must be treated as a wire-format change.
+//!
+//! # Construction
+//!
+//! The mixing primitive is the *folded multiply* of wyhash and foldhash: the full 128-bit
+//! product of two 64-bit words, with its high half XORed onto its low half. One folded
+//! multiply spreads every input bit over most output bits; XORing the halves makes the low
+//! bits (which `% M` and `% workers` use) depend on the whole input, not just on the low
+//! input bits. Input words are XORed with fixed odd constants (wyhash's secrets) before
+//! multiplying, so an all-zero input word does not zero the product.
+//!
+//! - [`flow_hash`]: two independent folded multiplies of (source, destination) halves, a
+//!   third that joins them with the ports/protocol/family word, and a final one: four
+//!   multiplies, no loop, no branch, no byte-wise work.
+//! - [`src_hash`] / [`owner_hash`]: one multiply over the address, one with the port (or a
+//!   domain tag), one to finish.
+//! - [`hash_bytes`]: 16 bytes per folded multiply, chained; the tail is zero-padded and the
+//!   length folded in at the end so padding cannot collide.
+//!
+//! This is a hash for load spreading, not a MAC: someone who knows the seed can build
+//! colliding inputs. The seed comes from the configuration.
+
+use crate::flow::FlowKey;
+
+// wyhash's default secrets: odd, ~half the bits set, no simple relation between them.
+const P0: u64 = 0xa076_1d64_78bd_642f;
+const P1: u64 = 0xe703_7ed1_a0b4_28db;
+const P2: u64 = 0x8ebc_6af0_9c88_c6e3;
+const P3: u64 = 0x5899_65cc_7537_4cc3;
+
+/// Tag that separates [`src_hash`] from [`owner_hash`]: outside the `u16` port range.
+const SRC_DOMAIN: u64 = 1 << 16;
+
+/// The folded multiply: low half XOR high half of the 128-bit product.
+#[inline(always)]
+const fn mum(a: u64, b: u64) -> u64 {
+    let p = (a as u128).wrapping_mul(b as u128);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// Little-endian `u64` from 8 bytes (the host's byte order never matters).
+#[inline(always)]
+fn le64(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(w)
+}
+
+/// A 16-byte address (the [`FlowKey`] layout) as two little-endian words.
+#[inline(always)]
+fn addr_words(a: &[u8; 16]) -> (u64, u64) {
+    let (lo, hi) = a.split_at(8);
+    (le64(lo), le64(hi))
+}
+
+/// Last round shared by the fixed-width hashes: one more folded multiply by a constant
+/// (the second operand can never be zero, so the round is a bijection-like spread rather
+/// than a possible collapse).
+#[inline(always)]
+const fn finish(h: u64) -> u64 {
+    mum(h ^ P2, P3)
+}
+
+/// Hashes arbitrary bytes (backend names for Maglev). Not on the per-packet path.
+///
+/// Frozen: see the module documentation.
+pub fn hash_bytes(seed: u64, data: &[u8]) -> u64 {
+    let len = data.len() as u64;
+    let mut acc = seed ^ P0;
+    let mut chunks = data.chunks_exact(16);
+    for c in &mut chunks {
+        acc = mum(le64(&c[..8]) ^ P1, le64(&c[8..]) ^ acc);
+    }
+    let rest = chunks.remainder();
+    let mut tail = [0u8; 16];
+    tail[..rest.len()].copy_from_slice(rest);
+    acc = mum(le64(&tail[..8]) ^ P1, le64(&tail[8..]) ^ acc);
+    // The length tells "ab" from "ab\0": the tail was zero-padded.
+    mum(acc ^ P3, len ^ P2)
+}
+
+/// Hashes a flow's 5-tuple (plus family). Runs once per packet; the result picks the Maglev
+/// slot (`% M`) and is reused as the flow table's hash.
+///
+/// Frozen: see the module documentation.
+#[inline]
+pub fn flow_hash(seed: u64, key: &FlowKey) -> u64 {
+    let (s0, s1) = addr_words(&key.src);
+    let (d0, d1) = addr_words(&key.dst);
+    let rest = u64::from(key.sport)
+        | u64::from(key.dport) << 16
+        | u64::from(key.proto) << 32
+        | u64::from(key.family) << 40;
+    // The two halves are independent, so the CPU runs both multiplies at once.
+    let a = mum(s0 ^ seed ^ P0, d0 ^ P1);
+    let b = mum(s1 ^ seed ^ P2, d1 ^ P3);
+    finish(mum(a ^ rest ^ P1, b ^ P0))
+}
+
+/// Hashes an address (the 16-byte [`FlowKey`] layout: IPv4 in the first 4 bytes, the rest
+/// zero) with a 64-bit tag.
+#[inline(always)]
+fn addr_tag(seed: u64, addr: &[u8; 16], tag: u64) -> u64 {
+    let (w0, w1) = addr_words(addr);
+    let a = mum(w0 ^ seed ^ P0, w1 ^ P1);
+    finish(mum(a ^ P3, tag ^ seed ^ P2))
+}
+
+/// Hashes a source address alone (source-IP affinity: every connection of a client goes to
+/// one backend). `addr` is in the [`FlowKey`] layout.
+///
+/// Frozen: see the module documentation.
+#[inline]
+pub fn src_hash(seed: u64, addr: &[u8; 16]) -> u64 {
+    addr_tag(seed, addr, SRC_DOMAIN)
+}
+
+/// Hashes what both directions of a NAT flow share, the client's address and port, to pick
+/// the worker that owns it (`% workers`). `client_addr` is in the [`FlowKey`] layout.
+///
+/// Frozen: see the module documentation.
+#[inline]
+pub fn owner_hash(seed: u64, client_addr: &[u8; 16], client_port: u16) -> u64 {
+    addr_tag(seed, client_addr, u64::from(client_port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic PRNG (splitmix64) so the statistical tests are reproducible.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        fn key(&mut self) -> FlowKey {
+            let mut k = FlowKey::v6([0; 16], [0; 16], 0, 0, 6);
+            k.src[..8].copy_from_slice(&self.next().to_le_bytes());
+            k.src[8..].copy_from_slice(&self.next().to_le_bytes());
+            k.dst[..8].copy_from_slice(&self.next().to_le_bytes());
+            k.dst[8..].copy_from_slice(&self.next().to_le_bytes());
+            let r = self.next();
+            k.sport = r as u16;
+            k.dport = (r >> 16) as u16;
+            k.proto = (r >> 32) as u8;
+            k.family = (r >> 40) as u8;
+            k
+        }
+    }
+
+    /// The key's 38 bytes of fields in a fixed order, to flip bits by position.
+    fn key_bytes(k: &FlowKey) -> [u8; 38] {
+        let mut b = [0u8; 38];
+        b[..16].copy_from_slice(&k.src);
+        b[16..32].copy_from_slice(&k.dst);
+        b[32..34].copy_from_slice(&k.sport.to_le_bytes());
+        b[34..36].copy_from_slice(&k.dport.to_le_bytes());
+        b[36] = k.proto;
+        b[37] = k.family;
+        b
+    }
+
+    fn key_from(b: &[u8; 38]) -> FlowKey {
+        FlowKey {
+            src: b[..16].try_into().unwrap(),
+            dst: b[16..32].try_into().unwrap(),
+            sport: u16::from_le_bytes([b[32], b[33]]),
+            dport: u16::from_le_bytes([b[34], b[35]]),
+            proto: b[36],
+            family: b[37],
+        }
+    }
+
+    /// Flips every input bit of `n` random inputs; returns, per input bit, the mean number of
+    /// output bits flipped, and the worst per-(input bit, output bit) flip probability
+    /// distance from 1/2 (the strict avalanche criterion).
+    fn avalanche<const N: usize>(n: usize, rng: &mut Rng, mut input: impl FnMut(&mut Rng) -> [u8; N], f: impl Fn(&[u8; N]) -> u64) -> (Vec<f64>, f64) {
+        let bits = N * 8;
+        let mut flips = vec![[0u32; 64]; bits];
+        let mut total = vec![0u64; bits];
+        for _ in 0..n {
+            let x = input(rng);
+            let h = f(&x);
+            for bit in 0..bits {
+                let mut y = x;
+                y[bit / 8] ^= 1 << (bit % 8);
+                let d = h ^ f(&y);
+                total[bit] += u64::from(d.count_ones());
+                for (o, c) in flips[bit].iter_mut().enumerate() {
+                    *c += ((d >> o) & 1) as u32;
+                }
+            }
+        }
+        let means: Vec<f64> = total.iter().map(|&t| t as f64 / n as f64).collect();
+        let worst = flips
+            .iter()
+            .flat_map(|row| row.iter())
+            .map(|&c| (c as f64 / n as f64 - 0.5).abs())
+            .fold(0.0, f64::max);
+        (means, worst)
+    }
+
+    fn check_avalanche(what: &str, means: &[f64], worst: f64) {
+        let lo = means.iter().cloned().fold(f64::MAX, f64::min);
+        let hi = means.iter().cloned().fold(0.0, f64::max);
+        println!("{what}: mean output bits flipped per input bit in [{lo:.2}, {hi:.2}], worst SAC bias {worst:.3}");
+        // 64 output bits, ideal 32; with 4000 samples the standard error of a mean is ~0.06,
+        // so +-1 is a real defect, not noise. The SAC bias has a standard error of ~0.008 and
+        // there are thousands of cells, so 0.05 is ~6 sigma.
+        assert!(lo > 31.0 && hi < 33.0, "{what}: avalanche out of [31, 33]: [{lo}, {hi}]");
+        assert!(worst < 0.05, "{what}: strict avalanche bias {worst}");
+    }
+
+    #[test]
+    fn flow_hash_avalanche() {
+        let mut rng = Rng(1);
+        let (means, worst) = avalanche(4000, &mut rng, |r| key_bytes(&r.key()), |b| flow_hash(0x1234, &key_from(b)));
+        check_avalanche("flow_hash", &means, worst);
+        // IPv4 keys are mostly zero bytes: check they avalanche as well.
+        let (means, worst) = avalanche(
+            4000,
+            &mut rng,
+            |r| {
+                let x = r.next();
+                let y = r.next();
+                key_bytes(&FlowKey::v4((x as u32).to_be_bytes(), ((x >> 32) as u32).to_be_bytes(), y as u16, (y >> 16) as u16, 6))
+            },
+            |b| flow_hash(7, &key_from(b)),
+        );
+        check_avalanche("flow_hash (IPv4 keys)", &means, worst);
+    }
+
+    #[test]
+    fn owner_and_src_hash_avalanche() {
+        let mut rng = Rng(2);
+        let input = |r: &mut Rng| {
+            let mut b = [0u8; 18];
+            b[..8].copy_from_slice(&r.next().to_le_bytes());
+            b[8..16].copy_from_slice(&r.next().to_le_bytes());
+            b[16..].copy_from_slice(&(r.next() as u16).to_le_bytes());
+            b
+        };
+        let (means, worst) = avalanche(4000, &mut rng, input, |b| {
+            owner_hash(99, b[..16].try_into().unwrap(), u16::from_le_bytes([b[16], b[17]]))
+        });
+        check_avalanche("owner_hash", &means, worst);
+        let (means, worst) =
+            avalanche(4000, &mut rng, |r| input(r)[..16].try_into().unwrap(), |b: &[u8; 16]| src_hash(99, b));
+        check_avalanche("src_hash", &means, worst);
+    }
+
+    #[test]
+    fn hash_bytes_avalanche() {
+        let mut rng = Rng(3);
+        // 21 bytes: one full chunk and a tail, like a typical backend name.
+        let (means, worst) = avalanche(
+            4000,
+            &mut rng,
+            |r| {
+                let mut b = [0u8; 21];
+                for c in b.chunks_mut(8) {
+                    let w = r.next().to_le_bytes();
+                    c.copy_from_slice(&w[..c.len()]);
+                }
+                b
+            },
+            |b| hash_bytes(5, b),
+        );
+        check_avalanche("hash_bytes", &means, worst);
+    }
+
+    /// Counts of `h % m` over sequential, realistic keys (consecutive addresses of one client
+    /// range, consecutive ephemeral ports: the least random input a balancer sees) must pass
+    /// a chi-square test.
+    #[test]
+    fn low_bits_uniform() {
+        let n = 200_000u32;
+        let addr = |i: u32| -> [u8; 16] {
+            let b = i.to_be_bytes();
+            FlowKey::v4([10, b[1], b[2], b[3]], [0; 4], 0, 0, 0).src
+        };
+        let hashes: [(&str, Box<dyn Fn(u32) -> u64>); 4] = [
+            // 782 clients x 256 consecutive source ports to one VIP:443.
+            ("flow_hash ports", Box::new(|i| flow_hash(42, &FlowKey::v4([10, 0, (i >> 16) as u8, (i >> 8) as u8], [192, 0, 2, 1], 32768 + (i & 0xff) as u16, 443, 6)))),
+            // Consecutive clients, one port each.
+            ("flow_hash addrs", Box::new(move |i| flow_hash(42, &FlowKey { src: addr(i), ..FlowKey::v4([0; 4], [192, 0, 2, 1], 40000, 443, 6) }))),
+            ("src_hash", Box::new(move |i| src_hash(42, &addr(i)))),
+            ("owner_hash", Box::new(|i| owner_hash(42, &FlowKey::v4([10, 0, 0, (i >> 16) as u8], [0; 4], 0, 0, 0).src, i as u16))),
+        ];
+        for (name, f) in &hashes {
+            let hs: Vec<u64> = (0..n).map(f).collect();
+            for m in [2u64, 3, 7, 16, 64, 1021, 1024, 65537] {
+                let mut counts = vec![0u64; m as usize];
+                for h in &hs {
+                    counts[(h % m) as usize] += 1;
+                }
+                let expect = f64::from(n) / m as f64;
+                let chi2: f64 = counts.iter().map(|&c| (c as f64 - expect).powi(2) / expect).sum();
+                // chi-square with m-1 degrees of freedom: mean m-1, sd sqrt(2(m-1)); allow 5 sd.
+                let df = (m - 1) as f64;
+                let bound = df + 5.0 * (2.0 * df).sqrt() + 5.0;
+                assert!(chi2 < bound, "{name} % {m}: chi2 {chi2:.1} >= {bound:.1}");
+            }
+        }
+    }
+
+    #[test]
+    fn seed_and_fields_matter() {
+        let k = FlowKey::v4([10, 0, 0, 1], [192, 0, 2, 1], 40000, 80, 6);
+        assert_ne!(flow_hash(1, &k), flow_hash(2, &k));
+        assert_ne!(flow_hash(1, &k), flow_hash(1, &k.reversed()));
+        // IPv4 a.b.c.d and IPv6 a.b.c.d:: share address bytes but not the family.
+        let mut k6 = k;
+        k6.family = 6;
+        assert_ne!(flow_hash(1, &k), flow_hash(1, &k6));
+        assert_ne!(src_hash(1, &k.src), owner_hash(1, &k.src, 0));
+        assert_ne!(hash_bytes(0, b"ab"), hash_bytes(0, b"ab\0"));
+        assert_ne!(hash_bytes(0, b""), hash_bytes(1, b""));
+    }
+
+    /// FROZEN. These numbers are what every deployed Fulcrum computes. If this test fails,
+    /// the change moves every live flow to another backend (or worker) on upgrade, and two
+    /// instances of different versions behind one ECMP group would disagree on every flow.
+    /// Do not update the values; revert the change to the hash instead.
+    #[test]
+    fn golden_values() {
+        let v4 = FlowKey::v4([10, 0, 0, 1], [192, 0, 2, 10], 40000, 443, 6);
+        let v6 = FlowKey::v6(
+            [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80],
+            51000,
+            53,
+            17,
+        );
+        let got = [
+            hash_bytes(0, b""),
+            hash_bytes(0, b"web-1"),
+            hash_bytes(0x5eed, b"web-1"),
+            hash_bytes(0x5eed, b"a-backend-name-longer-than-16-bytes"),
+            flow_hash(0, &v4),
+            flow_hash(0x5eed, &v4),
+            flow_hash(0x5eed, &v6),
+            flow_hash(0x5eed, &v4.reversed()),
+            src_hash(0x5eed, &v4.src),
+            src_hash(0x5eed, &v6.src),
+            owner_hash(0x5eed, &v4.src, v4.sport),
+            owner_hash(0x5eed, &v6.src, v6.sport),
+        ];
+        let want: [u64; 12] = [
+            0x38020ae3f6b90077,
+            0x16c53ea4e828246b,
+            0xe5f351b04d269696,
+            0xb438d6a36ea59335,
+            0x4e066993da6cc0c6,
+            0xc0c454cc2b58261a,
+            0xdc87fd352c19f2c9,
+            0xd7bff43a6eb3d58b,
+            0xe2aad71aa73830f5,
+            0x22384295ded02f05,
+            0xd91315ef5457a82f,
+            0x17a42c48d322ec55,
+        ];
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g, w, "golden value {i} changed: {g:#018x}, frozen {w:#018x}");
+        }
+    }
+}

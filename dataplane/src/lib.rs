@@ -9,6 +9,12 @@ pub mod hash;
 pub mod maglev;
 pub mod flow;
 pub mod wire;
+pub mod verdict;
+pub mod stats;
+pub mod snapshot;
+pub mod pipeline;
+pub mod worker;
+pub mod engine;
 
 #[allow(unsafe_code)]
 pub mod dpdk;

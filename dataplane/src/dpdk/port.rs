@@ -1,0 +1,610 @@
+//! Ethdev ports: open (configure, set up queues, start), inspect, and hand out per-queue
+//! RX/TX handles that a worker takes to its core.
+//!
+//! A port is stopped and closed when the [`Port`] and every queue handle taken from it are
+//! gone, so no burst can ever run on a closed device. Each queue id has at most one handle at
+//! a time, and each device at most one open [`Port`] per process: DPDK's burst functions are
+//! not thread-safe per queue, and reconfiguring a running device is not safe at all.
+
+use std::cell::Cell;
+use std::ffi::{CStr, CString};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use dpdk_sys as sys;
+
+use super::burst::Burst;
+use super::eal::{EalUser, warn};
+use super::error::DpdkError;
+use super::mempool::Mempool;
+
+/// Makes a type `Send` but not `Sync`.
+type NotSync = PhantomData<Cell<()>>;
+
+/// How to open a port. [`PortSetup::new`] fills in one queue pair of 1024 descriptors.
+#[derive(Clone, Debug)]
+pub struct PortSetup {
+    /// The ethdev name: a vdev's name (`net_pcap0`), or a PCI address (`0000:01:00.0`). A full
+    /// device string with arguments is accepted too (the part before the first comma is used).
+    pub name: String,
+    /// Number of RX queues (at least 1).
+    pub rx_queues: u16,
+    /// Number of TX queues (at least 1).
+    pub tx_queues: u16,
+    /// RX descriptors per queue (the driver may round this to its limits).
+    pub rx_descriptors: u16,
+    /// TX descriptors per queue (the driver may round this to its limits).
+    pub tx_descriptors: u16,
+    /// The pool RX queues take their mbufs from. The port keeps it alive until it closes.
+    pub mempool: Mempool,
+    /// Use the symmetric Toeplitz key (0x6d5a repeated) when the device hashes, so both
+    /// directions of a flow land on the same queue. Otherwise the driver's default key.
+    pub symmetric_rss: bool,
+}
+
+impl PortSetup {
+    /// One RX and one TX queue of 1024 descriptors, driver-default RSS key.
+    pub fn new(name: impl Into<String>, mempool: Mempool) -> PortSetup {
+        PortSetup {
+            name: name.into(),
+            rx_queues: 1,
+            tx_queues: 1,
+            rx_descriptors: 1024,
+            tx_descriptors: 1024,
+            mempool,
+            symmetric_rss: false,
+        }
+    }
+}
+
+/// Link state, as last seen by the driver (not waited for).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Link {
+    /// Link is up.
+    pub up: bool,
+    /// Speed in Mbit/s; 0 when none or unknown.
+    pub speed_mbps: u32,
+    /// Full duplex.
+    pub full_duplex: bool,
+}
+
+/// The basic counters of `rte_eth_stats_get`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Packets received.
+    pub ipackets: u64,
+    /// Packets sent.
+    pub opackets: u64,
+    /// Bytes received.
+    pub ibytes: u64,
+    /// Bytes sent.
+    pub obytes: u64,
+    /// Packets the hardware dropped because RX queues were full.
+    pub imissed: u64,
+    /// Erroneous received packets.
+    pub ierrors: u64,
+    /// Failed transmissions.
+    pub oerrors: u64,
+    /// RX mbuf allocation failures.
+    pub rx_nombuf: u64,
+}
+
+/// Ports open in this process, by port id.
+static OPEN: [AtomicBool; sys::RTE_MAX_ETHPORTS as usize] =
+    [const { AtomicBool::new(false) }; sys::RTE_MAX_ETHPORTS as usize];
+
+/// Marks a port id open; released on drop.
+#[derive(Debug)]
+struct Claim(u16);
+
+impl Claim {
+    fn take(id: u16, name: &str) -> Result<Claim, DpdkError> {
+        let slot = OPEN.get(usize::from(id)).ok_or_else(|| {
+            DpdkError::invalid(
+                "rte_eth_dev_get_port_by_name",
+                format!("port id {id} out of range"),
+            )
+        })?;
+        if slot.swap(true, Ordering::AcqRel) {
+            return Err(DpdkError::PortInUse {
+                name: name.to_owned(),
+            });
+        }
+        Ok(Claim(id))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        OPEN[usize::from(self.0)].store(false, Ordering::Release);
+    }
+}
+
+/// An open, started port. `Send`, not `Sync`: control calls come from one thread at a time.
+#[derive(Debug)]
+pub struct Port {
+    inner: Arc<Inner>,
+    _not_sync: NotSync,
+}
+
+/// Shared by the `Port` and its queue handles; stops and closes the device when the last goes.
+#[derive(Debug)]
+struct Inner {
+    id: u16,
+    name: String,
+    mac: [u8; 6],
+    rss_hf: u64,
+    rx_taken: Box<[AtomicBool]>,
+    tx_taken: Box<[AtomicBool]>,
+    // Dropped after the device is closed (fields drop after `Drop::drop`, in this order): the
+    // pool outlives the RX rings filled from it, the claim the device, EAL everything.
+    _mempool: Mempool,
+    _claim: Claim,
+    _eal: EalUser,
+}
+
+impl Port {
+    /// Finds the device, configures it (RSS over IP/TCP/UDP when the device supports it,
+    /// masked with what it supports; no offloads otherwise), sets up the queues and starts it.
+    pub fn open(setup: PortSetup) -> Result<Port, DpdkError> {
+        let eal = EalUser::acquire()?;
+        let name = super::device_name(&setup.name).to_owned();
+        if setup.rx_queues == 0 || setup.tx_queues == 0 {
+            return Err(DpdkError::invalid(
+                "rte_eth_dev_configure",
+                format!("port {name}: need at least one RX and one TX queue"),
+            ));
+        }
+        let id = lookup(&name)?;
+        let claim = Claim::take(id, &name)?;
+
+        let mut info = sys::rte_eth_dev_info::default();
+        // SAFETY: `id` is a valid port; `info` is a writable rte_eth_dev_info.
+        let ret = unsafe { sys::rte_eth_dev_info_get(id, &mut info) };
+        if ret != 0 {
+            return Err(DpdkError::from_ret("rte_eth_dev_info_get", ret));
+        }
+        if setup.rx_queues > info.max_rx_queues || setup.tx_queues > info.max_tx_queues {
+            return Err(DpdkError::invalid(
+                "rte_eth_dev_configure",
+                format!(
+                    "port {name} supports at most {} RX and {} TX queues, {} and {} requested",
+                    info.max_rx_queues, info.max_tx_queues, setup.rx_queues, setup.tx_queues
+                ),
+            ));
+        }
+
+        let mut conf = sys::rte_eth_conf::default();
+        // Drivers reject an RSS configure that asks for hash types they lack (all the virtual
+        // devices support none), so ask only for the intersection, and for RSS only if it is
+        // not empty.
+        let wanted = u64::from(sys::RTE_ETH_RSS_IP | sys::RTE_ETH_RSS_TCP | sys::RTE_ETH_RSS_UDP);
+        let rss_hf = wanted & info.flow_type_rss_offloads;
+        // Read by rte_eth_dev_configure, which copies it; must outlive that call.
+        let mut key = [0u8; u8::MAX as usize];
+        if rss_hf != 0 {
+            conf.rxmode.mq_mode = sys::RTE_ETH_MQ_RX_RSS;
+            conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
+            let key_len = info.hash_key_size;
+            if setup.symmetric_rss && key_len > 0 {
+                for pair in key[..usize::from(key_len)].chunks_mut(2) {
+                    pair.copy_from_slice(&[0x6d, 0x5a][..pair.len()]);
+                }
+                conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
+                conf.rx_adv_conf.rss_conf.rss_key_len = key_len;
+            }
+            let rss_hash = u64::from(sys::RTE_ETH_RX_OFFLOAD_RSS_HASH);
+            if info.rx_offload_capa & rss_hash != 0 {
+                // So the hash reaches mbuf.hash.rss (Mbuf::rss_hash).
+                conf.rxmode.offloads |= rss_hash;
+            }
+        }
+        // SAFETY: valid port, claimed by us and not started; `conf` (and the key it may point
+        // to) lives across the call.
+        let ret =
+            unsafe { sys::rte_eth_dev_configure(id, setup.rx_queues, setup.tx_queues, &conf) };
+        if ret != 0 {
+            return Err(DpdkError::from_ret("rte_eth_dev_configure", ret));
+        }
+
+        let (mut nb_rxd, mut nb_txd) = (setup.rx_descriptors, setup.tx_descriptors);
+        // SAFETY: valid, configured port; both pointers are to live u16s.
+        let ret = unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut nb_rxd, &mut nb_txd) };
+        if ret != 0 {
+            return Err(DpdkError::from_ret("rte_eth_dev_adjust_nb_rx_tx_desc", ret));
+        }
+        // SAFETY: valid port id.
+        let socket = unsafe { sys::rte_eth_dev_socket_id(id) };
+        // SOCKET_ID_ANY (-1) stays SOCKET_ID_ANY through the cast, which queue setup accepts.
+        let socket = socket as u32;
+        for q in 0..setup.rx_queues {
+            // SAFETY: configured port, q below the configured count; default rxconf (null);
+            // the pool is alive and stays so while the port is (Inner::_mempool).
+            let ret = unsafe {
+                sys::rte_eth_rx_queue_setup(
+                    id,
+                    q,
+                    nb_rxd,
+                    socket,
+                    std::ptr::null(),
+                    setup.mempool.as_ptr(),
+                )
+            };
+            if ret != 0 {
+                return Err(DpdkError::from_ret("rte_eth_rx_queue_setup", ret));
+            }
+        }
+        for q in 0..setup.tx_queues {
+            // SAFETY: configured port, q below the configured count; default txconf (null).
+            let ret =
+                unsafe { sys::rte_eth_tx_queue_setup(id, q, nb_txd, socket, std::ptr::null()) };
+            if ret != 0 {
+                return Err(DpdkError::from_ret("rte_eth_tx_queue_setup", ret));
+            }
+        }
+        // SAFETY: configured port with all queues set up.
+        let ret = unsafe { sys::rte_eth_dev_start(id) };
+        if ret != 0 {
+            return Err(DpdkError::from_ret("rte_eth_dev_start", ret));
+        }
+
+        let mut mac = sys::rte_ether_addr::default();
+        // SAFETY: valid port; `mac` is a writable rte_ether_addr.
+        let ret = unsafe { sys::rte_eth_macaddr_get(id, &mut mac) };
+        if ret != 0 {
+            warn(&format!(
+                "port {name}: no MAC address ({}), using 00:00:00:00:00:00",
+                DpdkError::from_ret("rte_eth_macaddr_get", ret)
+            ));
+        }
+
+        let flags = |n: u16| (0..n).map(|_| AtomicBool::new(false)).collect();
+        Ok(Port {
+            inner: Arc::new(Inner {
+                id,
+                name,
+                mac: mac.addr_bytes,
+                rss_hf,
+                rx_taken: flags(setup.rx_queues),
+                tx_taken: flags(setup.tx_queues),
+                _mempool: setup.mempool,
+                _claim: claim,
+                _eal: eal,
+            }),
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// DPDK's port id.
+    pub fn port_id(&self) -> u16 {
+        self.inner.id
+    }
+
+    /// The ethdev name the port was opened by.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The port's MAC address.
+    pub fn mac(&self) -> [u8; 6] {
+        self.inner.mac
+    }
+
+    /// The RSS hash types configured (`RTE_ETH_RSS_*`); 0 when the device does not hash and
+    /// traffic must be spread in software.
+    pub fn rss_hf(&self) -> u64 {
+        self.inner.rss_hf
+    }
+
+    /// Number of RX queues.
+    pub fn rx_queue_count(&self) -> u16 {
+        self.inner.rx_taken.len() as u16
+    }
+
+    /// Number of TX queues.
+    pub fn tx_queue_count(&self) -> u16 {
+        self.inner.tx_taken.len() as u16
+    }
+
+    /// The handle for RX queue `queue`; one at a time per queue (dropping it gives it back).
+    pub fn rx_queue(&self, queue: u16) -> Result<RxQueue, DpdkError> {
+        self.take(&self.inner.rx_taken, "rx", queue)?;
+        Ok(RxQueue {
+            port_id: self.inner.id,
+            queue,
+            port: Arc::clone(&self.inner),
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// The handle for TX queue `queue`; one at a time per queue (dropping it gives it back).
+    pub fn tx_queue(&self, queue: u16) -> Result<TxQueue, DpdkError> {
+        self.take(&self.inner.tx_taken, "tx", queue)?;
+        Ok(TxQueue {
+            port_id: self.inner.id,
+            queue,
+            port: Arc::clone(&self.inner),
+            _not_sync: PhantomData,
+        })
+    }
+
+    fn take(&self, taken: &[AtomicBool], kind: &'static str, queue: u16) -> Result<(), DpdkError> {
+        let flag = taken.get(usize::from(queue)).ok_or_else(|| {
+            DpdkError::invalid(
+                "queue",
+                format!(
+                    "port {} has {} {kind} queue(s), no queue {queue}",
+                    self.inner.name,
+                    taken.len()
+                ),
+            )
+        })?;
+        if flag.swap(true, Ordering::AcqRel) {
+            return Err(DpdkError::QueueInUse {
+                port: self.inner.name.clone(),
+                kind,
+                queue,
+            });
+        }
+        Ok(())
+    }
+
+    /// Link state, without waiting for autonegotiation.
+    pub fn link(&self) -> Result<Link, DpdkError> {
+        let mut link = sys::rte_eth_link::default();
+        // SAFETY: open port; `link` is a writable rte_eth_link.
+        let ret = unsafe { sys::rte_eth_link_get_nowait(self.inner.id, &mut link) };
+        if ret != 0 {
+            return Err(DpdkError::from_ret("rte_eth_link_get_nowait", ret));
+        }
+        let speed = link.link_speed;
+        Ok(Link {
+            up: link.link_status() != 0,
+            speed_mbps: if speed == sys::RTE_ETH_SPEED_NUM_UNKNOWN {
+                0
+            } else {
+                speed
+            },
+            full_duplex: u32::from(link.link_duplex()) == sys::RTE_ETH_LINK_FULL_DUPLEX,
+        })
+    }
+
+    /// The basic counters.
+    pub fn stats(&self) -> Result<PortStats, DpdkError> {
+        let mut s = sys::rte_eth_stats::default();
+        // SAFETY: open port; `s` is a writable rte_eth_stats.
+        let ret = unsafe { sys::rte_eth_stats_get(self.inner.id, &mut s) };
+        if ret != 0 {
+            return Err(DpdkError::from_ret("rte_eth_stats_get", ret));
+        }
+        Ok(PortStats {
+            ipackets: s.ipackets,
+            opackets: s.opackets,
+            ibytes: s.ibytes,
+            obytes: s.obytes,
+            imissed: s.imissed,
+            ierrors: s.ierrors,
+            oerrors: s.oerrors,
+            rx_nombuf: s.rx_nombuf,
+        })
+    }
+
+    /// Zeroes the basic counters.
+    pub fn reset_stats(&self) -> Result<(), DpdkError> {
+        // SAFETY: open port.
+        let ret = unsafe { sys::rte_eth_stats_reset(self.inner.id) };
+        if ret != 0 {
+            return Err(DpdkError::from_ret("rte_eth_stats_reset", ret));
+        }
+        Ok(())
+    }
+
+    /// The driver's extended counters, by name.
+    pub fn xstats(&self) -> Result<Vec<(String, u64)>, DpdkError> {
+        let id = self.inner.id;
+        // SAFETY: open port; a null array with size 0 asks for the count only.
+        let n = unsafe { sys::rte_eth_xstats_get_names(id, std::ptr::null_mut(), 0) };
+        let n = u32::try_from(n).map_err(|_| DpdkError::from_ret("rte_eth_xstats_get_names", n))?;
+        let mut names = vec![sys::rte_eth_xstat_name::default(); n as usize];
+        // SAFETY: `names` has room for n entries.
+        let got = unsafe { sys::rte_eth_xstats_get_names(id, names.as_mut_ptr(), n) };
+        let got =
+            u32::try_from(got).map_err(|_| DpdkError::from_ret("rte_eth_xstats_get_names", got))?;
+        names.truncate(got.min(n) as usize);
+        let mut values = vec![sys::rte_eth_xstat::default(); n as usize];
+        // SAFETY: `values` has room for n entries.
+        let got = unsafe { sys::rte_eth_xstats_get(id, values.as_mut_ptr(), n) };
+        let got = u32::try_from(got).map_err(|_| DpdkError::from_ret("rte_eth_xstats_get", got))?;
+        // A larger count means the set changed between the calls: report what both agree on.
+        values.truncate(got.min(n) as usize);
+        Ok(values
+            .iter()
+            .filter_map(|x| {
+                let name = names.get(usize::try_from(x.id).ok()?)?;
+                let bytes = name.name.map(|c| c as u8);
+                let name = CStr::from_bytes_until_nul(&bytes)
+                    .ok()?
+                    .to_string_lossy()
+                    .into_owned();
+                Some((name, x.value))
+            })
+            .collect())
+    }
+
+    /// Turns promiscuous mode on or off.
+    pub fn set_promiscuous(&self, on: bool) -> Result<(), DpdkError> {
+        // SAFETY: open port.
+        let ret = unsafe {
+            if on {
+                sys::rte_eth_promiscuous_enable(self.inner.id)
+            } else {
+                sys::rte_eth_promiscuous_disable(self.inner.id)
+            }
+        };
+        if ret != 0 {
+            return Err(DpdkError::from_ret(
+                if on {
+                    "rte_eth_promiscuous_enable"
+                } else {
+                    "rte_eth_promiscuous_disable"
+                },
+                ret,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sets the MTU (L3 bytes, without the Ethernet header).
+    pub fn set_mtu(&self, mtu: u16) -> Result<(), DpdkError> {
+        // SAFETY: open port.
+        let ret = unsafe { sys::rte_eth_dev_set_mtu(self.inner.id, mtu) };
+        if ret != 0 {
+            return Err(DpdkError::from_ret("rte_eth_dev_set_mtu", ret));
+        }
+        Ok(())
+    }
+}
+
+/// The port id of `name`; a short PCI address (`01:00.0`) is also tried with domain 0000.
+fn lookup(name: &str) -> Result<u16, DpdkError> {
+    let not_found = || DpdkError::DeviceNotFound {
+        name: name.to_owned(),
+    };
+    let by_name = |name: &str| -> Option<u16> {
+        let c_name = CString::new(name).ok()?;
+        let mut id = 0u16;
+        // SAFETY: EAL is running; valid C string; `id` is a writable u16.
+        let ret = unsafe { sys::rte_eth_dev_get_port_by_name(c_name.as_ptr(), &mut id) };
+        (ret == 0).then_some(id)
+    };
+    if let Some(id) = by_name(name) {
+        return Ok(id);
+    }
+    let b = name.as_bytes();
+    if b.len() == 7 && b[2] == b':' && b[5] == b'.' {
+        return by_name(&format!("0000:{name}")).ok_or_else(not_found);
+    }
+    Err(not_found())
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The Port and every queue handle are gone, so no burst can be running.
+        // SAFETY: the port is open and started, and nothing else uses it any more.
+        let ret = unsafe { sys::rte_eth_dev_stop(self.id) };
+        if ret != 0 {
+            warn(&format!(
+                "port {}: {}",
+                self.name,
+                DpdkError::from_ret("rte_eth_dev_stop", ret)
+            ));
+        }
+        // SAFETY: stopped port, not used after this.
+        let ret = unsafe { sys::rte_eth_dev_close(self.id) };
+        if ret != 0 {
+            warn(&format!(
+                "port {}: {}",
+                self.name,
+                DpdkError::from_ret("rte_eth_dev_close", ret)
+            ));
+        }
+    }
+}
+
+/// One RX queue of a port, owned by one worker. Keeps the port open while it lives.
+#[derive(Debug)]
+pub struct RxQueue {
+    port_id: u16,
+    queue: u16,
+    port: Arc<Inner>,
+    _not_sync: NotSync,
+}
+
+impl RxQueue {
+    /// Receives into the spare slots of `burst` (up to its free capacity) and returns how many
+    /// mbufs arrived. Each arrives owned by the burst.
+    ///
+    /// Vector RX paths (ixgbe, i40e, ...) deliver in multiples of 4 and may return nothing
+    /// when fewer than 4 slots are free: receive into an empty burst.
+    #[inline]
+    pub fn rx_burst<const N: usize>(&mut self, burst: &mut Burst<N>) -> usize {
+        self.rx_burst_max(burst, N)
+    }
+
+    /// Like [`RxQueue::rx_burst`], but receives at most `max` mbufs (a configured burst size
+    /// smaller than the array).
+    #[inline]
+    pub fn rx_burst_max<const N: usize>(&mut self, burst: &mut Burst<N>, max: usize) -> usize {
+        let (slots, spare) = burst.spare_raw();
+        let spare = spare.min(max);
+        if spare == 0 {
+            return 0;
+        }
+        // SAFETY: the port is started and stays open while `self` lives; this handle is the
+        // only one for the queue and `&mut self` keeps the call single-threaded; `slots` has
+        // room for `spare` (<= u16::MAX) pointers.
+        let n = unsafe { sys::fulcrum_rx_burst(self.port_id, self.queue, slots, spare as u16) };
+        // SAFETY: the driver wrote `n` valid mbufs into the spare slots and handed them over.
+        unsafe { burst.commit(usize::from(n)) };
+        usize::from(n)
+    }
+
+    /// The port id.
+    pub fn port_id(&self) -> u16 {
+        self.port_id
+    }
+
+    /// The queue id.
+    pub fn queue_id(&self) -> u16 {
+        self.queue
+    }
+}
+
+impl Drop for RxQueue {
+    fn drop(&mut self) {
+        self.port.rx_taken[usize::from(self.queue)].store(false, Ordering::Release);
+    }
+}
+
+/// One TX queue of a port, owned by one worker. Keeps the port open while it lives.
+#[derive(Debug)]
+pub struct TxQueue {
+    port_id: u16,
+    queue: u16,
+    port: Arc<Inner>,
+    _not_sync: NotSync,
+}
+
+impl TxQueue {
+    /// Sends `burst`. The driver takes a prefix of it; the rest is freed here, so the burst is
+    /// always empty afterwards. Returns how many were taken: the caller counts
+    /// `len - sent` as dropped.
+    #[inline]
+    pub fn tx_burst<const N: usize>(&mut self, burst: &mut Burst<N>) -> usize {
+        let (slots, len) = burst.filled_raw();
+        if len == 0 {
+            return 0;
+        }
+        // SAFETY: as in RxQueue::rx_burst; `slots` holds `len` (<= u16::MAX) owned mbufs.
+        let sent = unsafe { sys::fulcrum_tx_burst(self.port_id, self.queue, slots, len as u16) };
+        // SAFETY: the driver now owns the first `sent` mbufs; the rest are still ours.
+        unsafe { burst.taken_free_rest(usize::from(sent)) }
+    }
+
+    /// The port id.
+    pub fn port_id(&self) -> u16 {
+        self.port_id
+    }
+
+    /// The queue id.
+    pub fn queue_id(&self) -> u16 {
+        self.queue
+    }
+}
+
+impl Drop for TxQueue {
+    fn drop(&mut self) {
+        self.port.tx_taken[usize::from(self.queue)].store(false, Ordering::Release);
+    }
+}

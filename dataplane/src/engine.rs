@@ -1,0 +1,298 @@
+//! Starting and stopping the data plane: EAL, the mbuf pool, the ports with one queue pair
+//! per worker, the worker-to-worker rings, the first snapshot, and the pinned worker threads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use conf::Config;
+
+use crate::dpdk::{
+    self, DpdkError, Eal, MbufRing, Mempool, Port, PortSetup, PortStats, RingProducer,
+};
+use crate::snapshot::{BackendIds, Dynamic, Snapshot, SnapshotCell};
+use crate::stats::{Counters, SharedCounters};
+use crate::worker::{self, WorkerPort, WorkerSetup};
+
+/// Room of one mbuf: a standard 1500-byte MTU frame plus DPDK's 128-byte headroom, rounded
+/// as `RTE_MBUF_DEFAULT_BUF_SIZE`.
+const MBUF_DATA_ROOM: u16 = 2048 + 128;
+/// Slots in each worker-to-worker ring.
+const HANDOFF_RING: u32 = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Dpdk(#[from] DpdkError),
+    #[error("port {port} ({device}): {source}")]
+    Port {
+        port: String,
+        device: String,
+        #[source]
+        source: DpdkError,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A port's final figures.
+#[derive(Debug, Clone)]
+pub struct PortReport {
+    pub name: String,
+    pub device: String,
+    pub mac: [u8; 6],
+    pub stats: Option<PortStats>,
+}
+
+/// What a stopped engine reports.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub workers: Vec<Counters>,
+    pub ports: Vec<PortReport>,
+}
+
+impl Report {
+    pub fn totals(&self) -> Counters {
+        let mut t = Counters::default();
+        for w in &self.workers {
+            t.add(w);
+        }
+        t
+    }
+}
+
+/// The running data plane.
+pub struct Engine {
+    threads: Vec<JoinHandle<Counters>>,
+    stop: Arc<AtomicBool>,
+    pub snapshots: Arc<SnapshotCell>,
+    pub counters: Vec<Arc<SharedCounters>>,
+    pub ids: BackendIds,
+    pub dynamic: Dynamic,
+    pub generation: u64,
+    /// The receiving end of each worker's ring to the slow path.
+    pub slowpath_rings: Vec<dpdk::RingConsumer>,
+    ports: Vec<Port>,
+    devices: Vec<String>,
+    names: Vec<String>,
+    mempool: Mempool,
+    // Dropped last: EAL cleanup runs once every pool, port and ring is gone.
+    _eal: Eal,
+}
+
+/// EAL arguments for a config: its own, its devices, and the main lcore when none is given.
+pub fn eal_args(cfg: &Config, devices: &[String]) -> Vec<String> {
+    let mut args = cfg.dpdk.eal_args.clone();
+    let has_lcores = args
+        .iter()
+        .any(|a| a == "-l" || a == "-c" || a.starts_with("--lcores") || a.starts_with("-l"));
+    if !has_lcores {
+        // EAL pins the main thread to its lcore; the slow path runs there.
+        args.push("-l".into());
+        args.push(cfg.dpdk.slowpath_cpu.unwrap_or(0).to_string());
+    }
+    args.extend(dpdk::vdev_eal_args(devices));
+    args
+}
+
+impl Engine {
+    /// Starts the data plane for `cfg`. `devices` replaces the device string of each port
+    /// (same order as `cfg.ports`); pass the config's own to use them.
+    pub fn start(cfg: &Config, devices: Vec<String>) -> Result<Engine, EngineError> {
+        if devices.len() != cfg.ports.len() {
+            return Err(EngineError::Setup(format!(
+                "{} device(s) given for {} port(s)",
+                devices.len(),
+                cfg.ports.len()
+            )));
+        }
+        let workers = cfg.dpdk.workers.len();
+        let eal = Eal::init(&eal_args(cfg, &devices))?;
+        let mempool = Mempool::new(
+            "fulcrum_pkts",
+            cfg.dpdk.mbufs,
+            cfg.dpdk.mbuf_cache,
+            MBUF_DATA_ROOM,
+        )?;
+
+        let mut ports = Vec::with_capacity(cfg.ports.len());
+        for (p, device) in cfg.ports.iter().zip(&devices) {
+            let setup = PortSetup {
+                name: dpdk::device_name(device).to_string(),
+                rx_queues: workers as u16,
+                tx_queues: workers as u16,
+                rx_descriptors: cfg.dpdk.rx_descriptors,
+                tx_descriptors: cfg.dpdk.tx_descriptors,
+                mempool: mempool.clone(),
+                symmetric_rss: true,
+            };
+            let port = Port::open(setup).map_err(|source| EngineError::Port {
+                port: p.name.clone(),
+                device: device.clone(),
+                source,
+            })?;
+            ports.push(port);
+        }
+        let max_id = ports.iter().map(|p| p.port_id()).max().unwrap_or(0);
+        let mut port_index = vec![0u8; usize::from(max_id) + 1];
+        for (i, p) in ports.iter().enumerate() {
+            port_index[usize::from(p.port_id())] = i as u8;
+        }
+
+        let mut ids = BackendIds::new();
+        let dynamic = Dynamic {
+            port_macs: ports.iter().map(|p| p.mac()).collect(),
+            ..Default::default()
+        };
+        let snapshots = Arc::new(SnapshotCell::new(Snapshot::build(
+            cfg, &mut ids, &dynamic, 1,
+        )));
+        let stop = Arc::new(AtomicBool::new(false));
+
+        // handoff[i][j]: worker i -> worker j.
+        let mut producers: Vec<Vec<Option<RingProducer>>> =
+            (0..workers).map(|_| Vec::new()).collect();
+        let mut consumers: Vec<Vec<dpdk::RingConsumer>> =
+            (0..workers).map(|_| Vec::new()).collect();
+        for i in 0..workers {
+            for j in 0..workers {
+                if i == j {
+                    producers[i].push(None);
+                    continue;
+                }
+                let (tx, rx) = MbufRing::new(&format!("fl_ho_{i}_{j}"), HANDOFF_RING)?.split();
+                producers[i].push(Some(tx));
+                consumers[j].push(rx);
+            }
+        }
+        let mut to_slow = Vec::with_capacity(workers);
+        let mut slowpath_rings = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let (tx, rx) = MbufRing::new(&format!("fl_slow_{i}"), 1024)?.split();
+            to_slow.push(Some(tx));
+            slowpath_rings.push(rx);
+        }
+
+        let mut counters = Vec::with_capacity(workers);
+        let mut threads = Vec::with_capacity(workers);
+        let mut producers = producers.into_iter();
+        let mut consumers = consumers.into_iter();
+        for (i, cpu) in cfg.dpdk.workers.iter().enumerate() {
+            let mut wports = Vec::with_capacity(ports.len());
+            for p in &ports {
+                wports.push(WorkerPort {
+                    rx: p.rx_queue(i as u16)?,
+                    tx: p.tx_queue(i as u16)?,
+                });
+            }
+            let shared = Arc::new(SharedCounters::default());
+            counters.push(shared.clone());
+            let setup = WorkerSetup {
+                index: i as u16,
+                workers: workers as u16,
+                cpu: Some(*cpu),
+                ports: wports,
+                port_index: port_index.clone(),
+                handoff_in: consumers.next().expect("one per worker"),
+                handoff_out: producers.next().expect("one per worker"),
+                to_slowpath: to_slow[i].take(),
+                snapshots: snapshots.clone(),
+                counters: shared,
+                stop: stop.clone(),
+                flow_capacity: cfg.global.flow_table_capacity as usize,
+                burst: cfg.dpdk.burst,
+                idle_sleep: Duration::from_micros(u64::from(cfg.dpdk.idle_sleep_us)),
+            };
+            let t = std::thread::Builder::new()
+                .name(format!("fulcrum-w{i}"))
+                .spawn(move || worker::run(setup))
+                .map_err(|e| EngineError::Setup(format!("spawning worker {i}: {e}")))?;
+            threads.push(t);
+        }
+
+        Ok(Engine {
+            threads,
+            stop,
+            snapshots,
+            counters,
+            ids,
+            dynamic,
+            generation: 1,
+            slowpath_rings,
+            names: cfg.ports.iter().map(|p| p.name.clone()).collect(),
+            ports,
+            devices,
+            mempool,
+            _eal: eal,
+        })
+    }
+
+    /// The workers' counters as last published.
+    pub fn worker_counters(&self) -> Vec<Counters> {
+        self.counters.iter().map(|c| c.read()).collect()
+    }
+
+    /// Sums of the workers' counters.
+    pub fn totals(&self) -> Counters {
+        let mut t = Counters::default();
+        for c in self.worker_counters() {
+            t.add(&c);
+        }
+        t
+    }
+
+    /// Builds and publishes a new snapshot from `cfg` and the current dynamic state.
+    pub fn publish(&mut self, cfg: &Config) {
+        self.generation += 1;
+        let s = Snapshot::build(cfg, &mut self.ids, &self.dynamic, self.generation);
+        self.snapshots.publish(s);
+    }
+
+    /// The mbuf pool (for leak checks and the slow path's own frames).
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+
+    /// Per-port figures now.
+    pub fn port_reports(&self) -> Vec<PortReport> {
+        self.ports
+            .iter()
+            .zip(self.names.iter().zip(&self.devices))
+            .map(|(p, (name, device))| PortReport {
+                name: name.clone(),
+                device: device.clone(),
+                mac: p.mac(),
+                stats: p.stats().ok(),
+            })
+            .collect()
+    }
+
+    /// Stops the workers, waits for them, and reports their final counters.
+    pub fn stop(mut self) -> Report {
+        self.stop.store(true, Ordering::Relaxed);
+        let workers = self
+            .threads
+            .drain(..)
+            .map(|t| t.join().unwrap_or_default())
+            .collect();
+        // Frames still waiting for the slow path go back to the pool.
+        for r in &mut self.slowpath_rings {
+            let mut b: dpdk::Burst = dpdk::Burst::new();
+            while r.dequeue_burst(&mut b) > 0 {
+                b.clear();
+            }
+        }
+        let ports = self.port_reports();
+        Report { workers, ports }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

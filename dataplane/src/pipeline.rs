@@ -1,0 +1,833 @@
+//! What a worker does with one packet: classify, find or make its flow, decide, rewrite.
+//!
+//! Pure: no DPDK, no I/O, no allocation, no locks, no logging. It runs over any
+//! [`Frame`] (an mbuf in production, a `VecFrame` in tests) against an immutable
+//! [`Snapshot`], and returns a [`Verdict`]; the caller does the I/O and the counting of
+//! I/O outcomes.
+//!
+//! ```text
+//! Ethernet (VLAN, QinQ) -> ARP for a VIP/own address?  reply
+//!                       -> IPv4/IPv6 -> dst is a VIP? -> service? -> flow hit / Maglev
+//!                                                          -> rewrite (DSR MACs | NAT dst)
+//!                                                       empty pool -> RST / ICMP unreach
+//!                                    -> own address?  -> ICMP echo reply | slow path
+//!                                    -> from a NAT backend? -> owner's reverse flow -> un-NAT
+//!                                    -> drop(not_vip)
+//! ```
+
+use conf::{Forwarding, HashKey, OnEmpty};
+
+use crate::flow::{self, FlowKey, FlowState, FlowTable};
+use crate::frame::Frame;
+use crate::hash;
+use crate::snapshot::{Addr, BackendRt, Snapshot};
+use crate::stats::Counters;
+use crate::verdict::{DropReason, Verdict};
+use crate::wire::{self, checksum, tcp};
+
+use crate::wire::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+
+/// Hop limit of the packets the balancer originates.
+const OWN_TTL: u8 = 64;
+
+/// One worker's packet-processing state: its flow table and counters.
+pub struct Pipeline {
+    /// This worker's index.
+    pub worker: u16,
+    /// How many workers share the traffic (NAT flows have one owner among them).
+    pub workers: u16,
+    pub flows: FlowTable,
+    pub counters: Counters,
+    /// Coarse clock in milliseconds, set by the worker once per burst.
+    pub now_ms: u32,
+}
+
+/// What the L3 parse found, for both families.
+#[derive(Clone, Copy)]
+struct L4 {
+    v6: bool,
+    l2_len: usize,
+    /// Offset of the L4 header in the frame.
+    l4: usize,
+    /// Bytes of L4 header + payload (bounded by the IP length, without Ethernet padding).
+    l4_len: usize,
+    proto: u8,
+    src: Addr,
+    dst: Addr,
+}
+
+/// The parts of a TCP/UDP header the decision needs.
+#[derive(Clone, Copy)]
+struct Ports {
+    sport: u16,
+    dport: u16,
+    tcp_flags: u8,
+}
+
+impl Pipeline {
+    /// A pipeline for worker `worker` of `workers`, with a flow table of `flow_capacity`.
+    pub fn new(worker: u16, workers: u16, flow_capacity: usize) -> Self {
+        Pipeline {
+            worker,
+            workers: workers.max(1),
+            flows: FlowTable::with_capacity(flow_capacity),
+            counters: Counters::default(),
+            now_ms: 0,
+        }
+    }
+
+    /// Decides one frame received on `port`, rewriting it in place when it is forwarded or
+    /// answered.
+    #[inline]
+    pub fn process<F: Frame>(&mut self, snap: &Snapshot, port: u8, frame: &mut F) -> Verdict {
+        let v = self.classify(snap, port, frame);
+        match v {
+            Verdict::Forward { .. } => self.counters.forwarded += 1,
+            Verdict::Reply => self.counters.replies += 1,
+            _ => {}
+        }
+        v
+    }
+
+    /// Counts a verdict as a worker with unlimited queues would: the tests' stand-in for the
+    /// worker's I/O accounting.
+    pub fn account(&mut self, v: Verdict) {
+        match v {
+            Verdict::Forward { .. } | Verdict::Reply => self.counters.tx += 1,
+            Verdict::Handoff { .. } => self.counters.handoff_out += 1,
+            Verdict::SlowPath => self.counters.to_slowpath += 1,
+            Verdict::Drop(r) => self.counters.drop(r),
+        }
+    }
+
+    fn classify<F: Frame>(&mut self, snap: &Snapshot, port: u8, frame: &mut F) -> Verdict {
+        let Some(prt) = snap.ports.get(port as usize) else {
+            return Verdict::Drop(DropReason::L2NotForUs);
+        };
+        let l2 = match wire::ethernet::parse_l2(frame.data()) {
+            Ok(l2) => l2,
+            Err(wire::WireError::TooManyVlans) => return Verdict::Drop(DropReason::TooManyVlans),
+            Err(_) => return Verdict::Drop(DropReason::MalformedL2),
+        };
+        let dst_mac: [u8; 6] = frame.data()[0..6]
+            .try_into()
+            .expect("parse_l2 checked 14 bytes");
+        // Unicast to someone else: not ours to touch (multicast/broadcast pass on: ARP, ND).
+        if dst_mac[0] & 1 == 0 && dst_mac != prt.mac {
+            return Verdict::Drop(DropReason::L2NotForUs);
+        }
+        match l2.ethertype {
+            wire::ethernet::ETHERTYPE_ARP => self.arp(snap, port, l2.l3_offset, frame),
+            wire::ethernet::ETHERTYPE_IPV4 => self.ipv4(snap, port, l2.l3_offset, frame),
+            wire::ethernet::ETHERTYPE_IPV6 => self.ipv6(snap, port, l2.l3_offset, frame),
+            _ => Verdict::Drop(DropReason::UnsupportedEthertype),
+        }
+    }
+
+    fn arp<F: Frame>(&mut self, snap: &Snapshot, port: u8, l3: usize, frame: &mut F) -> Verdict {
+        let data = frame.data_mut();
+        let Ok(mut arp) = wire::ArpPacket::new_checked(&mut data[l3..]) else {
+            return Verdict::Drop(DropReason::MalformedArp);
+        };
+        if arp.operation() != wire::arp::OP_REQUEST {
+            // Replies and announcements feed the slow path's neighbour cache.
+            return Verdict::SlowPath;
+        }
+        let target = arp.target_proto_addr();
+        let mut key = [0u8; 16];
+        key[..4].copy_from_slice(&target);
+        if !snap.is_vip(&key) && snap.own_addr(&key) != Some(port) {
+            return Verdict::Drop(DropReason::ArpNotOurs);
+        }
+        let mac = snap.ports[port as usize].mac;
+        let (sha, spa) = (arp.sender_hw_addr(), arp.sender_proto_addr());
+        arp.set_operation(wire::arp::OP_REPLY);
+        arp.set_target_hw_addr(sha);
+        arp.set_target_proto_addr(spa);
+        arp.set_sender_hw_addr(mac);
+        arp.set_sender_proto_addr(target);
+        set_reply_macs(data, mac);
+        Verdict::Reply
+    }
+
+    fn ipv4<F: Frame>(&mut self, snap: &Snapshot, port: u8, l3: usize, frame: &mut F) -> Verdict {
+        let ip = match wire::Ipv4Packet::new_checked(&frame.data()[l3..]) {
+            Ok(ip) if ip.verify_checksum() => ip,
+            _ => return Verdict::Drop(DropReason::MalformedIpv4),
+        };
+        let hl = ip.header_len();
+        let l4 = L4 {
+            v6: false,
+            l2_len: l3,
+            l4: l3 + hl,
+            l4_len: ip.total_len() as usize - hl,
+            proto: ip.protocol(),
+            src: v4_key(ip.src_addr()),
+            dst: v4_key(ip.dst_addr()),
+        };
+        let fragment = ip.more_frags() || ip.frag_offset() != 0;
+        self.l3(snap, port, l4, fragment, frame)
+    }
+
+    fn ipv6<F: Frame>(&mut self, snap: &Snapshot, port: u8, l3: usize, frame: &mut F) -> Verdict {
+        let Ok(ip) = wire::Ipv6Packet::new_checked(&frame.data()[l3..]) else {
+            return Verdict::Drop(DropReason::MalformedIpv6);
+        };
+        let Ok(ul) = ip.upper_layer() else {
+            return Verdict::Drop(DropReason::MalformedIpv6);
+        };
+        let end = 40 + ip.payload_len() as usize;
+        let l4 = L4 {
+            v6: true,
+            l2_len: l3,
+            l4: l3 + ul.offset,
+            l4_len: end - ul.offset,
+            proto: ul.protocol,
+            src: ip.src_addr(),
+            dst: ip.dst_addr(),
+        };
+        let fragment = ul.fragment.is_some();
+        self.l3(snap, port, l4, fragment, frame)
+    }
+
+    /// Everything after the IP header, for both families.
+    fn l3<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        port: u8,
+        p: L4,
+        fragment: bool,
+        frame: &mut F,
+    ) -> Verdict {
+        let icmp = if p.v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
+        if snap.is_vip(&p.dst) {
+            if fragment {
+                return Verdict::Drop(DropReason::Fragment);
+            }
+            return match p.proto {
+                IPPROTO_TCP | IPPROTO_UDP => {
+                    let Some(ports) = ports(frame.data(), &p) else {
+                        return Verdict::Drop(DropReason::MalformedL4);
+                    };
+                    match snap.service(&p.dst, p.proto, ports.dport) {
+                        Some(s) => self.service(snap, port, s, p, ports, frame),
+                        None => Verdict::Drop(DropReason::NoService),
+                    }
+                }
+                x if x == icmp => self.icmp_to_us(snap, port, p, frame),
+                _ => Verdict::Drop(DropReason::UnsupportedProtocol),
+            };
+        }
+        if snap.own_addr(&p.dst).is_some() {
+            if fragment {
+                return Verdict::Drop(DropReason::Fragment);
+            }
+            if p.proto == icmp {
+                // Echo requests are answered here; anything else ICMP (errors quoting a health
+                // check, ND for our own address) is the slow path's.
+                match self.icmp_to_us(snap, port, p, frame) {
+                    Verdict::Drop(DropReason::IcmpUnhandled) => return Verdict::SlowPath,
+                    v => return v,
+                }
+            }
+            return Verdict::SlowPath;
+        }
+        if p.v6 && p.proto == IPPROTO_ICMPV6 && !fragment {
+            // Neighbour solicitations for a VIP arrive at its solicited-node multicast address.
+            if let Some(v) = self.neighbor_solicitation(snap, port, p, frame) {
+                return v;
+            }
+        }
+        if matches!(p.proto, IPPROTO_TCP | IPPROTO_UDP) {
+            if let Some(ports) = ports(frame.data(), &p) {
+                if snap.is_nat_backend(&p.src, p.proto, ports.sport) {
+                    if fragment {
+                        return Verdict::Drop(DropReason::Fragment);
+                    }
+                    return self.nat_reply(snap, p, ports, frame);
+                }
+            }
+        }
+        Verdict::Drop(DropReason::NotVip)
+    }
+
+    /// The worker that owns a NAT flow: chosen from what both directions share, the client's
+    /// address and port.
+    #[inline]
+    fn owner(&self, seed: u64, client: &Addr, client_port: u16) -> u16 {
+        if self.workers <= 1 {
+            return self.worker;
+        }
+        (hash::owner_hash(seed, client, client_port) % u64::from(self.workers)) as u16
+    }
+
+    fn service<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        port: u8,
+        si: u16,
+        p: L4,
+        ports: Ports,
+        frame: &mut F,
+    ) -> Verdict {
+        let svc = &snap.services[si as usize];
+        let nat = svc.forwarding == Forwarding::Nat;
+        if nat {
+            let owner = self.owner(snap.seed, &p.src, ports.sport);
+            if owner != self.worker {
+                return Verdict::Handoff { worker: owner };
+            }
+        }
+        let key = flow_key(&p, ports.sport, ports.dport);
+        let fhash = hash::flow_hash(snap.seed, &key);
+        let pick_hash = match svc.hash {
+            HashKey::FiveTuple => fhash,
+            HashKey::SourceIp => hash::src_hash(snap.seed, &p.src),
+        };
+        let tcp = p.proto == IPPROTO_TCP;
+        let flags = ports.tcp_flags;
+        let is_rst = tcp && flags & tcp::RST != 0;
+        let is_syn = tcp && flags & tcp::SYN != 0 && flags & tcp::ACK == 0;
+        let now = self.now_ms;
+
+        let mut chosen: Option<&BackendRt> = None;
+        let mut new_flow = true;
+        if let Some(idx) = self.flows.lookup(&key, fhash) {
+            let f = *self.flows.get(idx);
+            match snap
+                .backend(f.backend)
+                .filter(|b| b.service == si && b.keeps_flows())
+            {
+                Some(b) => {
+                    let fm = self.flows.get_mut(idx);
+                    fm.last_seen = now;
+                    fm.service = si;
+                    fm.state = next_state(f.state, tcp, flags);
+                    if nat && f.twin != flow::NO_TWIN {
+                        let tw = self.flows.get_mut(f.twin);
+                        tw.last_seen = now;
+                        tw.state = next_state(tw.state, tcp, flags);
+                    }
+                    chosen = Some(b);
+                    new_flow = false;
+                }
+                None => {
+                    // Its backend is down, in maintenance or gone: this packet goes to the new
+                    // choice (the flow is made again below).
+                    self.flows.remove(idx);
+                    self.counters.flows_rescheduled += 1;
+                }
+            }
+        }
+
+        let b = match chosen {
+            Some(b) => b,
+            None => match svc.pick(pick_hash).and_then(|id| snap.backend(id)) {
+                Some(b) => b,
+                None => return self.empty_pool(snap, port, svc.on_empty, p, ports, frame),
+            },
+        };
+
+        if new_flow && !is_rst {
+            let state = if !tcp {
+                FlowState::Udp
+            } else if is_syn {
+                FlowState::TcpSynSeen
+            } else {
+                // Mid-stream pickup (after a restart or a move between instances): Maglev
+                // chose the same backend as before, so keep it.
+                next_state(FlowState::TcpEstablished, tcp, flags)
+            };
+            let peer_mac: [u8; 6] = frame.data()[6..12].try_into().expect("ethernet checked");
+            let fl = flow::Flow {
+                state,
+                service: si,
+                backend: b.id,
+                last_seen: now,
+                twin: flow::NO_TWIN,
+                port,
+                peer_mac,
+                flags: 0,
+            };
+            if let Some(fwd) = self.insert(&snap.timeouts, key, fhash, fl) {
+                if nat {
+                    let bport = b.port.unwrap_or(ports.dport);
+                    let rkey = FlowKey {
+                        src: b.addr_key,
+                        dst: p.src,
+                        sport: bport,
+                        dport: ports.sport,
+                        ..key
+                    };
+                    let rhash = hash::flow_hash(snap.seed, &rkey);
+                    if let Some(rev) = self.insert(&snap.timeouts, rkey, rhash, fl) {
+                        // The reverse insert may have evicted the forward entry when full.
+                        if self.flows.key(fwd) == &key {
+                            self.flows.link(fwd, rev);
+                        } else {
+                            self.flows.remove(rev);
+                        }
+                    }
+                }
+            }
+        }
+
+        let out = b.out_port;
+        let out_mac = snap
+            .ports
+            .get(out as usize)
+            .map(|p| p.mac)
+            .unwrap_or([0; 6]);
+        let data = frame.data_mut();
+        if nat {
+            let bport = b.port.unwrap_or(ports.dport);
+            rewrite_dst(data, &p, &b.addr_key, bport);
+        }
+        data[0..6].copy_from_slice(&b.mac);
+        data[6..12].copy_from_slice(&out_mac);
+        Verdict::Forward { port: out }
+    }
+
+    fn insert(
+        &mut self,
+        t: &flow::Timeouts,
+        key: FlowKey,
+        fhash: u64,
+        fl: flow::Flow,
+    ) -> Option<u32> {
+        match self.flows.insert(key, fhash, fl, self.now_ms, t) {
+            Ok(ins) => {
+                self.counters.flows_created += 1;
+                if ins.evicted.is_some() {
+                    self.counters.flows_evicted += 1;
+                }
+                Some(ins.idx)
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn nat_reply<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        p: L4,
+        ports: Ports,
+        frame: &mut F,
+    ) -> Verdict {
+        let owner = self.owner(snap.seed, &p.dst, ports.dport);
+        if owner != self.worker {
+            return Verdict::Handoff { worker: owner };
+        }
+        let rkey = flow_key(&p, ports.sport, ports.dport);
+        let rhash = hash::flow_hash(snap.seed, &rkey);
+        let Some(ridx) = self.flows.lookup(&rkey, rhash) else {
+            return Verdict::Drop(DropReason::NatNoFlow);
+        };
+        let rev = *self.flows.get(ridx);
+        if rev.twin == flow::NO_TWIN {
+            return Verdict::Drop(DropReason::NatNoFlow);
+        }
+        let fkey = *self.flows.key(rev.twin);
+        let tcp = p.proto == IPPROTO_TCP;
+        let now = self.now_ms;
+        for idx in [ridx, rev.twin] {
+            let f = self.flows.get_mut(idx);
+            f.last_seen = now;
+            f.state = next_state(f.state, tcp, ports.tcp_flags);
+        }
+        let out = rev.port;
+        let Some(out_mac) = snap.ports.get(out as usize).map(|p| p.mac) else {
+            return Verdict::Drop(DropReason::NatNoFlow);
+        };
+        let data = frame.data_mut();
+        rewrite_src(data, &p, &fkey.dst, fkey.dport);
+        data[0..6].copy_from_slice(&rev.peer_mac);
+        data[6..12].copy_from_slice(&out_mac);
+        Verdict::Forward { port: out }
+    }
+
+    /// No backend takes new flows: refuse fast so the client moves on.
+    fn empty_pool<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        port: u8,
+        on_empty: OnEmpty,
+        p: L4,
+        ports: Ports,
+        frame: &mut F,
+    ) -> Verdict {
+        if on_empty == OnEmpty::Drop {
+            return Verdict::Drop(DropReason::NoBackend);
+        }
+        let mac = snap.ports[port as usize].mac;
+        match p.proto {
+            IPPROTO_TCP if ports.tcp_flags & (tcp::SYN | tcp::ACK | tcp::RST) == tcp::SYN => {
+                let v = build_rst(frame, &p, mac);
+                if v == Verdict::Reply {
+                    self.counters.resets += 1;
+                }
+                v
+            }
+            IPPROTO_UDP => build_unreachable(frame, &p, mac),
+            _ => Verdict::Drop(DropReason::NoBackend),
+        }
+    }
+
+    /// ICMP echo to a VIP or our own address: answer it in place.
+    fn icmp_to_us<F: Frame>(&mut self, snap: &Snapshot, port: u8, p: L4, frame: &mut F) -> Verdict {
+        let mac = snap.ports[port as usize].mac;
+        let data = frame.data_mut();
+        let end = p.l4 + p.l4_len;
+        if p.v6 {
+            let Ok(mut icmp) = wire::Icmpv6Packet::new_checked(&mut data[p.l4..end]) else {
+                return Verdict::Drop(DropReason::MalformedL4);
+            };
+            if icmp.msg_type() != wire::icmpv6::ECHO_REQUEST {
+                return Verdict::Drop(DropReason::IcmpUnhandled);
+            }
+            icmp.set_msg_type(wire::icmpv6::ECHO_REPLY);
+            icmp.fill_checksum(&p.dst, &p.src);
+            let l3 = p.l2_len;
+            let mut ip = wire::Ipv6Packet::new_unchecked(&mut data[l3..]);
+            ip.set_src_addr(p.dst);
+            ip.set_dst_addr(p.src);
+            ip.set_hop_limit(OWN_TTL);
+        } else {
+            let Ok(mut icmp) = wire::Icmpv4Packet::new_checked(&mut data[p.l4..end]) else {
+                return Verdict::Drop(DropReason::MalformedL4);
+            };
+            if icmp.msg_type() != wire::icmpv4::ECHO_REQUEST || icmp.msg_code() != 0 {
+                return Verdict::Drop(DropReason::IcmpUnhandled);
+            }
+            icmp.set_msg_type(wire::icmpv4::ECHO_REPLY);
+            icmp.fill_checksum();
+            let l3 = p.l2_len;
+            let mut ip = wire::Ipv4Packet::new_unchecked(&mut data[l3..]);
+            ip.set_src_addr(v4_of(&p.dst));
+            ip.set_dst_addr(v4_of(&p.src));
+            ip.set_ttl(OWN_TTL);
+            ip.fill_checksum();
+        }
+        set_reply_macs(data, mac);
+        Verdict::Reply
+    }
+
+    /// An IPv6 neighbour solicitation for a VIP: answer with an advertisement carrying the
+    /// port's MAC. `None` when it is not one.
+    fn neighbor_solicitation<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        port: u8,
+        p: L4,
+        frame: &mut F,
+    ) -> Option<Verdict> {
+        const NS: u8 = 135;
+        const NA: u8 = 136;
+        let end = p.l4 + p.l4_len;
+        let data = frame.data();
+        // type(1) code(1) checksum(2) reserved(4) target(16) [options]
+        if p.l4_len < 24 || data.get(p.l4) != Some(&NS) {
+            return None;
+        }
+        let target: Addr = data[p.l4 + 8..p.l4 + 24].try_into().ok()?;
+        if !snap.is_vip(&target) && snap.own_addr(&target) != Some(port) {
+            return Some(Verdict::Drop(DropReason::ArpNotOurs));
+        }
+        let mac = snap.ports[port as usize].mac;
+        let requester: [u8; 6] = data[6..12].try_into().ok()?;
+        let src_unspecified = p.src == [0u8; 16];
+        let dst = if src_unspecified {
+            // To all-nodes when the solicitation came from the unspecified address (DAD).
+            [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+        } else {
+            p.src
+        };
+        // NA: 24 bytes + target link-layer address option (8 bytes).
+        let na_len = 32usize;
+        let want = p.l4 + na_len;
+        let have = frame.data().len();
+        if have < want && !frame.append(want - have) {
+            return Some(Verdict::Drop(DropReason::NoRoom));
+        }
+        frame.truncate(want);
+        let _ = end;
+        let data = frame.data_mut();
+        let na = &mut data[p.l4..p.l4 + na_len];
+        na[0] = NA;
+        na[1] = 0;
+        na[2..4].copy_from_slice(&[0, 0]);
+        // Solicited (unless answering DAD) and Override.
+        na[4] = if src_unspecified { 0x20 } else { 0x60 };
+        na[5..8].copy_from_slice(&[0, 0, 0]);
+        na[8..24].copy_from_slice(&target);
+        na[24] = 2; // target link-layer address
+        na[25] = 1; // length in units of 8 bytes
+        na[26..32].copy_from_slice(&mac);
+        let csum =
+            checksum::l4_checksum_v6(&target, &dst, IPPROTO_ICMPV6, &data[p.l4..p.l4 + na_len]);
+        data[p.l4 + 2..p.l4 + 4].copy_from_slice(&csum.to_be_bytes());
+        // A fresh IPv6 header: extension headers of the solicitation are not echoed.
+        let l3 = p.l2_len;
+        if p.l4 != l3 + 40 {
+            return Some(Verdict::Drop(DropReason::MalformedIpv6));
+        }
+        let mut ip = wire::Ipv6Packet::new_unchecked(&mut data[l3..]);
+        ip.set_payload_len(na_len as u16);
+        ip.set_next_header(IPPROTO_ICMPV6);
+        ip.set_hop_limit(255);
+        ip.set_src_addr(target);
+        ip.set_dst_addr(dst);
+        data[0..6].copy_from_slice(&requester);
+        data[6..12].copy_from_slice(&mac);
+        Some(Verdict::Reply)
+    }
+}
+
+/// The next TCP state of a flow given a packet's flags (UDP flows stay UDP).
+#[inline]
+fn next_state(cur: FlowState, tcp: bool, flags: u8) -> FlowState {
+    if !tcp {
+        return FlowState::Udp;
+    }
+    if flags & (tcp::FIN | tcp::RST) != 0 {
+        FlowState::TcpClosing
+    } else if cur == FlowState::TcpSynSeen && flags & tcp::ACK != 0 && flags & tcp::SYN == 0 {
+        FlowState::TcpEstablished
+    } else {
+        cur
+    }
+}
+
+#[inline]
+fn v4_key(a: [u8; 4]) -> Addr {
+    let mut k = [0u8; 16];
+    k[..4].copy_from_slice(&a);
+    k
+}
+
+#[inline]
+fn v4_of(k: &Addr) -> [u8; 4] {
+    [k[0], k[1], k[2], k[3]]
+}
+
+#[inline]
+fn flow_key(p: &L4, sport: u16, dport: u16) -> FlowKey {
+    if p.v6 {
+        FlowKey::v6(p.src, p.dst, sport, dport, p.proto)
+    } else {
+        FlowKey::v4(v4_of(&p.src), v4_of(&p.dst), sport, dport, p.proto)
+    }
+}
+
+/// Ports and flags of a TCP/UDP header, length-checked.
+#[inline]
+fn ports(data: &[u8], p: &L4) -> Option<Ports> {
+    let seg = data.get(p.l4..p.l4 + p.l4_len)?;
+    if p.proto == IPPROTO_TCP {
+        let t = wire::TcpPacket::new_checked(seg).ok()?;
+        Some(Ports {
+            sport: t.src_port(),
+            dport: t.dst_port(),
+            tcp_flags: t.flags(),
+        })
+    } else {
+        let u = wire::UdpPacket::new_checked(seg).ok()?;
+        Some(Ports {
+            sport: u.src_port(),
+            dport: u.dst_port(),
+            tcp_flags: 0,
+        })
+    }
+}
+
+/// A reply goes back where the request came from: dst MAC := its src, src MAC := ours.
+#[inline]
+fn set_reply_macs(data: &mut [u8], our_mac: [u8; 6]) {
+    data.copy_within(6..12, 0);
+    data[6..12].copy_from_slice(&our_mac);
+}
+
+/// NAT inbound: destination address and port := backend's, checksums updated (RFC 1624).
+fn rewrite_dst(data: &mut [u8], p: &L4, addr: &Addr, port: u16) {
+    let alen = if p.v6 { 16 } else { 4 };
+    let l3 = p.l2_len;
+    let (old_addr, old_port);
+    {
+        old_addr = p.dst;
+        let seg = &data[p.l4..p.l4 + 4];
+        old_port = u16::from_be_bytes([seg[2], seg[3]]);
+    }
+    if !p.v6 {
+        let mut ip = wire::Ipv4Packet::new_unchecked(&mut data[l3..]);
+        ip.set_dst_addr(v4_of(addr));
+        let c = checksum::update_bytes(ip.checksum(), &old_addr[..4], &addr[..4]);
+        ip.set_checksum(c);
+    } else {
+        let mut ip = wire::Ipv6Packet::new_unchecked(&mut data[l3..]);
+        ip.set_dst_addr(*addr);
+    }
+    rewrite_l4(data, p, &old_addr[..alen], &addr[..alen], 2, old_port, port);
+}
+
+/// NAT reply: source address and port := the VIP's, checksums updated (RFC 1624).
+fn rewrite_src(data: &mut [u8], p: &L4, addr: &Addr, port: u16) {
+    let alen = if p.v6 { 16 } else { 4 };
+    let l3 = p.l2_len;
+    let old_addr = p.src;
+    let seg = &data[p.l4..p.l4 + 2];
+    let old_port = u16::from_be_bytes([seg[0], seg[1]]);
+    if !p.v6 {
+        let mut ip = wire::Ipv4Packet::new_unchecked(&mut data[l3..]);
+        ip.set_src_addr(v4_of(addr));
+        let c = checksum::update_bytes(ip.checksum(), &old_addr[..4], &addr[..4]);
+        ip.set_checksum(c);
+    } else {
+        let mut ip = wire::Ipv6Packet::new_unchecked(&mut data[l3..]);
+        ip.set_src_addr(*addr);
+    }
+    rewrite_l4(data, p, &old_addr[..alen], &addr[..alen], 0, old_port, port);
+}
+
+/// Writes a port at `port_off` (0: source, 2: destination) of the L4 header and updates the
+/// L4 checksum for it and for an address change in the pseudo-header.
+fn rewrite_l4(
+    data: &mut [u8],
+    p: &L4,
+    old_addr: &[u8],
+    new_addr: &[u8],
+    port_off: usize,
+    old_port: u16,
+    new_port: u16,
+) {
+    let seg = &mut data[p.l4..p.l4 + p.l4_len];
+    seg[port_off..port_off + 2].copy_from_slice(&new_port.to_be_bytes());
+    let csum_off = if p.proto == IPPROTO_TCP { 16 } else { 6 };
+    let old = u16::from_be_bytes([seg[csum_off], seg[csum_off + 1]]);
+    if p.proto == IPPROTO_UDP && old == 0 && !p.v6 {
+        // An IPv4 UDP datagram without checksum stays without one.
+        return;
+    }
+    let mut c = checksum::update_bytes(old, old_addr, new_addr);
+    c = checksum::update_u16(c, old_port, new_port);
+    if p.proto == IPPROTO_UDP && c == 0 {
+        c = 0xffff;
+    }
+    seg[csum_off..csum_off + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Turns a SYN into the RST|ACK that refuses it (RFC 9293 3.10.7.1: seq 0, ack = SEG.SEQ +
+/// SEG.LEN), from the VIP, back to the client. Options and payload are dropped.
+fn build_rst<F: Frame>(frame: &mut F, p: &L4, our_mac: [u8; 6]) -> Verdict {
+    let (sport, dport, seq, seg_len) = {
+        let data = frame.data();
+        let Ok(t) = wire::TcpPacket::new_checked(&data[p.l4..p.l4 + p.l4_len]) else {
+            return Verdict::Drop(DropReason::MalformedL4);
+        };
+        let payload = p.l4_len - t.header_len() as usize;
+        let fin = u32::from(t.fin());
+        (
+            t.src_port(),
+            t.dst_port(),
+            t.seq_number(),
+            1 + payload as u32 + fin,
+        )
+    };
+    let l3 = p.l2_len;
+    let ip_len = if p.v6 { 40 } else { 20 };
+    let total = l3 + ip_len + 20;
+    if frame.data().len() < total && !frame.append(total - frame.data().len()) {
+        return Verdict::Drop(DropReason::NoRoom);
+    }
+    frame.truncate(total);
+    let data = frame.data_mut();
+    set_reply_macs(data, our_mac);
+    write_ip_header(&mut data[l3..], p.v6, &p.dst, &p.src, IPPROTO_TCP, 20);
+    let seg = &mut data[l3 + ip_len..total];
+    let mut t = wire::TcpPacket::new_unchecked(&mut *seg);
+    t.set_src_port(dport);
+    t.set_dst_port(sport);
+    t.set_seq_number(0);
+    t.set_ack_number(seq.wrapping_add(seg_len));
+    t.set_header_len(20);
+    t.set_flags(tcp::RST | tcp::ACK);
+    t.set_window_len(0);
+    t.set_urgent_at(0);
+    t.set_checksum(0);
+    let c = if p.v6 {
+        checksum::l4_checksum_v6(&p.dst, &p.src, IPPROTO_TCP, seg)
+    } else {
+        checksum::l4_checksum_v4(&v4_of(&p.dst), &v4_of(&p.src), IPPROTO_TCP, seg)
+    };
+    seg[16..18].copy_from_slice(&c.to_be_bytes());
+    Verdict::Reply
+}
+
+/// Turns a UDP datagram for an empty pool into ICMP port unreachable, quoting its IP header
+/// and the first 8 bytes after it (RFC 792; RFC 4443 for IPv6, which quotes the same here).
+fn build_unreachable<F: Frame>(frame: &mut F, p: &L4, our_mac: [u8; 6]) -> Verdict {
+    let l3 = p.l2_len;
+    let ip_len = if p.v6 { 40 } else { 20 };
+    // The quoted invoking packet: its IP header(s) plus 8 bytes of UDP.
+    let quote = (p.l4 - l3) + 8.min(p.l4_len);
+    let total = l3 + ip_len + 8 + quote;
+    let have = frame.data().len();
+    if have < total && !frame.append(total - have) {
+        return Verdict::Drop(DropReason::NoRoom);
+    }
+    let data = frame.data_mut();
+    data.copy_within(l3..l3 + quote, l3 + ip_len + 8);
+    frame.truncate(total);
+    let data = frame.data_mut();
+    set_reply_macs(data, our_mac);
+    let icmp_len = 8 + quote;
+    let (ptype, code) = if p.v6 {
+        (IPPROTO_ICMPV6, (1u8, 4u8))
+    } else {
+        (IPPROTO_ICMP, (3u8, 3u8))
+    };
+    write_ip_header(
+        &mut data[l3..],
+        p.v6,
+        &p.dst,
+        &p.src,
+        ptype,
+        icmp_len as u16,
+    );
+    let icmp = &mut data[l3 + ip_len..total];
+    icmp[0] = code.0;
+    icmp[1] = code.1;
+    icmp[2..8].copy_from_slice(&[0; 6]);
+    let c = if p.v6 {
+        checksum::l4_checksum_v6(&p.dst, &p.src, IPPROTO_ICMPV6, icmp)
+    } else {
+        !checksum::fold(checksum::sum(icmp, 0))
+    };
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    Verdict::Reply
+}
+
+/// A fresh IP header for a packet the balancer originates.
+fn write_ip_header(buf: &mut [u8], v6: bool, src: &Addr, dst: &Addr, proto: u8, payload_len: u16) {
+    if v6 {
+        wire::ipv6::Repr {
+            src: *src,
+            dst: *dst,
+            next_header: proto,
+            payload_len,
+            hop_limit: OWN_TTL,
+        }
+        .emit(&mut buf[..40])
+        .expect("40 bytes of room");
+    } else {
+        wire::ipv4::Repr {
+            src: v4_of(src),
+            dst: v4_of(dst),
+            protocol: proto,
+            payload_len,
+            ttl: OWN_TTL,
+            ident: 0,
+        }
+        .emit(&mut buf[..20])
+        .expect("20 bytes of room");
+    }
+}

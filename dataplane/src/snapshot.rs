@@ -1,0 +1,502 @@
+//! The immutable picture the workers forward by: services, their Maglev tables, backends with
+//! their state and next hop, the balancer's own addresses.
+//!
+//! The control plane builds a complete new [`Snapshot`] whenever anything changes (config
+//! reload, health, ARP, operator command) and publishes it with one atomic pointer swap
+//! ([`SnapshotCell`]); a worker loads it once per burst. Nothing in a snapshot changes after
+//! it is built.
+
+use std::collections::HashMap as StdHashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hashbrown::{HashMap, HashSet};
+
+use conf::{AdminState, Config, Forwarding, HashKey, IfAddr, OnEmpty, Protocol};
+
+use crate::flow;
+use crate::maglev;
+
+/// A backend's identity across snapshots. 0 is "none" (as in Katran).
+pub type BackendId = u32;
+
+/// An address in flow-key form: IPv4 in the first 4 bytes, the rest zero.
+pub type Addr = [u8; 16];
+
+/// Converts an address to its key form.
+pub fn addr_key(ip: IpAddr) -> Addr {
+    match ip {
+        IpAddr::V4(a) => {
+            let mut k = [0u8; 16];
+            k[..4].copy_from_slice(&a.octets());
+            k
+        }
+        IpAddr::V6(a) => a.octets(),
+    }
+}
+
+/// What health checking says of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Up,
+    Down,
+}
+
+/// A backend's effective state in this snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendState {
+    /// Healthy, enabled, next hop known: takes new and existing flows.
+    Up,
+    /// Operator drain: existing flows stay, no new ones.
+    Drain,
+    /// Failed its health check: its flows move to a new choice.
+    Down,
+    /// Operator maintenance: no flows at all.
+    Maint,
+    /// No MAC address known for it yet.
+    Unresolved,
+}
+
+impl BackendState {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendState::Up => "up",
+            BackendState::Drain => "drain",
+            BackendState::Down => "down",
+            BackendState::Maint => "maint",
+            BackendState::Unresolved => "unresolved",
+        }
+    }
+}
+
+/// A backend as the workers see it.
+#[derive(Debug, Clone)]
+pub struct BackendRt {
+    pub id: BackendId,
+    /// Index of its service in `Snapshot::services`.
+    pub service: u16,
+    pub name: String,
+    pub addr: IpAddr,
+    pub addr_key: Addr,
+    /// NAT target port (`None`: the client's destination port).
+    pub port: Option<u16>,
+    pub weight: u32,
+    pub backup: bool,
+    pub mac: [u8; 6],
+    /// Index of the port it is reached through.
+    pub out_port: u8,
+    pub state: BackendState,
+}
+
+impl BackendRt {
+    /// May an existing flow keep using this backend?
+    #[inline]
+    pub fn keeps_flows(&self) -> bool {
+        matches!(self.state, BackendState::Up | BackendState::Drain)
+    }
+}
+
+/// Which tier of a pool currently takes new flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    Primary,
+    Backup,
+    Empty,
+}
+
+/// A service as the workers see it.
+#[derive(Debug, Clone)]
+pub struct ServiceRt {
+    pub name: String,
+    pub vip: IpAddr,
+    pub vip_key: Addr,
+    pub protocol: Protocol,
+    pub port: Option<u16>,
+    pub forwarding: Forwarding,
+    pub hash: HashKey,
+    pub on_empty: OnEmpty,
+    /// Every backend of the service (all tiers, all states), by id.
+    pub backends: Vec<BackendId>,
+    /// Maglev members: the ids of the backends that take new flows, in the table's index order.
+    pub members: Box<[BackendId]>,
+    pub maglev: maglev::Table,
+    pub tier: Tier,
+}
+
+impl ServiceRt {
+    /// The backend Maglev picks for this hash, if the pool is not empty.
+    #[inline]
+    pub fn pick(&self, hash: u64) -> Option<BackendId> {
+        self.maglev.lookup(hash).map(|i| self.members[i as usize])
+    }
+}
+
+/// A data port as the workers see it.
+#[derive(Debug, Clone)]
+pub struct PortRt {
+    pub name: String,
+    pub mac: [u8; 6],
+    pub addrs: Vec<IfAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct VipKey {
+    addr: Addr,
+    proto: u8,
+    /// 0: the all-ports service of this VIP.
+    port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Endpoint {
+    addr: Addr,
+    proto: u8,
+    /// 0: any port (a NAT backend that keeps the client's destination port).
+    port: u16,
+}
+
+/// Everything a worker needs, immutable.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub generation: u64,
+    pub seed: u64,
+    pub timeouts: flow::Timeouts,
+    pub ports: Vec<PortRt>,
+    pub services: Vec<ServiceRt>,
+    /// Indexed by [`BackendId`]; `None` for ids not in use.
+    pub backends: Vec<Option<BackendRt>>,
+    vips: HashMap<VipKey, u16>,
+    vip_addrs: HashSet<Addr>,
+    own_addrs: HashMap<Addr, u8>,
+    nat_endpoints: HashSet<Endpoint>,
+}
+
+impl Snapshot {
+    /// The service for this destination, exact port first, then the VIP's all-ports service.
+    #[inline]
+    pub fn service(&self, dst: &Addr, proto: u8, port: u16) -> Option<u16> {
+        if let Some(s) = self.vips.get(&VipKey {
+            addr: *dst,
+            proto,
+            port,
+        }) {
+            return Some(*s);
+        }
+        self.vips
+            .get(&VipKey {
+                addr: *dst,
+                proto,
+                port: 0,
+            })
+            .copied()
+    }
+
+    /// Is this address a VIP (any protocol or port)?
+    #[inline]
+    pub fn is_vip(&self, addr: &Addr) -> bool {
+        self.vip_addrs.contains(addr)
+    }
+
+    /// The port owning this balancer address, if it is one.
+    #[inline]
+    pub fn own_addr(&self, addr: &Addr) -> Option<u8> {
+        self.own_addrs.get(addr).copied()
+    }
+
+    /// Is `addr:port` (as a source) a NAT backend, i.e. is this packet a reply to translate?
+    #[inline]
+    pub fn is_nat_backend(&self, addr: &Addr, proto: u8, port: u16) -> bool {
+        !self.nat_endpoints.is_empty()
+            && (self.nat_endpoints.contains(&Endpoint {
+                addr: *addr,
+                proto,
+                port,
+            }) || self.nat_endpoints.contains(&Endpoint {
+                addr: *addr,
+                proto,
+                port: 0,
+            }))
+    }
+
+    #[inline]
+    pub fn backend(&self, id: BackendId) -> Option<&BackendRt> {
+        self.backends.get(id as usize).and_then(|b| b.as_ref())
+    }
+
+    /// A snapshot that forwards nothing (before the first config is applied).
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            generation: 0,
+            seed: 0,
+            timeouts: flow::Timeouts::from(&conf::Timeouts::default()),
+            ports: Vec::new(),
+            services: Vec::new(),
+            backends: Vec::new(),
+            vips: HashMap::new(),
+            vip_addrs: HashSet::new(),
+            own_addrs: HashMap::new(),
+            nat_endpoints: HashSet::new(),
+        }
+    }
+}
+
+/// Stable backend ids: (service name, backend name) -> id, kept across reloads so a flow's
+/// backend survives a config change that reorders or edits the file.
+#[derive(Debug, Default, Clone)]
+pub struct BackendIds {
+    ids: StdHashMap<(String, String), BackendId>,
+    next: BackendId,
+}
+
+impl BackendIds {
+    pub fn new() -> Self {
+        BackendIds {
+            ids: StdHashMap::new(),
+            next: 1,
+        }
+    }
+
+    /// The id of this backend, allocating one the first time it is seen.
+    pub fn get(&mut self, service: &str, backend: &str) -> BackendId {
+        if self.next == 0 {
+            self.next = 1;
+        }
+        let key = (service.to_string(), backend.to_string());
+        if let Some(id) = self.ids.get(&key) {
+            return *id;
+        }
+        let id = self.next;
+        self.next += 1;
+        self.ids.insert(key, id);
+        id
+    }
+
+    /// Looks an id up without allocating.
+    pub fn find(&self, service: &str, backend: &str) -> Option<BackendId> {
+        self.ids
+            .get(&(service.to_string(), backend.to_string()))
+            .copied()
+    }
+}
+
+/// What the control plane knows beyond the config file.
+#[derive(Debug, Default, Clone)]
+pub struct Dynamic {
+    /// The MAC of each data port, as DPDK reports it (index = port index).
+    pub port_macs: Vec<[u8; 6]>,
+    /// Health of each backend; a backend with no entry counts as up (no check configured).
+    pub health: StdHashMap<BackendId, Health>,
+    /// Operator overrides of the config's admin state (`ctl drain|enable|disable`).
+    pub admin: StdHashMap<BackendId, AdminState>,
+    /// Neighbours learnt by ARP/ND.
+    pub neighbors: StdHashMap<IpAddr, [u8; 6]>,
+}
+
+impl Snapshot {
+    /// Builds a complete snapshot from a validated config and the dynamic state.
+    pub fn build(
+        cfg: &Config,
+        ids: &mut BackendIds,
+        dynamic: &Dynamic,
+        generation: u64,
+    ) -> Snapshot {
+        let seed = cfg.global.hash_seed;
+        let ports: Vec<PortRt> = cfg
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PortRt {
+                name: p.name.clone(),
+                mac: p
+                    .mac
+                    .map(|m| m.0)
+                    .or_else(|| dynamic.port_macs.get(i).copied())
+                    .unwrap_or([0; 6]),
+                addrs: p.addresses.clone(),
+            })
+            .collect();
+        let mut own_addrs = HashMap::new();
+        for (i, p) in cfg.ports.iter().enumerate() {
+            for a in &p.addresses {
+                own_addrs.insert(addr_key(a.addr), i as u8);
+            }
+        }
+
+        let mut backends: Vec<Option<BackendRt>> = Vec::new();
+        let mut services = Vec::with_capacity(cfg.services.len());
+        let mut vips = HashMap::new();
+        let mut vip_addrs = HashSet::new();
+        let mut nat_endpoints = HashSet::new();
+
+        for (si, s) in cfg.services.iter().enumerate() {
+            let mut ids_of = Vec::with_capacity(s.backends.len());
+            for b in &s.backends {
+                let id = ids.get(&s.name, &b.name);
+                let out_port = cfg
+                    .ports
+                    .iter()
+                    .position(|p| p.addresses.iter().any(|a| a.contains(b.address)))
+                    .unwrap_or(0);
+                let mac = b
+                    .mac
+                    .map(|m| m.0)
+                    .or_else(|| dynamic.neighbors.get(&b.address).copied())
+                    .or_else(|| {
+                        cfg.ports
+                            .iter()
+                            .flat_map(|p| p.neighbors.iter())
+                            .find(|(ip, _)| *ip == b.address)
+                            .map(|(_, m)| m.0)
+                    });
+                let admin = dynamic.admin.get(&id).copied().unwrap_or(b.admin);
+                let health = dynamic.health.get(&id).copied().unwrap_or(Health::Up);
+                let state = match (admin, health, mac) {
+                    (AdminState::Disabled, _, _) => BackendState::Maint,
+                    (_, Health::Down, _) => BackendState::Down,
+                    (_, _, None) => BackendState::Unresolved,
+                    (AdminState::Drain, _, _) => BackendState::Drain,
+                    (AdminState::Enabled, Health::Up, Some(_)) => BackendState::Up,
+                };
+                if backends.len() <= id as usize {
+                    backends.resize(id as usize + 1, None);
+                }
+                backends[id as usize] = Some(BackendRt {
+                    id,
+                    service: si as u16,
+                    name: b.name.clone(),
+                    addr: b.address,
+                    addr_key: addr_key(b.address),
+                    port: b.port,
+                    weight: b.weight,
+                    backup: b.backup,
+                    mac: mac.unwrap_or([0; 6]),
+                    out_port: out_port as u8,
+                    state,
+                });
+                if s.forwarding == Forwarding::Nat {
+                    nat_endpoints.insert(Endpoint {
+                        addr: addr_key(b.address),
+                        proto: s.protocol.number(),
+                        port: b.port.or(s.port).unwrap_or(0),
+                    });
+                }
+                ids_of.push(id);
+            }
+
+            // New flows go to the usable primaries; to the usable backups only while no
+            // primary is usable.
+            let usable = |backup: bool| -> Vec<BackendId> {
+                ids_of
+                    .iter()
+                    .copied()
+                    .filter(|id| {
+                        let b = backends[*id as usize].as_ref().expect("just inserted");
+                        b.backup == backup && b.state == BackendState::Up
+                    })
+                    .collect()
+            };
+            let primaries = usable(false);
+            let (tier, members) = if !primaries.is_empty() {
+                (Tier::Primary, primaries)
+            } else {
+                let backups = usable(true);
+                if backups.is_empty() {
+                    (Tier::Empty, backups)
+                } else {
+                    (Tier::Backup, backups)
+                }
+            };
+            let names: Vec<&str> = members
+                .iter()
+                .map(|id| {
+                    backends[*id as usize]
+                        .as_ref()
+                        .expect("member")
+                        .name
+                        .as_str()
+                })
+                .collect();
+            let weights: Vec<u32> = members
+                .iter()
+                .map(|id| backends[*id as usize].as_ref().expect("member").weight)
+                .collect();
+            let mm: Vec<maglev::Member> = names
+                .iter()
+                .zip(weights.iter())
+                .map(|(n, w)| maglev::Member {
+                    key: n.as_bytes(),
+                    weight: *w,
+                })
+                .collect();
+            let table = maglev::Table::build(&mm, cfg.global.maglev_table_size, seed);
+
+            let vip_key = addr_key(s.vip);
+            vips.insert(
+                VipKey {
+                    addr: vip_key,
+                    proto: s.protocol.number(),
+                    port: s.port.unwrap_or(0),
+                },
+                si as u16,
+            );
+            vip_addrs.insert(vip_key);
+            services.push(ServiceRt {
+                name: s.name.clone(),
+                vip: s.vip,
+                vip_key,
+                protocol: s.protocol,
+                port: s.port,
+                forwarding: s.forwarding,
+                hash: s.hash,
+                on_empty: s.on_empty,
+                backends: ids_of,
+                members: members.into_boxed_slice(),
+                maglev: table,
+                tier,
+            });
+        }
+
+        Snapshot {
+            generation,
+            seed,
+            timeouts: flow::Timeouts::from(&cfg.global.timeouts),
+            ports,
+            services,
+            backends,
+            vips,
+            vip_addrs,
+            own_addrs,
+            nat_endpoints,
+        }
+    }
+}
+
+/// The published snapshot: one atomic pointer, loaded by workers once per burst.
+pub struct SnapshotCell {
+    inner: ArcSwap<Snapshot>,
+}
+
+impl SnapshotCell {
+    pub fn new(s: Snapshot) -> Self {
+        SnapshotCell {
+            inner: ArcSwap::from_pointee(s),
+        }
+    }
+
+    /// The current snapshot (lock-free; a worker holds it for one burst).
+    #[inline]
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.inner.load()
+    }
+
+    /// A counted reference, for readers that keep it longer than a burst.
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.inner.load_full()
+    }
+
+    /// Publishes a new snapshot; the old one is freed when its last reader lets go.
+    pub fn publish(&self, s: Snapshot) {
+        self.inner.store(Arc::new(s));
+    }
+}

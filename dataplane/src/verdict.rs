@@ -1,0 +1,108 @@
+//! What the pipeline decides for one packet, and every reason it can refuse one.
+//!
+//! Each [`DropReason`] has its own per-worker counter; the worker checks
+//! `rx + handoff_in = tx + handoff_out + to_slowpath + sum(drops)`.
+
+/// The fate of one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the (rewritten) frame out of this port.
+    Forward { port: u8 },
+    /// The frame was turned into a reply (ARP, ICMP echo, RST, ICMP unreachable): send it out
+    /// of the port it came in on.
+    Reply,
+    /// Another worker owns this flow (NAT): hand the untouched frame over.
+    Handoff { worker: u16 },
+    /// For the balancer itself (health-check replies, ARP replies): give it to the slow path.
+    SlowPath,
+    /// Refused; counted under the reason.
+    Drop(DropReason),
+}
+
+macro_rules! drop_reasons {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, )*) => {
+        /// Why a packet was dropped. One counter each, per worker.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            /// How many reasons there are (the size of a counter array).
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The reason's stable name (metrics label, JSON key).
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( DropReason::$variant => $name, )*
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Shorter than an Ethernet header, or a VLAN tag cut off.
+    MalformedL2 = "malformed_l2",
+    /// More VLAN tags than we parse (two).
+    TooManyVlans = "too_many_vlans",
+    /// Unicast to another MAC address than the port's.
+    L2NotForUs = "l2_not_for_us",
+    /// Neither IPv4, IPv6 nor ARP.
+    UnsupportedEthertype = "unsupported_ethertype",
+    /// ARP we cannot parse, or that is not Ethernet/IPv4.
+    MalformedArp = "malformed_arp",
+    /// ARP request for an address that is neither a VIP nor ours.
+    ArpNotOurs = "arp_not_ours",
+    /// IPv4 header refused: version, IHL, total length or checksum.
+    MalformedIpv4 = "malformed_ipv4",
+    /// IPv6 header or extension-header chain refused.
+    MalformedIpv6 = "malformed_ipv6",
+    /// TCP/UDP/ICMP header truncated or inconsistent.
+    MalformedL4 = "malformed_l4",
+    /// An IP fragment: a fragment carries no complete 5-tuple, so it cannot be placed.
+    Fragment = "fragment",
+    /// Destination is neither a VIP nor one of the balancer's addresses.
+    NotVip = "not_vip",
+    /// A VIP, but no service for this protocol and port.
+    NoService = "no_service",
+    /// ICMP to a VIP or own address that we do not answer (not an echo request).
+    IcmpUnhandled = "icmp_unhandled",
+    /// Protocol other than TCP/UDP/ICMP to a VIP.
+    UnsupportedProtocol = "unsupported_protocol",
+    /// The pool is empty and the service drops (or the packet is not a SYN/UDP datagram
+    /// that could be answered).
+    NoBackend = "no_backend",
+    /// A reply from a NAT backend that matches no flow (e.g. after a restart).
+    NatNoFlow = "nat_no_flow",
+    /// A reply could not be built: no headroom or tailroom in the buffer.
+    NoRoom = "no_room",
+    /// The port's TX queue did not take the packet.
+    TxFull = "tx_full",
+    /// The ring to the owning worker was full.
+    HandoffFull = "handoff_full",
+    /// The ring to the slow path was full, or there is no slow path.
+    SlowPathFull = "slowpath_full",
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for r in DropReason::ALL {
+            assert!(seen.insert(r.name()), "duplicate {}", r.name());
+            assert!(
+                r.name()
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit())
+            );
+            assert_eq!(DropReason::ALL[*r as usize], *r);
+        }
+    }
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Installs what Fulcrum needs on Debian 12 and prepares hugepages. Idempotent: run it as often
+# as you like; it only installs what is missing.
+#
+#   scripts/setup.sh            # packages + hugepages
+#   FULCRUM_NO_HUGEPAGES=1 scripts/setup.sh   # skip the hugepage step
+set -euo pipefail
+
+say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: run as root (it installs packages and reserves hugepages)" >&2
+    exit 1
+fi
+
+# Build: DPDK (Debian's 22.11 LTS), bindgen's libclang, pcap for net_pcap.
+# Test peers: real servers and clients for the end-to-end suites, and dissectors.
+PKGS=(
+    dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev libpcap-dev
+    iproute2 ethtool procps psmisc
+    nginx-light curl wrk tshark tcpdump socat iperf3 python3
+)
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    say "Debian packages present"
+fi
+# Debian's nginx starts a system instance on install; the tests run their own, in namespaces.
+if systemctl is-active --quiet nginx 2>/dev/null; then systemctl stop nginx || true; fi
+
+# scapy: the independent dissector and pcap generator of the tests.
+if ! python3 -c 'import scapy' 2>/dev/null; then
+    say "installing scapy"
+    python3 -m pip install -q scapy 2>/dev/null || {
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -qq python3-scapy >/dev/null
+    }
+fi
+
+# Rust tooling: cargo is expected (rustup); nextest runs each DPDK test in its own process.
+if ! command -v cargo >/dev/null; then
+    echo "setup: cargo not found: install Rust with rustup first" >&2
+    exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+    say "installing cargo-nextest"
+    cargo install --locked cargo-nextest
+fi
+for c in clippy rustfmt; do
+    if ! cargo "$c" --version >/dev/null 2>&1; then
+        rustup component add "$c" 2>/dev/null || true
+    fi
+done
+
+# Hugepages: reserve 512 x 2 MiB and mount hugetlbfs when we can; otherwise DPDK runs with
+# --no-huge (slower memory, but everything works).
+if [ -z "${FULCRUM_NO_HUGEPAGES:-}" ]; then
+    hp=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+    if [ -w "$hp" ] && [ "$(cat "$hp")" -lt 512 ]; then
+        echo 512 > "$hp" 2>/dev/null || true
+    fi
+    if ! mountpoint -q /dev/hugepages 2>/dev/null; then
+        mkdir -p /dev/hugepages
+        mount -t hugetlbfs nodev /dev/hugepages 2>/dev/null || true
+    fi
+    if [ -r "$hp" ] && [ "$(cat "$hp")" -ge 64 ] && mountpoint -q /dev/hugepages; then
+        say "hugepages: $(cat "$hp") x 2 MiB reserved, hugetlbfs on /dev/hugepages"
+    else
+        say "hugepages unavailable: use EAL args --no-huge -m 1024 (the example configs do)"
+    fi
+fi
+say "ready (DPDK $(pkg-config --modversion libdpdk))"

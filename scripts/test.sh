@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Sets everything up and runs every test: format, lints, unit and golden tests, DPDK
+# integration tests on virtual devices, and the end-to-end suites in network namespaces.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh --quick    # skip the end-to-end suites
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "setup"
+scripts/setup.sh
+export CARGO_TERM_COLOR=never
+
+step "format"
+cargo fmt --all --check
+
+step "golden fixtures are what make_golden.py makes"
+python3 dataplane/tests/golden/make_golden.py | diff -u dataplane/tests/golden/cases.json - >/dev/null || {
+    echo "dataplane/tests/golden/cases.json is stale: run make_golden.py > cases.json" >&2
+    exit 1
+}
+
+step "lints"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "unit, golden and DPDK integration tests"
+filter=()
+[ "$quick" = 1 ] && filter=(-E 'not test(/^e2e_/)')
+cargo nextest run --workspace "${filter[@]}"

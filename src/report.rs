@@ -1,0 +1,124 @@
+//! Printing a stopped engine's counters: a table for people, JSON for scripts and tests.
+
+use dataplane::engine::Report;
+use dataplane::stats::Counters;
+use dataplane::verdict::DropReason;
+use serde_json::{Map, Value, json};
+
+fn counters_json(c: &Counters) -> Value {
+    let mut m = Map::new();
+    for (k, v) in c.fields() {
+        m.insert(k.into(), json!(v));
+    }
+    let mut drops = Map::new();
+    for r in DropReason::ALL {
+        drops.insert(r.name().into(), json!(c.drops[*r as usize]));
+    }
+    m.insert("dropped".into(), json!(c.dropped()));
+    m.insert("drops".into(), Value::Object(drops));
+    m.insert("balanced".into(), json!(c.balanced()));
+    Value::Object(m)
+}
+
+fn mac(m: [u8; 6]) -> String {
+    conf::MacAddr(m).to_string()
+}
+
+pub fn to_json(r: &Report) -> Value {
+    let workers: Vec<Value> = r
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut v = counters_json(c);
+            v.as_object_mut()
+                .expect("object")
+                .insert("worker".into(), json!(i));
+            v
+        })
+        .collect();
+    let ports: Vec<Value> = r
+        .ports
+        .iter()
+        .map(|p| {
+            let mut v = json!({ "name": p.name, "device": p.device, "mac": mac(p.mac) });
+            if let Some(s) = &p.stats {
+                let o = v.as_object_mut().expect("object");
+                o.insert("ipackets".into(), json!(s.ipackets));
+                o.insert("opackets".into(), json!(s.opackets));
+                o.insert("ibytes".into(), json!(s.ibytes));
+                o.insert("obytes".into(), json!(s.obytes));
+                o.insert("imissed".into(), json!(s.imissed));
+                o.insert("ierrors".into(), json!(s.ierrors));
+                o.insert("oerrors".into(), json!(s.oerrors));
+                o.insert("rx_nombuf".into(), json!(s.rx_nombuf));
+            }
+            v
+        })
+        .collect();
+    json!({ "workers": workers, "totals": counters_json(&r.totals()), "ports": ports })
+}
+
+pub fn print(r: &Report, as_json: bool) {
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&to_json(r)).expect("json")
+        );
+        return;
+    }
+    let t = r.totals();
+    println!(
+        "{:<18}{}",
+        "counter",
+        (0..r.workers.len())
+            .map(|i| format!("{:>14}", format!("worker{i}")))
+            .collect::<String>()
+            + &format!("{:>14}", "total")
+    );
+    let row = |name: &str, f: &dyn Fn(&Counters) -> u64| {
+        let mut line = format!("{name:<18}");
+        for w in &r.workers {
+            line += &format!("{:>14}", f(w));
+        }
+        line += &format!("{:>14}", f(&t));
+        println!("{line}");
+    };
+    for (i, (name, _)) in t.fields().iter().enumerate() {
+        row(name, &|c: &Counters| c.fields()[i].1);
+    }
+    for reason in DropReason::ALL {
+        if t.drops[*reason as usize] > 0 {
+            row(&format!("drop:{}", reason.name()), &|c: &Counters| {
+                c.drops[*reason as usize]
+            });
+        }
+    }
+    println!(
+        "every packet accounted: {}",
+        if r.workers.iter().all(|w| w.balanced()) || t.balanced() {
+            "yes"
+        } else {
+            "NO"
+        }
+    );
+    for p in &r.ports {
+        match &p.stats {
+            Some(s) => println!(
+                "port {} ({}, {}): rx {} pkts {} bytes, tx {} pkts {} bytes, missed {}, rx errors {}, tx errors {}, no mbuf {}",
+                p.name,
+                p.device,
+                mac(p.mac),
+                s.ipackets,
+                s.ibytes,
+                s.opackets,
+                s.obytes,
+                s.imissed,
+                s.ierrors,
+                s.oerrors,
+                s.rx_nombuf
+            ),
+            None => println!("port {} ({}): no stats", p.name, p.device),
+        }
+    }
+}
