@@ -38,6 +38,9 @@ enum Cmd {
         /// Print the final counters as JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Stop by itself after this many seconds (benchmarks, bounded tests).
+        #[arg(long, value_name = "SECS")]
+        duration: Option<f64>,
     },
     /// Validate a configuration file: exit 0 with a one-line summary, or exit 1 with every
     /// error as FILE:LINE:COL: FIELD: MESSAGE.
@@ -74,7 +77,7 @@ fn main() -> ExitCode {
         .init();
     match cli.cmd {
         Cmd::Check { config } => check(&config),
-        Cmd::Run { config, json } => report(run::run(&config, json)),
+        Cmd::Run { config, json, duration } => report(run::run(&config, json, duration)),
         Cmd::Replay {
             config,
             input,

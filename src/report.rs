@@ -56,7 +56,12 @@ pub fn to_json(r: &Report) -> Value {
             v
         })
         .collect();
-    json!({ "workers": workers, "totals": counters_json(&r.totals()), "ports": ports })
+    json!({
+        "elapsed_s": r.elapsed.as_secs_f64(),
+        "workers": workers,
+        "totals": counters_json(&r.totals()),
+        "ports": ports,
+    })
 }
 
 pub fn print(r: &Report, as_json: bool) {

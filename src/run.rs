@@ -3,11 +3,11 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dataplane::engine::Engine;
 
-pub fn run(path: &Path, json: bool) -> Result<(), String> {
+pub fn run(path: &Path, json: bool, duration: Option<f64>) -> Result<(), String> {
     let cfg = conf::load(path).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -25,11 +25,14 @@ pub fn run(path: &Path, json: bool) -> Result<(), String> {
     for p in engine.port_reports() {
         tracing::info!(port = %p.name, device = %p.device, mac = %conf::MacAddr(p.mac), "port up");
     }
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    let until = duration.map(|d| started + Duration::from_secs_f64(d.max(0.0)));
+    while !stop.load(Ordering::Relaxed) && until.is_none_or(|u| Instant::now() < u) {
+        std::thread::sleep(Duration::from_millis(20));
     }
     tracing::info!("stopping");
-    let report = engine.stop();
+    let mut report = engine.stop();
+    report.elapsed = started.elapsed();
     crate::report::print(&report, json);
     Ok(())
 }

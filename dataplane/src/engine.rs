@@ -50,6 +50,8 @@ pub struct PortReport {
 pub struct Report {
     pub workers: Vec<Counters>,
     pub ports: Vec<PortReport>,
+    /// How long the workers ran.
+    pub elapsed: Duration,
 }
 
 impl Report {
@@ -66,6 +68,7 @@ impl Report {
 pub struct Engine {
     threads: Vec<JoinHandle<Counters>>,
     stop: Arc<AtomicBool>,
+    started: std::time::Instant,
     pub snapshots: Arc<SnapshotCell>,
     pub counters: Vec<Arc<SharedCounters>>,
     pub ids: BackendIds,
@@ -73,6 +76,9 @@ pub struct Engine {
     pub generation: u64,
     /// The receiving end of each worker's ring to the slow path.
     pub slowpath_rings: Vec<dpdk::RingConsumer>,
+    /// The slow path's frames to send, drained by worker 0; the mbuf's `port` field names
+    /// the port index to send on.
+    pub slowpath_tx: Option<RingProducer>,
     ports: Vec<Port>,
     devices: Vec<String>,
     names: Vec<String>,
@@ -174,6 +180,9 @@ impl Engine {
             slowpath_rings.push(rx);
         }
 
+        let (slow_tx, slow_tx_rx) = MbufRing::new("fl_slow_tx", 1024)?.split();
+        let mut slow_tx_rx = Some(slow_tx_rx);
+
         let mut counters = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
         let mut producers = producers.into_iter();
@@ -197,6 +206,7 @@ impl Engine {
                 handoff_in: consumers.next().expect("one per worker"),
                 handoff_out: producers.next().expect("one per worker"),
                 to_slowpath: to_slow[i].take(),
+                from_slowpath: if i == 0 { slow_tx_rx.take() } else { None },
                 snapshots: snapshots.clone(),
                 counters: shared,
                 stop: stop.clone(),
@@ -214,12 +224,14 @@ impl Engine {
         Ok(Engine {
             threads,
             stop,
+            started: std::time::Instant::now(),
             snapshots,
             counters,
             ids,
             dynamic,
             generation: 1,
             slowpath_rings,
+            slowpath_tx: Some(slow_tx),
             names: cfg.ports.iter().map(|p| p.name.clone()).collect(),
             ports,
             devices,
@@ -283,8 +295,9 @@ impl Engine {
                 b.clear();
             }
         }
+        let elapsed = self.started.elapsed();
         let ports = self.port_reports();
-        Report { workers, ports }
+        Report { workers, ports, elapsed }
     }
 }
 

@@ -22,6 +22,8 @@ pub struct Counters {
     pub handoff_out: u64,
     /// Frames given to the slow path.
     pub to_slowpath: u64,
+    /// Frames the slow path gave this worker to transmit.
+    pub from_slowpath: u64,
     /// Frames forwarded to a backend.
     pub forwarded: u64,
     /// Replies built (ARP, ICMP echo, RST, ICMP unreachable).
@@ -50,6 +52,7 @@ impl Default for Counters {
             tx: 0,
             handoff_out: 0,
             to_slowpath: 0,
+            from_slowpath: 0,
             forwarded: 0,
             replies: 0,
             resets: 0,
@@ -73,9 +76,11 @@ impl Counters {
         self.drops.iter().sum()
     }
 
-    /// `rx + handoff_in == tx + handoff_out + to_slowpath + drops`: every packet accounted.
+    /// `rx + handoff_in + from_slowpath == tx + handoff_out + to_slowpath + drops`: every
+    /// packet accounted.
     pub fn balanced(&self) -> bool {
-        self.rx + self.handoff_in == self.tx + self.handoff_out + self.to_slowpath + self.dropped()
+        self.rx + self.handoff_in + self.from_slowpath
+            == self.tx + self.handoff_out + self.to_slowpath + self.dropped()
     }
 
     /// Adds another worker's counters (for totals).
@@ -89,13 +94,14 @@ impl Counters {
     }
 
     /// The scalar counters by name, in a stable order.
-    pub fn fields(&self) -> [(&'static str, u64); 13] {
+    pub fn fields(&self) -> [(&'static str, u64); SCALARS] {
         [
             ("rx", self.rx),
             ("handoff_in", self.handoff_in),
             ("tx", self.tx),
             ("handoff_out", self.handoff_out),
             ("to_slowpath", self.to_slowpath),
+            ("from_slowpath", self.from_slowpath),
             ("forwarded", self.forwarded),
             ("replies", self.replies),
             ("resets", self.resets),
@@ -114,6 +120,7 @@ impl Counters {
             "tx" => &mut self.tx,
             "handoff_out" => &mut self.handoff_out,
             "to_slowpath" => &mut self.to_slowpath,
+            "from_slowpath" => &mut self.from_slowpath,
             "forwarded" => &mut self.forwarded,
             "replies" => &mut self.replies,
             "resets" => &mut self.resets,
@@ -146,7 +153,7 @@ impl Counters {
     }
 }
 
-const SCALARS: usize = 13;
+const SCALARS: usize = 14;
 const WORDS: usize = SCALARS + DropReason::COUNT;
 
 /// One worker's published counters, read by anyone.

@@ -1,7 +1,7 @@
 //! What the pipeline decides for one packet, and every reason it can refuse one.
 //!
 //! Each [`DropReason`] has its own per-worker counter; the worker checks
-//! `rx + handoff_in = tx + handoff_out + to_slowpath + sum(drops)`.
+//! `rx + handoff_in + from_slowpath = tx + handoff_out + to_slowpath + sum(drops)`.
 
 /// The fate of one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

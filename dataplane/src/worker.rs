@@ -40,6 +40,9 @@ pub struct WorkerSetup {
     pub handoff_out: Vec<Option<RingProducer>>,
     /// Frames for the balancer itself (`None`: no slow path listening).
     pub to_slowpath: Option<RingProducer>,
+    /// Frames the slow path sends (ARP, health checks), to transmit on the port whose index
+    /// the slow path wrote into the mbuf's `port` field. Only one worker drains it.
+    pub from_slowpath: Option<RingConsumer>,
     pub snapshots: Arc<SnapshotCell>,
     pub counters: Arc<SharedCounters>,
     pub stop: Arc<AtomicBool>,
@@ -106,6 +109,20 @@ pub fn run(mut w: WorkerSetup) -> Counters {
                     .unwrap_or(0);
                 let v = pipe.process(&snap, p, &mut m);
                 dispatch(&mut w, &mut pipe.counters, &mut out, p, v, m);
+            }
+        }
+        if let Some(ring) = w.from_slowpath.as_mut() {
+            let n = ring.dequeue_burst(&mut rx);
+            if n > 0 {
+                got += n;
+                pipe.counters.from_slowpath += n as u64;
+                for m in rx.drain() {
+                    let p = usize::from(m.port()).min(out.tx.len() - 1);
+                    if let Err(m) = out.tx[p].push(m) {
+                        flush(&mut w, &mut pipe.counters, &mut out);
+                        let _ = out.tx[p].push(m);
+                    }
+                }
             }
         }
         flush(&mut w, &mut pipe.counters, &mut out);
