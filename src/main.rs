@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod replay;
 mod report;
 mod run;
+mod which;
 
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -64,6 +65,18 @@ enum Cmd {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
+    /// Which backend the config sends a new flow to (every backend taken as healthy), as a
+    /// worker computes it. Flows as "SRC:PORT DST:PORT [tcp|udp]", on the command line or one
+    /// per line on stdin.
+    Which {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Flows; none: read them from stdin.
+        flows: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -74,10 +87,16 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.cmd {
         Cmd::Check { config } => check(&config),
         Cmd::Run { config, json, duration } => report(run::run(&config, json, duration)),
+        Cmd::Which {
+            config,
+            json,
+            flows,
+        } => report(which::which(&config, &flows, json)),
         Cmd::Replay {
             config,
             input,

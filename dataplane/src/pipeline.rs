@@ -15,7 +15,7 @@
 //!                                    -> drop(not_vip)
 //! ```
 
-use conf::{Forwarding, HashKey, OnEmpty};
+use conf::{Forwarding, OnEmpty};
 
 use crate::flow::{self, FlowKey, FlowState, FlowTable};
 use crate::frame::Frame;
@@ -280,10 +280,7 @@ impl Pipeline {
         }
         let key = flow_key(&p, ports.sport, ports.dport);
         let fhash = hash::flow_hash(snap.seed, &key);
-        let pick_hash = match svc.hash {
-            HashKey::FiveTuple => fhash,
-            HashKey::SourceIp => hash::src_hash(snap.seed, &p.src),
-        };
+        let pick_hash = svc.pick_hash(snap.seed, &key, fhash);
         let tcp = p.proto == IPPROTO_TCP;
         let flags = ports.tcp_flags;
         let is_rst = tcp && flags & tcp::RST != 0;

@@ -130,6 +130,31 @@ impl ServiceRt {
     pub fn pick(&self, hash: u64) -> Option<BackendId> {
         self.maglev.lookup(hash).map(|i| self.members[i as usize])
     }
+
+    /// The hash this service indexes its Maglev table with, given the flow's 5-tuple hash.
+    #[inline]
+    pub fn pick_hash(&self, seed: u64, key: &flow::FlowKey, flow_hash: u64) -> u64 {
+        match self.hash {
+            HashKey::FiveTuple => flow_hash,
+            HashKey::SourceIp => crate::hash::src_hash(seed, &key.src),
+        }
+    }
+}
+
+/// Where a new flow would go, and why (for `which` and `ctl which`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// No service for this destination, protocol and port.
+    NoService,
+    /// The service's pool is empty: the flow is refused.
+    Empty { service: u16 },
+    /// Maglev's choice: the backend in `slot` of the service's table, from `tier`.
+    Backend {
+        service: u16,
+        backend: BackendId,
+        slot: u32,
+        tier: Tier,
+    },
 }
 
 /// A data port as the workers see it.
@@ -222,6 +247,26 @@ impl Snapshot {
     #[inline]
     pub fn backend(&self, id: BackendId) -> Option<&BackendRt> {
         self.backends.get(id as usize).and_then(|b| b.as_ref())
+    }
+
+    /// Where a new flow with this 5-tuple would go: the same computation the pipeline makes
+    /// on a flow-table miss.
+    pub fn choose(&self, key: &flow::FlowKey) -> Choice {
+        let Some(si) = self.service(&key.dst, key.proto, key.dport) else {
+            return Choice::NoService;
+        };
+        let svc = &self.services[si as usize];
+        let fhash = crate::hash::flow_hash(self.seed, key);
+        let h = svc.pick_hash(self.seed, key, fhash);
+        match svc.pick(h) {
+            Some(backend) => Choice::Backend {
+                service: si,
+                backend,
+                slot: (h % u64::from(svc.maglev.size())) as u32,
+                tier: svc.tier,
+            },
+            None => Choice::Empty { service: si },
+        }
     }
 
     /// A snapshot that forwards nothing (before the first config is applied).

@@ -106,3 +106,6 @@ pub fn stdout_json(out: &Output) -> serde_json::Value {
         )
     })
 }
+
+pub mod outcome;
+pub mod testbed;

@@ -1,0 +1,161 @@
+//! The network-namespace testbed (scripts/testbed.sh) and a Fulcrum running in it, as RAII
+//! guards: whatever happens in a test, the namespaces, veths and processes go away.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{Scratch, must, repo};
+
+pub struct Testbed {
+    pub name: String,
+}
+
+impl Testbed {
+    /// Brings up a testbed named `tag` + a per-process number (at most 6 characters).
+    pub fn up(tag: &str, backends: usize) -> Testbed {
+        assert!(tag.len() <= 2);
+        let name = format!("{tag}{}", std::process::id() % 10000);
+        let tb = Testbed { name };
+        // A leftover of a crashed run with the same name would make `up` fail.
+        let _ = Command::new(repo().join("scripts/testbed.sh"))
+            .args(["down", &tb.name])
+            .output();
+        must(Command::new(repo().join("scripts/testbed.sh")).args([
+            "up",
+            &tb.name,
+            &backends.to_string(),
+        ]));
+        tb
+    }
+
+    pub fn ns(&self, node: &str) -> String {
+        format!("{}-{node}", self.name)
+    }
+
+    /// A command to run in `node`'s namespace.
+    pub fn cmd(&self, node: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns(node), program]);
+        c
+    }
+
+    pub fn script(&self, action: &str, backend: &str) {
+        must(Command::new(repo().join("scripts/testbed.sh")).args([action, &self.name, backend]));
+    }
+
+    /// Runs tests/tools/client.py in the client namespace and returns its JSON.
+    pub fn client(&self, args: &[&str]) -> serde_json::Value {
+        let out = must(
+            self.cmd("c1", "python3")
+                .arg(repo().join("tests/tools/client.py"))
+                .args(args),
+        );
+        serde_json::from_slice(&out.stdout).expect("client JSON")
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("scripts/testbed.sh"))
+            .args(["down", &self.name])
+            .output();
+    }
+}
+
+/// `fulcrum run` inside the testbed's balancer namespace.
+pub struct Balancer {
+    child: Option<Child>,
+    pub config: PathBuf,
+    stderr: PathBuf,
+    stdout: PathBuf,
+}
+
+impl Balancer {
+    /// Starts Fulcrum with `config` (TOML text) and waits until its ports are up.
+    pub fn start(tb: &Testbed, scratch: &Scratch, config: &str) -> Balancer {
+        let cfg = scratch.join("fulcrum.toml");
+        std::fs::write(&cfg, config).expect("config");
+        let stdout = scratch.join("fulcrum.out");
+        let stderr = scratch.join("fulcrum.err");
+        let child = tb
+            .cmd("lb", env!("CARGO_BIN_EXE_fulcrum"))
+            .args(["run", "--json", "-c"])
+            .arg(&cfg)
+            .stdout(Stdio::from(std::fs::File::create(&stdout).expect("out")))
+            .stderr(Stdio::from(std::fs::File::create(&stderr).expect("err")))
+            .spawn()
+            .expect("spawn fulcrum");
+        let mut b = Balancer {
+            child: Some(child),
+            config: cfg,
+            stderr,
+            stdout,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = std::fs::read_to_string(&b.stderr).unwrap_or_default();
+            if log.contains("port up") {
+                break;
+            }
+            if let Some(st) = b.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("fulcrum exited at start ({st}):\n{log}");
+            }
+            assert!(Instant::now() < deadline, "fulcrum did not start:\n{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        b
+    }
+
+    /// The balancer's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Sends a signal (e.g. "HUP") to the balancer.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        must(Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]));
+    }
+
+    /// Stops it with SIGTERM and returns its final counters (JSON).
+    pub fn stop(mut self) -> serde_json::Value {
+        let mut child = self.child.take().expect("running");
+        must(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(st) = child.try_wait().expect("wait") {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("fulcrum did not stop on SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "fulcrum exited {status}:\n{}", self.log());
+        let out = std::fs::read_to_string(&self.stdout).expect("stdout");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{}", self.log()))
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The testbed example config with a file prefix of its own.
+pub fn testbed_config(tag: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("conf/examples/testbed.toml")).expect("example");
+    text.replace(
+        "fulcrum-testbed",
+        &format!("fulcrum-e2e-{tag}-{}", std::process::id()),
+    )
+}
+
+pub fn _unused(_: Output) {}

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""A test backend that says who it is: an HTTP server (python's http.server) answering
+`GET /` with `backend=NAME`, `GET /stream?secs=N` with one line every 100 ms for N seconds
+(a long-lived connection), and optionally an agent port that answers every connection with
+the text of a file (`up`, `down`, `drain`, `maint`, `50%`...), HAProxy agent-check style.
+
+    backend.py --name b1 --port 80 --port 8080 [--agent-port 5555 --agent-file /tmp/b1.agent]
+"""
+import argparse
+import socket
+import socketserver
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fulcrum-test-backend"
+
+    def log_message(self, *args):  # quiet: the tests read outcomes, not logs
+        pass
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        name = self.server.backend_name
+        if url.path == "/stream":
+            secs = float(parse_qs(url.query).get("secs", ["5"])[0])
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            end = time.monotonic() + min(secs, 600)
+            i = 0
+            try:
+                while time.monotonic() < end:
+                    line = f"backend={name} tick={i}\n".encode()
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                    self.wfile.flush()
+                    i += 1
+                    time.sleep(0.1)
+                self.wfile.write(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return
+        body = f"backend={name}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+
+class AgentHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        try:
+            with open(self.server.agent_file) as f:
+                text = f.read().strip()
+        except OSError:
+            text = "up"
+        self.request.sendall((text + "\n").encode())
+
+
+class AgentServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--port", type=int, action="append", required=True)
+    ap.add_argument("--bind", default="0.0.0.0")
+    ap.add_argument("--agent-port", type=int)
+    ap.add_argument("--agent-file")
+    a = ap.parse_args()
+    servers = []
+    for p in a.port:
+        s = Server((a.bind, p), Handler)
+        s.backend_name = a.name
+        servers.append(s)
+    if a.agent_port:
+        ag = AgentServer((a.bind, a.agent_port), AgentHandler)
+        ag.agent_file = a.agent_file or "/dev/null"
+        servers.append(ag)
+    for s in servers[1:]:
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    servers[0].serve_forever()
+
+
+if __name__ == "__main__":
+    main()
