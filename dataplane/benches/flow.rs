@@ -17,7 +17,13 @@ const BATCH: usize = 4096;
 
 fn key(i: u32) -> FlowKey {
     let b = i.to_be_bytes();
-    FlowKey::v4([10, b[1], b[2], b[3]], [192, 0, 2, 1], 1024 + (i >> 24) as u16 + (i as u16 & 0x3ff), 443, 6)
+    FlowKey::v4(
+        [10, b[1], b[2], b[3]],
+        [192, 0, 2, 1],
+        1024 + (i >> 24) as u16 + (i as u16 & 0x3ff),
+        443,
+        6,
+    )
 }
 
 /// A permutation step so batches touch the table at random places, not in insertion order.
@@ -38,7 +44,8 @@ fn full_table(n: u32) -> (FlowTable, Vec<(FlowKey, u64)>) {
     let t = Timeouts::default();
     let keys: Vec<(FlowKey, u64)> = (0..n).map(|i| (key(i), flow_hash(SEED, &key(i)))).collect();
     for (k, h) in &keys {
-        ft.insert(*k, *h, Flow::new(FlowState::TcpEstablished, 0, 1), 0, &t).unwrap();
+        ft.insert(*k, *h, Flow::new(FlowState::TcpEstablished, 0, 1), 0, &t)
+            .unwrap();
     }
     (ft, keys)
 }
@@ -46,10 +53,16 @@ fn full_table(n: u32) -> (FlowTable, Vec<(FlowKey, u64)>) {
 fn hash(c: &mut Criterion) {
     let keys: Vec<FlowKey> = (0..BATCH as u32).map(key).collect();
     let mut g = c.benchmark_group("hash");
-    g.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
     g.throughput(Throughput::Elements(BATCH as u64));
     g.bench_function("flow_hash", |b| {
-        b.iter(|| black_box(&keys).iter().fold(0u64, |a, k| a ^ flow_hash(SEED, k)))
+        b.iter(|| {
+            black_box(&keys)
+                .iter()
+                .fold(0u64, |a, k| a ^ flow_hash(SEED, k))
+        })
     });
     g.finish();
 }
@@ -57,14 +70,22 @@ fn hash(c: &mut Criterion) {
 fn flow(c: &mut Criterion) {
     let t = Timeouts::default();
     let mut g = c.benchmark_group("flow");
-    g.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
     g.throughput(Throughput::Elements(BATCH as u64));
     for n in sizes() {
         let (mut ft, keys) = full_table(n);
-        println!("flow table {n}: {} bytes/entry", ft.memory_bytes() / n as usize);
-        let sample: Vec<(FlowKey, u64)> = (0..BATCH as u32).map(|i| keys[scatter(i, n) as usize]).collect();
-        let misses: Vec<(FlowKey, u64)> =
-            (0..BATCH as u32).map(|i| (key(n + i), flow_hash(SEED, &key(n + i)))).collect();
+        println!(
+            "flow table {n}: {} bytes/entry",
+            ft.memory_bytes() / n as usize
+        );
+        let sample: Vec<(FlowKey, u64)> = (0..BATCH as u32)
+            .map(|i| keys[scatter(i, n) as usize])
+            .collect();
+        let misses: Vec<(FlowKey, u64)> = (0..BATCH as u32)
+            .map(|i| (key(n + i), flow_hash(SEED, &key(n + i))))
+            .collect();
 
         g.bench_function(BenchmarkId::new("lookup_hit", n), |b| {
             b.iter(|| {
@@ -92,7 +113,15 @@ fn flow(c: &mut Criterion) {
                 for _ in 0..BATCH {
                     let k = key(next);
                     next = next.wrapping_add(1);
-                    let r = ft.insert(k, flow_hash(SEED, &k), Flow::new(FlowState::TcpSynSeen, 0, 1), 1, &t).unwrap();
+                    let r = ft
+                        .insert(
+                            k,
+                            flow_hash(SEED, &k),
+                            Flow::new(FlowState::TcpSynSeen, 0, 1),
+                            1,
+                            &t,
+                        )
+                        .unwrap();
                     evicted += u32::from(r.evicted.is_some());
                 }
                 evicted
@@ -101,18 +130,23 @@ fn flow(c: &mut Criterion) {
         // Below the bound: insert then remove (a short flow's whole life in the table).
         ft.clear();
         for (k, h) in &keys[..n as usize / 2] {
-            ft.insert(*k, *h, Flow::new(FlowState::TcpEstablished, 0, 1), 0, &t).unwrap();
+            ft.insert(*k, *h, Flow::new(FlowState::TcpEstablished, 0, 1), 0, &t)
+                .unwrap();
         }
         g.bench_function(BenchmarkId::new("insert_remove", n), |b| {
             b.iter(|| {
                 for (k, h) in black_box(&misses) {
-                    let r = ft.insert(*k, *h, Flow::new(FlowState::Udp, 0, 1), 1, &t).unwrap();
+                    let r = ft
+                        .insert(*k, *h, Flow::new(FlowState::Udp, 0, 1), 1, &t)
+                        .unwrap();
                     ft.remove(r.idx);
                 }
             })
         });
         // The per-burst aging step over a half-full table where nothing has expired.
-        g.bench_function(BenchmarkId::new("expire_step_4096", n), |b| b.iter(|| ft.expire_step(2, BATCH, &t)));
+        g.bench_function(BenchmarkId::new("expire_step_4096", n), |b| {
+            b.iter(|| ft.expire_step(2, BATCH, &t))
+        });
     }
     g.finish();
 }

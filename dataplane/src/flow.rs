@@ -2,21 +2,24 @@
 //!
 //! # Layout
 //!
-//! - A slab of fixed-capacity [`Slot`]s, one 64-byte cache line each (key + [`Flow`]); a flow
+//! - A slab of fixed-capacity slots, one 64-byte cache line each (key + [`Flow`]); a flow
 //!   is named by its slab index (`u32`), stable for its whole life.
 //! - A `hashbrown::HashTable<u32>` of slab indices, keyed by the caller's hash. The pipeline
 //!   computes [`crate::hash::flow_hash`] once per packet and passes it here and to Maglev.
 //! - The low 32 bits of each entry's hash in a parallel array, read only to remove an entry
 //!   (the slot line has no room left for them, and lookups never need them).
-//! - An intrusive free list through the free slots' `twin` field (LIFO, so a new flow reuses
-//!   a recently freed, cache-warm line), and a high-water mark below which slots have been
-//!   used: a table sized for millions with a few thousand flows only scans those.
+//! - An intrusive free list through the free slots' keys (LIFO, so a new flow reuses a
+//!   recently freed, cache-warm line; kept in the key because callers can write a `Flow`
+//!   through [`FlowTable::get_mut`] but never a key, so a stray write to a freed index cannot
+//!   corrupt it), and a high-water mark below which slots have been used: a table sized for
+//!   millions with a few thousand flows only scans those.
 //!
 //! Nothing allocates after [`FlowTable::with_capacity`]. hashbrown would grow (allocate) when
 //! deleted-entry tombstones use up its spare room while it is more than half full, so the
 //! index is built for twice the bound: it then only ever rehashes in place, and at under 50%
-//! load tombstones (and so those rehashes) are rare and probes are short. Cost: ~17-21 bytes
-//! per entry for the index on top of the 64-byte slot and 4-byte hash.
+//! load tombstones (and so those rehashes) are rare and probes are short. Cost: 16-20 bytes
+//! per entry for the index (power-of-two buckets) on top of the 64-byte slot and 4-byte hash:
+//! 84 bytes per entry in all at 10k entries, 88 at 1M ([`FlowTable::memory_bytes`]).
 //!
 //! # Hash contract
 //!
@@ -27,7 +30,8 @@
 //!
 //! # Admission and eviction (what operators see under a flood)
 //!
-//! - A new flow is always admitted while the table has room.
+//! - A new flow is always admitted while the table has room. Inserting a key that is already
+//!   present overwrites its entry in place (`Inserted::replaced`) rather than adding a second.
 //! - When the table is full, the insert evicts one victim, found by a CLOCK hand that
 //!   examines up to [`EVICT_SCAN`] live slots from where it last stopped:
 //!   1. the first **expired** entry it meets (idle at least its state's timeout);
@@ -101,13 +105,27 @@ impl FlowKey {
             d[i] = dst[i];
             i += 1;
         }
-        FlowKey { src: s, dst: d, sport, dport, proto, family: FAMILY_V4 }
+        FlowKey {
+            src: s,
+            dst: d,
+            sport,
+            dport,
+            proto,
+            family: FAMILY_V4,
+        }
     }
 
     /// An IPv6 flow key.
     #[inline]
     pub const fn v6(src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16, proto: u8) -> Self {
-        FlowKey { src, dst, sport, dport, proto, family: FAMILY_V6 }
+        FlowKey {
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+            family: FAMILY_V6,
+        }
     }
 
     /// The key of the other direction: addresses and ports swapped.
@@ -154,11 +172,11 @@ impl fmt::Debug for FlowKey {
 #[repr(u8)]
 pub enum FlowState {
     /// A SYN was seen, no handshake completion yet: half-open, short timeout.
-    TcpSynSeen,
-    TcpEstablished,
+    TcpSynSeen = 0,
+    TcpEstablished = 1,
     /// A FIN or RST was seen: short timeout.
-    TcpClosing,
-    Udp,
+    TcpClosing = 2,
+    Udp = 3,
 }
 
 /// What the table remembers about a flow.
@@ -186,18 +204,22 @@ pub struct Flow {
 impl Flow {
     /// A flow in `state` to `backend`, everything else empty.
     pub const fn new(state: FlowState, service: u16, backend: u32) -> Self {
-        Flow { state, service, backend, last_seen: 0, twin: NO_TWIN, port: 0, peer_mac: [0; 6], flags: 0 }
+        Flow {
+            state,
+            service,
+            backend,
+            last_seen: 0,
+            twin: NO_TWIN,
+            port: 0,
+            peer_mac: [0; 6],
+            flags: 0,
+        }
     }
 
     /// This flow's idle timeout in ms.
     #[inline]
     pub fn timeout(&self, t: &Timeouts) -> u32 {
-        match self.state {
-            FlowState::TcpSynSeen => t.tcp_syn_ms,
-            FlowState::TcpEstablished => t.tcp_established_ms,
-            FlowState::TcpClosing => t.tcp_closing_ms,
-            FlowState::Udp => t.udp_ms,
-        }
+        t.by_state()[self.state as usize]
     }
 
     /// Milliseconds since the last packet.
@@ -226,6 +248,19 @@ pub struct Timeouts {
     pub tcp_established_ms: u32,
     pub tcp_closing_ms: u32,
     pub udp_ms: u32,
+}
+
+impl Timeouts {
+    /// Indexed by `FlowState as usize`.
+    #[inline]
+    fn by_state(&self) -> [u32; 4] {
+        [
+            self.tcp_syn_ms,
+            self.tcp_established_ms,
+            self.tcp_closing_ms,
+            self.udp_ms,
+        ]
+    }
 }
 
 impl From<&conf::Timeouts> for Timeouts {
@@ -314,13 +349,27 @@ const _: () = assert!(size_of::<Slot>() <= 64);
 
 impl Slot {
     const FREE: Slot = Slot {
-        key: FlowKey { src: [0; 16], dst: [0; 16], sport: 0, dport: 0, proto: 0, family: FAMILY_FREE },
+        key: FlowKey {
+            src: [0; 16],
+            dst: [0; 16],
+            sport: 0,
+            dport: 0,
+            proto: 0,
+            family: FAMILY_FREE,
+        },
         flow: Flow::new(FlowState::Udp, 0, 0),
     };
 
     #[inline]
     fn is_live(&self) -> bool {
         self.key.family != FAMILY_FREE
+    }
+
+    /// A free slot's successor on the free list: kept in its key's first 4 bytes.
+    #[inline]
+    fn next_free(&self) -> u32 {
+        let s = &self.key.src;
+        u32::from_le_bytes([s[0], s[1], s[2], s[3]])
     }
 }
 
@@ -338,7 +387,7 @@ pub struct FlowTable {
     /// Low 32 bits of each live entry's hash.
     hashes: Box<[u32]>,
     index: HashTable<u32>,
-    /// Head of the free list (chained through `flow.twin`), or `NO_TWIN`.
+    /// Head of the free list (chained through the free slots' keys), or `NO_TWIN`.
     free_head: u32,
     /// Slots at and above this index have never been used since the last reset.
     high_water: u32,
@@ -351,7 +400,10 @@ impl FlowTable {
     /// A table that holds at most `cap` entries (`cap` < 2^32 - 1). All memory is allocated
     /// (and touched) here.
     pub fn with_capacity(cap: usize) -> Self {
-        assert!(cap < NO_TWIN as usize, "flow table capacity {cap} too large");
+        assert!(
+            cap < NO_TWIN as usize,
+            "flow table capacity {cap} too large"
+        );
         FlowTable {
             slots: vec![Slot::FREE; cap].into_boxed_slice(),
             hashes: vec![0u32; cap].into_boxed_slice(),
@@ -390,7 +442,9 @@ impl FlowTable {
     #[inline]
     pub fn lookup(&self, key: &FlowKey, hash: u64) -> Option<u32> {
         let slots = &self.slots;
-        self.index.find(index_hash(hash as u32), |&i| slots[i as usize].key == *key).copied()
+        self.index
+            .find(index_hash(hash as u32), |&i| slots[i as usize].key == *key)
+            .copied()
     }
 
     /// Whether `idx` names a live entry.
@@ -422,23 +476,41 @@ impl FlowTable {
     /// twin) is evicted first, per the module's policy. `Err(Full)` only for capacity 0.
     /// `key.family` must not be 0.
     #[inline]
-    pub fn insert(&mut self, key: FlowKey, hash: u64, flow: Flow, now: u32, t: &Timeouts) -> Result<Inserted, Full> {
+    pub fn insert(
+        &mut self,
+        key: FlowKey,
+        hash: u64,
+        flow: Flow,
+        now: u32,
+        t: &Timeouts,
+    ) -> Result<Inserted, Full> {
         if let Some(idx) = self.lookup(&key, hash) {
             self.overwrite(idx, flow, now);
-            return Ok(Inserted { idx, evicted: None, replaced: true });
+            return Ok(Inserted {
+                idx,
+                evicted: None,
+                replaced: true,
+            });
         }
         if self.slots.is_empty() {
             return Err(Full);
         }
-        let evicted = if self.len() == self.capacity() { Some(self.evict(now, t)) } else { None };
+        let evicted = if self.len() == self.capacity() {
+            Some(self.evict(now, t))
+        } else {
+            None
+        };
         let idx = self.put(key, hash, flow, now);
-        Ok(Inserted { idx, evicted, replaced: false })
+        Ok(Inserted {
+            idx,
+            evicted,
+            replaced: false,
+        })
     }
 
     /// Inserts both halves of a NAT flow and links them; room for both is made first, so
     /// neither insert can evict the other. Present keys are overwritten as in
     /// [`insert`](Self::insert). `Err(Full)` if the capacity is below 2.
-    #[allow(clippy::too_many_arguments)]
     pub fn insert_pair(
         &mut self,
         fwd: (FlowKey, u64, Flow),
@@ -460,27 +532,37 @@ impl FlowTable {
         let f = self.insert(fwd.0, fwd.1, fwd.2, now, t)?;
         let r = self.insert(rev.0, rev.1, rev.2, now, t)?;
         debug_assert!(f.evicted.is_none() && r.evicted.is_none());
-        self.link(f.idx, r.idx);
-        Ok(InsertedPair { fwd: f.idx, rev: r.idx, evicted })
+        let linked = self.link(f.idx, r.idx);
+        debug_assert!(linked);
+        Ok(InsertedPair {
+            fwd: f.idx,
+            rev: r.idx,
+            evicted,
+        })
     }
 
-    /// Links two live entries as twins (unlinking either from a previous twin).
-    pub fn link(&mut self, a: u32, b: u32) {
-        assert!(a != b && self.is_live(a) && self.is_live(b), "link({a}, {b}): not two live entries");
+    /// Links two live entries as twins (unlinking either from a previous twin). `false`, and
+    /// nothing done, unless `a` and `b` are two distinct live entries.
+    pub fn link(&mut self, a: u32, b: u32) -> bool {
+        if a == b || !self.is_live(a) || !self.is_live(b) {
+            return false;
+        }
         self.unlink(a);
         self.unlink(b);
         self.slots[a as usize].flow.twin = b;
         self.slots[b as usize].flow.twin = a;
+        true
     }
 
-    /// Breaks `idx`'s link, if any, on both sides.
+    /// Breaks `idx`'s link, if any, on both sides. No-op on a free slot.
     pub fn unlink(&mut self, idx: u32) {
+        if !self.is_live(idx) {
+            return;
+        }
         if let Some(t) = self.twin_of(idx) {
             self.slots[t as usize].flow.twin = NO_TWIN;
         }
-        if let Some(s) = self.slots.get_mut(idx as usize) {
-            s.flow.twin = NO_TWIN;
-        }
+        self.slots[idx as usize].flow.twin = NO_TWIN;
     }
 
     /// Removes the entry at `idx` **and its twin** (a NAT pair lives and dies together; call
@@ -516,7 +598,10 @@ impl FlowTable {
 
     /// Live entries, in slab order.
     pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &Flow)> {
-        self.slots[..self.high_water as usize].iter().filter(|s| s.is_live()).map(|s| (&s.key, &s.flow))
+        self.slots[..self.high_water as usize]
+            .iter()
+            .filter(|s| s.is_live())
+            .map(|s| (&s.key, &s.flow))
     }
 
     /// Removes everything (keeps the memory).
@@ -556,7 +641,11 @@ impl FlowTable {
 
     fn overwrite(&mut self, idx: u32, flow: Flow, now: u32) {
         self.unlink(idx);
-        self.slots[idx as usize].flow = Flow { last_seen: now, twin: NO_TWIN, ..flow };
+        self.slots[idx as usize].flow = Flow {
+            last_seen: now,
+            twin: NO_TWIN,
+            ..flow
+        };
     }
 
     /// Stores a new entry in a free slot. There must be one.
@@ -565,7 +654,7 @@ impl FlowTable {
         assert!(key.family != FAMILY_FREE, "flow key with family 0");
         let idx = if self.free_head != NO_TWIN {
             let i = self.free_head;
-            self.free_head = self.slots[i as usize].flow.twin;
+            self.free_head = self.slots[i as usize].next_free();
             i
         } else {
             let i = self.high_water;
@@ -573,10 +662,18 @@ impl FlowTable {
             i
         };
         let h32 = hash as u32;
-        self.slots[idx as usize] = Slot { key, flow: Flow { last_seen: now, twin: NO_TWIN, ..flow } };
+        self.slots[idx as usize] = Slot {
+            key,
+            flow: Flow {
+                last_seen: now,
+                twin: NO_TWIN,
+                ..flow
+            },
+        };
         self.hashes[idx as usize] = h32;
         let hashes = &self.hashes;
-        self.index.insert_unique(index_hash(h32), idx, |&i| index_hash(hashes[i as usize]));
+        self.index
+            .insert_unique(index_hash(h32), idx, |&i| index_hash(hashes[i as usize]));
         self.len += 1;
         idx
     }
@@ -592,7 +689,8 @@ impl FlowTable {
         }
         let s = &mut self.slots[idx as usize];
         s.key.family = FAMILY_FREE;
-        s.flow.twin = self.free_head;
+        s.key.src[..4].copy_from_slice(&self.free_head.to_le_bytes());
+        s.flow.twin = NO_TWIN;
         self.free_head = idx;
         self.len -= 1;
         if self.len == 0 {
@@ -601,20 +699,12 @@ impl FlowTable {
         }
     }
 
-    /// Age of a pair: that of its most recently seen half.
-    #[inline]
-    fn pair_idle(&self, idx: u32, now: u32) -> u32 {
-        let idle = self.slots[idx as usize].flow.idle(now);
-        match self.twin_of(idx) {
-            Some(t) => idle.min(self.slots[t as usize].flow.idle(now)),
-            None => idle,
-        }
-    }
-
     #[inline]
     fn pair_expired(&self, idx: u32, now: u32, t: &Timeouts) -> bool {
         self.slots[idx as usize].flow.is_expired(now, t)
-            && self.twin_of(idx).is_none_or(|tw| self.slots[tw as usize].flow.is_expired(now, t))
+            && self
+                .twin_of(idx)
+                .is_none_or(|tw| self.slots[tw as usize].flow.is_expired(now, t))
     }
 
     /// Picks and removes a victim (and its twin) from a full table; see the module policy.
@@ -624,26 +714,35 @@ impl FlowTable {
         let mut oldest: Option<(u32, u32)> = None; // (idle, idx)
         let mut oldest_cheap: Option<(u32, u32)> = None;
         let mut examined = 0;
+        let timeout = t.by_state();
         // Bounded by one lap, in case the table is sparse (only full tables evict, but be safe).
         for _ in 0..self.high_water {
             if examined == EVICT_SCAN {
                 break;
             }
             let i = self.advance_hand();
-            let s = &self.slots[i as usize];
-            if !s.is_live() {
+            let f = &self.slots[i as usize].flow;
+            if !self.slots[i as usize].is_live() {
                 continue;
             }
             examined += 1;
-            if self.pair_expired(i, now, t) {
+            // The pair's age and expiry in one pass (one twin check).
+            let mut idle = f.idle(now);
+            let mut is_expired = idle >= timeout[f.state as usize];
+            if let Some(tw) = self.twin_of(i) {
+                let g = &self.slots[tw as usize].flow;
+                let gi = g.idle(now);
+                is_expired &= gi >= timeout[g.state as usize];
+                idle = idle.min(gi);
+            }
+            if is_expired {
                 expired = Some(i);
                 break;
             }
-            let idle = self.pair_idle(i, now);
             if oldest.is_none_or(|(o, _)| idle > o) {
                 oldest = Some((idle, i));
             }
-            if s.flow.is_cheap() && oldest_cheap.is_none_or(|(o, _)| idle > o) {
+            if f.is_cheap() && oldest_cheap.is_none_or(|(o, _)| idle > o) {
                 oldest_cheap = Some((idle, i));
             }
         }
@@ -666,13 +765,21 @@ impl FlowTable {
             (ts.key, ts.flow)
         });
         self.remove(victim);
-        Evicted { reason, key: s.key, flow: s.flow, twin }
+        Evicted {
+            reason,
+            key: s.key,
+            flow: s.flow,
+            twin,
+        }
     }
 }
 
 impl fmt::Debug for FlowTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FlowTable").field("len", &self.len).field("capacity", &self.capacity()).finish()
+        f.debug_struct("FlowTable")
+            .field("len", &self.len)
+            .field("capacity", &self.capacity())
+            .finish()
     }
 }
 
@@ -684,15 +791,33 @@ mod tests {
 
     const SEED: u64 = 0xf10;
 
-    const T: Timeouts = Timeouts { tcp_syn_ms: 1_000, tcp_established_ms: 100_000, tcp_closing_ms: 1_000, udp_ms: 10_000 };
+    const T: Timeouts = Timeouts {
+        tcp_syn_ms: 1_000,
+        tcp_established_ms: 100_000,
+        tcp_closing_ms: 1_000,
+        udp_ms: 10_000,
+    };
 
     fn key(i: u32) -> FlowKey {
         let b = i.to_be_bytes();
-        FlowKey::v4([10, b[1], b[2], b[3]], [192, 0, 2, 1], 1024 + (i >> 24) as u16, 80, 6)
+        FlowKey::v4(
+            [10, b[1], b[2], b[3]],
+            [192, 0, 2, 1],
+            1024 + (i >> 24) as u16,
+            80,
+            6,
+        )
     }
 
     fn ins(ft: &mut FlowTable, k: FlowKey, state: FlowState, backend: u32, now: u32) -> Inserted {
-        ft.insert(k, flow_hash(SEED, &k), Flow::new(state, 0, backend), now, &T).unwrap()
+        ft.insert(
+            k,
+            flow_hash(SEED, &k),
+            Flow::new(state, 0, backend),
+            now,
+            &T,
+        )
+        .unwrap()
     }
 
     fn find(ft: &FlowTable, k: &FlowKey) -> Option<u32> {
@@ -708,9 +833,16 @@ mod tests {
         for (i, s) in ft.slots.iter().enumerate() {
             if s.is_live() {
                 assert!(i < ft.high_water as usize);
-                assert_eq!(find(ft, &s.key), Some(i as u32), "slot {i} not found by its key");
+                assert_eq!(
+                    find(ft, &s.key),
+                    Some(i as u32),
+                    "slot {i} not found by its key"
+                );
                 if s.flow.twin != NO_TWIN {
-                    assert_eq!(ft.slots[s.flow.twin as usize].flow.twin, i as u32, "one-sided link at {i}");
+                    assert_eq!(
+                        ft.slots[s.flow.twin as usize].flow.twin, i as u32,
+                        "one-sided link at {i}"
+                    );
                 }
             }
         }
@@ -746,8 +878,21 @@ mod tests {
 
     #[test]
     fn timeouts_from_conf() {
-        let t = Timeouts::from(&conf::Timeouts { tcp_syn: 10, tcp_established: 900, tcp_closing: 5, udp: 60 });
-        assert_eq!(t, Timeouts { tcp_syn_ms: 10_000, tcp_established_ms: 900_000, tcp_closing_ms: 5_000, udp_ms: 60_000 });
+        let t = Timeouts::from(&conf::Timeouts {
+            tcp_syn: 10,
+            tcp_established: 900,
+            tcp_closing: 5,
+            udp: 60,
+        });
+        assert_eq!(
+            t,
+            Timeouts {
+                tcp_syn_ms: 10_000,
+                tcp_established_ms: 900_000,
+                tcp_closing_ms: 5_000,
+                udp_ms: 60_000
+            }
+        );
         let f = Flow::new(FlowState::TcpClosing, 0, 1);
         assert_eq!(f.timeout(&t), 5_000);
     }
@@ -780,7 +925,11 @@ mod tests {
         ft.remove(a.idx);
         assert_eq!(find(&ft, &k), None);
         assert!(!ft.is_live(a.idx));
-        assert_ne!(ft.key(a.idx), &k, "a freed slot's key never equals a live key");
+        assert_ne!(
+            ft.key(a.idx),
+            &k,
+            "a freed slot's key never equals a live key"
+        );
         assert_eq!(find(&ft, &key(2)), Some(c.idx));
         ft.remove(a.idx); // no-op
         assert_eq!(ft.len(), 1);
@@ -798,11 +947,17 @@ mod tests {
     fn zero_capacity_is_full() {
         let mut ft = FlowTable::with_capacity(0);
         let k = key(1);
-        assert_eq!(ft.insert(k, 1, Flow::new(FlowState::Udp, 0, 1), 0, &T), Err(Full));
+        assert_eq!(
+            ft.insert(k, 1, Flow::new(FlowState::Udp, 0, 1), 0, &T),
+            Err(Full)
+        );
         assert_eq!(ft.expire_step(0, 10, &T), 0);
         let mut one = FlowTable::with_capacity(1);
         let f = Flow::new(FlowState::Udp, 0, 1);
-        assert_eq!(one.insert_pair((k, 1, f), (k.reversed(), 2, f), 0, &T), Err(Full));
+        assert_eq!(
+            one.insert_pair((k, 1, f), (k.reversed(), 2, f), 0, &T),
+            Err(Full)
+        );
     }
 
     /// Filling to the bound and churning 10x through it never exceeds the bound nor allocates.
@@ -815,7 +970,11 @@ mod tests {
         let slab = ft.slots.as_ptr();
         let mut evictions = 0;
         for i in 0..(10 * cap as u32) {
-            let state = [FlowState::TcpSynSeen, FlowState::TcpEstablished, FlowState::Udp][i as usize % 3];
+            let state = [
+                FlowState::TcpSynSeen,
+                FlowState::TcpEstablished,
+                FlowState::Udp,
+            ][i as usize % 3];
             let r = ins(&mut ft, key(i), state, i, i / 10);
             evictions += r.evicted.is_some() as u32;
             assert!(ft.len() <= cap);
@@ -826,10 +985,22 @@ mod tests {
                 ft.expire_step(i / 10, 8, &T);
             }
         }
-        println!("churn: {evictions} evictions, len {}, {} B/entry", ft.len(), ft.memory_bytes() / cap);
+        println!(
+            "churn: {evictions} evictions, len {}, {} B/entry",
+            ft.len(),
+            ft.memory_bytes() / cap
+        );
         assert!(evictions > 0);
-        assert_eq!(ft.index.allocation_size(), index_bytes, "the index reallocated");
-        assert!(ft.index.capacity() >= cap, "index room {} of {buckets}", ft.index.capacity());
+        assert_eq!(
+            ft.index.allocation_size(),
+            index_bytes,
+            "the index reallocated"
+        );
+        assert!(
+            ft.index.capacity() >= cap,
+            "index room {} of {buckets}",
+            ft.index.capacity()
+        );
         assert_eq!(ft.slots.as_ptr(), slab);
         check_invariants(&ft);
     }
@@ -852,16 +1023,24 @@ mod tests {
         ft.get_mut(i4).last_seen = now.wrapping_sub(T.tcp_established_ms);
         assert_eq!(ft.len(), 8);
 
-        let e = ins(&mut ft, key(100), FlowState::TcpEstablished, 100, now).evicted.unwrap();
+        let e = ins(&mut ft, key(100), FlowState::TcpEstablished, 100, now)
+            .evicted
+            .unwrap();
         assert_eq!((e.reason, e.key), (EvictReason::Expired, key(4)));
         // Nothing else is expired; the UDP flow seen at 850 is older than the SYN seen at 900.
-        let e = ins(&mut ft, key(101), FlowState::TcpEstablished, 101, now).evicted.unwrap();
+        let e = ins(&mut ft, key(101), FlowState::TcpEstablished, 101, now)
+            .evicted
+            .unwrap();
         assert_eq!((e.reason, e.key), (EvictReason::Udp, key(7)));
-        let e = ins(&mut ft, key(102), FlowState::TcpEstablished, 102, now).evicted.unwrap();
+        let e = ins(&mut ft, key(102), FlowState::TcpEstablished, 102, now)
+            .evicted
+            .unwrap();
         assert_eq!((e.reason, e.key), (EvictReason::HalfOpen, key(6)));
         // Now only established entries: the least recently seen first.
         for want in [0, 1, 2, 3, 5] {
-            let e = ins(&mut ft, key(200 + want), FlowState::TcpEstablished, 0, now).evicted.unwrap();
+            let e = ins(&mut ft, key(200 + want), FlowState::TcpEstablished, 0, now)
+                .evicted
+                .unwrap();
             assert_eq!((e.reason, e.key), (EvictReason::Established, key(want)));
         }
         assert_eq!(ft.len(), 8);
@@ -880,7 +1059,9 @@ mod tests {
         // evicts the oldest of the 16 slots under the hand, and the hand moves on.
         let mut victims = Vec::new();
         for j in 0..4u32 {
-            let e = ins(&mut ft, key(10_000 + j), FlowState::TcpSynSeen, 0, 5_000).evicted.unwrap();
+            let e = ins(&mut ft, key(10_000 + j), FlowState::TcpSynSeen, 0, 5_000)
+                .evicted
+                .unwrap();
             victims.push(e.key);
         }
         // Four scans of 16 consecutive slots, each evicting its oldest: 0, 16, 32, 48.
@@ -893,7 +1074,11 @@ mod tests {
         let mut ft = FlowTable::with_capacity(cap);
         // Even i: UDP seen at 0 (expired at 10_000); odd i: established seen at 0 (not).
         for i in 0..cap as u32 {
-            let state = if i % 2 == 0 { FlowState::Udp } else { FlowState::TcpEstablished };
+            let state = if i % 2 == 0 {
+                FlowState::Udp
+            } else {
+                FlowState::TcpEstablished
+            };
             ins(&mut ft, key(i), state, i, 0);
         }
         assert_eq!(ft.expire_step(9_999, cap, &T), 0, "nothing expired yet");
@@ -906,7 +1091,10 @@ mod tests {
             assert!(r <= budget, "budget {budget} exceeded: {r}");
             total += r;
             calls += 1;
-            assert!(calls <= cap.div_ceil(budget), "not all reaped after one lap");
+            assert!(
+                calls <= cap.div_ceil(budget),
+                "not all reaped after one lap"
+            );
         }
         assert_eq!(total, cap / 2);
         assert_eq!(ft.len(), cap / 2);
@@ -952,10 +1140,18 @@ mod tests {
         ins(&mut ft, key(3), FlowState::TcpEstablished, 1, 10);
         ins(&mut ft, key(4), FlowState::TcpEstablished, 1, 10);
         ft.link(a, b);
-        let e = ins(&mut ft, key(5), FlowState::TcpSynSeen, 1, 20).evicted.unwrap();
+        let e = ins(&mut ft, key(5), FlowState::TcpSynSeen, 1, 20)
+            .evicted
+            .unwrap();
         assert_eq!(e.reason, EvictReason::Udp);
         let twin = e.twin.expect("twin reported");
-        assert_eq!([e.key, twin.0].iter().filter(|k| **k == key(1) || **k == key(2)).count(), 2);
+        assert_eq!(
+            [e.key, twin.0]
+                .iter()
+                .filter(|k| **k == key(1) || **k == key(2))
+                .count(),
+            2
+        );
         assert_eq!(ft.len(), 3);
         // Unlink, then remove one half only.
         let x = find(&ft, &key(3)).unwrap();
@@ -964,6 +1160,39 @@ mod tests {
         ft.unlink(x);
         ft.remove(x);
         assert!(ft.is_live(y));
+        check_invariants(&ft);
+    }
+
+    /// Stale indices (held across a removal) cannot corrupt the table.
+    #[test]
+    fn stale_indices_are_harmless() {
+        let cap = 8;
+        let mut ft = FlowTable::with_capacity(cap);
+        let a = ins(&mut ft, key(1), FlowState::Udp, 1, 0).idx;
+        let b = ins(&mut ft, key(2), FlowState::Udp, 1, 0).idx;
+        let c = ins(&mut ft, key(3), FlowState::Udp, 1, 0).idx;
+        ft.remove(a);
+        ft.remove(b);
+        // Writes and link operations through freed indices.
+        ft.get_mut(a).twin = c;
+        ft.get_mut(b).twin = 12345;
+        ft.unlink(a);
+        assert!(!ft.link(a, c));
+        assert!(!ft.link(c, c));
+        ft.remove(b);
+        assert!(ft.is_live(c));
+        assert_eq!(ft.get(c).twin, NO_TWIN);
+        // The free list is intact: the table still fills to exactly its bound.
+        for i in 10..10 + cap as u32 - 1 {
+            let r = ins(&mut ft, key(i), FlowState::Udp, 1, 0);
+            assert!(r.evicted.is_none());
+        }
+        assert_eq!(ft.len(), cap);
+        assert!(
+            ins(&mut ft, key(99), FlowState::Udp, 1, 0)
+                .evicted
+                .is_some()
+        );
         check_invariants(&ft);
     }
 
@@ -976,7 +1205,12 @@ mod tests {
         let f = Flow::new(FlowState::TcpSynSeen, 0, 99);
         let (kf, kr) = (key(1000), key(1001));
         let p = ft
-            .insert_pair((kf, flow_hash(SEED, &kf), f), (kr, flow_hash(SEED, &kr), f), 100, &T)
+            .insert_pair(
+                (kf, flow_hash(SEED, &kf), f),
+                (kr, flow_hash(SEED, &kr), f),
+                100,
+                &T,
+            )
             .unwrap();
         assert!(p.evicted[0].is_some() && p.evicted[1].is_some());
         assert_eq!(ft.len(), 16);

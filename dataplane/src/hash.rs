@@ -63,9 +63,8 @@ fn addr_words(a: &[u8; 16]) -> (u64, u64) {
     (le64(lo), le64(hi))
 }
 
-/// Last round shared by the fixed-width hashes: one more folded multiply by a constant
-/// (the second operand can never be zero, so the round is a bijection-like spread rather
-/// than a possible collapse).
+/// Last round shared by the fixed-width hashes: one more folded multiply, by a constant so
+/// that no input can zero the multiplier and collapse the round.
 #[inline(always)]
 const fn finish(h: u64) -> u64 {
     mum(h ^ P2, P3)
@@ -117,7 +116,8 @@ fn addr_tag(seed: u64, addr: &[u8; 16], tag: u64) -> u64 {
 }
 
 /// Hashes a source address alone (source-IP affinity: every connection of a client goes to
-/// one backend). `addr` is in the [`FlowKey`] layout.
+/// one backend). `addr` is in the [`FlowKey`] layout; the family is not hashed (`10.0.0.1`
+/// and `a00:1::` share a value, which only matters for spreading, and not measurably).
 ///
 /// Frozen: see the module documentation.
 #[inline]
@@ -189,7 +189,12 @@ mod tests {
     /// Flips every input bit of `n` random inputs; returns, per input bit, the mean number of
     /// output bits flipped, and the worst per-(input bit, output bit) flip probability
     /// distance from 1/2 (the strict avalanche criterion).
-    fn avalanche<const N: usize>(n: usize, rng: &mut Rng, mut input: impl FnMut(&mut Rng) -> [u8; N], f: impl Fn(&[u8; N]) -> u64) -> (Vec<f64>, f64) {
+    fn avalanche<const N: usize>(
+        n: usize,
+        rng: &mut Rng,
+        mut input: impl FnMut(&mut Rng) -> [u8; N],
+        f: impl Fn(&[u8; N]) -> u64,
+    ) -> (Vec<f64>, f64) {
         let bits = N * 8;
         let mut flips = vec![[0u32; 64]; bits];
         let mut total = vec![0u64; bits];
@@ -218,18 +223,28 @@ mod tests {
     fn check_avalanche(what: &str, means: &[f64], worst: f64) {
         let lo = means.iter().cloned().fold(f64::MAX, f64::min);
         let hi = means.iter().cloned().fold(0.0, f64::max);
-        println!("{what}: mean output bits flipped per input bit in [{lo:.2}, {hi:.2}], worst SAC bias {worst:.3}");
+        println!(
+            "{what}: mean output bits flipped per input bit in [{lo:.2}, {hi:.2}], worst SAC bias {worst:.3}"
+        );
         // 64 output bits, ideal 32; with 4000 samples the standard error of a mean is ~0.06,
         // so +-1 is a real defect, not noise. The SAC bias has a standard error of ~0.008 and
         // there are thousands of cells, so 0.05 is ~6 sigma.
-        assert!(lo > 31.0 && hi < 33.0, "{what}: avalanche out of [31, 33]: [{lo}, {hi}]");
+        assert!(
+            lo > 31.0 && hi < 33.0,
+            "{what}: avalanche out of [31, 33]: [{lo}, {hi}]"
+        );
         assert!(worst < 0.05, "{what}: strict avalanche bias {worst}");
     }
 
     #[test]
     fn flow_hash_avalanche() {
         let mut rng = Rng(1);
-        let (means, worst) = avalanche(4000, &mut rng, |r| key_bytes(&r.key()), |b| flow_hash(0x1234, &key_from(b)));
+        let (means, worst) = avalanche(
+            4000,
+            &mut rng,
+            |r| key_bytes(&r.key()),
+            |b| flow_hash(0x1234, &key_from(b)),
+        );
         check_avalanche("flow_hash", &means, worst);
         // IPv4 keys are mostly zero bytes: check they avalanche as well.
         let (means, worst) = avalanche(
@@ -238,7 +253,13 @@ mod tests {
             |r| {
                 let x = r.next();
                 let y = r.next();
-                key_bytes(&FlowKey::v4((x as u32).to_be_bytes(), ((x >> 32) as u32).to_be_bytes(), y as u16, (y >> 16) as u16, 6))
+                key_bytes(&FlowKey::v4(
+                    (x as u32).to_be_bytes(),
+                    ((x >> 32) as u32).to_be_bytes(),
+                    y as u16,
+                    (y >> 16) as u16,
+                    6,
+                ))
             },
             |b| flow_hash(7, &key_from(b)),
         );
@@ -256,11 +277,19 @@ mod tests {
             b
         };
         let (means, worst) = avalanche(4000, &mut rng, input, |b| {
-            owner_hash(99, b[..16].try_into().unwrap(), u16::from_le_bytes([b[16], b[17]]))
+            owner_hash(
+                99,
+                b[..16].try_into().unwrap(),
+                u16::from_le_bytes([b[16], b[17]]),
+            )
         });
         check_avalanche("owner_hash", &means, worst);
-        let (means, worst) =
-            avalanche(4000, &mut rng, |r| input(r)[..16].try_into().unwrap(), |b: &[u8; 16]| src_hash(99, b));
+        let (means, worst) = avalanche(
+            4000,
+            &mut rng,
+            |r| input(r)[..16].try_into().unwrap(),
+            |b: &[u8; 16]| src_hash(99, b),
+        );
         check_avalanche("src_hash", &means, worst);
     }
 
@@ -290,27 +319,50 @@ mod tests {
     #[test]
     fn low_bits_uniform() {
         let n = 200_000u32;
-        let addr = |i: u32| -> [u8; 16] {
+        fn addr(i: u32) -> [u8; 16] {
             let b = i.to_be_bytes();
             FlowKey::v4([10, b[1], b[2], b[3]], [0; 4], 0, 0, 0).src
-        };
-        let hashes: [(&str, Box<dyn Fn(u32) -> u64>); 4] = [
-            // 782 clients x 256 consecutive source ports to one VIP:443.
-            ("flow_hash ports", Box::new(|i| flow_hash(42, &FlowKey::v4([10, 0, (i >> 16) as u8, (i >> 8) as u8], [192, 0, 2, 1], 32768 + (i & 0xff) as u16, 443, 6)))),
-            // Consecutive clients, one port each.
-            ("flow_hash addrs", Box::new(move |i| flow_hash(42, &FlowKey { src: addr(i), ..FlowKey::v4([0; 4], [192, 0, 2, 1], 40000, 443, 6) }))),
-            ("src_hash", Box::new(move |i| src_hash(42, &addr(i)))),
-            ("owner_hash", Box::new(|i| owner_hash(42, &FlowKey::v4([10, 0, 0, (i >> 16) as u8], [0; 4], 0, 0, 0).src, i as u16))),
+        }
+        // 782 clients x 256 consecutive source ports to one VIP:443.
+        fn ports(i: u32) -> u64 {
+            let k = FlowKey::v4(
+                [10, 0, (i >> 16) as u8, (i >> 8) as u8],
+                [192, 0, 2, 1],
+                32768 + (i & 0xff) as u16,
+                443,
+                6,
+            );
+            flow_hash(42, &k)
+        }
+        // Consecutive clients, one port each.
+        fn addrs(i: u32) -> u64 {
+            flow_hash(
+                42,
+                &FlowKey {
+                    src: addr(i),
+                    ..FlowKey::v4([0; 4], [192, 0, 2, 1], 40000, 443, 6)
+                },
+            )
+        }
+        type Case = (&'static str, fn(u32) -> u64);
+        let hashes: [Case; 4] = [
+            ("flow_hash ports", ports),
+            ("flow_hash addrs", addrs),
+            ("src_hash", |i| src_hash(42, &addr(i))),
+            ("owner_hash", |i| owner_hash(42, &addr(i >> 16), i as u16)),
         ];
         for (name, f) in &hashes {
-            let hs: Vec<u64> = (0..n).map(f).collect();
+            let hs: Vec<u64> = (0..n).map(*f).collect();
             for m in [2u64, 3, 7, 16, 64, 1021, 1024, 65537] {
                 let mut counts = vec![0u64; m as usize];
                 for h in &hs {
                     counts[(h % m) as usize] += 1;
                 }
                 let expect = f64::from(n) / m as f64;
-                let chi2: f64 = counts.iter().map(|&c| (c as f64 - expect).powi(2) / expect).sum();
+                let chi2: f64 = counts
+                    .iter()
+                    .map(|&c| (c as f64 - expect).powi(2) / expect)
+                    .sum();
                 // chi-square with m-1 degrees of freedom: mean m-1, sd sqrt(2(m-1)); allow 5 sd.
                 let df = (m - 1) as f64;
                 let bound = df + 5.0 * (2.0 * df).sqrt() + 5.0;
@@ -342,7 +394,9 @@ mod tests {
         let v4 = FlowKey::v4([10, 0, 0, 1], [192, 0, 2, 10], 40000, 443, 6);
         let v6 = FlowKey::v6(
             [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-            [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80],
+            [
+                0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80,
+            ],
             51000,
             53,
             17,
@@ -376,7 +430,10 @@ mod tests {
             0x17a42c48d322ec55,
         ];
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert_eq!(g, w, "golden value {i} changed: {g:#018x}, frozen {w:#018x}");
+            assert_eq!(
+                g, w,
+                "golden value {i} changed: {g:#018x}, frozen {w:#018x}"
+            );
         }
     }
 }
