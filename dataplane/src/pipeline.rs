@@ -40,6 +40,11 @@ pub struct Pipeline {
     pub counters: Counters,
     /// Coarse clock in milliseconds, set by the worker once per burst.
     pub now_ms: u32,
+    /// Seed of the flow-table and NAT-ownership hashes: the same for every worker of one
+    /// process, and independent of the config's `hash_seed` so that a reload that changes the
+    /// seed re-indexes no flow and moves no NAT flow to another worker (and hostile traffic
+    /// cannot aim at a table whose seed it could read in a config).
+    pub local_seed: u64,
 }
 
 /// What the L3 parse found, for both families.
@@ -65,14 +70,16 @@ struct Ports {
 }
 
 impl Pipeline {
-    /// A pipeline for worker `worker` of `workers`, with a flow table of `flow_capacity`.
-    pub fn new(worker: u16, workers: u16, flow_capacity: usize) -> Self {
+    /// A pipeline for worker `worker` of `workers`, with a flow table of `flow_capacity`;
+    /// `local_seed` must be the same for all workers of the process.
+    pub fn new(worker: u16, workers: u16, flow_capacity: usize, local_seed: u64) -> Self {
         Pipeline {
             worker,
             workers: workers.max(1),
             flows: FlowTable::with_capacity(flow_capacity),
             counters: Counters::default(),
             now_ms: 0,
+            local_seed,
         }
     }
 
@@ -254,11 +261,11 @@ impl Pipeline {
     /// The worker that owns a NAT flow: chosen from what both directions share, the client's
     /// address and port.
     #[inline]
-    fn owner(&self, seed: u64, client: &Addr, client_port: u16) -> u16 {
+    fn owner(&self, client: &Addr, client_port: u16) -> u16 {
         if self.workers <= 1 {
             return self.worker;
         }
-        (hash::owner_hash(seed, client, client_port) % u64::from(self.workers)) as u16
+        (hash::owner_hash(self.local_seed, client, client_port) % u64::from(self.workers)) as u16
     }
 
     fn service<F: Frame>(
@@ -273,14 +280,13 @@ impl Pipeline {
         let svc = &snap.services[si as usize];
         let nat = svc.forwarding == Forwarding::Nat;
         if nat {
-            let owner = self.owner(snap.seed, &p.src, ports.sport);
+            let owner = self.owner(&p.src, ports.sport);
             if owner != self.worker {
                 return Verdict::Handoff { worker: owner };
             }
         }
         let key = flow_key(&p, ports.sport, ports.dport);
-        let fhash = hash::flow_hash(snap.seed, &key);
-        let pick_hash = svc.pick_hash(snap.seed, &key, fhash);
+        let fhash = hash::flow_hash(self.local_seed, &key);
         let tcp = p.proto == IPPROTO_TCP;
         let flags = ports.tcp_flags;
         let is_rst = tcp && flags & tcp::RST != 0;
@@ -319,7 +325,11 @@ impl Pipeline {
 
         let b = match chosen {
             Some(b) => b,
-            None => match svc.pick(pick_hash).and_then(|id| snap.backend(id)) {
+            // Maglev's hash uses the config's seed: every instance with this config agrees.
+            None => match svc
+                .pick(svc.pick_hash(snap.seed, &key, hash::flow_hash(snap.seed, &key)))
+                .and_then(|id| snap.backend(id))
+            {
                 Some(b) => b,
                 None => return self.empty_pool(snap, port, svc.on_empty, p, ports, frame),
             },
@@ -356,7 +366,7 @@ impl Pipeline {
                         dport: ports.sport,
                         ..key
                     };
-                    let rhash = hash::flow_hash(snap.seed, &rkey);
+                    let rhash = hash::flow_hash(self.local_seed, &rkey);
                     if let Some(rev) = self.insert(&snap.timeouts, rkey, rhash, fl) {
                         // The reverse insert may have evicted the forward entry when full.
                         if self.flows.key(fwd) == &key {
@@ -411,12 +421,12 @@ impl Pipeline {
         ports: Ports,
         frame: &mut F,
     ) -> Verdict {
-        let owner = self.owner(snap.seed, &p.dst, ports.dport);
+        let owner = self.owner(&p.dst, ports.dport);
         if owner != self.worker {
             return Verdict::Handoff { worker: owner };
         }
         let rkey = flow_key(&p, ports.sport, ports.dport);
-        let rhash = hash::flow_hash(snap.seed, &rkey);
+        let rhash = hash::flow_hash(self.local_seed, &rkey);
         let Some(ridx) = self.flows.lookup(&rkey, rhash) else {
             return Verdict::Drop(DropReason::NatNoFlow);
         };

@@ -62,7 +62,7 @@ fn golden_cases() {
     let snap = golden_snapshot();
     let cases = load_cases();
     assert!(cases.len() >= 40, "the case table shrank: {}", cases.len());
-    let mut pipe = Pipeline::new(0, 1, 4096);
+    let mut pipe = Pipeline::new(0, 1, 4096, 0x5eed);
     pipe.now_ms = 1_000;
     let mut failures = Vec::new();
     for (i, c) in cases.iter().enumerate() {
