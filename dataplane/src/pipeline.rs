@@ -239,21 +239,22 @@ impl Pipeline {
             }
             return Verdict::SlowPath;
         }
-        if p.v6 && p.proto == IPPROTO_ICMPV6 && !fragment {
-            // Neighbour solicitations for a VIP arrive at its solicited-node multicast address.
-            if let Some(v) = self.neighbor_solicitation(snap, port, p, frame) {
-                return v;
-            }
+        // Neighbour solicitations for a VIP arrive at its solicited-node multicast address.
+        if p.v6
+            && p.proto == IPPROTO_ICMPV6
+            && !fragment
+            && let Some(v) = self.neighbor_solicitation(snap, port, p, frame)
+        {
+            return v;
         }
-        if matches!(p.proto, IPPROTO_TCP | IPPROTO_UDP) {
-            if let Some(ports) = ports(frame.data(), &p) {
-                if snap.is_nat_backend(&p.src, p.proto, ports.sport) {
-                    if fragment {
-                        return Verdict::Drop(DropReason::Fragment);
-                    }
-                    return self.nat_reply(snap, p, ports, frame);
-                }
+        if matches!(p.proto, IPPROTO_TCP | IPPROTO_UDP)
+            && let Some(ports) = ports(frame.data(), &p)
+            && snap.is_nat_backend(&p.src, p.proto, ports.sport)
+        {
+            if fragment {
+                return Verdict::Drop(DropReason::Fragment);
             }
+            return self.nat_reply(snap, p, ports, frame);
         }
         Verdict::Drop(DropReason::NotVip)
     }
@@ -356,26 +357,26 @@ impl Pipeline {
                 peer_mac,
                 flags: 0,
             };
-            if let Some(fwd) = self.insert(&snap.timeouts, key, fhash, fl) {
-                if nat {
-                    let bport = b.port.unwrap_or(ports.dport);
-                    let rkey = FlowKey {
-                        src: b.addr_key,
-                        dst: p.src,
-                        sport: bport,
-                        dport: ports.sport,
-                        ..key
-                    };
-                    let rhash = hash::flow_hash(self.local_seed, &rkey);
-                    if let Some(rev) = self.insert(&snap.timeouts, rkey, rhash, fl) {
-                        // The reverse insert may have evicted the forward entry when full.
-                        if self.flows.key(fwd) == &key {
-                            self.flows.link(fwd, rev);
-                        } else {
-                            self.flows.remove(rev);
-                        }
-                    }
+            if nat {
+                // Both halves at once: room for both is made first, so neither evicts the other.
+                let bport = b.port.unwrap_or(ports.dport);
+                let rkey = FlowKey {
+                    src: b.addr_key,
+                    dst: p.src,
+                    sport: bport,
+                    dport: ports.sport,
+                    ..key
+                };
+                let rhash = hash::flow_hash(self.local_seed, &rkey);
+                if let Ok(ins) =
+                    self.flows
+                        .insert_pair((key, fhash, fl), (rkey, rhash, fl), now, &snap.timeouts)
+                {
+                    self.counters.flows_created += 2;
+                    self.counters.flows_evicted += ins.evicted.iter().flatten().count() as u64;
                 }
+            } else {
+                self.insert(&snap.timeouts, key, fhash, fl);
             }
         }
 
@@ -730,7 +731,7 @@ fn build_rst<F: Frame>(frame: &mut F, p: &L4, our_mac: [u8; 6]) -> Verdict {
         let Ok(t) = wire::TcpPacket::new_checked(&data[p.l4..p.l4 + p.l4_len]) else {
             return Verdict::Drop(DropReason::MalformedL4);
         };
-        let payload = p.l4_len - t.header_len() as usize;
+        let payload = p.l4_len - t.header_len();
         let fin = u32::from(t.fin());
         (
             t.src_port(),
