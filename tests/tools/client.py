@@ -62,6 +62,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=3.0)
     ap.add_argument("--path", default="/")
     ap.add_argument("--deadline", type=float, default=120.0, help="stop starting requests after this many seconds")
+    ap.add_argument("--human", action="store_true", help="print a readable summary instead of JSON")
     a = ap.parse_args()
     t_end = time.monotonic() + a.deadline
     recs = []
@@ -89,6 +90,14 @@ def main():
         "ms_max": ms[-1],
         "records": recs,
     }
+    if a.human:
+        n = out["requests"]
+        print(f"  {n} connections, {out['ok']} answered, p50 {out['ms_p50']} ms, slowest {out['ms_max']} ms")
+        for b, c in sorted(per.items()):
+            print(f"  {b:>4}: {c:4d} ({100 * c / n:5.1f}%) " + "#" * round(50 * c / n))
+        for e, c in sorted(errors.items()):
+            print(f"  {e}: {c}")
+        return
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")
 
