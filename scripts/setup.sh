@@ -53,6 +53,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     say "installing cargo-nextest"
     cargo install --locked cargo-nextest
 fi
+# cargo-fuzz builds and runs the fuzz targets of fuzz/ (scripts/fuzz.sh); stable Rust works
+# with --sanitizer none, which the script uses.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    say "installing cargo-fuzz"
+    cargo install --locked cargo-fuzz
+fi
 for c in clippy rustfmt; do
     if ! cargo "$c" --version >/dev/null 2>&1; then
         rustup component add "$c" 2>/dev/null || true

@@ -61,6 +61,7 @@ pub fn to_json(r: &Report) -> Value {
         "workers": workers,
         "totals": counters_json(&r.totals()),
         "ports": ports,
+        "mempool": { "in_use": r.mempool_in_use, "capacity": r.mempool_capacity },
     })
 }
 
@@ -106,6 +107,10 @@ pub fn print(r: &Report, as_json: bool) {
         } else {
             "NO"
         }
+    );
+    println!(
+        "mbufs in use after stop: {} of {}",
+        r.mempool_in_use, r.mempool_capacity
     );
     for p in &r.ports {
         match &p.stats {

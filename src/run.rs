@@ -1,4 +1,6 @@
-//! `fulcrum run`: start the data plane and forward until SIGINT/SIGTERM.
+//! `fulcrum run`: start the data plane, then run the slow path on this thread (health checks,
+//! ARP, publication of snapshots, pool-change hooks) until SIGINT/SIGTERM or `--duration`;
+//! print the final counters of the workers, the ports and the slow path.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -6,6 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use dataplane::engine::Engine;
+use serde_json::{Value, json};
+use slowpath::SlowPath;
 
 pub fn run(path: &Path, json: bool, duration: Option<f64>) -> Result<(), String> {
     let cfg = conf::load(path).map_err(|e| e.to_string())?;
@@ -15,7 +19,7 @@ pub fn run(path: &Path, json: bool, duration: Option<f64>) -> Result<(), String>
             .map_err(|e| format!("signal handler: {e}"))?;
     }
     let devices = cfg.ports.iter().map(|p| p.device.clone()).collect();
-    let engine = Engine::start(&cfg, devices).map_err(|e| e.to_string())?;
+    let mut engine = Engine::start(&cfg, devices).map_err(|e| e.to_string())?;
     tracing::info!(
         workers = cfg.dpdk.workers.len(),
         ports = cfg.ports.len(),
@@ -27,12 +31,106 @@ pub fn run(path: &Path, json: bool, duration: Option<f64>) -> Result<(), String>
     }
     let started = Instant::now();
     let until = duration.map(|d| started + Duration::from_secs_f64(d.max(0.0)));
-    while !stop.load(Ordering::Relaxed) && until.is_none_or(|u| Instant::now() < u) {
-        std::thread::sleep(Duration::from_millis(20));
+    let mut slow = SlowPath::new(&cfg, &mut engine);
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if until.is_some_and(|u| now >= u) {
+            break;
+        }
+        let idle = slow.turn(&mut engine);
+        if !idle.is_zero() {
+            // Never past the end of the run; SIGTERM is seen within one idle period.
+            let idle = until.map_or(idle, |u| idle.min(u.saturating_duration_since(now)));
+            std::thread::sleep(idle);
+        }
     }
     tracing::info!("stopping");
+    let slow_report = slow.report(&engine);
+    // Its rings go back before the engine shuts down, so EAL can clean up.
+    drop(slow);
     let mut report = engine.stop();
     report.elapsed = started.elapsed();
-    crate::report::print(&report, json);
+    if json {
+        let mut v = crate::report::to_json(&report);
+        v.as_object_mut()
+            .expect("object")
+            .insert("slowpath".into(), slowpath_json(&slow_report));
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+    } else {
+        crate::report::print(&report, false);
+        print_slowpath(&slow_report);
+    }
     Ok(())
+}
+
+fn summary(s: &slowpath::publish::Summary) -> Value {
+    json!({ "count": s.count, "min": s.min, "p50": s.p50, "p99": s.p99, "max": s.max })
+}
+
+fn slowpath_json(r: &slowpath::Report) -> Value {
+    let backends: Vec<Value> = r
+        .backends
+        .iter()
+        .map(|b| {
+            json!({
+                "service": b.service, "backend": b.backend, "state": b.state,
+                "checks": b.checks, "check_failures": b.failures,
+            })
+        })
+        .collect();
+    json!({
+        "frames_received": r.frames.received,
+        "frames_arp": r.frames.arp,
+        "frames_ip": r.frames.ip,
+        "frames_ignored": r.frames.ignored,
+        "frames_sent": r.frames.sent,
+        "frames_send_dropped": r.frames.send_dropped,
+        "checks_started": r.checks.started,
+        "checks_finished": r.checks.finished,
+        "checks_not_started": r.checks.not_started,
+        "check_failures": r.check_failures,
+        "checks_max_in_flight": r.checks.max_in_flight,
+        "arp_requests": r.neighbors.requests,
+        "neighbors_learnt": r.neighbors.learnt,
+        "neighbors_changed": r.neighbors.changed,
+        "neighbor_drops": r.neighbors.dropped,
+        "hook_runs": r.hooks.runs,
+        "hook_failures": r.hooks.failed_runs,
+        "state_file_writes": r.hooks.state_writes,
+        "publications": r.publications,
+        "build_us": summary(&r.build_us),
+        "publish_to_visible_us": summary(&r.visible_us),
+        "publish_to_first_packet_us": summary(&r.first_packet_us),
+        "cpu_s": r.cpu_s,
+        "backends": backends,
+    })
+}
+
+fn print_slowpath(r: &slowpath::Report) {
+    println!(
+        "slow path: {} frames in ({} ARP, {} IP), {} out ({} dropped); {} checks ({} failed, \
+         {} could not start, at most {} at once); {} ARP requests, {} neighbours learnt",
+        r.frames.received,
+        r.frames.arp,
+        r.frames.ip,
+        r.frames.sent,
+        r.frames.send_dropped,
+        r.checks.finished,
+        r.check_failures,
+        r.checks.not_started,
+        r.checks.max_in_flight,
+        r.neighbors.requests,
+        r.neighbors.learnt,
+    );
+    let s = &r.first_packet_us;
+    println!(
+        "publications: {}; publish -> first packet: {} samples, p50 {} us, p99 {} us, max {} us",
+        r.publications, s.count, s.p50, s.p99, s.max
+    );
+    for b in &r.backends {
+        println!(
+            "backend {}/{}: {} ({} checks, {} failed)",
+            b.service, b.backend, b.state, b.checks, b.failures
+        );
+    }
 }

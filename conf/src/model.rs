@@ -110,6 +110,10 @@ pub struct Global {
     pub control_socket: PathBuf,
     /// Prometheus endpoint (`None`: off). Restart.
     pub metrics_listen: Option<SocketAddr>,
+    /// Settings shared by every health check. Live.
+    pub health: HealthGlobal,
+    /// Neighbour (ARP) resolution of backends. Live.
+    pub neighbors: NeighborSettings,
 }
 
 impl Global {
@@ -131,6 +135,59 @@ impl Default for Global {
             timeouts: Timeouts::default(),
             control_socket: PathBuf::from("/run/fulcrum/fulcrum.sock"),
             metrics_listen: None,
+            health: HealthGlobal::default(),
+            neighbors: NeighborSettings::default(),
+        }
+    }
+}
+
+/// `[global.health]`: what every health check shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthGlobal {
+    /// Source ports of health-check connections, used in rotation: reusing one port at once
+    /// would meet the backend's TIME_WAIT entry of the previous check.
+    pub source_ports: RangeInclusive<u16>,
+    /// Each interval after the first is varied at random by up to this many percent, so
+    /// checks that started together drift apart.
+    pub spread_pct: u8,
+}
+
+impl HealthGlobal {
+    /// Below 1024 are the well-known ports; fewer than 64 ports would be reused within
+    /// seconds by a few hundred checks.
+    pub const SOURCE_PORT_MIN: u16 = 1024;
+    pub const SOURCE_PORTS_MIN_COUNT: u32 = 64;
+    pub const SPREAD_MAX_PCT: u8 = 50;
+}
+
+impl Default for HealthGlobal {
+    fn default() -> Self {
+        HealthGlobal {
+            source_ports: 61000..=65000,
+            spread_pct: 0,
+        }
+    }
+}
+
+/// `[global.neighbors]`: how backends' MAC addresses are learnt and kept fresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighborSettings {
+    /// A learnt MAC is confirmed (unicast ARP request) this often, in milliseconds.
+    pub refresh_ms: u32,
+    /// Unresolved, or a confirmation unanswered: ask again (broadcast) this often.
+    pub retry_ms: u32,
+}
+
+impl NeighborSettings {
+    pub const REFRESH_RANGE_MS: RangeInclusive<u32> = 1_000..=3_600_000;
+    pub const RETRY_RANGE_MS: RangeInclusive<u32> = 100..=60_000;
+}
+
+impl Default for NeighborSettings {
+    fn default() -> Self {
+        NeighborSettings {
+            refresh_ms: 30_000,
+            retry_ms: 1_000,
         }
     }
 }
@@ -321,6 +378,11 @@ pub struct Service {
     pub hash: HashKey,
     pub on_empty: OnEmpty,
     pub backends: Vec<Backend>,
+    /// Run (with `/bin/sh -c`) when the pool becomes empty or non-empty, e.g. to withdraw or
+    /// announce the VIP's route.
+    pub on_change: Option<String>,
+    /// Rewritten (atomically) with `empty` or `nonempty` when the pool changes.
+    pub state_file: Option<PathBuf>,
 }
 
 /// What the operator says about a backend (health is the slow path's business).
@@ -350,6 +412,87 @@ pub struct Backend {
     /// Static MAC (otherwise learnt by ARP).
     pub mac: Option<MacAddr>,
     pub admin: AdminState,
+    /// The backend's own check (`None`: no check, or it follows `track`).
+    pub health: Option<HealthCheck>,
+    /// Follow another backend's health instead of checking this one.
+    pub track: Option<TrackRef>,
+}
+
+/// Another backend, as `track` names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TrackRef {
+    pub service: String,
+    pub backend: String,
+}
+
+/// A fully resolved health check of one backend: the service's `[service.health]` with the
+/// backend's `[service.backend.health]` laid over it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub kind: CheckKind,
+    /// Port checked on the backend's address.
+    pub port: u16,
+    pub interval_ms: u32,
+    /// A check not finished within this is a failure. At most `interval_ms`.
+    pub timeout_ms: u32,
+    /// Consecutive successes that bring a down backend up.
+    pub rise: u32,
+    /// Consecutive failures that bring an up backend down.
+    pub fall: u32,
+}
+
+impl HealthCheck {
+    pub const INTERVAL_RANGE_MS: RangeInclusive<u32> = 100..=3_600_000;
+    pub const TIMEOUT_RANGE_MS: RangeInclusive<u32> = 10..=600_000;
+    pub const RISE_FALL_RANGE: RangeInclusive<u32> = 1..=100;
+    pub const DEFAULT_INTERVAL_MS: u32 = 2_000;
+    pub const DEFAULT_TIMEOUT_MS: u32 = 1_000;
+    pub const DEFAULT_RISE: u32 = 2;
+    pub const DEFAULT_FALL: u32 = 3;
+}
+
+/// What a check does once connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    /// The TCP handshake completes.
+    Tcp,
+    /// An HTTP/1.0 request is answered with a status in the expected range.
+    Http(HttpCheck),
+    /// A TLS ClientHello is answered with a ServerHello.
+    TlsHello {
+        /// Server name sent in the ClientHello.
+        sni: Option<String>,
+    },
+    /// The backend's agent answers a line: `up`, `down`, `drain`, `maint`, a weight `N%`...
+    Agent {
+        /// Sent after connecting, before reading the reply.
+        send: Option<String>,
+    },
+}
+
+impl CheckKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            CheckKind::Tcp => "tcp",
+            CheckKind::Http(_) => "http",
+            CheckKind::TlsHello { .. } => "tls-hello",
+            CheckKind::Agent { .. } => "agent",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCheck {
+    pub method: String,
+    pub path: String,
+    /// `Host` header (`None`: the backend's address).
+    pub host: Option<String>,
+    /// Statuses that count as healthy.
+    pub expect: RangeInclusive<u16>,
+}
+
+impl HttpCheck {
+    pub const DEFAULT_EXPECT: RangeInclusive<u16> = 200..=399;
 }
 
 impl Backend {

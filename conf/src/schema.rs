@@ -77,6 +77,32 @@ pub struct GlobalTable {
     /// `[global.timeouts]`. Optional.
     #[serde(default)]
     pub timeouts: TimeoutsTable,
+    /// `[global.health]`. Optional.
+    #[serde(default)]
+    pub health: HealthGlobalTable,
+    /// `[global.neighbors]`. Optional.
+    #[serde(default)]
+    pub neighbors: NeighborsTable,
+}
+
+/// `[global.health]`: settings every health check shares.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthGlobalTable {
+    /// `"FIRST-LAST"`, ports in 1024..=65535, at least 64 of them. Default `"61000-65000"`.
+    pub source_ports: Option<Spanned<String>>,
+    /// Random variation of each interval, percent. Default 0, at most 50.
+    pub spread_pct: Option<Spanned<Int>>,
+}
+
+/// `[global.neighbors]`: ARP resolution of backends.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighborsTable {
+    /// Confirm a learnt MAC this often, ms. Default 30000, 1000..=3600000.
+    pub refresh_ms: Option<Spanned<Int>>,
+    /// Ask again while unresolved or unconfirmed, ms. Default 1000, 100..=60000.
+    pub retry_ms: Option<Spanned<Int>>,
 }
 
 /// `[global.timeouts]`: flow idle timeouts in seconds, each 1..=86400.
@@ -138,6 +164,44 @@ pub struct ServiceTable {
     /// `[[service.backend]]`. Default: none (every new flow gets `on_empty`).
     #[serde(default)]
     pub backend: Vec<BackendTable>,
+    /// Command run when the pool becomes empty or non-empty. Default: none.
+    pub on_change: Option<Spanned<String>>,
+    /// File rewritten with the pool's state. Default: none.
+    pub state_file: Option<Spanned<String>>,
+    /// `[service.health]`: the check of every backend. Default: no check (always up).
+    pub health: Option<Spanned<HealthTable>>,
+}
+
+/// `[service.health]` and `[service.backend.health]`; a backend's table overrides the
+/// service's key by key.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthTable {
+    /// `"tcp"` | `"http"` | `"tls-hello"` | `"agent"` | `"none"`. Default `"tcp"`.
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    /// Port checked. Default: the backend's NAT port, else the service's port.
+    pub port: Option<Spanned<Int>>,
+    /// Default 2000, 100..=3600000.
+    pub interval_ms: Option<Spanned<Int>>,
+    /// Default 1000, 10..=600000 and at most `interval_ms`.
+    pub timeout_ms: Option<Spanned<Int>>,
+    /// Default 2, 1..=100.
+    pub rise: Option<Spanned<Int>>,
+    /// Default 3, 1..=100.
+    pub fall: Option<Spanned<Int>>,
+    /// http: request method. Default `"GET"`.
+    pub method: Option<Spanned<String>>,
+    /// http: request path. Default `"/"`.
+    pub path: Option<Spanned<String>>,
+    /// http: `Host` header. Default: the backend's address.
+    pub host: Option<Spanned<String>>,
+    /// http: `"200"` or `"200-399"`. Default `"200-399"`.
+    pub expect_status: Option<Spanned<String>>,
+    /// tls-hello: server name. Default: none.
+    pub sni: Option<Spanned<String>>,
+    /// agent: text sent before reading the reply. Default: none.
+    pub send: Option<Spanned<String>>,
 }
 
 /// One `[[service.backend]]`.
@@ -158,6 +222,10 @@ pub struct BackendTable {
     pub mac: Option<Spanned<String>>,
     /// `"enabled"` | `"drain"` | `"disabled"`. Default `"enabled"`.
     pub admin: Option<Spanned<String>>,
+    /// `"service/backend"` or `"backend"` (same service): follow its health. Default: none.
+    pub track: Option<Spanned<String>>,
+    /// Overrides of the service's `[service.health]`. Default: none.
+    pub health: Option<Spanned<HealthTable>>,
 }
 
 /// Any TOML integer. Its own type (rather than a plain `i64`) so that a value of the wrong

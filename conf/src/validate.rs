@@ -14,6 +14,8 @@ use crate::error::{Diagnostic, Locator};
 use crate::model::*;
 use crate::schema::{self, Document, Int};
 
+mod health;
+
 /// Validates a deserialized document. `Err` holds at least one diagnostic, in check order.
 pub(crate) fn validate(doc: Document, loc: &Locator<'_>) -> Result<Config, Vec<Diagnostic>> {
     let mut c = Checker {
@@ -53,8 +55,12 @@ struct Ports {
 
 impl Checker<'_> {
     fn error(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
-        self.diags
-            .push(self.loc.diagnostic(span.start, field, message));
+        let d = self.loc.diagnostic(span.start, field, message);
+        // A value shared by several backends (a service's health key) is checked once per
+        // backend in some cross-key checks: report it once.
+        if !self.diags.contains(&d) {
+            self.diags.push(d);
+        }
     }
 
     fn line_of(&self, span: &Range<usize>) -> usize {
@@ -302,6 +308,8 @@ impl Checker<'_> {
             timeouts,
             control_socket,
             metrics_listen,
+            health: self.health_global(&t.health),
+            neighbors: self.neighbor_settings(&t.neighbors),
         }
     }
 
@@ -435,6 +443,7 @@ impl Checker<'_> {
             .enumerate()
             .filter_map(|(i, t)| Some((t.vip.get_ref().parse().ok()?, i)))
             .collect();
+        let mut tracks = Vec::new();
 
         for (si, t) in tables.iter().enumerate() {
             let f = |key: &str| format!("service[{si}].{key}");
@@ -507,15 +516,25 @@ impl Checker<'_> {
                 self.claim_listener(&mut listeners, tables, si, (vip, protocol, port));
             }
 
+            let (on_change, state_file) = self.hook(t, si);
+            let health = t
+                .health
+                .as_ref()
+                .map(|h| self.health_table(h, &f("health")));
+            if let Some(h) = &health {
+                self.health_keys_apply(h, h.kind());
+            }
             let ctx = ServiceCtx {
                 si,
                 vip,
+                port,
                 forwarding,
                 ports,
                 vips: &vips,
                 tables,
+                health: health.as_ref(),
             };
-            let backends = self.backends(&t.backend, &ctx);
+            let backends = self.backends(&t.backend, &ctx, &mut tracks);
             services.push(Service {
                 name: t.name.get_ref().clone(),
                 vip: vip.unwrap_or(IpAddr::from([0, 0, 0, 0])),
@@ -525,8 +544,11 @@ impl Checker<'_> {
                 hash,
                 on_empty,
                 backends,
+                on_change,
+                state_file,
             });
         }
+        self.resolve_tracks(&mut services, &tracks);
         services
     }
 
@@ -578,7 +600,12 @@ impl Checker<'_> {
         }
     }
 
-    fn backends(&mut self, tables: &[schema::BackendTable], s: &ServiceCtx<'_>) -> Vec<Backend> {
+    fn backends(
+        &mut self,
+        tables: &[schema::BackendTable],
+        s: &ServiceCtx<'_>,
+        tracks: &mut Vec<health::PendingTrack>,
+    ) -> Vec<Backend> {
         let si = s.si;
         let mut names: HashMap<String, (usize, Range<usize>)> = HashMap::new();
         let mut endpoints: HashMap<(IpAddr, Option<u16>), usize> = HashMap::new();
@@ -651,6 +678,28 @@ impl Checker<'_> {
                     ("disabled", AdminState::Disabled),
                 ],
             );
+            let own = t
+                .health
+                .as_ref()
+                .map(|h| self.health_table(h, &f("health")));
+            let merged = match (s.health, &own) {
+                (Some(svc), Some(own)) => Some(svc.overlay(own)),
+                (Some(svc), None) => Some(svc.clone()),
+                (None, Some(own)) => Some(own.clone()),
+                (None, None) => None,
+            };
+            if let (Some(own), Some(merged)) = (&own, &merged) {
+                self.health_keys_apply(own, merged.kind());
+            }
+            let health = match &t.track {
+                Some(v) => {
+                    self.track(v, t.health.as_ref(), si, bi, tracks);
+                    None
+                }
+                None => merged
+                    .as_ref()
+                    .and_then(|m| self.health_check(m, port.or(s.port))),
+            };
             out.push(Backend {
                 name: t.name.get_ref().clone(),
                 address: address.unwrap_or(IpAddr::from([0, 0, 0, 0])),
@@ -659,6 +708,8 @@ impl Checker<'_> {
                 backup: t.backup.as_ref().is_some_and(|b| *b.get_ref()),
                 mac,
                 admin,
+                health,
+                track: None,
             });
         }
         out
@@ -997,10 +1048,14 @@ type Listeners = HashMap<(IpAddr, Protocol), Vec<Listener>>;
 struct ServiceCtx<'a> {
     si: usize,
     vip: Option<IpAddr>,
+    /// The service's port (`None`: every port).
+    port: Option<u16>,
     forwarding: Forwarding,
     ports: &'a Ports,
     vips: &'a HashMap<IpAddr, usize>,
     tables: &'a [schema::ServiceTable],
+    /// The service's `[service.health]`, checked.
+    health: Option<&'a health::Partial>,
 }
 
 /// A model range as the `i64` range TOML integers are checked against.

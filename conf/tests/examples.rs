@@ -139,6 +139,12 @@ fn reference_mentions_every_key() {
         "[dpdk]\nzz_unknown = 1\n".to_owned(),
         "[global]\nzz_unknown = 1\n".to_owned(),
         "[global.timeouts]\nzz_unknown = 1\n".to_owned(),
+        "[global.health]\nzz_unknown = 1\n".to_owned(),
+        "[global.neighbors]\nzz_unknown = 1\n".to_owned(),
+        format!("{service}[service.health]\nzz_unknown = 1\n"),
+        format!(
+            "{service}[[service.backend]]\nname = \"b\"\naddress = \"10.0.0.11\"\n[service.backend.health]\nzz_unknown = 1\n"
+        ),
         format!("{port}zz_unknown = 1\n"),
         format!(
             "{port}neighbors = [{{ ip = \"10.0.0.1\", mac = \"02:00:00:00:00:01\", zz_unknown = 1 }}]\n"
@@ -168,4 +174,85 @@ fn reference_mentions_every_key() {
         }
     }
     assert!(checked >= 30, "only {checked} keys found");
+}
+
+/// A backend's `[service.backend.health]` overrides its service's table key by key; `track`
+/// replaces the check; the global health and neighbour tables are read.
+#[test]
+fn reference_health_checks_resolve() {
+    use conf::{CheckKind, HealthCheck, HttpCheck, TrackRef};
+    let c = example("reference.toml");
+    assert_eq!(c.global.health.source_ports, 61000..=65000);
+    assert_eq!(c.global.neighbors.refresh_ms, 30000);
+    assert_eq!(c.global.neighbors.retry_ms, 1000);
+    let web = &c.services[0];
+    assert_eq!(
+        web.on_change.as_deref(),
+        Some("/usr/local/bin/announce-vip")
+    );
+    assert_eq!(
+        web.state_file.as_deref(),
+        Some(Path::new("/run/fulcrum/web.state"))
+    );
+    // web-1: the agent on 5555, with the service's interval, timeout, rise and fall.
+    assert_eq!(
+        web.backends[0].health,
+        Some(HealthCheck {
+            kind: CheckKind::Agent {
+                send: Some("status\n".into())
+            },
+            port: 5555,
+            interval_ms: 2000,
+            timeout_ms: 1000,
+            rise: 2,
+            fall: 3,
+        })
+    );
+    // web-2 follows tls-1 and has no check of its own.
+    assert_eq!(web.backends[1].health, None);
+    assert_eq!(
+        web.backends[1].track,
+        Some(TrackRef {
+            service: "web-tls".into(),
+            backend: "tls-1".into()
+        })
+    );
+    let tls = &c.services[1].backends[0];
+    assert_eq!(
+        tls.health
+            .as_ref()
+            .map(|h| (&h.kind, h.port, h.interval_ms)),
+        Some((
+            &CheckKind::TlsHello {
+                sni: Some("www.example.com".into())
+            },
+            443,
+            1000
+        ))
+    );
+    // An http check with every default: GET / with the backend's address as Host, 200-399.
+    let text = "[[port]]\nname = \"p\"\ndevice = \"d\"\naddresses = [\"10.0.0.2/24\"]\n\
+                [[service]]\nname = \"s\"\nvip = \"10.0.0.100\"\nport = 80\n\
+                [service.health]\ntype = \"http\"\n\
+                [[service.backend]]\nname = \"a\"\naddress = \"10.0.0.11\"\n\
+                [[service.backend]]\nname = \"b\"\naddress = \"10.0.0.12\"\n\
+                [service.backend.health]\ntype = \"none\"\n";
+    let c = conf::parse(text, Path::new("t.toml")).unwrap();
+    assert_eq!(
+        c.services[0].backends[0].health,
+        Some(HealthCheck {
+            kind: CheckKind::Http(HttpCheck {
+                method: "GET".into(),
+                path: "/".into(),
+                host: None,
+                expect: 200..=399,
+            }),
+            port: 80,
+            interval_ms: 2000,
+            timeout_ms: 1000,
+            rise: 2,
+            fall: 3,
+        })
+    );
+    assert_eq!(c.services[0].backends[1].health, None);
 }

@@ -13,7 +13,7 @@ use crate::dpdk::{
 };
 use crate::snapshot::{BackendIds, Dynamic, Snapshot, SnapshotCell};
 use crate::stats::{Counters, SharedCounters};
-use crate::worker::{self, WorkerPort, WorkerSetup};
+use crate::worker::{self, WorkerPort, WorkerProgress, WorkerSetup};
 
 /// Room of one mbuf: a standard 1500-byte MTU frame plus DPDK's 128-byte headroom, rounded
 /// as `RTE_MBUF_DEFAULT_BUF_SIZE`.
@@ -52,6 +52,12 @@ pub struct Report {
     pub ports: Vec<PortReport>,
     /// How long the workers ran.
     pub elapsed: Duration,
+    /// Mbufs of the pool still handed out once the workers stopped (what the ports hold,
+    /// e.g. a `net_pcap` `infinite_rx` preload): stays flat whatever the traffic, unless
+    /// something leaks.
+    pub mempool_in_use: u32,
+    /// Mbufs in the pool.
+    pub mempool_capacity: u32,
 }
 
 impl Report {
@@ -69,8 +75,12 @@ pub struct Engine {
     threads: Vec<JoinHandle<Counters>>,
     stop: Arc<AtomicBool>,
     started: std::time::Instant,
+    /// The clock origin the workers' [`WorkerProgress`] times count from.
+    pub epoch: std::time::Instant,
     pub snapshots: Arc<SnapshotCell>,
     pub counters: Vec<Arc<SharedCounters>>,
+    /// What each worker last loaded, and when it first forwarded by it.
+    pub progress: Vec<Arc<WorkerProgress>>,
     pub ids: BackendIds,
     pub dynamic: Dynamic,
     pub generation: u64,
@@ -79,6 +89,11 @@ pub struct Engine {
     /// The slow path's frames to send, drained by worker 0; the mbuf's `port` field names
     /// the port index to send on.
     pub slowpath_tx: Option<RingProducer>,
+    /// Snapshots replaced but maybe still held by a worker: freed here, by the slow path,
+    /// once nobody else holds them, so a worker never pays for freeing Maglev tables.
+    retired: Vec<Arc<Snapshot>>,
+    /// DPDK port id -> port index.
+    port_index: Vec<u8>,
     ports: Vec<Port>,
     devices: Vec<String>,
     names: Vec<String>,
@@ -155,21 +170,22 @@ impl Engine {
             cfg, &mut ids, &dynamic, 1,
         )));
         let stop = Arc::new(AtomicBool::new(false));
+        let epoch = std::time::Instant::now();
 
         // handoff[i][j]: worker i -> worker j.
         let mut producers: Vec<Vec<Option<RingProducer>>> =
             (0..workers).map(|_| Vec::new()).collect();
         let mut consumers: Vec<Vec<dpdk::RingConsumer>> =
             (0..workers).map(|_| Vec::new()).collect();
-        for i in 0..workers {
-            for j in 0..workers {
+        for (i, out) in producers.iter_mut().enumerate() {
+            for (j, inbox) in consumers.iter_mut().enumerate() {
                 if i == j {
-                    producers[i].push(None);
+                    out.push(None);
                     continue;
                 }
                 let (tx, rx) = MbufRing::new(&format!("fl_ho_{i}_{j}"), HANDOFF_RING)?.split();
-                producers[i].push(Some(tx));
-                consumers[j].push(rx);
+                out.push(Some(tx));
+                inbox.push(rx);
             }
         }
         let mut to_slow = Vec::with_capacity(workers);
@@ -183,7 +199,11 @@ impl Engine {
         let (slow_tx, slow_tx_rx) = MbufRing::new("fl_slow_tx", 1024)?.split();
         let mut slow_tx_rx = Some(slow_tx_rx);
 
+        // Random per process: one seed for all workers, unknown outside.
+        let local_seed =
+            std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u64);
         let mut counters = Vec::with_capacity(workers);
+        let mut progress = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
         let mut producers = producers.into_iter();
         let mut consumers = consumers.into_iter();
@@ -197,6 +217,8 @@ impl Engine {
             }
             let shared = Arc::new(SharedCounters::default());
             counters.push(shared.clone());
+            let prog = Arc::new(WorkerProgress::default());
+            progress.push(prog.clone());
             let setup = WorkerSetup {
                 index: i as u16,
                 workers: workers as u16,
@@ -209,8 +231,11 @@ impl Engine {
                 from_slowpath: if i == 0 { slow_tx_rx.take() } else { None },
                 snapshots: snapshots.clone(),
                 counters: shared,
+                progress: prog,
+                epoch,
                 stop: stop.clone(),
                 flow_capacity: cfg.global.flow_table_capacity as usize,
+                local_seed,
                 burst: cfg.dpdk.burst,
                 idle_sleep: Duration::from_micros(u64::from(cfg.dpdk.idle_sleep_us)),
             };
@@ -225,8 +250,12 @@ impl Engine {
             threads,
             stop,
             started: std::time::Instant::now(),
+            epoch,
             snapshots,
             counters,
+            progress,
+            retired: Vec::new(),
+            port_index,
             ids,
             dynamic,
             generation: 1,
@@ -254,11 +283,28 @@ impl Engine {
         t
     }
 
-    /// Builds and publishes a new snapshot from `cfg` and the current dynamic state.
-    pub fn publish(&mut self, cfg: &Config) {
+    /// Builds and publishes a new snapshot from `cfg` and the current dynamic state;
+    /// returns its generation.
+    pub fn publish(&mut self, cfg: &Config) -> u64 {
         self.generation += 1;
         let s = Snapshot::build(cfg, &mut self.ids, &self.dynamic, self.generation);
-        self.snapshots.publish(s);
+        self.install(s);
+        self.generation
+    }
+
+    /// Swaps in a snapshot built elsewhere (its generation is the caller's business). The
+    /// one it replaces is kept until no worker holds it, then freed here.
+    pub fn install(&mut self, s: Snapshot) {
+        let old = self.snapshots.swap(Arc::new(s));
+        self.retired.push(old);
+        self.retired.retain(|s| Arc::strong_count(s) > 1);
+    }
+
+    /// The index (config order) of the port with this DPDK port id, as received frames
+    /// carry it.
+    pub fn port_of(&self, port_id: u16) -> Option<u8> {
+        let i = *self.port_index.get(usize::from(port_id))?;
+        (self.ports.get(usize::from(i))?.port_id() == port_id).then_some(i)
     }
 
     /// The mbuf pool (for leak checks and the slow path's own frames).
@@ -297,7 +343,13 @@ impl Engine {
         }
         let elapsed = self.started.elapsed();
         let ports = self.port_reports();
-        Report { workers, ports, elapsed }
+        Report {
+            workers,
+            ports,
+            elapsed,
+            mempool_in_use: self.mempool.in_use(),
+            mempool_capacity: self.mempool.capacity(),
+        }
     }
 }
 

@@ -41,6 +41,10 @@ pub fn addr_key(ip: IpAddr) -> Addr {
 pub enum Health {
     Up,
     Down,
+    /// Alive, but its agent asks for no new flows (established flows stay).
+    Drain,
+    /// Its agent asks for maintenance: no flows at all.
+    Maint,
 }
 
 /// A backend's effective state in this snapshot.
@@ -336,6 +340,8 @@ pub struct Dynamic {
     pub admin: StdHashMap<BackendId, AdminState>,
     /// Neighbours learnt by ARP/ND.
     pub neighbors: StdHashMap<IpAddr, [u8; 6]>,
+    /// Weights set by an agent, in percent of the configured weight (no entry: 100%).
+    pub weight_pct: StdHashMap<BackendId, u32>,
 }
 
 impl Snapshot {
@@ -396,11 +402,17 @@ impl Snapshot {
                     });
                 let admin = dynamic.admin.get(&id).copied().unwrap_or(b.admin);
                 let health = dynamic.health.get(&id).copied().unwrap_or(Health::Up);
+                // An agent's "0%" takes no new flows, like a drain.
+                let pct = dynamic.weight_pct.get(&id).copied().unwrap_or(100);
+                let weight = (u64::from(b.weight) * u64::from(pct) / 100)
+                    .clamp(1, u64::from(*conf::Backend::WEIGHT_RANGE.end()))
+                    as u32;
                 let state = match (admin, health, mac) {
-                    (AdminState::Disabled, _, _) => BackendState::Maint,
+                    (AdminState::Disabled, _, _) | (_, Health::Maint, _) => BackendState::Maint,
                     (_, Health::Down, _) => BackendState::Down,
                     (_, _, None) => BackendState::Unresolved,
-                    (AdminState::Drain, _, _) => BackendState::Drain,
+                    (AdminState::Drain, _, _) | (_, Health::Drain, _) => BackendState::Drain,
+                    _ if pct == 0 => BackendState::Drain,
                     (AdminState::Enabled, Health::Up, Some(_)) => BackendState::Up,
                 };
                 if backends.len() <= id as usize {
@@ -413,7 +425,7 @@ impl Snapshot {
                     addr: b.address,
                     addr_key: addr_key(b.address),
                     port: b.port,
-                    weight: b.weight,
+                    weight,
                     backup: b.backup,
                     mac: mac.unwrap_or([0; 6]),
                     out_port: out_port as u8,
@@ -543,5 +555,11 @@ impl SnapshotCell {
     /// Publishes a new snapshot; the old one is freed when its last reader lets go.
     pub fn publish(&self, s: Snapshot) {
         self.inner.store(Arc::new(s));
+    }
+
+    /// Publishes a new snapshot and hands back the one it replaces, so the caller can choose
+    /// the thread that frees it.
+    pub fn swap(&self, s: Arc<Snapshot>) -> Arc<Snapshot> {
+        self.inner.swap(s)
     }
 }

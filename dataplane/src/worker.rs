@@ -5,7 +5,7 @@
 //! no lock, no allocation, no syscall, no log line.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::dpdk::{Burst, Mbuf, RingConsumer, RingProducer, RxQueue, TxQueue};
@@ -17,6 +17,51 @@ use crate::verdict::{DropReason, Verdict};
 /// How many flow-table slots the clock hand ages per loop turn: enough to sweep a 1M-entry
 /// table every few seconds at low load, cheap enough to vanish at high load.
 const EXPIRE_BUDGET: usize = 64;
+
+/// What a worker tells the slow path about snapshots, so it can measure how long a
+/// publication takes to reach the packets, and that no publication ever stalls a worker.
+/// Written only by its worker, and only when a value changes (a new generation, a longer
+/// turn): the worker's loop pays a compare per turn, no store.
+#[repr(align(64))]
+#[derive(Debug, Default)]
+pub struct WorkerProgress {
+    /// The last snapshot generation this worker loaded.
+    pub loaded_generation: AtomicU64,
+    /// When it first loaded it, in ns since the engine's epoch.
+    pub loaded_at_ns: AtomicU64,
+    /// The last generation under which this worker processed a packet.
+    pub packet_generation: AtomicU64,
+    /// When its first packet under that generation came, in ns since the epoch.
+    pub packet_at_ns: AtomicU64,
+    /// The longest loop turn so far (from one turn's start to the next, turns that ended in
+    /// an idle sleep not counted), in ns. A reader may store 0 to measure from then on.
+    pub max_turn_ns: AtomicU64,
+}
+
+impl WorkerProgress {
+    /// `(generation, ns since the epoch)` of the first packet processed under the latest
+    /// generation that saw one; the pair is re-read if the worker moved on meanwhile.
+    pub fn first_packet(&self) -> (u64, u64) {
+        loop {
+            let g = self.packet_generation.load(Ordering::Acquire);
+            let at = self.packet_at_ns.load(Ordering::Acquire);
+            if self.packet_generation.load(Ordering::Acquire) == g {
+                return (g, at);
+            }
+        }
+    }
+
+    /// `(generation, ns since the epoch)` of the latest generation loaded.
+    pub fn loaded(&self) -> (u64, u64) {
+        loop {
+            let g = self.loaded_generation.load(Ordering::Acquire);
+            let at = self.loaded_at_ns.load(Ordering::Acquire);
+            if self.loaded_generation.load(Ordering::Acquire) == g {
+                return (g, at);
+            }
+        }
+    }
+}
 
 /// One port as a worker sees it: its own RX and TX queue.
 pub struct WorkerPort {
@@ -45,8 +90,13 @@ pub struct WorkerSetup {
     pub from_slowpath: Option<RingConsumer>,
     pub snapshots: Arc<SnapshotCell>,
     pub counters: Arc<SharedCounters>,
+    pub progress: Arc<WorkerProgress>,
+    /// The engine's clock origin, shared with the slow path.
+    pub epoch: Instant,
     pub stop: Arc<AtomicBool>,
     pub flow_capacity: usize,
+    /// The process-wide seed of flow-table and NAT-ownership hashes (see `Pipeline`).
+    pub local_seed: u64,
     /// Packets per RX burst (<= 64).
     pub burst: usize,
     pub idle_sleep: Duration,
@@ -67,19 +117,35 @@ pub fn run(mut w: WorkerSetup) -> Counters {
     // An lcore id gives this thread a mempool cache; without one it still works, slower.
     let registered = crate::dpdk::Eal::register_thread().is_ok();
 
-    let mut pipe = Pipeline::new(w.index, w.workers, w.flow_capacity);
+    let mut pipe = Pipeline::new(w.index, w.workers, w.flow_capacity, w.local_seed);
     let mut out = Outboxes {
         tx: (0..w.ports.len()).map(|_| Burst::new()).collect(),
         handoff: (0..w.workers).map(|_| Burst::new()).collect(),
         slowpath: Burst::new(),
     };
     let mut rx: Burst = Burst::new();
-    let start = Instant::now();
     let burst = w.burst.clamp(1, 64);
+    let (mut loaded_gen, mut packet_gen) = (0u64, 0u64);
+    let (mut turn_start, mut slept) = (0u64, true);
 
     while !w.stop.load(Ordering::Relaxed) {
         let snap = w.snapshots.load();
-        pipe.now_ms = start.elapsed().as_millis() as u32;
+        let now = w.epoch.elapsed();
+        let now_ns = now.as_nanos() as u64;
+        pipe.now_ms = now.as_millis() as u32;
+        // A load of a line only this worker writes: it stays in this core's cache.
+        let turn = now_ns - turn_start;
+        if !slept && turn > w.progress.max_turn_ns.load(Ordering::Relaxed) {
+            w.progress.max_turn_ns.store(turn, Ordering::Relaxed);
+        }
+        turn_start = now_ns;
+        if snap.generation != loaded_gen {
+            loaded_gen = snap.generation;
+            w.progress.loaded_at_ns.store(now_ns, Ordering::Release);
+            w.progress
+                .loaded_generation
+                .store(loaded_gen, Ordering::Release);
+        }
         let mut got = 0usize;
 
         for p in 0..w.ports.len() {
@@ -126,6 +192,13 @@ pub fn run(mut w: WorkerSetup) -> Counters {
             }
         }
         flush(&mut w, &mut pipe.counters, &mut out);
+        if got > 0 && snap.generation != packet_gen {
+            packet_gen = snap.generation;
+            w.progress.packet_at_ns.store(now_ns, Ordering::Release);
+            w.progress
+                .packet_generation
+                .store(packet_gen, Ordering::Release);
+        }
 
         pipe.counters.flows_expired +=
             pipe.flows
@@ -134,7 +207,8 @@ pub fn run(mut w: WorkerSetup) -> Counters {
         drop(snap);
         w.counters.publish(&pipe.counters);
 
-        if got == 0 && !w.idle_sleep.is_zero() {
+        slept = got == 0 && !w.idle_sleep.is_zero();
+        if slept {
             std::thread::sleep(w.idle_sleep);
         }
     }

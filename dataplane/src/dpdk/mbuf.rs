@@ -129,6 +129,13 @@ impl Mbuf {
         self.raw().port
     }
 
+    /// Sets the `port` field. The slow path's frames name the port INDEX (config order) to
+    /// send them on here; the worker that drains them reads it back with [`Mbuf::port`].
+    #[inline]
+    pub fn set_port(&mut self, port: u16) {
+        self.raw_mut().port = port;
+    }
+
     /// The offload flags (`RTE_MBUF_F_*`).
     #[inline]
     pub fn ol_flags(&self) -> u64 {
