@@ -35,7 +35,10 @@ ip netns exec "$name-lb" "$bin" run -c "$work/fulcrum.toml" >"$work/fulcrum.out"
 lb_pid=$!
 for _ in $(seq 1 300); do grep -q "port up" "$work/fulcrum.err" 2>/dev/null && break; sleep 0.1; done
 grep -q "port up" "$work/fulcrum.err" || { cat "$work/fulcrum.err"; echo "Fulcrum did not start" >&2; exit 1; }
-echo "Fulcrum is up (DPDK net_af_packet on lb0)."
+echo "Fulcrum is up (DPDK net_af_packet on lb0); learning backend MACs by ARP and checking their health..."
+ups() { grep -c 'backend health.*to="up"' "$work/fulcrum.err" || true; }
+for _ in $(seq 1 100); do [ "$(ups)" -ge 6 ] && break; sleep 0.1; done
+grep "neighbour learnt\|backend health" "$work/fulcrum.err" | sed -E 's/^[^ ]+ +//; s/^/   /' | head -12
 
 client() {
     scripts/testbed.sh exec "$name" c1 python3 tests/tools/client.py "$@"
@@ -57,7 +60,28 @@ scripts/testbed.sh exec "$name" c1 curl -sS -m 5 http://10.77.0.99/ 2>&1 | sed '
 echo "   20 more connection attempts, timed by the client:"
 client --host 10.77.0.99 --port 80 --count 20 --source 10.77.0.101 --human
 
-bold "5. Fulcrum's counters (after SIGTERM)"
+bold "5. Backend b3's server is stopped: within interval x fall (1 s) its health check fails, it gets no new flows"
+scripts/testbed.sh stop-backend "$name" b3
+sleep 2
+grep 'backend health.*b3.*to="down"' "$work/fulcrum.err" | sed -E 's/^[^ ]+ +//; s/^/   /' | tail -2 || true
+client --host 10.77.0.100 --port 80 --count 200 --source 10.77.0.101 --source 10.77.0.102 --human
+echo "   b3's server comes back: after rise (2) checks it takes flows again"
+scripts/testbed.sh start-backend "$name" b3
+sleep 2
+client --host 10.77.0.100 --port 80 --count 200 --source 10.77.0.101 --source 10.77.0.102 --human
+
+bold "6. Every backend frozen (SIGSTOP: their kernels still accept connections, nothing answers)"
+echo "   Without Fulcrum a client would connect and hang. Fulcrum's checks time out, the pool"
+echo "   empties, and each SYN is answered with a RST at once:"
+for b in b1 b2 b3; do scripts/testbed.sh freeze-backend "$name" "$b"; done
+sleep 2.5
+client --host 10.77.0.100 --port 80 --count 20 --source 10.77.0.101 --timeout 3 --human
+for b in b1 b2 b3; do scripts/testbed.sh thaw-backend "$name" "$b"; done
+sleep 2
+echo "   Thawed: served again"
+client --host 10.77.0.100 --port 80 --count 100 --source 10.77.0.101 --human
+
+bold "7. Fulcrum's counters (after SIGTERM)"
 kill -TERM "$lb_pid"
 wait "$lb_pid" || true
 lb_pid=""

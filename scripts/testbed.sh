@@ -146,7 +146,8 @@ case "$cmd" in
     exec) [ $# -ge 4 ] || die "usage: $0 exec NAME NODE CMD..."; name=$2 node=$3; shift 3; in_ns "$(ns "$name" "$node")" "$@" ;;
     stop-backend) stop_backend "$2" "$3" ;;
     start-backend) start_backend "$2" "$3" ;;
-    freeze-backend) kill -STOP "$(cat "$state_root/$2/$3.pid")" ;;
-    thaw-backend) kill -CONT "$(cat "$state_root/$2/$3.pid")" ;;
+    # Every process of the backend's namespace: the pid file names the launching shell.
+    freeze-backend) for pid in $(ip netns pids "$(ns "$2" "$3")"); do kill -STOP "$pid"; done ;;
+    thaw-backend) for pid in $(ip netns pids "$(ns "$2" "$3")"); do kill -CONT "$pid"; done ;;
     *) die "usage: $0 up|down|exec|stop-backend|start-backend|freeze-backend|thaw-backend NAME ..." ;;
 esac

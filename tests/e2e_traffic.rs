@@ -51,6 +51,8 @@ fn e2e_dsr_and_nat_place_every_connection() {
     let scratch = Scratch::new("e2e-traffic");
     let tb = Testbed::up("tr", 3);
     let lb = Balancer::start(&tb, &scratch, &testbed_config("traffic"));
+    // Three backends in each of two checked services, MACs learnt by ARP.
+    lb.wait_up(6);
     let count = CONNECTIONS.to_string();
 
     // DSR: VIP 10.77.0.100 on-link; weights b1:b2:b3 = 100:100:200.

@@ -108,6 +108,27 @@ impl Balancer {
         b
     }
 
+    /// Waits (bounded) until `n` backend health transitions to "up" have been logged: checked
+    /// backends start down and take new flows once their first check passes.
+    pub fn wait_up(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = self.log();
+            let up = log
+                .lines()
+                .filter(|l| l.contains("backend health") && l.contains("to=\"up\""))
+                .count();
+            if up >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {up} of {n} backends came up:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The balancer's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
