@@ -55,6 +55,9 @@ client --host 10.79.0.200 --port 80 --count 300 --source 10.78.0.101 --source 10
 bold "3. Same flow, same backend: where would Fulcrum send these? (fulcrum which, offline, from the config)"
 "$bin" which -c "$work/fulcrum.toml" "10.77.0.101:40000 10.77.0.100:80" "10.77.0.101:40001 10.77.0.100:80" "10.78.0.101:40000 10.79.0.200:80"
 
+bold "3b. The running balancer, over its control socket (fulcrum ctl backends)"
+"$bin" ctl -c "$work/fulcrum.toml" backends | sed 's/^/   /'
+
 bold "4. A VIP whose pool is empty (its only backend is in maintenance): the SYN gets a RST at once"
 scripts/testbed.sh exec "$name" c1 curl -sS -m 5 http://10.77.0.99/ 2>&1 | sed 's/^/   curl: /' || true
 echo "   20 more connection attempts, timed by the client:"

@@ -1,17 +1,22 @@
 //! `fulcrum`: the command line. `run` starts the balancer, `check` validates a config,
-//! `replay` pushes a pcap through the real DPDK path and writes what comes out.
+//! `replay` pushes a pcap through the real DPDK path and writes what comes out, `ctl` talks
+//! to a running balancer over its control socket.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod control;
+mod ctl;
+mod metrics;
+mod reload;
 mod replay;
 mod report;
 mod run;
 mod which;
 
-const VERSION: &str = concat!(
+pub(crate) const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (",
     env!("FULCRUM_GIT"),
@@ -77,6 +82,21 @@ enum Cmd {
         /// Flows; none: read them from stdin.
         flows: Vec<String>,
     },
+    /// Talk to a running balancer over its control socket: status, backends, which, drain,
+    /// enable, disable, reload, stats.
+    Ctl {
+        /// The control socket (default: the config's `global.control_socket`).
+        #[arg(short, long, value_name = "SOCKET")]
+        socket: Option<PathBuf>,
+        /// Find the socket in this config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The response as JSON.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        cmd: ctl::CtlCmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -91,7 +111,11 @@ fn main() -> ExitCode {
         .init();
     match cli.cmd {
         Cmd::Check { config } => check(&config),
-        Cmd::Run { config, json, duration } => report(run::run(&config, json, duration)),
+        Cmd::Run {
+            config,
+            json,
+            duration,
+        } => report(run::run(&config, json, duration)),
         Cmd::Which {
             config,
             json,
@@ -103,6 +127,12 @@ fn main() -> ExitCode {
             output,
             timeout,
         } => report(replay::replay(&config, &input, &output, timeout)),
+        Cmd::Ctl {
+            socket,
+            config,
+            json,
+            cmd,
+        } => report(ctl::socket_path(socket, config).and_then(|p| ctl::ctl(&p, cmd, json))),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `fulcrum run`: start the data plane, then run the slow path on this thread (health checks,
 //! ARP, publication of snapshots, pool-change hooks) until SIGINT/SIGTERM or `--duration`;
-//! print the final counters of the workers, the ports and the slow path.
+//! print the final counters of the workers, the ports and the slow path. The control socket
+//! and the metrics endpoint are served from the same loop; SIGHUP reloads the config.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,12 +33,43 @@ pub fn run(path: &Path, json: bool, duration: Option<f64>) -> Result<(), String>
     let started = Instant::now();
     let until = duration.map(|d| started + Duration::from_secs_f64(d.max(0.0)));
     let mut slow = SlowPath::new(&cfg, &mut engine);
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .map_err(|e| format!("signal handler: {e}"))?;
+    // Forwarding matters more than being operable: a socket that cannot be had (another
+    // instance on the default path, no permission) is logged, and the balancer runs on.
+    let mut control = crate::control::ControlServer::bind(&cfg.global.control_socket, started)
+        .inspect_err(|e| tracing::warn!("{e}; running without a control socket"))
+        .ok();
+    let mut metrics = cfg.global.metrics_listen.and_then(|a| {
+        crate::metrics::MetricsServer::bind(a, started)
+            .inspect_err(|e| tracing::warn!("{e}; running without metrics"))
+            .ok()
+    });
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         if until.is_some_and(|u| now >= u) {
             break;
         }
-        let idle = slow.turn(&mut engine);
+        let mut idle = slow.turn(&mut engine);
+        let mut served = 0;
+        if let Some(c) = control.as_mut() {
+            served += c.poll(&mut engine, &mut slow);
+        }
+        if hup.swap(false, Ordering::Relaxed) {
+            tracing::info!("SIGHUP: reloading the config");
+            match crate::reload::reload(&mut engine, &mut slow) {
+                Ok(r) => tracing::info!(generation = r["generation"].as_u64(), "reloaded"),
+                Err(e) => tracing::error!("{e}"),
+            }
+            served += 1;
+        }
+        if let Some(m) = metrics.as_mut() {
+            served += m.poll(&engine, &slow);
+        }
+        if served > 0 {
+            idle = Duration::ZERO;
+        }
         if !idle.is_zero() {
             // Never past the end of the run; SIGTERM is seen within one idle period.
             let idle = until.map_or(idle, |u| idle.min(u.saturating_duration_since(now)));
@@ -45,6 +77,8 @@ pub fn run(path: &Path, json: bool, duration: Option<f64>) -> Result<(), String>
         }
     }
     tracing::info!("stopping");
+    drop(control);
+    drop(metrics);
     let slow_report = slow.report(&engine);
     // Its rings go back before the engine shuts down, so EAL can clean up.
     drop(slow);

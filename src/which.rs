@@ -10,7 +10,7 @@ use std::path::Path;
 use dataplane::flow::FlowKey;
 use dataplane::snapshot::{BackendIds, Choice, Dynamic, Snapshot, Tier};
 
-fn parse_flow(line: &str) -> Result<FlowKey, String> {
+pub(crate) fn parse_flow(line: &str) -> Result<FlowKey, String> {
     let mut it = line.split_whitespace();
     let src: SocketAddr = it
         .next()

@@ -12,8 +12,8 @@ use crate::dpdk::{
     self, DpdkError, Eal, MbufRing, Mempool, Port, PortSetup, PortStats, RingProducer,
 };
 use crate::snapshot::{BackendIds, Dynamic, Snapshot, SnapshotCell};
-use crate::stats::{Counters, SharedCounters};
-use crate::worker::{self, WorkerPort, WorkerProgress, WorkerSetup};
+use crate::stats::{Counters, SharedBackendCounters, SharedCounters};
+use crate::worker::{self, FlowQuery, WorkerPort, WorkerProgress, WorkerSetup};
 
 /// Room of one mbuf: a standard 1500-byte MTU frame plus DPDK's 128-byte headroom, rounded
 /// as `RTE_MBUF_DEFAULT_BUF_SIZE`.
@@ -79,6 +79,13 @@ pub struct Engine {
     pub epoch: std::time::Instant,
     pub snapshots: Arc<SnapshotCell>,
     pub counters: Vec<Arc<SharedCounters>>,
+    /// The shared-memory file holding `counters` (see `stats::read_counter_file`); removed
+    /// when the engine goes.
+    pub counters_file: Option<std::path::PathBuf>,
+    /// Each worker's per-backend counters (published every 100 ms).
+    pub backend_counters: Vec<Arc<SharedBackendCounters>>,
+    /// Each worker's flow-table question box (`ctl which`).
+    pub queries: Vec<Arc<FlowQuery>>,
     /// What each worker last loaded, and when it first forwarded by it.
     pub progress: Vec<Arc<WorkerProgress>>,
     pub ids: BackendIds,
@@ -203,6 +210,11 @@ impl Engine {
         let local_seed =
             std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u64);
         let mut counters = Vec::with_capacity(workers);
+        // Readable by other processes when a file can be made; private memory otherwise.
+        let counters_file = counter_file_path();
+        let shm = crate::stats::create_counter_file(&counters_file, workers).ok();
+        let mut backend_counters = Vec::with_capacity(workers);
+        let mut queries = Vec::with_capacity(workers);
         let mut progress = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
         let mut producers = producers.into_iter();
@@ -215,8 +227,15 @@ impl Engine {
                     tx: p.tx_queue(i as u16)?,
                 });
             }
-            let shared = Arc::new(SharedCounters::default());
+            let shared = Arc::new(match &shm {
+                Some(shm) => SharedCounters::in_file(shm, i),
+                None => SharedCounters::default(),
+            });
             counters.push(shared.clone());
+            let per_backend = Arc::new(SharedBackendCounters::default());
+            backend_counters.push(per_backend.clone());
+            let query = Arc::new(FlowQuery::default());
+            queries.push(query.clone());
             let prog = Arc::new(WorkerProgress::default());
             progress.push(prog.clone());
             let setup = WorkerSetup {
@@ -231,6 +250,8 @@ impl Engine {
                 from_slowpath: if i == 0 { slow_tx_rx.take() } else { None },
                 snapshots: snapshots.clone(),
                 counters: shared,
+                backend_counters: per_backend,
+                query,
                 progress: prog,
                 epoch,
                 stop: stop.clone(),
@@ -253,6 +274,9 @@ impl Engine {
             epoch,
             snapshots,
             counters,
+            counters_file: shm.is_some().then_some(counters_file),
+            backend_counters,
+            queries,
             progress,
             retired: Vec::new(),
             port_index,
@@ -272,6 +296,18 @@ impl Engine {
     /// The workers' counters as last published.
     pub fn worker_counters(&self) -> Vec<Counters> {
         self.counters.iter().map(|c| c.read()).collect()
+    }
+
+    /// `[packets, bytes, new flows]` forwarded to backend `id`, summed over the workers (as
+    /// last published, at most 100 ms old).
+    pub fn backend_totals(&self, id: crate::snapshot::BackendId) -> [u64; 3] {
+        let mut t = [0u64; 3];
+        for c in &self.backend_counters {
+            for (a, b) in t.iter_mut().zip(c.read(id)) {
+                *a += b;
+            }
+        }
+        t
     }
 
     /// Sums of the workers' counters.
@@ -326,6 +362,11 @@ impl Engine {
             .collect()
     }
 
+    /// Each port's link state now (`None` where the driver cannot say), config order.
+    pub fn links(&self) -> Vec<Option<dpdk::Link>> {
+        self.ports.iter().map(|p| p.link().ok()).collect()
+    }
+
     /// Stops the workers, waits for them, and reports their final counters.
     pub fn stop(mut self) -> Report {
         self.stop.store(true, Ordering::Relaxed);
@@ -353,11 +394,25 @@ impl Engine {
     }
 }
 
+/// Where this process's counter file goes: `/dev/shm` (memory only) where it exists.
+fn counter_file_path() -> std::path::PathBuf {
+    let dir = std::path::Path::new("/dev/shm");
+    let dir = if dir.is_dir() {
+        dir.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    dir.join(format!("fulcrum-{}.counters", std::process::id()))
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+        if let Some(p) = &self.counters_file {
+            let _ = std::fs::remove_file(p);
         }
     }
 }

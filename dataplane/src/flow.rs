@@ -2,24 +2,21 @@
 //!
 //! # Layout
 //!
-//! - A slab of fixed-capacity slots, one 64-byte cache line each (key + [`Flow`]); a flow
-//!   is named by its slab index (`u32`), stable for its whole life.
-//! - A `hashbrown::HashTable<u32>` of slab indices, keyed by the caller's hash. The pipeline
-//!   computes [`crate::hash::flow_hash`] once per packet and passes it here and to Maglev.
-//! - The low 32 bits of each entry's hash in a parallel array, read only to remove an entry
-//!   (the slot line has no room left for them, and lookups never need them).
-//! - An intrusive free list through the free slots' keys (LIFO, so a new flow reuses a
-//!   recently freed, cache-warm line; kept in the key because callers can write a `Flow`
-//!   through [`FlowTable::get_mut`] but never a key, so a stray write to a freed index cannot
-//!   corrupt it), and a high-water mark below which slots have been used: a table sized for
-//!   millions with a few thousand flows only scans those.
+//! - One array of 64-byte slots, each exactly one cache line holding a key and its [`Flow`],
+//!   grouped in buckets of 8 consecutive slots. There is no index beside it: **64 bytes per
+//!   entry** in all ([`FlowTable::memory_bytes`]), for a table of `ceil(cap / 8)` buckets.
+//! - A key may live in two buckets (two-choice, set-associative): its first from the hash's
+//!   low 32 bits, its second at an offset given by a 15-bit tag from the high bits. A lookup
+//!   compares the keys of the first bucket's slots in order, then the second's. Inserts fill
+//!   the first bucket first, so at the loads a balancer runs at, most entries sit in the
+//!   first slots of their first bucket: a hit usually costs one cache line, which the caller
+//!   can prefetch ([`FlowTable::prefetch`]) for a whole burst before processing it.
+//! - A flow is named by its slot index (`u32`). It stays put for its whole life unless an
+//!   insert moves it to its other bucket to make room (see below); the entry's tag and
+//!   which of its buckets it is in are kept in two bytes of its slot that would otherwise
+//!   be padding, so a move needs no hash.
 //!
-//! Nothing allocates after [`FlowTable::with_capacity`]. hashbrown would grow (allocate) when
-//! deleted-entry tombstones use up its spare room while it is more than half full, so the
-//! index is built for twice the bound: it then only ever rehashes in place, and at under 50%
-//! load tombstones (and so those rehashes) are rare and probes are short. Cost: 16-20 bytes
-//! per entry for the index (power-of-two buckets) on top of the 64-byte slot and 4-byte hash:
-//! 84 bytes per entry in all at 10k entries, 88 at 1M ([`FlowTable::memory_bytes`]).
+//! Nothing allocates after [`FlowTable::with_capacity`].
 //!
 //! # Hash contract
 //!
@@ -30,25 +27,30 @@
 //!
 //! # Admission and eviction (what operators see under a flood)
 //!
-//! - A new flow is always admitted while the table has room. Inserting a key that is already
-//!   present overwrites its entry in place (`Inserted::replaced`) rather than adding a second.
-//! - When the table is full, the insert evicts one victim, found by a CLOCK hand that
-//!   examines up to [`EVICT_SCAN`] live slots from where it last stopped:
-//!   1. the first **expired** entry it meets (idle at least its state's timeout);
+//! - A new flow goes to a free slot of its first bucket, else of its second. If both are
+//!   full while the table is not, one entry of those buckets that has a free slot in *its*
+//!   other bucket moves there, and the new flow takes its place. Only if none can move is an
+//!   entry evicted early (counted like any eviction): with the 16 candidate slots this is
+//!   rare below ~90% of the capacity (none in a 100k-operation churn test at 73%). Inserting
+//!   a key that is already present overwrites its entry in place (`Inserted::replaced`).
+//! - When the table is full (`len == capacity`), the insert evicts one victim among the live
+//!   entries of the new key's two buckets ([`EVICT_SCAN`] slots):
+//!   1. an **expired** entry (idle at least its state's timeout), the least recently seen
+//!      if several;
 //!   2. else the least recently seen **half-open** (`TcpSynSeen`, `TcpClosing`) or **UDP**
-//!      entry among those examined: a SYN flood displaces itself before established flows;
-//!   3. else the least recently seen (established) entry among those examined.
+//!      entry: a SYN flood displaces itself before established flows;
+//!   3. else the least recently seen (established) entry.
 //!
 //!   The victim is reported in [`Inserted::evicted`] with its reason, so the caller counts it.
 //! - **Linked pairs** (NAT keeps a forward client->VIP entry and a reverse backend->client
 //!   entry, [`FlowTable::link`]) live and die together: a pair has expired only when both
 //!   halves have, its age is that of its most recently seen half, and removing, evicting or
-//!   reaping one half removes the other.
-//! - Aging is amortised: [`FlowTable::expire_step`] moves the same hand over a bounded number
-//!   of slots per call (the worker calls it once per burst); there is no full-table scan.
-//! - An insert may evict any other entry: indices held across it must be rechecked
-//!   ([`FlowTable::is_live`] and [`FlowTable::key`]). [`FlowTable::insert_pair`] makes room for
-//!   both halves of a NAT flow first, so neither can evict the other.
+//!   reaping one half removes the other. A move keeps the link.
+//! - Aging is amortised: [`FlowTable::expire_step`] moves a hand over a bounded number of
+//!   slots per call (the worker calls it once per burst); there is no full-table scan.
+//! - An insert may evict or move any other entry: indices held across it must be rechecked
+//!   ([`FlowTable::is_live`] and [`FlowTable::key`]). [`FlowTable::insert_pair`] inserts
+//!   the reverse half of a NAT flow without evicting or moving the forward half.
 //!
 //! # Times
 //!
@@ -58,8 +60,6 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
-
-use hashbrown::HashTable;
 
 /// `Flow::twin` of an entry that is not linked.
 pub const NO_TWIN: u32 = u32::MAX;
@@ -71,8 +71,9 @@ pub const FAMILY_V6: u8 = 6;
 /// `family` of a free slot (never a valid key).
 const FAMILY_FREE: u8 = 0;
 
-/// How many live slots a full table's insert examines to pick a victim.
-pub const EVICT_SCAN: usize = 16;
+/// How many slots a full table's insert examines to pick a victim: the new key's two
+/// buckets.
+pub const EVICT_SCAN: usize = 2 * WAYS;
 
 /// A flow's identity, as seen on the wire in one direction.
 ///
@@ -337,15 +338,26 @@ impl fmt::Display for Full {
 
 impl std::error::Error for Full {}
 
-/// One slab entry: exactly one cache line.
+/// Slots per bucket: one bucket is 8 consecutive cache lines (512 bytes).
+const WAYS: usize = 8;
+
+/// [`Slot::meta`]: set when the entry sits in its second bucket.
+const META_SECOND: u16 = 0x8000;
+/// [`Slot::meta`]: the tag (15 hash bits) that gives the entry's other bucket.
+const META_TAG: u16 = 0x7fff;
+
+/// One entry: exactly one cache line. Field order keeps `meta` in the two bytes between the
+/// 38-byte key and the 4-aligned flow, which would otherwise be padding.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Slot {
     key: FlowKey,
+    /// `META_SECOND` | tag: how to find the entry's other bucket when it must move.
+    meta: u16,
     flow: Flow,
 }
 
-const _: () = assert!(size_of::<Slot>() <= 64);
+const _: () = assert!(size_of::<Slot>() == 64);
 
 impl Slot {
     const FREE: Slot = Slot {
@@ -357,62 +369,58 @@ impl Slot {
             proto: 0,
             family: FAMILY_FREE,
         },
+        meta: 0,
         flow: Flow::new(FlowState::Udp, 0, 0),
     };
 
-    #[inline]
+    #[inline(always)]
     fn is_live(&self) -> bool {
         self.key.family != FAMILY_FREE
     }
-
-    /// A free slot's successor on the free list: kept in its key's first 4 bytes.
-    #[inline]
-    fn next_free(&self) -> u32 {
-        let s = &self.key.src;
-        u32::from_le_bytes([s[0], s[1], s[2], s[3]])
-    }
 }
 
-/// hashbrown needs the same `u64` at insert, lookup and removal, and only the low 32 bits of
-/// the caller's hash are kept; multiplying by an odd constant keeps the low bits (the bucket)
-/// uniform and fills the top 7 (hashbrown's tag) from all 32.
-#[inline(always)]
-fn index_hash(h32: u32) -> u64 {
-    u64::from(h32).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-}
-
-/// A bounded flow table for one worker. See the module documentation for the policy.
+/// A bounded flow table for one worker. See the module documentation for the layout and
+/// the policy.
 pub struct FlowTable {
+    /// `nbuckets * WAYS` slots; bucket `b` is `slots[b * WAYS..][..WAYS]`.
     slots: Box<[Slot]>,
-    /// Low 32 bits of each live entry's hash.
-    hashes: Box<[u32]>,
-    index: HashTable<u32>,
-    /// Head of the free list (chained through the free slots' keys), or `NO_TWIN`.
-    free_head: u32,
-    /// Slots at and above this index have never been used since the last reset.
-    high_water: u32,
+    nbuckets: u32,
+    /// The bound on live entries (`<= slots.len()`).
+    cap: u32,
     len: u32,
-    /// The CLOCK hand, shared by eviction and expiry; always < `high_water` (or 0).
+    /// The expiry hand: the next slot [`FlowTable::expire_step`] looks at.
     hand: u32,
+    /// [`FlowTable::expire_paced`]'s clock reading at its last call, and the slot visits it
+    /// owes (in slot-milliseconds: `SWEEP_MS` of them make one visit).
+    sweep_at: u32,
+    sweep_due: u64,
 }
+
+/// How long [`FlowTable::expire_paced`] takes to pass the hand over the whole table: an
+/// expired entry is reaped at most about this long after it expired.
+pub const SWEEP_MS: u32 = 1_000;
 
 impl FlowTable {
-    /// A table that holds at most `cap` entries (`cap` < 2^32 - 1). All memory is allocated
-    /// (and touched) here.
+    /// A table that holds at most `cap` entries, in `ceil(cap / 8)` buckets of 8 slots. All
+    /// memory is allocated (and touched) here.
     pub fn with_capacity(cap: usize) -> Self {
+        let nbuckets = cap.div_ceil(WAYS);
         assert!(
-            cap < NO_TWIN as usize,
+            nbuckets * WAYS < NO_TWIN as usize,
             "flow table capacity {cap} too large"
         );
+        // Huge pages before the first touch: lookups land anywhere in the table.
+        let mut slots = Vec::with_capacity(nbuckets * WAYS);
+        crate::dpdk::advise_huge_pages(slots.spare_capacity_mut());
+        slots.resize(nbuckets * WAYS, Slot::FREE);
         FlowTable {
-            slots: vec![Slot::FREE; cap].into_boxed_slice(),
-            hashes: vec![0u32; cap].into_boxed_slice(),
-            // Twice the bound: see the module documentation (never grows).
-            index: HashTable::with_capacity(cap.saturating_mul(2)),
-            free_head: NO_TWIN,
-            high_water: 0,
+            slots: slots.into_boxed_slice(),
+            nbuckets: nbuckets as u32,
+            cap: cap as u32,
             len: 0,
             hand: 0,
+            sweep_at: 0,
+            sweep_due: 0,
         }
     }
 
@@ -430,21 +438,40 @@ impl FlowTable {
     /// The bound.
     #[inline]
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.cap as usize
     }
 
-    /// Bytes this table holds (slab, hashes, index), for sizing.
+    /// Bytes this table holds, for sizing: 64 per slot, nothing else.
     pub fn memory_bytes(&self) -> usize {
-        size_of_val(&*self.slots) + size_of_val(&*self.hashes) + self.index.allocation_size()
+        size_of_val(&*self.slots)
     }
 
     /// The entry for `key`, if any. `hash` as in the module's hash contract.
     #[inline]
     pub fn lookup(&self, key: &FlowKey, hash: u64) -> Option<u32> {
-        let slots = &self.slots;
-        self.index
-            .find(index_hash(hash as u32), |&i| slots[i as usize].key == *key)
-            .copied()
+        if self.nbuckets == 0 {
+            return None;
+        }
+        let (b1, tag) = self.first_bucket(hash);
+        if let Some(i) = self.find_in(b1, key) {
+            return Some(i);
+        }
+        let b2 = self.second_bucket(b1, tag);
+        if b2 != b1 {
+            return self.find_in(b2, key);
+        }
+        None
+    }
+
+    /// Loads the first cache line of the bucket `hash` maps to, so that a lookup moments
+    /// later finds it in cache: call it for every packet of a burst before processing any.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        if self.nbuckets == 0 {
+            return;
+        }
+        let (b1, _) = self.first_bucket(hash);
+        crate::dpdk::prefetch(&self.slots[b1 as usize * WAYS]);
     }
 
     /// Whether `idx` names a live entry.
@@ -472,8 +499,9 @@ impl FlowTable {
     }
 
     /// Inserts `flow` for `key` with `last_seen = now`, unlinked. If `key` is already present
-    /// its entry is overwritten in place (`replaced`); if the table is full, one entry (and its
-    /// twin) is evicted first, per the module's policy. `Err(Full)` only for capacity 0.
+    /// its entry is overwritten in place (`replaced`); if the table is full, or both of the
+    /// key's buckets are and no entry in them can move to its other bucket, one entry (and
+    /// its twin) is evicted first, per the module's policy. `Err(Full)` only for capacity 0.
     /// `key.family` must not be 0.
     #[inline]
     pub fn insert(
@@ -484,33 +512,12 @@ impl FlowTable {
         now: u32,
         t: &Timeouts,
     ) -> Result<Inserted, Full> {
-        if let Some(idx) = self.lookup(&key, hash) {
-            self.overwrite(idx, flow, now);
-            return Ok(Inserted {
-                idx,
-                evicted: None,
-                replaced: true,
-            });
-        }
-        if self.slots.is_empty() {
-            return Err(Full);
-        }
-        let evicted = if self.len() == self.capacity() {
-            Some(self.evict(now, t))
-        } else {
-            None
-        };
-        let idx = self.put(key, hash, flow, now);
-        Ok(Inserted {
-            idx,
-            evicted,
-            replaced: false,
-        })
+        self.insert_keeping(key, hash, flow, now, t, NO_TWIN)
     }
 
-    /// Inserts both halves of a NAT flow and links them; room for both is made first, so
-    /// neither insert can evict the other. Present keys are overwritten as in
-    /// [`insert`](Self::insert). `Err(Full)` if the capacity is below 2.
+    /// Inserts both halves of a NAT flow and links them. The reverse half's insert neither
+    /// evicts nor moves the forward half, so both are in the table afterwards. Present keys
+    /// are overwritten as in [`insert`](Self::insert). `Err(Full)` if the capacity is below 2.
     pub fn insert_pair(
         &mut self,
         fwd: (FlowKey, u64, Flow),
@@ -519,25 +526,17 @@ impl FlowTable {
         t: &Timeouts,
     ) -> Result<InsertedPair, Full> {
         debug_assert!(fwd.0 != rev.0, "a pair needs two keys");
-        if self.capacity() < 2 {
+        if self.cap < 2 {
             return Err(Full);
         }
-        let mut evicted = [None, None];
-        for e in &mut evicted {
-            if self.capacity() - self.len() >= 2 {
-                break;
-            }
-            *e = Some(self.evict(now, t));
-        }
-        let f = self.insert(fwd.0, fwd.1, fwd.2, now, t)?;
-        let r = self.insert(rev.0, rev.1, rev.2, now, t)?;
-        debug_assert!(f.evicted.is_none() && r.evicted.is_none());
+        let f = self.insert_keeping(fwd.0, fwd.1, fwd.2, now, t, NO_TWIN)?;
+        let r = self.insert_keeping(rev.0, rev.1, rev.2, now, t, f.idx)?;
         let linked = self.link(f.idx, r.idx);
         debug_assert!(linked);
         Ok(InsertedPair {
             fwd: f.idx,
             rev: r.idx,
-            evicted,
+            evicted: [f.evicted, r.evicted],
         })
     }
 
@@ -579,15 +578,16 @@ impl FlowTable {
 
     /// Moves the hand over `budget` slots, removing expired entries (and pairs whose halves
     /// have both expired). Returns how many entries were removed. The worker calls this once
-    /// per burst; a budget of `capacity / (bursts per min timeout)` keeps up.
+    /// per burst; a budget of `slots / (bursts per min timeout)` keeps up.
     pub fn expire_step(&mut self, now: u32, budget: usize, t: &Timeouts) -> usize {
+        let n = self.slots.len() as u32;
+        if self.len == 0 {
+            return 0;
+        }
         let mut reaped = 0;
-        let steps = budget.min(self.high_water as usize);
-        for _ in 0..steps {
-            if self.high_water == 0 {
-                break; // everything was removed (and the mark reset) during this call
-            }
-            let i = self.advance_hand();
+        for _ in 0..budget.min(n as usize) {
+            let i = self.hand;
+            self.hand = if i + 1 >= n { 0 } else { i + 1 };
             if self.slots[i as usize].is_live() && self.pair_expired(i, now, t) {
                 reaped += if self.twin_of(i).is_some() { 2 } else { 1 };
                 self.remove(i);
@@ -596,9 +596,28 @@ impl FlowTable {
         reaped
     }
 
-    /// Live entries, in slab order.
+    /// [`expire_step`](Self::expire_step) paced by the clock: as many slots as sweep the
+    /// whole table once per [`SWEEP_MS`], at most `max` per call. The worker calls it once per
+    /// burst: at a high packet rate a fixed budget per burst would sweep a big table many
+    /// times a second, and each pass over a cold slot is a cache line fetched for nothing but
+    /// evicting a hot flow's; this way expiry costs the same few lines per second at any rate.
+    pub fn expire_paced(&mut self, now: u32, max: usize, t: &Timeouts) -> usize {
+        let slots = self.slots.len() as u64;
+        // A gap (idle worker, first call) is worth one sweep at most.
+        let dt = u64::from(now.wrapping_sub(self.sweep_at).min(SWEEP_MS));
+        self.sweep_at = now;
+        let due = (self.sweep_due + dt * slots).min(slots * u64::from(SWEEP_MS));
+        let visits = (due / u64::from(SWEEP_MS)).min(max as u64);
+        self.sweep_due = due - visits * u64::from(SWEEP_MS);
+        if visits == 0 {
+            return 0;
+        }
+        self.expire_step(now, visits as usize, t)
+    }
+
+    /// Live entries, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &Flow)> {
-        self.slots[..self.high_water as usize]
+        self.slots
             .iter()
             .filter(|s| s.is_live())
             .map(|s| (&s.key, &s.flow))
@@ -606,14 +625,184 @@ impl FlowTable {
 
     /// Removes everything (keeps the memory).
     pub fn clear(&mut self) {
-        for s in &mut self.slots[..self.high_water as usize] {
+        for s in self.slots.iter_mut() {
             s.key.family = FAMILY_FREE;
+            s.flow.twin = NO_TWIN;
         }
-        self.index.clear();
-        self.reset_marks();
+        self.len = 0;
+        self.hand = 0;
     }
 
     // ---- internals ----
+
+    /// The key's first bucket (from the hash's low 32 bits, by multiply-shift so any bucket
+    /// count works) and its tag (15 of the high bits), which gives the second bucket.
+    #[inline(always)]
+    fn first_bucket(&self, hash: u64) -> (u32, u16) {
+        let b1 = ((hash & 0xffff_ffff) * u64::from(self.nbuckets)) >> 32;
+        (b1 as u32, (hash >> 48) as u16 & META_TAG)
+    }
+
+    /// The bucket `tag` pairs with `b` (a key's second bucket from its first): `b + off(tag)`
+    /// modulo the bucket count, with `off` in `1..nbuckets`, so the two differ whenever
+    /// there is more than one bucket.
+    #[inline(always)]
+    fn second_bucket(&self, b: u32, tag: u16) -> u32 {
+        let n = u64::from(self.nbuckets);
+        if n < 2 {
+            return b;
+        }
+        let off = 1 + ((u64::from(tag) * (n - 1)) >> 15);
+        let x = u64::from(b) + off; // < 2n: one conditional subtract, no division
+        (if x >= n { x - n } else { x }) as u32
+    }
+
+    /// The inverse of [`second_bucket`](Self::second_bucket): a key's first bucket from its
+    /// second.
+    #[inline(always)]
+    fn first_of_second(&self, b: u32, tag: u16) -> u32 {
+        let n = u64::from(self.nbuckets);
+        if n < 2 {
+            return b;
+        }
+        let off = 1 + ((u64::from(tag) * (n - 1)) >> 15);
+        let x = u64::from(b) + n - off; // in 1..2n
+        (if x >= n { x - n } else { x }) as u32
+    }
+
+    /// The slot holding `key` in bucket `b`. Free slots never match (family 0).
+    #[inline(always)]
+    fn find_in(&self, b: u32, key: &FlowKey) -> Option<u32> {
+        let base = b as usize * WAYS;
+        let bucket = &self.slots[base..base + WAYS];
+        bucket
+            .iter()
+            .position(|s| s.key == *key)
+            .map(|j| (base + j) as u32)
+    }
+
+    /// The first free slot of bucket `b`.
+    #[inline(always)]
+    fn free_in(&self, b: u32) -> Option<u32> {
+        let base = b as usize * WAYS;
+        let bucket = &self.slots[base..base + WAYS];
+        bucket
+            .iter()
+            .position(|s| !s.is_live())
+            .map(|j| (base + j) as u32)
+    }
+
+    /// [`insert`](Self::insert), never evicting or moving the entry at `keep`.
+    fn insert_keeping(
+        &mut self,
+        key: FlowKey,
+        hash: u64,
+        flow: Flow,
+        now: u32,
+        t: &Timeouts,
+        keep: u32,
+    ) -> Result<Inserted, Full> {
+        assert!(key.family != FAMILY_FREE, "flow key with family 0");
+        if self.cap == 0 {
+            return Err(Full);
+        }
+        let (b1, tag) = self.first_bucket(hash);
+        let b2 = self.second_bucket(b1, tag);
+        // One pass over both buckets: the key if present, else the first free slot (the
+        // first bucket's first).
+        let mut slot = None;
+        let pair = [b1, b2];
+        for b in &pair[..if b2 == b1 { 1 } else { 2 }] {
+            let base = *b as usize * WAYS;
+            for (j, s) in self.slots[base..base + WAYS].iter().enumerate() {
+                if s.key == key {
+                    let idx = (base + j) as u32;
+                    self.overwrite(idx, flow, now);
+                    return Ok(Inserted {
+                        idx,
+                        evicted: None,
+                        replaced: true,
+                    });
+                }
+                if slot.is_none() && !s.is_live() {
+                    slot = Some((base + j) as u32);
+                }
+            }
+        }
+        let mut evicted = None;
+        if self.len >= self.cap {
+            let e = self.evict_among(b1, b2, now, t, keep);
+            // The victim's slot is free now, and earlier in scan order than any other is if
+            // the buckets were full.
+            slot = slot.or(Some(e.0));
+            evicted = Some(e.1);
+        }
+        if slot.is_none() {
+            // Both buckets full while the table is not: make room by moving an entry to its
+            // other bucket, and only if none can move, evict early.
+            slot = self.relocate(b1, b2, keep);
+            if slot.is_none() {
+                let e = self.evict_among(b1, b2, now, t, keep);
+                slot = Some(e.0);
+                evicted = Some(e.1);
+            }
+        }
+        let idx = slot.expect("a free slot in the key's buckets after eviction");
+        let second = b2 != b1 && idx as usize / WAYS == b2 as usize;
+        self.slots[idx as usize] = Slot {
+            key,
+            meta: tag | if second { META_SECOND } else { 0 },
+            flow: Flow {
+                last_seen: now,
+                twin: NO_TWIN,
+                ..flow
+            },
+        };
+        self.len += 1;
+        Ok(Inserted {
+            idx,
+            evicted,
+            replaced: false,
+        })
+    }
+
+    /// Moves one live entry of `b1` or `b2` (not `keep`) to a free slot of its other bucket;
+    /// returns the slot it left. Its twin's link follows it.
+    fn relocate(&mut self, b1: u32, b2: u32, keep: u32) -> Option<u32> {
+        for b in [b1, b2] {
+            for i in b * WAYS as u32..(b + 1) * WAYS as u32 {
+                let s = self.slots[i as usize];
+                if !s.is_live() || i == keep {
+                    continue;
+                }
+                let tag = s.meta & META_TAG;
+                let other = if s.meta & META_SECOND != 0 {
+                    self.first_of_second(b, tag)
+                } else {
+                    self.second_bucket(b, tag)
+                };
+                if other == b {
+                    continue;
+                }
+                let Some(j) = self.free_in(other) else {
+                    continue;
+                };
+                let twin = self.twin_of(i);
+                self.slots[j as usize] = Slot {
+                    meta: s.meta ^ META_SECOND,
+                    ..s
+                };
+                if let Some(tw) = twin {
+                    self.slots[tw as usize].flow.twin = j;
+                }
+                let old = &mut self.slots[i as usize];
+                old.key.family = FAMILY_FREE;
+                old.flow.twin = NO_TWIN;
+                return Some(i);
+            }
+        }
+        None
+    }
 
     /// `idx`'s twin, if it is a live entry that names `idx` back (a stale or corrupted link
     /// is ignored rather than followed into an unrelated flow).
@@ -622,21 +811,6 @@ impl FlowTable {
         let t = self.slots.get(idx as usize)?.flow.twin;
         let ts = self.slots.get(t as usize)?;
         (t != idx && ts.is_live() && ts.flow.twin == idx).then_some(t)
-    }
-
-    fn reset_marks(&mut self) {
-        self.free_head = NO_TWIN;
-        self.high_water = 0;
-        self.len = 0;
-        self.hand = 0;
-    }
-
-    /// The slot under the hand; moves the hand on. `high_water` must be > 0.
-    #[inline]
-    fn advance_hand(&mut self) -> u32 {
-        let i = self.hand;
-        self.hand = if i + 1 >= self.high_water { 0 } else { i + 1 };
-        i
     }
 
     fn overwrite(&mut self, idx: u32, flow: Flow, now: u32) {
@@ -648,55 +822,12 @@ impl FlowTable {
         };
     }
 
-    /// Stores a new entry in a free slot. There must be one.
-    #[inline]
-    fn put(&mut self, key: FlowKey, hash: u64, flow: Flow, now: u32) -> u32 {
-        assert!(key.family != FAMILY_FREE, "flow key with family 0");
-        let idx = if self.free_head != NO_TWIN {
-            let i = self.free_head;
-            self.free_head = self.slots[i as usize].next_free();
-            i
-        } else {
-            let i = self.high_water;
-            self.high_water += 1;
-            i
-        };
-        let h32 = hash as u32;
-        self.slots[idx as usize] = Slot {
-            key,
-            flow: Flow {
-                last_seen: now,
-                twin: NO_TWIN,
-                ..flow
-            },
-        };
-        self.hashes[idx as usize] = h32;
-        let hashes = &self.hashes;
-        self.index
-            .insert_unique(index_hash(h32), idx, |&i| index_hash(hashes[i as usize]));
-        self.len += 1;
-        idx
-    }
-
     /// Removes one live entry (not its twin) and frees its slot.
     fn free(&mut self, idx: u32) {
-        let h = index_hash(self.hashes[idx as usize]);
-        match self.index.find_entry(h, |&i| i == idx) {
-            Ok(e) => {
-                e.remove();
-            }
-            Err(_) => unreachable!("live slot {idx} missing from the index"),
-        }
         let s = &mut self.slots[idx as usize];
         s.key.family = FAMILY_FREE;
-        s.key.src[..4].copy_from_slice(&self.free_head.to_le_bytes());
         s.flow.twin = NO_TWIN;
-        self.free_head = idx;
         self.len -= 1;
-        if self.len == 0 {
-            // Empty: start again from slot 0 so the hand only covers what is used.
-            self.reset_marks();
-        }
     }
 
     #[inline]
@@ -707,57 +838,66 @@ impl FlowTable {
                 .is_none_or(|tw| self.slots[tw as usize].flow.is_expired(now, t))
     }
 
-    /// Picks and removes a victim (and its twin) from a full table; see the module policy.
-    fn evict(&mut self, now: u32, t: &Timeouts) -> Evicted {
-        debug_assert!(self.len > 0);
-        let mut expired = None;
-        let mut oldest: Option<(u32, u32)> = None; // (idle, idx)
-        let mut oldest_cheap: Option<(u32, u32)> = None;
-        let mut examined = 0;
+    /// Picks and removes a victim (and its twin) among the live entries of buckets `b1` and
+    /// `b2` other than `keep`; see the module policy. Returns the victim's (now free) slot.
+    /// There must be a candidate: callers evict only from a full table, whose free slots (at
+    /// most `WAYS - 1`, the rounding of the capacity) cannot fill a bucket, or from two full
+    /// buckets.
+    fn evict_among(
+        &mut self,
+        b1: u32,
+        b2: u32,
+        now: u32,
+        t: &Timeouts,
+        keep: u32,
+    ) -> (u32, Evicted) {
         let timeout = t.by_state();
-        // Bounded by one lap, in case the table is sparse (only full tables evict, but be safe).
-        for _ in 0..self.high_water {
-            if examined == EVICT_SCAN {
-                break;
-            }
-            let i = self.advance_hand();
-            let f = &self.slots[i as usize].flow;
-            if !self.slots[i as usize].is_live() {
-                continue;
-            }
-            examined += 1;
-            // The pair's age and expiry in one pass (one twin check).
-            let mut idle = f.idle(now);
-            let mut is_expired = idle >= timeout[f.state as usize];
-            if let Some(tw) = self.twin_of(i) {
-                let g = &self.slots[tw as usize].flow;
-                let gi = g.idle(now);
-                is_expired &= gi >= timeout[g.state as usize];
-                idle = idle.min(gi);
-            }
-            if is_expired {
-                expired = Some(i);
-                break;
-            }
-            if oldest.is_none_or(|(o, _)| idle > o) {
-                oldest = Some((idle, i));
-            }
-            if f.is_cheap() && oldest_cheap.is_none_or(|(o, _)| idle > o) {
-                oldest_cheap = Some((idle, i));
+        // The victim has the greatest (expired, cheap, idle): an expired entry first, then a
+        // half-open or UDP one before an established one, the least recently seen first, the
+        // first scanned on a tie. One score per slot, no early exit: branch-light.
+        const EXPIRED: u64 = 1 << 33;
+        const CHEAP: u64 = 1 << 32;
+        let (mut best, mut victim) = (0u64, NO_TWIN);
+        let pair = [b1, b2];
+        for b in &pair[..if b2 == b1 { 1 } else { 2 }] {
+            let base = *b as usize * WAYS;
+            for (j, s) in self.slots[base..base + WAYS].iter().enumerate() {
+                let i = (base + j) as u32;
+                if !s.is_live() || i == keep {
+                    continue;
+                }
+                let f = &s.flow;
+                let mut idle = f.idle(now);
+                let mut expired = idle >= timeout[f.state as usize];
+                if f.twin != NO_TWIN
+                    && let Some(tw) = self.twin_of(i)
+                {
+                    // A pair's age and expiry: those of its most recently seen half.
+                    let g = &self.slots[tw as usize].flow;
+                    let gi = g.idle(now);
+                    expired &= gi >= timeout[g.state as usize];
+                    idle = idle.min(gi);
+                }
+                // + 1: a score of 0 (established, seen just now) must still beat "none".
+                let score = 1
+                    + (u64::from(expired) * EXPIRED
+                        | u64::from(f.is_cheap()) * CHEAP
+                        | u64::from(idle));
+                if score > best {
+                    (best, victim) = (score, i);
+                }
             }
         }
-        let (victim, reason) = match (expired, oldest_cheap, oldest) {
-            (Some(i), _, _) => (i, EvictReason::Expired),
-            (None, Some((_, i)), _) => {
-                let r = if self.slots[i as usize].flow.state == FlowState::Udp {
-                    EvictReason::Udp
-                } else {
-                    EvictReason::HalfOpen
-                };
-                (i, r)
-            }
-            (None, None, Some((_, i))) => (i, EvictReason::Established),
-            (None, None, None) => unreachable!("evict from an empty table"),
+        assert!(victim != NO_TWIN, "no entry to evict in buckets {b1}, {b2}");
+        let score = best - 1;
+        let reason = if score & EXPIRED != 0 {
+            EvictReason::Expired
+        } else if score & CHEAP == 0 {
+            EvictReason::Established
+        } else if self.slots[victim as usize].flow.state == FlowState::Udp {
+            EvictReason::Udp
+        } else {
+            EvictReason::HalfOpen
         };
         let s = self.slots[victim as usize];
         let twin = self.twin_of(victim).map(|tw| {
@@ -765,12 +905,15 @@ impl FlowTable {
             (ts.key, ts.flow)
         });
         self.remove(victim);
-        Evicted {
-            reason,
-            key: s.key,
-            flow: s.flow,
-            twin,
-        }
+        (
+            victim,
+            Evicted {
+                reason,
+                key: s.key,
+                flow: s.flow,
+                twin,
+            },
+        )
     }
 }
 
@@ -828,16 +971,23 @@ mod tests {
     fn check_invariants(ft: &FlowTable) {
         let live = ft.slots.iter().filter(|s| s.is_live()).count();
         assert_eq!(live, ft.len());
-        assert_eq!(ft.index.len(), ft.len());
         assert!(ft.len() <= ft.capacity());
         for (i, s) in ft.slots.iter().enumerate() {
             if s.is_live() {
-                assert!(i < ft.high_water as usize);
                 assert_eq!(
                     find(ft, &s.key),
                     Some(i as u32),
                     "slot {i} not found by its key"
                 );
+                // It sits in one of its two buckets, and its meta says which.
+                let (b1, tag) = ft.first_bucket(flow_hash(SEED, &s.key));
+                let want = if s.meta & META_SECOND != 0 {
+                    ft.second_bucket(b1, tag)
+                } else {
+                    b1
+                };
+                assert_eq!(s.meta & META_TAG, tag, "slot {i}: tag");
+                assert_eq!(i / WAYS, want as usize, "slot {i}: bucket");
                 if s.flow.twin != NO_TWIN {
                     assert_eq!(
                         ft.slots[s.flow.twin as usize].flow.twin, i as u32,
@@ -965,8 +1115,7 @@ mod tests {
     fn bounded_and_no_allocation_under_churn() {
         let cap = 1000;
         let mut ft = FlowTable::with_capacity(cap);
-        let index_bytes = ft.index.allocation_size();
-        let buckets = ft.index.capacity();
+        let bytes = ft.memory_bytes();
         let slab = ft.slots.as_ptr();
         let mut evictions = 0;
         for i in 0..(10 * cap as u32) {
@@ -991,15 +1140,11 @@ mod tests {
             ft.memory_bytes() / cap
         );
         assert!(evictions > 0);
+        assert_eq!(ft.memory_bytes(), bytes);
         assert_eq!(
-            ft.index.allocation_size(),
-            index_bytes,
-            "the index reallocated"
-        );
-        assert!(
-            ft.index.capacity() >= cap,
-            "index room {} of {buckets}",
-            ft.index.capacity()
+            ft.memory_bytes(),
+            64 * cap,
+            "64 bytes per entry, nothing else"
         );
         assert_eq!(ft.slots.as_ptr(), slab);
         check_invariants(&ft);
@@ -1047,31 +1192,82 @@ mod tests {
         check_invariants(&ft);
     }
 
-    /// In a big full table the hand examines only EVICT_SCAN slots and moves on.
+    /// In a big full table an insert examines only the new key's two buckets (EVICT_SCAN
+    /// slots) and evicts the least recently seen of their entries.
     #[test]
-    fn eviction_scan_is_bounded_and_moves_on() {
+    fn eviction_examines_only_the_keys_buckets() {
         let cap = 1024;
         let mut ft = FlowTable::with_capacity(cap);
-        for i in 0..cap as u32 {
+        let mut i = 0;
+        while ft.len() < cap {
             ins(&mut ft, key(i), FlowState::TcpEstablished, i, i);
+            i += 1;
         }
-        // Inserting SYNs: no expired or half-open entry among the examined, so each insert
-        // evicts the oldest of the 16 slots under the hand, and the hand moves on.
-        let mut victims = Vec::new();
-        for j in 0..4u32 {
-            let e = ins(&mut ft, key(10_000 + j), FlowState::TcpSynSeen, 0, 5_000)
+        check_invariants(&ft);
+        for j in 0..8u32 {
+            let k = key(1_000_000 + j);
+            let (b1, tag) = ft.first_bucket(flow_hash(SEED, &k));
+            let b2 = ft.second_bucket(b1, tag);
+            let mut candidates = Vec::new();
+            for b in [b1, b2] {
+                for s in &ft.slots[b as usize * WAYS..][..WAYS] {
+                    if s.is_live() {
+                        candidates.push((s.flow.last_seen, s.key));
+                    }
+                }
+            }
+            assert!(candidates.len() <= EVICT_SCAN);
+            let oldest = candidates.iter().min_by_key(|c| c.0).unwrap().1;
+            let e = ins(&mut ft, k, FlowState::TcpEstablished, 0, 5_000)
                 .evicted
                 .unwrap();
-            victims.push(e.key);
+            assert_eq!((e.reason, e.key), (EvictReason::Established, oldest));
         }
-        // Four scans of 16 consecutive slots, each evicting its oldest: 0, 16, 32, 48.
-        assert_eq!(victims, vec![key(0), key(16), key(32), key(48)]);
+        check_invariants(&ft);
+    }
+
+    /// Filling a table to its bound moves entries to their other bucket rather than evicting
+    /// early, and a move keeps NAT links intact.
+    #[test]
+    fn fills_by_moving_entries_and_keeps_links() {
+        let cap = 256;
+        let mut ft = FlowTable::with_capacity(cap);
+        let mut first_early = None;
+        let mut i = 0;
+        while ft.len() < cap {
+            let f = Flow::new(FlowState::Udp, 0, i);
+            let (kf, kr) = (key(2 * i), key(2 * i + 1));
+            let p = ft
+                .insert_pair(
+                    (kf, flow_hash(SEED, &kf), f),
+                    (kr, flow_hash(SEED, &kr), f),
+                    i,
+                    &T,
+                )
+                .unwrap();
+            if p.evicted.iter().any(Option::is_some) && first_early.is_none() {
+                first_early = Some(ft.len());
+            }
+            assert_eq!(ft.key(p.fwd), &kf);
+            assert_eq!(ft.key(p.rev), &kr);
+            check_invariants(&ft);
+            i += 1;
+        }
+        let first_early = first_early.unwrap_or(cap);
+        println!("first early eviction at {first_early} of {cap} entries");
+        assert!(
+            first_early >= cap * 9 / 10,
+            "early eviction at {first_early}"
+        );
+        // Every pair is whole: each live entry's twin names it back.
+        assert!(ft.iter().all(|(_, f)| f.twin != NO_TWIN));
     }
 
     #[test]
     fn expire_step_reaps_exactly_the_expired_within_budget() {
+        // Half full, so that no insert evicts: the count of expired entries is exact.
         let cap = 1000;
-        let mut ft = FlowTable::with_capacity(cap);
+        let mut ft = FlowTable::with_capacity(2 * cap);
         // Even i: UDP seen at 0 (expired at 10_000); odd i: established seen at 0 (not).
         for i in 0..cap as u32 {
             let state = if i % 2 == 0 {
@@ -1081,7 +1277,9 @@ mod tests {
             };
             ins(&mut ft, key(i), state, i, 0);
         }
-        assert_eq!(ft.expire_step(9_999, cap, &T), 0, "nothing expired yet");
+        assert_eq!(ft.len(), cap);
+        let lap = ft.slots.len();
+        assert_eq!(ft.expire_step(9_999, lap, &T), 0, "nothing expired yet");
         let now = 10_000;
         let budget = 64;
         let mut total = 0;
@@ -1092,7 +1290,7 @@ mod tests {
             total += r;
             calls += 1;
             assert!(
-                calls <= cap.div_ceil(budget),
+                calls <= lap.div_ceil(budget),
                 "not all reaped after one lap"
             );
         }
@@ -1100,12 +1298,43 @@ mod tests {
         assert_eq!(ft.len(), cap / 2);
         assert!(ft.iter().all(|(_, f)| f.state == FlowState::TcpEstablished));
         // More steps reap nothing more.
-        assert_eq!(ft.expire_step(now, 10 * cap, &T), 0);
+        assert_eq!(ft.expire_step(now, 10 * lap, &T), 0);
         // A budget of 1 visits exactly one slot.
         let hand = ft.hand;
         ft.expire_step(now, 1, &T);
-        assert_eq!(ft.hand, (hand + 1) % ft.high_water);
+        assert_eq!(ft.hand as usize, (hand as usize + 1) % ft.slots.len());
         check_invariants(&ft);
+    }
+
+    /// Paced expiry sweeps the table once per SWEEP_MS whatever the call rate, and no more.
+    #[test]
+    fn expire_paced_sweeps_once_per_period() {
+        let mut ft = FlowTable::with_capacity(8 * 1000);
+        let slots = ft.slots.len();
+        for i in 0..100u32 {
+            ins(&mut ft, key(i), FlowState::Udp, i, 0);
+        }
+        // Called 1000 times within one millisecond: one millisecond's share at most.
+        let visits = |ft: &FlowTable, before: u32| (ft.hand + slots as u32 - before) as usize % slots;
+        ft.expire_paced(0, 64, &T);
+        let h0 = ft.hand;
+        for _ in 0..1000 {
+            ft.expire_paced(1, 64, &T);
+        }
+        assert_eq!(visits(&ft, h0), slots / SWEEP_MS as usize);
+        // Over one period, one sweep in all (a call per millisecond, the cap never binding).
+        let h1 = ft.hand;
+        for ms in 2..=1 + SWEEP_MS {
+            ft.expire_paced(ms, 64, &T);
+        }
+        assert_eq!(visits(&ft, h1), 0, "a whole lap, back where it started");
+        // Everything expired (UDP after 10 s): one more period reaps it all.
+        let mut reaped = 0;
+        for ms in 0..=SWEEP_MS {
+            reaped += ft.expire_paced(20_000 + ms, 64, &T);
+        }
+        assert_eq!(reaped, 100);
+        assert!(ft.is_empty());
     }
 
     #[test]
@@ -1182,7 +1411,7 @@ mod tests {
         ft.remove(b);
         assert!(ft.is_live(c));
         assert_eq!(ft.get(c).twin, NO_TWIN);
-        // The free list is intact: the table still fills to exactly its bound.
+        // The table still fills to exactly its bound (one bucket: no early eviction).
         for i in 10..10 + cap as u32 - 1 {
             let r = ins(&mut ft, key(i), FlowState::Udp, 1, 0);
             assert!(r.evicted.is_none());

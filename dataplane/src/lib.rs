@@ -4,17 +4,18 @@
 //! mbufs in production; `dpdk` is the only module allowed to use `unsafe`.
 #![deny(unsafe_code)]
 
+pub mod engine;
+pub mod flow;
 pub mod frame;
 pub mod hash;
 pub mod maglev;
-pub mod flow;
-pub mod wire;
-pub mod verdict;
-pub mod stats;
-pub mod snapshot;
 pub mod pipeline;
+pub mod snapshot;
+pub mod stats;
+pub mod verdict;
+pub mod vip_index;
+pub mod wire;
 pub mod worker;
-pub mod engine;
 
 #[allow(unsafe_code)]
 pub mod dpdk;

@@ -38,6 +38,8 @@ pub struct Pipeline {
     pub workers: u16,
     pub flows: FlowTable,
     pub counters: Counters,
+    /// Packets, bytes and new flows per backend id (published by the worker every 100 ms).
+    pub per_backend: crate::stats::BackendCounters,
     /// Coarse clock in milliseconds, set by the worker once per burst.
     pub now_ms: u32,
     /// Seed of the flow-table and NAT-ownership hashes: the same for every worker of one
@@ -61,6 +63,22 @@ struct L4 {
     dst: Addr,
 }
 
+/// What the fast path's parse learned about a frame ([`Pipeline::fast_parse`]).
+#[derive(Clone, Copy)]
+struct Fast {
+    key: FlowKey,
+    /// [`hash::table_hash`] of `key`, for the flow table.
+    hash: u64,
+    /// The service (index into the snapshot's).
+    si: u16,
+    /// Bytes of TCP/UDP header and payload.
+    l4_len: u16,
+    tcp_flags: u8,
+}
+
+/// Frames [`Pipeline::process_burst`] handles per pass (the bursts the worker receives).
+const MAX_BURST: usize = 64;
+
 /// The parts of a TCP/UDP header the decision needs.
 #[derive(Clone, Copy)]
 struct Ports {
@@ -78,6 +96,7 @@ impl Pipeline {
             workers: workers.max(1),
             flows: FlowTable::with_capacity(flow_capacity),
             counters: Counters::default(),
+            per_backend: Default::default(),
             now_ms: 0,
             local_seed,
         }
@@ -87,7 +106,50 @@ impl Pipeline {
     /// answered.
     #[inline]
     pub fn process<F: Frame>(&mut self, snap: &Snapshot, port: u8, frame: &mut F) -> Verdict {
-        let v = self.classify(snap, port, frame);
+        let fast = self.fast_parse(snap, port, frame.data());
+        self.decide(snap, port, fast, frame)
+    }
+
+    /// [`process`](Self::process) for a burst received on `port`: `verdicts[i]` is frame `i`'s.
+    /// The same decisions, in two passes: the first parses every frame and starts loading
+    /// the flow-table line each will look up; the second decides. A burst's cache misses on
+    /// the flow table then overlap instead of stalling one packet after another.
+    pub fn process_burst<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        port: u8,
+        frames: &mut [F],
+        verdicts: &mut [Verdict],
+    ) {
+        debug_assert_eq!(frames.len(), verdicts.len());
+        for (frames, verdicts) in frames.chunks_mut(MAX_BURST).zip(verdicts.chunks_mut(MAX_BURST)) {
+            let mut fast = [None; MAX_BURST];
+            for (f, x) in frames.iter().zip(fast.iter_mut()) {
+                *x = self.fast_parse(snap, port, f.data());
+                if let Some(x) = x {
+                    self.flows.prefetch(x.hash);
+                }
+            }
+            for ((f, x), v) in frames.iter_mut().zip(fast).zip(verdicts.iter_mut()) {
+                *v = self.decide(snap, port, x, f);
+            }
+        }
+    }
+
+    /// The second half of [`process`](Self::process): the fast path's decision when the first
+    /// half recognised the frame, else the general path's.
+    #[inline(always)]
+    fn decide<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        port: u8,
+        fast: Option<Fast>,
+        frame: &mut F,
+    ) -> Verdict {
+        let v = match fast {
+            Some(x) => self.fast_service(snap, port, x, frame),
+            None => self.classify(snap, port, frame),
+        };
         match v {
             Verdict::Forward { .. } => self.counters.forwarded += 1,
             Verdict::Reply => self.counters.replies += 1,
@@ -129,6 +191,133 @@ impl Pipeline {
             wire::ethernet::ETHERTYPE_IPV6 => self.ipv6(snap, port, l2.l3_offset, frame),
             _ => Verdict::Drop(DropReason::UnsupportedEthertype),
         }
+    }
+
+    /// The fast path's parse, in one read of a frame's first 54 bytes: an untagged IPv4
+    /// frame to this port's MAC, no IP options, not a fragment, a valid header checksum, TCP
+    /// or UDP to an IPv4 VIP port that has a service. These are exactly the checks the general
+    /// path makes before it reaches [`Pipeline::service`] (the same views' `check_len` rules,
+    /// and one lookup where it makes two: a service exists only for a VIP); anything else is
+    /// `None` and takes the general path. Reads only.
+    #[inline(always)]
+    fn fast_parse(&self, snap: &Snapshot, port: u8, data: &[u8]) -> Option<Fast> {
+        // Ethernet 14 + IPv4 20 + the 8 bytes every TCP and UDP header starts with.
+        let h: &[u8; 42] = data.first_chunk()?;
+        let prt = snap.ports.get(usize::from(port))?;
+        if h[0..6] != prt.mac || h[12..15] != [0x08, 0x00, 0x45] {
+            return None;
+        }
+        let total = usize::from(u16::from_be_bytes([h[16], h[17]]));
+        if total < 28 || 14 + total > data.len() || h[20] & 0x3f != 0 || h[21] != 0 {
+            return None; // short, truncated, or a fragment (MF or an offset)
+        }
+        let mut sum = 0u64;
+        for w in h[14..34].chunks_exact(4) {
+            sum += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+        }
+        // A native-order sum folds to the byte-swapped big-endian one (RFC 1071), and 0xffff
+        // reads the same both ways.
+        if checksum::fold(sum) != 0xffff {
+            return None;
+        }
+        let (proto, l4_len) = (h[23], total - 20);
+        let tcp_flags = match proto {
+            IPPROTO_TCP => {
+                // TcpPacket::check_len over the IP payload: 20 bytes, data offset 5..=len/4.
+                let t = data.get(34..54)?;
+                let off = usize::from(t[12] >> 4) * 4;
+                if l4_len < 20 || off < 20 || off > l4_len {
+                    return None;
+                }
+                t[13]
+            }
+            IPPROTO_UDP => {
+                // UdpPacket::check_len: a length field of 8..=the IP payload.
+                let len = usize::from(u16::from_be_bytes([h[38], h[39]]));
+                if len < 8 || len > l4_len {
+                    return None;
+                }
+                0
+            }
+            _ => return None,
+        };
+        let dst = [h[30], h[31], h[32], h[33]];
+        let dport = u16::from_be_bytes([h[36], h[37]]);
+        let si = snap.vip4.get(u32::from_be_bytes(dst), proto, dport)?;
+        let key = FlowKey::v4(
+            [h[26], h[27], h[28], h[29]],
+            dst,
+            u16::from_be_bytes([h[34], h[35]]),
+            dport,
+            proto,
+        );
+        Some(Fast {
+            hash: hash::table_hash(self.local_seed, &key),
+            key,
+            si,
+            l4_len: l4_len as u16,
+            tcp_flags,
+        })
+    }
+
+    /// The fast path's decision: a packet of an established flow whose backend still takes
+    /// it, forwarded exactly as [`Pipeline::service`] would (the same flow update, counters
+    /// and rewrite) without rebuilding what the parse found. Anything else (a new flow, a
+    /// backend gone, a NAT flow another worker may own) goes to [`Pipeline::service`].
+    #[inline(always)]
+    fn fast_service<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        port: u8,
+        x: Fast,
+        frame: &mut F,
+    ) -> Verdict {
+        let svc = &snap.services[usize::from(x.si)];
+        let nat = svc.forwarding == Forwarding::Nat;
+        if (!nat || self.workers <= 1)
+            && let Some(idx) = self.flows.lookup(&x.key, x.hash)
+            && let Some(b) = snap.backend(self.flows.get(idx).backend)
+            && b.service == x.si
+            && b.keeps_flows()
+        {
+            let (tcp, flags, now) = (x.key.proto == IPPROTO_TCP, x.tcp_flags, self.now_ms);
+            let fm = self.flows.get_mut(idx);
+            fm.last_seen = now;
+            fm.service = x.si;
+            fm.state = next_state(fm.state, tcp, flags);
+            let twin = fm.twin;
+            if nat && twin != flow::NO_TWIN {
+                let tw = self.flows.get_mut(twin);
+                tw.last_seen = now;
+                tw.state = next_state(tw.state, tcp, flags);
+            }
+            self.per_backend.count(b.id, false, frame.data().len());
+            let out = b.out_port;
+            let out_mac = snap.ports.get(usize::from(out)).map_or([0; 6], |p| p.mac);
+            let data = frame.data_mut();
+            if nat {
+                let bport = b.port.unwrap_or(x.key.dport);
+                rewrite_dst_v4(data, &x, &b.addr_key, bport);
+            }
+            data[0..6].copy_from_slice(&b.mac);
+            data[6..12].copy_from_slice(&out_mac);
+            return Verdict::Forward { port: out };
+        }
+        let p = L4 {
+            v6: false,
+            l2_len: 14,
+            l4: 34,
+            l4_len: usize::from(x.l4_len),
+            proto: x.key.proto,
+            src: x.key.src,
+            dst: x.key.dst,
+        };
+        let ports = Ports {
+            sport: x.key.sport,
+            dport: x.key.dport,
+            tcp_flags: x.tcp_flags,
+        };
+        self.service(snap, port, x.si, p, ports, frame)
     }
 
     fn arp<F: Frame>(&mut self, snap: &Snapshot, port: u8, l3: usize, frame: &mut F) -> Verdict {
@@ -287,7 +476,7 @@ impl Pipeline {
             }
         }
         let key = flow_key(&p, ports.sport, ports.dport);
-        let fhash = hash::flow_hash(self.local_seed, &key);
+        let fhash = hash::table_hash(self.local_seed, &key);
         let tcp = p.proto == IPPROTO_TCP;
         let flags = ports.tcp_flags;
         let is_rst = tcp && flags & tcp::RST != 0;
@@ -343,8 +532,14 @@ impl Pipeline {
                 FlowState::TcpSynSeen
             } else {
                 // Mid-stream pickup (after a restart or a move between instances): Maglev
-                // chose the same backend as before, so keep it.
-                next_state(FlowState::TcpEstablished, tcp, flags)
+                // chose the same backend as before, so keep it. Half-open until a second
+                // packet (either way) confirms it: a flood of spoofed ACKs then displaces
+                // itself from a full table, as a SYN flood does, not the established flows.
+                if flags & (tcp::FIN | tcp::RST) != 0 {
+                    FlowState::TcpClosing
+                } else {
+                    FlowState::TcpSynSeen
+                }
             };
             let peer_mac: [u8; 6] = frame.data()[6..12].try_into().expect("ethernet checked");
             let fl = flow::Flow {
@@ -367,19 +562,22 @@ impl Pipeline {
                     dport: ports.sport,
                     ..key
                 };
-                let rhash = hash::flow_hash(self.local_seed, &rkey);
+                let rhash = hash::table_hash(self.local_seed, &rkey);
                 if let Ok(ins) =
                     self.flows
                         .insert_pair((key, fhash, fl), (rkey, rhash, fl), now, &snap.timeouts)
                 {
                     self.counters.flows_created += 2;
-                    self.counters.flows_evicted += ins.evicted.iter().flatten().count() as u64;
+                    for e in ins.evicted.iter().flatten() {
+                        self.counters.flows_evicted += evicted_entries(e);
+                    }
                 }
             } else {
                 self.insert(&snap.timeouts, key, fhash, fl);
             }
         }
 
+        self.per_backend.count(b.id, new_flow, frame.data().len());
         let out = b.out_port;
         let out_mac = snap
             .ports
@@ -406,8 +604,8 @@ impl Pipeline {
         match self.flows.insert(key, fhash, fl, self.now_ms, t) {
             Ok(ins) => {
                 self.counters.flows_created += 1;
-                if ins.evicted.is_some() {
-                    self.counters.flows_evicted += 1;
+                if let Some(e) = &ins.evicted {
+                    self.counters.flows_evicted += evicted_entries(e);
                 }
                 Some(ins.idx)
             }
@@ -427,7 +625,7 @@ impl Pipeline {
             return Verdict::Handoff { worker: owner };
         }
         let rkey = flow_key(&p, ports.sport, ports.dport);
-        let rhash = hash::flow_hash(self.local_seed, &rkey);
+        let rhash = hash::table_hash(self.local_seed, &rkey);
         let Some(ridx) = self.flows.lookup(&rkey, rhash) else {
             return Verdict::Drop(DropReason::NatNoFlow);
         };
@@ -591,6 +789,13 @@ impl Pipeline {
     }
 }
 
+/// Entries an eviction removed: the victim and its twin, if it had one, so that
+/// `flows_created = flows_active + flows_evicted + flows_expired` (+ rescheduled removals).
+#[inline]
+fn evicted_entries(e: &flow::Evicted) -> u64 {
+    1 + u64::from(e.twin.is_some())
+}
+
 /// The next TCP state of a flow given a packet's flags (UDP flows stay UDP).
 #[inline]
 fn next_state(cur: FlowState, tcp: bool, flags: u8) -> FlowState {
@@ -675,6 +880,45 @@ fn rewrite_dst(data: &mut [u8], p: &L4, addr: &Addr, port: u16) {
         ip.set_dst_addr(*addr);
     }
     rewrite_l4(data, p, &old_addr[..alen], &addr[..alen], 2, old_port, port);
+}
+
+/// [`rewrite_dst`] for the fast path's frames (untagged IPv4, no options: the IP header at
+/// 14, TCP/UDP at 34), with the same arithmetic (RFC 1624 eqn. 3 over the address's two
+/// words, then the port's) written out for 4 bytes so it inlines: byte-identical results.
+#[inline(always)]
+fn rewrite_dst_v4(data: &mut [u8], x: &Fast, addr: &Addr, port: u16) {
+    let Some(h) = data.get_mut(..34 + 8) else {
+        return; // the parse checked 42 bytes: never taken
+    };
+    let old = [x.key.dst[0], x.key.dst[1], x.key.dst[2], x.key.dst[3]];
+    let new = [addr[0], addr[1], addr[2], addr[3]];
+    let ipc = u16::from_be_bytes([h[24], h[25]]);
+    h[24..26].copy_from_slice(&update_addr4(ipc, old, new).to_be_bytes());
+    h[30..34].copy_from_slice(&new);
+    let old_port = u16::from_be_bytes([h[36], h[37]]);
+    h[36..38].copy_from_slice(&port.to_be_bytes());
+    let at = if x.key.proto == IPPROTO_TCP { 34 + 16 } else { 34 + 6 };
+    let Some(c) = data.get_mut(at..at + 2) else {
+        return; // the parse checked the L4 header: never taken
+    };
+    let cs = u16::from_be_bytes([c[0], c[1]]);
+    if x.key.proto == IPPROTO_UDP && cs == 0 {
+        return; // an IPv4 UDP datagram without checksum stays without one
+    }
+    let mut cs = checksum::update_u16(update_addr4(cs, old, new), old_port, port);
+    if x.key.proto == IPPROTO_UDP && cs == 0 {
+        cs = 0xffff;
+    }
+    c.copy_from_slice(&cs.to_be_bytes());
+}
+
+/// `checksum::update_bytes` for a 4-byte field, written out.
+#[inline(always)]
+fn update_addr4(cs: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
+    let sum16 = |a: [u8; 4]| {
+        checksum::fold(u64::from(u16::from_be_bytes([a[0], a[1]])) + u64::from(u16::from_be_bytes([a[2], a[3]])))
+    };
+    !checksum::fold(u64::from(!cs) + u64::from(!sum16(old)) + u64::from(sum16(new)))
 }
 
 /// NAT reply: source address and port := the VIP's, checksums updated (RFC 1624).

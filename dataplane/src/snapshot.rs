@@ -17,6 +17,7 @@ use conf::{AdminState, Config, Forwarding, HashKey, IfAddr, OnEmpty, Protocol};
 
 use crate::flow;
 use crate::maglev;
+use crate::vip_index::VipIndex;
 
 /// A backend's identity across snapshots. 0 is "none" (as in Katran).
 pub type BackendId = u32;
@@ -199,6 +200,8 @@ pub struct Snapshot {
     vip_addrs: HashSet<Addr>,
     own_addrs: HashMap<Addr, u8>,
     nat_endpoints: HashSet<Endpoint>,
+    /// IPv4 VIPs again, for the worker's fast path (same answers as [`Snapshot::service`]).
+    pub vip4: VipIndex,
 }
 
 impl Snapshot {
@@ -286,6 +289,7 @@ impl Snapshot {
             vip_addrs: HashSet::new(),
             own_addrs: HashMap::new(),
             nat_endpoints: HashSet::new(),
+            vip4: VipIndex::default(),
         }
     }
 }
@@ -514,6 +518,9 @@ impl Snapshot {
             });
         }
 
+        let vip4 = VipIndex::build(services.iter().enumerate().map(|(si, s)| {
+            (s.vip, s.protocol.number(), s.port, si as u16)
+        }));
         Snapshot {
             generation,
             seed,
@@ -525,6 +532,7 @@ impl Snapshot {
             vip_addrs,
             own_addrs,
             nat_endpoints,
+            vip4,
         }
     }
 }

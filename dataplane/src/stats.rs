@@ -1,11 +1,18 @@
 //! Per-worker counters.
 //!
 //! A worker counts into plain integers ([`Counters`]) and publishes them once per burst into
-//! its own cache-line-aligned [`SharedCounters`] with relaxed atomic stores: readers (the
-//! control plane, final reports) never touch the worker's cache lines while it counts, and
-//! the worker never executes a locked instruction.
+//! its own cache-line-aligned block of [`SharedCounters`] with relaxed atomic stores: readers
+//! (the control plane, final reports) never touch the worker's cache lines while it counts,
+//! and the worker never executes a locked instruction. The engine keeps the blocks in a
+//! shared-memory file ([`create_counter_file`]), which other processes can read
+//! ([`read_counter_file`]) without asking anyone.
 
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::dpdk::SharedWords;
 
 use crate::verdict::DropReason;
 
@@ -34,7 +41,8 @@ pub struct Counters {
     pub flows_created: u64,
     /// Flows whose backend became unusable and were sent to a new choice.
     pub flows_rescheduled: u64,
-    /// Flows evicted from a full table.
+    /// Flow-table entries evicted from a full table (a NAT flow's pair counts two, as in
+    /// `flows_created` and `flows_expired`).
     pub flows_evicted: u64,
     /// Flows reaped after their idle timeout.
     pub flows_expired: u64,
@@ -156,24 +164,85 @@ impl Counters {
 const SCALARS: usize = 14;
 const WORDS: usize = SCALARS + DropReason::COUNT;
 
-/// One worker's published counters, read by anyone.
-#[repr(align(64))]
+/// Words of one worker's block in the counter file: its counters rounded up to whole cache
+/// lines, so no two workers ever write the same line.
+pub const STRIDE: usize = WORDS.next_multiple_of(8);
+/// Words of the counter file's header (one cache line): [`MAGIC`], [`LAYOUT`], the number of
+/// workers, [`STRIDE`]; the workers' blocks follow, worker 0 first.
+pub const HEADER: usize = 8;
+pub const MAGIC: u64 = u64::from_le_bytes(*b"FULCRUMC");
+/// Changes whenever the order or number of counters does: the scalars of
+/// [`Counters::fields`], then one per [`DropReason`], in `DropReason::ALL` order.
+pub const LAYOUT: u64 = ((SCALARS as u64) << 32) | DropReason::COUNT as u64;
+
+/// One worker's published counters, read by anyone: a block of words in a shared mapping
+/// (the engine's counter file, or private memory).
 pub struct SharedCounters {
-    words: [AtomicU64; WORDS],
+    shm: Arc<SharedWords>,
+    base: usize,
 }
 
 impl Default for SharedCounters {
+    /// Counters in private memory (no file).
     fn default() -> Self {
         SharedCounters {
-            words: std::array::from_fn(|_| AtomicU64::new(0)),
+            shm: Arc::new(SharedWords::anonymous(WORDS).expect("anonymous mapping")),
+            base: 0,
         }
     }
 }
 
+/// Creates the counter file for `workers` workers at `path` (zeroed, header written).
+pub fn create_counter_file(path: &Path, workers: usize) -> io::Result<Arc<SharedWords>> {
+    let shm = SharedWords::create(path, HEADER + workers * STRIDE)?;
+    let w = shm.words();
+    for (i, v) in [MAGIC, LAYOUT, workers as u64, STRIDE as u64]
+        .into_iter()
+        .enumerate()
+    {
+        w[i].store(v, Ordering::Relaxed);
+    }
+    Ok(Arc::new(shm))
+}
+
+/// Reads every worker's counters from a counter file, as another process sees them.
+pub fn read_counter_file(path: &Path) -> io::Result<Vec<Counters>> {
+    let shm = SharedWords::open(path)?;
+    let w = shm.words();
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+    if w.len() < HEADER || w[0].load(Ordering::Relaxed) != MAGIC {
+        return Err(bad("not a fulcrum counter file"));
+    }
+    if w[1].load(Ordering::Relaxed) != LAYOUT || w[3].load(Ordering::Relaxed) != STRIDE as u64 {
+        return Err(bad("counter file of another fulcrum version"));
+    }
+    let workers = w[2].load(Ordering::Relaxed) as usize;
+    if w.len() < HEADER + workers * STRIDE {
+        return Err(bad("counter file truncated"));
+    }
+    let shm = Arc::new(shm);
+    Ok((0..workers)
+        .map(|i| SharedCounters::in_file(&shm, i).read())
+        .collect())
+}
+
 impl SharedCounters {
+    /// Worker `worker`'s block of a counter file made by [`create_counter_file`].
+    pub fn in_file(shm: &Arc<SharedWords>, worker: usize) -> SharedCounters {
+        SharedCounters {
+            shm: shm.clone(),
+            base: HEADER + worker * STRIDE,
+        }
+    }
+
+    #[inline]
+    fn words(&self) -> &[AtomicU64] {
+        &self.shm.words()[self.base..self.base + WORDS]
+    }
+
     /// Called by the owning worker only (single writer): plain relaxed stores.
     pub fn publish(&self, c: &Counters) {
-        for (slot, v) in self.words.iter().zip(c.to_words()) {
+        for (slot, v) in self.words().iter().zip(c.to_words()) {
             slot.store(v, Ordering::Relaxed);
         }
     }
@@ -181,8 +250,83 @@ impl SharedCounters {
     /// A consistent-enough copy for reporting (each counter is exact; they may be a burst
     /// apart from each other while the worker runs).
     pub fn read(&self) -> Counters {
-        let w: [u64; WORDS] = std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed));
+        let words = self.words();
+        let w: [u64; WORDS] = std::array::from_fn(|i| words[i].load(Ordering::Relaxed));
         Counters::from_words(&w)
+    }
+}
+
+/// Backend ids a worker counts per backend; ids are dense from 1 (see `BackendIds`), a
+/// higher id is forwarded but not counted.
+pub const MAX_BACKEND_IDS: usize = 4096;
+
+/// One worker's per-backend counters, indexed by backend id: packets and bytes forwarded
+/// to it and new flows given to it. Counted at the pipeline's forward point, published at a
+/// low rate (not per burst) into [`SharedBackendCounters`].
+pub struct BackendCounters {
+    counts: Box<[[u64; 3]]>,
+    /// The highest id counted so far (publication stops there).
+    pub max_id: usize,
+}
+
+impl Default for BackendCounters {
+    fn default() -> Self {
+        BackendCounters {
+            counts: vec![[0u64; 3]; MAX_BACKEND_IDS].into_boxed_slice(),
+            max_id: 0,
+        }
+    }
+}
+
+impl BackendCounters {
+    #[inline(always)]
+    pub fn count(&mut self, id: u32, new_flow: bool, bytes: usize) {
+        if let Some(c) = self.counts.get_mut(id as usize) {
+            c[0] += 1;
+            c[1] += bytes as u64;
+            c[2] += u64::from(new_flow);
+            self.max_id = self.max_id.max(id as usize);
+        }
+    }
+
+    /// `[packets, bytes, new flows]` of backend `id`.
+    pub fn get(&self, id: u32) -> [u64; 3] {
+        self.counts.get(id as usize).copied().unwrap_or_default()
+    }
+}
+
+/// One worker's published per-backend counters, read by anyone.
+pub struct SharedBackendCounters {
+    words: Box<[AtomicU64]>,
+}
+
+impl Default for SharedBackendCounters {
+    fn default() -> Self {
+        SharedBackendCounters {
+            words: (0..3 * MAX_BACKEND_IDS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
+    }
+}
+
+impl SharedBackendCounters {
+    /// Called by the owning worker only: relaxed stores of the ids counted so far.
+    pub fn publish(&self, c: &BackendCounters) {
+        for (id, v) in c.counts.iter().enumerate().take(c.max_id + 1) {
+            for (k, x) in v.iter().enumerate() {
+                self.words[3 * id + k].store(*x, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// `[packets, bytes, new flows]` of backend `id` as last published.
+    pub fn read(&self, id: u32) -> [u64; 3] {
+        let i = id as usize;
+        if i >= MAX_BACKEND_IDS {
+            return [0; 3];
+        }
+        std::array::from_fn(|k| self.words[3 * i + k].load(Ordering::Relaxed))
     }
 }
 
@@ -207,6 +351,46 @@ mod tests {
         assert!(c.balanced());
         c.rx += 1;
         assert!(!c.balanced());
+    }
+
+    #[test]
+    fn backend_counters_publish_and_ignore_ids_out_of_range() {
+        let mut c = BackendCounters::default();
+        c.count(3, true, 100);
+        c.count(3, false, 60);
+        c.count(MAX_BACKEND_IDS as u32, true, 1);
+        let s = SharedBackendCounters::default();
+        s.publish(&c);
+        assert_eq!(s.read(3), [2, 160, 1]);
+        assert_eq!(s.read(2), [0; 3]);
+        assert_eq!(s.read(MAX_BACKEND_IDS as u32), [0; 3]);
+        assert_eq!(c.get(3), [2, 160, 1]);
+    }
+
+    #[test]
+    fn counter_file_is_read_from_outside() {
+        let path = std::env::temp_dir().join(format!("fulcrum-ctr-{}", std::process::id()));
+        let shm = create_counter_file(&path, 2).unwrap();
+        let (w0, w1) = (
+            SharedCounters::in_file(&shm, 0),
+            SharedCounters::in_file(&shm, 1),
+        );
+        let mut c = Counters {
+            rx: 5,
+            tx: 4,
+            ..Default::default()
+        };
+        c.drop(DropReason::NotVip);
+        w1.publish(&c);
+        let read = read_counter_file(&path).unwrap();
+        assert_eq!(read, vec![Counters::default(), c]);
+        assert_eq!(w0.read(), Counters::default());
+        // Blocks start on cache lines.
+        assert_eq!((HEADER * 8) % 64, 0);
+        assert_eq!((STRIDE * 8) % 64, 0);
+        std::fs::write(&path, b"not counters").unwrap();
+        assert!(read_counter_file(&path).is_err());
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -9,14 +9,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::dpdk::{Burst, Mbuf, RingConsumer, RingProducer, RxQueue, TxQueue};
+use crate::flow::FlowKey;
 use crate::pipeline::Pipeline;
 use crate::snapshot::SnapshotCell;
-use crate::stats::{Counters, SharedCounters};
+use crate::stats::{Counters, SharedBackendCounters, SharedCounters};
 use crate::verdict::{DropReason, Verdict};
 
 /// How many flow-table slots the clock hand ages per loop turn: enough to sweep a 1M-entry
 /// table every few seconds at low load, cheap enough to vanish at high load.
 const EXPIRE_BUDGET: usize = 64;
+/// How often a worker publishes its per-backend counters.
+const BACKEND_PUBLISH_NS: u64 = 100_000_000;
 
 /// What a worker tells the slow path about snapshots, so it can measure how long a
 /// publication takes to reach the packets, and that no publication ever stalls a worker.
@@ -63,6 +66,109 @@ impl WorkerProgress {
     }
 }
 
+/// A flow-table question from the control plane to one worker (`fulcrum ctl which`): "do
+/// you hold this flow, and to which backend?". Lock-free on the worker's side, which pays one
+/// relaxed load per loop turn: the asker (one at a time, the slow path) writes the key and
+/// bumps `request`; the worker, seeing a new request, looks the key up, writes the answer
+/// and sets `answered` to the request's number.
+#[repr(align(64))]
+#[derive(Debug, Default)]
+pub struct FlowQuery {
+    key: [AtomicU64; 5],
+    request: AtomicU64,
+    answered: AtomicU64,
+    /// Bit 63: found; bits 0..32: the backend id.
+    answer: AtomicU64,
+}
+
+/// What a worker answered a [`FlowQuery`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowAnswer {
+    /// Its flow table holds the flow, for this backend id.
+    Hit(u32),
+    Miss,
+    /// No answer in time (the worker is stopped or stalled).
+    NoAnswer,
+}
+
+impl FlowQuery {
+    fn pack(k: &FlowKey) -> [u64; 5] {
+        let w = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        [
+            w(&k.src[..8]),
+            w(&k.src[8..]),
+            w(&k.dst[..8]),
+            w(&k.dst[8..]),
+            u64::from(k.sport)
+                | u64::from(k.dport) << 16
+                | u64::from(k.proto) << 32
+                | u64::from(k.family) << 40,
+        ]
+    }
+
+    fn unpack(w: [u64; 5]) -> FlowKey {
+        let mut src = [0u8; 16];
+        let mut dst = [0u8; 16];
+        src[..8].copy_from_slice(&w[0].to_le_bytes());
+        src[8..].copy_from_slice(&w[1].to_le_bytes());
+        dst[..8].copy_from_slice(&w[2].to_le_bytes());
+        dst[8..].copy_from_slice(&w[3].to_le_bytes());
+        FlowKey {
+            src,
+            dst,
+            sport: w[4] as u16,
+            dport: (w[4] >> 16) as u16,
+            proto: (w[4] >> 32) as u8,
+            family: (w[4] >> 40) as u8,
+        }
+    }
+
+    /// Asks and waits (polling, at most `timeout`) for the answer. One asker at a time.
+    pub fn ask(&self, key: &FlowKey, timeout: Duration) -> FlowAnswer {
+        for (slot, v) in self.key.iter().zip(Self::pack(key)) {
+            slot.store(v, Ordering::Relaxed);
+        }
+        let n = self.request.load(Ordering::Relaxed) + 1;
+        // Release: the key is written before the worker can see the new request number.
+        self.request.store(n, Ordering::Release);
+        let until = Instant::now() + timeout;
+        loop {
+            if self.answered.load(Ordering::Acquire) == n {
+                let a = self.answer.load(Ordering::Relaxed);
+                return if a >> 63 == 1 {
+                    FlowAnswer::Hit(a as u32)
+                } else {
+                    FlowAnswer::Miss
+                };
+            }
+            if Instant::now() >= until {
+                return FlowAnswer::NoAnswer;
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    }
+
+    /// The worker's side: answers a pending request, if any.
+    #[inline]
+    fn serve(&self, done: &mut u64, pipe: &Pipeline) {
+        let n = self.request.load(Ordering::Relaxed);
+        if n == *done {
+            return;
+        }
+        std::sync::atomic::fence(Ordering::Acquire);
+        let key = Self::unpack(std::array::from_fn(|i| self.key[i].load(Ordering::Relaxed)));
+        // The flow table's own hash (as the pipeline's lookups compute it).
+        let hash = crate::hash::table_hash(pipe.local_seed, &key);
+        let a = match pipe.flows.lookup(&key, hash) {
+            Some(idx) => 1u64 << 63 | u64::from(pipe.flows.get(idx).backend),
+            None => 0,
+        };
+        self.answer.store(a, Ordering::Relaxed);
+        self.answered.store(n, Ordering::Release);
+        *done = n;
+    }
+}
+
 /// One port as a worker sees it: its own RX and TX queue.
 pub struct WorkerPort {
     pub rx: RxQueue,
@@ -90,6 +196,10 @@ pub struct WorkerSetup {
     pub from_slowpath: Option<RingConsumer>,
     pub snapshots: Arc<SnapshotCell>,
     pub counters: Arc<SharedCounters>,
+    /// Per-backend counters, published every [`BACKEND_PUBLISH_NS`].
+    pub backend_counters: Arc<SharedBackendCounters>,
+    /// The control plane's flow-table questions.
+    pub query: Arc<FlowQuery>,
     pub progress: Arc<WorkerProgress>,
     /// The engine's clock origin, shared with the slow path.
     pub epoch: Instant,
@@ -127,6 +237,7 @@ pub fn run(mut w: WorkerSetup) -> Counters {
     let burst = w.burst.clamp(1, 64);
     let (mut loaded_gen, mut packet_gen) = (0u64, 0u64);
     let (mut turn_start, mut slept) = (0u64, true);
+    let (mut backends_published, mut queries_done) = (0u64, 0u64);
 
     while !w.stop.load(Ordering::Relaxed) {
         let snap = w.snapshots.load();
@@ -155,8 +266,9 @@ pub fn run(mut w: WorkerSetup) -> Counters {
             }
             got += n;
             pipe.counters.rx += n as u64;
-            for mut m in rx.drain() {
-                let v = pipe.process(&snap, p as u8, &mut m);
+            let verdicts = &mut [Verdict::SlowPath; 64][..n];
+            pipe.process_burst(&snap, p as u8, rx.as_mut_slice(), verdicts);
+            for (m, &v) in rx.drain().zip(verdicts.iter()) {
                 dispatch(&mut w, &mut pipe.counters, &mut out, p as u8, v, m);
             }
         }
@@ -202,10 +314,15 @@ pub fn run(mut w: WorkerSetup) -> Counters {
 
         pipe.counters.flows_expired +=
             pipe.flows
-                .expire_step(pipe.now_ms, EXPIRE_BUDGET, &snap.timeouts) as u64;
+                .expire_paced(pipe.now_ms, EXPIRE_BUDGET, &snap.timeouts) as u64;
         pipe.counters.flows_active = pipe.flows.len() as u64;
         drop(snap);
         w.counters.publish(&pipe.counters);
+        if now_ns - backends_published >= BACKEND_PUBLISH_NS {
+            backends_published = now_ns;
+            w.backend_counters.publish(&pipe.per_backend);
+        }
+        w.query.serve(&mut queries_done, &pipe);
 
         slept = got == 0 && !w.idle_sleep.is_zero();
         if slept {
@@ -215,6 +332,7 @@ pub fn run(mut w: WorkerSetup) -> Counters {
     // Whatever is still queued for others is dropped and counted, so the books balance.
     flush(&mut w, &mut pipe.counters, &mut out);
     w.counters.publish(&pipe.counters);
+    w.backend_counters.publish(&pipe.per_backend);
     if registered {
         crate::dpdk::Eal::unregister_thread();
     }
@@ -287,5 +405,40 @@ fn flush(w: &mut WorkerSetup, c: &mut Counters, out: &mut Outboxes) {
         c.to_slowpath += sent as u64;
         c.drops[DropReason::SlowPathFull as usize] += (n - sent) as u64;
         out.slowpath.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_query_packs_keys_losslessly() {
+        let k = FlowKey::v4([10, 0, 0, 1], [10, 0, 0, 100], 40000, 80, 6);
+        assert!(FlowQuery::unpack(FlowQuery::pack(&k)) == k);
+        let k = FlowKey::v6([0xfe; 16], [1; 16], 1, 65535, 17);
+        assert!(FlowQuery::unpack(FlowQuery::pack(&k)) == k);
+    }
+
+    #[test]
+    fn flow_query_is_answered_by_the_serving_side() {
+        let q = Arc::new(FlowQuery::default());
+        let pipe = Pipeline::new(0, 1, 1024, 7);
+        let k = FlowKey::v4([10, 0, 0, 1], [10, 0, 0, 100], 40000, 80, 6);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (q2, s2) = (q.clone(), stop.clone());
+        let t = std::thread::spawn(move || {
+            let mut done = 0;
+            while !s2.load(Ordering::Relaxed) {
+                q2.serve(&mut done, &pipe);
+                std::thread::yield_now();
+            }
+            pipe.flows.len()
+        });
+        assert_eq!(q.ask(&k, Duration::from_secs(5)), FlowAnswer::Miss);
+        assert_eq!(q.ask(&k, Duration::from_secs(5)), FlowAnswer::Miss);
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(t.join().unwrap(), 0);
+        assert_eq!(q.ask(&k, Duration::from_millis(10)), FlowAnswer::NoAnswer);
     }
 }

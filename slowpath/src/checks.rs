@@ -97,6 +97,14 @@ impl Runner {
         self.running.len()
     }
 
+    /// Renumbers the targets of checks in flight after a reload (`map[old] = new`); a check
+    /// whose target is gone reports to `usize::MAX`, which the slow path ignores.
+    pub fn retarget(&mut self, map: &[Option<usize>]) {
+        for r in &mut self.running {
+            r.target = map.get(r.target).copied().flatten().unwrap_or(usize::MAX);
+        }
+    }
+
     /// The earliest deadline of a check in flight.
     pub fn next_deadline(&self) -> Option<Duration> {
         self.next_deadline

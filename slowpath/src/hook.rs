@@ -92,6 +92,29 @@ impl Hooks {
         self.poll();
     }
 
+    /// The hooks of a reloaded `cfg`: a service kept under its name with the same VIP, port,
+    /// protocol, command and state file keeps what it last announced (no spurious run); the
+    /// others start afresh. Call [`Hooks::update`] with the new snapshot afterwards.
+    pub fn reconfigure(&mut self, cfg: &Config) {
+        let mut old: Vec<ServiceHook> = std::mem::take(&mut self.services);
+        let fresh = Hooks::new(cfg).services;
+        for h in fresh {
+            let same = old.iter().position(|o| {
+                o.name == h.name
+                    && o.vip == h.vip
+                    && o.port == h.port
+                    && o.protocol == h.protocol
+                    && o.on_change == h.on_change
+                    && o.state_file == h.state_file
+            });
+            self.services.push(match same {
+                Some(i) => old.swap_remove(i),
+                None => h,
+            });
+        }
+        // Commands of removed services run on; nobody waits for them.
+    }
+
     /// Reaps finished commands and starts the runs that are due. Call every turn.
     pub fn poll(&mut self) {
         for h in &mut self.services {

@@ -26,6 +26,7 @@ pub mod stack;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use conf::AdminState;
 use conf::Config;
 use dataplane::dpdk::{Burst, Mbuf, RingConsumer, RingProducer};
 use dataplane::engine::Engine;
@@ -110,6 +111,27 @@ pub struct SlowPath {
     dirty: bool,
     /// No publication before this (see [`PUBLISH_HOLDOFF_FACTOR`]).
     publish_after: Duration,
+    /// Each checked backend's last check.
+    last_checks: HashMap<BackendId, LastCheck>,
+}
+
+/// The latest check of a backend, for `fulcrum ctl backends`.
+#[derive(Debug, Clone, Copy)]
+pub struct LastCheck {
+    /// `None`: passed; otherwise why it failed.
+    pub failure: Option<&'static str>,
+    /// From the start of the check to its verdict.
+    pub took: Duration,
+    /// When it ended, since the engine's epoch.
+    pub at: Duration,
+}
+
+/// A backend's checks, for `fulcrum ctl backends`.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckInfo {
+    pub checks: u64,
+    pub failures: u64,
+    pub last: Option<LastCheck>,
 }
 
 impl SlowPath {
@@ -149,6 +171,7 @@ impl SlowPath {
             frames: FrameStats::default(),
             dirty: true,
             publish_after: Duration::ZERO,
+            last_checks: HashMap::new(),
         };
         tracing::info!(
             checked = sp.monitor.targets.len(),
@@ -177,6 +200,23 @@ impl SlowPath {
         );
         let mut work = received + self.finished.len();
         for f in self.finished.drain(..) {
+            // A check of a backend a reload removed.
+            let Some(t) = self.monitor.targets.get(f.target) else {
+                continue;
+            };
+            let failure = match f.outcome {
+                health::Outcome::Failure(why) => Some(why.name()),
+                health::Outcome::Agent(r) if r.down || !r.alive => Some("agent down"),
+                _ => None,
+            };
+            self.last_checks.insert(
+                t.id,
+                LastCheck {
+                    failure,
+                    took: f.took,
+                    at: now,
+                },
+            );
             self.dirty |= self.monitor.finish(f.target, &f.outcome, f.started, now);
             log_outcome(&self.monitor, &f);
         }
@@ -330,6 +370,120 @@ impl SlowPath {
             log_changes(&self.monitor, &before, &state.health, generation);
             self.hooks.update(&engine.snapshots.load_full());
         }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Checks of each checked backend, by id.
+    pub fn checks(&self) -> HashMap<BackendId, CheckInfo> {
+        self.monitor
+            .targets
+            .iter()
+            .map(|t| {
+                (
+                    t.id,
+                    CheckInfo {
+                        checks: t.checks,
+                        failures: t.failures,
+                        last: self.last_checks.get(&t.id).copied(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Applies a reloaded, validated config (fields that need a restart are the caller's to
+    /// refuse): backends keep their ids, an unchanged backend with an unchanged check keeps its
+    /// health state and schedule, added ones are resolved and checked (down until their first
+    /// checks pass), removed ones lose their operator overrides. Publishes at once; returns
+    /// the generation.
+    pub fn reconfigure(&mut self, cfg: &Config, engine: &mut Engine) -> u64 {
+        let now = engine.epoch.elapsed();
+        for s in &cfg.services {
+            for b in &s.backends {
+                engine.ids.get(&s.name, &b.name);
+            }
+        }
+        let old = std::mem::replace(&mut self.monitor, Monitor::new(cfg, &engine.ids, now));
+        let mut map: Vec<Option<usize>> = vec![None; old.targets.len()];
+        for i in 0..self.monitor.targets.len() {
+            let t = &self.monitor.targets[i];
+            let Some(o) = old
+                .targets
+                .iter()
+                .position(|o| o.id == t.id && o.addr == t.addr)
+            else {
+                continue;
+            };
+            let o_t = &old.targets[o];
+            let same_check = o_t.check == t.check
+                && o_t.track.map(|k| old.targets[k].id)
+                    == t.track.map(|k| self.monitor.targets[k].id);
+            if same_check {
+                map[o] = Some(i);
+                self.monitor.adopt(i, o_t);
+            } else {
+                // A check in flight under the old settings is dropped (`map[o]` stays None).
+                self.monitor.adopt_state(i, o_t);
+            }
+        }
+        self.runner.retarget(&map);
+        let kept: std::collections::HashSet<BackendId> = cfg
+            .services
+            .iter()
+            .flat_map(|s| {
+                s.backends
+                    .iter()
+                    .filter_map(|b| engine.ids.find(&s.name, &b.name))
+            })
+            .collect();
+        engine.dynamic.admin.retain(|id, _| kept.contains(id));
+        self.last_checks.retain(|id, _| kept.contains(id));
+        self.neigh.reconfigure(cfg, now);
+        self.hooks.reconfigure(cfg);
+        self.cfg = cfg.clone();
+        let generation = self.publish_now(engine);
+        tracing::info!(
+            checked = self.monitor.targets.len(),
+            kept = map.iter().flatten().count(),
+            generation,
+            "slow path reconfigured"
+        );
+        generation
+    }
+
+    /// An operator's admin state for a backend (`ctl drain|enable|disable`), applied at once.
+    /// Returns the generation published.
+    pub fn set_admin(
+        &mut self,
+        engine: &mut Engine,
+        service: &str,
+        backend: &str,
+        state: AdminState,
+    ) -> Result<u64, String> {
+        let Some(s) = self.cfg.services.iter().find(|s| s.name == service) else {
+            return Err(format!("no service {service:?}"));
+        };
+        if !s.backends.iter().any(|b| b.name == backend) {
+            return Err(format!("service {service:?} has no backend {backend:?}"));
+        }
+        let id = engine.ids.get(service, backend);
+        engine.dynamic.admin.insert(id, state);
+        Ok(self.publish_now(engine))
+    }
+
+    /// Publishes the current config and dynamic state now, whatever the hold-off.
+    fn publish_now(&mut self, engine: &mut Engine) -> u64 {
+        let (health, weight_pct) = self.monitor.health_maps();
+        engine.dynamic.health = health;
+        engine.dynamic.weight_pct = weight_pct;
+        engine.dynamic.neighbors = self.neigh.learnt();
+        let generation = self.publisher.publish(engine, &self.cfg);
+        self.hooks.update(&engine.snapshots.load_full());
+        generation
     }
 
     /// The final figures.

@@ -122,6 +122,20 @@ impl Neighbors {
         n
     }
 
+    /// Takes a reloaded config: its static MACs and settings, and resolution of backends it
+    /// adds. What was learnt stays (a removed backend's entry just ages in the table).
+    pub fn reconfigure(&mut self, cfg: &Config, now: Duration) {
+        let fresh = Neighbors::new(cfg, std::mem::take(&mut self.ports), now);
+        self.settings = fresh.settings;
+        self.statics = fresh.statics;
+        self.ports = fresh.ports;
+        for (ip, e) in fresh.entries {
+            if !self.entries.contains_key(&ip) {
+                self.want(ip, e.port, now);
+            }
+        }
+    }
+
     /// Makes sure `ip` (reached through `port`) gets resolved, starting now.
     pub fn want(&mut self, ip: IpAddr, port: u8, now: Duration) {
         if self.statics.contains_key(&ip) || !ip.is_ipv4() {

@@ -126,6 +126,29 @@ impl Monitor {
         m
     }
 
+    /// Carries a target's check state over from the monitor of the config before a reload
+    /// (same backend, same check): its rise/fall progress, counters and schedule, so an
+    /// unchanged backend stays up through a reload and never has two checks in flight.
+    pub fn adopt(&mut self, i: usize, old: &Target) {
+        self.adopt_state(i, old);
+        let t = &mut self.targets[i];
+        t.in_flight = old.in_flight;
+        t.due = old.due;
+        if !t.in_flight && t.check.is_some() {
+            self.queue.push(Reverse((t.due, i)));
+        }
+    }
+
+    /// Carries only the health verdict and counters over (same backend, its check changed):
+    /// the backend keeps its state, and so its flows, until the new check says otherwise; the
+    /// new check starts on its own schedule. The old rise/fall counts stay with the verdict.
+    pub fn adopt_state(&mut self, i: usize, old: &Target) {
+        let t = &mut self.targets[i];
+        t.state = old.state.clone();
+        t.checks = old.checks;
+        t.failures = old.failures;
+    }
+
     /// The next target whose check is due at `now`, marked in flight; `None` when nothing
     /// is due. Call until `None`.
     pub fn due(&mut self, now: Duration) -> Option<usize> {
@@ -477,5 +500,48 @@ mod tests {
         }
         assert_eq!(started.len(), 2, "a and b only: c and d track");
         assert!(started.iter().all(|&i| m.in_flight(i)));
+    }
+
+    #[test]
+    fn adopted_targets_keep_health_and_never_run_two_checks() {
+        let (cfg, ids) = config("");
+        let mut m = Monitor::new(&cfg, &ids, Duration::ZERO);
+        drive(&mut m, Duration::ZERO, MS * 3000, MS, &|_, _| {
+            Outcome::Success
+        });
+        let a = m.targets.iter().position(|t| t.backend == "a").unwrap();
+        assert_eq!(m.effective(a).0, Health::Up);
+        // A check of `a` in flight when the config is reloaded.
+        let now = MS * 3001;
+        let mut started = None;
+        while let Some(i) = m.due(now + MS * 3000) {
+            if i == a {
+                started = Some(i);
+                break;
+            }
+        }
+        let started = started.expect("a's check falls due");
+        let mut fresh = Monitor::new(&cfg, &ids, now);
+        let na = fresh.targets.iter().position(|t| t.backend == "a").unwrap();
+        assert_eq!(
+            fresh.effective(na).0,
+            Health::Down,
+            "a new target starts down"
+        );
+        fresh.adopt(na, &m.targets[started]);
+        assert_eq!(
+            fresh.effective(na).0,
+            Health::Up,
+            "an adopted one keeps its verdict"
+        );
+        assert!(fresh.in_flight(na));
+        // Its stale schedule entry does not start a second check while one is in flight.
+        while let Some(i) = fresh.due(now + MS * 5000) {
+            assert_ne!(i, na);
+        }
+        let mut other = Monitor::new(&cfg, &ids, now);
+        other.adopt_state(na, &m.targets[started]);
+        assert_eq!(other.effective(na).0, Health::Up);
+        assert!(!other.in_flight(na));
     }
 }
