@@ -3,7 +3,9 @@
 # integration tests on virtual devices, and the end-to-end suites in network namespaces.
 #
 #   scripts/test.sh            # everything
-#   scripts/test.sh --quick    # skip the end-to-end suites
+#   scripts/test.sh --quick    # skip the end-to-end suites, fuzzing and the perf smoke run
+#
+# FUZZ_SECS (default 10) bounds each fuzz target's run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,4 +33,19 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "unit, golden and DPDK integration tests"
 filter=()
 [ "$quick" = 1 ] && filter=(-E 'not test(/^e2e_/)')
-cargo nextest run --workspace "${filter[@]}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo nextest run --workspace "${filter[@]}" 2>&1 | tee "$log"
+passed=$(sed -n 's/.*Summary \[.*\] *[0-9]* tests\? run: \([0-9]*\) passed.*/\1/p' "$log" | tail -1)
+
+if [ "$quick" = 0 ]; then
+    step "fuzzing: every target for ${FUZZ_SECS:-10} s"
+    scripts/fuzz.sh "${FUZZ_SECS:-10}"
+
+    step "perf/run.sh --smoke (proves the benchmark harness runs; figures are not asserted)"
+    perf/run.sh --smoke
+fi
+
+step "all tests passed"
+# The plain closing line CI reads (nextest's own summary scrolled away above).
+echo "tests: ${passed:-0} passed, 0 failed"

@@ -173,7 +173,9 @@ fn replay_thousands_of_flows() {
         .into_iter()
         .map(|(m, w)| ([2, 0, 0, 0, 0, m], w / 8.0))
         .collect();
-    let mut flow_backend: HashMap<([u8; 4], u16, [u8; 4]), HashSet<[u8; 6]>> = HashMap::new();
+    // (client address, client port, VIP) -> the backend MACs its packets went to.
+    type FlowKey = ([u8; 4], u16, [u8; 4]);
+    let mut flow_backend: HashMap<FlowKey, HashSet<[u8; 6]>> = HashMap::new();
     for f in &outs {
         let o = parse(f);
         if o.dst == [10, 0, 0, 100] {

@@ -14,9 +14,10 @@ earlier ones created (NAT replies). Addresses match golden.toml.
 import json
 import sys
 
-from scapy.all import ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6EchoReply, ICMPv6EchoRequest, \
-    ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6, IPv6ExtHdrFragment, \
-    IPv6ExtHdrHopByHop, Raw, raw
+from scapy.all import ARP, ICMP, IP, TCP, UDP, Dot1AD, Dot1Q, Ether, ICMPv6DestUnreach, \
+    ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, \
+    ICMPv6NDOptSrcLLAddr, ICMPv6PacketTooBig, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, \
+    IPv6ExtHdrHopByHop, Padding, Raw, raw
 
 PORT_MAC = "02:00:00:00:00:01"
 CLIENT_MAC = "02:00:00:00:00:aa"
@@ -254,6 +255,302 @@ case("first fragment: counted as fragment", frag, "drop:fragment")
 frag = eth() / IP(src=CLIENT, dst="10.0.0.100", frag=100) / Raw(b"\x00" * 16)
 case("non-first fragment: counted as fragment", frag, "drop:fragment")
 case("health-check reply to own address goes to the slow path", Ether(src="02:00:00:00:00:11", dst=PORT_MAC) / IP(src="10.0.0.11", dst=OWN) / TCP(sport=80, dport=50000, flags="SA"), "slowpath")
+
+# ==== Hostile traffic. What Fulcrum does, decided here and checked case by case:
+#
+# - Truncation at any header (Ethernet, VLAN, IPv4, IPv6 and its extension headers, TCP, UDP,
+#   ICMP) is dropped under the reason of the layer that is short; nothing is forwarded.
+# - Ethernet padding (IP length shorter than the frame): the IP length rules. DSR forwards the
+#   frame as it is, padding included; NAT rewrites in place and its checksums cover only the
+#   IP length (the padding is kept, outside the packet); a RST's ack and an ICMP error's quote
+#   never count the padding. An IP length longer than the frame is malformed.
+# - IP options: forwarded untouched (DSR and NAT); replies the balancer builds carry none,
+#   except an echo reply, which is the request turned around (options included).
+# - Fragments (first or later, v4 or v6) to a VIP, an own address or from a NAT backend:
+#   dropped and counted as `fragment` (a fragment carries no complete 5-tuple; no reassembly).
+#   Fragments to anything else: `not_vip`.
+# - TTL / hop limit 0 or 1: no check and no decrement. Fulcrum forwards at L2 (DSR) or as a
+#   bump in the wire (NAT): the packet keeps its TTL, as with Katran / GLB; replies the
+#   balancer builds use 64.
+# - VLAN: one or two tags of 0x8100 / 0x88a8 in any order are parsed and kept on forwarded
+#   frames and replies; a third tag is `too_many_vlans`.
+# - Jumbo frames (9000 bytes) are forwarded like any other frame (DSR and NAT) by the
+#   pipeline. On DPDK today a frame longer than one mbuf (2 KiB of data room) arrives as a
+#   chain whose first segment is all the pipeline sees: its IP length is then beyond the data
+#   and it is dropped as malformed_ipv4 / malformed_ipv6 (seen with `fulcrum replay`); a
+#   jumbo MTU needs a bigger mbuf data room.
+# - TCP flags: every one of the 256 combinations to a served VIP is forwarded (the backend's
+#   stack judges them; the flags only drive the flow's state, and a RST makes no flow). To an
+#   empty pool with on_empty = "reset", a RST|ACK answers exactly the segments with SYN set and
+#   ACK and RST clear (FIN, PSH, URG, ECE, CWR may be set: an ECN-setup SYN is a SYN), with
+#   ack = SEG.SEQ + SEG.LEN (SYN and FIN each count one, RFC 9293 3.10.7.1); every other
+#   combination is dropped as no_backend.
+# - ICMP errors to a VIP (unreachable, fragmentation needed, packet too big, time exceeded)
+#   are not forwarded to the backend of the quoted flow: dropped as icmp_unhandled. (Known
+#   gap: DSR path-MTU discovery for replies leaving from the VIP needs them forwarded.) ICMP
+#   errors to an own address go to the slow path.
+# - An L2 broadcast frame with a unicast IP destination that is a VIP is forwarded: the L3
+#   destination decides, as on a host.
+
+PAD = b"\xde\xad\xbe\xef\x00\x01"  # junk that must never be read as payload
+
+
+def dsr_out(pkt, mac="02:00:00:00:00:11"):
+    exp = pkt.copy()
+    exp[Ether].dst, exp[Ether].src = mac, PORT_MAC
+    return exp
+
+
+def rst_for(src, dst, sport, dport, ack, v6=False, l2=None):
+    ip = IPv6(src=src, dst=dst, hlim=64) if v6 else IP(src=src, dst=dst, ttl=64, id=0, flags="DF")
+    head = l2 if l2 is not None else Ether(src=PORT_MAC, dst=CLIENT_MAC)
+    return rebuilt(head / ip / TCP(sport=sport, dport=dport, flags="RA", seq=0, ack=ack & 0xffffffff, window=0))
+
+
+def cut(pkt, n):
+    return Raw(raw(pkt)[:n])
+
+
+def fix_ip_sum(frame, l3=14):
+    """The frame with its IPv4 header checksum recomputed (for hand-made headers)."""
+    hl = (frame[l3] & 15) * 4
+    b = bytearray(frame)
+    b[l3 + 10:l3 + 12] = b"\x00\x00"
+    s = 0
+    for i in range(l3, l3 + hl, 2):
+        s += (b[i] << 8) | b[i + 1]
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    b[l3 + 10:l3 + 12] = (~s & 0xffff).to_bytes(2, "big")
+    return bytes(b)
+
+
+# ---- Truncated at every header.
+case("hostile: empty frame", Raw(b""), "drop:malformed_l2")
+case("hostile: 13 bytes, one short of an Ethernet header", Raw(bytes.fromhex("020000000001" "0200000000aa" "08")), "drop:malformed_l2")
+qinq_cut = Ether(src=CLIENT_MAC, dst=PORT_MAC) / Dot1AD(vlan=10) / Dot1Q(vlan=20) / IP(src=CLIENT, dst="10.0.0.100") / TCP(dport=80)
+case("hostile: QinQ, inner VLAN tag cut off", cut(qinq_cut, 14 + 4 + 2), "drop:malformed_l2")
+v4 = eth() / IP(src=CLIENT, dst="10.0.0.100") / TCP(sport=47000, dport=80, flags="S")
+case("hostile: IPv4 header one byte short", cut(v4, 14 + 19), "drop:malformed_ipv4")
+opts = eth() / IP(src=CLIENT, dst="10.0.0.100", options=b"\x01" * 40) / TCP(sport=47001, dport=80, flags="S")
+case("hostile: IPv4 options cut off (IHL 15, frame ends in the options)", cut(opts, 14 + 40), "drop:malformed_ipv4")
+b = bytearray(raw(v4))
+b[14] = 0x40
+case("hostile: IPv4 IHL 0", Raw(fix_ip_sum(bytes(b))), "drop:malformed_ipv4")
+b = bytearray(raw(v4))
+b[14] = 0x65
+case("hostile: version 6 in an IPv4 ethertype", Raw(fix_ip_sum(bytes(b))), "drop:malformed_ipv4")
+b = bytearray(raw(v4))
+b[16:18] = (10).to_bytes(2, "big")
+case("hostile: IPv4 total length 10, below the header length", Raw(fix_ip_sum(bytes(b))), "drop:malformed_ipv4")
+bare = eth() / IP(src=CLIENT, dst="10.0.0.100", proto=6)
+case("hostile: IPv4 to a VIP with TCP as protocol and no TCP header at all", rebuilt(bare), "drop:malformed_l4")
+short = eth() / IP(src=CLIENT, dst="10.0.0.100", proto=6) / Raw(raw(TCP(sport=47002, dport=80, flags="S"))[:19])
+case("hostile: TCP header one byte short (IP length consistent)", rebuilt(short), "drop:malformed_l4")
+doff = eth() / IP(src=CLIENT, dst="10.0.0.100") / TCP(sport=47003, dport=80, flags="S", dataofs=15)
+case("hostile: TCP data offset 15 past the segment", rebuilt(doff), "drop:malformed_l4")
+doff = eth() / IP(src=CLIENT, dst="10.0.0.100") / TCP(sport=47004, dport=80, flags="S", dataofs=4)
+case("hostile: TCP data offset 4", rebuilt(doff), "drop:malformed_l4")
+u7 = eth() / IP(src=CLIENT, dst="10.0.0.101", proto=17) / Raw(raw(UDP(sport=47005, dport=53))[:7])
+case("hostile: UDP header one byte short", rebuilt(u7), "drop:malformed_l4")
+ulong = eth() / IP(src=CLIENT, dst="10.0.0.101") / UDP(sport=47006, dport=53, len=200) / Raw(b"q" * 10)
+case("hostile: UDP length beyond the IP payload", rebuilt(ulong), "drop:malformed_l4")
+ushort = eth() / IP(src=CLIENT, dst="10.0.0.101") / UDP(sport=47007, dport=53, len=7) / Raw(b"q" * 10)
+case("hostile: UDP length 7, below its own header", rebuilt(ushort), "drop:malformed_l4")
+icmp4 = eth() / IP(src=CLIENT, dst="10.0.0.100", proto=1) / Raw(b"\x08\x00\xf7\xff")
+case("hostile: ICMP header cut to 4 bytes", rebuilt(icmp4), "drop:malformed_l4")
+v6 = eth() / IPv6(src=CLIENT6, dst="fd00::100") / TCP(sport=47008, dport=80, flags="S")
+case("hostile: IPv6 header one byte short", cut(v6, 14 + 39), "drop:malformed_ipv6")
+b = bytearray(raw(v6))
+b[14] = 0x40
+case("hostile: version 4 in an IPv6 ethertype", Raw(bytes(b)), "drop:malformed_ipv6")
+b = bytearray(raw(eth() / IPv6(src=CLIENT6, dst="fd00::100") / IPv6ExtHdrHopByHop() / TCP(sport=47009, dport=80, flags="S")))
+b[14 + 40 + 1] = 4  # hop-by-hop claims 40 bytes; the payload has 28
+case("hostile: IPv6 extension header longer than the payload", Raw(bytes(b)), "drop:malformed_ipv6")
+chain = IPv6(src=CLIENT6, dst="fd00::100")
+for _ in range(9):
+    chain = chain / IPv6ExtHdrDestOpt()
+case("hostile: IPv6 chain of nine extension headers", eth() / chain / TCP(sport=47010, dport=80, flags="S"), "drop:malformed_ipv6")
+late_hbh = eth() / IPv6(src=CLIENT6, dst="fd00::100") / IPv6ExtHdrDestOpt() / IPv6ExtHdrHopByHop() / TCP(sport=47011, dport=80, flags="S")
+case("hostile: IPv6 hop-by-hop header not first", late_hbh, "drop:malformed_ipv6")
+t6 = eth() / IPv6(src=CLIENT6, dst="fd00::100", nh=6) / Raw(raw(TCP(sport=47012, dport=80, flags="S"))[:10])
+case("hostile: IPv6 TCP header cut to 10 bytes", rebuilt(t6), "drop:malformed_l4")
+i6 = eth() / IPv6(src=CLIENT6, dst="fd00::100", nh=58) / Raw(b"\x80\x00\x00\x00")
+case("hostile: ICMPv6 header cut to 4 bytes", rebuilt(i6), "drop:malformed_l4")
+
+# ---- Ethernet padding: the IP length rules.
+syn = eth() / IP(src=CLIENT, dst="10.0.0.100") / TCP(sport=47100, dport=80, flags="S", seq=5) / Padding(PAD)
+case("padding: DSR forwards the frame as it is, padding included", syn, "forward:0", dsr_out(syn))
+syn = eth(src=ROUTER_MAC) / IP(src=CLIENT, dst="10.0.0.101", id=3) / TCP(sport=47101, dport=80, flags="S", seq=9) / Padding(PAD)
+exp = syn.copy()
+exp[Ether].dst, exp[Ether].src = "02:00:00:00:00:21", PORT_MAC
+exp[IP].dst = "10.0.0.21"
+exp[TCP].dport = 8080
+del exp[IP].chksum
+del exp[TCP].chksum
+case("padding: NAT rewrites, checksums over the IP length only, padding kept", syn, "forward:0", rebuilt(exp))
+q = eth() / IP(src=CLIENT, dst="10.0.0.101") / UDP(sport=47102, dport=53) / Raw(b"pad?") / Padding(PAD * 3)
+exp = q.copy()
+exp[Ether].dst, exp[Ether].src = "02:00:00:00:00:22", PORT_MAC
+exp[IP].dst = "10.0.0.22"
+exp[UDP].dport = 5353
+del exp[IP].chksum
+del exp[UDP].chksum
+case("padding: NAT UDP, checksum over the UDP length only", q, "forward:0", rebuilt(exp))
+syn = eth() / IP(src=CLIENT, dst="10.0.0.102") / TCP(sport=47103, dport=80, flags="S", seq=1000) / Padding(PAD)
+case("padding: empty pool RST acks seq + 1, not the padding", syn, "reply", rst_for("10.0.0.102", CLIENT, 80, 47103, 1001))
+u = eth() / IP(src=CLIENT, dst="10.0.0.102", id=6) / UDP(sport=47104, dport=53) / Raw(b"0123456789") / Padding(PAD)
+quoted = raw(u[IP])[:28]
+exp = Ether(src=PORT_MAC, dst=CLIENT_MAC) / IP(src="10.0.0.102", dst=CLIENT, ttl=64, id=0, flags="DF") / ICMP(type=3, code=3) / Raw(quoted)
+case("padding: ICMP unreachable quotes header + 8 bytes, no padding", u, "reply", rebuilt(exp))
+ping = eth() / IP(src=CLIENT, dst="10.0.0.100", id=44) / ICMP(type=8, id=9, seq=1) / Raw(b"pp") / Padding(PAD)
+exp = Ether(src=PORT_MAC, dst=CLIENT_MAC) / IP(src="10.0.0.100", dst=CLIENT, ttl=64, id=44) / ICMP(type=0, id=9, seq=1) / Raw(b"pp") / Padding(PAD)
+case("padding: echo reply checksums the message only; the requester's padding stays", ping, "reply", rebuilt(exp))
+syn6 = eth(src=ROUTER_MAC) / IPv6(src=CLIENT6, dst="fd00::101") / TCP(sport=47105, dport=443, flags="S", seq=5) / Padding(PAD)
+exp = syn6.copy()
+exp[Ether].dst, exp[Ether].src = "02:00:00:00:00:62", PORT_MAC
+exp[IPv6].dst = "fd00::21"
+exp[TCP].dport = 8443
+del exp[TCP].chksum
+case("padding: NAT v6 checksum over the payload length only", syn6, "forward:0", rebuilt(exp))
+
+# ---- IP options.
+syn = eth(src=ROUTER_MAC) / IP(src=CLIENT, dst="10.0.0.101", options=b"\x01\x01\x01\x00") / TCP(sport=47200, dport=80, flags="S")
+exp = syn.copy()
+exp[Ether].dst, exp[Ether].src = "02:00:00:00:00:21", PORT_MAC
+exp[IP].dst = "10.0.0.21"
+exp[TCP].dport = 8080
+del exp[IP].chksum
+del exp[TCP].chksum
+case("options: NAT rewrites behind IPv4 options, options kept", syn, "forward:0", rebuilt(exp))
+syn = eth() / IP(src=CLIENT, dst="10.0.0.102", options=b"\x94\x04\x00\x00") / TCP(sport=47201, dport=80, flags="S", seq=41)
+case("options: empty pool RST carries no options", syn, "reply", rst_for("10.0.0.102", CLIENT, 80, 47201, 42))
+ping = eth() / IP(src=CLIENT, dst="10.0.0.100", id=45, options=b"\x01\x01\x01\x00") / ICMP(type=8, id=10, seq=2)
+exp = Ether(src=PORT_MAC, dst=CLIENT_MAC) / IP(src="10.0.0.100", dst=CLIENT, ttl=64, id=45, options=b"\x01\x01\x01\x00") / ICMP(type=0, id=10, seq=2)
+case("options: echo reply is the request turned around, options included", ping, "reply", rebuilt(exp))
+
+# ---- Fragments.
+frag = eth() / IPv6(src=CLIENT6, dst="fd00::100") / IPv6ExtHdrFragment(offset=100, m=0, id=10) / Raw(b"\x00" * 24)
+case("fragment: v6 later fragment to a VIP", frag, "drop:fragment")
+frag = eth() / IP(src=CLIENT, dst=OWN, flags="MF") / ICMP(type=8)
+case("fragment: to an own address", frag, "drop:fragment")
+frag = Ether(src="02:00:00:00:00:21", dst=PORT_MAC) / IP(src="10.0.0.21", dst=CLIENT, flags="MF") / TCP(sport=8080, dport=41000, flags="A")
+case("fragment: first fragment of a NAT backend's reply", frag, "drop:fragment")
+frag = eth() / IP(src=CLIENT, dst="10.0.0.101", frag=185) / Raw(b"\x00" * 16)
+case("fragment: later fragment to a NAT VIP", frag, "drop:fragment")
+frag = eth() / IP(src=CLIENT, dst="10.0.0.77", flags="MF") / TCP(sport=47300, dport=80, flags="S")
+case("fragment: to an address that is not ours is not_vip", frag, "drop:not_vip")
+
+# ---- TTL 0 and 1: forwarded unchanged.
+syn = eth() / IP(src=CLIENT, dst="10.0.0.100", ttl=0) / TCP(sport=47400, dport=80, flags="S")
+case("ttl: 0 forwarded by DSR, TTL kept", syn, "forward:0", dsr_out(syn))
+syn = eth() / IP(src=CLIENT, dst="10.0.0.100", ttl=1) / TCP(sport=47401, dport=80, flags="S")
+case("ttl: 1 forwarded by DSR, TTL kept", syn, "forward:0", dsr_out(syn))
+syn = eth(src=ROUTER_MAC) / IP(src=CLIENT, dst="10.0.0.101", ttl=1) / TCP(sport=47402, dport=80, flags="S")
+exp = syn.copy()
+exp[Ether].dst, exp[Ether].src = "02:00:00:00:00:21", PORT_MAC
+exp[IP].dst = "10.0.0.21"
+exp[TCP].dport = 8080
+del exp[IP].chksum
+del exp[TCP].chksum
+case("ttl: 1 through NAT, not decremented", syn, "forward:0", rebuilt(exp))
+ping = eth() / IP(src=CLIENT, dst="10.0.0.100", ttl=0, id=46) / ICMP(type=8, id=11, seq=3)
+exp = Ether(src=PORT_MAC, dst=CLIENT_MAC) / IP(src="10.0.0.100", dst=CLIENT, ttl=64, id=46) / ICMP(type=0, id=11, seq=3)
+case("ttl: echo with TTL 0 answered with TTL 64", ping, "reply", rebuilt(exp))
+syn6 = eth() / IPv6(src=CLIENT6, dst="fd00::100", hlim=0) / TCP(sport=47403, dport=80, flags="S")
+case("ttl: v6 hop limit 0 forwarded by DSR", syn6, "forward:0", dsr_out(syn6, "02:00:00:00:00:61"))
+
+# ---- VLAN in VLAN.
+qq = Ether(src=CLIENT_MAC, dst=PORT_MAC) / Dot1AD(vlan=10) / Dot1Q(vlan=20) / IP(src=CLIENT, dst="10.0.0.100") / TCP(sport=47500, dport=80, flags="S")
+case("qinq: 0x88a8 + 0x8100 forwarded by DSR, both tags kept", qq, "forward:0", dsr_out(qq))
+dd = Ether(src=CLIENT_MAC, dst=PORT_MAC) / Dot1Q(vlan=30) / Dot1Q(vlan=40) / IP(src=CLIENT, dst="10.0.0.100") / TCP(sport=47501, dport=80, flags="S")
+case("qinq: 0x8100 + 0x8100 forwarded, both tags kept", dd, "forward:0", dsr_out(dd))
+qq = Ether(src=CLIENT_MAC, dst=PORT_MAC) / Dot1AD(vlan=10) / Dot1Q(vlan=20) / IP(src=CLIENT, dst="10.0.0.101") / TCP(sport=47502, dport=80, flags="S")
+exp = qq.copy()
+exp[Ether].dst, exp[Ether].src = "02:00:00:00:00:21", PORT_MAC
+exp[IP].dst = "10.0.0.21"
+exp[TCP].dport = 8080
+del exp[IP].chksum
+del exp[TCP].chksum
+case("qinq: NAT behind two tags", qq, "forward:0", rebuilt(exp))
+qq = Ether(src=CLIENT_MAC, dst=PORT_MAC) / Dot1AD(vlan=10) / Dot1Q(vlan=20) / IP(src=CLIENT, dst="10.0.0.102") / TCP(sport=47503, dport=80, flags="S", seq=7)
+case("qinq: empty pool RST keeps both tags", qq, "reply",
+     rst_for("10.0.0.102", CLIENT, 80, 47503, 8, l2=Ether(src=PORT_MAC, dst=CLIENT_MAC) / Dot1AD(vlan=10) / Dot1Q(vlan=20)))
+req = Ether(src=CLIENT_MAC, dst="ff:ff:ff:ff:ff:ff") / Dot1AD(vlan=10) / Dot1Q(vlan=20) / ARP(op=1, hwsrc=CLIENT_MAC, psrc=CLIENT, pdst="10.0.0.100")
+exp = Ether(src=PORT_MAC, dst=CLIENT_MAC) / Dot1AD(vlan=10) / Dot1Q(vlan=20) / ARP(op=2, hwsrc=PORT_MAC, psrc="10.0.0.100", hwdst=CLIENT_MAC, pdst=CLIENT)
+case("qinq: ARP for a VIP answered inside both tags", req, "reply", exp)
+case("qinq: 0x88a8 + 0x88a8 + 0x8100 is one tag too many",
+     Ether(src=CLIENT_MAC, dst=PORT_MAC) / Dot1AD(vlan=1) / Dot1AD(vlan=2) / Dot1Q(vlan=3) / IP(src=CLIENT, dst="10.0.0.100") / TCP(dport=80),
+     "drop:too_many_vlans")
+
+# ---- Jumbo frames (9000 bytes).
+jumbo = eth() / IP(src=CLIENT, dst="10.0.0.100") / TCP(sport=47600, dport=80, flags="PA", seq=1, ack=1)
+jumbo = jumbo / Raw(b"j" * (9000 - len(raw(jumbo))))
+assert len(raw(jumbo)) == 9000
+case("jumbo: 9000-byte frame forwarded by DSR", jumbo, "forward:0", dsr_out(jumbo))
+jumbo = eth(src=ROUTER_MAC) / IP(src=CLIENT, dst="10.0.0.101") / TCP(sport=47601, dport=80, flags="PA", seq=1, ack=1)
+jumbo = jumbo / Raw((bytes(range(256)) * 40)[: 9000 - len(raw(jumbo))])
+jumbo = Ether(raw(jumbo))
+assert len(raw(jumbo)) == 9000
+exp = jumbo.copy()
+exp[Ether].dst, exp[Ether].src = "02:00:00:00:00:21", PORT_MAC
+exp[IP].dst = "10.0.0.21"
+exp[TCP].dport = 8080
+del exp[IP].chksum
+del exp[TCP].chksum
+case("jumbo: 9000-byte frame through NAT, checksum over all of it", jumbo, "forward:0", rebuilt(exp))
+jumbo6 = eth() / IPv6(src=CLIENT6, dst="fd00::100") / TCP(sport=47602, dport=80, flags="A")
+jumbo6 = jumbo6 / Raw(b"k" * (9000 - len(raw(jumbo6))))
+case("jumbo: 9000-byte IPv6 frame forwarded by DSR", jumbo6, "forward:0", dsr_out(jumbo6, "02:00:00:00:00:61"))
+
+# ---- SYN with payload.
+syn = eth() / IP(src=CLIENT, dst="10.0.0.100") / TCP(sport=47700, dport=80, flags="S", seq=50) / Raw(b"tfo-cookie-data")
+case("syn+data: forwarded by DSR as is", syn, "forward:0", dsr_out(syn))
+syn = eth(src=ROUTER_MAC) / IP(src=CLIENT, dst="10.0.0.101") / TCP(sport=47701, dport=80, flags="S", seq=60) / Raw(b"tfo-cookie-data!")
+exp = syn.copy()
+exp[Ether].dst, exp[Ether].src = "02:00:00:00:00:21", PORT_MAC
+exp[IP].dst = "10.0.0.21"
+exp[TCP].dport = 8080
+del exp[IP].chksum
+del exp[TCP].chksum
+case("syn+data: NAT, checksum covers the payload", syn, "forward:0", rebuilt(exp))
+
+# ---- ICMP errors quoting a VIP's flow: not forwarded (icmp_unhandled).
+quoted = IP(src="10.0.0.100", dst=CLIENT) / TCP(sport=80, dport=40000, flags="A", seq=1)
+err = eth(src=ROUTER_MAC) / IP(src="10.0.0.1", dst="10.0.0.100") / ICMP(type=3, code=4, nexthopmtu=1400) / Raw(raw(quoted)[:28])
+case("icmp error: fragmentation needed for a DSR reply from the VIP", err, "drop:icmp_unhandled")
+err = eth(src=ROUTER_MAC) / IP(src="10.0.0.1", dst="10.0.0.100") / ICMP(type=11, code=0) / Raw(raw(quoted)[:28])
+case("icmp error: time exceeded quoting a VIP flow", err, "drop:icmp_unhandled")
+quoted6 = IPv6(src="fd00::100", dst=CLIENT6) / TCP(sport=80, dport=45000, flags="A")
+err6 = eth(src=ROUTER_MAC) / IPv6(src="fd00::1", dst="fd00::100") / ICMPv6PacketTooBig(mtu=1280) / Raw(raw(quoted6))
+case("icmp error: v6 packet too big for a VIP flow", err6, "drop:icmp_unhandled")
+err6 = eth(src=ROUTER_MAC) / IPv6(src="fd00::1", dst="fd00::100") / ICMPv6DestUnreach(code=4) / Raw(raw(quoted6))
+case("icmp error: v6 unreachable quoting a VIP flow", err6, "drop:icmp_unhandled")
+err = Ether(src="02:00:00:00:00:11", dst=PORT_MAC) / IP(src="10.0.0.11", dst=OWN) / ICMP(type=3, code=3) / Raw(raw(IP(src=OWN, dst="10.0.0.11") / TCP(sport=50001, dport=80))[:28])
+case("icmp error: to an own address goes to the slow path", err, "slowpath")
+ping = eth() / IP(src=CLIENT, dst="10.0.0.100") / ICMP(type=8, code=1, id=1)
+case("icmp: echo request with a nonzero code is not answered", ping, "drop:icmp_unhandled")
+pong = eth() / IP(src=CLIENT, dst="10.0.0.100") / ICMP(type=0, id=1)
+case("icmp: an echo reply to a VIP is not answered", pong, "drop:icmp_unhandled")
+
+# ---- Odd L2 and addresses.
+bc = Ether(src=CLIENT_MAC, dst="ff:ff:ff:ff:ff:ff") / IP(src=CLIENT, dst="10.0.0.100") / TCP(sport=47800, dport=80, flags="S")
+case("l2: broadcast frame to a VIP forwarded (the IP destination decides)", bc, "forward:0", dsr_out(bc))
+
+# ---- Every TCP flag combination: to a served DSR VIP (all forwarded), to an empty pool
+# that resets (RST|ACK for SYN without ACK and RST, the rest dropped).
+SYN, ACK, RST, FIN = 0x02, 0x10, 0x04, 0x01
+for flags in range(256):
+    seg = eth() / IP(src=CLIENT, dst="10.0.0.100") / TCP(sport=50000 + flags, dport=80, flags=flags, seq=7000 + flags)
+    case(f"flags {flags:#04x} to a DSR VIP: forwarded", seg, "forward:0", dsr_out(seg))
+for flags in range(256):
+    seq = 0xfffffffe - flags
+    seg = eth() / IP(src=CLIENT, dst="10.0.0.102") / TCP(sport=51000 + flags, dport=80, flags=flags, seq=seq)
+    if flags & (SYN | ACK | RST) == SYN:
+        ack = seq + 1 + (1 if flags & FIN else 0)
+        case(f"flags {flags:#04x} to an empty pool: RST|ACK", seg, "reply", rst_for("10.0.0.102", CLIENT, 80, 51000 + flags, ack))
+    else:
+        case(f"flags {flags:#04x} to an empty pool: dropped", seg, "drop:no_backend")
 
 json.dump(cases, sys.stdout, indent=1)
 sys.stdout.write("\n")

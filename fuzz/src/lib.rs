@@ -1,0 +1,984 @@
+//! The harness the fuzz targets share: a fixed world (the golden snapshot), an independent
+//! reading of frames, a checksum fixer, and the oracle every pipeline verdict must satisfy.
+//!
+//! The oracle, for each frame the pipeline decides:
+//!
+//! - no panic, and every packet accounted: `Pipeline::account` then `Counters::balanced()`;
+//! - the flow table never holds more than its capacity;
+//! - `Forward` only for traffic to a VIP (to one of its service's backends; DSR leaves every
+//!   byte after the MACs alone, NAT changes only the destination address, port and checksums)
+//!   or for a reply from a NAT backend (only the source address, port and checksums change);
+//!   the frame keeps its length;
+//! - `Reply` goes back to the sender's MAC from the port's MAC, from a VIP or own address, and
+//!   is an ARP reply, TCP RST|ACK, ICMP echo reply / unreachable or ND advertisement, at most
+//!   one header longer than what it answers (no amplification);
+//! - every emitted frame is well formed: IPv4 header checksum right, and the TCP / UDP / ICMP
+//!   checksum right whenever the input's was (a built reply: always);
+//! - `SlowPath` and `Handoff` hand over the frame untouched, and a handed-over frame is never
+//!   handed over again by its owner.
+//!
+//! Inputs run twice: as they are, and with their checksums fixed ([`fix_checksums`]), since a
+//! random IPv4 header checksum is almost never right and the pipeline drops those first.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use conf::{Config, Forwarding};
+use dataplane::flow::Timeouts;
+use dataplane::frame::VecFrame;
+use dataplane::pipeline::Pipeline;
+use dataplane::snapshot::{Addr, BackendIds, Dynamic, Snapshot, addr_key};
+use dataplane::verdict::Verdict;
+use dataplane::wire::{
+    self, ArpPacket, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6,
+    IPPROTO_TCP, IPPROTO_UDP, Icmpv4Packet, Icmpv6Packet, Ipv4Packet, Ipv6Packet, TcpPacket,
+    UdpPacket, tcp,
+};
+
+/// The golden tests' configuration: DSR, NAT (TCP, UDP, IPv6), empty pools that reset or drop.
+pub const GOLDEN_TOML: &str = include_str!("../../dataplane/tests/golden/golden.toml");
+
+/// The per-process seed of the flow-table and NAT-owner hashes (fixed, so runs replay).
+pub const LOCAL_SEED: u64 = 0x5eed;
+
+/// Flow-table capacity of the single-frame target's pipeline.
+pub const FLOWS: usize = 64;
+
+/// One service as the oracle sees it, from the config (not from the snapshot).
+#[derive(Debug, Clone)]
+struct Svc {
+    vip: Addr,
+    proto: u8,
+    port: Option<u16>,
+    nat: bool,
+    /// (address, NAT port, MAC) of each backend.
+    backends: Vec<(Addr, Option<u16>, [u8; 6])>,
+}
+
+/// The fixed world every input runs against.
+pub struct World {
+    pub cfg: Config,
+    pub snap: Snapshot,
+    pub timeouts: Timeouts,
+    port_mac: [u8; 6],
+    services: Vec<Svc>,
+    vips: HashSet<Addr>,
+    own: HashSet<Addr>,
+    /// NAT backend endpoint (address, proto, port) -> index in `services`.
+    nat_endpoints: HashMap<(Addr, u8, u16), usize>,
+    /// Frames that open NAT flows, run into every fresh pipeline so that NAT replies have
+    /// something to match.
+    warm: Vec<Vec<u8>>,
+}
+
+/// The world, built once per process.
+pub fn world() -> &'static World {
+    static W: OnceLock<World> = OnceLock::new();
+    W.get_or_init(build_world)
+}
+
+fn build_world() -> World {
+    let cfg = conf::parse(GOLDEN_TOML, Path::new("golden.toml")).expect("golden.toml is valid");
+    let snap = Snapshot::build(&cfg, &mut BackendIds::new(), &Dynamic::default(), 1);
+    let port_mac = cfg.ports[0].mac.expect("golden.toml sets the port MAC").0;
+    let mut services = Vec::new();
+    let mut nat_endpoints = HashMap::new();
+    for s in &cfg.services {
+        let backends: Vec<_> = s
+            .backends
+            .iter()
+            .map(|b| {
+                let mac = b.mac.expect("golden.toml sets backend MACs").0;
+                (addr_key(b.address), b.port, mac)
+            })
+            .collect();
+        let nat = s.forwarding == Forwarding::Nat;
+        if nat {
+            for (b, bs) in backends.iter().zip(&s.backends) {
+                let port = bs.port.or(s.port).expect("golden NAT services have ports");
+                nat_endpoints.insert((b.0, s.protocol.number(), port), services.len());
+            }
+        }
+        services.push(Svc {
+            vip: addr_key(s.vip),
+            proto: s.protocol.number(),
+            port: s.port,
+            nat,
+            backends,
+        });
+    }
+    let vips = services.iter().map(|s| s.vip).collect();
+    let own = cfg.own_addresses().map(addr_key).collect();
+    let client_mac = [2, 0, 0, 0, 0, 0xaa];
+    let client4: IpAddr = "10.0.0.50".parse().expect("ip");
+    let client6: IpAddr = "fd00::50".parse().expect("ip");
+    let nat4: IpAddr = "10.0.0.101".parse().expect("ip");
+    let nat6: IpAddr = "fd00::101".parse().expect("ip");
+    let warm = vec![
+        build_l4(
+            port_mac,
+            client_mac,
+            client4,
+            nat4,
+            IPPROTO_TCP,
+            41000,
+            80,
+            tcp::SYN,
+            b"",
+        ),
+        build_l4(
+            port_mac,
+            client_mac,
+            client4,
+            nat4,
+            IPPROTO_UDP,
+            42000,
+            53,
+            0,
+            b"query",
+        ),
+        build_l4(
+            port_mac,
+            client_mac,
+            client6,
+            nat6,
+            IPPROTO_TCP,
+            45002,
+            443,
+            tcp::SYN,
+            b"",
+        ),
+    ];
+    World {
+        timeouts: snap.timeouts,
+        cfg,
+        snap,
+        port_mac,
+        services,
+        vips,
+        own,
+        nat_endpoints,
+        warm,
+    }
+}
+
+/// A TCP or UDP frame with right checksums (for the warm-up flows and tests).
+#[allow(clippy::too_many_arguments)]
+pub fn build_l4(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let l4_len = if proto == IPPROTO_TCP { 20 } else { 8 } + payload.len();
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            f.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+            let mut ip = [0u8; 20];
+            wire::ipv4::Repr {
+                src: s.octets(),
+                dst: d.octets(),
+                protocol: proto,
+                payload_len: l4_len as u16,
+                ttl: 64,
+                ident: 1,
+            }
+            .emit(&mut ip[..])
+            .expect("room");
+            f.extend_from_slice(&ip);
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            f.extend_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
+            let mut ip = [0u8; 40];
+            wire::ipv6::Repr {
+                src: s.octets(),
+                dst: d.octets(),
+                next_header: proto,
+                payload_len: l4_len as u16,
+                hop_limit: 64,
+            }
+            .emit(&mut ip[..])
+            .expect("room");
+            f.extend_from_slice(&ip);
+        }
+        _ => panic!("mixed families"),
+    }
+    let l4 = f.len();
+    f.resize(l4 + l4_len, 0);
+    f[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
+    f[l4 + 2..l4 + 4].copy_from_slice(&dport.to_be_bytes());
+    if proto == IPPROTO_TCP {
+        f[l4 + 4..l4 + 8].copy_from_slice(&1000u32.to_be_bytes());
+        f[l4 + 12] = 5 << 4;
+        f[l4 + 13] = flags;
+        f[l4 + 14..l4 + 16].copy_from_slice(&8192u16.to_be_bytes());
+        f[l4 + 20..].copy_from_slice(payload);
+    } else {
+        f[l4 + 4..l4 + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+        f[l4 + 8..].copy_from_slice(payload);
+    }
+    fix_checksums(&mut f);
+    f
+}
+
+/// What an independent reading of a frame finds at L3/L4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ip {
+    pub v6: bool,
+    /// Offset of the IP header.
+    pub l3: usize,
+    pub src: Addr,
+    pub dst: Addr,
+    pub proto: u8,
+    /// Offset of the upper-layer header (or of fragment data).
+    pub l4: usize,
+    /// End of the IP packet (Ethernet padding after it is not part of it).
+    pub end: usize,
+    pub fragment: bool,
+    /// Source and destination port of a TCP/UDP packet that is not a later fragment.
+    pub ports: Option<(u16, u16)>,
+}
+
+/// Reads the IP layer of a frame, or `None` if it has none that parses. Checksums are not
+/// looked at.
+pub fn parse_ip(frame: &[u8]) -> Option<Ip> {
+    let l2 = wire::parse_l2(frame).ok()?;
+    let l3 = l2.l3_offset;
+    let rest = frame.get(l3..)?;
+    let mut ip = match l2.ethertype {
+        ETHERTYPE_IPV4 => {
+            let p = Ipv4Packet::new_checked(rest).ok()?;
+            Ip {
+                v6: false,
+                l3,
+                src: addr_key(IpAddr::V4(p.src_ip())),
+                dst: addr_key(IpAddr::V4(p.dst_ip())),
+                proto: p.protocol(),
+                l4: l3 + p.header_len(),
+                end: l3 + usize::from(p.total_len()),
+                fragment: p.more_frags() || p.frag_offset() != 0,
+                ports: None,
+            }
+        }
+        ETHERTYPE_IPV6 => {
+            let p = Ipv6Packet::new_checked(rest).ok()?;
+            let ul = p.upper_layer().ok()?;
+            Ip {
+                v6: true,
+                l3,
+                src: p.src_addr(),
+                dst: p.dst_addr(),
+                proto: ul.protocol,
+                l4: l3 + ul.offset,
+                end: l3 + p.total_len(),
+                fragment: ul.fragment.is_some(),
+                ports: None,
+            }
+        }
+        _ => return None,
+    };
+    let later_fragment = ip.fragment && !is_first_fragment(frame, &ip);
+    if matches!(ip.proto, IPPROTO_TCP | IPPROTO_UDP) && !later_fragment && ip.end >= ip.l4 + 4 {
+        let s = &frame[ip.l4..];
+        ip.ports = Some((
+            u16::from_be_bytes([s[0], s[1]]),
+            u16::from_be_bytes([s[2], s[3]]),
+        ));
+    }
+    Some(ip)
+}
+
+fn is_first_fragment(frame: &[u8], ip: &Ip) -> bool {
+    if ip.v6 {
+        Ipv6Packet::new_checked(&frame[ip.l3..])
+            .ok()
+            .and_then(|p| p.upper_layer().ok())
+            .and_then(|u| u.fragment)
+            .is_some_and(|f| f.offset == 0)
+    } else {
+        Ipv4Packet::new_checked(&frame[ip.l3..]).is_ok_and(|p| p.frag_offset() == 0)
+    }
+}
+
+fn v4(a: &Addr) -> [u8; 4] {
+    [a[0], a[1], a[2], a[3]]
+}
+
+/// Whether the upper-layer checksum of an IP frame is right: `None` when there is none to
+/// check (a fragment, another protocol, a header that does not parse).
+pub fn l4_checksum_ok(frame: &[u8]) -> Option<bool> {
+    let ip = parse_ip(frame)?;
+    if ip.fragment {
+        return None;
+    }
+    let seg = frame.get(ip.l4..ip.end)?;
+    let ok = match (ip.proto, ip.v6) {
+        (IPPROTO_TCP, false) => TcpPacket::new_checked(seg)
+            .ok()?
+            .verify_checksum_v4(&v4(&ip.src), &v4(&ip.dst)),
+        (IPPROTO_TCP, true) => TcpPacket::new_checked(seg)
+            .ok()?
+            .verify_checksum_v6(&ip.src, &ip.dst),
+        (IPPROTO_UDP, false) => UdpPacket::new_checked(seg)
+            .ok()?
+            .verify_checksum_v4(&v4(&ip.src), &v4(&ip.dst)),
+        (IPPROTO_UDP, true) => UdpPacket::new_checked(seg)
+            .ok()?
+            .verify_checksum_v6(&ip.src, &ip.dst),
+        (IPPROTO_ICMP, false) => Icmpv4Packet::new_checked(seg).ok()?.verify_checksum(),
+        (IPPROTO_ICMPV6, true) => Icmpv6Packet::new_checked(seg)
+            .ok()?
+            .verify_checksum(&ip.src, &ip.dst),
+        _ => return None,
+    };
+    Some(ok)
+}
+
+/// Whether the IPv4 header checksum of an IPv4 frame is right (`None` for anything else).
+pub fn ipv4_checksum_ok(frame: &[u8]) -> Option<bool> {
+    let ip = parse_ip(frame)?;
+    if ip.v6 {
+        return None;
+    }
+    Some(
+        Ipv4Packet::new_checked(&frame[ip.l3..])
+            .ok()?
+            .verify_checksum(),
+    )
+}
+
+/// Rewrites the IPv4 header checksum and the TCP / UDP / ICMP checksum of a frame so they are
+/// right (fragments: the IPv4 header only). Leaves anything it cannot parse alone.
+pub fn fix_checksums(frame: &mut [u8]) {
+    let Some(ip) = parse_ip(frame) else { return };
+    if !ip.v6 {
+        Ipv4Packet::new_unchecked(&mut frame[ip.l3..]).fill_checksum();
+    }
+    if ip.fragment {
+        return;
+    }
+    let seg = &mut frame[ip.l4..ip.end];
+    match (ip.proto, ip.v6) {
+        (IPPROTO_TCP, false) => {
+            if let Ok(mut t) = TcpPacket::new_checked(seg) {
+                t.fill_checksum_v4(&v4(&ip.src), &v4(&ip.dst));
+            }
+        }
+        (IPPROTO_TCP, true) => {
+            if let Ok(mut t) = TcpPacket::new_checked(seg) {
+                t.fill_checksum_v6(&ip.src, &ip.dst);
+            }
+        }
+        (IPPROTO_UDP, false) => {
+            if let Ok(mut u) = UdpPacket::new_checked(seg) {
+                u.fill_checksum_v4(&v4(&ip.src), &v4(&ip.dst));
+            }
+        }
+        (IPPROTO_UDP, true) => {
+            if let Ok(mut u) = UdpPacket::new_checked(seg) {
+                u.fill_checksum_v6(&ip.src, &ip.dst);
+            }
+        }
+        (IPPROTO_ICMP, false) => {
+            if let Ok(mut i) = Icmpv4Packet::new_checked(seg) {
+                i.fill_checksum();
+            }
+        }
+        (IPPROTO_ICMPV6, true) => {
+            if let Ok(mut i) = Icmpv6Packet::new_checked(seg) {
+                i.fill_checksum(&ip.src, &ip.dst);
+            }
+        }
+        _ => {}
+    }
+}
+
+impl World {
+    /// The service for a destination, exact port first (as the config means it).
+    fn service(&self, dst: &Addr, proto: u8, port: u16) -> Option<&Svc> {
+        let on = |want: Option<u16>| {
+            self.services
+                .iter()
+                .find(|s| s.vip == *dst && s.proto == proto && s.port == want)
+        };
+        on(Some(port)).or_else(|| on(None))
+    }
+
+    /// Fresh pipelines for workers 0..`workers`, with the NAT warm-up flows in them: each
+    /// warm-up frame arrives at worker 0 and is handed to its owner.
+    pub fn pipelines(&self, workers: u16, capacity: usize) -> Vec<Pipeline> {
+        let mut pipes: Vec<Pipeline> = (0..workers)
+            .map(|i| {
+                let mut p = Pipeline::new(i, workers, capacity, LOCAL_SEED);
+                p.now_ms = 1_000;
+                p
+            })
+            .collect();
+        for f in &self.warm {
+            let mut fr = VecFrame::new(f);
+            pipes[0].counters.rx += 1;
+            let mut v = pipes[0].process(&self.snap, 0, &mut fr);
+            pipes[0].account(v);
+            if let Verdict::Handoff { worker } = v {
+                let owner = &mut pipes[usize::from(worker)];
+                owner.counters.handoff_in += 1;
+                v = owner.process(&self.snap, 0, &mut fr);
+                owner.account(v);
+            }
+            assert!(
+                matches!(v, Verdict::Forward { .. }),
+                "warm-up frame not forwarded: {v:?}"
+            );
+        }
+        pipes
+    }
+
+    /// Runs one received frame through `pipe` and checks the oracle. Returns the verdict and
+    /// the frame as the pipeline left it.
+    pub fn step(&self, pipe: &mut Pipeline, input: &[u8]) -> (Verdict, Vec<u8>) {
+        let mut fr = VecFrame::new(input);
+        pipe.counters.rx += 1;
+        let v = pipe.process(&self.snap, 0, &mut fr);
+        pipe.account(v);
+        let out = fr.to_vec();
+        self.check(input, v, &out);
+        self.check_books(pipe);
+        (v, out)
+    }
+
+    /// A frame handed over by another worker: processed by its owner, which must not hand it
+    /// on again.
+    pub fn step_handed_over(&self, owner: &mut Pipeline, input: &[u8]) -> (Verdict, Vec<u8>) {
+        let mut fr = VecFrame::new(input);
+        owner.counters.handoff_in += 1;
+        let v = owner.process(&self.snap, 0, &mut fr);
+        assert!(
+            !matches!(v, Verdict::Handoff { .. }),
+            "the owner handed a handed-over frame on: {v:?}\n{}",
+            hex(input)
+        );
+        owner.account(v);
+        let out = fr.to_vec();
+        self.check(input, v, &out);
+        self.check_books(owner);
+        (v, out)
+    }
+
+    /// Books balance and the flow table keeps its bound.
+    pub fn check_books(&self, pipe: &Pipeline) {
+        assert!(
+            pipe.counters.balanced(),
+            "books do not balance: {:?}",
+            pipe.counters
+        );
+        assert!(
+            pipe.flows.len() <= pipe.flows.capacity(),
+            "flow table over its bound: {} > {}",
+            pipe.flows.len(),
+            pipe.flows.capacity()
+        );
+        // Every entry made is live, evicted or expired (backends never change here, so no
+        // flow is rescheduled).
+        let c = &pipe.counters;
+        assert_eq!(
+            c.flows_created,
+            pipe.flows.len() as u64 + c.flows_evicted + c.flows_expired,
+            "flow counters do not add up: {c:?}, {} live",
+            pipe.flows.len()
+        );
+    }
+
+    /// The oracle for one verdict.
+    pub fn check(&self, input: &[u8], v: Verdict, out: &[u8]) {
+        match v {
+            Verdict::Forward { port } => {
+                assert_eq!(port, 0, "forward to a port that does not exist");
+                self.check_forward(input, out);
+            }
+            Verdict::Reply => self.check_reply(input, out),
+            Verdict::SlowPath | Verdict::Handoff { .. } => {
+                assert!(
+                    out == input,
+                    "{v:?} changed the frame\n in  {}\n out {}",
+                    hex(input),
+                    hex(out)
+                );
+            }
+            Verdict::Drop(_) => {}
+        }
+    }
+
+    fn check_forward(&self, input: &[u8], out: &[u8]) {
+        let ctx = || format!("\n in  {}\n out {}", hex(input), hex(out));
+        assert_eq!(
+            out.len(),
+            input.len(),
+            "a forwarded frame changed length{}",
+            ctx()
+        );
+        let ip = parse_ip(input).unwrap_or_else(|| panic!("forwarded a non-IP frame{}", ctx()));
+        let o = parse_ip(out).unwrap_or_else(|| panic!("forwarded frame does not parse{}", ctx()));
+        assert!(!ip.fragment, "forwarded a fragment{}", ctx());
+        assert_eq!(
+            &out[6..12],
+            &self.port_mac,
+            "source MAC is not the port's{}",
+            ctx()
+        );
+        assert_eq!(
+            ipv4_checksum_ok(input),
+            Some(true).filter(|_| !ip.v6),
+            "forwarded an IPv4 header with a wrong checksum{}",
+            ctx()
+        );
+        if !ip.v6 {
+            assert_eq!(
+                ipv4_checksum_ok(out),
+                Some(true),
+                "IPv4 checksum broken{}",
+                ctx()
+            );
+        }
+        if l4_checksum_ok(input) == Some(true) {
+            assert_eq!(
+                l4_checksum_ok(out),
+                Some(true),
+                "L4 checksum broken{}",
+                ctx()
+            );
+        }
+        let (sport, dport) = ip
+            .ports
+            .unwrap_or_else(|| panic!("forwarded without ports{}", ctx()));
+        let (osport, odport) = o.ports.expect("ports");
+        // Bytes the rewrite may touch: MACs, IPv4 checksum, one address, one port, L4 checksum.
+        let csum_at = if ip.proto == IPPROTO_TCP {
+            ip.l4 + 16
+        } else {
+            ip.l4 + 6
+        };
+        let same_except = |addr: std::ops::Range<usize>, port: std::ops::Range<usize>| {
+            (12..input.len()).all(|i| {
+                input[i] == out[i]
+                    || addr.contains(&i)
+                    || port.contains(&i)
+                    || (!ip.v6 && (ip.l3 + 10..ip.l3 + 12).contains(&i))
+                    || (csum_at..csum_at + 2).contains(&i)
+            })
+        };
+        if self.vips.contains(&ip.dst) {
+            let svc = self
+                .service(&ip.dst, ip.proto, dport)
+                .unwrap_or_else(|| panic!("forwarded to a VIP port without service{}", ctx()));
+            let dst_mac: [u8; 6] = out[0..6].try_into().expect("mac");
+            let b = svc
+                .backends
+                .iter()
+                .find(|b| b.2 == dst_mac)
+                .unwrap_or_else(|| panic!("forwarded to a MAC not of this service{}", ctx()));
+            if svc.nat {
+                assert_eq!(o.dst, b.0, "NAT destination is not the backend's{}", ctx());
+                assert_eq!(odport, b.1.unwrap_or(dport), "NAT port{}", ctx());
+                assert_eq!(
+                    (o.src, osport),
+                    (ip.src, sport),
+                    "NAT changed the source{}",
+                    ctx()
+                );
+                let (a, p) = if ip.v6 {
+                    (ip.l3 + 24..ip.l3 + 40, ip.l4 + 2..ip.l4 + 4)
+                } else {
+                    (ip.l3 + 16..ip.l3 + 20, ip.l4 + 2..ip.l4 + 4)
+                };
+                assert!(
+                    same_except(a, p),
+                    "NAT changed more than it should{}",
+                    ctx()
+                );
+            } else {
+                assert!(
+                    out[12..] == input[12..],
+                    "DSR changed more than the MACs{}",
+                    ctx()
+                );
+            }
+        } else if let Some(&si) = self.nat_endpoints.get(&(ip.src, ip.proto, sport)) {
+            let svc = &self.services[si];
+            assert_eq!(o.src, svc.vip, "a NAT reply leaves from its VIP{}", ctx());
+            assert_eq!(
+                Some(osport),
+                svc.port,
+                "a NAT reply leaves from the VIP's port{}",
+                ctx()
+            );
+            assert_eq!(
+                (o.dst, odport),
+                (ip.dst, dport),
+                "NAT reply changed the client{}",
+                ctx()
+            );
+            let (a, p) = if ip.v6 {
+                (ip.l3 + 8..ip.l3 + 24, ip.l4..ip.l4 + 2)
+            } else {
+                (ip.l3 + 12..ip.l3 + 16, ip.l4..ip.l4 + 2)
+            };
+            assert!(
+                same_except(a, p),
+                "un-NAT changed more than it should{}",
+                ctx()
+            );
+        } else {
+            panic!(
+                "forwarded traffic that is neither for a VIP nor a NAT reply{}",
+                ctx()
+            );
+        }
+    }
+
+    fn check_reply(&self, input: &[u8], out: &[u8]) {
+        let ctx = || format!("\n in  {}\n out {}", hex(input), hex(out));
+        assert_eq!(
+            &out[0..6],
+            &input[6..12],
+            "a reply goes back to the sender's MAC{}",
+            ctx()
+        );
+        assert_eq!(
+            &out[6..12],
+            &self.port_mac,
+            "a reply comes from the port's MAC{}",
+            ctx()
+        );
+        assert!(
+            out.len() <= input.len() + 48,
+            "a reply more than one header longer than its request{}",
+            ctx()
+        );
+        let l2 = wire::parse_l2(input).expect("a reply to a frame that parsed");
+        let ol2 = wire::parse_l2(out).unwrap_or_else(|_| panic!("reply has no L2{}", ctx()));
+        assert_eq!(ol2, l2, "a reply keeps the VLAN tags{}", ctx());
+        let l3 = l2.l3_offset;
+        if l2.ethertype == ETHERTYPE_ARP {
+            let q = ArpPacket::new_checked(&input[l3..]).expect("request parsed");
+            let a = ArpPacket::new_checked(&out[l3..])
+                .unwrap_or_else(|_| panic!("ARP reply does not parse{}", ctx()));
+            assert_eq!(a.operation(), wire::arp::OP_REPLY, "{}", ctx());
+            let mut spa = [0u8; 16];
+            spa[..4].copy_from_slice(&a.sender_proto_addr());
+            assert!(
+                self.vips.contains(&spa) || self.own.contains(&spa),
+                "ARP reply for an address that is not ours{}",
+                ctx()
+            );
+            assert_eq!(a.sender_hw_addr(), self.port_mac, "{}", ctx());
+            assert_eq!(a.target_hw_addr(), q.sender_hw_addr(), "{}", ctx());
+            assert_eq!(a.target_proto_addr(), q.sender_proto_addr(), "{}", ctx());
+            return;
+        }
+        let ip = parse_ip(input).unwrap_or_else(|| panic!("replied to a non-IP frame{}", ctx()));
+        let o = parse_ip(out).unwrap_or_else(|| panic!("reply does not parse{}", ctx()));
+        assert!(o.end <= out.len(), "{}", ctx());
+        assert!(
+            self.vips.contains(&o.src) || self.own.contains(&o.src),
+            "a reply from an address that is not ours{}",
+            ctx()
+        );
+        let all_nodes: Addr = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let want_dst = if ip.v6 && ip.src == [0; 16] {
+            all_nodes
+        } else {
+            ip.src
+        };
+        assert_eq!(o.dst, want_dst, "a reply goes back to the sender{}", ctx());
+        if !o.v6 {
+            assert_eq!(
+                ipv4_checksum_ok(out),
+                Some(true),
+                "reply IPv4 checksum{}",
+                ctx()
+            );
+        }
+        assert_eq!(
+            l4_checksum_ok(out),
+            Some(true),
+            "reply L4 checksum{}",
+            ctx()
+        );
+        let seg = &out[o.l4..o.end];
+        match (o.proto, o.v6) {
+            (IPPROTO_TCP, _) => {
+                let t = TcpPacket::new_checked(seg).expect("checked above");
+                assert_eq!(
+                    t.flags(),
+                    tcp::RST | tcp::ACK,
+                    "only RST|ACK is built{}",
+                    ctx()
+                );
+                let q = TcpPacket::new_checked(&input[ip.l4..ip.end]).expect("a TCP request");
+                assert_eq!(
+                    q.flags() & (tcp::SYN | tcp::ACK | tcp::RST),
+                    tcp::SYN,
+                    "a RST for something else than a SYN{}",
+                    ctx()
+                );
+                assert_eq!(t.seq_number(), 0, "{}", ctx());
+                assert_eq!(
+                    t.ack_number(),
+                    q.seq_number().wrapping_add(q.segment_len() as u32),
+                    "RST ack = SEG.SEQ + SEG.LEN{}",
+                    ctx()
+                );
+            }
+            (IPPROTO_ICMP, false) => {
+                assert!(matches!(seg[0], 0 | 3), "ICMP type {}{}", seg[0], ctx());
+            }
+            (IPPROTO_ICMPV6, true) => {
+                assert!(
+                    matches!(seg[0], 1 | 129 | 136),
+                    "ICMPv6 type {}{}",
+                    seg[0],
+                    ctx()
+                );
+            }
+            _ => panic!("a reply of an unexpected kind{}", ctx()),
+        }
+    }
+}
+
+/// Runs one frame through fresh pipelines: as it is, and with its checksums fixed.
+pub fn run_frame(data: &[u8]) {
+    let w = world();
+    let mut pipes = w.pipelines(1, FLOWS);
+    w.step(&mut pipes[0], data);
+    let mut fixed = data.to_vec();
+    fix_checksums(&mut fixed);
+    if fixed != data {
+        let mut pipes = w.pipelines(1, FLOWS);
+        w.step(&mut pipes[0], &fixed);
+    }
+}
+
+/// Flow-table capacity of each worker in the sequence target: small, so floods evict.
+pub const SEQ_FLOWS: usize = 8;
+
+/// Splits a sequence input into records: `ctl: u8, len: u16 (big-endian), frame[len]` (a
+/// short last record takes what is left). `ctl` bit 0: the receiving worker; bit 1: fix the
+/// checksums first; bits 2..8: milliseconds to advance the clock, in units of 500.
+pub fn records(mut data: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    std::iter::from_fn(move || {
+        let (&ctl, rest) = data.split_first()?;
+        let (len, rest) = match rest {
+            [a, b, rest @ ..] => (usize::from(u16::from_be_bytes([*a, *b])), rest),
+            _ => (rest.len(), &[][..]),
+        };
+        let len = len.min(rest.len());
+        let (frame, rest) = rest.split_at(len);
+        data = rest;
+        Some((ctl, frame))
+    })
+}
+
+/// Encodes frames as a sequence input (for seeds and tests).
+pub fn encode_records<'a>(frames: impl IntoIterator<Item = (u8, &'a [u8])>) -> Vec<u8> {
+    let mut v = Vec::new();
+    for (ctl, f) in frames {
+        v.push(ctl);
+        v.extend_from_slice(&(f.len() as u16).to_be_bytes());
+        v.extend_from_slice(f);
+    }
+    v
+}
+
+/// Runs a sequence of frames through two workers of two, with small flow tables, a clock
+/// that moves, the flow table's ageing as the worker runs it, and NAT hand-offs delivered to
+/// their owner. Checks the oracle after every frame.
+pub fn run_sequence(data: &[u8]) {
+    let w = world();
+    let mut pipes = w.pipelines(2, SEQ_FLOWS);
+    for (ctl, frame) in records(data) {
+        let rx = usize::from(ctl & 1);
+        let advance = u32::from(ctl >> 2) * 500;
+        for p in &mut pipes {
+            p.now_ms = p.now_ms.wrapping_add(advance);
+        }
+        let mut bytes = frame.to_vec();
+        if ctl & 2 != 0 {
+            fix_checksums(&mut bytes);
+        }
+        let (v, _) = w.step(&mut pipes[rx], &bytes);
+        if let Verdict::Handoff { worker } = v {
+            let owner = usize::from(worker);
+            assert!(owner < 2 && owner != rx, "handoff to {owner} from {rx}");
+            w.step_handed_over(&mut pipes[owner], &bytes);
+        }
+        for p in &mut pipes {
+            let now = p.now_ms;
+            p.counters.flows_expired += p.flows.expire_step(now, 4, &w.timeouts) as u64;
+            p.counters.flows_active = p.flows.len() as u64;
+            w.check_books(p);
+        }
+    }
+    let handed: u64 = pipes.iter().map(|p| p.counters.handoff_out).sum();
+    let received: u64 = pipes.iter().map(|p| p.counters.handoff_in).sum();
+    assert_eq!(handed, received, "every handed-over frame was received");
+}
+
+/// Lower-case hex, for messages.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    fn seeds(target: &str) -> Vec<Vec<u8>> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("corpus/seed")
+            .join(target);
+        let mut v: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e} (run make_seeds.py)", dir.display()))
+            .map(|e| std::fs::read(e.expect("entry").path()).expect("seed"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn kind(v: Verdict) -> &'static str {
+        match v {
+            Verdict::Forward { .. } => "forward",
+            Verdict::Reply => "reply",
+            Verdict::Handoff { .. } => "handoff",
+            Verdict::SlowPath => "slowpath",
+            Verdict::Drop(r) => r.name(),
+        }
+    }
+
+    /// The seed corpus passes the oracle, and reaches every kind of verdict (so the oracle
+    /// is not vacuous).
+    #[test]
+    fn seeds_pass_and_reach_every_verdict() {
+        let w = world();
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in seeds("pipeline") {
+            run_frame(&s);
+            let mut pipes = w.pipelines(2, FLOWS);
+            let (v, _) = w.step(&mut pipes[1], &s);
+            *seen.entry(kind(v)).or_default() += 1;
+        }
+        for s in seeds("pipeline_seq") {
+            run_sequence(&s);
+        }
+        println!("verdicts over the seeds: {seen:?}");
+        for k in [
+            "forward",
+            "reply",
+            "handoff",
+            "slowpath",
+            "not_vip",
+            "malformed_ipv4",
+        ] {
+            assert!(seen.contains_key(k), "no seed reaches {k}: {seen:?}");
+        }
+    }
+
+    fn fails(f: impl FnOnce()) -> bool {
+        catch_unwind(AssertUnwindSafe(f)).is_err()
+    }
+
+    /// The oracle refuses what it must refuse.
+    #[test]
+    fn oracle_catches_wrong_verdicts() {
+        let w = world();
+        let port_mac = w.port_mac;
+        let client_mac = [2, 0, 0, 0, 0, 0xaa];
+        let c4: IpAddr = "10.0.0.50".parse().unwrap();
+        let vip: IpAddr = "10.0.0.100".parse().unwrap();
+        let other: IpAddr = "10.0.0.77".parse().unwrap();
+        let syn = build_l4(
+            port_mac,
+            client_mac,
+            c4,
+            vip,
+            IPPROTO_TCP,
+            1234,
+            80,
+            tcp::SYN,
+            b"",
+        );
+        let stray = build_l4(
+            port_mac,
+            client_mac,
+            c4,
+            other,
+            IPPROTO_TCP,
+            1234,
+            80,
+            tcp::SYN,
+            b"",
+        );
+        let mut dsr = syn.clone();
+        dsr[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x11]);
+        dsr[6..12].copy_from_slice(&port_mac);
+        let fwd = Verdict::Forward { port: 0 };
+        assert!(
+            !fails(|| w.check(&syn, fwd, &dsr)),
+            "a right DSR forward passes"
+        );
+        assert!(
+            fails(|| w.check(&stray, fwd, &stray)),
+            "forwarding a non-VIP frame"
+        );
+        let mut bad = dsr.clone();
+        bad[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x21]);
+        assert!(
+            fails(|| w.check(&syn, fwd, &bad)),
+            "forwarding to another service's MAC"
+        );
+        let mut bad = dsr.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(
+            fails(|| w.check(&syn, fwd, &bad)),
+            "DSR changing the segment"
+        );
+        assert!(
+            fails(|| w.check(&syn, Verdict::SlowPath, &dsr)),
+            "slow path changing a frame"
+        );
+        assert!(
+            fails(|| w.check(&syn, Verdict::Reply, &dsr)),
+            "a reply to the backend"
+        );
+        let mut pipes = w.pipelines(1, 4);
+        pipes[0].counters.rx += 5;
+        assert!(fails(|| w.check_books(&pipes[0])), "unbalanced books");
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let frames: [&[u8]; 3] = [b"abc", b"", &[7; 300]];
+        let enc = encode_records(frames.iter().enumerate().map(|(i, f)| (i as u8, *f)));
+        let dec: Vec<_> = records(&enc).collect();
+        assert_eq!(dec.len(), 3);
+        for (i, (ctl, f)) in dec.into_iter().enumerate() {
+            assert_eq!((ctl, f), (i as u8, frames[i]));
+        }
+        assert_eq!(records(&[9]).collect::<Vec<_>>(), vec![(9, &[][..])]);
+        assert_eq!(
+            records(&[9, 0, 5, 1]).collect::<Vec<_>>(),
+            vec![(9, &[1][..])]
+        );
+    }
+}

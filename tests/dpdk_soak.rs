@@ -1,0 +1,244 @@
+//! A bounded soak: `fulcrum run --duration` (data plane and slow path) on real DPDK, fed by
+//! `net_pcap` with `infinite_rx=1` looping a mixed pcap (`tests/tools/gen_flood.py`:
+//! established DSR and NAT flows with replies, a SYN flood larger than the flow table, and
+//! hostile frames that are dropped, answered or given to the slow path).
+//!
+//! 60 s by default; `FULCRUM_SOAK_SECS=600` for ten minutes. What must hold:
+//! - memory: after warm-up (the first fifth of the run: preallocated pools and tables are
+//!   touched for the first time), the process's VmRSS, sampled every second, stays flat;
+//! - mbufs: once stopped, exactly the frames `net_pcap` preloaded for `infinite_rx` are out of
+//!   the pool, however many were forwarded;
+//! - every received packet is accounted (rx = tx + drops + slow path, per worker), and only
+//!   the drop reasons the mix calls for appear;
+//! - the flow table stays within its bound and evicts.
+
+mod common;
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const CAPACITY: u64 = 4096;
+/// Allowed VmRSS growth after warm-up.
+const RSS_TOLERANCE_KIB: u64 = 4 * 1024;
+
+fn soak_secs() -> u64 {
+    std::env::var("FULCRUM_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60)
+}
+
+fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn soak_mixed_traffic_flat_memory_and_books() {
+    let secs = soak_secs();
+    let s = Scratch::new("soak");
+    let pcap = s.join("mix.pcap");
+    let g = must(
+        std::process::Command::new("python3")
+            .arg(repo().join("tests/tools/gen_flood.py"))
+            .arg("--out")
+            .arg(&pcap)
+            .args(["--syns", "8000", "--established", "100", "--data", "10"])
+            .args(["--hostile", "20"]),
+    );
+    let generated = stdout_json(&g);
+    let frames = generated["frames"].as_u64().expect("frames");
+    let cfg = format!(
+        r#"
+[dpdk]
+{eal}
+workers = [1]
+slowpath_cpu = 0
+mbufs = 32767
+idle_sleep_us = 50
+
+[global]
+flow_table_capacity = {CAPACITY}
+
+[[port]]
+name = "p0"
+device = "net_pcap0,rx_pcap={pcap},tx_pcap=/dev/null,infinite_rx=1"
+mac = "02:00:00:00:00:01"
+addresses = ["10.0.0.2/24"]
+
+[[service]]
+name = "dsr"
+vip = "10.0.0.100"
+port = 80
+[[service.backend]]
+name = "a"
+address = "10.0.0.11"
+mac = "02:00:00:00:00:11"
+[[service.backend]]
+name = "b"
+address = "10.0.0.12"
+mac = "02:00:00:00:00:12"
+
+[[service]]
+name = "nat"
+vip = "10.0.0.101"
+port = 80
+forwarding = "nat"
+[[service.backend]]
+name = "n1"
+address = "10.0.0.21"
+port = 8080
+mac = "02:00:00:00:00:21"
+"#,
+        eal = eal_args_toml("soak"),
+        pcap = pcap.display(),
+    );
+    std::fs::write(s.join("f.toml"), cfg).expect("config");
+
+    let started = Instant::now();
+    let mut child = fulcrum()
+        .args(["run", "--json", "--duration", &secs.to_string(), "-c"])
+        .arg(s.join("f.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    // stderr is read on the side so the child never blocks on a full pipe.
+    let mut err_pipe = child.stderr.take().expect("stderr");
+    let err_reader = std::thread::spawn(move || {
+        let mut e = String::new();
+        let _ = err_pipe.read_to_string(&mut e);
+        e
+    });
+    let mut samples: Vec<(f64, u64)> = Vec::new();
+    let deadline = started + Duration::from_secs(secs + 60);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if let Some(rss) = vm_rss_kib(pid) {
+            samples.push((started.elapsed().as_secs_f64(), rss));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("fulcrum run --duration {secs} did not stop by itself");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .expect("read");
+    let stderr = err_reader.join().expect("stderr reader");
+    assert!(status.success(), "exit {status}\n{stdout}\n{stderr}");
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+
+    // Books.
+    let t = &v["totals"];
+    let n = |k: &str| t[k].as_u64().unwrap_or_else(|| panic!("{k} in {t}"));
+    let elapsed = v["elapsed_s"].as_f64().expect("elapsed");
+    let rx = n("rx");
+    println!(
+        "soak {secs} s ({elapsed:.1} s of workers): rx {rx} ({:.2} Mpps, {:.0} loops of the \
+         {frames}-frame mix), tx {}, to slow path {}, dropped {}; flows created {}, evicted \
+         {}, expired {}, active {} (capacity {CAPACITY})",
+        rx as f64 / elapsed / 1e6,
+        rx as f64 / frames as f64,
+        n("tx"),
+        n("to_slowpath"),
+        n("dropped"),
+        n("flows_created"),
+        n("flows_evicted"),
+        n("flows_expired"),
+        n("flows_active"),
+    );
+    for w in v["workers"].as_array().expect("workers") {
+        assert_eq!(w["balanced"].as_bool(), Some(true), "worker books: {w}");
+    }
+    assert!(rx > 10 * frames, "the mix looped: rx {rx}");
+    assert_eq!(
+        rx + n("handoff_in") + n("from_slowpath"),
+        n("tx") + n("handoff_out") + n("to_slowpath") + n("dropped"),
+        "every packet accounted"
+    );
+    assert_eq!(
+        v["ports"][0]["ipackets"].as_u64(),
+        Some(rx),
+        "port rx = worker rx"
+    );
+    assert_eq!(
+        v["ports"][0]["rx_nombuf"].as_u64(),
+        Some(0),
+        "never out of mbufs"
+    );
+    let expected_drops = [
+        "malformed_l2",
+        "not_vip",
+        "fragment",
+        "malformed_ipv4",
+        "no_service",
+        // The slow path's ring may overflow at line rate: still counted.
+        "slowpath_full",
+    ];
+    let mut drops = Vec::new();
+    for (reason, count) in t["drops"].as_object().expect("drops") {
+        let c = count.as_u64().unwrap_or(0);
+        if c > 0 {
+            drops.push(format!("{reason} {c}"));
+            assert!(
+                expected_drops.contains(&reason.as_str()),
+                "unexpected drop reason {reason} ({c})"
+            );
+        }
+    }
+    println!("drops: {}", drops.join(", "));
+    for k in &expected_drops[..5] {
+        assert!(t["drops"][k].as_u64().unwrap_or(0) > 0, "no {k} drop seen");
+    }
+    assert!(n("replies") > 0 && n("to_slowpath") > 0);
+    assert!(n("flows_active") <= CAPACITY, "flow table bound");
+    assert!(n("flows_evicted") > 0, "the flood evicted");
+
+    // Mbufs: what net_pcap preloaded, nothing more.
+    let in_use = v["mempool"]["in_use"].as_u64().expect("mempool in_use");
+    println!(
+        "mbufs in use after stop: {in_use} of {} ({frames} preloaded by infinite_rx)",
+        v["mempool"]["capacity"]
+    );
+    assert_eq!(
+        in_use, frames,
+        "mbufs out of the pool after stop = the preload"
+    );
+
+    // Memory: flat after warm-up.
+    assert!(samples.len() >= 5, "too few RSS samples: {samples:?}");
+    let warm = secs as f64 / 5.0;
+    let after: Vec<u64> = samples
+        .iter()
+        .filter(|(t, _)| *t >= warm && *t <= secs as f64)
+        .map(|(_, r)| *r)
+        .collect();
+    let first = *after.first().expect("samples after warm-up");
+    let max = *after.iter().max().expect("samples");
+    let last = *after.last().expect("samples");
+    println!(
+        "VmRSS: {} samples; {} KiB at {warm:.0} s, max {max} KiB, last {last} KiB \
+         (growth {} KiB, tolerance {RSS_TOLERANCE_KIB} KiB)",
+        samples.len(),
+        first,
+        max.saturating_sub(first)
+    );
+    assert!(
+        max <= first + RSS_TOLERANCE_KIB,
+        "VmRSS grew after warm-up: {first} -> {max} KiB; samples {samples:?}"
+    );
+}
