@@ -383,6 +383,21 @@ pub struct Service {
     pub on_change: Option<String>,
     /// Rewritten (atomically) with `empty` or `nonempty` when the pool changes.
     pub state_file: Option<PathBuf>,
+    /// Source prefixes allowed to reach the service (empty: every source).
+    pub allow: Vec<IfAddr>,
+    /// Source prefixes refused even when `allow` matches.
+    pub deny: Vec<IfAddr>,
+}
+
+impl Service {
+    /// May packets from `src` reach this service? `deny` wins over `allow`; an empty `allow`
+    /// allows every source.
+    pub fn admits(&self, src: IpAddr) -> bool {
+        if self.deny.iter().any(|p| p.contains(src)) {
+            return false;
+        }
+        self.allow.is_empty() || self.allow.iter().any(|p| p.contains(src))
+    }
 }
 
 /// What the operator says about a backend (health is the slow path's business).

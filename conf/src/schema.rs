@@ -168,6 +168,12 @@ pub struct ServiceTable {
     pub on_change: Option<Spanned<String>>,
     /// File rewritten with the pool's state. Default: none.
     pub state_file: Option<Spanned<String>>,
+    /// Source prefixes allowed to open flows (`[]`: every source). Default: `[]`.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// Source prefixes always refused (wins over `allow`). Default: `[]`.
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
     /// `[service.health]`: the check of every backend. Default: no check (always up).
     pub health: Option<Spanned<HealthTable>>,
 }

@@ -517,6 +517,8 @@ impl Checker<'_> {
             }
 
             let (on_change, state_file) = self.hook(t, si);
+            let allow = self.prefixes(&t.allow, &f("allow"));
+            let deny = self.prefixes(&t.deny, &f("deny"));
             let health = t
                 .health
                 .as_ref()
@@ -546,6 +548,8 @@ impl Checker<'_> {
                 backends,
                 on_change,
                 state_file,
+                allow,
+                deny,
             });
         }
         self.resolve_tracks(&mut services, &tracks);
@@ -901,6 +905,54 @@ impl Checker<'_> {
             format!("{what} {ip} is {problem}; it must be a unicast address"),
         );
         false
+    }
+
+    /// Source prefixes of an access list: `addr/len` with no host bits set, or a bare address
+    /// (one host).
+    fn prefixes(&mut self, list: &[Spanned<String>], field: &str) -> Vec<IfAddr> {
+        let mut out = Vec::with_capacity(list.len());
+        for (i, v) in list.iter().enumerate() {
+            let field = format!("{field}[{i}]");
+            let s = v.get_ref();
+            let (addr, len) = s.split_once('/').unwrap_or((s, ""));
+            let Ok(addr) = addr.parse::<IpAddr>() else {
+                self.error(v.span(), &field, format!("prefix {s:?}: {addr:?} is not an IPv4 or IPv6 address"));
+                continue;
+            };
+            let max = if addr.is_ipv4() { 32u8 } else { 128 };
+            let prefix_len = if len.is_empty() {
+                max
+            } else {
+                match len.parse::<u8>() {
+                    Ok(p) if p <= max => p,
+                    _ => {
+                        self.error(v.span(), &field, format!("prefix {s:?}: length {len:?} must be a number in 0..={max}"));
+                        continue;
+                    }
+                }
+            };
+            let p = IfAddr { addr, prefix_len };
+            let network = match addr {
+                IpAddr::V4(a) => {
+                    let mask = if prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix_len)) };
+                    IpAddr::from(std::net::Ipv4Addr::from(u32::from(a) & mask))
+                }
+                IpAddr::V6(a) => {
+                    let mask = if prefix_len == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix_len)) };
+                    IpAddr::from(std::net::Ipv6Addr::from(u128::from(a) & mask))
+                }
+            };
+            if network != addr {
+                self.error(
+                    v.span(),
+                    &field,
+                    format!("prefix {s:?} has host bits set; did you mean \"{network}/{prefix_len}\"?"),
+                );
+                continue;
+            }
+            out.push(p);
+        }
+        out
     }
 
     /// `addr/prefix`, a unicast host address of its subnet.

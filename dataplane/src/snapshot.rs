@@ -127,6 +127,56 @@ pub struct ServiceRt {
     pub members: Box<[BackendId]>,
     pub maglev: maglev::Table,
     pub tier: Tier,
+    /// Which sources may reach the service.
+    pub acl: Acl,
+}
+
+/// A prefix in flow-key form: the address's bits from the top of a big-endian u128 (IPv4 in
+/// the first 4 bytes, as in [`Addr`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Prefix {
+    bits: u128,
+    mask: u128,
+    v6: bool,
+}
+
+impl Prefix {
+    fn new(p: &IfAddr) -> Prefix {
+        let v6 = p.addr.is_ipv6();
+        let len = u32::from(p.prefix_len).min(if v6 { 128 } else { 32 });
+        let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+        Prefix { bits: u128::from_be_bytes(addr_key(p.addr)) & mask, mask, v6 }
+    }
+
+    #[inline]
+    fn contains(&self, a: &Addr, v6: bool) -> bool {
+        self.v6 == v6 && u128::from_be_bytes(*a) & self.mask == self.bits
+    }
+}
+
+/// A service's source access list: `deny` wins, then an empty `allow` admits everyone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Acl {
+    allow: Box<[Prefix]>,
+    deny: Box<[Prefix]>,
+}
+
+impl Acl {
+    pub fn new(allow: &[IfAddr], deny: &[IfAddr]) -> Acl {
+        Acl {
+            allow: allow.iter().map(Prefix::new).collect(),
+            deny: deny.iter().map(Prefix::new).collect(),
+        }
+    }
+
+    /// May packets from `src` reach the service? Two empty lists cost two length checks.
+    #[inline]
+    pub fn admits(&self, src: &Addr, v6: bool) -> bool {
+        if self.deny.iter().any(|p| p.contains(src, v6)) {
+            return false;
+        }
+        self.allow.is_empty() || self.allow.iter().any(|p| p.contains(src, v6))
+    }
 }
 
 impl ServiceRt {
@@ -515,6 +565,7 @@ impl Snapshot {
                 members: members.into_boxed_slice(),
                 maglev: table,
                 tier,
+                acl: Acl::new(&s.allow, &s.deny),
             });
         }
 
@@ -569,5 +620,44 @@ impl SnapshotCell {
     /// the thread that frees it.
     pub fn swap(&self, s: Arc<Snapshot>) -> Arc<Snapshot> {
         self.inner.swap(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pfx(s: &str) -> IfAddr {
+        let (a, l) = s.split_once('/').unwrap();
+        IfAddr { addr: a.parse().unwrap(), prefix_len: l.parse().unwrap() }
+    }
+
+    #[test]
+    fn acl_agrees_with_the_config_model() {
+        let allow = [pfx("10.0.0.0/8"), pfx("2001:db8::/32")];
+        let deny = [pfx("10.66.0.0/16"), pfx("10.1.2.3/32")];
+        let acl = Acl::new(&allow, &deny);
+        let svc = conf::Service {
+            name: "s".into(),
+            vip: "192.0.2.1".parse().unwrap(),
+            protocol: Protocol::Tcp,
+            port: None,
+            forwarding: Forwarding::Dsr,
+            hash: HashKey::FiveTuple,
+            on_empty: OnEmpty::Reset,
+            backends: vec![],
+            on_change: None,
+            state_file: None,
+            allow: allow.to_vec(),
+            deny: deny.to_vec(),
+        };
+        for ip in ["10.1.1.1", "10.66.3.4", "10.1.2.3", "11.0.0.1", "0.0.0.0", "2001:db8::1", "2001:db9::1", "::"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(acl.admits(&addr_key(ip), ip.is_ipv6()), svc.admits(ip), "{ip}");
+        }
+        assert!(Acl::default().admits(&[0; 16], false));
+        // A v4 prefix never matches a v6 source whose first bytes look alike.
+        let v4 = Acl::new(&[pfx("10.0.0.0/8")], &[]);
+        assert!(!v4.admits(&addr_key("a00::1".parse().unwrap()), true));
     }
 }

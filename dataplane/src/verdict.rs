@@ -69,6 +69,8 @@ drop_reasons! {
     NotVip = "not_vip",
     /// A VIP, but no service for this protocol and port.
     NoService = "no_service",
+    /// The service's access list refuses this source.
+    AclDenied = "acl_denied",
     /// ICMP to a VIP or own address that we do not answer (not an echo request).
     IcmpUnhandled = "icmp_unhandled",
     /// Protocol other than TCP/UDP/ICMP to a VIP.

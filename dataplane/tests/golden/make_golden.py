@@ -552,5 +552,17 @@ for flags in range(256):
     else:
         case(f"flags {flags:#04x} to an empty pool: dropped", seg, "drop:no_backend")
 
+# ---- Access lists (service acl-web: allow 10.0.0.0/24 and fd00::/64, deny 10.0.0.66).
+syn = eth() / IP(src=CLIENT, dst="10.0.0.104") / TCP(sport=47000, dport=80, flags="S")
+exp = syn.copy()
+exp[Ether].dst, exp[Ether].src = "02:00:00:00:00:41", PORT_MAC
+case("acl: an allowed source is forwarded", syn, "forward:0", exp)
+case("acl: a denied source is dropped, even inside an allowed prefix",
+     eth() / IP(src="10.0.0.66", dst="10.0.0.104") / TCP(sport=47001, dport=80, flags="S"), "drop:acl_denied")
+case("acl: a source outside every allowed prefix is dropped",
+     eth(src=ROUTER_MAC) / IP(src="198.51.100.7", dst="10.0.0.104") / TCP(sport=47002, dport=80, flags="S"), "drop:acl_denied")
+case("acl: also mid-flow (no flow is made for a refused source)",
+     eth(src=ROUTER_MAC) / IP(src="198.51.100.7", dst="10.0.0.104") / TCP(sport=47002, dport=80, flags="A"), "drop:acl_denied")
+
 json.dump(cases, sys.stdout, indent=1)
 sys.stdout.write("\n")
