@@ -115,6 +115,7 @@ fn slowpath_json(r: &slowpath::Report) -> Value {
     json!({
         "frames_received": r.frames.received,
         "frames_arp": r.frames.arp,
+        "frames_nd": r.frames.nd,
         "frames_ip": r.frames.ip,
         "frames_ignored": r.frames.ignored,
         "frames_sent": r.frames.sent,
@@ -124,10 +125,12 @@ fn slowpath_json(r: &slowpath::Report) -> Value {
         "checks_not_started": r.checks.not_started,
         "check_failures": r.check_failures,
         "checks_max_in_flight": r.checks.max_in_flight,
+        // ARP requests and ND solicitations.
         "arp_requests": r.neighbors.requests,
         "neighbors_learnt": r.neighbors.learnt,
         "neighbors_changed": r.neighbors.changed,
         "neighbor_drops": r.neighbors.dropped,
+        "nd_invalid": r.neighbors.nd_invalid,
         "hook_runs": r.hooks.runs,
         "hook_failures": r.hooks.failed_runs,
         "state_file_writes": r.hooks.state_writes,
@@ -142,10 +145,12 @@ fn slowpath_json(r: &slowpath::Report) -> Value {
 
 fn print_slowpath(r: &slowpath::Report) {
     println!(
-        "slow path: {} frames in ({} ARP, {} IP), {} out ({} dropped); {} checks ({} failed, \
-         {} could not start, at most {} at once); {} ARP requests, {} neighbours learnt",
+        "slow path: {} frames in ({} ARP, {} ND, {} IP), {} out ({} dropped); {} checks \
+         ({} failed, {} could not start, at most {} at once); {} ARP/ND requests, {} neighbours \
+         learnt",
         r.frames.received,
         r.frames.arp,
+        r.frames.nd,
         r.frames.ip,
         r.frames.sent,
         r.frames.send_dropped,

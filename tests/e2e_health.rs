@@ -8,7 +8,8 @@
 //! - with every backend down, a SYN is answered with a RST at once, and the pool hook
 //!   reports empty / nonempty;
 //! - an agent's "drain" stops new flows while an open connection keeps working; "N%" sets
-//!   the weight.
+//!   the weight;
+//! - an IPv6 backend without a MAC is found by neighbour discovery and its check comes up.
 //!
 //! Timing bounds are checked against the start times of client requests made every few ms.
 
@@ -488,4 +489,112 @@ fn e2e_health_tls_hello_and_http_status() {
     assert_eq!(count("tls", "up"), Some(3), "{st:?}");
     assert_eq!(count("plain", "down"), Some(3), "{st:?}");
     assert_eq!(count("status", "down"), Some(3), "{st:?}");
+}
+
+/// An IPv6 backend without a MAC in the config: Fulcrum finds it by neighbour discovery
+/// (a solicitation from its own IPv6 address, the backend's kernel advertises), and its
+/// TCP check, from the balancer's IPv6 address, comes up.
+#[test]
+fn e2e_health_ipv6_backend_resolved_by_nd() {
+    let net = Net::up("nd", 1);
+    net.exec(
+        "b1",
+        &["sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=0"],
+    );
+    net.exec(
+        "b1",
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "fd66::11/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    );
+    // Plain HTTP on [::]:8080 (backend.py speaks IPv4 only).
+    let server = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.ns("b1"),
+            "python3",
+            "-m",
+            "http.server",
+        ])
+        .args(["--bind", "::", "8080"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("http.server");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(server);
+    let cfg = format!(
+        r#"
+[dpdk]
+eal_args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "*:warning"]
+workers = [1]
+slowpath_cpu = 0
+mbufs = 8191
+idle_sleep_us = 100
+
+[global]
+flow_table_capacity = 65536
+
+[[port]]
+name = "lan"
+device = "net_af_packet0,iface=lb0"
+addresses = ["10.66.0.2/24", "fd66::2/64"]
+
+[[service]]
+name = "v6"
+vip = "fd66::100"
+port = 8080
+
+[service.health]
+type = "tcp"
+interval_ms = 300
+timeout_ms = 200
+rise = 2
+fall = 2
+
+[[service.backend]]
+name = "b1"
+address = "fd66::11"
+"#,
+        prefix = Balancer::eal_prefix(&net),
+    );
+    let lb = Balancer::start(&net, &cfg);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !lb.log().contains("neighbour learnt") || !lb.log().contains("to=\"up\"") {
+        if Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = lb.log();
+    let v = lb.stop();
+    let sp = &v["slowpath"];
+    assert_eq!(
+        sp["neighbors_learnt"].as_u64(),
+        Some(1),
+        "ND found the backend: {sp}\n{log}"
+    );
+    assert_eq!(sp["nd_invalid"].as_u64(), Some(0), "{sp}");
+    assert!(sp["frames_nd"].as_u64() >= Some(1), "{sp}");
+    let st = states(&v);
+    assert_eq!(
+        st.get(&("v6".into(), "up".into())).copied(),
+        Some(1),
+        "{st:?}\n{sp}\n{log}"
+    );
 }

@@ -424,7 +424,7 @@ pub struct Backend {
     pub weight: u32,
     /// Takes flows only while no primary backend is usable.
     pub backup: bool,
-    /// Static MAC (otherwise learnt by ARP).
+    /// Static MAC (otherwise learnt by ARP or ND).
     pub mac: Option<MacAddr>,
     pub admin: AdminState,
     /// The backend's own check (`None`: no check, or it follows `track`).

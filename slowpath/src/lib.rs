@@ -6,9 +6,10 @@
 //!
 //! ```text
 //! workers' rings --frames--> ARP?  -> neigh (learn, release waiting packets)
+//!                            ND?   -> neigh (NS/NA, same)
 //!                            IP?   -> stack (smoltcp, one interface per port)
 //! monitor (schedule) -> checks (sockets) -> outcomes -> monitor (rise/fall, track)
-//! stack's IP packets -> neigh (Ethernet framing / wait for ARP) --frames--> worker 0 -> wire
+//! stack's IP packets -> neigh (Ethernet framing / wait for ARP/ND) --frames--> worker 0 -> wire
 //! health or MAC changed -> publish (new snapshot, one atomic swap) -> hooks (empty/nonempty)
 //! ```
 //!
@@ -19,6 +20,7 @@
 pub mod checks;
 pub mod health;
 pub mod hook;
+pub mod nd;
 pub mod neigh;
 pub mod publish;
 pub mod stack;
@@ -56,6 +58,8 @@ const PUBLISH_HOLDOFF_FACTOR: u32 = 3;
 pub struct FrameStats {
     pub received: u64,
     pub arp: u64,
+    /// ND solicitations and advertisements (IPv6), taken by the neighbour table.
+    pub nd: u64,
     pub ip: u64,
     /// Not ARP nor IP, or from an unknown port, or VLAN-tagged.
     pub ignored: u64,
@@ -272,7 +276,7 @@ impl SlowPath {
         wake.saturating_sub(engine.epoch.elapsed())
     }
 
-    /// Frames from the workers: ARP to the neighbour table, IP to the stack.
+    /// Frames from the workers: ARP and ND to the neighbour table, IP to the stack.
     fn receive(&mut self, engine: &Engine, now: Duration) -> usize {
         let mut n = 0;
         let mut burst: Burst = Burst::new();
@@ -313,6 +317,17 @@ impl SlowPath {
             ETHERTYPE_ARP => {
                 self.frames.arp += 1;
                 for frame in self.neigh.receive_arp(port, l3, now) {
+                    self.outbox.push((port, frame));
+                }
+            }
+            ETHERTYPE_IPV6 if nd::is_nd(l3) => {
+                self.frames.nd += 1;
+                let eth_src: [u8; 6] = data
+                    .get(6..12)
+                    .and_then(|s| s.try_into().ok())
+                    .unwrap_or_default();
+                let out = self.neigh.receive_nd(port, eth_src, l3, now);
+                for frame in out.into_iter().flatten() {
                     self.outbox.push((port, frame));
                 }
             }
@@ -359,7 +374,7 @@ impl SlowPath {
         };
         for (ip, mac) in &state.neighbors {
             if engine.dynamic.neighbors.get(ip) != Some(mac) {
-                tracing::info!(neighbor = %ip, mac = %conf::MacAddr(*mac), "neighbour learnt by ARP");
+                tracing::info!(neighbor = %ip, mac = %conf::MacAddr(*mac), "neighbour learnt by ARP/ND");
             }
         }
         let before = engine.dynamic.health.clone();

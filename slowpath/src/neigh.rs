@@ -1,25 +1,31 @@
-//! Neighbour resolution: the MAC address of every backend, by ARP, kept fresh; and the
-//! Ethernet framing of the slow path's own IP packets (the stack speaks IP only).
+//! Neighbour resolution: the MAC address of every backend, by ARP (IPv4) or neighbour
+//! discovery (IPv6, [`crate::nd`]), kept fresh; and the Ethernet framing of the slow path's
+//! own IP packets (the stack speaks IP only).
 //!
 //! One table serves both the workers (their next hops, through `Dynamic::neighbors`) and the
 //! health checks, so a check goes to exactly the MAC the traffic goes to. Static MACs from
 //! the config (a backend's `mac`, a port's `neighbors`) override ARP and are never asked for.
 //!
 //! Life of an entry: created when a backend (or a packet of the stack) needs it; asked for
-//! by broadcast every `retry_ms` until answered; then confirmed by a unicast request every
-//! `refresh_ms`. An unanswered confirmation keeps the MAC (forwarding goes on; the health
-//! checks decide whether the backend is alive) and falls back to broadcast requests every
-//! `retry_ms`, so a backend that moved to another MAC is found again. A reply with a new MAC
-//! replaces the old one at once (e.g. an address taken over by a standby).
+//! by broadcast (IPv6: a solicitation to the target's solicited-node multicast group) every
+//! `retry_ms` until answered; then confirmed by a unicast request every `refresh_ms`. An
+//! unanswered confirmation keeps the MAC (forwarding goes on; the health checks decide
+//! whether the backend is alive) and falls back to broadcast requests every `retry_ms`, so a
+//! backend that moved to another MAC is found again. A reply with a new MAC replaces the old
+//! one at once (e.g. an address taken over by a standby; for IPv6, an advertisement with the
+//! override flag).
 //!
 //! Packets of the stack for a neighbour not yet resolved wait in a short queue (like Linux's
 //! `unres_qlen`) and leave as soon as the reply comes: dropping them would cost a health
 //! check a TCP retransmission timeout (a second or more) every time an entry is created.
 //!
-//! IPv6 neighbours (ND) are not resolved yet: IPv6 backends need a static MAC.
+//! IPv6 advertisements reach the slow path when they are addressed to one of the balancer's
+//! own addresses (the answers to its solicitations are); unsolicited ones sent to all-nodes
+//! are dropped by the workers (`not_vip`), so a moved IPv6 backend is found at the next
+//! confirmation rather than at once.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use conf::{Config, IfAddr, NeighborSettings};
@@ -54,7 +60,7 @@ struct Entry {
     pending: VecDeque<Vec<u8>>,
 }
 
-/// What a port looks like to ARP.
+/// What a port looks like to ARP and ND.
 #[derive(Debug, Clone)]
 pub struct PortL2 {
     pub mac: [u8; 6],
@@ -68,9 +74,10 @@ pub struct NeighStats {
     pub learnt: u64,
     /// A known neighbour answered with another MAC.
     pub changed: u64,
-    /// Stack packets dropped: queue of an unresolved neighbour full, or an IPv6 neighbour
-    /// without a static MAC.
+    /// Stack packets dropped: queue of an unresolved neighbour full.
     pub dropped: u64,
+    /// ND solicitations and advertisements refused (hop limit, checksum, length, options).
+    pub nd_invalid: u64,
 }
 
 /// The neighbour table of every port.
@@ -138,7 +145,7 @@ impl Neighbors {
 
     /// Makes sure `ip` (reached through `port`) gets resolved, starting now.
     pub fn want(&mut self, ip: IpAddr, port: u8, now: Duration) {
-        if self.statics.contains_key(&ip) || !ip.is_ipv4() {
+        if self.statics.contains_key(&ip) || !resolvable(ip) {
             return;
         }
         self.entries.entry(ip).or_insert_with(|| Entry {
@@ -159,7 +166,7 @@ impl Neighbors {
             .or_else(|| self.entries.get(&ip).and_then(|e| e.mac))
     }
 
-    /// Every MAC learnt by ARP (statics are the config's, which the snapshot reads itself).
+    /// Every MAC learnt by ARP or ND (statics are the config's, which the snapshot reads itself).
     pub fn learnt(&self) -> HashMap<IpAddr, [u8; 6]> {
         self.entries
             .iter()
@@ -189,16 +196,19 @@ impl Neighbors {
         let mut next_scan = now + refresh;
         for (ip, e) in &mut self.entries {
             if e.next <= now {
-                let IpAddr::V4(target) = *ip else { continue };
-                let dst = match e.state {
+                // A confirmation goes to the known MAC; anything else to everyone.
+                let unicast = match e.state {
                     State::Fresh => {
                         e.state = State::Unconfirmed;
-                        e.mac.unwrap_or(BROADCAST)
+                        e.mac
                     }
-                    State::Unresolved | State::Unconfirmed => BROADCAST,
+                    State::Unresolved | State::Unconfirmed => None,
                 };
                 if let Some(port) = self.ports.get(usize::from(e.port))
-                    && let Some(frame) = arp_request(port, target, dst)
+                    && let Some(frame) = match *ip {
+                        IpAddr::V4(t) => arp_request(port, t, unicast.unwrap_or(BROADCAST)),
+                        IpAddr::V6(t) => crate::nd::solicitation(port, t, unicast),
+                    }
                 {
                     send(e.port, &frame);
                     self.stats.requests += 1;
@@ -226,6 +236,50 @@ impl Neighbors {
         };
         let ip = IpAddr::V4(Ipv4Addr::from(source_protocol_addr.octets()));
         self.learn(port, ip, source_hardware_addr.0, now)
+    }
+
+    /// Takes an IPv6 packet received on `port` (`eth_src`: its frame's Ethernet source).
+    /// `None` if it is not an ND solicitation or advertisement (the stack's, then); otherwise
+    /// it is consumed: learns from a valid advertisement for an address of interest (its
+    /// target) or solicitation from one (its source), and hands back the frames to send: the
+    /// packets that waited, and the answer to a solicitation for one of the port's addresses.
+    pub fn receive_nd(
+        &mut self,
+        port: u8,
+        eth_src: [u8; 6],
+        packet: &[u8],
+        now: Duration,
+    ) -> Option<Vec<Vec<u8>>> {
+        if !crate::nd::is_nd(packet) {
+            return None;
+        }
+        let Some(nd) = crate::nd::parse(eth_src, packet) else {
+            self.stats.nd_invalid += 1;
+            return Some(Vec::new());
+        };
+        Some(match nd {
+            crate::nd::Nd::Advert { ip, mac, override_ } => {
+                let ip = IpAddr::V6(ip);
+                // Without the override flag, an advertisement only confirms the MAC we have.
+                if !override_ && self.lookup(ip).is_some_and(|m| m != mac) {
+                    return Some(Vec::new());
+                }
+                self.learn(port, ip, mac, now)
+            }
+            crate::nd::Nd::Solicit { ip, mac, target } => {
+                let mut out = match mac {
+                    Some(mac) => self.learn(port, IpAddr::V6(ip), mac, now),
+                    None => Vec::new(),
+                };
+                if let Some(p) = self.ports.get(usize::from(port))
+                    && let Some(na) =
+                        crate::nd::advertisement(p, target, ip, mac.unwrap_or(eth_src))
+                {
+                    out.push(na);
+                }
+                out
+            }
+        })
     }
 
     /// Records `ip` at `mac` (if it is a neighbour of interest); returns its waiting packets,
@@ -275,7 +329,17 @@ impl Neighbors {
         if let Some(mac) = self.lookup(dst) {
             return Some(ethernet(src, mac, ethertype(dst), packet));
         }
-        if !dst.is_ipv4() {
+        if let IpAddr::V6(group) = dst
+            && group.is_multicast()
+        {
+            return Some(ethernet(
+                src,
+                crate::nd::multicast_mac(group),
+                EthernetProtocol::Ipv6,
+                packet,
+            ));
+        }
+        if !resolvable(dst) {
             self.stats.dropped += 1;
             return None;
         }
@@ -287,6 +351,15 @@ impl Neighbors {
         }
         e.pending.push_back(packet.to_vec());
         None
+    }
+}
+
+/// Whether `ip` can be asked for: IPv4, or a unicast IPv6 address (not unspecified,
+/// loopback nor multicast).
+fn resolvable(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(_) => true,
+        IpAddr::V6(a) => !(a.is_multicast() || a.is_unspecified() || a == Ipv6Addr::LOCALHOST),
     }
 }
 
@@ -457,5 +530,148 @@ mod tests {
         // Resolved: framed at once.
         let f = n.frame(0, dst, b"ACK", MS * 8).unwrap();
         assert_eq!(&f[ETH_HEADER..], b"ACK");
+    }
+
+    fn table_v6() -> Neighbors {
+        let text = "[global.neighbors]\nrefresh_ms = 10000\nretry_ms = 500\n\
+                    [[port]]\nname = \"p\"\ndevice = \"d\"\n\
+                    addresses = [\"10.0.0.2/24\", \"2001:db8::2/64\"]\n\
+                    [[service]]\nname = \"s\"\nvip = \"2001:db8:ff::100\"\nport = 80\n\
+                    [[service.backend]]\nname = \"a\"\naddress = \"2001:db8::11\"\n\
+                    [[service.backend]]\nname = \"b\"\naddress = \"2001:db8::12\"\nmac = \"02:00:00:00:00:12\"\n";
+        let cfg = conf::parse(text, Path::new("t.toml")).unwrap();
+        let ports = vec![PortL2 {
+            mac: LB,
+            addrs: cfg.ports[0].addresses.clone(),
+        }];
+        Neighbors::new(&cfg, ports, Duration::ZERO)
+    }
+
+    /// (Ethernet destination, IPv6 destination, target) of a solicitation frame, checked.
+    fn solicitation_of(f: &[u8]) -> ([u8; 6], Ipv6Addr, Ipv6Addr) {
+        use dataplane::wire::{Icmpv6Packet, Ipv6Packet};
+        let p = Ipv6Packet::new_checked(&f[ETH_HEADER..]).unwrap();
+        assert_eq!(p.hop_limit(), 255);
+        assert_eq!(p.src_ip(), "2001:db8::2".parse::<Ipv6Addr>().unwrap());
+        let icmp = Icmpv6Packet::new_checked(p.payload()).unwrap();
+        assert_eq!(icmp.msg_type(), 135);
+        assert!(icmp.verify_checksum(&p.src_addr(), &p.dst_addr()));
+        let t: [u8; 16] = icmp.payload()[..16].try_into().unwrap();
+        (f[..6].try_into().unwrap(), p.dst_ip(), Ipv6Addr::from(t))
+    }
+
+    #[test]
+    fn resolves_ipv6_by_nd_with_the_arp_policy() {
+        use crate::nd::tests::advert;
+        let mut n = table_v6();
+        let a: Ipv6Addr = "2001:db8::11".parse().unwrap();
+        let us: Ipv6Addr = "2001:db8::2".parse().unwrap();
+        let group: Ipv6Addr = "ff02::1:ff00:11".parse().unwrap();
+        let mcast = [0x33, 0x33, 0xff, 0, 0, 0x11];
+        // The static one is never asked for; the other at once, to its solicited-node group.
+        let out = sent(&mut n, Duration::ZERO);
+        assert_eq!(out.len(), 1);
+        assert_eq!(solicitation_of(&out[0].1), (mcast, group, a));
+        // Unanswered: again after retry_ms, not before.
+        assert!(sent(&mut n, MS * 499).is_empty());
+        assert_eq!(sent(&mut n, MS * 500).len(), 1);
+        // Advertisements that teach nothing: bad checksum, hop limit, truncated, another
+        // target, not ND at all (the stack's).
+        let good = advert(a, us, 0x60, Some(B1));
+        let mut bad_sum = good.clone();
+        bad_sum[40 + 2] ^= 0xff;
+        let mut bad_hops = good.clone();
+        bad_hops[7] = 64;
+        let mut truncated = good[..40 + 20].to_vec();
+        truncated[4..6].copy_from_slice(&20u16.to_be_bytes());
+        for bad in [&bad_sum, &bad_hops, &truncated] {
+            assert_eq!(n.receive_nd(0, B1, bad, MS * 600), Some(Vec::new()));
+        }
+        assert_eq!(n.stats.nd_invalid, 3);
+        let other = advert("2001:db8::99".parse().unwrap(), us, 0x60, Some(B1));
+        assert_eq!(n.receive_nd(0, B1, &other, MS * 600), Some(Vec::new()));
+        assert_eq!(n.receive_nd(0, B1, &good[..40], MS * 600), None, "not ND");
+        assert!(!n.take_changed());
+        assert_eq!(n.lookup(IpAddr::V6(a)), None);
+        // Answered: learnt, confirmed by unicast after refresh_ms.
+        assert_eq!(n.receive_nd(0, B1, &good, MS * 600), Some(Vec::new()));
+        assert!(n.take_changed());
+        assert_eq!(n.lookup(IpAddr::V6(a)), Some(B1));
+        assert!(sent(&mut n, MS * 10_599).is_empty());
+        let out = sent(&mut n, MS * 10_600);
+        assert_eq!(solicitation_of(&out[0].1), (B1, a, a));
+        // Unconfirmed: the MAC stays, solicitations go multicast every retry_ms.
+        let out = sent(&mut n, MS * 11_100);
+        assert_eq!(solicitation_of(&out[0].1), (mcast, group, a));
+        assert_eq!(n.lookup(IpAddr::V6(a)), Some(B1));
+        // Another MAC without the override flag does not replace it; with it, it does.
+        let b2 = [2, 0, 0, 0, 0, 0x22];
+        n.receive_nd(0, b2, &advert(a, us, 0x40, Some(b2)), MS * 11_200);
+        assert_eq!(n.lookup(IpAddr::V6(a)), Some(B1));
+        n.receive_nd(0, b2, &advert(a, us, 0x60, Some(b2)), MS * 11_200);
+        assert!(n.take_changed());
+        assert_eq!(n.learnt().get(&IpAddr::V6(a)), Some(&b2));
+    }
+
+    #[test]
+    fn ipv6_stack_packets_wait_for_nd() {
+        use crate::nd::tests::advert;
+        let mut n = table_v6();
+        let dst: Ipv6Addr = "2001:db8::33".parse().unwrap();
+        let us: Ipv6Addr = "2001:db8::2".parse().unwrap();
+        assert!(n.frame(0, IpAddr::V6(dst), b"SYN", MS * 5).is_none());
+        let out = sent(&mut n, MS * 5);
+        assert!(out.iter().any(|(_, f)| solicitation_of(f).2 == dst));
+        // Learnt from a solicitation the neighbour sent us (its source option) as well.
+        let ns = crate::nd::solicitation(
+            &PortL2 {
+                mac: B1,
+                addrs: vec![crate::nd::tests::ifaddr("2001:db8::33/64")],
+            },
+            us,
+            None,
+        )
+        .unwrap();
+        // It asks for our address: the packet that waited goes, and the answer.
+        let released = n.receive_nd(0, B1, &ns[ETH_HEADER..], MS * 7).unwrap();
+        assert_eq!(released.len(), 2);
+        assert_eq!(&released[0][..6], &B1);
+        assert_eq!(&released[0][6..12], &LB);
+        assert_eq!(&released[0][12..14], &[0x86, 0xdd]);
+        assert_eq!(&released[0][ETH_HEADER..], b"SYN");
+        assert_eq!(
+            crate::nd::parse(LB, &released[1][ETH_HEADER..]),
+            Some(crate::nd::Nd::Advert {
+                ip: us,
+                mac: LB,
+                override_: true
+            })
+        );
+        assert_eq!(&released[1][..6], &B1);
+        // A solicitation for another address is not answered (nor one without a source
+        // option learnt from).
+        let other = crate::nd::solicitation(
+            &PortL2 {
+                mac: B1,
+                addrs: vec![crate::nd::tests::ifaddr("2001:db8::33/64")],
+            },
+            "2001:db8::77".parse().unwrap(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            n.receive_nd(0, B1, &other[ETH_HEADER..], MS * 7),
+            Some(Vec::new())
+        );
+        // Known now; and a later advertisement releases nothing more.
+        let f = n.frame(0, IpAddr::V6(dst), b"ACK", MS * 8).unwrap();
+        assert_eq!(&f[..6], &B1);
+        let again = n.receive_nd(0, B1, &advert(dst, us, 0x60, Some(B1)), MS * 9);
+        assert_eq!(again, Some(Vec::new()));
+        // Multicast destinations (MLD and the like) are framed at once, never asked for.
+        let f = n
+            .frame(0, "ff02::16".parse().unwrap(), b"MLD", MS * 10)
+            .unwrap();
+        assert_eq!(&f[..6], &[0x33, 0x33, 0, 0, 0, 0x16]);
     }
 }
