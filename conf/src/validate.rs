@@ -916,7 +916,11 @@ impl Checker<'_> {
             let s = v.get_ref();
             let (addr, len) = s.split_once('/').unwrap_or((s, ""));
             let Ok(addr) = addr.parse::<IpAddr>() else {
-                self.error(v.span(), &field, format!("prefix {s:?}: {addr:?} is not an IPv4 or IPv6 address"));
+                self.error(
+                    v.span(),
+                    &field,
+                    format!("prefix {s:?}: {addr:?} is not an IPv4 or IPv6 address"),
+                );
                 continue;
             };
             let max = if addr.is_ipv4() { 32u8 } else { 128 };
@@ -926,7 +930,11 @@ impl Checker<'_> {
                 match len.parse::<u8>() {
                     Ok(p) if p <= max => p,
                     _ => {
-                        self.error(v.span(), &field, format!("prefix {s:?}: length {len:?} must be a number in 0..={max}"));
+                        self.error(
+                            v.span(),
+                            &field,
+                            format!("prefix {s:?}: length {len:?} must be a number in 0..={max}"),
+                        );
                         continue;
                     }
                 }
@@ -934,11 +942,19 @@ impl Checker<'_> {
             let p = IfAddr { addr, prefix_len };
             let network = match addr {
                 IpAddr::V4(a) => {
-                    let mask = if prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix_len)) };
+                    let mask = if prefix_len == 0 {
+                        0
+                    } else {
+                        u32::MAX << (32 - u32::from(prefix_len))
+                    };
                     IpAddr::from(std::net::Ipv4Addr::from(u32::from(a) & mask))
                 }
                 IpAddr::V6(a) => {
-                    let mask = if prefix_len == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix_len)) };
+                    let mask = if prefix_len == 0 {
+                        0
+                    } else {
+                        u128::MAX << (128 - u32::from(prefix_len))
+                    };
                     IpAddr::from(std::net::Ipv6Addr::from(u128::from(a) & mask))
                 }
             };
@@ -946,7 +962,9 @@ impl Checker<'_> {
                 self.error(
                     v.span(),
                     &field,
-                    format!("prefix {s:?} has host bits set; did you mean \"{network}/{prefix_len}\"?"),
+                    format!(
+                        "prefix {s:?} has host bits set; did you mean \"{network}/{prefix_len}\"?"
+                    ),
                 );
                 continue;
             }

@@ -399,7 +399,7 @@ mod tests {
         ] {
             let hs: Vec<u64> = (0..n).map(|i| table_hash(9, &f(i))).collect();
             for (what, m, pick) in [
-                ("bucket", 65521u64, (|h: u64| (h & 0xffff_ffff) * 65521 >> 32) as fn(u64) -> u64),
+                ("bucket", 65521u64, (|h: u64| ((h & 0xffff_ffff) * 65521) >> 32) as fn(u64) -> u64),
                 ("tag", 32768, |h| (h >> 48) & 0x7fff),
             ] {
                 let mut counts = vec![0u64; m as usize];
