@@ -394,12 +394,29 @@ mod tests {
     fn table_hash_spreads() {
         let n = 200_000u32;
         for (name, f) in [
-            ("ports", (|i: u32| FlowKey::v4([10, 0, 0, (i >> 16) as u8], [192, 0, 2, 1], i as u16, 443, 6)) as fn(u32) -> FlowKey),
-            ("addrs", |i| FlowKey::v4(i.to_be_bytes(), [192, 0, 2, 1], 40000, 443, 6)),
+            (
+                "ports",
+                (|i: u32| {
+                    FlowKey::v4(
+                        [10, 0, 0, (i >> 16) as u8],
+                        [192, 0, 2, 1],
+                        i as u16,
+                        443,
+                        6,
+                    )
+                }) as fn(u32) -> FlowKey,
+            ),
+            ("addrs", |i| {
+                FlowKey::v4(i.to_be_bytes(), [192, 0, 2, 1], 40000, 443, 6)
+            }),
         ] {
             let hs: Vec<u64> = (0..n).map(|i| table_hash(9, &f(i))).collect();
             for (what, m, pick) in [
-                ("bucket", 65521u64, (|h: u64| ((h & 0xffff_ffff) * 65521) >> 32) as fn(u64) -> u64),
+                (
+                    "bucket",
+                    65521u64,
+                    (|h: u64| ((h & 0xffff_ffff) * 65521) >> 32) as fn(u64) -> u64,
+                ),
                 ("tag", 32768, |h| (h >> 48) & 0x7fff),
             ] {
                 let mut counts = vec![0u64; m as usize];
@@ -407,9 +424,15 @@ mod tests {
                     counts[pick(h) as usize] += 1;
                 }
                 let expect = f64::from(n) / m as f64;
-                let chi2: f64 = counts.iter().map(|&c| (c as f64 - expect).powi(2) / expect).sum();
+                let chi2: f64 = counts
+                    .iter()
+                    .map(|&c| (c as f64 - expect).powi(2) / expect)
+                    .sum();
                 let df = (m - 1) as f64;
-                assert!(chi2 < df + 5.0 * (2.0 * df).sqrt(), "{name} {what}: chi2 {chi2:.0}");
+                assert!(
+                    chi2 < df + 5.0 * (2.0 * df).sqrt(),
+                    "{name} {what}: chi2 {chi2:.0}"
+                );
             }
         }
         let k = FlowKey::v4([10, 0, 0, 1], [192, 0, 2, 1], 40000, 80, 6);
