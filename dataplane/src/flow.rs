@@ -6,11 +6,12 @@
 //!   grouped in buckets of 8 consecutive slots. There is no index beside it: **64 bytes per
 //!   entry** in all ([`FlowTable::memory_bytes`]), for a table of `ceil(cap / 8)` buckets.
 //! - A key may live in two buckets (two-choice, set-associative): its first from the hash's
-//!   low 32 bits, its second at an offset given by a 15-bit tag from the high bits. A lookup
-//!   compares the keys of the first bucket's slots in order, then the second's. Inserts fill
-//!   the first bucket first, so at the loads a balancer runs at, most entries sit in the
-//!   first slots of their first bucket: a hit usually costs one cache line, which the caller
-//!   can prefetch ([`FlowTable::prefetch`]) for a whole burst before processing it.
+//!   low 32 bits, its second at an offset given by a 15-bit tag from the high bits. The tag
+//!   also names the key's *home* slot: lookups and inserts go through a bucket from there
+//!   (home, home + 1, ..., wrapping), the first bucket, then the second; inserts take the
+//!   first free slot on that path. So at the loads a balancer runs at, most entries sit in
+//!   their home slot or the next: a hit usually costs one or two cache lines, which the
+//!   caller can prefetch ([`FlowTable::prefetch`]) for a whole burst before processing it.
 //! - A flow is named by its slot index (`u32`). It stays put for its whole life unless an
 //!   insert moves it to its other bucket to make room (see below); the entry's tag and
 //!   which of its buckets it is in are kept in two bytes of its slot that would otherwise
@@ -95,6 +96,37 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
+    /// `self == other`, written for the flow table's scans, where most compared keys differ:
+    /// the first 8 bytes (the source address, or for IPv4 all of it) decide most mismatches
+    /// with one compare; the rest is compared without branches.
+    #[inline(always)]
+    pub fn same(&self, other: &FlowKey) -> bool {
+        let w = |b: &[u8; 16], i: usize| {
+            u64::from_ne_bytes([
+                b[i],
+                b[i + 1],
+                b[i + 2],
+                b[i + 3],
+                b[i + 4],
+                b[i + 5],
+                b[i + 6],
+                b[i + 7],
+            ])
+        };
+        let tail = |k: &FlowKey| {
+            u64::from(k.sport)
+                | u64::from(k.dport) << 16
+                | u64::from(k.proto) << 32
+                | u64::from(k.family) << 40
+        };
+        w(&self.src, 0) == w(&other.src, 0)
+            && (w(&self.src, 8) ^ w(&other.src, 8)
+                | w(&self.dst, 0) ^ w(&other.dst, 0)
+                | w(&self.dst, 8) ^ w(&other.dst, 8)
+                | tail(self) ^ tail(other))
+                == 0
+    }
+
     /// An IPv4 flow key.
     #[inline]
     pub const fn v4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, proto: u8) -> Self {
@@ -326,6 +358,16 @@ pub struct InsertedPair {
     pub evicted: [Option<Evicted>; 2],
 }
 
+/// What [`FlowTable::probe`] found: the key's entry, or where a new one would go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// The key's entry, if present.
+    pub found: Option<u32>,
+    /// When absent: the first free slot of the key's buckets, or `NO_TWIN` if both are full.
+    free: u32,
+    hash: u64,
+}
+
 /// The table cannot hold even one entry (capacity 0, or 1 for a pair).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
@@ -340,6 +382,19 @@ impl std::error::Error for Full {}
 
 /// Slots per bucket: one bucket is 8 consecutive cache lines (512 bytes).
 const WAYS: usize = 8;
+
+/// A key's home slot in either of its buckets: scans start there (and wrap), so at the
+/// loads a balancer runs at most keys sit exactly there, and a hit, like a prefetch, is one
+/// cache line.
+#[inline(always)]
+const fn home(tag: u16) -> usize {
+    tag as usize & (WAYS - 1)
+}
+
+/// Lines of a bucket [`FlowTable::prefetch`] asks for: a key is usually in the first slots
+/// (inserts fill a bucket from the start), and more outstanding prefetches than the core has
+/// miss buffers stall it.
+const PREFETCH_LINES: usize = 2;
 
 /// [`Slot::meta`]: set when the entry sits in its second bucket.
 const META_SECOND: u16 = 0x8000;
@@ -453,25 +508,100 @@ impl FlowTable {
             return None;
         }
         let (b1, tag) = self.first_bucket(hash);
-        if let Some(i) = self.find_in(b1, key) {
+        if let Some(i) = self.find_in(b1, tag, key) {
             return Some(i);
         }
         let b2 = self.second_bucket(b1, tag);
         if b2 != b1 {
-            return self.find_in(b2, key);
+            return self.find_in(b2, tag, key);
         }
         None
     }
 
-    /// Loads the first cache line of the bucket `hash` maps to, so that a lookup moments
-    /// later finds it in cache: call it for every packet of a burst before processing any.
+    /// [`lookup`](Self::lookup) that also remembers, when the key is absent, where an insert
+    /// would put it: a miss followed by [`insert_probed`](Self::insert_probed) scans the
+    /// key's buckets once instead of twice (what a new flow costs).
+    #[inline(always)]
+    pub fn probe(&self, key: &FlowKey, hash: u64) -> Probe {
+        let mut p = Probe {
+            found: None,
+            free: NO_TWIN,
+            hash,
+        };
+        if self.nbuckets == 0 {
+            return p;
+        }
+        let (b1, tag) = self.first_bucket(hash);
+        let h = home(tag);
+        let (base, bucket) = self.bucket(b1);
+        if self.len == 0 {
+            // Nothing to find (a table only refusals go through): no scan of cold lines.
+            p.free = (base + h) as u32;
+            return p;
+        }
+        // The common case, a hit in the first bucket's home slot, computes nothing more.
+        if bucket[h].key.same(key) {
+            p.found = Some((base + h) as u32);
+            return p;
+        }
+        let b2 = self.second_bucket(b1, tag);
+        let pair = [b1, b2];
+        for b in &pair[..if b2 == b1 { 1 } else { 2 }] {
+            let (base, bucket) = self.bucket(*b);
+            // The home slot first (where a key usually is), then the next ones, wrapping.
+            for i in 0..WAYS {
+                let j = (h + i) & (WAYS - 1);
+                let s = &bucket[j];
+                if s.key.same(key) {
+                    p.found = Some((base + j) as u32);
+                    return p;
+                }
+                if p.free == NO_TWIN && !s.is_live() {
+                    p.free = (base + j) as u32;
+                }
+            }
+        }
+        p
+    }
+
+    /// [`insert`](Self::insert) of a key that `probe` (made by [`probe`](Self::probe) with
+    /// the same key and hash) found absent, with no change to the table since. It skips the
+    /// scan for the key; a probe that is not fresh (its free slot was taken since) makes it
+    /// fall back to a plain insert.
+    #[inline]
+    pub fn insert_probed(
+        &mut self,
+        probe: &Probe,
+        key: FlowKey,
+        flow: Flow,
+        now: u32,
+        t: &Timeouts,
+    ) -> Result<Inserted, Full> {
+        debug_assert!(probe.found.is_none(), "insert_probed after a hit");
+        debug_assert!(self.lookup(&key, probe.hash).is_none(), "stale probe");
+        let stale = probe.free != NO_TWIN && self.slots[probe.free as usize].is_live();
+        if self.cap == 0 || stale || key.family == FAMILY_FREE {
+            return self.insert(key, probe.hash, flow, now, t);
+        }
+        let (b1, tag) = self.first_bucket(probe.hash);
+        let b2 = self.second_bucket(b1, tag);
+        let slot = (probe.free != NO_TWIN).then_some(probe.free);
+        self.place(key, b1, b2, tag, slot, flow, now, t, NO_TWIN)
+    }
+
+    /// Starts loading the first line(s) of the bucket `hash` maps to ([`PREFETCH_LINES`]),
+    /// so that a lookup moments later finds them in cache: call it for every packet of a
+    /// burst before processing any.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
-        if self.nbuckets == 0 {
+        if self.len == 0 {
             return;
         }
-        let (b1, _) = self.first_bucket(hash);
-        crate::dpdk::prefetch(&self.slots[b1 as usize * WAYS]);
+        let (b1, tag) = self.first_bucket(hash);
+        let (_, bucket) = self.bucket(b1);
+        for i in 0..PREFETCH_LINES {
+            crate::dpdk::prefetch(&bucket[(home(tag) + i) & (WAYS - 1)]);
+        }
     }
 
     /// Whether `idx` names a live entry.
@@ -670,26 +800,44 @@ impl FlowTable {
         (if x >= n { x - n } else { x }) as u32
     }
 
-    /// The slot holding `key` in bucket `b`. Free slots never match (family 0).
+    /// Bucket `b`: its first slot's index and its slots.
     #[inline(always)]
-    fn find_in(&self, b: u32, key: &FlowKey) -> Option<u32> {
+    fn bucket(&self, b: u32) -> (usize, &[Slot; WAYS]) {
         let base = b as usize * WAYS;
-        let bucket = &self.slots[base..base + WAYS];
-        bucket
-            .iter()
-            .position(|s| s.key == *key)
-            .map(|j| (base + j) as u32)
+        let bucket = self.slots[base..base + WAYS]
+            .try_into()
+            .expect("a bucket is WAYS slots");
+        (base, bucket)
     }
 
-    /// The first free slot of bucket `b`.
+    /// The slot holding `key` (of tag `tag`) in bucket `b`: the home slot first, then the
+    /// others in order. Free slots never match (family 0).
     #[inline(always)]
-    fn free_in(&self, b: u32) -> Option<u32> {
-        let base = b as usize * WAYS;
-        let bucket = &self.slots[base..base + WAYS];
-        bucket
-            .iter()
-            .position(|s| !s.is_live())
-            .map(|j| (base + j) as u32)
+    fn find_in(&self, b: u32, tag: u16, key: &FlowKey) -> Option<u32> {
+        let (base, bucket) = self.bucket(b);
+        let h = home(tag);
+        for i in 0..WAYS {
+            let j = (h + i) & (WAYS - 1);
+            if bucket[j].key.same(key) {
+                return Some((base + j) as u32);
+            }
+        }
+        None
+    }
+
+    /// A free slot of bucket `b` for a key of tag `tag`: its home slot if free, else the
+    /// first free one.
+    #[inline(always)]
+    fn free_in(&self, b: u32, tag: u16) -> Option<u32> {
+        let (base, bucket) = self.bucket(b);
+        let h = home(tag);
+        for i in 0..WAYS {
+            let j = (h + i) & (WAYS - 1);
+            if !bucket[j].is_live() {
+                return Some((base + j) as u32);
+            }
+        }
+        None
     }
 
     /// [`insert`](Self::insert), never evicting or moving the entry at `keep`.
@@ -712,10 +860,13 @@ impl FlowTable {
         // first bucket's first).
         let mut slot = None;
         let pair = [b1, b2];
+        let h = home(tag);
         for b in &pair[..if b2 == b1 { 1 } else { 2 }] {
-            let base = *b as usize * WAYS;
-            for (j, s) in self.slots[base..base + WAYS].iter().enumerate() {
-                if s.key == key {
+            let (base, bucket) = self.bucket(*b);
+            for i in 0..WAYS {
+                let j = (h + i) & (WAYS - 1);
+                let s = &bucket[j];
+                if s.key.same(&key) {
                     let idx = (base + j) as u32;
                     self.overwrite(idx, flow, now);
                     return Ok(Inserted {
@@ -729,6 +880,26 @@ impl FlowTable {
                 }
             }
         }
+        self.place(key, b1, b2, tag, slot, flow, now, t, keep)
+    }
+
+    /// Stores a new entry for `key` (absent from its buckets `b1`, `b2`) in `slot`, the first
+    /// free slot of those buckets if they have one, else making room per the module's policy
+    /// without touching `keep`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn place(
+        &mut self,
+        key: FlowKey,
+        b1: u32,
+        b2: u32,
+        tag: u16,
+        mut slot: Option<u32>,
+        flow: Flow,
+        now: u32,
+        t: &Timeouts,
+        keep: u32,
+    ) -> Result<Inserted, Full> {
         let mut evicted = None;
         if self.len >= self.cap {
             let e = self.evict_among(b1, b2, now, t, keep);
@@ -784,7 +955,7 @@ impl FlowTable {
                 if other == b {
                     continue;
                 }
-                let Some(j) = self.free_in(other) else {
+                let Some(j) = self.free_in(other, tag) else {
                     continue;
                 };
                 let twin = self.twin_of(i);
@@ -863,9 +1034,6 @@ impl FlowTable {
             let base = *b as usize * WAYS;
             for (j, s) in self.slots[base..base + WAYS].iter().enumerate() {
                 let i = (base + j) as u32;
-                if !s.is_live() || i == keep {
-                    continue;
-                }
                 let f = &s.flow;
                 let mut idle = f.idle(now);
                 let mut expired = idle >= timeout[f.state as usize];
@@ -878,11 +1046,13 @@ impl FlowTable {
                     expired &= gi >= timeout[g.state as usize];
                     idle = idle.min(gi);
                 }
-                // + 1: a score of 0 (established, seen just now) must still beat "none".
-                let score = 1
-                    + (u64::from(expired) * EXPIRED
-                        | u64::from(f.is_cheap()) * CHEAP
-                        | u64::from(idle));
+                // + 1: a score of 0 (established, seen just now) must still beat "none";
+                // free slots and `keep` score 0.
+                let candidate = s.is_live() && i != keep;
+                let score = u64::from(candidate)
+                    * (1 + ((u64::from(expired) * EXPIRED)
+                        | (u64::from(f.is_cheap()) * CHEAP)
+                        | u64::from(idle)));
                 if score > best {
                     (best, victim) = (score, i);
                 }
@@ -1024,6 +1194,35 @@ mod tests {
         let mut k4as6 = k;
         k4as6.family = FAMILY_V6;
         assert_ne!(k, k4as6);
+        assert!(!k.same(&k4as6));
+        // `same` is `==`: a difference in any one byte of any field is seen.
+        let base = FlowKey::v6([7; 16], [9; 16], 1000, 2000, 6);
+        assert!(base.same(&base));
+        for i in 0..16 {
+            for (mut a, mut b) in [(base, base), (base, base)] {
+                a.src[i] ^= 1;
+                b.dst[i] ^= 0x80;
+                assert!(
+                    !a.same(&base) && !base.same(&a) && !b.same(&base),
+                    "byte {i}"
+                );
+            }
+        }
+        for d in [
+            FlowKey {
+                sport: 1001,
+                ..base
+            },
+            FlowKey { dport: 1, ..base },
+            FlowKey { proto: 17, ..base },
+            FlowKey {
+                family: FAMILY_V4,
+                ..base
+            },
+        ] {
+            assert_eq!(d.same(&base), d == base);
+            assert!(!d.same(&base));
+        }
     }
 
     #[test]
@@ -1306,6 +1505,39 @@ mod tests {
         check_invariants(&ft);
     }
 
+    /// probe + insert_probed does what insert does, and a stale probe is harmless.
+    #[test]
+    fn probe_then_insert() {
+        let mut ft = FlowTable::with_capacity(64);
+        let mut model = Vec::new();
+        for i in 0..200u32 {
+            let k = key(i);
+            let h = flow_hash(SEED, &k);
+            let p = ft.probe(&k, h);
+            assert_eq!(p.found, None);
+            let r = ft
+                .insert_probed(&p, k, Flow::new(FlowState::Udp, 0, i), i, &T)
+                .unwrap();
+            assert_eq!(ft.key(r.idx), &k);
+            assert_eq!(ft.probe(&k, h).found, Some(r.idx));
+            model.push((k, r.evicted.is_some()));
+            check_invariants(&ft);
+        }
+        assert_eq!(ft.len(), 64);
+        // A probe made before another insert took its free slot: the insert still lands.
+        ft.clear();
+        let (a, b) = (key(1), key(2));
+        let pa = ft.probe(&a, flow_hash(SEED, &a));
+        ins(&mut ft, b, FlowState::Udp, 1, 0);
+        if pa.free == ft.lookup(&b, flow_hash(SEED, &b)).unwrap() {
+            let r = ft
+                .insert_probed(&pa, a, Flow::new(FlowState::Udp, 0, 1), 0, &T)
+                .unwrap();
+            assert_eq!(ft.key(r.idx), &a);
+        }
+        check_invariants(&ft);
+    }
+
     /// Paced expiry sweeps the table once per SWEEP_MS whatever the call rate, and no more.
     #[test]
     fn expire_paced_sweeps_once_per_period() {
@@ -1315,7 +1547,8 @@ mod tests {
             ins(&mut ft, key(i), FlowState::Udp, i, 0);
         }
         // Called 1000 times within one millisecond: one millisecond's share at most.
-        let visits = |ft: &FlowTable, before: u32| (ft.hand + slots as u32 - before) as usize % slots;
+        let visits =
+            |ft: &FlowTable, before: u32| (ft.hand + slots as u32 - before) as usize % slots;
         ft.expire_paced(0, 64, &T);
         let h0 = ft.hand;
         for _ in 0..1000 {

@@ -47,6 +47,9 @@ pub struct Pipeline {
     /// seed re-indexes no flow and moves no NAT flow to another worker (and hostile traffic
     /// cannot aim at a table whose seed it could read in a config).
     pub local_seed: u64,
+    /// [`Pipeline::process_burst`]'s first pass's results, kept here rather than in a stack
+    /// array that would be zeroed (or copied) per burst.
+    parsed: Box<[Option<Fast>; MAX_BURST]>,
 }
 
 /// What the L3 parse found, for both families.
@@ -76,6 +79,31 @@ struct Fast {
     tcp_flags: u8,
 }
 
+impl Fast {
+    /// The general path's view of the same packet (untagged IPv4 without options).
+    #[inline(always)]
+    fn l4(&self) -> L4 {
+        L4 {
+            v6: false,
+            l2_len: 14,
+            l4: 34,
+            l4_len: usize::from(self.l4_len),
+            proto: self.key.proto,
+            src: self.key.src,
+            dst: self.key.dst,
+        }
+    }
+
+    #[inline(always)]
+    fn ports(&self) -> Ports {
+        Ports {
+            sport: self.key.sport,
+            dport: self.key.dport,
+            tcp_flags: self.tcp_flags,
+        }
+    }
+}
+
 /// Frames [`Pipeline::process_burst`] handles per pass (the bursts the worker receives).
 const MAX_BURST: usize = 64;
 
@@ -99,6 +127,7 @@ impl Pipeline {
             per_backend: Default::default(),
             now_ms: 0,
             local_seed,
+            parsed: Box::new([None; MAX_BURST]),
         }
     }
 
@@ -122,15 +151,19 @@ impl Pipeline {
         verdicts: &mut [Verdict],
     ) {
         debug_assert_eq!(frames.len(), verdicts.len());
-        for (frames, verdicts) in frames.chunks_mut(MAX_BURST).zip(verdicts.chunks_mut(MAX_BURST)) {
-            let mut fast = [None; MAX_BURST];
-            for (f, x) in frames.iter().zip(fast.iter_mut()) {
-                *x = self.fast_parse(snap, port, f.data());
-                if let Some(x) = x {
+        for (frames, verdicts) in frames
+            .chunks_mut(MAX_BURST)
+            .zip(verdicts.chunks_mut(MAX_BURST))
+        {
+            for (i, f) in frames.iter().enumerate() {
+                let x = self.fast_parse(snap, port, f.data());
+                if let Some(x) = &x {
                     self.flows.prefetch(x.hash);
                 }
+                self.parsed[i] = x;
             }
-            for ((f, x), v) in frames.iter_mut().zip(fast).zip(verdicts.iter_mut()) {
+            for (i, (f, v)) in frames.iter_mut().zip(verdicts.iter_mut()).enumerate() {
+                let x = self.parsed[i];
                 *v = self.decide(snap, port, x, f);
             }
         }
@@ -273,9 +306,16 @@ impl Pipeline {
         frame: &mut F,
     ) -> Verdict {
         let svc = &snap.services[usize::from(x.si)];
+        if !svc.acl.admits(&x.key.src, false) {
+            return Verdict::Drop(DropReason::AclDenied);
+        }
         let nat = svc.forwarding == Forwarding::Nat;
-        if (!nat || self.workers <= 1)
-            && let Some(idx) = self.flows.lookup(&x.key, x.hash)
+        if nat && self.workers > 1 {
+            // Another worker may own it: the general path decides (and hands it over).
+            return self.service(snap, port, x.si, x.l4(), x.ports(), frame);
+        }
+        let probe = self.flows.probe(&x.key, x.hash);
+        if let Some(idx) = probe.found
             && let Some(b) = snap.backend(self.flows.get(idx).backend)
             && b.service == x.si
             && b.keeps_flows()
@@ -303,21 +343,8 @@ impl Pipeline {
             data[6..12].copy_from_slice(&out_mac);
             return Verdict::Forward { port: out };
         }
-        let p = L4 {
-            v6: false,
-            l2_len: 14,
-            l4: 34,
-            l4_len: usize::from(x.l4_len),
-            proto: x.key.proto,
-            src: x.key.src,
-            dst: x.key.dst,
-        };
-        let ports = Ports {
-            sport: x.key.sport,
-            dport: x.key.dport,
-            tcp_flags: x.tcp_flags,
-        };
-        self.service(snap, port, x.si, p, ports, frame)
+        let (p, ports) = (x.l4(), x.ports());
+        self.service_probed(snap, port, x.si, p, ports, x.key, x.hash, probe, frame)
     }
 
     fn arp<F: Frame>(&mut self, snap: &Snapshot, port: u8, l3: usize, frame: &mut F) -> Verdict {
@@ -468,6 +495,10 @@ impl Pipeline {
         frame: &mut F,
     ) -> Verdict {
         let svc = &snap.services[si as usize];
+        // Every packet, not only a flow's first: a reload that denies a source cuts it off.
+        if !svc.acl.admits(&p.src, p.v6) {
+            return Verdict::Drop(DropReason::AclDenied);
+        }
         let nat = svc.forwarding == Forwarding::Nat;
         if nat {
             let owner = self.owner(&p.src, ports.sport);
@@ -477,6 +508,27 @@ impl Pipeline {
         }
         let key = flow_key(&p, ports.sport, ports.dport);
         let fhash = hash::table_hash(self.local_seed, &key);
+        let probe = self.flows.probe(&key, fhash);
+        self.service_probed(snap, port, si, p, ports, key, fhash, probe, frame)
+    }
+
+    /// [`Pipeline::service`] once the owner is known to be this worker and the flow table
+    /// has been probed for the packet's key (`fhash` its table hash).
+    #[allow(clippy::too_many_arguments)]
+    fn service_probed<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        port: u8,
+        si: u16,
+        p: L4,
+        ports: Ports,
+        key: FlowKey,
+        fhash: u64,
+        probe: flow::Probe,
+        frame: &mut F,
+    ) -> Verdict {
+        let svc = &snap.services[si as usize];
+        let nat = svc.forwarding == Forwarding::Nat;
         let tcp = p.proto == IPPROTO_TCP;
         let flags = ports.tcp_flags;
         let is_rst = tcp && flags & tcp::RST != 0;
@@ -485,7 +537,9 @@ impl Pipeline {
 
         let mut chosen: Option<&BackendRt> = None;
         let mut new_flow = true;
-        if let Some(idx) = self.flows.lookup(&key, fhash) {
+        // Whether `probe` still describes the table (the removal below changes it).
+        let mut probe_fresh = true;
+        if let Some(idx) = probe.found {
             let f = *self.flows.get(idx);
             match snap
                 .backend(f.backend)
@@ -509,6 +563,7 @@ impl Pipeline {
                     // choice (the flow is made again below).
                     self.flows.remove(idx);
                     self.counters.flows_rescheduled += 1;
+                    probe_fresh = false;
                 }
             }
         }
@@ -516,8 +571,10 @@ impl Pipeline {
         let b = match chosen {
             Some(b) => b,
             // Maglev's hash uses the config's seed: every instance with this config agrees.
-            None => match svc
-                .pick(svc.pick_hash(snap.seed, &key, hash::flow_hash(snap.seed, &key)))
+            // (An empty pool's table misses whatever the hash: skip computing it.)
+            None => match (!svc.maglev.entries().is_empty())
+                .then(|| svc.pick(svc.pick_hash(snap.seed, &key, hash::flow_hash(snap.seed, &key))))
+                .flatten()
                 .and_then(|id| snap.backend(id))
             {
                 Some(b) => b,
@@ -572,6 +629,11 @@ impl Pipeline {
                         self.counters.flows_evicted += evicted_entries(e);
                     }
                 }
+            } else if probe_fresh {
+                let r = self
+                    .flows
+                    .insert_probed(&probe, key, fl, now, &snap.timeouts);
+                self.count_insert(r);
             } else {
                 self.insert(&snap.timeouts, key, fhash, fl);
             }
@@ -601,7 +663,14 @@ impl Pipeline {
         fhash: u64,
         fl: flow::Flow,
     ) -> Option<u32> {
-        match self.flows.insert(key, fhash, fl, self.now_ms, t) {
+        let r = self.flows.insert(key, fhash, fl, self.now_ms, t);
+        self.count_insert(r)
+    }
+
+    /// Counts what an insert did.
+    #[inline]
+    fn count_insert(&mut self, r: Result<flow::Inserted, flow::Full>) -> Option<u32> {
+        match r {
             Ok(ins) => {
                 self.counters.flows_created += 1;
                 if let Some(e) = &ins.evicted {
@@ -668,7 +737,11 @@ impl Pipeline {
         let mac = snap.ports[port as usize].mac;
         match p.proto {
             IPPROTO_TCP if ports.tcp_flags & (tcp::SYN | tcp::ACK | tcp::RST) == tcp::SYN => {
-                let v = build_rst(frame, &p, mac);
+                let v = if !p.v6 && p.l2_len == 14 && p.l4 == 34 {
+                    build_rst_v4(frame, &p, mac)
+                } else {
+                    build_rst(frame, &p, mac)
+                };
                 if v == Verdict::Reply {
                     self.counters.resets += 1;
                 }
@@ -897,7 +970,11 @@ fn rewrite_dst_v4(data: &mut [u8], x: &Fast, addr: &Addr, port: u16) {
     h[30..34].copy_from_slice(&new);
     let old_port = u16::from_be_bytes([h[36], h[37]]);
     h[36..38].copy_from_slice(&port.to_be_bytes());
-    let at = if x.key.proto == IPPROTO_TCP { 34 + 16 } else { 34 + 6 };
+    let at = if x.key.proto == IPPROTO_TCP {
+        34 + 16
+    } else {
+        34 + 6
+    };
     let Some(c) = data.get_mut(at..at + 2) else {
         return; // the parse checked the L4 header: never taken
     };
@@ -916,7 +993,10 @@ fn rewrite_dst_v4(data: &mut [u8], x: &Fast, addr: &Addr, port: u16) {
 #[inline(always)]
 fn update_addr4(cs: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
     let sum16 = |a: [u8; 4]| {
-        checksum::fold(u64::from(u16::from_be_bytes([a[0], a[1]])) + u64::from(u16::from_be_bytes([a[2], a[3]])))
+        checksum::fold(
+            u64::from(u16::from_be_bytes([a[0], a[1]]))
+                + u64::from(u16::from_be_bytes([a[2], a[3]])),
+        )
     };
     !checksum::fold(u64::from(!cs) + u64::from(!sum16(old)) + u64::from(sum16(new)))
 }
@@ -1014,6 +1094,92 @@ fn build_rst<F: Frame>(frame: &mut F, p: &L4, our_mac: [u8; 6]) -> Verdict {
     Verdict::Reply
 }
 
+/// [`build_rst`] for an untagged IPv4 frame without IP options (the fast path's): the same
+/// 54 bytes, written in one go with the checksums summed from words, not through the views.
+fn build_rst_v4<F: Frame>(frame: &mut F, p: &L4, our_mac: [u8; 6]) -> Verdict {
+    let data = frame.data();
+    let (Some(t), true) = (data.get(34..54), p.l4_len >= 20) else {
+        return build_rst(frame, p, our_mac); // never: the parse checked both
+    };
+    let off = usize::from(t[12] >> 4) * 4;
+    if off < 20 || off > p.l4_len {
+        return build_rst(frame, p, our_mac); // never: the parse checked it
+    }
+    let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+    let seg_len = 1 + (p.l4_len - off) as u32 + u32::from(t[13] & tcp::FIN);
+    let ack = seq.wrapping_add(seg_len).to_be_bytes();
+    let (sport, dport) = ([t[0], t[1]], [t[2], t[3]]);
+    let peer: [u8; 6] = [data[6], data[7], data[8], data[9], data[10], data[11]];
+    let (vip, client) = (v4_of(&p.dst), v4_of(&p.src));
+    let w = |a: u8, b: u8| u64::from(u16::from_be_bytes([a, b]));
+    let addrs =
+        w(vip[0], vip[1]) + w(vip[2], vip[3]) + w(client[0], client[1]) + w(client[2], client[3]);
+    // IPv4: 45 00 | len 40 | ident 0 | DF | ttl, TCP | checksum | VIP | client (ipv4::Repr::emit).
+    let ip_sum = 0x4500 + 40 + 0x4000 + (u64::from(OWN_TTL) << 8 | u64::from(IPPROTO_TCP)) + addrs;
+    let ip_ck = (!checksum::fold(ip_sum)).to_be_bytes();
+    // TCP: ports swapped, seq 0, ack, offset 5, RST|ACK, window 0, urgent 0; pseudo-header.
+    let tcp_sum = addrs
+        + u64::from(IPPROTO_TCP)
+        + 20
+        + w(dport[0], dport[1])
+        + w(sport[0], sport[1])
+        + w(ack[0], ack[1])
+        + w(ack[2], ack[3])
+        + (0x50 << 8 | u64::from(tcp::RST | tcp::ACK));
+    let tcp_ck = (!checksum::fold(tcp_sum)).to_be_bytes();
+    frame.truncate(54);
+    let Some(out) = frame.data_mut().first_chunk_mut::<54>() else {
+        return Verdict::Drop(DropReason::NoRoom); // never: the frame held 54 bytes
+    };
+    out[0..6].copy_from_slice(&peer);
+    out[6..12].copy_from_slice(&our_mac);
+    out[14..34].copy_from_slice(&[
+        0x45,
+        0,
+        0,
+        40,
+        0,
+        0,
+        0x40,
+        0,
+        OWN_TTL,
+        IPPROTO_TCP,
+        ip_ck[0],
+        ip_ck[1],
+        vip[0],
+        vip[1],
+        vip[2],
+        vip[3],
+        client[0],
+        client[1],
+        client[2],
+        client[3],
+    ]);
+    out[34..54].copy_from_slice(&[
+        dport[0],
+        dport[1],
+        sport[0],
+        sport[1],
+        0,
+        0,
+        0,
+        0,
+        ack[0],
+        ack[1],
+        ack[2],
+        ack[3],
+        0x50,
+        tcp::RST | tcp::ACK,
+        0,
+        0,
+        tcp_ck[0],
+        tcp_ck[1],
+        0,
+        0,
+    ]);
+    Verdict::Reply
+}
+
 /// Turns a UDP datagram for an empty pool into ICMP port unreachable, quoting its IP header
 /// and the first 8 bytes after it (RFC 792; RFC 4443 for IPv6, which quotes the same here).
 fn build_unreachable<F: Frame>(frame: &mut F, p: &L4, our_mac: [u8; 6]) -> Verdict {
@@ -1081,5 +1247,211 @@ fn write_ip_header(buf: &mut [u8], v6: bool, src: &Addr, dst: &Addr, proto: u8, 
         }
         .emit(&mut buf[..20])
         .expect("20 bytes of room");
+    }
+}
+
+/// The fast path decides exactly as the general path does: the same random traffic (new,
+/// established, closing and reset TCP flows with and without options and payload, UDP with
+/// and without checksum, DSR, NAT, empty pools with RST and ICMP, frames the fast path must
+/// refuse) through [`Pipeline::process`] and through the general path alone gives the same
+/// verdicts, the same output bytes, the same counters and the same flow table.
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+    use crate::frame::VecFrame;
+    use crate::snapshot::{BackendIds, Dynamic};
+    use crate::wire::{Ipv4Repr, TcpPacket, TcpRepr, UdpPacket, UdpRepr};
+
+    const CONFIG: &str = r#"
+[global]
+flow_table_capacity = 4096
+[[port]]
+name = "out"
+device = "net_null0"
+mac = "02:00:00:00:00:01"
+addresses = ["192.0.2.2/24"]
+[[port]]
+name = "in"
+device = "net_null1"
+mac = "02:00:00:00:00:02"
+addresses = ["10.1.0.1/16"]
+[[service]]
+name = "dsr"
+vip = "198.51.100.1"
+port = 80
+[[service.backend]]
+name = "a"
+address = "10.1.0.11"
+mac = "02:00:00:01:00:0b"
+[[service.backend]]
+name = "b"
+address = "10.1.0.12"
+mac = "02:00:00:01:00:0c"
+[[service]]
+name = "nat-udp"
+vip = "198.51.100.1"
+protocol = "udp"
+port = 53
+forwarding = "nat"
+[[service.backend]]
+name = "a"
+address = "10.1.0.21"
+port = 5353
+mac = "02:00:00:01:00:15"
+[[service]]
+name = "nat-any"
+vip = "198.51.100.2"
+forwarding = "nat"
+[[service.backend]]
+name = "a"
+address = "10.1.0.31"
+mac = "02:00:00:01:00:1f"
+[[service.backend]]
+name = "b"
+address = "10.1.0.32"
+mac = "02:00:00:01:00:20"
+[[service]]
+name = "empty-tcp"
+vip = "198.51.100.3"
+port = 443
+[[service]]
+name = "empty-udp"
+vip = "198.51.100.3"
+protocol = "udp"
+port = 53
+"#;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        fn pick<T: Copy>(&mut self, v: &[T]) -> T {
+            v[(self.next() % v.len() as u64) as usize]
+        }
+    }
+
+    /// A client frame: TCP (any flags, 0..12 bytes of options, 0..40 of payload) or UDP (with
+    /// or without checksum), sometimes with IP options or a wrong IP checksum.
+    fn frame(r: &mut Rng) -> Vec<u8> {
+        let client = [203, 0, 113, r.pick(&[1, 2, 3])];
+        let vip = [198, 51, 100, r.pick(&[1, 2, 3, 4])];
+        let sport = r.pick(&[40000, 40001, 40002]);
+        let udp = r.next().is_multiple_of(3);
+        let dport = if udp {
+            r.pick(&[53, 54])
+        } else {
+            r.pick(&[80, 443, 8080])
+        };
+        let payload = (r.next() % 41) as usize;
+        let ip_opts = if r.next().is_multiple_of(10) { 4 } else { 0 };
+        let tcp_opts = if udp { 0 } else { 4 * (r.next() % 4) as usize };
+        let l4_len = if udp {
+            8 + payload
+        } else {
+            20 + tcp_opts + payload
+        };
+        let mut f = vec![0u8; 14 + 20 + ip_opts + l4_len + (r.next() % 8) as usize];
+        f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 1, 0xfe]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        Ipv4Repr {
+            src: client,
+            dst: vip,
+            protocol: if udp { IPPROTO_UDP } else { IPPROTO_TCP },
+            payload_len: (ip_opts + l4_len) as u16,
+            ttl: 64,
+            ident: r.next() as u16,
+        }
+        .emit(&mut f[14..])
+        .unwrap();
+        if ip_opts > 0 {
+            // IHL 6 with a NOP option word; the checksum is refilled below.
+            let total = 20 + ip_opts + l4_len;
+            f[14] = 0x46;
+            f[16..18].copy_from_slice(&(total as u16).to_be_bytes());
+        }
+        let mut ip = wire::Ipv4Packet::new_unchecked(&mut f[14..]);
+        ip.fill_checksum();
+        if r.next().is_multiple_of(20) {
+            f[24] ^= 1; // a bad IP checksum
+        }
+        let l4 = 14 + 20 + ip_opts;
+        for (i, b) in f[l4..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        if udp {
+            UdpRepr {
+                src_port: sport,
+                dst_port: dport,
+                payload_len: payload as u16,
+            }
+            .emit(&mut f[l4..])
+            .unwrap();
+            let mut u = UdpPacket::new_unchecked(&mut f[l4..l4 + l4_len]);
+            if r.next().is_multiple_of(4) {
+                u.set_checksum(0);
+            } else {
+                u.fill_checksum_v4(&client, &vip);
+            }
+        } else {
+            let flags = r.pick(&[
+                tcp::SYN,
+                tcp::ACK,
+                tcp::ACK | tcp::PSH,
+                tcp::FIN | tcp::ACK,
+                tcp::RST,
+                tcp::SYN | tcp::ACK,
+                tcp::SYN | tcp::FIN,
+            ]);
+            TcpRepr {
+                src_port: sport,
+                dst_port: dport,
+                seq_number: r.next() as u32,
+                ack_number: r.next() as u32,
+                flags,
+                window_len: 512,
+            }
+            .emit(&mut f[l4..])
+            .unwrap();
+            f[l4 + 12] = (((20 + tcp_opts) / 4) as u8) << 4;
+            TcpPacket::new_unchecked(&mut f[l4..l4 + l4_len]).fill_checksum_v4(&client, &vip);
+        }
+        f
+    }
+
+    #[test]
+    fn fast_path_decides_as_the_general_path() {
+        let cfg = conf::parse(CONFIG, std::path::Path::new("test.toml")).unwrap();
+        let snap = Snapshot::build(&cfg, &mut BackendIds::new(), &Dynamic::default(), 1);
+        let (mut fast, mut general) = (Pipeline::new(0, 1, 64, 7), Pipeline::new(0, 1, 64, 7));
+        let mut r = Rng(11);
+        let mut on_fast = 0;
+        for i in 0..20_000u32 {
+            let bytes = frame(&mut r);
+            let (mut a, mut b) = (VecFrame::new(&bytes), VecFrame::new(&bytes));
+            for p in [&mut fast, &mut general] {
+                p.now_ms = i / 8;
+                p.flows.expire_paced(i / 8, 64, &snap.timeouts);
+            }
+            on_fast += u32::from(fast.fast_parse(&snap, 0, &bytes).is_some());
+            let va = fast.process(&snap, 0, &mut a);
+            let vb = general.decide(&snap, 0, None, &mut b);
+            assert_eq!(va, vb, "frame {i}: {bytes:02x?}");
+            assert_eq!(a.to_vec(), b.to_vec(), "frame {i} output");
+        }
+        assert_eq!(fast.counters, general.counters);
+        let table = |p: &Pipeline| {
+            let mut v: Vec<_> = p.flows.iter().map(|(k, f)| (k.to_string(), *f)).collect();
+            v.sort_by(|x, y| x.0.cmp(&y.0));
+            v
+        };
+        assert_eq!(table(&fast), table(&general));
+        assert!(fast.counters.flows_evicted > 0, "the small table filled");
+        assert!(on_fast > 5_000, "the fast path was taken: {on_fast}");
     }
 }
