@@ -144,8 +144,16 @@ impl Prefix {
     fn new(p: &IfAddr) -> Prefix {
         let v6 = p.addr.is_ipv6();
         let len = u32::from(p.prefix_len).min(if v6 { 128 } else { 32 });
-        let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
-        Prefix { bits: u128::from_be_bytes(addr_key(p.addr)) & mask, mask, v6 }
+        let mask = if len == 0 {
+            0
+        } else {
+            u128::MAX << (128 - len)
+        };
+        Prefix {
+            bits: u128::from_be_bytes(addr_key(p.addr)) & mask,
+            mask,
+            v6,
+        }
     }
 
     #[inline]
@@ -569,9 +577,12 @@ impl Snapshot {
             });
         }
 
-        let vip4 = VipIndex::build(services.iter().enumerate().map(|(si, s)| {
-            (s.vip, s.protocol.number(), s.port, si as u16)
-        }));
+        let vip4 = VipIndex::build(
+            services
+                .iter()
+                .enumerate()
+                .map(|(si, s)| (s.vip, s.protocol.number(), s.port, si as u16)),
+        );
         Snapshot {
             generation,
             seed,
@@ -629,7 +640,10 @@ mod tests {
 
     fn pfx(s: &str) -> IfAddr {
         let (a, l) = s.split_once('/').unwrap();
-        IfAddr { addr: a.parse().unwrap(), prefix_len: l.parse().unwrap() }
+        IfAddr {
+            addr: a.parse().unwrap(),
+            prefix_len: l.parse().unwrap(),
+        }
     }
 
     #[test]
@@ -651,9 +665,22 @@ mod tests {
             allow: allow.to_vec(),
             deny: deny.to_vec(),
         };
-        for ip in ["10.1.1.1", "10.66.3.4", "10.1.2.3", "11.0.0.1", "0.0.0.0", "2001:db8::1", "2001:db9::1", "::"] {
+        for ip in [
+            "10.1.1.1",
+            "10.66.3.4",
+            "10.1.2.3",
+            "11.0.0.1",
+            "0.0.0.0",
+            "2001:db8::1",
+            "2001:db9::1",
+            "::",
+        ] {
             let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(acl.admits(&addr_key(ip), ip.is_ipv6()), svc.admits(ip), "{ip}");
+            assert_eq!(
+                acl.admits(&addr_key(ip), ip.is_ipv6()),
+                svc.admits(ip),
+                "{ip}"
+            );
         }
         assert!(Acl::default().admits(&[0; 16], false));
         // A v4 prefix never matches a v6 source whose first bytes look alike.
