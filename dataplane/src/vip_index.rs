@@ -137,7 +137,10 @@ mod tests {
             (addr, 6, Some(1000 + (i % 7) as u16), i as u16)
         }));
         for i in 0..n {
-            assert_eq!(ix.get(0x0a00_0000 + i / 7, 6, 1000 + (i % 7) as u16), Some(i as u16));
+            assert_eq!(
+                ix.get(0x0a00_0000 + i / 7, 6, 1000 + (i % 7) as u16),
+                Some(i as u16)
+            );
             assert_eq!(ix.get(0x0a00_0000 + i / 7, 17, 1000 + (i % 7) as u16), None);
         }
         assert!(ix.slots.len() >= 2 * n as usize);
