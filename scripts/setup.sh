@@ -19,6 +19,7 @@ PKGS=(
     dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev libpcap-dev
     iproute2 ethtool procps psmisc
     nginx-light curl wrk tshark tcpdump socat iperf3 python3
+    valgrind llvm    # perf/callgrind.sh: callgrind, and llvm-symbolizer for inline stacks
 )
 missing=()
 for p in "${PKGS[@]}"; do
