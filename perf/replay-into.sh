@@ -46,7 +46,7 @@ while [ $# -gt 0 ]; do
         --cpu) cpu="$2"; shift ;;
         --mbufs) mbufs="$2"; shift ;;
         --demo) demo=1 ;;
-        -h|--help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "perf/replay-into.sh: unknown option $1 (see --help)" >&2; exit 1 ;;
     esac
     shift
@@ -59,7 +59,9 @@ pcap=$(realpath "$pcap")
 prefix="fulcrum-replay-tp-$$"
 work=$(mktemp -d /tmp/fulcrum-replay.XXXXXX)
 fulcrum_pid=""
+tp=""
 cleanup() {
+    [ -n "$tp" ] && kill -INT "$tp" 2>/dev/null && sleep 1 && kill -9 "$tp" 2>/dev/null || true
     [ -n "$fulcrum_pid" ] && kill "$fulcrum_pid" 2>/dev/null || true
     rm -rf "/var/run/dpdk/$prefix" "/var/run/dpdk/fulcrum-replay-fl-$$"
     [ "$demo" = 1 ] && rm -f "$socket"
@@ -109,13 +111,15 @@ end=$(( $(date +%s) + duration ))
 while kill -0 "$tp" 2>/dev/null && [ "$(date +%s)" -lt "$end" ]; do
     sleep 1
     if [ "$loop" = 0 ]; then
-        got=$(grep -oE "RX-packets: +[0-9]+" "$work/testpmd.log" | awk 'NR%2==1{v=$2} END{print v+0}')
+        got=$( (grep -oE "RX-packets: +[0-9]+" "$work/testpmd.log" || true) | awk 'NR%2==1{v=$2} END{print v+0}')
         [ "${got:-0}" -ge "$frames" ] && { sleep 1; break; }
     fi
 done
 kill -INT "$tp" 2>/dev/null || true
 wait "$tp" 2>/dev/null || true
-sed -n '/Forward statistics for port 0/,/Accumulated forward/p' "$work/testpmd.log" | grep -E "Forward statistics|RX-packets|TX-packets"
+tp=""
+sed -n '/Forward statistics for port 0/,/Accumulated forward/p' "$work/testpmd.log" \
+    | grep -E "Forward statistics|RX-packets|TX-packets" || { tail -20 "$work/testpmd.log" >&2; exit 1; }
 [ -n "$out" ] && echo "frames Fulcrum sent back on this port: $out"
 
 if [ "$demo" = 1 ]; then

@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
         --no-build) build=0 ;;
         --memory) memory=1 ;;
         --callgrind) callgrind=1 ;;
-        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) args+=("$1") ;;
     esac
     shift
