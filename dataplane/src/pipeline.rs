@@ -72,6 +72,8 @@ struct Fast {
     key: FlowKey,
     /// [`hash::table_hash`] of `key`, for the flow table.
     hash: u64,
+    /// The key's home slot in the flow table ([`FlowTable::home_slot`]).
+    home: u32,
     /// The service (index into the snapshot's).
     si: u16,
     /// Bytes of TCP/UDP header and payload.
@@ -156,9 +158,16 @@ impl Pipeline {
             .zip(verdicts.chunks_mut(MAX_BURST))
         {
             for (i, f) in frames.iter().enumerate() {
-                let x = self.fast_parse(snap, port, f.data());
-                if let Some(x) = &x {
-                    self.flows.prefetch(x.hash);
+                let mut x = self.fast_parse(snap, port, f.data());
+                if let Some(x) = &mut x {
+                    x.home = if x.tcp_flags & (tcp::SYN | tcp::ACK) == tcp::SYN
+                        && x.key.proto == IPPROTO_TCP
+                    {
+                        // Most likely a new flow: its probe reads all its candidate lines.
+                        self.flows.prefetch_all(x.hash)
+                    } else {
+                        self.flows.prefetch(x.hash)
+                    };
                 }
                 self.parsed[i] = x;
             }
@@ -284,8 +293,10 @@ impl Pipeline {
             dport,
             proto,
         );
+        let hash = hash::table_hash(self.local_seed, &key);
         Some(Fast {
-            hash: hash::table_hash(self.local_seed, &key),
+            home: self.flows.home_slot(hash),
+            hash,
             key,
             si,
             l4_len: l4_len as u16,
@@ -314,7 +325,9 @@ impl Pipeline {
             // Another worker may own it: the general path decides (and hands it over).
             return self.service(snap, port, x.si, x.l4(), x.ports(), frame);
         }
-        let probe = self.flows.probe(&x.key, x.hash);
+        let probe = self
+            .flows
+            .probe_home(x.home, &x.key, x.hash, self.now_ms, &snap.timeouts);
         if let Some(idx) = probe.found
             && let Some(b) = snap.backend(self.flows.get(idx).backend)
             && b.service == x.si
@@ -324,16 +337,15 @@ impl Pipeline {
             let fm = self.flows.get_mut(idx);
             fm.last_seen = now;
             fm.service = x.si;
-            fm.state = next_state(fm.state, tcp, flags);
+            let (old, new) = (fm.state, next_state(fm.state, tcp, flags));
+            fm.state = new;
             let twin = fm.twin;
-            if nat && twin != flow::NO_TWIN {
-                let tw = self.flows.get_mut(twin);
-                tw.last_seen = now;
-                tw.state = next_state(tw.state, tcp, flags);
+            if nat && new != old && twin != flow::NO_TWIN {
+                sync_twin(&mut self.flows, twin, now, tcp, flags);
             }
             self.per_backend.count(b.id, false, frame.data().len());
             let out = b.out_port;
-            let out_mac = snap.ports.get(usize::from(out)).map_or([0; 6], |p| p.mac);
+            let out_mac = b.out_mac;
             let data = frame.data_mut();
             if nat {
                 let bport = b.port.unwrap_or(x.key.dport);
@@ -508,7 +520,7 @@ impl Pipeline {
         }
         let key = flow_key(&p, ports.sport, ports.dport);
         let fhash = hash::table_hash(self.local_seed, &key);
-        let probe = self.flows.probe(&key, fhash);
+        let probe = self.flows.probe(&key, fhash, self.now_ms, &snap.timeouts);
         self.service_probed(snap, port, si, p, ports, key, fhash, probe, frame)
     }
 
@@ -550,10 +562,8 @@ impl Pipeline {
                     fm.last_seen = now;
                     fm.service = si;
                     fm.state = next_state(f.state, tcp, flags);
-                    if nat && f.twin != flow::NO_TWIN {
-                        let tw = self.flows.get_mut(f.twin);
-                        tw.last_seen = now;
-                        tw.state = next_state(tw.state, tcp, flags);
+                    if nat && fm.state != f.state && f.twin != flow::NO_TWIN {
+                        sync_twin(&mut self.flows, f.twin, now, tcp, flags);
                     }
                     chosen = Some(b);
                     new_flow = false;
@@ -641,11 +651,7 @@ impl Pipeline {
 
         self.per_backend.count(b.id, new_flow, frame.data().len());
         let out = b.out_port;
-        let out_mac = snap
-            .ports
-            .get(out as usize)
-            .map(|p| p.mac)
-            .unwrap_or([0; 6]);
+        let out_mac = b.out_mac;
         let data = frame.data_mut();
         if nat {
             let bport = b.port.unwrap_or(ports.dport);
@@ -867,6 +873,18 @@ impl Pipeline {
 #[inline]
 fn evicted_entries(e: &flow::Evicted) -> u64 {
     1 + u64::from(e.twin.is_some())
+}
+
+/// A NAT flow's reverse half, when a client packet changed the forward half's state: the
+/// halves move through the TCP states together. Only then: a pair lives while either half is
+/// fresh (`FlowTable`'s pair expiry and eviction age), so refreshing the reverse half's
+/// `last_seen` on every client packet would only cost a second, unprefetched cache line.
+#[inline(never)]
+#[cold]
+fn sync_twin(flows: &mut FlowTable, twin: u32, now: u32, tcp: bool, flags: u8) {
+    let tw = flows.get_mut(twin);
+    tw.last_seen = now;
+    tw.state = next_state(tw.state, tcp, flags);
 }
 
 /// The next TCP state of a flow given a packet's flags (UDP flows stay UDP).

@@ -91,6 +91,8 @@ pub struct BackendRt {
     pub mac: [u8; 6],
     /// Index of the port it is reached through.
     pub out_port: u8,
+    /// That port's MAC (the source of frames sent to it).
+    pub out_mac: [u8; 6],
     pub state: BackendState,
 }
 
@@ -491,6 +493,7 @@ impl Snapshot {
                     backup: b.backup,
                     mac: mac.unwrap_or([0; 6]),
                     out_port: out_port as u8,
+                    out_mac: ports.get(out_port).map_or([0; 6], |p| p.mac),
                     state,
                 });
                 if s.forwarding == Forwarding::Nat {
