@@ -1460,6 +1460,46 @@ mod tests {
         assert_eq!(d.len(), 6, "{d:#?}");
     }
 
+    /// IPv4 10.0.0.x and IPv6 a00:x:: share their leading bytes; they are still different
+    /// addresses: no "already served", "own address" or "is the VIP" error between them.
+    #[test]
+    fn same_bytes_in_two_families_do_not_collide() {
+        let text = "[[port]]\nname = \"lan0\"\ndevice = \"net_null0\"\n\
+                    addresses = [\"10.0.0.2/24\", \"a00:1:0:1::2/16\"]\n\
+                    [[service]]\nname = \"web4\"\nvip = \"10.0.0.1\"\nport = 80\n\
+                    [[service.backend]]\nname = \"b\"\naddress = \"10.0.0.21\"\n\
+                    [[service]]\nname = \"web6\"\nvip = \"a00:1::\"\nport = 80\n\
+                    [[service.backend]]\nname = \"b\"\naddress = \"a00:15::\"\n\
+                    [[service]]\nname = \"all4\"\nvip = \"10.0.0.3\"\n\
+                    [[service]]\nname = \"all6\"\nvip = \"a00:3::\"\n\
+                    [[service]]\nname = \"own-twin\"\nvip = \"a00:2::\"\n\
+                    [[service.backend]]\nname = \"vip-twin\"\naddress = \"a00:4::\"\n\
+                    [[service]]\nname = \"v4\"\nvip = \"10.0.0.4\"\n";
+        let c = parse(text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let vips: Vec<String> = c.services.iter().map(|s| s.vip.to_string()).collect();
+        assert_eq!(
+            vips,
+            [
+                "10.0.0.1", "a00:1::", "10.0.0.3", "a00:3::", "a00:2::", "10.0.0.4"
+            ]
+        );
+        // The same check still refuses a real duplicate of either family.
+        for dup in ["10.0.0.1", "a00:1::"] {
+            let text = format!("{text}[[service]]\nname = \"dup\"\nvip = \"{dup}\"\nport = 80\n");
+            let d = errors(&text);
+            has(
+                &d,
+                37,
+                "service[6].port",
+                &format!(
+                    "like service \"web{}\"",
+                    if dup.contains(':') { 6 } else { 4 }
+                ),
+            );
+            assert_eq!(d.len(), 1, "{d:#?}");
+        }
+    }
+
     #[test]
     fn defaults_fill_a_minimal_file() {
         let c = parse(PORT, Path::new("m.toml")).expect("valid");

@@ -20,7 +20,7 @@ use conf::{Forwarding, OnEmpty};
 use crate::flow::{self, FlowKey, FlowState, FlowTable};
 use crate::frame::Frame;
 use crate::hash;
-use crate::snapshot::{Addr, BackendRt, Snapshot};
+use crate::snapshot::{Addr, BackendRt, IpKey, Snapshot};
 use crate::stats::Counters;
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::{self, checksum, tcp};
@@ -369,9 +369,8 @@ impl Pipeline {
             return Verdict::SlowPath;
         }
         let target = arp.target_proto_addr();
-        let mut key = [0u8; 16];
-        key[..4].copy_from_slice(&target);
-        if !snap.is_vip(&key) && snap.own_addr(&key) != Some(port) {
+        let key = IpKey::v4(target);
+        if !snap.is_vip(key) && snap.own_addr(key) != Some(port) {
             return Verdict::Drop(DropReason::ArpNotOurs);
         }
         let mac = snap.ports[port as usize].mac;
@@ -435,7 +434,8 @@ impl Pipeline {
         frame: &mut F,
     ) -> Verdict {
         let icmp = if p.v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
-        if snap.is_vip(&p.dst) {
+        let dst = p.dst_key();
+        if snap.is_vip(dst) {
             if fragment {
                 return Verdict::Drop(DropReason::Fragment);
             }
@@ -444,7 +444,7 @@ impl Pipeline {
                     let Some(ports) = ports(frame.data(), &p) else {
                         return Verdict::Drop(DropReason::MalformedL4);
                     };
-                    match snap.service(&p.dst, p.proto, ports.dport) {
+                    match snap.service(dst, p.proto, ports.dport) {
                         Some(s) => self.service(snap, port, s, p, ports, frame),
                         None => Verdict::Drop(DropReason::NoService),
                     }
@@ -453,7 +453,7 @@ impl Pipeline {
                 _ => Verdict::Drop(DropReason::UnsupportedProtocol),
             };
         }
-        if snap.own_addr(&p.dst).is_some() {
+        if snap.own_addr(dst).is_some() {
             if fragment {
                 return Verdict::Drop(DropReason::Fragment);
             }
@@ -477,7 +477,7 @@ impl Pipeline {
         }
         if matches!(p.proto, IPPROTO_TCP | IPPROTO_UDP)
             && let Some(ports) = ports(frame.data(), &p)
-            && snap.is_nat_backend(&p.src, p.proto, ports.sport)
+            && snap.is_nat_backend(p.src_key(), p.proto, ports.sport)
         {
             if fragment {
                 return Verdict::Drop(DropReason::Fragment);
@@ -815,7 +815,8 @@ impl Pipeline {
             return None;
         }
         let target: Addr = data[p.l4 + 8..p.l4 + 24].try_into().ok()?;
-        if !snap.is_vip(&target) && snap.own_addr(&target) != Some(port) {
+        let key = IpKey::v6(target);
+        if !snap.is_vip(key) && snap.own_addr(key) != Some(port) {
             return Some(Verdict::Drop(DropReason::ArpNotOurs));
         }
         let mac = snap.ports[port as usize].mac;
@@ -912,6 +913,20 @@ fn v4_key(a: [u8; 4]) -> Addr {
 #[inline]
 fn v4_of(k: &Addr) -> [u8; 4] {
     [k[0], k[1], k[2], k[3]]
+}
+
+impl L4 {
+    /// The source address as the snapshot's maps key it (with its family).
+    #[inline]
+    fn src_key(&self) -> IpKey {
+        IpKey::new(&self.src, self.v6)
+    }
+
+    /// The destination address as the snapshot's maps key it (with its family).
+    #[inline]
+    fn dst_key(&self) -> IpKey {
+        IpKey::new(&self.dst, self.v6)
+    }
 }
 
 #[inline]

@@ -23,17 +23,79 @@ use crate::vip_index::VipIndex;
 pub type BackendId = u32;
 
 /// An address in flow-key form: IPv4 in the first 4 bytes, the rest zero.
+///
+/// The bytes alone do not say the family (IPv4 `10.0.0.1` and IPv6 `a00:1::` are the same
+/// bytes), so an `Addr` is never a map key: maps and sets of addresses use [`IpKey`].
 pub type Addr = [u8; 16];
 
-/// Converts an address to its key form.
+/// Converts an address to its flow-key form (see [`Addr`]; for a map key, [`IpKey::from`]).
 pub fn addr_key(ip: IpAddr) -> Addr {
     match ip {
-        IpAddr::V4(a) => {
-            let mut k = [0u8; 16];
-            k[..4].copy_from_slice(&a.octets());
-            k
-        }
+        IpAddr::V4(a) => v4_addr(a.octets()),
         IpAddr::V6(a) => a.octets(),
+    }
+}
+
+#[inline]
+fn v4_addr(a: [u8; 4]) -> Addr {
+    let mut k = [0u8; 16];
+    k[..4].copy_from_slice(&a);
+    k
+}
+
+/// An address with its family: the key of the snapshot's maps and sets of addresses (VIPs,
+/// own addresses, NAT backends). Its lookups take one, so every caller says which family it
+/// means, and an IPv4 address never finds an IPv6 one whose bytes start the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpKey {
+    /// Flow-key form: for IPv4 the last 12 bytes are always zero.
+    addr: Addr,
+    v6: bool,
+}
+
+impl IpKey {
+    #[inline]
+    pub fn v4(a: [u8; 4]) -> IpKey {
+        IpKey {
+            addr: v4_addr(a),
+            v6: false,
+        }
+    }
+
+    #[inline]
+    pub const fn v6(a: [u8; 16]) -> IpKey {
+        IpKey { addr: a, v6: true }
+    }
+
+    /// The key of an address in flow-key form of the given family (for IPv4 only the first
+    /// 4 bytes are read).
+    #[inline]
+    pub fn new(addr: &Addr, v6: bool) -> IpKey {
+        if v6 {
+            IpKey::v6(*addr)
+        } else {
+            IpKey::v4([addr[0], addr[1], addr[2], addr[3]])
+        }
+    }
+
+    /// The address in flow-key form.
+    #[inline]
+    pub fn addr(&self) -> &Addr {
+        &self.addr
+    }
+
+    #[inline]
+    pub fn is_v6(&self) -> bool {
+        self.v6
+    }
+}
+
+impl From<IpAddr> for IpKey {
+    fn from(ip: IpAddr) -> IpKey {
+        match ip {
+            IpAddr::V4(a) => IpKey::v4(a.octets()),
+            IpAddr::V6(a) => IpKey::v6(a.octets()),
+        }
     }
 }
 
@@ -232,7 +294,7 @@ pub struct PortRt {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct VipKey {
-    addr: Addr,
+    addr: IpKey,
     proto: u8,
     /// 0: the all-ports service of this VIP.
     port: u16,
@@ -240,7 +302,7 @@ struct VipKey {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Endpoint {
-    addr: Addr,
+    addr: IpKey,
     proto: u8,
     /// 0: any port (a NAT backend that keeps the client's destination port).
     port: u16,
@@ -257,8 +319,8 @@ pub struct Snapshot {
     /// Indexed by [`BackendId`]; `None` for ids not in use.
     pub backends: Vec<Option<BackendRt>>,
     vips: HashMap<VipKey, u16>,
-    vip_addrs: HashSet<Addr>,
-    own_addrs: HashMap<Addr, u8>,
+    vip_addrs: HashSet<IpKey>,
+    own_addrs: HashMap<IpKey, u8>,
     nat_endpoints: HashSet<Endpoint>,
     /// IPv4 VIPs again, for the worker's fast path (same answers as [`Snapshot::service`]).
     pub vip4: VipIndex,
@@ -267,9 +329,9 @@ pub struct Snapshot {
 impl Snapshot {
     /// The service for this destination, exact port first, then the VIP's all-ports service.
     #[inline]
-    pub fn service(&self, dst: &Addr, proto: u8, port: u16) -> Option<u16> {
+    pub fn service(&self, dst: IpKey, proto: u8, port: u16) -> Option<u16> {
         if let Some(s) = self.vips.get(&VipKey {
-            addr: *dst,
+            addr: dst,
             proto,
             port,
         }) {
@@ -277,7 +339,7 @@ impl Snapshot {
         }
         self.vips
             .get(&VipKey {
-                addr: *dst,
+                addr: dst,
                 proto,
                 port: 0,
             })
@@ -286,29 +348,26 @@ impl Snapshot {
 
     /// Is this address a VIP (any protocol or port)?
     #[inline]
-    pub fn is_vip(&self, addr: &Addr) -> bool {
-        self.vip_addrs.contains(addr)
+    pub fn is_vip(&self, addr: IpKey) -> bool {
+        self.vip_addrs.contains(&addr)
     }
 
     /// The port owning this balancer address, if it is one.
     #[inline]
-    pub fn own_addr(&self, addr: &Addr) -> Option<u8> {
-        self.own_addrs.get(addr).copied()
+    pub fn own_addr(&self, addr: IpKey) -> Option<u8> {
+        self.own_addrs.get(&addr).copied()
     }
 
     /// Is `addr:port` (as a source) a NAT backend, i.e. is this packet a reply to translate?
     #[inline]
-    pub fn is_nat_backend(&self, addr: &Addr, proto: u8, port: u16) -> bool {
+    pub fn is_nat_backend(&self, addr: IpKey, proto: u8, port: u16) -> bool {
         !self.nat_endpoints.is_empty()
-            && (self.nat_endpoints.contains(&Endpoint {
-                addr: *addr,
-                proto,
-                port,
-            }) || self.nat_endpoints.contains(&Endpoint {
-                addr: *addr,
-                proto,
-                port: 0,
-            }))
+            && (self.nat_endpoints.contains(&Endpoint { addr, proto, port })
+                || self.nat_endpoints.contains(&Endpoint {
+                    addr,
+                    proto,
+                    port: 0,
+                }))
     }
 
     #[inline]
@@ -319,7 +378,8 @@ impl Snapshot {
     /// Where a new flow with this 5-tuple would go: the same computation the pipeline makes
     /// on a flow-table miss.
     pub fn choose(&self, key: &flow::FlowKey) -> Choice {
-        let Some(si) = self.service(&key.dst, key.proto, key.dport) else {
+        let dst = IpKey::new(&key.dst, key.family == flow::FAMILY_V6);
+        let Some(si) = self.service(dst, key.proto, key.dport) else {
             return Choice::NoService;
         };
         let svc = &self.services[si as usize];
@@ -434,7 +494,7 @@ impl Snapshot {
         let mut own_addrs = HashMap::new();
         for (i, p) in cfg.ports.iter().enumerate() {
             for a in &p.addresses {
-                own_addrs.insert(addr_key(a.addr), i as u8);
+                own_addrs.insert(IpKey::from(a.addr), i as u8);
             }
         }
 
@@ -498,7 +558,7 @@ impl Snapshot {
                 });
                 if s.forwarding == Forwarding::Nat {
                     nat_endpoints.insert(Endpoint {
-                        addr: addr_key(b.address),
+                        addr: IpKey::from(b.address),
                         proto: s.protocol.number(),
                         port: b.port.or(s.port).unwrap_or(0),
                     });
@@ -553,20 +613,19 @@ impl Snapshot {
                 .collect();
             let table = maglev::Table::build(&mm, cfg.global.maglev_table_size, seed);
 
-            let vip_key = addr_key(s.vip);
             vips.insert(
                 VipKey {
-                    addr: vip_key,
+                    addr: IpKey::from(s.vip),
                     proto: s.protocol.number(),
                     port: s.port.unwrap_or(0),
                 },
                 si as u16,
             );
-            vip_addrs.insert(vip_key);
+            vip_addrs.insert(IpKey::from(s.vip));
             services.push(ServiceRt {
                 name: s.name.clone(),
                 vip: s.vip,
-                vip_key,
+                vip_key: addr_key(s.vip),
                 protocol: s.protocol,
                 port: s.port,
                 forwarding: s.forwarding,
@@ -689,5 +748,85 @@ mod tests {
         // A v4 prefix never matches a v6 source whose first bytes look alike.
         let v4 = Acl::new(&[pfx("10.0.0.0/8")], &[]);
         assert!(!v4.admits(&addr_key("a00::1".parse().unwrap()), true));
+    }
+
+    /// IPv4 10.0.0.1 and IPv6 a00:1:: have the same flow-key bytes; as VIPs, own addresses
+    /// and NAT backends they stay two addresses.
+    #[test]
+    fn same_bytes_of_two_families_are_two_keys() {
+        const CONFIG: &str = r#"
+[[port]]
+name = "p0"
+device = "net_null0"
+mac = "02:00:00:00:00:01"
+addresses = ["10.0.0.2/24"]
+[[port]]
+name = "p1"
+device = "net_null1"
+mac = "02:00:00:00:00:02"
+addresses = ["a00:2::/16"]
+[[service]]
+name = "v4"
+vip = "10.0.0.1"
+port = 80
+forwarding = "nat"
+[[service.backend]]
+name = "b"
+address = "10.0.0.21"
+port = 8080
+mac = "02:00:00:00:04:21"
+[[service]]
+name = "v6"
+vip = "a00:1::"
+port = 80
+[[service.backend]]
+name = "b"
+address = "a00:15::"
+mac = "02:00:00:00:06:15"
+"#;
+        let cfg = conf::parse(CONFIG, std::path::Path::new("t.toml")).unwrap();
+        let snap = Snapshot::build(&cfg, &mut BackendIds::new(), &Dynamic::default(), 1);
+        let key = |s: &str| IpKey::from(s.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            addr_key("10.0.0.1".parse().unwrap()),
+            *key("a00:1::").addr()
+        );
+        assert_ne!(key("10.0.0.1"), key("a00:1::"));
+
+        assert_eq!(snap.services.len(), 2);
+        assert_eq!(snap.service(key("10.0.0.1"), 6, 80), Some(0));
+        assert_eq!(snap.service(key("a00:1::"), 6, 80), Some(1));
+        assert!(snap.is_vip(key("10.0.0.1")) && snap.is_vip(key("a00:1::")));
+        assert!(!snap.is_vip(key("10.0.0.2")) && !snap.is_vip(key("a00:2::")));
+
+        assert_eq!(snap.own_addr(key("10.0.0.2")), Some(0));
+        assert_eq!(snap.own_addr(key("a00:2::")), Some(1));
+        assert_eq!(snap.own_addr(key("10.0.0.1")), None);
+
+        // Only the IPv4 service is NAT: its backend's IPv6 twin is no NAT backend.
+        assert!(snap.is_nat_backend(key("10.0.0.21"), 6, 8080));
+        assert!(!snap.is_nat_backend(key("a00:15::"), 6, 8080));
+
+        // The flow-key form of an IPv4 address ignores anything after its 4 bytes.
+        let mut v4 = addr_key("10.0.0.1".parse().unwrap());
+        v4[15] = 1;
+        assert_eq!(IpKey::new(&v4, false), key("10.0.0.1"));
+        assert_eq!(IpKey::new(&v4, true).addr(), &v4);
+
+        // `choose` (which, ctl which) asks with the flow key's family.
+        let k4 = flow::FlowKey::v4([192, 0, 2, 7], [10, 0, 0, 1], 40000, 80, 6);
+        let k6 = flow::FlowKey::v6(
+            *key("2001:db8::7").addr(),
+            *key("a00:1::").addr(),
+            40000,
+            80,
+            6,
+        );
+        let service_of = |c| match c {
+            Choice::Backend { service, .. } | Choice::Empty { service } => Some(service),
+            Choice::NoService => None,
+        };
+        assert_eq!(service_of(snap.choose(&k4)), Some(0));
+        assert_eq!(service_of(snap.choose(&k6)), Some(1));
     }
 }

@@ -1,8 +1,9 @@
 //! The IPv4 VIP lookup of the per-packet fast path: (address, protocol, port) -> service.
 //!
 //! [`crate::snapshot::Snapshot::service`] answers the same question for both families
-//! through two `hashbrown` lookups of a 19-byte key with a general-purpose hasher, ~45
-//! instructions each. A balancer has a few hundred VIP ports at most, so for IPv4 the
+//! through two `hashbrown` lookups of a 20-byte key (address, family, protocol, port) with a
+//! general-purpose hasher, ~45 instructions each (measured before the family byte was added
+//! to the key). A balancer has a few hundred VIP ports at most, so for IPv4 the
 //! snapshot also carries this small open-addressing table: the whole key packs into one
 //! `u64`, one multiply places it, and a lookup is a few loads and compares (~10
 //! instructions when it hits on the first probe, which is the common case at under half

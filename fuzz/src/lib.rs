@@ -50,6 +50,7 @@ pub const FLOWS: usize = 64;
 #[derive(Debug, Clone)]
 struct Svc {
     vip: Addr,
+    vip_ip: IpAddr,
     proto: u8,
     port: Option<u16>,
     nat: bool,
@@ -64,10 +65,11 @@ pub struct World {
     pub timeouts: Timeouts,
     port_mac: [u8; 6],
     services: Vec<Svc>,
-    vips: HashSet<Addr>,
-    own: HashSet<Addr>,
+    /// Addresses with their family (IPv4 10.0.0.1 and IPv6 a00:1:: have the same [`Addr`]).
+    vips: HashSet<IpAddr>,
+    own: HashSet<IpAddr>,
     /// NAT backend endpoint (address, proto, port) -> index in `services`.
-    nat_endpoints: HashMap<(Addr, u8, u16), usize>,
+    nat_endpoints: HashMap<(IpAddr, u8, u16), usize>,
     /// Frames that open NAT flows, run into every fresh pipeline so that NAT replies have
     /// something to match.
     warm: Vec<Vec<u8>>,
@@ -96,21 +98,22 @@ fn build_world() -> World {
             .collect();
         let nat = s.forwarding == Forwarding::Nat;
         if nat {
-            for (b, bs) in backends.iter().zip(&s.backends) {
-                let port = bs.port.or(s.port).expect("golden NAT services have ports");
-                nat_endpoints.insert((b.0, s.protocol.number(), port), services.len());
+            for b in &s.backends {
+                let port = b.port.or(s.port).expect("golden NAT services have ports");
+                nat_endpoints.insert((b.address, s.protocol.number(), port), services.len());
             }
         }
         services.push(Svc {
             vip: addr_key(s.vip),
+            vip_ip: s.vip,
             proto: s.protocol.number(),
             port: s.port,
             nat,
             backends,
         });
     }
-    let vips = services.iter().map(|s| s.vip).collect();
-    let own = cfg.own_addresses().map(addr_key).collect();
+    let vips = services.iter().map(|s| s.vip_ip).collect();
+    let own = cfg.own_addresses().collect();
     let client_mac = [2, 0, 0, 0, 0, 0xaa];
     let client4: IpAddr = "10.0.0.50".parse().expect("ip");
     let client6: IpAddr = "fd00::50".parse().expect("ip");
@@ -314,6 +317,15 @@ fn v4(a: &Addr) -> [u8; 4] {
     [a[0], a[1], a[2], a[3]]
 }
 
+/// A frame's address with its family, as the world's sets key it.
+fn ip_of(a: &Addr, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::from(*a)
+    } else {
+        IpAddr::from(v4(a))
+    }
+}
+
 /// Whether the upper-layer checksum of an IP frame is right: `None` when there is none to
 /// check (a fragment, another protocol, a header that does not parse).
 pub fn l4_checksum_ok(frame: &[u8]) -> Option<bool> {
@@ -405,11 +417,11 @@ pub fn fix_checksums(frame: &mut [u8]) {
 
 impl World {
     /// The service for a destination, exact port first (as the config means it).
-    fn service(&self, dst: &Addr, proto: u8, port: u16) -> Option<&Svc> {
+    fn service(&self, dst: IpAddr, proto: u8, port: u16) -> Option<&Svc> {
         let on = |want: Option<u16>| {
             self.services
                 .iter()
-                .find(|s| s.vip == *dst && s.proto == proto && s.port == want)
+                .find(|s| s.vip_ip == dst && s.proto == proto && s.port == want)
         };
         on(Some(port)).or_else(|| on(None))
     }
@@ -576,9 +588,10 @@ impl World {
                     || (csum_at..csum_at + 2).contains(&i)
             })
         };
-        if self.vips.contains(&ip.dst) {
+        let (src, dst) = (ip_of(&ip.src, ip.v6), ip_of(&ip.dst, ip.v6));
+        if self.vips.contains(&dst) {
             let svc = self
-                .service(&ip.dst, ip.proto, dport)
+                .service(dst, ip.proto, dport)
                 .unwrap_or_else(|| panic!("forwarded to a VIP port without service{}", ctx()));
             let dst_mac: [u8; 6] = out[0..6].try_into().expect("mac");
             let b = svc
@@ -612,7 +625,7 @@ impl World {
                     ctx()
                 );
             }
-        } else if let Some(&si) = self.nat_endpoints.get(&(ip.src, ip.proto, sport)) {
+        } else if let Some(&si) = self.nat_endpoints.get(&(src, ip.proto, sport)) {
             let svc = &self.services[si];
             assert_eq!(o.src, svc.vip, "a NAT reply leaves from its VIP{}", ctx());
             assert_eq!(
@@ -673,8 +686,7 @@ impl World {
             let a = ArpPacket::new_checked(&out[l3..])
                 .unwrap_or_else(|_| panic!("ARP reply does not parse{}", ctx()));
             assert_eq!(a.operation(), wire::arp::OP_REPLY, "{}", ctx());
-            let mut spa = [0u8; 16];
-            spa[..4].copy_from_slice(&a.sender_proto_addr());
+            let spa = IpAddr::from(a.sender_proto_addr());
             assert!(
                 self.vips.contains(&spa) || self.own.contains(&spa),
                 "ARP reply for an address that is not ours{}",
@@ -689,7 +701,7 @@ impl World {
         let o = parse_ip(out).unwrap_or_else(|| panic!("reply does not parse{}", ctx()));
         assert!(o.end <= out.len(), "{}", ctx());
         assert!(
-            self.vips.contains(&o.src) || self.own.contains(&o.src),
+            self.vips.contains(&ip_of(&o.src, o.v6)) || self.own.contains(&ip_of(&o.src, o.v6)),
             "a reply from an address that is not ours{}",
             ctx()
         );
