@@ -18,6 +18,10 @@ use crate::verdict::{DropReason, Verdict};
 /// How many flow-table slots the clock hand ages per loop turn: enough to sweep a 1M-entry
 /// table every few seconds at low load, cheap enough to vanish at high load.
 const EXPIRE_BUDGET: usize = 64;
+/// The same after a turn that found no packet: an idle worker (which may sleep between
+/// turns, `idle_sleep_us`) still sweeps a big table once per `SWEEP_MS`, so expiry and the
+/// census of active flows keep up; with no packet waiting the longer step delays nothing.
+const IDLE_EXPIRE_BUDGET: usize = 4096;
 /// How often a worker publishes its per-backend counters.
 const BACKEND_PUBLISH_NS: u64 = 100_000_000;
 
@@ -312,15 +316,21 @@ pub fn run(mut w: WorkerSetup) -> Counters {
                 .store(packet_gen, Ordering::Release);
         }
 
+        let budget = if got == 0 {
+            IDLE_EXPIRE_BUDGET
+        } else {
+            EXPIRE_BUDGET
+        };
         pipe.counters.flows_expired +=
-            pipe.flows
-                .expire_paced(pipe.now_ms, EXPIRE_BUDGET, &snap.timeouts) as u64;
+            pipe.flows.expire_paced(pipe.now_ms, budget, &snap.timeouts) as u64;
         pipe.counters.flows_active = pipe.flows.len() as u64;
         drop(snap);
         w.counters.publish(&pipe.counters);
         if now_ns - backends_published >= BACKEND_PUBLISH_NS {
             backends_published = now_ns;
             w.backend_counters.publish(&pipe.per_backend);
+            w.backend_counters
+                .publish_active(pipe.flows.census().completed());
         }
         w.query.serve(&mut queries_done, &pipe);
 
@@ -333,6 +343,8 @@ pub fn run(mut w: WorkerSetup) -> Counters {
     flush(&mut w, &mut pipe.counters, &mut out);
     w.counters.publish(&pipe.counters);
     w.backend_counters.publish(&pipe.per_backend);
+    w.backend_counters
+        .publish_active(pipe.flows.census().completed());
     if registered {
         crate::dpdk::Eal::unregister_thread();
     }
