@@ -503,7 +503,8 @@ impl FlowTable {
         self.cap as usize
     }
 
-    /// Bytes this table holds, for sizing: 64 per slot, nothing else.
+    /// Bytes of the slots, for sizing: 64 per slot (beside them only the fixed-size
+    /// [`Census`], 64 KiB).
     pub fn memory_bytes(&self) -> usize {
         size_of_val(&*self.slots)
     }
