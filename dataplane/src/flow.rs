@@ -234,7 +234,7 @@ pub struct Flow {
     pub port: u8,
     /// The L2 source the flow came from, so NAT replies can go back to it.
     pub peer_mac: [u8; 6],
-    /// Free for the pipeline.
+    /// Free for the pipeline, except the bit [`FLAG_REVERSE`], which the [`Census`] reads.
     pub flags: u8,
 }
 
