@@ -350,7 +350,8 @@ pub fn stats(engine: &Engine, started: Instant) -> Value {
     })
 }
 
-/// Per-backend traffic counters: `[{service, backend, packets, bytes, new_flows}]`.
+/// Per-backend traffic counters: `[{service, backend, packets, bytes, new_flows,
+/// flows_established, flows_other}]`.
 fn backend_counters(engine: &Engine) -> Vec<Value> {
     let snap = engine.snapshots.load_full();
     snap.services
@@ -359,9 +360,11 @@ fn backend_counters(engine: &Engine) -> Vec<Value> {
         .filter_map(|(s, id)| {
             let b = snap.backend(id)?;
             let [packets, bytes, new_flows] = engine.backend_totals(id);
+            let [established, other] = engine.backend_active(id);
             Some(json!({
                 "service": s.name, "backend": b.name,
                 "packets": packets, "bytes": bytes, "new_flows": new_flows,
+                "flows_established": established, "flows_other": other,
             }))
         })
         .collect()
@@ -391,7 +394,11 @@ pub fn backends(engine: &Engine, slow: &SlowPath) -> Value {
                     let c = checks.get(&b.id);
                     let last = c.and_then(|c| c.last);
                     let [packets, bytes, new_flows] = engine.backend_totals(b.id);
+                    let [established, other] = engine.backend_active(b.id);
                     json!({
+                        "flows_active": established + other,
+                        "flows_established": established,
+                        "flows_other": other,
                         "packets": packets,
                         "bytes": bytes,
                         "new_flows": new_flows,
@@ -413,7 +420,11 @@ pub fn backends(engine: &Engine, slow: &SlowPath) -> Value {
                     })
                 })
                 .collect();
+            let active = |k: &str| backends.iter().map(|b| b[k].as_u64().unwrap_or(0)).sum::<u64>();
             json!({
+                "flows_active": active("flows_active"),
+                "flows_established": active("flows_established"),
+                "flows_other": active("flows_other"),
                 "service": s.name,
                 "vip": s.vip.to_string(),
                 "port": s.port,

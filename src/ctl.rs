@@ -15,9 +15,20 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub enum CtlCmd {
     /// Version, uptime, ports (link, rx/tx, drops), workers, snapshot generation.
     Status,
-    /// Services: VIP, tier, usable backends.
+    /// Services: VIP, tier, usable backends, active flows.
     Services,
-    /// Backends of every service: state, weight, checks (last result and latency).
+    /// Backends of every service: state, weight, active flows, traffic, checks.
+    ///
+    /// Per backend: admin/health state, weight, active flows ("active": TCP established,
+    /// "inact": half-open, closing or UDP, like IPVS's ActiveConn/InActConn), packets,
+    /// bytes and new flows forwarded, health checks (count, failures, last result and its
+    /// latency).
+    ///
+    /// Active flows come from each worker's flow-table expiry sweep, which passes every
+    /// entry once a second and counts it under its backend (no cost per packet): a figure
+    /// is the table as the last completed pass saw it, so it is up to about 2 s old. A NAT
+    /// flow counts once. A drained backend keeps its flows until they end; flows of a
+    /// backend removed by a reload are no longer listed.
     Backends,
     /// Which backend a new flow "SRC:PORT DST:PORT [tcp|udp]" goes to now, and why.
     Which {
@@ -279,24 +290,28 @@ fn print_status(v: &Value) {
 fn print_backends(v: &Value, services_only: bool) {
     for s in v["services"].as_array().into_iter().flatten() {
         println!(
-            "service {} {}:{} {} {}: {} tier, {} usable",
+            "service {} {}:{} {} {}: {} tier, {} usable, {} active flows ({} established)",
             s["service"].as_str().unwrap_or(""),
             s["vip"].as_str().unwrap_or(""),
             s["port"],
             s["protocol"].as_str().unwrap_or(""),
             s["forwarding"].as_str().unwrap_or(""),
             s["tier"].as_str().unwrap_or(""),
-            s["members"]
+            s["members"],
+            u(&s["flows_active"]),
+            u(&s["flows_established"])
         );
         if services_only {
             continue;
         }
         println!(
-            "  {:<12}{:<16}{:<12}{:>8}{:>10}{:>12}{:>10}{:>8}{:>10}  last check",
+            "  {:<12}{:<16}{:<12}{:>8}{:>8}{:>8}{:>10}{:>12}{:>10}{:>8}{:>10}  last check",
             "backend",
             "address",
             "state",
             "weight",
+            "active",
+            "inact",
             "packets",
             "bytes",
             "new flows",
@@ -318,11 +333,13 @@ fn print_backends(v: &Value, services_only: bool) {
                 None => b["state"].as_str().unwrap_or("").to_string(),
             };
             println!(
-                "  {:<12}{:<16}{:<12}{:>8}{:>10}{:>12}{:>10}{:>8}{:>10}  {last}",
+                "  {:<12}{:<16}{:<12}{:>8}{:>8}{:>8}{:>10}{:>12}{:>10}{:>8}{:>10}  {last}",
                 b["backend"].as_str().unwrap_or(""),
                 b["address"].as_str().unwrap_or(""),
                 state,
                 u(&b["weight"]),
+                u(&b["flows_established"]),
+                u(&b["flows_other"]),
                 u(&b["packets"]),
                 u(&b["bytes"]),
                 u(&b["new_flows"]),

@@ -332,6 +332,31 @@ pub fn render_json(stats: &Value, backends: &Value) -> String {
         per_backend(&mut o, name, &|b| b[field].as_f64());
     }
     o.head(
+        "fulcrum_backend_flows_active",
+        "gauge",
+        "Flows in the flow tables per backend, by state (established: TCP handshake completed; \
+         other: half-open, closing, UDP); counted by the expiry sweep, up to about 2 s old; a \
+         NAT flow counts once.",
+    );
+    for s in &services {
+        for b in s["backends"].as_array().into_iter().flatten() {
+            for (state, field) in [
+                ("established", "flows_established"),
+                ("other", "flows_other"),
+            ] {
+                o.sample(
+                    "fulcrum_backend_flows_active",
+                    &[
+                        ("service", s["service"].as_str().unwrap_or("").to_string()),
+                        ("backend", b["backend"].as_str().unwrap_or("").to_string()),
+                        ("state", state.to_string()),
+                    ],
+                    b[field].as_f64().unwrap_or(0.0),
+                );
+            }
+        }
+    }
+    o.head(
         "fulcrum_backend_checks_total",
         "counter",
         "Health checks finished.",
@@ -371,7 +396,8 @@ mod tests {
             "ports": [{"name": "lan", "link": "up", "rx_packets": 10}],
         });
         let backends = json!({"services": [{"service": "web", "members": 1, "backends": [
-            {"backend": "b\"1", "state": "up", "weight": 100, "checks": 3, "check_failures": 0, "last_check_ms": 2.0}
+            {"backend": "b\"1", "state": "up", "weight": 100, "checks": 3, "check_failures": 0, "last_check_ms": 2.0,
+             "flows_established": 5, "flows_other": 2}
         ]}]});
         let t = render_json(&stats, &backends);
         assert!(t.contains("fulcrum_rx_total{worker=\"0\"} 10\n"), "{t}");
@@ -379,6 +405,16 @@ mod tests {
         assert!(t.contains("fulcrum_drops_total{worker=\"0\",reason=\"not_vip\"} 1\n"));
         assert!(t.contains("fulcrum_backend_up{service=\"web\",backend=\"b\\\"1\"} 1\n"));
         assert!(t.contains("fulcrum_port_link_up{port=\"lan\"} 1\n"));
+        assert!(
+            t.contains("# TYPE fulcrum_backend_flows_active gauge\n"),
+            "{t}"
+        );
+        assert!(t.contains(
+            "fulcrum_backend_flows_active{service=\"web\",backend=\"b\\\"1\",state=\"established\"} 5\n"
+        ));
+        assert!(t.contains(
+            "fulcrum_backend_flows_active{service=\"web\",backend=\"b\\\"1\",state=\"other\"} 2\n"
+        ));
         for line in t.lines() {
             assert!(
                 line.starts_with("# HELP ")

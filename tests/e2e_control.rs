@@ -6,11 +6,15 @@
 //!   line named, by `ctl reload` and by SIGHUP, the old config serving on;
 //! - `ctl which` names the backend every live connection actually reached;
 //! - `ctl drain` stops new flows to a backend while its open connection runs to completion;
-//! - the Prometheus endpoint parses as the text format and agrees with `ctl stats`.
+//! - the Prometheus endpoint parses as the text format and agrees with `ctl stats`;
+//! - active flows per backend (`ctl backends`, `ctl services`, the Prometheus gauge) are
+//!   exactly the open connections, DSR and NAT, also on a drained backend, and drop to zero
+//!   after the connections close and their closing timeout passes;
+//! - on a quiet balancer every sample of the Prometheus page equals its `ctl` figure.
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,6 +23,7 @@ use common::testbed::{Balancer, Testbed, testbed_config};
 use common::{Scratch, fulcrum};
 
 const DSR_VIP: &str = "10.77.0.100";
+const NAT_VIP: &str = "10.79.0.200";
 
 /// The control socket the test config names (unique per test and process).
 fn socket(cfg: &str) -> String {
@@ -60,6 +65,11 @@ struct Stream {
 
 impl Stream {
     fn start(tb: &Testbed, src: &str, sport: u16, secs: u32) -> Stream {
+        Stream::start_to(tb, DSR_VIP, src, sport, secs)
+    }
+
+    /// The same to another VIP (port 80).
+    fn start_to(tb: &Testbed, vip: &str, src: &str, sport: u16, secs: u32) -> Stream {
         let child = tb
             .cmd("c1", "curl")
             .args([
@@ -70,7 +80,7 @@ impl Stream {
                 src,
                 "--local-port",
                 &sport.to_string(),
-                &format!("http://{DSR_VIP}/stream?secs={secs}"),
+                &format!("http://{vip}/stream?secs={secs}"),
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -491,6 +501,507 @@ fn e2e_ctl_which_drain_and_metrics() {
         .filter(|l| l.starts_with("t="))
         .count();
     assert_eq!(samples, 2, "one line of rates per sample");
+
+    let v = lb.stop();
+    assert_eq!(v["totals"]["balanced"].as_bool(), Some(true));
+}
+
+/// `(service, backend) -> [established, other]` active flows from `ctl backends --json`,
+/// after checking that each backend's `flows_active` is their sum and each service's figures
+/// are its backends' sums.
+fn active_flows(sock: &str) -> BTreeMap<(String, String), [u64; 2]> {
+    let v = ctl_ok(sock, &["backends"]);
+    let mut m = BTreeMap::new();
+    for s in v["services"].as_array().expect("services") {
+        let name = s["service"].as_str().unwrap().to_string();
+        let mut sum = [0u64; 2];
+        for b in s["backends"].as_array().expect("backends") {
+            let f = [
+                b["flows_established"].as_u64().expect("flows_established"),
+                b["flows_other"].as_u64().expect("flows_other"),
+            ];
+            assert_eq!(b["flows_active"].as_u64(), Some(f[0] + f[1]), "{b}");
+            sum = [sum[0] + f[0], sum[1] + f[1]];
+            m.insert(
+                (name.clone(), b["backend"].as_str().unwrap().to_string()),
+                f,
+            );
+        }
+        assert_eq!(s["flows_established"].as_u64(), Some(sum[0]), "{s}");
+        assert_eq!(s["flows_other"].as_u64(), Some(sum[1]), "{s}");
+        assert_eq!(s["flows_active"].as_u64(), Some(sum[0] + sum[1]), "{s}");
+    }
+    m
+}
+
+/// A scrape of the metrics endpoint from the balancer's namespace: the page, and its samples
+/// (the page checked by `parse_prometheus`).
+fn scrape(tb: &Testbed) -> (String, HashMap<String, f64>) {
+    let out = tb
+        .cmd("lb", "curl")
+        .args(["-sS", "--max-time", "5", "http://127.0.0.1:9180/metrics"])
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = String::from_utf8_lossy(&out.stdout).to_string();
+    let samples = parse_prometheus(&page);
+    (page, samples)
+}
+
+/// The `fulcrum_backend_flows_active` gauge as the same map as [`active_flows`].
+fn active_flows_metric(samples: &HashMap<String, f64>) -> BTreeMap<(String, String), [u64; 2]> {
+    let mut m: BTreeMap<(String, String), [u64; 2]> = BTreeMap::new();
+    for (series, v) in samples {
+        let Some(labels) = series.strip_prefix("fulcrum_backend_flows_active{") else {
+            continue;
+        };
+        let label = |k: &str| {
+            let start = labels.find(&format!("{k}=\"")).expect("label") + k.len() + 2;
+            labels[start..].split('"').next().unwrap().to_string()
+        };
+        let e = m.entry((label("service"), label("backend"))).or_default();
+        match label("state").as_str() {
+            "established" => e[0] = *v as u64,
+            "other" => e[1] = *v as u64,
+            s => panic!("state {s} in {series}"),
+        }
+    }
+    m
+}
+
+/// Polls `ctl backends` until the active flows are `want` (the census is refreshed once a
+/// second), failing after `secs` with the last figures seen.
+fn wait_active(sock: &str, want: &BTreeMap<(String, String), [u64; 2]>, secs: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let got = active_flows(sock);
+        if &got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: active flows\n  got  {got:?}\n  want {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn e2e_active_flows_per_backend_drain_and_close() {
+    let scratch = Scratch::new("e2e-active");
+    let tb = Testbed::up("af", 3);
+    // A closing timeout of 5 s: long enough to watch closed connections linger as "other",
+    // short enough to watch them go.
+    let cfg = testbed_config("active").replacen(
+        "\n[[port]]",
+        "\n[global.timeouts]\ntcp_closing = 5\n\n[[port]]",
+        1,
+    );
+    let sock = socket(&cfg);
+    let lb = Balancer::start(&tb, &scratch, &cfg);
+    lb.wait_up(6);
+
+    // Every backend of the config, nothing active yet.
+    let zero = active_flows(&sock);
+    assert_eq!(zero.len(), 7, "{zero:?}");
+    assert!(zero.values().all(|f| *f == [0, 0]), "{zero:?}");
+
+    // Long-lived connections: five through the DSR VIP, three through the NAT VIP, each
+    // expected on the backend `ctl which` names before it starts.
+    let plan: Vec<(&str, &str, &str, u16)> = vec![
+        ("web-dsr", DSR_VIP, "10.77.0.101", 62001),
+        ("web-dsr", DSR_VIP, "10.77.0.102", 62002),
+        ("web-dsr", DSR_VIP, "10.77.0.103", 62003),
+        ("web-dsr", DSR_VIP, "10.77.0.104", 62004),
+        ("web-dsr", DSR_VIP, "10.77.0.101", 62005),
+        ("web-nat", NAT_VIP, "10.78.0.102", 62011),
+        ("web-nat", NAT_VIP, "10.78.0.103", 62012),
+        ("web-nat", NAT_VIP, "10.78.0.104", 62013),
+    ];
+    let mut want = zero.clone();
+    let mut streams = Vec::new();
+    for (svc, vip, src, sport) in &plan {
+        let v = ctl_ok(
+            &sock,
+            &["which", &format!("{src}:{sport}"), &format!("{vip}:80")],
+        );
+        assert_eq!(v["service"], *svc, "{v}");
+        let b = v["backend"].as_str().expect("a backend").to_string();
+        want.get_mut(&(svc.to_string(), b.clone()))
+            .expect("known backend")[0] += 1;
+        streams.push((
+            *svc,
+            b,
+            Stream::start_to(&tb, vip, src, *sport, 14),
+            Instant::now(),
+        ));
+    }
+    println!("expected active flows: {want:?}");
+    wait_active(&sock, &want, 8, "the open connections");
+    // And it stays so (two more census passes), in the Prometheus gauge too.
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(active_flows(&sock), want);
+    let (_, m) = scrape(&tb);
+    assert_eq!(active_flows_metric(&m), want, "the gauge says the same");
+    println!(
+        "{}",
+        String::from_utf8_lossy(&ctl(&sock, &["backends"]).stdout)
+    );
+    let services = String::from_utf8_lossy(&ctl(&sock, &["services"]).stdout).to_string();
+    println!("{services}");
+    let nat_line = services
+        .lines()
+        .find(|l| l.starts_with("service web-nat "))
+        .expect("web-nat listed");
+    assert!(
+        nat_line.ends_with(", 3 active flows (3 established)"),
+        "{services}"
+    );
+
+    // Drain the backend of the first DSR connection: it keeps its flows, which keep working;
+    // new flows go elsewhere.
+    let drained = streams[0].1.clone();
+    let drained_key = ("web-dsr".to_string(), drained.clone());
+    let drained_flows = want[&drained_key][0];
+    ctl_ok(&sock, &["drain", "web-dsr", &drained]);
+    let out = tb.client(&[
+        "--host",
+        DSR_VIP,
+        "--count",
+        "150",
+        "--concurrency",
+        "4",
+        "--source",
+        "10.77.0.102",
+        "--source",
+        "10.77.0.103",
+    ]);
+    assert_eq!(out["errors"], serde_json::json!({}));
+    assert!(
+        out["per_backend"].get(&drained).is_none(),
+        "no new flow to drained {drained}: {}",
+        out["per_backend"]
+    );
+    // The requests' flows closed (counted as "other" until their closing timeout); the
+    // established ones are exactly the long-lived connections, the drained backend's too.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let got = active_flows(&sock);
+        let est: BTreeMap<_, _> = got.iter().map(|(k, f)| (k.clone(), f[0])).collect();
+        let want_est: BTreeMap<_, _> = want.iter().map(|(k, f)| (k.clone(), f[0])).collect();
+        if est == want_est && got[&drained_key] == [drained_flows, 0] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after the drain:\n  got  {got:?}\n  want {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let b = ctl_ok(&sock, &["backends"]);
+    let state = b["services"][0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["backend"] == drained.as_str())
+        .unwrap()["state"]
+        .clone();
+    assert_eq!(state, "drain", "{b}");
+
+    // Every connection ran to its end on the backend predicted (the backends' own words).
+    for (svc, b, st, _) in streams {
+        assert_eq!(st.finish(), b, "{svc} connection");
+    }
+    // Closed: no longer established, counted as "other" until the closing timeout (5 s)...
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let got = active_flows(&sock);
+        if got.values().all(|f| f[0] == 0) && got[&drained_key] == [0, drained_flows] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "closed connections of {drained}: {got:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // ...then gone, from ctl and from the gauge.
+    wait_active(&sock, &zero, 12, "after the closing timeout");
+    let (_, m) = scrape(&tb);
+    assert_eq!(active_flows_metric(&m), zero);
+    let v = lb.stop();
+    assert_eq!(v["totals"]["balanced"].as_bool(), Some(true));
+}
+
+/// The testbed config made quiet: no health checks, backends' MACs static (no ARP), short
+/// TCP timeouts, two workers (qpairs=2), so that once the clients stop nothing moves a
+/// counter.
+fn quiet_config(tag: &str) -> String {
+    let base = testbed_config(tag);
+    let mut out = String::new();
+    let mut in_health = false;
+    for line in base.lines() {
+        if line == "[service.health]" {
+            in_health = true;
+        }
+        if in_health {
+            in_health = !line.is_empty();
+            continue;
+        }
+        out += line;
+        out.push('\n');
+        if let Some(n) = line
+            .strip_prefix("address = \"10.77.0.1")
+            .and_then(|r| r.strip_suffix('"'))
+        {
+            out += &format!("mac = \"02:fc:00:00:00:1{n}\"\n");
+        }
+    }
+    let out = out
+        .replacen("workers = [1]", "workers = [0, 1]", 1)
+        .replacen("slowpath_cpu = 0\n", "", 1)
+        .replacen("iface=lb0\"", "iface=lb0,qpairs=2\"", 1)
+        .replacen(
+            "\n[[port]]",
+            "\n[global.timeouts]\ntcp_syn = 1\ntcp_closing = 1\n\n[[port]]",
+            1,
+        );
+    assert!(!out.contains("[service.health]") && out.contains("qpairs=2"));
+    assert_eq!(out.matches("mac = \"02:fc").count(), 7, "{out}");
+    out
+}
+
+/// `ctl stats` without the figure that moves by itself.
+fn without_uptime(mut v: serde_json::Value) -> serde_json::Value {
+    v.as_object_mut().expect("object").remove("uptime_s");
+    v
+}
+
+#[test]
+fn e2e_metrics_equal_ctl_stats_when_quiet() {
+    let scratch = Scratch::new("e2e-quiet");
+    let tb = Testbed::up("qm", 3);
+    let cfg = quiet_config("quiet");
+    let sock = socket(&cfg);
+    let lb = Balancer::start(&tb, &scratch, &cfg);
+
+    // Traffic through both services, so that counters are not all zero.
+    for (vip, src) in [(DSR_VIP, "10.77.0.101"), (NAT_VIP, "10.78.0.101")] {
+        let out = tb.client(&[
+            "--host",
+            vip,
+            "--count",
+            "60",
+            "--concurrency",
+            "4",
+            "--source",
+            src,
+        ]);
+        assert_eq!(out["errors"], serde_json::json!({}), "{vip}: {out}");
+    }
+
+    // Quiet: two readings a second apart agree (flows expired, the kernel's own chatter over).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut prev = without_uptime(ctl_ok(&sock, &["stats"]));
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let cur = without_uptime(ctl_ok(&sock, &["stats"]));
+        if cur == prev {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never quiet:\n{prev}\n{cur}");
+        prev = cur;
+    }
+
+    // A scrape between two identical readings of `ctl stats` and `ctl backends`: then
+    // every figure it carries must be exactly theirs. (A stray frame between the readings
+    // makes them differ; then try again.)
+    let mut tries = 0;
+    let (stats, backends, page, m, up) = loop {
+        tries += 1;
+        assert!(tries <= 5, "the balancer did not stay quiet for one scrape");
+        let s1 = ctl_ok(&sock, &["stats"]);
+        let b1 = ctl_ok(&sock, &["backends"]);
+        let (page, m) = scrape(&tb);
+        let s2 = ctl_ok(&sock, &["stats"]);
+        let b2 = ctl_ok(&sock, &["backends"]);
+        let up = [
+            s1["uptime_s"].as_f64().unwrap(),
+            s2["uptime_s"].as_f64().unwrap(),
+        ];
+        if without_uptime(s1.clone()) == without_uptime(s2) && b1 == b2 {
+            break (s1, b1, page, m, up);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+
+    // Every sample the page should carry, computed here from the ctl JSON and the names the
+    // README documents.
+    let mut want: HashMap<String, f64> = HashMap::new();
+    let mut put = |name: &str, labels: &[(&str, &str)], v: f64| {
+        let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        let series = if l.is_empty() {
+            name.to_string()
+        } else {
+            format!("{name}{{{}}}", l.join(","))
+        };
+        assert!(want.insert(series.clone(), v).is_none(), "{series} twice");
+    };
+    let num = |v: &serde_json::Value| v.as_f64().unwrap_or_else(|| panic!("a number: {v}"));
+    put(
+        "fulcrum_snapshot_generation",
+        &[],
+        num(&stats["generation"]),
+    );
+    let workers = stats["workers"].as_array().expect("workers");
+    assert_eq!(workers.len(), 2);
+    for (i, w) in workers.iter().enumerate() {
+        let i = i.to_string();
+        for (k, v) in w.as_object().unwrap() {
+            // `dropped` is the sum of `drops` and exported only by reason.
+            if !v.is_u64() || k == "dropped" {
+                continue;
+            }
+            let name = if k == "flows_active" {
+                "fulcrum_flows_active".to_string()
+            } else {
+                format!("fulcrum_{k}_total")
+            };
+            put(&name, &[("worker", &i)], num(v));
+        }
+        for (reason, v) in w["drops"].as_object().unwrap() {
+            put(
+                "fulcrum_drops_total",
+                &[("worker", &i), ("reason", reason)],
+                num(v),
+            );
+        }
+    }
+    for p in stats["ports"].as_array().unwrap() {
+        let port = p["name"].as_str().unwrap();
+        for k in [
+            "rx_packets",
+            "tx_packets",
+            "rx_bytes",
+            "tx_bytes",
+            "rx_missed",
+            "rx_errors",
+            "tx_errors",
+        ] {
+            put(
+                &format!("fulcrum_port_{k}_total"),
+                &[("port", port)],
+                num(&p[k]),
+            );
+        }
+        let up = if p["link"] == "up" { 1.0 } else { 0.0 };
+        put("fulcrum_port_link_up", &[("port", port)], up);
+    }
+    // Per-backend traffic: `ctl stats` lists it too; it must be the same as `ctl backends`.
+    let stats_backends = stats["backends"].as_array().unwrap();
+    for s in backends["services"].as_array().unwrap() {
+        let svc = s["service"].as_str().unwrap();
+        put(
+            "fulcrum_service_usable_backends",
+            &[("service", svc)],
+            num(&s["members"]),
+        );
+        for b in s["backends"].as_array().unwrap() {
+            let name = b["backend"].as_str().unwrap();
+            let l = [("service", svc), ("backend", name)];
+            let st = stats_backends
+                .iter()
+                .find(|x| x["service"] == svc && x["backend"] == name)
+                .unwrap_or_else(|| panic!("{svc}/{name} in ctl stats"));
+            for k in [
+                "packets",
+                "bytes",
+                "new_flows",
+                "flows_established",
+                "flows_other",
+            ] {
+                assert_eq!(st[k], b[k], "{svc}/{name} {k}: ctl stats vs ctl backends");
+            }
+            let up = if b["state"] == "up" { 1.0 } else { 0.0 };
+            put("fulcrum_backend_up", &l, up);
+            put("fulcrum_backend_weight", &l, num(&b["weight"]));
+            for k in ["packets", "bytes", "new_flows"] {
+                put(&format!("fulcrum_backend_{k}_total"), &l, num(&b[k]));
+            }
+            for (state, k) in [
+                ("established", "flows_established"),
+                ("other", "flows_other"),
+            ] {
+                put(
+                    "fulcrum_backend_flows_active",
+                    &[("service", svc), ("backend", name), ("state", state)],
+                    num(&b[k]),
+                );
+            }
+            // Not checked here: no check counters, no latency.
+            assert!(b["checks"].is_null() && b["last_check_ms"].is_null(), "{b}");
+        }
+    }
+    // The uptime cannot equal any reading (time passes between them): it lies between them.
+    let uptime = m["fulcrum_uptime_seconds"];
+    assert!(
+        up[0] <= uptime && uptime <= up[1],
+        "uptime {uptime} not in {up:?}"
+    );
+    let mut got = m.clone();
+    got.remove("fulcrum_uptime_seconds");
+    let mut diff: Vec<String> = want
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k}: ctl {v}, metrics {:?}", got.get(k)))
+        .collect();
+    diff.extend(
+        got.keys()
+            .filter(|k| !want.contains_key(*k))
+            .map(|k| format!("{k}: in the metrics only")),
+    );
+    diff.sort();
+    assert!(diff.is_empty(), "{}\n\npage:\n{page}", diff.join("\n"));
+
+    // Totals over the workers: the sums of the per-worker samples.
+    let totals = &stats["totals"];
+    for (k, v) in totals.as_object().unwrap() {
+        if !v.is_u64() || k == "dropped" {
+            continue;
+        }
+        let name = if k == "flows_active" {
+            "fulcrum_flows_active".to_string()
+        } else {
+            format!("fulcrum_{k}_total")
+        };
+        let sum: f64 = (0..2)
+            .map(|i| m[&format!("{name}{{worker=\"{i}\"}}")])
+            .sum();
+        assert_eq!(sum, num(v), "total {k}");
+    }
+    for (reason, v) in totals["drops"].as_object().unwrap() {
+        let sum: f64 = (0..2)
+            .map(|i| m[&format!("fulcrum_drops_total{{worker=\"{i}\",reason=\"{reason}\"}}")])
+            .sum();
+        assert_eq!(sum, num(v), "total drops {reason}");
+    }
+    // Not a trivial agreement: traffic went through both workers' counters and backends.
+    let forwarded: f64 = (0..2)
+        .map(|i| m[&format!("fulcrum_forwarded_total{{worker=\"{i}\"}}")])
+        .sum();
+    assert!(forwarded > 0.0 && num(&totals["forwarded"]) == forwarded);
+    let nat_new: f64 = ["b1", "b2", "b3"]
+        .iter()
+        .map(|b| {
+            m[&format!("fulcrum_backend_new_flows_total{{service=\"web-nat\",backend=\"{b}\"}}")]
+        })
+        .sum();
+    assert!(nat_new > 0.0, "{nat_new}");
+    println!("{} samples equal to ctl stats / ctl backends", want.len());
 
     let v = lb.stop();
     assert_eq!(v["totals"]["balanced"].as_bool(), Some(true));

@@ -310,6 +310,19 @@ impl Engine {
         t
     }
 
+    /// `[established, other]` active flows of backend `id`, summed over the workers: each
+    /// worker's flow-table census of its last completed expiry pass (refreshed every
+    /// second, published every 100 ms). A NAT flow counts once.
+    pub fn backend_active(&self, id: crate::snapshot::BackendId) -> [u64; 2] {
+        let mut t = [0u64; 2];
+        for c in &self.backend_counters {
+            for (a, b) in t.iter_mut().zip(c.read_active(id)) {
+                *a += b;
+            }
+        }
+        t
+    }
+
     /// Sums of the workers' counters.
     pub fn totals(&self) -> Counters {
         let mut t = Counters::default();

@@ -65,6 +65,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// `Flow::twin` of an entry that is not linked.
 pub const NO_TWIN: u32 = u32::MAX;
 
+/// [`Flow::flags`] bit the pipeline sets on the reverse half (backend -> client) of a NAT
+/// pair, so that the [`Census`] counts a pair once, by its forward half.
+pub const FLAG_REVERSE: u8 = 0x01;
+
 /// `FlowKey::family` of an IPv4 flow.
 pub const FAMILY_V4: u8 = 4;
 /// `FlowKey::family` of an IPv6 flow.
@@ -230,7 +234,7 @@ pub struct Flow {
     pub port: u8,
     /// The L2 source the flow came from, so NAT replies can go back to it.
     pub peer_mac: [u8; 6],
-    /// Free for the pipeline.
+    /// Free for the pipeline, except the bit [`FLAG_REVERSE`], which the [`Census`] reads.
     pub flags: u8,
 }
 
@@ -455,6 +459,8 @@ pub struct FlowTable {
     /// owes (in slot-milliseconds: `SWEEP_MS` of them make one visit).
     sweep_at: u32,
     sweep_due: u64,
+    /// Live flows per backend, counted by the hand as it passes.
+    census: Census,
 }
 
 /// How long [`FlowTable::expire_paced`] takes to pass the hand over the whole table: an
@@ -482,6 +488,7 @@ impl FlowTable {
             hand: 0,
             sweep_at: 0,
             sweep_due: 0,
+            census: Census::new(),
         }
     }
 
@@ -502,7 +509,8 @@ impl FlowTable {
         self.cap as usize
     }
 
-    /// Bytes this table holds, for sizing: 64 per slot, nothing else.
+    /// Bytes of the slots, for sizing: 64 per slot (beside them only the fixed-size
+    /// [`Census`], 64 KiB).
     pub fn memory_bytes(&self) -> usize {
         size_of_val(&*self.slots)
     }
@@ -807,21 +815,34 @@ impl FlowTable {
     /// Moves the hand over `budget` slots, removing expired entries (and pairs whose halves
     /// have both expired). Returns how many entries were removed. The worker calls this once
     /// per burst; a budget of `slots / (bursts per min timeout)` keeps up.
+    ///
+    /// Every live entry it passes and keeps is counted in the [`census`](Self::census).
     pub fn expire_step(&mut self, now: u32, budget: usize, t: &Timeouts) -> usize {
         let n = self.slots.len() as u32;
         if self.len == 0 {
+            self.census.empty();
             return 0;
         }
         let mut reaped = 0;
         for _ in 0..budget.min(n as usize) {
             let i = self.hand;
             self.hand = if i + 1 >= n { 0 } else { i + 1 };
-            if self.slots[i as usize].is_live() && self.pair_expired(i, now, t) {
-                reaped += if self.twin_of(i).is_some() { 2 } else { 1 };
-                self.remove(i);
+            if self.slots[i as usize].is_live() {
+                if self.pair_expired(i, now, t) {
+                    reaped += if self.twin_of(i).is_some() { 2 } else { 1 };
+                    self.remove(i);
+                } else {
+                    self.census.count(&self.slots[i as usize].flow);
+                }
             }
+            self.census.visited(n);
         }
         reaped
+    }
+
+    /// Live flows per backend as the expiry hand counted them over its last whole pass.
+    pub fn census(&self) -> &Census {
+        &self.census
     }
 
     /// [`expire_step`](Self::expire_step) paced by the clock: as many slots as sweep the
@@ -859,6 +880,7 @@ impl FlowTable {
         }
         self.len = 0;
         self.hand = 0;
+        self.census.empty();
     }
 
     // ---- internals ----
@@ -1229,6 +1251,98 @@ impl FlowTable {
 /// [`FlowTable::evict_score`]'s flag bits above the 32-bit idle time.
 const EVICT_EXPIRED: u64 = 1 << 33;
 const EVICT_CHEAP: u64 = 1 << 32;
+
+/// Live flows per backend, counted by the expiry hand as it passes (no cost per packet): a
+/// pass of the hand over every slot counts each live entry it keeps under its
+/// [`Flow::backend`], established or not (IPVS's ActiveConn / InActConn), a NAT pair once
+/// (its reverse half carries [`FLAG_REVERSE`]). A completed pass becomes the published
+/// figure and the next starts from zero, so with [`FlowTable::expire_paced`] a figure is at
+/// most about two [`SWEEP_MS`] old and exact for flows that neither started, ended nor moved
+/// to their other bucket during the pass. An empty table is counted at once (all zero).
+/// Backend ids from [`MAX_BACKEND_IDS`](crate::stats::MAX_BACKEND_IDS) up are not counted.
+pub struct Census {
+    /// The pass in progress, by backend id: `[established, other]`.
+    counting: Box<[[u32; 2]]>,
+    /// The last completed pass.
+    done: Box<[[u32; 2]]>,
+    /// Ids below this may be non-zero in either array (it never shrinks, so a publisher that
+    /// copies ids below it overwrites every figure it published before).
+    top: usize,
+    /// Slots the pass in progress has visited.
+    visited: u32,
+    /// Passes completed (an empty table counts as one).
+    passes: u64,
+    /// Both arrays are zero and no pass is in progress.
+    zero: bool,
+}
+
+impl Census {
+    fn new() -> Census {
+        let ids = crate::stats::MAX_BACKEND_IDS;
+        Census {
+            counting: vec![[0; 2]; ids].into_boxed_slice(),
+            done: vec![[0; 2]; ids].into_boxed_slice(),
+            top: 0,
+            visited: 0,
+            passes: 0,
+            zero: true,
+        }
+    }
+
+    /// A live entry the hand keeps.
+    #[inline]
+    fn count(&mut self, f: &Flow) {
+        if f.flags & FLAG_REVERSE != 0 {
+            return;
+        }
+        let id = f.backend as usize;
+        if let Some(c) = self.counting.get_mut(id) {
+            c[usize::from(f.state != FlowState::TcpEstablished)] += 1;
+            self.top = self.top.max(id + 1);
+            self.zero = false;
+        }
+    }
+
+    /// One slot passed, of a table of `slots`: a pass ends after `slots` of them.
+    #[inline]
+    fn visited(&mut self, slots: u32) {
+        self.visited += 1;
+        self.zero = false;
+        if self.visited >= slots {
+            std::mem::swap(&mut self.counting, &mut self.done);
+            self.counting[..self.top].fill([0; 2]);
+            self.visited = 0;
+            self.passes += 1;
+        }
+    }
+
+    /// The table is empty: the figure is zero now, and a new pass starts with the next slot.
+    fn empty(&mut self) {
+        if !self.zero {
+            self.counting[..self.top].fill([0; 2]);
+            self.done[..self.top].fill([0; 2]);
+            self.visited = 0;
+            self.passes += 1;
+            self.zero = true;
+        }
+    }
+
+    /// `[established, other]` flows of backend `id` in the last completed pass.
+    pub fn get(&self, id: u32) -> [u32; 2] {
+        self.done.get(id as usize).copied().unwrap_or_default()
+    }
+
+    /// The last completed pass by backend id (`[established, other]`), every id that was
+    /// ever counted included.
+    pub fn completed(&self) -> &[[u32; 2]] {
+        &self.done[..self.top]
+    }
+
+    /// Passes completed so far.
+    pub fn passes(&self) -> u64 {
+        self.passes
+    }
+}
 
 impl fmt::Debug for FlowTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1921,5 +2035,151 @@ mod tests {
         }
         assert_eq!(ft.iter().count(), model.len());
         check_invariants(&ft);
+    }
+
+    /// Inserts a NAT pair for `backend` the way the pipeline does (the reverse half flagged).
+    fn ins_pair(ft: &mut FlowTable, i: u32, state: FlowState, backend: u32, now: u32) {
+        let f = Flow::new(state, 0, backend);
+        let r = Flow {
+            flags: FLAG_REVERSE,
+            ..f
+        };
+        let (kf, kr) = (key(i), key(i).reversed());
+        ft.insert_pair(
+            (kf, flow_hash(SEED, &kf), f),
+            (kr, flow_hash(SEED, &kr), r),
+            now,
+            &T,
+        )
+        .unwrap();
+    }
+
+    /// Steps the hand `budget` slots at a time until the census completes a pass; returns
+    /// what the steps reaped.
+    fn one_pass(ft: &mut FlowTable, now: u32, budget: usize) -> usize {
+        let passes = ft.census().passes();
+        let mut reaped = 0;
+        for _ in 0..=ft.slots.len().div_ceil(budget) {
+            reaped += ft.expire_step(now, budget, &T);
+            if ft.census().passes() > passes {
+                return reaped;
+            }
+        }
+        panic!("no pass completed in one lap");
+    }
+
+    /// After a whole pass the census is the true count of live flows per backend: a NAT
+    /// pair once, expired entries (reaped on the way) not at all; a partial pass changes
+    /// nothing published; an emptied table reads zero at once.
+    #[test]
+    fn census_counts_live_flows_per_backend() {
+        let mut ft = FlowTable::with_capacity(4096);
+        let now = 5_000;
+        let mut i = 0;
+        let mut next = || {
+            i += 1;
+            i
+        };
+        // Backend 1: 10 established DSR flows; 2: 5 half-open and 3 UDP.
+        for _ in 0..10 {
+            ins(&mut ft, key(next()), FlowState::TcpEstablished, 1, 4_500);
+        }
+        for _ in 0..5 {
+            ins(&mut ft, key(next()), FlowState::TcpSynSeen, 2, 4_500);
+        }
+        for _ in 0..3 {
+            ins(&mut ft, key(next()), FlowState::Udp, 2, 0);
+        }
+        // Backend 3: 4 established NAT pairs, 2 closing ones.
+        for _ in 0..4 {
+            ins_pair(&mut ft, next(), FlowState::TcpEstablished, 3, 4_500);
+        }
+        for _ in 0..2 {
+            ins_pair(&mut ft, next(), FlowState::TcpClosing, 3, 4_500);
+        }
+        // Backend 4: 6 half-open flows and a NAT pair, all expired by `now`.
+        for _ in 0..6 {
+            ins(&mut ft, key(next()), FlowState::TcpSynSeen, 4, 0);
+        }
+        ins_pair(&mut ft, next(), FlowState::TcpSynSeen, 4, 0);
+        // Backend 5: a NAT pair whose forward half expired, its reverse half not: alive.
+        let k = next();
+        ins_pair(&mut ft, k, FlowState::TcpSynSeen, 5, 0);
+        let rev = find(&ft, &key(k).reversed()).unwrap();
+        ft.get_mut(rev).last_seen = 4_900;
+        assert_eq!(ft.len(), 10 + 8 + 12 + 6 + 2 + 2);
+
+        // Nothing published before the first pass.
+        assert_eq!(ft.census().passes(), 0);
+        assert_eq!(ft.census().get(1), [0, 0]);
+        let reaped = one_pass(&mut ft, now, 100);
+        assert_eq!(reaped, 8, "backend 4's flows reaped");
+        let c = ft.census();
+        assert_eq!(c.get(1), [10, 0]);
+        assert_eq!(c.get(2), [0, 8]);
+        assert_eq!(c.get(3), [4, 2], "a NAT pair counts once");
+        assert_eq!(c.get(4), [0, 0], "expired flows are not counted");
+        assert_eq!(c.get(5), [0, 1]);
+        assert_eq!(c.completed().len(), 6);
+        assert_eq!(c.get(9999), [0, 0]);
+        // What the census says is what the table holds, counted independently.
+        let truth = |b: u32| {
+            ft.iter()
+                .filter(|(_, f)| f.backend == b && f.flags & FLAG_REVERSE == 0)
+                .count() as u32
+        };
+        for b in 1..=5 {
+            assert_eq!(c.get(b).iter().sum::<u32>(), truth(b), "backend {b}");
+        }
+
+        // Backend 1 loses 3 flows, one becomes closing: a partial pass publishes nothing...
+        for j in 1..=3 {
+            let idx = find(&ft, &key(j)).unwrap();
+            ft.remove(idx);
+        }
+        let idx = find(&ft, &key(4)).unwrap();
+        ft.get_mut(idx).state = FlowState::TcpClosing;
+        ft.expire_step(now, ft.slots.len() / 2, &T);
+        assert_eq!(ft.census().get(1), [10, 0]);
+        // ...the pass that completes does.
+        one_pass(&mut ft, now, 64);
+        assert_eq!(ft.census().get(1), [6, 1]);
+        assert_eq!(ft.census().get(3), [4, 2]);
+
+        // Everything idle past its timeout: reaped, and the census drops to zero.
+        one_pass(&mut ft, 1_000_000, 64);
+        assert!(ft.is_empty());
+        assert!(ft.census().completed().iter().all(|c| *c == [0, 0]));
+        // A table emptied by other means reads zero at the next step, without a pass.
+        ins(&mut ft, key(1), FlowState::TcpEstablished, 7, 0);
+        one_pass(&mut ft, 0, 64);
+        assert_eq!(ft.census().get(7), [1, 0]);
+        let idx = find(&ft, &key(1)).unwrap();
+        ft.remove(idx);
+        let passes = ft.census().passes();
+        ft.expire_step(0, 1, &T);
+        assert_eq!(ft.census().get(7), [0, 0]);
+        assert_eq!(ft.census().passes(), passes + 1);
+        check_invariants(&ft);
+    }
+
+    /// Paced by the clock, the census is refreshed once per SWEEP_MS, whatever the call rate.
+    #[test]
+    fn census_follows_the_paced_sweep() {
+        let mut ft = FlowTable::with_capacity(8 * 1000);
+        for i in 0..50u32 {
+            ins(&mut ft, key(i), FlowState::TcpEstablished, 1 + i % 2, 0);
+        }
+        for i in 50..60u32 {
+            ins_pair(&mut ft, 2 * i, FlowState::Udp, 3, 0);
+        }
+        // One call per millisecond for 2.5 periods: two passes, the figure exact.
+        for ms in 0..SWEEP_MS * 5 / 2 {
+            ft.expire_paced(ms, 64, &T);
+        }
+        assert_eq!(ft.census().passes(), 2);
+        assert_eq!(ft.census().get(1), [25, 0]);
+        assert_eq!(ft.census().get(2), [25, 0]);
+        assert_eq!(ft.census().get(3), [0, 10]);
     }
 }

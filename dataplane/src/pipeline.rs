@@ -630,9 +630,14 @@ impl Pipeline {
                     ..key
                 };
                 let rhash = hash::table_hash(self.local_seed, &rkey);
+                // Flagged so the flow census counts the pair once.
+                let rf = flow::Flow {
+                    flags: flow::FLAG_REVERSE,
+                    ..fl
+                };
                 if let Ok(ins) =
                     self.flows
-                        .insert_pair((key, fhash, fl), (rkey, rhash, fl), now, &snap.timeouts)
+                        .insert_pair((key, fhash, fl), (rkey, rhash, rf), now, &snap.timeouts)
                 {
                     self.counters.flows_created += 2;
                     for e in ins.evicted.iter().flatten() {

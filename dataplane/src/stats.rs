@@ -298,6 +298,9 @@ impl BackendCounters {
 /// One worker's published per-backend counters, read by anyone.
 pub struct SharedBackendCounters {
     words: Box<[AtomicU64]>,
+    /// Active flows by backend id from the flow table's census: established in the low 32
+    /// bits, the others in the high 32, so a reader sees the two of one pass together.
+    active: Box<[AtomicU64]>,
 }
 
 impl Default for SharedBackendCounters {
@@ -306,6 +309,7 @@ impl Default for SharedBackendCounters {
             words: (0..3 * MAX_BACKEND_IDS)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
+            active: (0..MAX_BACKEND_IDS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }
@@ -318,6 +322,23 @@ impl SharedBackendCounters {
                 self.words[3 * id + k].store(*x, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Called by the owning worker only: the flow table's last completed census
+    /// ([`crate::flow::Census::completed`], `[established, other]` by backend id).
+    pub fn publish_active(&self, census: &[[u32; 2]]) {
+        for (slot, [est, other]) in self.active.iter().zip(census) {
+            slot.store(u64::from(*est) | u64::from(*other) << 32, Ordering::Relaxed);
+        }
+    }
+
+    /// `[established, other]` active flows of backend `id` as last published.
+    pub fn read_active(&self, id: u32) -> [u64; 2] {
+        let Some(w) = self.active.get(id as usize) else {
+            return [0; 2];
+        };
+        let w = w.load(Ordering::Relaxed);
+        [w & 0xffff_ffff, w >> 32]
     }
 
     /// `[packets, bytes, new flows]` of backend `id` as last published.
@@ -365,6 +386,11 @@ mod tests {
         assert_eq!(s.read(2), [0; 3]);
         assert_eq!(s.read(MAX_BACKEND_IDS as u32), [0; 3]);
         assert_eq!(c.get(3), [2, 160, 1]);
+        s.publish_active(&[[0, 0], [7, 1 << 31], [u32::MAX, 0]]);
+        assert_eq!(s.read_active(1), [7, 1 << 31]);
+        assert_eq!(s.read_active(2), [u64::from(u32::MAX), 0]);
+        assert_eq!(s.read_active(3), [0, 0]);
+        assert_eq!(s.read_active(MAX_BACKEND_IDS as u32), [0, 0]);
     }
 
     #[test]

@@ -18,6 +18,11 @@ use crate::verdict::{DropReason, Verdict};
 /// How many flow-table slots the clock hand ages per loop turn: enough to sweep a 1M-entry
 /// table every few seconds at low load, cheap enough to vanish at high load.
 const EXPIRE_BUDGET: usize = 64;
+/// The same after a turn that found no packet: an idle worker (which may sleep between
+/// turns, `idle_sleep_us`) still sweeps a big table once per `SWEEP_MS`, so expiry and the
+/// census of active flows keep up (a 1M-entry table with turns up to 4 ms apart); with no
+/// packet waiting the longer step delays nothing.
+const IDLE_EXPIRE_BUDGET: usize = 4096;
 /// How often a worker publishes its per-backend counters.
 const BACKEND_PUBLISH_NS: u64 = 100_000_000;
 
@@ -312,15 +317,21 @@ pub fn run(mut w: WorkerSetup) -> Counters {
                 .store(packet_gen, Ordering::Release);
         }
 
+        let budget = if got == 0 {
+            IDLE_EXPIRE_BUDGET
+        } else {
+            EXPIRE_BUDGET
+        };
         pipe.counters.flows_expired +=
-            pipe.flows
-                .expire_paced(pipe.now_ms, EXPIRE_BUDGET, &snap.timeouts) as u64;
+            pipe.flows.expire_paced(pipe.now_ms, budget, &snap.timeouts) as u64;
         pipe.counters.flows_active = pipe.flows.len() as u64;
         drop(snap);
         w.counters.publish(&pipe.counters);
         if now_ns - backends_published >= BACKEND_PUBLISH_NS {
             backends_published = now_ns;
             w.backend_counters.publish(&pipe.per_backend);
+            w.backend_counters
+                .publish_active(pipe.flows.census().completed());
         }
         w.query.serve(&mut queries_done, &pipe);
 
@@ -333,6 +344,8 @@ pub fn run(mut w: WorkerSetup) -> Counters {
     flush(&mut w, &mut pipe.counters, &mut out);
     w.counters.publish(&pipe.counters);
     w.backend_counters.publish(&pipe.per_backend);
+    w.backend_counters
+        .publish_active(pipe.flows.census().completed());
     if registered {
         crate::dpdk::Eal::unregister_thread();
     }
@@ -411,6 +424,27 @@ fn flush(w: &mut WorkerSetup, c: &mut Counters, out: &mut Outboxes) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A worker that sleeps between idle turns (here a turn every millisecond) still
+    /// completes a census pass of a default-sized (1M) table once per sweep period; the
+    /// busy budget alone would take 16 times longer.
+    #[test]
+    fn idle_turns_keep_the_sweep_on_time() {
+        use crate::flow::{Flow, FlowState, SWEEP_MS, Timeouts};
+        let t = Timeouts::default();
+        let passes_in = |budget: usize, ms: u32| {
+            let mut ft = crate::flow::FlowTable::with_capacity(1 << 20);
+            let k = FlowKey::v4([10, 0, 0, 1], [10, 0, 0, 100], 40000, 80, 6);
+            ft.insert(k, 1, Flow::new(FlowState::TcpEstablished, 0, 3), 0, &t)
+                .unwrap();
+            for now in 1..=ms {
+                ft.expire_paced(now, budget, &t);
+            }
+            (ft.census().passes(), ft.census().get(3))
+        };
+        assert_eq!(passes_in(IDLE_EXPIRE_BUDGET, SWEEP_MS + 10), (1, [1, 0]));
+        assert_eq!(passes_in(EXPIRE_BUDGET, SWEEP_MS + 10), (0, [0, 0]));
+    }
 
     #[test]
     fn flow_query_packs_keys_losslessly() {
