@@ -204,6 +204,10 @@ mac = "02:00:00:00:00:13"
         max_turn < STALL_BOUND,
         "a worker turn took {max_turn:?} during the storm"
     );
-    // The worker saw the publications as they came, not at the end.
-    assert!(visible.count >= n / 4, "{visible:?} of {n}");
+    // The worker saw the publications as they came, not at the end: it was seen to load a
+    // new generation many times during the storm (how many depends on how the two threads
+    // are scheduled: a CI machine with two cores runs other tests beside this one), each
+    // promptly.
+    assert!(visible.count >= 20, "{visible:?} of {n}");
+    assert!(visible.p99 < 50_000, "publish -> visible p99 {} us", visible.p99);
 }
