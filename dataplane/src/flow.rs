@@ -674,12 +674,11 @@ impl FlowTable {
     /// Starts loading the first line(s) of the bucket `hash` maps to ([`PREFETCH_LINES`]),
     /// so that a lookup moments later finds them in cache: call it for every packet of a
     /// burst before processing any.
-    /// Returns the key's [`home_slot`](Self::home_slot), for [`probe_home`](Self::probe_home).
+    /// `home` is the key's [`home_slot`](Self::home_slot).
     #[inline]
-    pub fn prefetch(&self, hash: u64) -> u32 {
-        let home = self.home_slot(hash);
+    pub fn prefetch(&self, home: u32) {
         if self.len == 0 {
-            return home;
+            return;
         }
         let base = home as usize & !(WAYS - 1);
         if let Some(bucket) = self.slots.get(base..base + WAYS) {
@@ -687,7 +686,6 @@ impl FlowTable {
                 crate::dpdk::prefetch(&bucket[(home as usize + i) & (WAYS - 1)]);
             }
         }
-        home
     }
 
     /// [`prefetch`](Self::prefetch) of every line a miss reads: both of the key's buckets
@@ -695,10 +693,9 @@ impl FlowTable {
     /// all, and its insert into a full table scores them all, so they may as well load while
     /// the rest of the burst is parsed.
     #[inline]
-    pub fn prefetch_all(&self, hash: u64) -> u32 {
-        let home = self.home_slot(hash);
-        if self.len == 0 {
-            return home;
+    pub fn prefetch_all(&self, hash: u64) {
+        if self.len == 0 || self.nbuckets == 0 {
+            return;
         }
         let (b1, tag) = self.first_bucket(hash);
         for b in [b1, self.second_bucket(b1, tag)] {
@@ -707,7 +704,6 @@ impl FlowTable {
                 crate::dpdk::prefetch(s);
             }
         }
-        home
     }
 
     /// Whether `idx` names a live entry.

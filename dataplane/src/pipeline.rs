@@ -158,16 +158,15 @@ impl Pipeline {
             .zip(verdicts.chunks_mut(MAX_BURST))
         {
             for (i, f) in frames.iter().enumerate() {
-                let mut x = self.fast_parse(snap, port, f.data());
-                if let Some(x) = &mut x {
-                    x.home = if x.tcp_flags & (tcp::SYN | tcp::ACK) == tcp::SYN
-                        && x.key.proto == IPPROTO_TCP
+                let x = self.fast_parse(snap, port, f.data());
+                if let Some(x) = &x {
+                    if x.tcp_flags & (tcp::SYN | tcp::ACK) == tcp::SYN && x.key.proto == IPPROTO_TCP
                     {
                         // Most likely a new flow: its probe reads all its candidate lines.
-                        self.flows.prefetch_all(x.hash)
+                        self.flows.prefetch_all(x.hash);
                     } else {
-                        self.flows.prefetch(x.hash)
-                    };
+                        self.flows.prefetch(x.home);
+                    }
                 }
                 self.parsed[i] = x;
             }

@@ -352,7 +352,7 @@ pub fn run(mut w: WorkerSetup) -> Counters {
     pipe.counters
 }
 
-#[inline]
+#[inline(always)]
 fn dispatch(
     w: &mut WorkerSetup,
     c: &mut Counters,

@@ -209,5 +209,9 @@ mac = "02:00:00:00:00:13"
     // are scheduled: a CI machine with two cores runs other tests beside this one), each
     // promptly.
     assert!(visible.count >= 20, "{visible:?} of {n}");
-    assert!(visible.p99 < 50_000, "publish -> visible p99 {} us", visible.p99);
+    assert!(
+        visible.p99 < 50_000,
+        "publish -> visible p99 {} us",
+        visible.p99
+    );
 }
