@@ -120,6 +120,14 @@ impl Stream {
     }
 }
 
+/// What the balancer says of itself, for a failed assertion's message: totals (resets, drops
+/// by reason) and the backends' states.
+fn why(sock: &str) -> String {
+    let s = ctl_ok(sock, &["stats"]);
+    let b = ctl_ok(sock, &["backends"]);
+    format!("balancer totals: {}\nbackends: {b}", s["totals"])
+}
+
 /// The backend `ctl which` names for a DSR flow from `src:sport`.
 fn which(sock: &str, src: &str, sport: u16) -> String {
     let v = ctl_ok(
@@ -248,8 +256,9 @@ fn e2e_reload_adds_removes_and_refuses_without_breaking_flows() {
     assert_eq!(
         out["errors"],
         serde_json::json!({}),
-        "no failed request: {}",
-        out["errors"]
+        "no failed request: {}; {}",
+        out["errors"],
+        why(&sock)
     );
     assert!(
         out["per_backend"]["b4"].as_u64().unwrap_or(0) > 0,
@@ -426,7 +435,7 @@ fn e2e_ctl_which_drain_and_metrics() {
         "--source",
         "10.77.0.103",
     ]);
-    assert_eq!(out["errors"], serde_json::json!({}));
+    assert_eq!(out["errors"], serde_json::json!({}), "{}", why(&sock));
     assert!(
         out["per_backend"].get(&drained).is_none(),
         "no new flow to drained {drained}: {}",
@@ -680,7 +689,7 @@ fn e2e_active_flows_per_backend_drain_and_close() {
         "--source",
         "10.77.0.103",
     ]);
-    assert_eq!(out["errors"], serde_json::json!({}));
+    assert_eq!(out["errors"], serde_json::json!({}), "{}", why(&sock));
     assert!(
         out["per_backend"].get(&drained).is_none(),
         "no new flow to drained {drained}: {}",

@@ -170,10 +170,21 @@ impl Drop for Balancer {
     }
 }
 
-/// The testbed example config with a file prefix of its own.
+/// The testbed example config with a file prefix of its own, and health checks that let a
+/// starved backend be slow: these tests do not measure detection (tests/e2e_health.rs does,
+/// with its own settings), and on a 2-core CI machine running two balancers with busy
+/// workers, a Python backend can take more than the example's 300 ms to answer a check. Two
+/// such answers in a row would take it out (as they should in production), rescheduling
+/// flows that the tests expect to stay put.
 pub fn testbed_config(tag: &str) -> String {
     let text = std::fs::read_to_string(repo().join("conf/examples/testbed.toml")).expect("example");
-    text.replace(
+    let patient = "timeout_ms = 450\nrise = 2\nfall = 5";
+    let strict = "timeout_ms = 300\nrise = 2\nfall = 2";
+    assert!(
+        text.contains(strict),
+        "conf/examples/testbed.toml's checks changed: update testbed_config"
+    );
+    text.replace(strict, patient).replace(
         "fulcrum-testbed",
         &format!("fulcrum-e2e-{tag}-{}", std::process::id()),
     )
