@@ -10,6 +10,9 @@
 //!                       -> IPv4/IPv6 -> dst is a VIP? -> service? -> flow hit / Maglev
 //!                                                          -> rewrite (DSR MACs | NAT dst)
 //!                                                       empty pool -> RST / ICMP unreach
+//!                                                     -> ICMP error? -> quoted flow's backend
+//!                                                            (flow hit / Maglev; NAT: translate)
+//!                                                     -> ICMP echo? -> reply
 //!                                    -> own address?  -> ICMP echo reply | slow path
 //!                                    -> from a NAT backend? -> owner's reverse flow -> un-NAT
 //!                                    -> drop(not_vip)
@@ -448,6 +451,9 @@ impl Pipeline {
                         None => Verdict::Drop(DropReason::NoService),
                     }
                 }
+                x if x == icmp && is_icmp_error(frame.data(), &p) => {
+                    self.icmp_error(snap, p, frame)
+                }
                 x if x == icmp => self.icmp_to_us(snap, port, p, frame),
                 _ => Verdict::Drop(DropReason::UnsupportedProtocol),
             };
@@ -762,6 +768,74 @@ impl Pipeline {
         }
     }
 
+    /// An ICMP(v6) error to a VIP (a router on the way to a client refusing a packet the VIP
+    /// sent: "fragmentation needed" / "packet too big" is path-MTU discovery): sent to the
+    /// backend that owns the quoted flow, as Katran and GLB do, so its stack learns the path
+    /// MTU. The backend is the one a packet of that flow would reach: its flow-table entry's
+    /// (on the NAT flow's owner), else Maglev's choice, which every instance with this config
+    /// makes alike. The entry is neither made nor refreshed: errors are easy to forge.
+    /// DSR forwards the frame as it is (the backend holds the VIP); NAT translates it as the
+    /// backend's own packet would have been: outer destination and quoted source := backend.
+    fn icmp_error<F: Frame>(&mut self, snap: &Snapshot, p: L4, frame: &mut F) -> Verdict {
+        let q = {
+            let data = frame.data();
+            let quote = data.get(p.l4 + 8..p.l4 + p.l4_len).unwrap_or_default();
+            match wire::Quote::parse(quote, p.v6) {
+                Ok(q) => q,
+                Err(_) => return Verdict::Drop(DropReason::IcmpErrorMalformed),
+            }
+        };
+        if q.src != p.dst {
+            return Verdict::Drop(DropReason::IcmpErrorNotVip);
+        }
+        // The flow as its client sends it: client -> VIP:port.
+        let key = if p.v6 {
+            FlowKey::v6(q.dst, q.src, q.dport, q.sport, q.proto)
+        } else {
+            FlowKey::v4(v4_of(&q.dst), v4_of(&q.src), q.dport, q.sport, q.proto)
+        };
+        let Some(si) = snap.service(p.dst_key(), q.proto, q.sport) else {
+            return Verdict::Drop(DropReason::IcmpErrorNoService);
+        };
+        let svc = &snap.services[usize::from(si)];
+        if !svc.acl.admits(&key.src, p.v6) {
+            return Verdict::Drop(DropReason::AclDenied);
+        }
+        let nat = svc.forwarding == Forwarding::Nat;
+        if nat {
+            let owner = self.owner(&key.src, key.sport);
+            if owner != self.worker {
+                return Verdict::Handoff { worker: owner };
+            }
+        }
+        let fhash = hash::table_hash(self.local_seed, &key);
+        let probe = self.flows.probe(&key, fhash, self.now_ms, &snap.timeouts);
+        let b = match probe.found {
+            Some(idx) => match snap
+                .backend(self.flows.get(idx).backend)
+                .filter(|b| b.service == si && b.keeps_flows())
+            {
+                Some(b) => b,
+                None => return Verdict::Drop(DropReason::IcmpErrorBackendDown),
+            },
+            None => match svc
+                .pick(svc.pick_hash(snap.seed, &key, hash::flow_hash(snap.seed, &key)))
+                .and_then(|id| snap.backend(id))
+            {
+                Some(b) => b,
+                None => return Verdict::Drop(DropReason::IcmpErrorNoBackend),
+            },
+        };
+        self.per_backend.count(b.id, false, frame.data().len());
+        let data = frame.data_mut();
+        if nat {
+            nat_icmp_error(data, &p, &q, &b.addr_key, b.port.unwrap_or(q.sport));
+        }
+        data[0..6].copy_from_slice(&b.mac);
+        data[6..12].copy_from_slice(&b.out_mac);
+        Verdict::Forward { port: b.out_port }
+    }
+
     /// ICMP echo to a VIP or our own address: answer it in place.
     fn icmp_to_us<F: Frame>(&mut self, snap: &Snapshot, port: u8, p: L4, frame: &mut F) -> Verdict {
         let mac = snap.ports[port as usize].mac;
@@ -961,6 +1035,80 @@ fn ports(data: &[u8], p: &L4) -> Option<Ports> {
             tcp_flags: 0,
         })
     }
+}
+
+/// Is the ICMP(v6) message at `p.l4` an error quoting a packet (v4: destination
+/// unreachable, time exceeded, parameter problem; v6: those and packet too big)? Messages
+/// shorter than an ICMP header are not (the echo path counts them malformed).
+#[inline]
+fn is_icmp_error(data: &[u8], p: &L4) -> bool {
+    use wire::{icmpv4, icmpv6};
+    match data.get(p.l4) {
+        _ if p.l4_len < icmpv4::HEADER_LEN => false,
+        Some(&t) if p.v6 => matches!(
+            t,
+            icmpv6::DEST_UNREACHABLE
+                | icmpv6::PACKET_TOO_BIG
+                | icmpv6::TIME_EXCEEDED
+                | icmpv6::PARAM_PROBLEM
+        ),
+        Some(&t) => matches!(
+            t,
+            icmpv4::DEST_UNREACHABLE | icmpv4::TIME_EXCEEDED | icmpv4::PARAM_PROBLEM
+        ),
+        None => false,
+    }
+}
+
+/// NAT for an ICMP(v6) error to a VIP: the backend must see the error as one about its own
+/// packet, so the outer destination and the quoted packet's source address and port become
+/// the backend's. Every checksum that covers a changed byte is updated (RFC 1624): the outer
+/// IPv4 header's, the quoted IPv4 header's, the quoted TCP/UDP checksum when the quote holds
+/// it (its pseudo-header has the source), and the ICMP checksum over all of these (ICMPv6's
+/// pseudo-header also has the outer destination). `q` was parsed from this frame's quote.
+fn nat_icmp_error(data: &mut [u8], p: &L4, q: &wire::Quote, addr: &Addr, port: u16) {
+    let alen = if p.v6 { 16 } else { 4 };
+    let (l3, icmp, end) = (p.l2_len, p.l4, p.l4 + p.l4_len);
+    let quote = icmp + 8;
+    let ql4 = quote + q.l4;
+    let mut ck = u16::from_be_bytes([data[icmp + 2], data[icmp + 3]]);
+    // Writes `new` at `at` (an even offset from the ICMP header), updating the ICMP checksum.
+    let patch = |data: &mut [u8], ck: &mut u16, at: usize, new: &[u8]| {
+        *ck = checksum::update_bytes(*ck, &data[at..at + new.len()], new);
+        data[at..at + new.len()].copy_from_slice(new);
+    };
+    // Outer destination: VIP -> backend.
+    if p.v6 {
+        ck = checksum::update_bytes(ck, &p.dst, addr);
+        data[l3 + 24..l3 + 40].copy_from_slice(addr);
+    } else {
+        let ipc = u16::from_be_bytes([data[l3 + 10], data[l3 + 11]]);
+        let ipc = checksum::update_bytes(ipc, &p.dst[..4], &addr[..4]);
+        data[l3 + 10..l3 + 12].copy_from_slice(&ipc.to_be_bytes());
+        data[l3 + 16..l3 + 20].copy_from_slice(&addr[..4]);
+    }
+    // Quoted source: VIP:port -> backend:port, with the quoted checksums.
+    let src_at = if p.v6 { quote + 8 } else { quote + 12 };
+    if !p.v6 {
+        let c = u16::from_be_bytes([data[quote + 10], data[quote + 11]]);
+        let c = checksum::update_bytes(c, &q.src[..4], &addr[..4]);
+        patch(data, &mut ck, quote + 10, &c.to_be_bytes());
+    }
+    patch(data, &mut ck, src_at, &addr[..alen]);
+    let csum_at = ql4 + if q.proto == IPPROTO_TCP { 16 } else { 6 };
+    if csum_at + 2 <= end {
+        let c = u16::from_be_bytes([data[csum_at], data[csum_at + 1]]);
+        let c = if q.proto == IPPROTO_UDP {
+            let c = checksum::update_udp(c, &q.src[..alen], &addr[..alen]);
+            checksum::update_udp_u16(c, q.sport, port)
+        } else {
+            let c = checksum::update_bytes(c, &q.src[..alen], &addr[..alen]);
+            checksum::update_u16(c, q.sport, port)
+        };
+        patch(data, &mut ck, csum_at, &c.to_be_bytes());
+    }
+    patch(data, &mut ck, ql4, &port.to_be_bytes());
+    data[icmp + 2..icmp + 4].copy_from_slice(&ck.to_be_bytes());
 }
 
 /// A reply goes back where the request came from: dst MAC := its src, src MAC := ours.
@@ -1490,5 +1638,197 @@ port = 53
         assert_eq!(table(&fast), table(&general));
         assert!(fast.counters.flows_evicted > 0, "the small table filled");
         assert!(on_fast > 5_000, "the fast path was taken: {on_fast}");
+    }
+}
+
+/// ICMP errors to a VIP go to the backend of the flow they quote: the flow table's choice
+/// first (as for the flow's own packets), Maglev's without an entry; never a new entry.
+#[cfg(test)]
+mod icmp_error_tests {
+    use super::*;
+    use crate::frame::VecFrame;
+    use crate::snapshot::{BackendIds, Dynamic};
+    use crate::wire::{Icmpv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
+
+    const PORT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const CLIENT: [u8; 4] = [10, 0, 0, 50];
+    const VIP: [u8; 4] = [10, 0, 0, 100];
+    const NAT_VIP: [u8; 4] = [10, 0, 0, 101];
+    const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
+    const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 0x12];
+
+    /// The DSR service on 10.0.0.100:80 and the NAT one on 10.0.0.101:80 with the backends
+    /// named (a: 10.0.0.11, b: 10.0.0.12).
+    fn snapshot(ids: &mut BackendIds, backends: &[&str]) -> Snapshot {
+        let mut text = String::from(
+            "[[port]]\nname = \"p0\"\ndevice = \"net_null0\"\nmac = \"02:00:00:00:00:01\"\n\
+             addresses = [\"10.0.0.2/24\"]\n",
+        );
+        for (svc, vip, fwd) in [("web", "10.0.0.100", "dsr"), ("nat", "10.0.0.101", "nat")] {
+            text += &format!(
+                "[[service]]\nname = \"{svc}\"\nvip = \"{vip}\"\nport = 80\nforwarding = \"{fwd}\"\n"
+            );
+            for b in backends {
+                let n = if *b == "a" { 0x11 } else { 0x12 };
+                text += &format!(
+                    "[[service.backend]]\nname = \"{b}\"\naddress = \"10.0.0.{n}\"\n\
+                     mac = \"02:00:00:00:00:{n:02x}\"\n"
+                );
+            }
+        }
+        let cfg = conf::parse(&text, std::path::Path::new("test.toml")).unwrap();
+        Snapshot::build(&cfg, ids, &Dynamic::default(), 1)
+    }
+
+    /// Ethernet + IPv4 + `l4` from `src` to `dst`, checksums filled.
+    fn ip_frame(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 34 + l4.len()];
+        f[0..6].copy_from_slice(&PORT_MAC);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xfe]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        Ipv4Repr {
+            src,
+            dst,
+            protocol: proto,
+            payload_len: l4.len() as u16,
+            ttl: 64,
+            ident: 9,
+        }
+        .emit(&mut f[14..])
+        .unwrap();
+        wire::Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+        f[34..].copy_from_slice(l4);
+        f
+    }
+
+    /// A TCP segment `src:sport -> dst:dport` (as an IP packet, no Ethernet).
+    fn tcp_packet(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+        let mut seg = [0u8; 20];
+        TcpRepr {
+            src_port: sport,
+            dst_port: dport,
+            seq_number: 1,
+            ack_number: 0,
+            flags,
+            window_len: 512,
+        }
+        .emit(&mut seg[..])
+        .unwrap();
+        TcpPacket::new_unchecked(&mut seg[..]).fill_checksum_v4(&src, &dst);
+        ip_frame(src, dst, IPPROTO_TCP, &seg)[14..].to_vec()
+    }
+
+    /// The client's SYN for `client_port -> vip:80`.
+    fn syn(vip: [u8; 4], client_port: u16) -> Vec<u8> {
+        let mut f = ip_frame(CLIENT, vip, IPPROTO_TCP, &[0; 20]);
+        f[34..].copy_from_slice(&tcp_packet(CLIENT, vip, client_port, 80, tcp::SYN)[20..]);
+        f
+    }
+
+    /// "Fragmentation needed" from a router to `vip`, quoting 28 bytes of the VIP's reply
+    /// `vip:80 -> client:client_port`.
+    fn frag_needed(vip: [u8; 4], client_port: u16) -> Vec<u8> {
+        let quoted = tcp_packet(vip, CLIENT, 80, client_port, tcp::ACK);
+        let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0x78];
+        icmp.extend_from_slice(&quoted[..28]);
+        Icmpv4Packet::new_unchecked(&mut icmp[..]).fill_checksum();
+        ip_frame([10, 0, 0, 1], vip, IPPROTO_ICMP, &icmp)
+    }
+
+    fn run(p: &mut Pipeline, snap: &Snapshot, bytes: &[u8]) -> (Verdict, Vec<u8>) {
+        let mut f = VecFrame::new(bytes);
+        let v = p.process(snap, 0, &mut f);
+        (v, f.to_vec())
+    }
+
+    /// Client ports whose new flows Maglev sends to `mac` in `snap`.
+    fn ports_for(snap: &Snapshot, mac: [u8; 6]) -> impl Iterator<Item = u16> + '_ {
+        (40000..41000).filter(move |&cp| {
+            let key = FlowKey::v4(CLIENT, VIP, cp, 80, IPPROTO_TCP);
+            matches!(snap.choose(&key), crate::snapshot::Choice::Backend { backend, .. }
+                if snap.backend(backend).is_some_and(|b| b.mac == mac))
+        })
+    }
+
+    #[test]
+    fn the_flow_table_wins_over_a_changed_maglev_table() {
+        let mut ids = BackendIds::new();
+        let only_a = snapshot(&mut ids, &["a"]);
+        let a_and_b = snapshot(&mut ids, &["a", "b"]);
+        let mut p = Pipeline::new(0, 1, 256, 7);
+        // Two flows that Maglev sends to b once b exists; the first made while only a does.
+        let mut to_b = ports_for(&a_and_b, MAC_B);
+        let (cp, other) = (to_b.next().unwrap(), to_b.next().unwrap());
+        let (v, out) = run(&mut p, &only_a, &syn(VIP, cp));
+        assert_eq!((v, &out[0..6]), (Verdict::Forward { port: 0 }, &MAC_A[..]));
+        assert_eq!(p.flows.len(), 1);
+
+        // Its packets and its ICMP errors stay with a; the error is forwarded untouched
+        // but for the MACs.
+        let err = frag_needed(VIP, cp);
+        let (v, out) = run(&mut p, &a_and_b, &err);
+        assert_eq!(v, Verdict::Forward { port: 0 });
+        assert_eq!(&out[0..6], &MAC_A);
+        assert_eq!(&out[6..12], &PORT_MAC);
+        assert_eq!(&out[12..], &err[12..]);
+
+        // Without an entry, Maglev's choice (b), and no entry is made.
+        let (v, out) = run(&mut p, &a_and_b, &frag_needed(VIP, other));
+        assert_eq!((v, &out[0..6]), (Verdict::Forward { port: 0 }, &MAC_B[..]));
+        assert_eq!(p.flows.len(), 1, "an ICMP error makes no flow");
+
+        // a removed: its flow's packets would move to b, which never saw the connection.
+        let only_b = snapshot(&mut ids, &["b"]);
+        let (v, _) = run(&mut p, &only_b, &err);
+        assert_eq!(v, Verdict::Drop(DropReason::IcmpErrorBackendDown));
+        assert_eq!(
+            p.flows.len(),
+            1,
+            "the entry is left to the flow's own packets"
+        );
+    }
+
+    #[test]
+    fn a_nat_error_is_handed_to_the_flow_owner_and_translated_there() {
+        let mut ids = BackendIds::new();
+        let snap = snapshot(&mut ids, &["a"]);
+        let mut workers = [Pipeline::new(0, 2, 256, 7), Pipeline::new(1, 2, 256, 7)];
+        let cp = 40000;
+        let owner = match run(&mut workers[0], &snap, &syn(NAT_VIP, cp)).0 {
+            Verdict::Handoff { worker } => usize::from(worker),
+            _ => 0,
+        };
+        let (v, _) = run(&mut workers[owner], &snap, &syn(NAT_VIP, cp));
+        assert_eq!(v, Verdict::Forward { port: 0 });
+        let err = frag_needed(NAT_VIP, cp);
+        let (v, out) = run(&mut workers[1 - owner], &snap, &err);
+        assert_eq!(
+            v,
+            Verdict::Handoff {
+                worker: owner as u16
+            }
+        );
+        assert_eq!(out, err, "handed over untouched");
+        let (v, out) = run(&mut workers[owner], &snap, &err);
+        assert_eq!(v, Verdict::Forward { port: 0 });
+        // Outer destination and quoted source are the backend; every checksum verifies.
+        let backend = [10, 0, 0, 0x11];
+        let ip = wire::Ipv4Packet::new_checked(&out[14..]).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!(ip.dst_addr(), backend);
+        let icmp = Icmpv4Packet::new_checked(&out[34..]).unwrap();
+        assert!(icmp.verify_checksum());
+        let quoted = &out[42..];
+        assert_eq!(&quoted[12..16], &backend);
+        assert_eq!(
+            checksum::ipv4_header(&quoted[..20]).to_be_bytes(),
+            [quoted[10], quoted[11]],
+            "quoted IPv4 header checksum"
+        );
+        assert_eq!(
+            &quoted[20..22],
+            &80u16.to_be_bytes(),
+            "port kept: the backend has none"
+        );
     }
 }

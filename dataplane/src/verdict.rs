@@ -71,8 +71,21 @@ drop_reasons! {
     NoService = "no_service",
     /// The service's access list refuses this source.
     AclDenied = "acl_denied",
-    /// ICMP to a VIP or own address that we do not answer (not an echo request).
+    /// ICMP to a VIP or own address that we neither answer (an echo request) nor forward (an
+    /// error quoting a VIP's flow).
     IcmpUnhandled = "icmp_unhandled",
+    /// An ICMP(v6) error to a VIP whose quote is cut short or malformed (no IP header and 8
+    /// bytes of TCP/UDP in it, another family, another protocol, a later fragment).
+    IcmpErrorMalformed = "icmp_error_malformed",
+    /// An ICMP(v6) error to a VIP quoting a packet that did not come from that VIP.
+    IcmpErrorNotVip = "icmp_error_not_vip",
+    /// An ICMP(v6) error quoting a packet from a VIP port/protocol that has no service.
+    IcmpErrorNoService = "icmp_error_no_service",
+    /// An ICMP(v6) error for a flow with no flow-table entry, to a service whose pool is empty.
+    IcmpErrorNoBackend = "icmp_error_no_backend",
+    /// An ICMP(v6) error for a flow whose backend no longer keeps flows (down, maintenance,
+    /// removed): its packets would move to a new backend, which never saw the flow.
+    IcmpErrorBackendDown = "icmp_error_backend_down",
     /// Protocol other than TCP/UDP/ICMP to a VIP.
     UnsupportedProtocol = "unsupported_protocol",
     /// The pool is empty and the service drops (or the packet is not a SYN/UDP datagram

@@ -7,8 +7,10 @@
 //! - the flow table never holds more than its capacity;
 //! - `Forward` only for traffic to a VIP (to one of its service's backends; DSR leaves every
 //!   byte after the MACs alone, NAT changes only the destination address, port and checksums)
-//!   or for a reply from a NAT backend (only the source address, port and checksums change);
-//!   the frame keeps its length;
+//!   or for a reply from a NAT backend (only the source address, port and checksums change),
+//!   or for an ICMP error to a VIP quoting one of its flows (to a backend of the quoted
+//!   port's service; DSR changes only the MACs, NAT only the destination, the quoted source
+//!   address and port, and checksums); the frame keeps its length;
 //! - `Reply` goes back to the sender's MAC from the port's MAC, from a VIP or own address, and
 //!   is an ARP reply, TCP RST|ACK, ICMP echo reply / unreachable or ND advertisement, at most
 //!   one header longer than what it answers (no amplification);
@@ -356,6 +358,68 @@ pub fn l4_checksum_ok(frame: &[u8]) -> Option<bool> {
     Some(ok)
 }
 
+/// What the oracle reads of an ICMP error's quote.
+struct Quoted {
+    proto: u8,
+    src: Addr,
+    dst: Addr,
+    sport: u16,
+    dport: u16,
+    /// Offset of the TCP/UDP header in the quote.
+    l4: usize,
+}
+
+/// A quoted TCP/UDP packet's addresses and ports, read independently of the pipeline: the IP
+/// header (IPv6: through the extension headers) and 8 bytes of TCP/UDP must be in the quote.
+fn quote(q: &[u8], v6: bool) -> Option<Quoted> {
+    let (proto, l4, src, dst) = if v6 {
+        if q.len() < 40 || q[0] >> 4 != 6 {
+            return None;
+        }
+        let (mut nh, mut off) = (q[6], 40);
+        for _ in 0..8 {
+            let len = match nh {
+                0 | 43 | 60 => (usize::from(*q.get(off + 1)?) + 1) * 8,
+                44 => {
+                    if u16::from_be_bytes([*q.get(off + 2)?, *q.get(off + 3)?]) & 0xfff8 != 0 {
+                        return None;
+                    }
+                    8
+                }
+                51 => (usize::from(*q.get(off + 1)?) + 2) * 4,
+                _ => break,
+            };
+            nh = *q.get(off)?;
+            off += len;
+        }
+        let mut src = [0; 16];
+        let mut dst = [0; 16];
+        src.copy_from_slice(&q[8..24]);
+        dst.copy_from_slice(&q[24..40]);
+        (nh, off, src, dst)
+    } else {
+        if q.len() < 20 || q[0] >> 4 != 4 || u16::from_be_bytes([q[6], q[7]]) & 0x1fff != 0 {
+            return None;
+        }
+        let mut src = [0; 16];
+        let mut dst = [0; 16];
+        src[..4].copy_from_slice(&q[12..16]);
+        dst[..4].copy_from_slice(&q[16..20]);
+        (q[9], usize::from(q[0] & 15) * 4, src, dst)
+    };
+    if !matches!(proto, IPPROTO_TCP | IPPROTO_UDP) || q.len() < l4 + 8 {
+        return None;
+    }
+    Some(Quoted {
+        proto,
+        src,
+        dst,
+        sport: u16::from_be_bytes([q[l4], q[l4 + 1]]),
+        dport: u16::from_be_bytes([q[l4 + 2], q[l4 + 3]]),
+        l4,
+    })
+}
+
 /// Whether the IPv4 header checksum of an IPv4 frame is right (`None` for anything else).
 pub fn ipv4_checksum_ok(frame: &[u8]) -> Option<bool> {
     let ip = parse_ip(frame)?;
@@ -569,6 +633,13 @@ impl World {
                 ctx()
             );
         }
+        if matches!(
+            (ip.proto, ip.v6),
+            (IPPROTO_ICMP, false) | (IPPROTO_ICMPV6, true)
+        ) {
+            self.check_icmp_error_forward(input, out, &ip);
+            return;
+        }
         let (sport, dport) = ip
             .ports
             .unwrap_or_else(|| panic!("forwarded without ports{}", ctx()));
@@ -656,6 +727,98 @@ impl World {
                 ctx()
             );
         }
+    }
+
+    /// A forwarded ICMP(v6) error: to a VIP, quoting a TCP/UDP packet from that VIP, sent to a
+    /// backend of the service of the quoted VIP port; DSR leaves every byte after the MACs
+    /// alone, NAT changes only the outer destination, the quoted source address and port,
+    /// and the checksums over them (whose validity [`World::check_forward`] checked).
+    fn check_icmp_error_forward(&self, input: &[u8], out: &[u8], ip: &Ip) {
+        let ctx = || format!("\n in  {}\n out {}", hex(input), hex(out));
+        let dst = ip_of(&ip.dst, ip.v6);
+        assert!(
+            self.vips.contains(&dst),
+            "forwarded ICMP that is not to a VIP{}",
+            ctx()
+        );
+        let msg = &input[ip.l4..ip.end];
+        let errors: &[u8] = if ip.v6 { &[1, 2, 3, 4] } else { &[3, 11, 12] };
+        assert!(
+            msg.len() >= 8 && errors.contains(&msg[0]),
+            "forwarded ICMP that is not an error{}",
+            ctx()
+        );
+        let q = quote(&msg[8..], ip.v6)
+            .unwrap_or_else(|| panic!("forwarded an error without a TCP/UDP quote{}", ctx()));
+        assert_eq!(q.src, ip.dst, "the quote is not from the VIP{}", ctx());
+        let svc = self.service(dst, q.proto, q.sport).unwrap_or_else(|| {
+            panic!("forwarded an error for a VIP port without service{}", ctx())
+        });
+        let dst_mac: [u8; 6] = out[0..6].try_into().expect("mac");
+        let b = svc
+            .backends
+            .iter()
+            .find(|b| b.2 == dst_mac)
+            .unwrap_or_else(|| panic!("forwarded an error to a MAC not of this service{}", ctx()));
+        if !svc.nat {
+            assert!(
+                out[12..] == input[12..],
+                "DSR changed an error beyond the MACs{}",
+                ctx()
+            );
+            return;
+        }
+        let o = parse_ip(out).expect("checked by the caller");
+        assert_eq!(
+            o.dst,
+            b.0,
+            "NAT error's destination is not the backend{}",
+            ctx()
+        );
+        let oq = quote(&out[o.l4 + 8..o.end], o.v6)
+            .unwrap_or_else(|| panic!("translated quote does not parse{}", ctx()));
+        assert_eq!(oq.src, b.0, "quoted source is not the backend{}", ctx());
+        assert_eq!(
+            oq.sport,
+            b.1.unwrap_or(q.sport),
+            "quoted source port{}",
+            ctx()
+        );
+        assert_eq!(
+            (oq.dst, oq.dport, oq.proto),
+            (q.dst, q.dport, q.proto),
+            "quoted client changed{}",
+            ctx()
+        );
+        let alen = if ip.v6 { 16 } else { 4 };
+        let (quote_at, l4_at) = (ip.l4 + 8, ip.l4 + 8 + q.l4);
+        let qcsum = l4_at + if q.proto == IPPROTO_TCP { 16 } else { 6 };
+        let allowed = [
+            if ip.v6 {
+                ip.l3 + 24..ip.l3 + 40
+            } else {
+                ip.l3 + 16..ip.l3 + 20
+            },
+            if ip.v6 { 0..0 } else { ip.l3 + 10..ip.l3 + 12 },
+            ip.l4 + 2..ip.l4 + 4,
+            if ip.v6 {
+                quote_at + 8..quote_at + 8 + alen
+            } else {
+                quote_at + 12..quote_at + 16
+            },
+            if ip.v6 {
+                0..0
+            } else {
+                quote_at + 10..quote_at + 12
+            },
+            l4_at..l4_at + 2,
+            qcsum..qcsum + 2,
+        ];
+        assert!(
+            (12..input.len()).all(|i| input[i] == out[i] || allowed.iter().any(|r| r.contains(&i))),
+            "NAT changed more of an error than it should{}",
+            ctx()
+        );
     }
 
     fn check_reply(&self, input: &[u8], out: &[u8]) {
@@ -972,6 +1135,43 @@ mod tests {
         assert!(
             fails(|| w.check(&syn, Verdict::Reply, &dsr)),
             "a reply to the backend"
+        );
+        // "Fragmentation needed" from a router to the DSR VIP, quoting its reply to the client.
+        let reply = build_l4(
+            port_mac,
+            client_mac,
+            vip,
+            c4,
+            IPPROTO_TCP,
+            80,
+            1234,
+            tcp::ACK,
+            b"",
+        );
+        let mut err = syn[..14].to_vec();
+        err.extend_from_slice(&[0x45, 0, 0, 56, 0, 1, 0, 0, 64, IPPROTO_ICMP, 0, 0]);
+        err.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 100]);
+        err.extend_from_slice(&[3, 4, 0, 0, 0, 0, 0x05, 0x78]);
+        err.extend_from_slice(&reply[14..42]);
+        fix_checksums(&mut err);
+        let mut fwd_err = err.clone();
+        fwd_err[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x11]);
+        fwd_err[6..12].copy_from_slice(&port_mac);
+        assert!(
+            !fails(|| w.check(&err, fwd, &fwd_err)),
+            "an ICMP error forwarded to the quoted flow's backend passes"
+        );
+        let mut bad = fwd_err.clone();
+        bad[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x21]);
+        assert!(
+            fails(|| w.check(&err, fwd, &bad)),
+            "an ICMP error to another service's backend"
+        );
+        let mut bad = fwd_err.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(
+            fails(|| w.check(&err, fwd, &bad)),
+            "DSR changing an ICMP error's quote"
         );
         let mut pipes = w.pipelines(1, 4);
         pipes[0].counters.rx += 5;

@@ -35,6 +35,7 @@ pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod quote;
 pub mod tcp;
 pub mod udp;
 
@@ -53,6 +54,7 @@ pub use icmpv4::Packet as Icmpv4Packet;
 pub use icmpv6::Packet as Icmpv6Packet;
 pub use ipv4::{Packet as Ipv4Packet, Repr as Ipv4Repr};
 pub use ipv6::{Fragment, Packet as Ipv6Packet, Repr as Ipv6Repr, UpperLayer};
+pub use quote::Quote;
 pub use tcp::{Packet as TcpPacket, Repr as TcpRepr};
 pub use udp::{Packet as UdpPacket, Repr as UdpRepr};
 

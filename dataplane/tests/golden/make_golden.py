@@ -179,8 +179,10 @@ ping = eth() / IP(src=CLIENT, dst=OWN, id=43) / ICMP(type=8, id=8, seq=1)
 exp = Ether(src=PORT_MAC, dst=CLIENT_MAC) / IP(src=OWN, dst=CLIENT, ttl=64, id=43) / ICMP(type=0, id=8, seq=1)
 case("icmp: echo to own address answered", ping, "reply", rebuilt(exp))
 
+ts = eth() / IP(src=CLIENT, dst="10.0.0.100") / ICMP(type=13, id=1, seq=1, ts_ori=1, ts_rx=2, ts_tx=3)
+case("icmp: other ICMP to a VIP (a timestamp request) is counted, not answered", ts, "drop:icmp_unhandled")
 unr = eth() / IP(src=CLIENT, dst="10.0.0.100") / ICMP(type=3, code=1) / Raw(b"\x45" + b"\x00" * 27)
-case("icmp: other ICMP to a VIP is counted, not forwarded", unr, "drop:icmp_unhandled")
+case("icmp: an error to a VIP whose quoted IPv4 length cannot hold ports", unr, "drop:icmp_error_malformed")
 
 ping6 = eth() / IPv6(src=CLIENT6, dst="fd00::100", hlim=50) / ICMPv6EchoRequest(id=1, seq=2, data=b"v6ping")
 exp = Ether(src=PORT_MAC, dst=CLIENT_MAC) / IPv6(src="fd00::100", dst=CLIENT6, hlim=64) / ICMPv6EchoReply(id=1, seq=2, data=b"v6ping")
@@ -285,10 +287,19 @@ case("health-check reply to own address goes to the slow path", Ether(src="02:00
 #   ACK and RST clear (FIN, PSH, URG, ECE, CWR may be set: an ECN-setup SYN is a SYN), with
 #   ack = SEG.SEQ + SEG.LEN (SYN and FIN each count one, RFC 9293 3.10.7.1); every other
 #   combination is dropped as no_backend.
-# - ICMP errors to a VIP (unreachable, fragmentation needed, packet too big, time exceeded)
-#   are not forwarded to the backend of the quoted flow: dropped as icmp_unhandled. (Known
-#   gap: DSR path-MTU discovery for replies leaving from the VIP needs them forwarded.) ICMP
-#   errors to an own address go to the slow path.
+# - ICMP errors to a VIP (v4: unreachable incl. fragmentation needed, time exceeded,
+#   parameter problem; v6: those and packet too big) quote a packet the VIP sent to a client.
+#   They go to the backend of the quoted flow (client = quoted destination, VIP:port = quoted
+#   source): its flow-table entry's backend, else Maglev's choice; no flow entry is made or
+#   refreshed. DSR: only the MACs change. NAT: outer destination and the quoted source
+#   address:port become the backend's, with the outer IPv4, quoted IPv4, quoted TCP/UDP (when
+#   quoted) and ICMP checksums updated. A quote without an IP header and 8 bytes of TCP/UDP is
+#   icmp_error_malformed; a quoted source other than the VIP the error was sent to,
+#   icmp_error_not_vip; no service for the quoted port, icmp_error_no_service; an empty pool
+#   and no flow, icmp_error_no_backend; the flow's backend down, icmp_error_backend_down
+#   (pipeline.rs's unit tests: this table's snapshot never changes); the service's access
+#   list applies to the client, as for the flow's packets. ICMP errors to an own address go to
+#   the slow path.
 # - An L2 broadcast frame with a unicast IP destination that is a VIP is forwarded: the L3
 #   destination decides, as on a host.
 
@@ -515,17 +526,80 @@ del exp[IP].chksum
 del exp[TCP].chksum
 case("syn+data: NAT, checksum covers the payload", syn, "forward:0", rebuilt(exp))
 
-# ---- ICMP errors quoting a VIP's flow: not forwarded (icmp_unhandled).
+# ---- ICMP errors quoting a VIP's flow: to the flow's backend (path-MTU discovery).
 quoted = IP(src="10.0.0.100", dst=CLIENT) / TCP(sport=80, dport=40000, flags="A", seq=1)
 err = eth(src=ROUTER_MAC) / IP(src="10.0.0.1", dst="10.0.0.100") / ICMP(type=3, code=4, nexthopmtu=1400) / Raw(raw(quoted)[:28])
-case("icmp error: fragmentation needed for a DSR reply from the VIP", err, "drop:icmp_unhandled")
+case("icmp error: fragmentation needed for a DSR flow in the table goes to its backend, MACs only", err, "forward:0", dsr_out(err))
+nf = IP(src="10.0.0.100", dst=CLIENT) / TCP(sport=80, dport=40999, flags="A", seq=1)
+err = eth(src=ROUTER_MAC) / IP(src="10.0.0.1", dst="10.0.0.100") / ICMP(type=3, code=4, nexthopmtu=1400) / Raw(raw(nf)[:28])
+case("icmp error: fragmentation needed for a DSR flow not in the table goes to Maglev's choice", err, "forward:0", dsr_out(err))
 err = eth(src=ROUTER_MAC) / IP(src="10.0.0.1", dst="10.0.0.100") / ICMP(type=11, code=0) / Raw(raw(quoted)[:28])
-case("icmp error: time exceeded quoting a VIP flow", err, "drop:icmp_unhandled")
+case("icmp error: time exceeded quoting a DSR flow is forwarded", err, "forward:0", dsr_out(err))
+err = eth(src=ROUTER_MAC) / IP(src="10.0.0.1", dst="10.0.0.100") / ICMP(type=12, code=0, ptr=1) / Raw(raw(quoted))
+case("icmp error: parameter problem with the whole packet quoted is forwarded", err, "forward:0", dsr_out(err))
 quoted6 = IPv6(src="fd00::100", dst=CLIENT6) / TCP(sport=80, dport=45000, flags="A")
 err6 = eth(src=ROUTER_MAC) / IPv6(src="fd00::1", dst="fd00::100") / ICMPv6PacketTooBig(mtu=1280) / Raw(raw(quoted6))
-case("icmp error: v6 packet too big for a VIP flow", err6, "drop:icmp_unhandled")
+case("icmp error: v6 packet too big for a DSR flow goes to its backend", err6, "forward:0", dsr_out(err6, "02:00:00:00:00:61"))
 err6 = eth(src=ROUTER_MAC) / IPv6(src="fd00::1", dst="fd00::100") / ICMPv6DestUnreach(code=4) / Raw(raw(quoted6))
-case("icmp error: v6 unreachable quoting a VIP flow", err6, "drop:icmp_unhandled")
+case("icmp error: v6 unreachable quoting a DSR flow is forwarded", err6, "forward:0", dsr_out(err6, "02:00:00:00:00:61"))
+hq6 = IPv6(src="fd00::100", dst=CLIENT6) / IPv6ExtHdrDestOpt() / TCP(sport=80, dport=45999, flags="A")
+err6 = eth(src=ROUTER_MAC) / IPv6(src="fd00::1", dst="fd00::100") / ICMPv6PacketTooBig(mtu=1280) / Raw(raw(hq6)[:40 + 8 + 8])
+case("icmp error: v6 quote with an extension header, cut after the ports", err6, "forward:0", dsr_out(err6, "02:00:00:00:00:61"))
+
+# NAT: the backend must see an error about its own packet.
+def nat_err(outer, icmp, quoted_in, quoted_out, mac, backend, cut_at=None):
+    qi, qo = raw(quoted_in), raw(quoted_out)
+    if cut_at is not None:
+        qi, qo = qi[:cut_at], qo[:cut_at]
+    inp = eth(src=ROUTER_MAC) / outer / icmp / Raw(qi)
+    o = outer.copy()
+    o.dst = backend
+    exp = Ether(src=PORT_MAC, dst=mac) / o / icmp.copy() / Raw(qo)
+    return inp, rebuilt(exp)
+
+inp, exp = nat_err(IP(src="10.0.0.1", dst="10.0.0.101", id=77, ttl=250), ICMP(type=3, code=4, nexthopmtu=1400),
+                   IP(src="10.0.0.101", dst=CLIENT, id=5) / TCP(sport=80, dport=41000, flags="A", seq=501),
+                   IP(src="10.0.0.21", dst=CLIENT, id=5) / TCP(sport=8080, dport=41000, flags="A", seq=501),
+                   "02:00:00:00:00:21", "10.0.0.21", cut_at=28)
+case("icmp error nat: fragmentation needed to backend:8080, quoted source and every checksum translated", inp, "forward:0", exp)
+inp, exp = nat_err(IP(src="10.0.0.1", dst="10.0.0.101"), ICMP(type=3, code=3),
+                   IP(src="10.0.0.101", dst=CLIENT) / UDP(sport=53, dport=42000) / Raw(b"\x12\x34answer"),
+                   IP(src="10.0.0.22", dst=CLIENT) / UDP(sport=5353, dport=42000) / Raw(b"\x12\x34answer"),
+                   "02:00:00:00:00:22", "10.0.0.22")
+case("icmp error nat: UDP quoted whole, its checksum translated too", inp, "forward:0", exp)
+inp, exp = nat_err(IPv6(src="fd00::1", dst="fd00::101", hlim=60), ICMPv6PacketTooBig(mtu=1280),
+                   IPv6(src="fd00::101", dst=CLIENT6) / TCP(sport=443, dport=45002, flags="A", seq=6) / Raw(b"reply"),
+                   IPv6(src="fd00::21", dst=CLIENT6) / TCP(sport=8443, dport=45002, flags="A", seq=6) / Raw(b"reply"),
+                   "02:00:00:00:00:62", "fd00::21")
+case("icmp error nat v6: packet too big to [fd00::21]:8443, ICMPv6 pseudo-header checksum", inp, "forward:0", exp)
+
+# Refused ICMP errors.
+err = eth(src=ROUTER_MAC) / IP(src="10.0.0.1", dst="10.0.0.100") / ICMP(type=3, code=4, nexthopmtu=1400) / Raw(raw(quoted)[:27])
+case("icmp error: quote one byte short of the ports", err, "drop:icmp_error_malformed")
+err = eth(src=ROUTER_MAC) / IP(src="10.0.0.1", dst="10.0.0.100") / ICMP(type=3, code=4, nexthopmtu=1400)
+case("icmp error: no quote at all", err, "drop:icmp_error_malformed")
+err6 = eth(src=ROUTER_MAC) / IPv6(src="fd00::1", dst="fd00::100") / ICMPv6PacketTooBig(mtu=1280) / Raw(raw(quoted6)[:40 + 3])
+case("icmp error: v6 quote cut inside the ports", err6, "drop:icmp_error_malformed")
+err = eth(src=ROUTER_MAC) / IP(src="10.0.0.1", dst="10.0.0.100") / ICMP(type=3, code=4) / Raw(raw(quoted6)[:48])
+case("icmp error: a v4 error quoting an IPv6 packet", err, "drop:icmp_error_malformed")
+eq = IP(src="10.0.0.100", dst=CLIENT) / ICMP(type=0, id=1, seq=1)
+err = eth(src=ROUTER_MAC) / IP(src="10.0.0.1", dst="10.0.0.100") / ICMP(type=3, code=1) / Raw(raw(eq))
+case("icmp error: quoting an echo reply (no ports)", err, "drop:icmp_error_malformed")
+fq = IP(src="10.0.0.100", dst=CLIENT, frag=10) / Raw(b"\x00" * 8)
+err = eth(src=ROUTER_MAC) / IP(src="10.0.0.1", dst="10.0.0.100") / ICMP(type=11, code=1) / Raw(raw(fq))
+case("icmp error: quoting a later fragment (no ports)", err, "drop:icmp_error_malformed")
+oq = IP(src="10.0.0.77", dst=CLIENT) / TCP(sport=80, dport=40000, flags="A")
+err = eth(src=ROUTER_MAC) / IP(src="10.0.0.1", dst="10.0.0.100") / ICMP(type=3, code=4) / Raw(raw(oq)[:28])
+case("icmp error: to a VIP, quoting a packet that is not from it", err, "drop:icmp_error_not_vip")
+sq = IP(src="10.0.0.100", dst=CLIENT) / TCP(sport=81, dport=40000, flags="A")
+err = eth(src=ROUTER_MAC) / IP(src="10.0.0.1", dst="10.0.0.100") / ICMP(type=3, code=4) / Raw(raw(sq)[:28])
+case("icmp error: quoting a VIP port without service", err, "drop:icmp_error_no_service")
+eq = IP(src="10.0.0.102", dst=CLIENT) / TCP(sport=80, dport=43000, flags="RA")
+err = eth(src=ROUTER_MAC) / IP(src="10.0.0.1", dst="10.0.0.102") / ICMP(type=3, code=4) / Raw(raw(eq)[:28])
+case("icmp error: quoting a flow of a service with an empty pool", err, "drop:icmp_error_no_backend")
+aq = IP(src="10.0.0.104", dst="10.0.0.66") / TCP(sport=80, dport=47001, flags="A")
+err = eth(src=ROUTER_MAC) / IP(src="10.0.0.1", dst="10.0.0.104") / ICMP(type=3, code=4) / Raw(raw(aq)[:28])
+case("icmp error: quoting a flow whose client the access list refuses", err, "drop:acl_denied")
 err = Ether(src="02:00:00:00:00:11", dst=PORT_MAC) / IP(src="10.0.0.11", dst=OWN) / ICMP(type=3, code=3) / Raw(raw(IP(src=OWN, dst="10.0.0.11") / TCP(sport=50001, dport=80))[:28])
 case("icmp error: to an own address goes to the slow path", err, "slowpath")
 ping = eth() / IP(src=CLIENT, dst="10.0.0.100") / ICMP(type=8, code=1, id=1)
