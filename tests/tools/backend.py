@@ -31,15 +31,17 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "text/plain")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            end = time.monotonic() + min(secs, 600)
-            i = 0
+            # Exactly 10 lines a second, each at its due time (at once if the process ran
+            # late): the count is exact however the backend is scheduled.
+            start = time.monotonic()
             try:
-                while time.monotonic() < end:
+                for i in range(int(min(secs, 600) * 10)):
+                    delay = start + i / 10 - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
                     line = f"backend={name} tick={i}\n".encode()
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
                     self.wfile.flush()
-                    i += 1
-                    time.sleep(0.1)
                 self.wfile.write(b"0\r\n\r\n")
             except (BrokenPipeError, ConnectionResetError):
                 pass
