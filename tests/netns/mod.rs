@@ -509,8 +509,7 @@ impl Drop for Balancer {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = std::fs::remove_dir_all(
-            Path::new("/var/run/dpdk").join(format!("fulcrum-{}", self.prefix)),
-        );
+        // Runtime directory and hugepage files, also when fulcrum was killed.
+        dataplane::dpdk::runtime_files::remove_prefix_files(&format!("fulcrum-{}", self.prefix));
     }
 }
