@@ -271,6 +271,16 @@ pub fn run(mut w: WorkerSetup) -> Counters {
             }
             got += n;
             pipe.counters.rx += n as u64;
+            // A frame larger than one mbuf (`dpdk.mbuf_data_room`) arrives as a chain, and
+            // the pipeline reads one segment: drop chains here, under their own reason.
+            if !rx.iter().all(Mbuf::is_contiguous) {
+                let chained = rx.retain(Mbuf::is_contiguous);
+                pipe.counters.drops[DropReason::MultiSegment as usize] += chained as u64;
+            }
+            let n = rx.len();
+            if n == 0 {
+                continue;
+            }
             let verdicts = &mut [Verdict::SlowPath; 64][..n];
             pipe.process_burst(&snap, p as u8, rx.as_mut_slice(), verdicts);
             for (m, &v) in rx.drain().zip(verdicts.iter()) {
