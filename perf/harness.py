@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -160,7 +159,9 @@ def testpmd(args, pcap, packets, mode, out, tag):
 
 
 def cleanup_prefix(prefix):
-    shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+    """What a DPDK process with this --file-prefix left (runtime dir, hugepage files), once it
+    has exited: EAL keeps them after a crash or a kill (scripts/dpdk-clean-prefix.sh)."""
+    subprocess.run([str(ROOT / "scripts/dpdk-clean-prefix.sh"), prefix], check=False)
 
 
 def fulcrum(args, scen, pcap, packets, out):
@@ -188,19 +189,25 @@ def fulcrum(args, scen, pcap, packets, out):
         p = subprocess.Popen([str(args.fulcrum), "run", "-c", str(cfg), "--duration",
                               str(args.duration + warm + 1), "--json"],
                              stdout=subprocess.PIPE, stderr=err, text=True)
-        samples = []
-        deadline = time.time() + 180
-        while time.time() < deadline and p.poll() is None and not os.path.exists(sock):
-            time.sleep(0.1)
-        for wait in (warm, args.duration):
-            time.sleep(wait)
-            try:
-                st = json.loads(sh([str(args.fulcrum), "ctl", "-s", sock, "--json", "stats"]))
-                samples.append((st["uptime_s"], st["totals"]["rx"]))
-            except Exception as e:  # the run's own figure still comes below
-                print(f"  ctl stats failed: {e}", flush=True)
-        stdout, _ = p.communicate(timeout=args.duration + 180)
-    cleanup_prefix(prefix)
+        try:
+            samples = []
+            deadline = time.time() + 180
+            while time.time() < deadline and p.poll() is None and not os.path.exists(sock):
+                time.sleep(0.1)
+            for wait in (warm, args.duration):
+                time.sleep(wait)
+                try:
+                    st = json.loads(sh([str(args.fulcrum), "ctl", "-s", sock, "--json", "stats"]))
+                    samples.append((st["uptime_s"], st["totals"]["rx"]))
+                except Exception as e:  # the run's own figure still comes below
+                    print(f"  ctl stats failed: {e}", flush=True)
+            stdout, _ = p.communicate(timeout=args.duration + 180)
+        finally:
+            # A timeout or an interrupt must not leave Fulcrum running, holding its memory.
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            cleanup_prefix(prefix)
     if p.returncode != 0:
         raise RuntimeError(f"fulcrum {scen}: exit {p.returncode}, see {log}")
     v = json.loads(stdout)

@@ -63,7 +63,9 @@ tp=""
 cleanup() {
     [ -n "$tp" ] && kill -INT "$tp" 2>/dev/null && sleep 1 && kill -9 "$tp" 2>/dev/null || true
     [ -n "$fulcrum_pid" ] && kill "$fulcrum_pid" 2>/dev/null || true
-    rm -rf "/var/run/dpdk/$prefix" "/var/run/dpdk/fulcrum-replay-fl-$$"
+    [ -n "$tp" ] && wait "$tp" 2>/dev/null || true
+    [ -n "$fulcrum_pid" ] && wait "$fulcrum_pid" 2>/dev/null || true
+    scripts/dpdk-clean-prefix.sh "$prefix" "fulcrum-replay-fl-$$"
     [ "$demo" = 1 ] && rm -f "$socket"
     rm -rf "$work"
 }

@@ -21,6 +21,8 @@ lb_pid=""
 cleanup() {
     if [ -n "$lb_pid" ] && kill -0 "$lb_pid" 2>/dev/null; then kill "$lb_pid" 2>/dev/null || true; wait "$lb_pid" 2>/dev/null || true; fi
     scripts/testbed.sh down "$name" >/dev/null 2>&1 || true
+    # Fulcrum removes its runtime files on a clean exit; not when it was killed.
+    scripts/dpdk-clean-prefix.sh "fulcrum-demo-$name"
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM

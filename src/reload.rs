@@ -21,6 +21,7 @@ pub fn restart_fields(old: &Config, new: &Config) -> Vec<String> {
         ("dpdk.slowpath_cpu", a.slowpath_cpu != b.slowpath_cpu),
         ("dpdk.mbufs", a.mbufs != b.mbufs),
         ("dpdk.mbuf_cache", a.mbuf_cache != b.mbuf_cache),
+        ("dpdk.mbuf_data_room", a.mbuf_data_room != b.mbuf_data_room),
         ("dpdk.rx_descriptors", a.rx_descriptors != b.rx_descriptors),
         ("dpdk.tx_descriptors", a.tx_descriptors != b.tx_descriptors),
         ("dpdk.burst", a.burst != b.burst),

@@ -12,7 +12,7 @@
 //! - every packet of every established flow is delivered, DSR and NAT, both directions of
 //!   NAT, each flow to one backend; nothing at all is dropped (the flood's SYNs are
 //!   forwarded too: they are VIP traffic);
-//! - no mbuf is left out of the pool, and the process's peak RSS (`wait4`'s `ru_maxrss`) does
+//! - no mbuf is left out of the pool, and the process's peak RSS (`VmHWM` in `/proc/PID/status`, read while it runs) does
 //!   not grow with the size of the flood (50k vs 200k SYNs). (`fulcrum run` rather than
 //!   `fulcrum replay` for this: replay's pcap reader touches its 8 MB buffer as far as the
 //!   file reaches, which would be measured too.)
@@ -127,7 +127,6 @@ fn flood(s: &Scratch, tag: &str, syns: u64, flags: &str) -> Flood {
     // the run lasts ten times what the flood needs, and the test checks all was received.
     let secs = 2 + frames / 50_000;
     let err_path = s.join(&format!("{tag}.stderr"));
-    #[expect(clippy::zombie_processes, reason = "reaped by wait4, for its rusage")]
     let mut child = fulcrum()
         .args(["run", "--json", "--duration", &secs.to_string(), "-c"])
         .arg(&cfg)
@@ -135,16 +134,33 @@ fn flood(s: &Scratch, tag: &str, syns: u64, flags: &str) -> Flood {
         .stderr(File::create(&err_path).expect("stderr file"))
         .spawn()
         .expect("spawn fulcrum");
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut stdout)
-        .expect("read stdout");
-    let (status, peak_rss_kib) = wait_with_peak_rss(child.id());
+    let mut child_stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut stdout = String::new();
+        child_stdout
+            .read_to_string(&mut stdout)
+            .expect("read stdout");
+        stdout
+    });
+    // VmHWM is the kernel's own high-water mark of the RSS, so sampling it now and then
+    // loses nothing but growth in the last interval before exit (the report being printed).
+    let mut peak_rss_kib = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if let Some(hwm) = vm_hwm_kib(child.id()) {
+            peak_rss_kib = peak_rss_kib.max(hwm);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let stdout = reader.join().expect("stdout reader");
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    assert!(status == 0, "run failed ({status}):\n{stdout}\n{stderr}");
+    assert!(
+        status.success(),
+        "run failed ({status}):\n{stdout}\n{stderr}"
+    );
+    assert!(peak_rss_kib > 0, "no VmHWM read while fulcrum ran");
     let report: serde_json::Value =
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}:\n{stdout}\n{stderr}"));
     let out = read_pcap(&out_pcap);
@@ -156,26 +172,11 @@ fn flood(s: &Scratch, tag: &str, syns: u64, flags: &str) -> Flood {
     }
 }
 
-/// Waits for the child and returns its exit status and its peak RSS (KiB), from `wait4`.
-fn wait_with_peak_rss(pid: u32) -> (i32, u64) {
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for the kernel to overwrite.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our own child, not yet waited for (std's `Child` is never waited);
-    // both pointers are to live locals.
-    let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut ru) };
-    assert_eq!(
-        r,
-        pid as libc::pid_t,
-        "wait4: {}",
-        std::io::Error::last_os_error()
-    );
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    (code, ru.ru_maxrss as u64)
+/// A running process's peak resident set size (KiB), `None` once it is gone.
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// An established flow's client address and port.

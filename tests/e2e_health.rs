@@ -18,7 +18,7 @@ mod netns;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use netns::{Answer, Balancer, KeepAlive, Net, VIP, in_netns, request};
+use netns::{Answer, Balancer, Client, KeepAlive, Net, VIP};
 
 const INTERVAL_MS: u64 = 500;
 const RISE: u64 = 2;
@@ -82,39 +82,30 @@ fall = {FALL}
 /// Requests on new connections, one after the other with `gap` between them, for `span`
 /// from `t0`; each with its start time relative to `t0`.
 fn probe(net: &Net, t0: Instant, span: Duration, gap: Duration) -> Vec<(Duration, Answer)> {
-    in_netns(&net.ns("c1"), move || {
-        let mut out = Vec::new();
-        while t0.elapsed() < span {
-            let at = t0.elapsed();
-            out.push((at, request(vip(), REQUEST_TIMEOUT)));
-            std::thread::sleep(gap);
-        }
-        out
-    })
+    let mut client = Client::new(&net.ns("c1"));
+    let mut out = Vec::new();
+    while t0.elapsed() < span {
+        let at = t0.elapsed();
+        out.push((at, client.request(vip(), REQUEST_TIMEOUT)));
+        std::thread::sleep(gap);
+    }
+    out
 }
 
 /// Waits (bounded) until new connections reach each of `names`.
 fn wait_for(net: &Net, names: &[&str]) {
-    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    let ns = net.ns("c1");
-    let seen = in_netns(&ns, move || {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut seen: Vec<String> = Vec::new();
-        while Instant::now() < deadline && !names.iter().all(|n| seen.contains(n)) {
-            if let Answer::Backend(b) = request(vip(), REQUEST_TIMEOUT) {
-                if !seen.contains(&b) {
-                    seen.push(b);
-                }
+    let mut client = Client::new(&net.ns("c1"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen: Vec<String> = Vec::new();
+    while Instant::now() < deadline && !names.iter().all(|n| seen.iter().any(|s| s == n)) {
+        if let Answer::Backend(b) = client.request(vip(), REQUEST_TIMEOUT) {
+            if !seen.contains(&b) {
+                seen.push(b);
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
-        names
-            .iter()
-            .all(|n| seen.contains(n))
-            .then_some(())
-            .ok_or(seen)
-    });
-    if let Err(seen) = seen {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !names.iter().all(|n| seen.iter().any(|s| s == n)) {
         panic!("only {seen:?} answered within 20 s");
     }
 }
@@ -252,16 +243,16 @@ fn e2e_health_all_down_refuses_at_once() {
     net.freeze(2, true);
     let t0 = Instant::now();
     std::thread::sleep(DETECT);
-    let refusals = in_netns(&net.ns("c1"), || {
-        (0..20)
-            .map(|_| {
-                let t = Instant::now();
-                let a = request(vip(), Duration::from_secs(2));
-                std::thread::sleep(Duration::from_millis(10));
-                (a, t.elapsed())
-            })
-            .collect::<Vec<_>>()
-    });
+    let mut client = Client::new(&net.ns("c1"));
+    let refusals = (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            let a = client.request(vip(), Duration::from_secs(2));
+            let took = t.elapsed();
+            std::thread::sleep(Duration::from_millis(10));
+            (a, took)
+        })
+        .collect::<Vec<_>>();
     for (a, took) in &refusals {
         assert_eq!(*a, Answer::Refused, "{refusals:?}");
         assert!(

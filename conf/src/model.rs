@@ -53,6 +53,9 @@ pub struct Dpdk {
     pub mbufs: u32,
     /// Per-lcore mempool cache size.
     pub mbuf_cache: u32,
+    /// Frame bytes one mbuf holds after its headroom: a larger received frame arrives as a
+    /// chain of mbufs, which the workers drop (`multi_segment`).
+    pub mbuf_data_room: u16,
     pub rx_descriptors: u16,
     pub tx_descriptors: u16,
     /// Packets per rx/tx burst (1..=64).
@@ -70,6 +73,9 @@ impl Dpdk {
     pub const MBUFS_MIN: u32 = 1023;
     /// `RTE_MEMPOOL_CACHE_MAX_SIZE`.
     pub const MBUF_CACHE_MAX: u32 = 512;
+    /// From a full standard Ethernet frame (1518 bytes with FCS) up to what DPDK's 16-bit
+    /// buffer length holds next to the 128-byte headroom, rounded down to 256.
+    pub const MBUF_DATA_ROOM_RANGE: RangeInclusive<u16> = 1518..=65280;
     /// Ring sizes most PMDs accept; each must also be a power of two.
     pub const DESCRIPTORS_RANGE: RangeInclusive<u16> = 64..=4096;
     pub const BURST_RANGE: RangeInclusive<usize> = 1..=64;
@@ -87,6 +93,7 @@ impl Default for Dpdk {
             slowpath_cpu: None,
             mbufs: 16383,
             mbuf_cache: 256,
+            mbuf_data_room: 2048,
             rx_descriptors: 1024,
             tx_descriptors: 1024,
             burst: 32,

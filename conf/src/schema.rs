@@ -50,6 +50,8 @@ pub struct DpdkTable {
     pub mbufs: Option<Spanned<Int>>,
     /// Per-lcore mempool cache. Default 256, at most 512.
     pub mbuf_cache: Option<Spanned<Int>>,
+    /// Frame bytes one mbuf holds (after its headroom). Default 2048, 1518..=65280.
+    pub mbuf_data_room: Option<Spanned<Int>>,
     /// RX ring size. Default 1024, a power of two in 64..=4096.
     pub rx_descriptors: Option<Spanned<Int>>,
     /// TX ring size. Default 1024, a power of two in 64..=4096.

@@ -132,6 +132,13 @@ impl Checker<'_> {
             0..=Dpdk::MBUF_CACHE_MAX as i64,
             d.mbuf_cache,
         );
+        let mbuf_data_room = self.opt_int(
+            &t.mbuf_data_room,
+            "dpdk.mbuf_data_room",
+            "mbuf_data_room",
+            range_i64(&Dpdk::MBUF_DATA_ROOM_RANGE),
+            d.mbuf_data_room,
+        );
         let rx_descriptors =
             self.descriptors(&t.rx_descriptors, "rx_descriptors", d.rx_descriptors);
         let tx_descriptors =
@@ -156,6 +163,7 @@ impl Checker<'_> {
             slowpath_cpu,
             mbufs,
             mbuf_cache,
+            mbuf_data_room,
             rx_descriptors,
             tx_descriptors,
             burst,

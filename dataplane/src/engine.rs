@@ -15,9 +15,6 @@ use crate::snapshot::{BackendIds, Dynamic, Snapshot, SnapshotCell};
 use crate::stats::{Counters, SharedBackendCounters, SharedCounters};
 use crate::worker::{self, FlowQuery, WorkerPort, WorkerProgress, WorkerSetup};
 
-/// Room of one mbuf: a standard 1500-byte MTU frame plus DPDK's 128-byte headroom, rounded
-/// as `RTE_MBUF_DEFAULT_BUF_SIZE`.
-const MBUF_DATA_ROOM: u16 = 2048 + 128;
 /// Slots in each worker-to-worker ring.
 const HANDOFF_RING: u32 = 4096;
 
@@ -141,7 +138,9 @@ impl Engine {
             "fulcrum_pkts",
             cfg.dpdk.mbufs,
             cfg.dpdk.mbuf_cache,
-            MBUF_DATA_ROOM,
+            // The configured room is for frame bytes; DPDK's counts the headroom too (the
+            // config's range keeps the sum within u16).
+            cfg.dpdk.mbuf_data_room + Mempool::HEADROOM,
         )?;
 
         let mut ports = Vec::with_capacity(cfg.ports.len());

@@ -47,6 +47,9 @@ macro_rules! drop_reasons {
 drop_reasons! {
     /// Shorter than an Ethernet header, or a VLAN tag cut off.
     MalformedL2 = "malformed_l2",
+    /// Received as a chain of mbufs: a frame larger than `dpdk.mbuf_data_room`. Dropped by
+    /// the worker before the pipeline, which reads one contiguous segment.
+    MultiSegment = "multi_segment",
     /// More VLAN tags than we parse (two).
     TooManyVlans = "too_many_vlans",
     /// Unicast to another MAC address than the port's.

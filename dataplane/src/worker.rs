@@ -15,10 +15,13 @@ use crate::snapshot::SnapshotCell;
 use crate::stats::{Counters, SharedBackendCounters, SharedCounters};
 use crate::verdict::{DropReason, Verdict};
 
-/// How many flow-table slots the clock hand ages per loop turn: enough to sweep a 1M-entry
-/// table every few seconds at low load, cheap enough to vanish at high load.
+/// The most flow-table slots expiry visits in one loop turn that moved packets. The clock sets
+/// the pace (`FlowTable::expire_paced`: the whole table once per `SWEEP_MS`, whatever the
+/// packet rate); this only caps what one turn pays when the worker is behind (after a slow
+/// turn), so a burst is never held up by a long sweep. Busy turns come every few
+/// microseconds, so 64 keeps up with a 1M-entry table.
 const EXPIRE_BUDGET: usize = 64;
-/// The same after a turn that found no packet: an idle worker (which may sleep between
+/// The cap after a turn that found no packet: an idle worker (which may sleep between
 /// turns, `idle_sleep_us`) still sweeps a big table once per `SWEEP_MS`, so expiry and the
 /// census of active flows keep up (a 1M-entry table with turns up to 4 ms apart); with no
 /// packet waiting the longer step delays nothing.
@@ -271,6 +274,16 @@ pub fn run(mut w: WorkerSetup) -> Counters {
             }
             got += n;
             pipe.counters.rx += n as u64;
+            // A frame larger than one mbuf (`dpdk.mbuf_data_room`) arrives as a chain, and
+            // the pipeline reads one segment: drop chains here, under their own reason.
+            if !rx.iter().all(Mbuf::is_contiguous) {
+                let chained = rx.retain(Mbuf::is_contiguous);
+                pipe.counters.drops[DropReason::MultiSegment as usize] += chained as u64;
+            }
+            let n = rx.len();
+            if n == 0 {
+                continue;
+            }
             let verdicts = &mut [Verdict::SlowPath; 64][..n];
             pipe.process_burst(&snap, p as u8, rx.as_mut_slice(), verdicts);
             // The common case, a whole burst forwarded out of one port with nothing queued

@@ -117,6 +117,21 @@ fn mbufs_frames_bursts_and_eal_lifecycle() {
     }
     burst.clear();
     assert_eq!(pool.in_use(), 0);
+    // retain keeps the chosen ones in order and frees the rest.
+    for i in 0..8u8 {
+        burst
+            .push(Mbuf::from_slice(&pool, &[i; 60]).unwrap())
+            .unwrap();
+    }
+    assert_eq!(burst.retain(|m| m.data()[0] % 3 != 0), 3);
+    let kept: Vec<u8> = burst.iter().map(|m| m.data()[0]).collect();
+    assert_eq!(kept, [1, 2, 4, 5, 7]);
+    assert_eq!(pool.in_use(), 5);
+    assert_eq!(burst.retain(|_| true), 0);
+    assert_eq!(burst.len(), 5);
+    assert_eq!(burst.retain(|_| false), 5);
+    assert!(burst.is_empty());
+    assert_eq!(pool.in_use(), 0);
     burst.push(Mbuf::alloc(&pool).unwrap()).unwrap();
     drop(burst);
     assert_eq!(pool.in_use(), 0);

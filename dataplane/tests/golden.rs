@@ -112,7 +112,13 @@ fn golden_cases() {
 #[test]
 fn golden_cases_cover_every_pipeline_drop_reason() {
     use dataplane::verdict::DropReason as R;
-    let worker_level = [R::TxFull, R::HandoffFull, R::SlowPathFull, R::NoRoom];
+    let worker_level = [
+        R::TxFull,
+        R::HandoffFull,
+        R::SlowPathFull,
+        R::NoRoom,
+        R::MultiSegment,
+    ];
     let snapshot_change = [R::IcmpErrorBackendDown];
     let cases = load_cases();
     for r in R::ALL {

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Mutex;
 
 pub fn fulcrum() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fulcrum"))
@@ -14,6 +15,9 @@ pub fn repo() -> PathBuf {
 }
 
 /// A scratch directory removed on drop (kept when FULCRUM_KEEP_TMP is set, for debugging).
+/// Dropping it also removes the DPDK runtime files of every prefix [`eal_args_toml`] handed
+/// out in this process, so a Fulcrum that was killed (or crashed) leaves nothing behind:
+/// create it first in a test, so that it drops after the processes it outlives.
 pub struct Scratch {
     pub path: PathBuf,
 }
@@ -33,18 +37,48 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        remove_eal_prefixes();
         if std::env::var_os("FULCRUM_KEEP_TMP").is_none() {
             let _ = std::fs::remove_dir_all(&self.path);
         }
     }
 }
 
-/// EAL arguments for a test process: no hugepages, no PCI, its own file prefix.
+/// EAL file prefixes handed out by [`eal_args_toml`] in this process.
+static EAL_PREFIXES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The EAL file prefix of test `tag` in this process.
+pub fn eal_prefix(tag: &str) -> String {
+    format!("fulcrum-{tag}-{}", std::process::id())
+}
+
+/// EAL arguments for a test process: no hugepages, no PCI, its own file prefix (whose
+/// runtime files [`Scratch`] removes on drop).
 pub fn eal_args_toml(tag: &str) -> String {
+    let prefix = eal_prefix(tag);
+    let mut prefixes = EAL_PREFIXES.lock().unwrap_or_else(|e| e.into_inner());
+    if !prefixes.contains(&prefix) {
+        prefixes.push(prefix.clone());
+    }
     format!(
-        r#"eal_args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "fulcrum-{tag}-{}", "--log-level", "*:warning"]"#,
-        std::process::id()
+        r#"eal_args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "*:warning"]"#
     )
+}
+
+/// Removes the runtime directory and hugepage files of every prefix [`eal_args_toml`] gave
+/// out (the processes that used them must be gone).
+pub fn remove_eal_prefixes() {
+    let prefixes = std::mem::take(&mut *EAL_PREFIXES.lock().unwrap_or_else(|e| e.into_inner()));
+    for p in prefixes {
+        dataplane::dpdk::runtime_files::remove_prefix_files(&p);
+    }
+}
+
+/// Whether DPDK left a runtime directory for `prefix` (root's location).
+pub fn runtime_dir_exists(prefix: &str) -> bool {
+    Path::new(dataplane::dpdk::runtime_files::RUNTIME_BASE)
+        .join(prefix)
+        .exists()
 }
 
 /// Runs a command and fails the test with its output if it does not succeed.

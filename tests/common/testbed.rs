@@ -64,9 +64,11 @@ impl Drop for Testbed {
     }
 }
 
-/// `fulcrum run` inside the testbed's balancer namespace.
+/// `fulcrum run` inside the testbed's balancer namespace. Dropping it kills the process if
+/// it still runs and removes the DPDK runtime files of the config's `--file-prefix`.
 pub struct Balancer {
     child: Option<Child>,
+    prefix: Option<String>,
     pub config: PathBuf,
     stderr: PathBuf,
     stdout: PathBuf,
@@ -89,6 +91,7 @@ impl Balancer {
             .expect("spawn fulcrum");
         let mut b = Balancer {
             child: Some(child),
+            prefix: file_prefix(config),
             config: cfg,
             stderr,
             stdout,
@@ -167,7 +170,21 @@ impl Drop for Balancer {
             let _ = c.kill();
             let _ = c.wait();
         }
+        if let Some(p) = &self.prefix {
+            dataplane::dpdk::runtime_files::remove_prefix_files(p);
+        }
     }
+}
+
+/// The `--file-prefix` of a config's `eal_args` (the quoted string after it).
+pub fn file_prefix(config: &str) -> Option<String> {
+    let (_, rest) = config.split_once(r#""--file-prefix""#)?;
+    let rest = rest
+        .trim_start()
+        .strip_prefix(',')?
+        .trim_start()
+        .strip_prefix('"')?;
+    rest.split_once('"').map(|(p, _)| p.to_owned())
 }
 
 /// The testbed example config with a file prefix of its own, and health checks that let a

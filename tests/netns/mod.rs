@@ -12,16 +12,16 @@
 //! DSR: clients reach the VIP on-link (Fulcrum answers its ARP), backends answer directly.
 //! Backends run tests/tools/backend.py (HTTP on :80 answering `backend=NAME`, an agent on
 //! :5555 answering the text of a file). Backends have no MAC in the config: Fulcrum learns
-//! them by ARP. Clients are real kernel TCP: sockets made by a thread that entered the
-//! client's namespace (a socket stays in the namespace it was made in).
+//! them by ARP. Clients are real kernel TCP: tests/tools/netns_client.py, run in the client's
+//! namespace with `ip netns exec` and driven line by line (a socket stays in the namespace it
+//! was made in; the tests themselves never change namespace).
 #![allow(dead_code)]
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const VIP: &str = "10.66.0.100";
@@ -163,18 +163,11 @@ impl Net {
             .spawn()
             .expect("backend.py");
         self.servers[i - 1] = Some(child);
-        let ns = self.ns(&b);
+        let mut client = Client::new(&self.ns(&b));
+        let addr: SocketAddr = "127.0.0.1:80".parse().expect("addr");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let ns = ns.clone();
-            let up = in_netns(&ns, || {
-                TcpStream::connect_timeout(
-                    &"127.0.0.1:80".parse().expect("addr"),
-                    Duration::from_millis(200),
-                )
-                .is_ok()
-            });
-            if up {
+            if client.connect(addr, Duration::from_millis(200)) {
                 return;
             }
             assert!(Instant::now() < deadline, "backend {b} did not start");
@@ -230,16 +223,11 @@ impl Net {
             .spawn()
             .expect("check_target.py");
         self.servers.push(Some(child));
-        let ns = self.ns("bk");
-        let first = addrs[0].clone();
+        let mut client = Client::new(&self.ns("bk"));
+        let first: SocketAddr = format!("{}:80", addrs[0]).parse().expect("addr");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let (ns, first) = (ns.clone(), first.clone());
-            let up = in_netns(&ns, move || {
-                let addr: SocketAddr = format!("{first}:80").parse().expect("addr");
-                TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-            });
-            if up {
+            if client.connect(first, Duration::from_millis(200)) {
                 return addrs;
             }
             assert!(Instant::now() < deadline, "check_target.py did not start");
@@ -309,27 +297,6 @@ fn signal(pid: u32, sig: &str) {
         .output();
 }
 
-/// Runs `f` on a thread that entered network namespace `ns`; sockets it makes stay there.
-pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = Path::new("/var/run/netns").join(ns);
-    std::thread::spawn(move || {
-        let file = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        // SAFETY: setns with a namespace file descriptor we hold open changes the network
-        // namespace of this thread only; the thread ends when `f` returns.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(
-            rc,
-            0,
-            "setns {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        );
-        f()
-    })
-    .join()
-    .expect("thread in netns")
-}
-
 /// How one client request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
@@ -339,91 +306,105 @@ pub enum Answer {
     Other(String),
 }
 
-/// One request on a new connection: which backend answered, or how it failed.
-pub fn request(addr: SocketAddr, timeout: Duration) -> Answer {
-    let mut s = match TcpStream::connect_timeout(&addr, timeout) {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Answer::Refused,
-        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Answer::Timeout,
-        Err(e) => return Answer::Other(e.to_string()),
-    };
-    let _ = s.set_read_timeout(Some(timeout));
-    let _ = s.set_write_timeout(Some(timeout));
-    if let Err(e) = s.write_all(b"GET / HTTP/1.0\r\nHost: vip\r\n\r\n") {
-        return Answer::Other(e.to_string());
-    }
-    let mut reply = Vec::new();
-    match s.read_to_end(&mut reply) {
-        Ok(_) => backend_of(&reply),
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            Answer::Timeout
+impl Answer {
+    fn parse(line: &str) -> Answer {
+        match line.split_once(' ').unwrap_or((line, "")) {
+            ("backend", name) => Answer::Backend(name.to_owned()),
+            ("refused", _) => Answer::Refused,
+            ("timeout", _) => Answer::Timeout,
+            (_, _) => Answer::Other(line.to_owned()),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Answer::Refused,
-        Err(e) => Answer::Other(e.to_string()),
     }
 }
 
-fn backend_of(reply: &[u8]) -> Answer {
-    let text = String::from_utf8_lossy(reply);
-    match text.lines().find_map(|l| l.strip_prefix("backend=")) {
-        Some(name) => Answer::Backend(name.trim().to_owned()),
-        None => Answer::Other(format!("no backend line in {text:?}")),
+/// Kernel TCP from inside a namespace: tests/tools/netns_client.py under `ip netns exec`,
+/// one command line in, one answer line out. Killed on drop.
+pub struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Client {
+    /// Starts a client in namespace `ns`.
+    pub fn new(ns: &str) -> Client {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/netns_client.py");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "python3"])
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("netns_client.py");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut client = Client {
+            child,
+            stdin,
+            stdout,
+        };
+        // Started and in the namespace: requests timed from now on time only themselves.
+        assert_eq!(client.read_answer(), "ready", "netns_client.py in {ns}");
+        client
+    }
+
+    fn read_answer(&mut self) -> String {
+        let mut answer = String::new();
+        self.stdout
+            .read_line(&mut answer)
+            .expect("read from netns_client.py");
+        answer.trim_end().to_owned()
+    }
+
+    fn call(&mut self, line: &str) -> String {
+        writeln!(self.stdin, "{line}").expect("write to netns_client.py");
+        let answer = self.read_answer();
+        assert!(!answer.is_empty(), "netns_client.py exited on {line:?}");
+        answer
+    }
+
+    fn target(addr: SocketAddr, timeout: Duration) -> String {
+        format!("{} {} {}", addr.ip(), addr.port(), timeout.as_millis())
+    }
+
+    /// Whether a TCP connection to `addr` opens within `timeout`.
+    pub fn connect(&mut self, addr: SocketAddr, timeout: Duration) -> bool {
+        self.call(&format!("connect {}", Self::target(addr, timeout))) == "ok"
+    }
+
+    /// One request on a new connection: which backend answered, or how it failed.
+    pub fn request(&mut self, addr: SocketAddr, timeout: Duration) -> Answer {
+        Answer::parse(&self.call(&format!("request {}", Self::target(addr, timeout))))
     }
 }
 
-/// A kept-alive HTTP/1.1 connection: several requests, one flow.
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A kept-alive HTTP/1.1 connection: several requests, one flow (its own client process,
+/// which holds the socket).
 pub struct KeepAlive {
-    stream: TcpStream,
+    client: Client,
 }
 
 impl KeepAlive {
     pub fn open(ns: &str, addr: SocketAddr) -> KeepAlive {
-        let stream = in_netns(ns, move || {
-            TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("keep-alive connect")
-        });
-        stream
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .expect("timeout");
-        KeepAlive { stream }
+        let mut client = Client::new(ns);
+        let answer = client.call(&format!(
+            "open {}",
+            Client::target(addr, Duration::from_secs(2))
+        ));
+        assert_eq!(answer, "ok", "keep-alive connect to {addr}");
+        KeepAlive { client }
     }
 
     /// One request on this connection; the backend that answered.
     pub fn get(&mut self) -> Answer {
-        if let Err(e) = self
-            .stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")
-        {
-            return Answer::Other(e.to_string());
-        }
-        // Headers, then Content-Length bytes of body.
-        let mut buf = Vec::new();
-        let mut byte = [0u8; 1];
-        while !buf.ends_with(b"\r\n\r\n") {
-            match self.stream.read(&mut byte) {
-                Ok(1) => buf.push(byte[0]),
-                Ok(_) => return Answer::Other("closed".into()),
-                Err(e) => return Answer::Other(e.to_string()),
-            }
-            if buf.len() > 8192 {
-                return Answer::Other("headers too long".into());
-            }
-        }
-        let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0u8; len];
-        if let Err(e) = self.stream.read_exact(&mut body) {
-            return Answer::Other(e.to_string());
-        }
-        backend_of(&body)
+        Answer::parse(&self.client.call("get"))
     }
 }
 
@@ -509,8 +490,7 @@ impl Drop for Balancer {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = std::fs::remove_dir_all(
-            Path::new("/var/run/dpdk").join(format!("fulcrum-{}", self.prefix)),
-        );
+        // Runtime directory and hugepage files, also when fulcrum was killed.
+        dataplane::dpdk::runtime_files::remove_prefix_files(&format!("fulcrum-{}", self.prefix));
     }
 }

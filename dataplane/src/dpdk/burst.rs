@@ -126,6 +126,28 @@ impl<const N: usize> Burst<N> {
         }
     }
 
+    /// Keeps the mbufs for which `keep` is true, in order, and frees the others (one by one:
+    /// for rare refusals). Returns how many were freed.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Mbuf) -> bool) -> usize {
+        let len = self.len;
+        // Slots 0..self.len stay exactly the kept ones: if `keep` panics, those are freed by
+        // the burst's drop, the mbuf in hand by the unwinding, and the rest leak (never a
+        // double free).
+        self.len = 0;
+        let mut kept = 0;
+        for i in 0..len {
+            // SAFETY: slot i held an owned mbuf, and each slot is read once (i only grows;
+            // writes go to slots below or at i, all already read).
+            let m = unsafe { self.slots[i].assume_init_read() };
+            if keep(&m) {
+                self.slots[kept].write(m);
+                kept += 1;
+                self.len = kept;
+            }
+        }
+        len - kept
+    }
+
     /// Frees every mbuf.
     #[inline]
     pub fn clear(&mut self) {

@@ -6,13 +6,19 @@
 //! no user is left, and otherwise skips the cleanup (the process exit reclaims everything).
 //! A pool dropped while some of its mbufs are still out keeps its user forever, so an mbuf
 //! can never outlive the memory it points into.
+//!
+//! EAL keeps its runtime directory (and hugepage files) after `rte_eal_cleanup`; once the
+//! cleanup has run, `Eal` removes the ones its own `--file-prefix` names (see
+//! [`runtime_files`](super::runtime_files)).
 
-use std::ffi::{CString, c_char, c_int};
+use std::ffi::{CStr, CString, c_char, c_int};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use dpdk_sys as sys;
 
 use super::error::DpdkError;
+use super::runtime_files;
 
 const UNINIT: u8 = 0;
 const STARTING: u8 = 1;
@@ -34,7 +40,12 @@ thread_local! {
 /// Dropping it runs `rte_eal_cleanup` if no pool, port or ring is alive any more.
 #[derive(Debug)]
 pub struct Eal {
-    _private: (),
+    /// `--file-prefix`: names the runtime directory and hugepage files removed on drop.
+    prefix: String,
+    /// The runtime directory EAL made (`/var/run/dpdk/<prefix>` for root).
+    runtime_dir: Option<PathBuf>,
+    /// `--huge-dir`, when given, searched for hugepage files besides the hugetlbfs mounts.
+    huge_dir: Option<PathBuf>,
 }
 
 impl Eal {
@@ -81,7 +92,24 @@ impl Eal {
             return Err(err);
         }
         STATE.store(RUNNING, Ordering::SeqCst);
-        Ok(Eal { _private: () })
+        // SAFETY: EAL is initialised; it returns its static runtime-dir buffer.
+        let dir = unsafe { sys::rte_eal_get_runtime_dir() };
+        let runtime_dir = if dir.is_null() {
+            None
+        } else {
+            // SAFETY: non-null and NUL-terminated, a static buffer alive for the process;
+            // copied out at once.
+            let dir = unsafe { CStr::from_ptr(dir) };
+            dir.to_str()
+                .ok()
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+        };
+        Ok(Eal {
+            prefix: runtime_files::file_prefix(args),
+            runtime_dir,
+            huge_dir: huge_dir(args),
+        })
     }
 
     /// Whether EAL is initialised and not yet dropped.
@@ -163,7 +191,43 @@ impl Drop for Eal {
         if unsafe { sys::rte_eal_cleanup() } < 0 {
             warn(&DpdkError::from_rte_errno("rte_eal_cleanup").to_string());
         }
+        self.remove_runtime_files();
     }
+}
+
+impl Eal {
+    /// Removes this process's runtime directory and hugepage files, which EAL keeps after
+    /// its cleanup. Only the directory EAL reported, and only when its name is our prefix:
+    /// never a directory another prefix names.
+    fn remove_runtime_files(&self) {
+        let Some(dir) = &self.runtime_dir else { return };
+        let Some(base) = dir.parent() else { return };
+        if dir.file_name().and_then(|n| n.to_str()) != Some(self.prefix.as_str()) {
+            warn(&format!(
+                "not removing runtime directory {}: it is not named by prefix {:?}",
+                dir.display(),
+                self.prefix
+            ));
+            return;
+        }
+        let mut huge_dirs = runtime_files::hugetlbfs_mounts();
+        huge_dirs.extend(self.huge_dir.clone());
+        runtime_files::remove_in(base, &self.prefix, &huge_dirs);
+    }
+}
+
+/// The `--huge-dir` in EAL arguments, if any.
+fn huge_dir(args: &[String]) -> Option<PathBuf> {
+    let mut dir = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == "--huge-dir" {
+            dir = it.next().map(PathBuf::from);
+        } else if let Some(d) = arg.strip_prefix("--huge-dir=") {
+            dir = Some(PathBuf::from(d));
+        }
+    }
+    dir
 }
 
 /// Proof that EAL is running, held by every object that points into DPDK memory; keeps

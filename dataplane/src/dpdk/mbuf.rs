@@ -18,8 +18,9 @@ use crate::frame::Frame;
 /// what `rte_eth_rx_burst` and friends read and write.
 ///
 /// Data access covers the first segment: the ports are configured without scatter RX, so a
-/// chain only appears when a driver gets a frame larger than one mbuf; check
-/// [`Mbuf::is_contiguous`] and drop those.
+/// chain only appears when a driver gets a frame larger than one mbuf (some do, e.g.
+/// `net_pcap`); check [`Mbuf::is_contiguous`] and drop those, as the worker does
+/// (`multi_segment`).
 #[repr(transparent)]
 pub struct Mbuf(NonNull<sys::rte_mbuf>);
 

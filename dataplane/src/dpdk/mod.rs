@@ -21,6 +21,7 @@ mod mbuf;
 mod mempool;
 mod port;
 mod ring;
+pub mod runtime_files;
 mod shm;
 
 pub use burst::{Burst, Drain};

@@ -51,14 +51,12 @@ impl TestEal {
 impl Drop for TestEal {
     fn drop(&mut self) {
         self.eal.take();
-        // EAL keeps its config and sockets in a runtime directory per file prefix; it is
-        // /var/run/dpdk as root and $XDG_RUNTIME_DIR/dpdk otherwise.
-        let mut dirs = vec![PathBuf::from("/var/run/dpdk").join(&self.prefix)];
+        // Eal's drop removes its runtime directory after a cleanup; when the cleanup was
+        // skipped (or the test panicked first) the files are still there. Root's location
+        // (/var/run/dpdk) with hugepage files, and $XDG_RUNTIME_DIR/dpdk otherwise.
+        dataplane::dpdk::runtime_files::remove_prefix_files(&self.prefix);
         if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR") {
-            dirs.push(PathBuf::from(xdg).join("dpdk").join(&self.prefix));
-        }
-        for dir in dirs {
-            let _ = std::fs::remove_dir_all(dir);
+            let _ = std::fs::remove_dir_all(PathBuf::from(xdg).join("dpdk").join(&self.prefix));
         }
     }
 }
