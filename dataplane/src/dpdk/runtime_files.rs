@@ -160,12 +160,15 @@ mod tests {
 
         // Unsafe prefixes remove nothing, not even the base.
         for p in ["", ".", "..", "a/b"] {
-            assert_eq!(remove_in(&base, p, &[huge.clone()]), Removed::default());
+            assert_eq!(
+                remove_in(&base, p, std::slice::from_ref(&huge)),
+                Removed::default()
+            );
         }
         assert!(base.join("other").exists());
         // Gone already: nothing to do, no error.
         assert_eq!(
-            remove_in(&base, "fl-a", &[huge.clone()]),
+            remove_in(&base, "fl-a", std::slice::from_ref(&huge)),
             Removed::default()
         );
         std::fs::remove_dir_all(&root).unwrap();
