@@ -240,6 +240,10 @@ def main():
     ap.add_argument("--burst", type=int, default=32)
     ap.add_argument("--backends", type=int, default=10)
     ap.add_argument("--fulcrum", required=True)
+    ap.add_argument("--ab", metavar="OTHER_FULCRUM",
+                    help="also measure this other binary (e.g. a build of an earlier commit), "
+                         "its runs alternating with --fulcrum's, and print both side by side: "
+                         "on a noisy machine only interleaved runs compare two builds")
     ap.add_argument("--out", default=str(PERF / "out"))
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
@@ -291,10 +295,35 @@ def main():
             print(f"floor {name} testpmd {mode}: {r['mpps']:.2f} Mpps (runs {r['runs']})", flush=True)
 
     results = {}
+    ab = {}
     for s in only:
         name = "smoke" if args.smoke else SCENARIOS[s][1]
         path, summary = pcaps[name]
-        r = median_of(lambda: fulcrum(args, s, path, summary["packets"], out))
+        if args.ab:
+            # One run of each binary in turn, `--repeat` times: both see the same drift.
+            mine, other = [], []
+            for _ in range(args.repeat):
+                for runs, binary in ((mine, args.fulcrum), (other, Path(args.ab).resolve())):
+                    a = argparse.Namespace(**{**vars(args), "fulcrum": binary, "repeat": 1})
+                    try:
+                        runs.append(fulcrum(a, s, path, summary["packets"], out))
+                    except Exception as e:
+                        print(f"  run failed ({binary}): {e}", flush=True)
+            med = lambda runs: sorted(r["mpps"] for r in runs)[len(runs) // 2] if runs else float("nan")
+            ab[s] = {"fulcrum": med(mine), "other": med(other),
+                     "fulcrum_runs": [round(r["mpps"], 3) for r in mine],
+                     "other_runs": [round(r["mpps"], 3) for r in other]}
+            print(f"ab {s}: {args.fulcrum.name} {ab[s]['fulcrum']:.2f} Mpps {ab[s]['fulcrum_runs']} | "
+                  f"other {ab[s]['other']:.2f} Mpps {ab[s]['other_runs']} | "
+                  f"x{ab[s]['fulcrum'] / ab[s]['other']:.2f}", flush=True)
+            if not mine:
+                results[s] = {"mpps": float("nan"), "runs": [], "error": True}
+                continue
+            mine.sort(key=lambda r: r["mpps"])
+            r = dict(mine[len(mine) // 2])
+            r["runs"] = ab[s]["fulcrum_runs"]
+        else:
+            r = median_of(lambda: fulcrum(args, s, path, summary["packets"], out))
         results[s] = r
         if not r.get("error"):
             print(f"fulcrum {s}: {r['mpps']:.2f} Mpps (runs {r['runs']}; whole run incl. start-up "
@@ -334,7 +363,11 @@ def main():
         print(f"{row['title']:<38}{row['mpps']:>9.2f}{row['floor_io']:>10.2f}{row['floor_macswap']:>9.2f}"
               f"{row['x_macswap']:>11.2f}{row['x_io']:>7.2f}  {', '.join(notes)}")
     print("(Mpps, one core; x = Fulcrum / testpmd on the same pcap, devices and core)")
-    doc = {"machine": info, "duration_s": args.duration, "repeat": args.repeat, "huge": args.huge,
+    if ab:
+        print(f"\nA/B (interleaved runs, median of {args.repeat}): {args.fulcrum} vs {args.ab}")
+        for s, v in ab.items():
+            print(f"  {s:<8} {v['fulcrum']:6.2f} vs {v['other']:6.2f} Mpps  x{v['fulcrum'] / v['other']:.2f}")
+    doc = {"ab": ab, "machine": info, "duration_s": args.duration, "repeat": args.repeat, "huge": args.huge,
            "pcaps": {k: v[1] for k, v in pcaps.items()}, "floors": floors, "rows": rows}
     (out / "results.json").write_text(json.dumps(doc, indent=1))
     if args.json:

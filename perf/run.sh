@@ -6,6 +6,7 @@
 #   perf/run.sh                      # every scenario (a few minutes)
 #   perf/run.sh --only dsr,syn       # a subset of dsr,nat,syn,flows1m,rst
 #   perf/run.sh --repeat 3           # median of 3 runs per figure (noisy machines)
+#   perf/run.sh --ab OLD/fulcrum     # also an earlier build, runs interleaved, side by side
 #   perf/run.sh --duration 10        # seconds per measurement (default 6)
 #   perf/run.sh --smoke              # ~20 s: a tiny pcap, the floors and DSR; proves it works
 #   perf/run.sh --memory             # also: bytes per flow-table entry, RSS with 10M flows

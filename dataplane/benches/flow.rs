@@ -123,7 +123,7 @@ fn flow(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("new_flow", n), |b| {
             b.iter(|| {
                 for (k, h) in black_box(&misses) {
-                    let p = ft.probe(k, *h, 1, &t);
+                    let p = ft.probe(k, *h);
                     let r = ft.insert_probed(&p, *k, est, 1, &t).unwrap();
                     ft.remove(r.idx);
                 }

@@ -370,12 +370,6 @@ pub struct Probe {
     /// When absent: the first free slot of the key's buckets, or `NO_TWIN` if both are full.
     free: u32,
     hash: u64,
-    /// When absent and the table was full: the entry an insert must evict (the policy's
-    /// choice among the key's buckets, scored during the same scan), else `NO_TWIN`.
-    victim: u32,
-    /// The victim's score ([`FlowTable::evict_score`]) and the clock it was scored at.
-    score: u64,
-    now: u32,
 }
 
 /// The table cannot hold even one entry (capacity 0, or 1 for a pair).
@@ -534,25 +528,20 @@ impl FlowTable {
 
     /// [`lookup`](Self::lookup) that also remembers, when the key is absent, where an insert
     /// would put it: a miss followed by [`insert_probed`](Self::insert_probed) scans the
-    /// key's buckets once instead of twice (what a new flow costs). When the table is full the
-    /// same scan also picks the entry the insert will evict (at `now`, under `t`), so a new
-    /// flow into a full table (a SYN flood) reads each of its 16 candidate lines once.
+    /// key's buckets once instead of twice (what a new flow costs).
     #[inline(always)]
-    pub fn probe(&self, key: &FlowKey, hash: u64, now: u32, t: &Timeouts) -> Probe {
-        self.probe_home(self.home_slot(hash), key, hash, now, t)
+    pub fn probe(&self, key: &FlowKey, hash: u64) -> Probe {
+        self.probe_home(self.home_slot(hash), key, hash)
     }
 
     /// [`probe`](Self::probe) given the key's [`home_slot`](Self::home_slot) (computed
     /// once per packet, when it was prefetched).
     #[inline(always)]
-    pub fn probe_home(&self, home: u32, key: &FlowKey, hash: u64, now: u32, t: &Timeouts) -> Probe {
+    pub fn probe_home(&self, home: u32, key: &FlowKey, hash: u64) -> Probe {
         let mut p = Probe {
             found: None,
             free: NO_TWIN,
             hash,
-            victim: NO_TWIN,
-            score: 0,
-            now,
         };
         if self.nbuckets == 0 {
             return p;
@@ -569,7 +558,34 @@ impl FlowTable {
             return p;
         }
         let (b1, tag) = self.first_bucket(hash);
-        self.probe_scan(key, b1, tag, t, p)
+        self.probe_scan(key, b1, tag, p)
+    }
+
+    /// [`probe`](Self::probe) past the home slot of the first bucket. A tight loop: a miss
+    /// reads 16 lines, and the fewer instructions between their loads, the more of them the
+    /// core has in flight at once (scoring eviction candidates here as well measured slower
+    /// for a SYN flood than scoring them afterwards, from lines then in L1).
+    #[inline]
+    fn probe_scan(&self, key: &FlowKey, b1: u32, tag: u16, mut p: Probe) -> Probe {
+        let h = home(tag);
+        let b2 = self.second_bucket(b1, tag);
+        let pair = [b1, b2];
+        for b in &pair[..if b2 == b1 { 1 } else { 2 }] {
+            let (base, bucket) = self.bucket(*b);
+            // The home slot first (where a key usually is), then the next ones, wrapping.
+            for i in 0..WAYS {
+                let j = (h + i) & (WAYS - 1);
+                let s = &bucket[j];
+                if s.key.same(key) {
+                    p.found = Some((base + j) as u32);
+                    return p;
+                }
+                if p.free == NO_TWIN && !s.is_live() {
+                    p.free = (base + j) as u32;
+                }
+            }
+        }
+        p
     }
 
     /// The slot a key of this hash is looked for first (its home slot in its first bucket);
@@ -581,60 +597,6 @@ impl FlowTable {
         }
         let (b1, tag) = self.first_bucket(hash);
         (b1 as usize * WAYS + home(tag)) as u32
-    }
-
-    /// [`probe`](Self::probe) past the home slot of the first bucket.
-    #[inline]
-    fn probe_scan(&self, key: &FlowKey, b1: u32, tag: u16, t: &Timeouts, mut p: Probe) -> Probe {
-        let h = home(tag);
-        let b2 = self.second_bucket(b1, tag);
-        let pair = [b1, b2];
-        let buckets = &pair[..if b2 == b1 { 1 } else { 2 }];
-        if self.len < self.cap {
-            for b in buckets {
-                let (base, bucket) = self.bucket(*b);
-                // The home slot first (where a key usually is), then the next ones, wrapping.
-                for i in 0..WAYS {
-                    let j = (h + i) & (WAYS - 1);
-                    let s = &bucket[j];
-                    if s.key.same(key) {
-                        p.found = Some((base + j) as u32);
-                        return p;
-                    }
-                    if p.free == NO_TWIN && !s.is_live() {
-                        p.free = (base + j) as u32;
-                    }
-                }
-            }
-            return p;
-        }
-        // Full: every slot read is also scored, in `evict_among`'s order with its strict `>`,
-        // so the victim is the one it would pick.
-        let timeout = t.by_state();
-        for b in buckets {
-            let (base, bucket) = self.bucket(*b);
-            for i in 0..WAYS {
-                let j = (h + i) & (WAYS - 1);
-                let s = &bucket[j];
-                if s.key.same(key) {
-                    p.found = Some((base + j) as u32);
-                    p.victim = NO_TWIN;
-                    return p;
-                }
-                if p.free == NO_TWIN && !s.is_live() {
-                    p.free = (base + j) as u32;
-                }
-                let score = if s.flow.twin == NO_TWIN {
-                    Self::lone_score(s, p.now, &timeout)
-                } else {
-                    self.evict_score((base + j) as u32, p.now, &timeout, NO_TWIN)
-                };
-                if score > p.score {
-                    (p.score, p.victim) = (score, (base + j) as u32);
-                }
-            }
-        }
-        p
     }
 
     /// [`insert`](Self::insert) of a key that `probe` (made by [`probe`](Self::probe) with
@@ -659,15 +621,6 @@ impl FlowTable {
         let (b1, tag) = self.first_bucket(probe.hash);
         let b2 = self.second_bucket(b1, tag);
         let slot = (probe.free != NO_TWIN).then_some(probe.free);
-        if self.len >= self.cap
-            && probe.victim != NO_TWIN
-            && probe.now == now
-            && self.slots[probe.victim as usize].is_live()
-        {
-            // The probe scored the candidates already (the table has not changed since).
-            let (freed, e) = self.evict_at(probe.victim, probe.score);
-            return self.put(key, b1, b2, tag, slot.unwrap_or(freed), flow, now, Some(e));
-        }
         self.place(key, b1, b2, tag, slot, flow, now, t, NO_TWIN)
     }
 
@@ -684,24 +637,6 @@ impl FlowTable {
         if let Some(bucket) = self.slots.get(base..base + WAYS) {
             for i in 0..PREFETCH_LINES {
                 crate::dpdk::prefetch(&bucket[(home as usize + i) & (WAYS - 1)]);
-            }
-        }
-    }
-
-    /// [`prefetch`](Self::prefetch) of every line a miss reads: both of the key's buckets
-    /// (16 lines). For a packet that is most likely a new flow (a SYN): its probe scans them
-    /// all, and its insert into a full table scores them all, so they may as well load while
-    /// the rest of the burst is parsed.
-    #[inline]
-    pub fn prefetch_all(&self, hash: u64) {
-        if self.len == 0 || self.nbuckets == 0 {
-            return;
-        }
-        let (b1, tag) = self.first_bucket(hash);
-        for b in [b1, self.second_bucket(b1, tag)] {
-            let (_, bucket) = self.bucket(b);
-            for s in bucket {
-                crate::dpdk::prefetch(s);
             }
         }
     }
@@ -1018,7 +953,7 @@ impl FlowTable {
     ) -> Result<Inserted, Full> {
         let mut evicted = None;
         if self.len >= self.cap {
-            let e = self.evict_among(b1, b2, tag, now, t, keep);
+            let e = self.evict_among(b1, b2, now, t, keep);
             // The victim's slot is free now, and earlier in scan order than any other is if
             // the buckets were full.
             slot = slot.or(Some(e.0));
@@ -1029,7 +964,7 @@ impl FlowTable {
             // other bucket, and only if none can move, evict early.
             slot = self.relocate(b1, b2, keep);
             if slot.is_none() {
-                let e = self.evict_among(b1, b2, tag, now, t, keep);
+                let e = self.evict_among(b1, b2, now, t, keep);
                 slot = Some(e.0);
                 evicted = Some(e.1);
             }
@@ -1151,75 +1086,51 @@ impl FlowTable {
         &mut self,
         b1: u32,
         b2: u32,
-        tag: u16,
         now: u32,
         t: &Timeouts,
         keep: u32,
     ) -> (u32, Evicted) {
         let timeout = t.by_state();
-        // The victim has the greatest score, the first scanned on a tie (scans go from the
-        // key's home slot, as a probe's); no early exit.
+        // The victim has the greatest (expired, cheap, idle): an expired entry first, then a
+        // half-open or UDP one before an established one, the least recently seen first, the
+        // first scanned on a tie. One score per slot, no early exit: branch-light.
+        const EXPIRED: u64 = 1 << 33;
+        const CHEAP: u64 = 1 << 32;
         let (mut best, mut victim) = (0u64, NO_TWIN);
         let pair = [b1, b2];
-        let h = home(tag);
         for b in &pair[..if b2 == b1 { 1 } else { 2 }] {
             let base = *b as usize * WAYS;
-            for k in 0..WAYS {
-                let i = (base + ((h + k) & (WAYS - 1))) as u32;
-                let score = self.evict_score(i, now, &timeout, keep);
+            for (j, s) in self.slots[base..base + WAYS].iter().enumerate() {
+                let i = (base + j) as u32;
+                let f = &s.flow;
+                let mut idle = f.idle(now);
+                let mut expired = idle >= timeout[f.state as usize];
+                if f.twin != NO_TWIN
+                    && let Some(tw) = self.twin_of(i)
+                {
+                    // A pair's age and expiry: those of its most recently seen half.
+                    let g = &self.slots[tw as usize].flow;
+                    let gi = g.idle(now);
+                    expired &= gi >= timeout[g.state as usize];
+                    idle = idle.min(gi);
+                }
+                // + 1: a score of 0 (established, seen just now) must still beat "none";
+                // free slots and `keep` score 0.
+                let candidate = s.is_live() && i != keep;
+                let score = u64::from(candidate)
+                    * (1 + ((u64::from(expired) * EXPIRED)
+                        | (u64::from(f.is_cheap()) * CHEAP)
+                        | u64::from(idle)));
                 if score > best {
                     (best, victim) = (score, i);
                 }
             }
         }
         assert!(victim != NO_TWIN, "no entry to evict in buckets {b1}, {b2}");
-        self.evict_at(victim, best)
-    }
-
-    /// How much the policy wants to evict slot `i`: 0 for a free slot and for `keep`, else
-    /// `1 + (expired, cheap, idle)` packed so that an expired entry beats any live one, then
-    /// a half-open or UDP entry beats an established one, then the least recently seen wins.
-    /// A linked pair counts as its most recently seen half. Branch-light.
-    #[inline(always)]
-    fn evict_score(&self, i: u32, now: u32, timeout: &[u32; 4], keep: u32) -> u64 {
-        let s = &self.slots[i as usize];
-        let f = &s.flow;
-        let mut idle = f.idle(now);
-        let mut expired = idle >= timeout[f.state as usize & 3];
-        if f.twin != NO_TWIN
-            && let Some(tw) = self.twin_of(i)
-        {
-            let g = &self.slots[tw as usize].flow;
-            let gi = g.idle(now);
-            expired &= gi >= timeout[g.state as usize & 3];
-            idle = idle.min(gi);
-        }
-        let candidate = s.is_live() && i != keep;
-        u64::from(candidate)
-            * (1 + ((u64::from(expired) * EVICT_EXPIRED)
-                | (u64::from(f.is_cheap()) * EVICT_CHEAP)
-                | u64::from(idle)))
-    }
-
-    /// [`evict_score`](Self::evict_score) of an unlinked slot that is not `keep`.
-    #[inline(always)]
-    fn lone_score(s: &Slot, now: u32, timeout: &[u32; 4]) -> u64 {
-        let f = &s.flow;
-        let idle = now.wrapping_sub(f.last_seen);
-        let expired = idle >= timeout[f.state as usize & 3];
-        u64::from(s.is_live())
-            * (1 + ((u64::from(expired) * EVICT_EXPIRED)
-                | (u64::from(f.is_cheap()) * EVICT_CHEAP)
-                | u64::from(idle)))
-    }
-
-    /// Removes `victim` (and its twin), scored `score` by [`evict_score`](Self::evict_score);
-    /// returns its (now free) slot and what was evicted.
-    fn evict_at(&mut self, victim: u32, score: u64) -> (u32, Evicted) {
-        let score = score - 1;
-        let reason = if score & EVICT_EXPIRED != 0 {
+        let score = best - 1;
+        let reason = if score & EXPIRED != 0 {
             EvictReason::Expired
-        } else if score & EVICT_CHEAP == 0 {
+        } else if score & CHEAP == 0 {
             EvictReason::Established
         } else if self.slots[victim as usize].flow.state == FlowState::Udp {
             EvictReason::Udp
@@ -1243,10 +1154,6 @@ impl FlowTable {
         )
     }
 }
-
-/// [`FlowTable::evict_score`]'s flag bits above the 32-bit idle time.
-const EVICT_EXPIRED: u64 = 1 << 33;
-const EVICT_CHEAP: u64 = 1 << 32;
 
 /// Live flows per backend, counted by the expiry hand as it passes (no cost per packet): a
 /// pass of the hand over every slot counts each live entry it keeps under its
@@ -1766,13 +1673,13 @@ mod tests {
         for i in 0..200u32 {
             let k = key(i);
             let h = flow_hash(SEED, &k);
-            let p = ft.probe(&k, h, i, &T);
+            let p = ft.probe(&k, h);
             assert_eq!(p.found, None);
             let r = ft
                 .insert_probed(&p, k, Flow::new(FlowState::Udp, 0, i), i, &T)
                 .unwrap();
             assert_eq!(ft.key(r.idx), &k);
-            assert_eq!(ft.probe(&k, h, i, &T).found, Some(r.idx));
+            assert_eq!(ft.probe(&k, h).found, Some(r.idx));
             model.push((k, r.evicted.is_some()));
             check_invariants(&ft);
         }
@@ -1780,7 +1687,7 @@ mod tests {
         // A probe made before another insert took its free slot: the insert still lands.
         ft.clear();
         let (a, b) = (key(1), key(2));
-        let pa = ft.probe(&a, flow_hash(SEED, &a), 0, &T);
+        let pa = ft.probe(&a, flow_hash(SEED, &a));
         ins(&mut ft, b, FlowState::Udp, 1, 0);
         if pa.free == ft.lookup(&b, flow_hash(SEED, &b)).unwrap() {
             let r = ft
@@ -1791,8 +1698,8 @@ mod tests {
         check_invariants(&ft);
     }
 
-    /// Into a full table, probe + insert_probed (the victim scored during the probe's scan)
-    /// evicts exactly the entry, for the same reason, that a plain insert would: two tables
+    /// Into a full table, probe + insert_probed evicts exactly the entry, for the same
+    /// reason, that a plain insert would: two tables
     /// fed the same mixed sequence (half-open, UDP, established, NAT pairs, some expired)
     /// stay identical slot for slot.
     #[test]
@@ -1821,7 +1728,7 @@ mod tests {
             let k = key(i);
             let h = flow_hash(SEED, &k);
             let ra = a.insert(k, h, f, now, &T).unwrap();
-            let p = b.probe(&k, h, now, &T);
+            let p = b.probe(&k, h);
             assert_eq!(p.found, None);
             let rb = b.insert_probed(&p, k, f, now, &T).unwrap();
             assert_eq!(ra.idx, rb.idx, "insert {i}");

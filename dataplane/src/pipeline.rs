@@ -163,13 +163,7 @@ impl Pipeline {
             for (i, f) in frames.iter().enumerate() {
                 let x = self.fast_parse(snap, port, f.data());
                 if let Some(x) = &x {
-                    if x.tcp_flags & (tcp::SYN | tcp::ACK) == tcp::SYN && x.key.proto == IPPROTO_TCP
-                    {
-                        // Most likely a new flow: its probe reads all its candidate lines.
-                        self.flows.prefetch_all(x.hash);
-                    } else {
-                        self.flows.prefetch(x.home);
-                    }
+                    self.flows.prefetch(x.home);
                 }
                 self.parsed[i] = x;
             }
@@ -327,9 +321,7 @@ impl Pipeline {
             // Another worker may own it: the general path decides (and hands it over).
             return self.service(snap, port, x.si, x.l4(), x.ports(), frame);
         }
-        let probe = self
-            .flows
-            .probe_home(x.home, &x.key, x.hash, self.now_ms, &snap.timeouts);
+        let probe = self.flows.probe_home(x.home, &x.key, x.hash);
         if let Some(idx) = probe.found
             && let Some(b) = snap.backend(self.flows.get(idx).backend)
             && b.service == x.si
@@ -525,7 +517,7 @@ impl Pipeline {
         }
         let key = flow_key(&p, ports.sport, ports.dport);
         let fhash = hash::table_hash(self.local_seed, &key);
-        let probe = self.flows.probe(&key, fhash, self.now_ms, &snap.timeouts);
+        let probe = self.flows.probe(&key, fhash);
         self.service_probed(snap, port, si, p, ports, key, fhash, probe, frame)
     }
 
@@ -809,7 +801,7 @@ impl Pipeline {
             }
         }
         let fhash = hash::table_hash(self.local_seed, &key);
-        let probe = self.flows.probe(&key, fhash, self.now_ms, &snap.timeouts);
+        let probe = self.flows.probe(&key, fhash);
         let b = match probe.found {
             Some(idx) => match snap
                 .backend(self.flows.get(idx).backend)

@@ -47,27 +47,6 @@ impl Mbuf {
         Ok(m)
     }
 
-    /// Gives up ownership without freeing: the caller must free the mbuf, or turn it back
-    /// into a `Mbuf` with [`Mbuf::from_raw`].
-    #[inline]
-    pub fn into_raw(self) -> NonNull<sys::rte_mbuf> {
-        let ptr = self.0;
-        std::mem::forget(self);
-        ptr
-    }
-
-    /// Takes ownership of a raw mbuf.
-    ///
-    /// # Safety
-    /// `ptr` must be a valid, initialised packet mbuf that nothing else references or will
-    /// free: refcount 1, not attached to or shared by another mbuf, DPDK's length invariants
-    /// intact. Its pool must outlive it and accept frees from any thread, as a [`Mempool`]
-    /// (or a port's RX, which allocates from one) does.
-    #[inline]
-    pub unsafe fn from_raw(ptr: NonNull<sys::rte_mbuf>) -> Mbuf {
-        Mbuf(ptr)
-    }
-
     #[inline]
     fn raw(&self) -> &sys::rte_mbuf {
         // SAFETY: we own a valid mbuf (type invariant) and nothing else touches it.
