@@ -970,23 +970,6 @@ impl FlowTable {
             }
         }
         let idx = slot.expect("a free slot in the key's buckets after eviction");
-        self.put(key, b1, b2, tag, idx, flow, now, evicted)
-    }
-
-    /// Writes a new entry for `key` into the free slot `idx` of its bucket `b1` or `b2`.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn put(
-        &mut self,
-        key: FlowKey,
-        b1: u32,
-        b2: u32,
-        tag: u16,
-        idx: u32,
-        flow: Flow,
-        now: u32,
-        evicted: Option<Evicted>,
-    ) -> Result<Inserted, Full> {
         let second = b2 != b1 && idx as usize / WAYS == b2 as usize;
         self.slots[idx as usize] = Slot {
             key,
