@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build=1
-only="dsr,nat,syn,rst,udp"
+only="dsr,nat,syn,pickup,rst,udp"
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-build) build=0 ;;
@@ -40,6 +40,8 @@ wl() { python3 perf/workload.py "$@" >/dev/null; }
 [ -f "$out/est.pcap" ] || wl pcap --out "$out/est.pcap" --flows 4096 --packets 16384 --vips 4
 [ -f "$out/syn.pcap" ] || wl pcap --out "$out/syn.pcap" --flows 16384 --packets 16384 --vips 4 --syn-share 1
 [ -f "$out/udp.pcap" ] || wl pcap --out "$out/udp.pcap" --flows 4096 --packets 16384 --vips 4 --udp-share 1
+[ -f "$out/flood.pcap" ] || wl pcap --out "$out/flood.pcap" --flows 32768 --packets 32768 --vips 4 --syn-share 1
+[ -f "$out/new.pcap" ] || wl pcap --out "$out/new.pcap" --flows 16384 --packets 16384 --vips 4
 cfg() { # name, extra config options
     local name="$1"; shift
     wl config --out "$out/$name.toml" --rx-device net_pcap0 --tx-device net_null0 --vips 4 "$@"
@@ -50,8 +52,12 @@ for s in ${only//,/ }; do
     case "$s" in
         dsr) pcap=est; cfg dsr --forwarding dsr ;;
         nat) pcap=est; cfg nat --forwarding nat ;;
-        # The table holds a quarter of the SYNs' keys: every counted packet misses and evicts.
-        syn) pcap=syn; cfg syn --forwarding dsr --flow-capacity 4096 ;;
+        # A SYN flood: the table holds 1/32 of the SYNs' keys, so ~97% of the counted SYNs
+        # find no entry and no room (forwarded unrecorded: a SYN never evicts).
+        syn) pcap=flood; cfg syn --forwarding dsr --flow-capacity 1024 ;;
+        # Every packet a new flow that is recorded: mid-stream pickups (one ACK per flow)
+        # into a table of a quarter of the keys, so each counted packet misses and evicts.
+        pickup) pcap=new; cfg pickup --forwarding dsr --flow-capacity 4096 ;;
         rst) pcap=syn; cfg rst --forwarding dsr --flow-capacity 4096 --empty ;;
         udp) pcap=udp; cfg udp --forwarding dsr ;;
         *) echo "perf/callgrind.sh: unknown scenario $s" >&2; exit 1 ;;

@@ -207,6 +207,7 @@ mac = "02:00:00:00:00:21"
     assert!(n("replies") > 0 && n("to_slowpath") > 0);
     assert!(n("flows_active") <= CAPACITY, "flow table bound");
     assert!(n("flows_evicted") > 0, "the flood evicted");
+    assert!(n("syn_unrecorded") > 0, "DSR SYNs found the table full");
 
     // Mbufs: what net_pcap preloaded, nothing more.
     let in_use = v["mempool"]["in_use"].as_u64().expect("mempool in_use");

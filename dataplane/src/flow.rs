@@ -43,6 +43,9 @@
 //!   3. else the least recently seen (established) entry.
 //!
 //!   The victim is reported in [`Inserted::evicted`] with its reason, so the caller counts it.
+//! - [`FlowTable::insert_probed_if_room`] admits only what needs no eviction (a free slot, or
+//!   a move): the pipeline records a DSR TCP SYN with it, so a SYN flood evicts nothing and
+//!   a real connection is recorded by its next packet.
 //! - **Linked pairs** (NAT keeps a forward client->VIP entry and a reverse backend->client
 //!   entry, [`FlowTable::link`]) live and die together: a pair has expired only when both
 //!   halves have, its age is that of its most recently seen half, and removing, evicting or
@@ -367,7 +370,8 @@ pub struct InsertedPair {
 pub struct Probe {
     /// The key's entry, if present.
     pub found: Option<u32>,
-    /// When absent: the first free slot of the key's buckets, or `NO_TWIN` if both are full.
+    /// When absent: the first free slot of the key's buckets, or `NO_TWIN` if both are full
+    /// or the table is (whose insert evicts anyway).
     free: u32,
     hash: u64,
 }
@@ -558,20 +562,44 @@ impl FlowTable {
             return p;
         }
         let (b1, tag) = self.first_bucket(hash);
-        self.probe_scan(key, b1, tag, p)
+        if self.len >= self.cap {
+            // A full table's insert evicts whatever free slot the scan could find (there are
+            // at most the capacity's rounding), so a miss compares keys only: what a flood
+            // into a full table costs.
+            return self.probe_scan::<false>(key, b1, tag, p);
+        }
+        self.probe_scan::<true>(key, b1, tag, p)
     }
 
     /// [`probe`](Self::probe) past the home slot of the first bucket. A tight loop: a miss
     /// reads 16 lines, and the fewer instructions between their loads, the more of them the
     /// core has in flight at once (scoring eviction candidates here as well measured slower
     /// for a SYN flood than scoring them afterwards, from lines then in L1).
+    /// `FREE`: also remember the first free slot (`Probe::free`; else it stays `NO_TWIN`).
     #[inline]
-    fn probe_scan(&self, key: &FlowKey, b1: u32, tag: u16, mut p: Probe) -> Probe {
+    fn probe_scan<const FREE: bool>(
+        &self,
+        key: &FlowKey,
+        b1: u32,
+        tag: u16,
+        mut p: Probe,
+    ) -> Probe {
         let h = home(tag);
         let b2 = self.second_bucket(b1, tag);
         let pair = [b1, b2];
         for b in &pair[..if b2 == b1 { 1 } else { 2 }] {
             let (base, bucket) = self.bucket(*b);
+            if !FREE {
+                // Keys only: any order finds the same (one) entry, and slot order needs no
+                // offsets computed.
+                for (j, s) in bucket.iter().enumerate() {
+                    if s.key.same(key) {
+                        p.found = Some((base + j) as u32);
+                        return p;
+                    }
+                }
+                continue;
+            }
             // The home slot first (where a key usually is), then the next ones, wrapping.
             for i in 0..WAYS {
                 let j = (h + i) & (WAYS - 1);
@@ -580,7 +608,7 @@ impl FlowTable {
                     p.found = Some((base + j) as u32);
                     return p;
                 }
-                if p.free == NO_TWIN && !s.is_live() {
+                if FREE && p.free == NO_TWIN && !s.is_live() {
                     p.free = (base + j) as u32;
                 }
             }
@@ -622,6 +650,38 @@ impl FlowTable {
         let b2 = self.second_bucket(b1, tag);
         let slot = (probe.free != NO_TWIN).then_some(probe.free);
         self.place(key, b1, b2, tag, slot, flow, now, t, NO_TWIN)
+    }
+
+    /// [`insert_probed`](Self::insert_probed) that never evicts: the new entry takes the
+    /// probe's free slot, or one an entry of its buckets leaves for its other bucket. `None`,
+    /// and nothing changed, when the table is at its capacity or neither exists. What a TCP
+    /// SYN gets (the pipeline's admission): a SYN flood then displaces no entry at all, and a
+    /// real client's connection is recorded by its next packet, which may evict.
+    #[inline]
+    pub fn insert_probed_if_room(
+        &mut self,
+        probe: &Probe,
+        key: FlowKey,
+        flow: Flow,
+        now: u32,
+    ) -> Option<u32> {
+        debug_assert!(probe.found.is_none(), "insert_probed_if_room after a hit");
+        debug_assert!(self.lookup(&key, probe.hash).is_none(), "stale probe");
+        if self.len >= self.cap || key.family == FAMILY_FREE {
+            return None;
+        }
+        let (b1, tag) = self.first_bucket(probe.hash);
+        let b2 = self.second_bucket(b1, tag);
+        let idx = if probe.free != NO_TWIN && !self.slots[probe.free as usize].is_live() {
+            probe.free
+        } else {
+            // No free slot when probed, or it was taken since: look again, then move one.
+            self.free_in(b1, tag)
+                .or_else(|| self.free_in(b2, tag))
+                .or_else(|| self.relocate(b1, b2, NO_TWIN))?
+        };
+        self.write_new(idx, key, b1, b2, tag, flow, now);
+        Some(idx)
     }
 
     /// Starts loading the first line(s) of the bucket `hash` maps to ([`PREFETCH_LINES`]),
@@ -970,6 +1030,29 @@ impl FlowTable {
             }
         }
         let idx = slot.expect("a free slot in the key's buckets after eviction");
+        self.write_new(idx, key, b1, b2, tag, flow, now);
+        Ok(Inserted {
+            idx,
+            evicted,
+            replaced: false,
+        })
+    }
+
+    /// Stores a new entry for `key` (of buckets `b1`, `b2` and tag `tag`) in the free slot
+    /// `idx`, unlinked, seen `now`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn write_new(
+        &mut self,
+        idx: u32,
+        key: FlowKey,
+        b1: u32,
+        b2: u32,
+        tag: u16,
+        flow: Flow,
+        now: u32,
+    ) {
+        debug_assert!(!self.slots[idx as usize].is_live());
         let second = b2 != b1 && idx as usize / WAYS == b2 as usize;
         self.slots[idx as usize] = Slot {
             key,
@@ -981,11 +1064,6 @@ impl FlowTable {
             },
         };
         self.len += 1;
-        Ok(Inserted {
-            idx,
-            evicted,
-            replaced: false,
-        })
     }
 
     /// Moves one live entry of `b1` or `b2` (not `keep`) to a free slot of its other bucket;
@@ -1679,6 +1757,61 @@ mod tests {
             assert_eq!(ft.key(r.idx), &a);
         }
         check_invariants(&ft);
+    }
+
+    /// `insert_probed_if_room` fills a table exactly as `insert_probed` does while nothing
+    /// must be evicted (moves included), and from then on changes nothing: every entry
+    /// stays, slot for slot, and it answers `None`.
+    #[test]
+    fn insert_if_room_never_evicts() {
+        let cap = 512;
+        let (mut a, mut b) = (FlowTable::with_capacity(cap), FlowTable::with_capacity(cap));
+        let mut refused = 0;
+        for i in 0..4 * cap as u32 {
+            let k = key(i);
+            let h = flow_hash(SEED, &k);
+            let f = Flow::new(FlowState::TcpSynSeen, 0, i);
+            let p = b.probe(&k, h);
+            assert_eq!(p.found, None);
+            let before: Vec<(FlowKey, Flow)> = b.slots.iter().map(|s| (s.key, s.flow)).collect();
+            match b.insert_probed_if_room(&p, k, f, i) {
+                Some(idx) => {
+                    let r = a.insert(k, h, f, i, &T).unwrap();
+                    assert_eq!(r.evicted, None, "insert {i} evicted where if_room admitted");
+                    assert_eq!(r.idx, idx, "insert {i}: another slot");
+                    assert_eq!(b.key(idx), &k);
+                    assert_eq!(b.get(idx).last_seen, i);
+                }
+                None => {
+                    refused += 1;
+                    let after: Vec<(FlowKey, Flow)> =
+                        b.slots.iter().map(|s| (s.key, s.flow)).collect();
+                    assert!(before == after, "a refusal changed the table at {i}");
+                    // Refused only when a plain insert would have had to evict.
+                    let mut c = FlowTable::with_capacity(cap);
+                    c.slots.copy_from_slice(&b.slots);
+                    c.len = b.len;
+                    assert!(
+                        c.insert(k, h, f, i, &T).unwrap().evicted.is_some(),
+                        "refused {i} with room"
+                    );
+                }
+            }
+            check_invariants(&b);
+        }
+        assert_eq!(b.len(), cap, "filled to the capacity");
+        assert!(refused >= 3 * cap, "refused {refused}");
+        // A stale probe (its free slot taken since) still finds room if there is some.
+        let mut t = FlowTable::with_capacity(64);
+        let (x, y) = (key(1), key(2));
+        let px = t.probe(&x, flow_hash(SEED, &x));
+        let py = t.probe(&y, flow_hash(SEED, &y));
+        let ix = t.insert_probed_if_room(&px, x, Flow::new(FlowState::TcpSynSeen, 0, 1), 0);
+        let iy = t.insert_probed_if_room(&py, y, Flow::new(FlowState::TcpSynSeen, 0, 2), 0);
+        assert!(ix.is_some() && iy.is_some() && ix != iy);
+        assert_eq!(find(&t, &x), ix);
+        assert_eq!(find(&t, &y), iy);
+        check_invariants(&t);
     }
 
     /// Into a full table, probe + insert_probed evicts exactly the entry, for the same

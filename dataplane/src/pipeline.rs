@@ -641,6 +641,17 @@ impl Pipeline {
                         self.counters.flows_evicted += evicted_entries(e);
                     }
                 }
+            } else if probe_fresh && is_syn {
+                // A SYN never evicts (it is all a spoofed flood sends): it takes a free slot,
+                // or none. Unrecorded, it still goes to Maglev's choice, and the handshake's
+                // ACK (picked up as a new flow, to the same backend) records the connection.
+                match self.flows.insert_probed_if_room(&probe, key, fl, now) {
+                    Some(_) => self.counters.flows_created += 1,
+                    None => {
+                        self.counters.syn_unrecorded += 1;
+                        new_flow = false;
+                    }
+                }
             } else if probe_fresh {
                 let r = self
                     .flows
@@ -1740,6 +1751,77 @@ mod icmp_error_tests {
             matches!(snap.choose(&key), crate::snapshot::Choice::Backend { backend, .. }
                 if snap.backend(backend).is_some_and(|b| b.mac == mac))
         })
+    }
+
+    /// A full table: a DSR SYN goes to Maglev's choice without an entry (and evicts
+    /// nothing); the handshake's ACK then records the flow, to the same backend, evicting as
+    /// any new flow does. A NAT SYN is always recorded: its replies need the reverse entry.
+    #[test]
+    fn a_syn_never_evicts_and_the_ack_records_the_flow() {
+        let mut ids = BackendIds::new();
+        let snap = snapshot(&mut ids, &["a", "b"]);
+        let cap = 64;
+        let mut p = Pipeline::new(0, 1, cap, 7);
+        // Fill the table with established DSR flows (SYN, then ACK).
+        let mut cport = 1000u16;
+        while p.flows.len() < cap {
+            for flags in [tcp::SYN, tcp::ACK] {
+                let mut f = ip_frame(CLIENT, VIP, IPPROTO_TCP, &[0; 20]);
+                f[34..].copy_from_slice(&tcp_packet(CLIENT, VIP, cport, 80, flags)[20..]);
+                assert!(matches!(run(&mut p, &snap, &f).0, Verdict::Forward { .. }));
+            }
+            cport += 1;
+        }
+        let filled: Vec<(FlowKey, flow::Flow)> = p.flows.iter().map(|(k, f)| (*k, *f)).collect();
+        let c0 = p.counters;
+        assert_eq!(c0.flows_evicted, 0);
+        assert_eq!(c0.syn_unrecorded, 0);
+
+        // 200 new clients' SYNs: each forwarded to Maglev's choice, none recorded.
+        for cp in 50000..50200u16 {
+            let key = FlowKey::v4(CLIENT, VIP, cp, 80, IPPROTO_TCP);
+            let want = match snap.choose(&key) {
+                crate::snapshot::Choice::Backend { backend, .. } => {
+                    snap.backend(backend).unwrap().mac
+                }
+                c => panic!("{c:?}"),
+            };
+            let (v, out) = run(&mut p, &snap, &syn(VIP, cp));
+            assert_eq!((v, &out[0..6]), (Verdict::Forward { port: 0 }, &want[..]));
+            assert_eq!(p.flows.lookup(&key, hash::table_hash(7, &key)), None);
+        }
+        let c1 = p.counters;
+        assert_eq!(c1.syn_unrecorded, 200);
+        assert_eq!(c1.flows_created, c0.flows_created);
+        assert_eq!(c1.flows_evicted, 0);
+        let now: Vec<(FlowKey, flow::Flow)> = p.flows.iter().map(|(k, f)| (*k, *f)).collect();
+        assert!(now == filled, "an unrecorded SYN changed the table");
+
+        // The first client's ACK: same backend, recorded, one entry evicted for it.
+        let cp = 50000u16;
+        let key = FlowKey::v4(CLIENT, VIP, cp, 80, IPPROTO_TCP);
+        let (_, syn_out) = run(&mut p, &snap, &syn(VIP, cp));
+        let mut ack = ip_frame(CLIENT, VIP, IPPROTO_TCP, &[0; 20]);
+        ack[34..].copy_from_slice(&tcp_packet(CLIENT, VIP, cp, 80, tcp::ACK)[20..]);
+        let (v, out) = run(&mut p, &snap, &ack);
+        assert_eq!(
+            (v, &out[0..6]),
+            (Verdict::Forward { port: 0 }, &syn_out[0..6])
+        );
+        assert!(p.flows.lookup(&key, hash::table_hash(7, &key)).is_some());
+        assert_eq!(p.counters.flows_created, c1.flows_created + 1);
+        assert_eq!(p.counters.flows_evicted, 1);
+        assert_eq!(p.flows.len(), cap);
+
+        // A NAT SYN into the full table is recorded (a pair), evicting.
+        let before = p.counters;
+        assert!(matches!(
+            run(&mut p, &snap, &syn(NAT_VIP, 60000)).0,
+            Verdict::Forward { .. }
+        ));
+        assert_eq!(p.counters.syn_unrecorded, before.syn_unrecorded);
+        assert_eq!(p.counters.flows_created, before.flows_created + 2);
+        assert!(p.counters.flows_evicted >= before.flows_evicted + 2);
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct Counters {
     pub flows_created: u64,
     /// Flows whose backend became unusable and were sent to a new choice.
     pub flows_rescheduled: u64,
+    /// TCP SYNs of DSR flows forwarded (by Maglev) without an entry, because recording them
+    /// would have evicted one: a SYN never evicts, so a SYN flood displaces nothing. The
+    /// connection's next packet records it.
+    pub syn_unrecorded: u64,
     /// Flow-table entries evicted from a full table (a NAT flow's pair counts two, as in
     /// `flows_created` and `flows_expired`).
     pub flows_evicted: u64,
@@ -66,6 +70,7 @@ impl Default for Counters {
             resets: 0,
             flows_created: 0,
             flows_rescheduled: 0,
+            syn_unrecorded: 0,
             flows_evicted: 0,
             flows_expired: 0,
             flows_active: 0,
@@ -115,6 +120,7 @@ impl Counters {
             ("resets", self.resets),
             ("flows_created", self.flows_created),
             ("flows_rescheduled", self.flows_rescheduled),
+            ("syn_unrecorded", self.syn_unrecorded),
             ("flows_evicted", self.flows_evicted),
             ("flows_expired", self.flows_expired),
             ("flows_active", self.flows_active),
@@ -134,6 +140,7 @@ impl Counters {
             "resets" => &mut self.resets,
             "flows_created" => &mut self.flows_created,
             "flows_rescheduled" => &mut self.flows_rescheduled,
+            "syn_unrecorded" => &mut self.syn_unrecorded,
             "flows_evicted" => &mut self.flows_evicted,
             "flows_expired" => &mut self.flows_expired,
             "flows_active" => &mut self.flows_active,
@@ -161,7 +168,7 @@ impl Counters {
     }
 }
 
-const SCALARS: usize = 14;
+const SCALARS: usize = 15;
 const WORDS: usize = SCALARS + DropReason::COUNT;
 
 /// Words of one worker's block in the counter file: its counters rounded up to whole cache

@@ -3,11 +3,13 @@
 //! half to a DSR VIP and half to a NAT VIP of `tests/golden/golden.toml`, with established
 //! NAT flows (TCP and UDP) exchanging packets both ways all along.
 //!
-//! The table admits every new flow and, when full, evicts among the 16 candidate slots an
-//! expired entry, else the least recently seen half-open (a SYN, or a pickup not yet
-//! confirmed by a second packet) or UDP entry, and an established one only when all 16 are
-//! established (`dataplane/src/flow.rs`). So an established TCP flow survives any TCP flood
-//! and keeps its NAT replies; a UDP flow competes with a UDP flood by recency.
+//! The table admits every new flow but a DSR SYN that finds no room (a SYN never evicts:
+//! it is forwarded unrecorded, `syn_unrecorded`), and when full evicts among the 16
+//! candidate slots an expired entry, else the least recently seen half-open (a NAT SYN, or a
+//! pickup not yet confirmed by a second packet) or UDP entry, and an established one only
+//! when all 16 are established (`dataplane/src/flow.rs`). So an established TCP flow
+//! survives any TCP flood and keeps its NAT replies; a UDP flow competes with a UDP flood by
+//! recency.
 
 use std::path::Path;
 
@@ -125,9 +127,13 @@ fn flood(kind: &str) -> [u64; 2] {
         // A coarse clock, as the worker's: 1 ms per 100 packets.
         pipe.now_ms = 1_000 + i / 100;
         let src = [100, 64 + (i >> 16) as u8, (i >> 8) as u8, i as u8];
-        let vip = if i % 2 == 0 { dsr_vip } else { nat_vip };
+        let vip = if i % 2 == 0 || kind == "dsr-syn" {
+            dsr_vip
+        } else {
+            nat_vip
+        };
         let f = match kind {
-            "syn" => frame(
+            "syn" | "dsr-syn" => frame(
                 src,
                 vip,
                 wire::IPPROTO_TCP,
@@ -207,9 +213,10 @@ fn flood(kind: &str) -> [u64; 2] {
     }
     let c = pipe.counters;
     println!(
-        "{kind} flood of {FLOOD} into {CAPACITY} entries: created {}, evicted {}, expired {}, \
-         live {}; NAT replies lost: TCP {} of {}, UDP {} of {}",
+        "{kind} flood of {FLOOD} into {CAPACITY} entries: created {}, SYNs unrecorded {}, \
+         evicted {}, expired {}, live {}; NAT replies lost: TCP {} of {}, UDP {} of {}",
         c.flows_created,
+        c.syn_unrecorded,
         c.flows_evicted,
         c.flows_expired,
         pipe.flows.len(),
@@ -224,16 +231,37 @@ fn flood(kind: &str) -> [u64; 2] {
         pipe.flows.len() as u64 + c.flows_evicted + c.flows_expired,
         "every entry made is live, evicted or expired"
     );
-    assert!(
-        c.flows_evicted > u64::from(FLOOD) / 2,
-        "the flood overflowed the table"
-    );
+    match kind {
+        "dsr-syn" => {
+            // A SYN never evicts: the SYNs fill the free slots, the rest pass unrecorded.
+            assert_eq!(c.flows_evicted, 0, "a DSR SYN evicted");
+            assert_eq!(
+                c.syn_unrecorded + (c.flows_created - 2 * 64),
+                u64::from(FLOOD),
+                "every SYN recorded or counted unrecorded"
+            );
+            assert!(c.syn_unrecorded >= u64::from(FLOOD) - CAPACITY as u64);
+        }
+        _ => {
+            assert!(
+                c.flows_evicted > u64::from(FLOOD) / 2,
+                "the flood overflowed the table"
+            );
+            // DSR SYNs are recorded only into slots NAT evictions free (the other half).
+            assert_eq!(c.syn_unrecorded > 0, kind == "syn");
+        }
+    }
     lost
 }
 
 #[test]
 fn syn_flood_spares_established_flows() {
     assert_eq!(flood("syn"), [0, 0]);
+}
+
+#[test]
+fn dsr_syn_flood_evicts_nothing() {
+    assert_eq!(flood("dsr-syn"), [0, 0]);
 }
 
 #[test]
