@@ -273,12 +273,6 @@ impl Flow {
     pub fn is_expired(&self, now: u32, t: &Timeouts) -> bool {
         self.idle(now) >= self.timeout(t)
     }
-
-    /// Half-open or UDP: what a full table gives up first.
-    #[inline]
-    fn is_cheap(&self) -> bool {
-        !matches!(self.state, FlowState::TcpEstablished)
-    }
 }
 
 /// Idle timeouts in milliseconds, by state.
@@ -387,6 +381,11 @@ impl fmt::Display for Full {
 }
 
 impl std::error::Error for Full {}
+
+/// Eviction score bits (`FlowTable::evict_among`): above the 32 bits of idle time, "expired"
+/// outranks "cheap" (half-open or UDP), which outranks age.
+const EXPIRED: u64 = 1 << 33;
+const CHEAP: u64 = 1 << 32;
 
 /// Slots per bucket: one bucket is 8 consecutive cache lines (512 bytes).
 const WAYS: usize = 8;
@@ -1138,6 +1137,21 @@ impl FlowTable {
                 .is_none_or(|tw| self.slots[tw as usize].flow.is_expired(now, t))
     }
 
+    /// [`evict_among`](Self::evict_among)'s score of a linked entry whose own score is
+    /// `own`: a pair's age and expiry are those of its most recently seen half.
+    #[cold]
+    #[inline(never)]
+    fn pair_score(&self, idx: u32, own: u64, now: u32, timeout: &[u32; 4]) -> u64 {
+        let Some(tw) = self.twin_of(idx) else {
+            return own;
+        };
+        let g = &self.slots[tw as usize].flow;
+        let gi = g.idle(now);
+        let expired = own & EXPIRED != 0 && gi >= timeout[g.state as usize & 3];
+        let idle = (own as u32).min(gi);
+        (u64::from(expired) * EXPIRED) | (own & CHEAP) | u64::from(idle)
+    }
+
     /// Picks and removes a victim (and its twin) among the live entries of buckets `b1` and
     /// `b2` other than `keep`; see the module policy. Returns the victim's (now free) slot.
     /// There must be a candidate: callers evict only from a full table, whose free slots (at
@@ -1155,33 +1169,33 @@ impl FlowTable {
         // The victim has the greatest (expired, cheap, idle): an expired entry first, then a
         // half-open or UDP one before an established one, the least recently seen first, the
         // first scanned on a tie. One score per slot, no early exit: branch-light.
-        const EXPIRED: u64 = 1 << 33;
-        const CHEAP: u64 = 1 << 32;
+        // By `FlowState as usize`: whether the state is cheap (half-open or UDP), as a score
+        // bit, so that a slot's score is two small table loads and no branch.
+        const CHEAP_BY_STATE: [u64; 4] = [CHEAP, 0, CHEAP, CHEAP];
+        const _: () = assert!(
+            FlowState::TcpSynSeen as usize == 0
+                && FlowState::TcpEstablished as usize == 1
+                && FlowState::TcpClosing as usize == 2
+                && FlowState::Udp as usize == 3
+        );
         let (mut best, mut victim) = (0u64, NO_TWIN);
         let pair = [b1, b2];
         for b in &pair[..if b2 == b1 { 1 } else { 2 }] {
-            let base = *b as usize * WAYS;
-            for (j, s) in self.slots[base..base + WAYS].iter().enumerate() {
+            let (base, bucket) = self.bucket(*b);
+            for (j, s) in bucket.iter().enumerate() {
                 let i = (base + j) as u32;
                 let f = &s.flow;
-                let mut idle = f.idle(now);
-                let mut expired = idle >= timeout[f.state as usize];
-                if f.twin != NO_TWIN
-                    && let Some(tw) = self.twin_of(i)
-                {
-                    // A pair's age and expiry: those of its most recently seen half.
-                    let g = &self.slots[tw as usize].flow;
-                    let gi = g.idle(now);
-                    expired &= gi >= timeout[g.state as usize];
-                    idle = idle.min(gi);
+                let st = f.state as usize & 3;
+                let idle = f.idle(now);
+                let mut score =
+                    (u64::from(idle >= timeout[st]) << 33) | CHEAP_BY_STATE[st] | u64::from(idle);
+                if f.twin != NO_TWIN {
+                    score = self.pair_score(i, score, now, &timeout);
                 }
                 // + 1: a score of 0 (established, seen just now) must still beat "none";
                 // free slots and `keep` score 0.
-                let candidate = s.is_live() && i != keep;
-                let score = u64::from(candidate)
-                    * (1 + ((u64::from(expired) * EXPIRED)
-                        | (u64::from(f.is_cheap()) * CHEAP)
-                        | u64::from(idle)));
+                let candidate = s.is_live() & (i != keep);
+                let score = (score + 1) & 0u64.wrapping_sub(u64::from(candidate));
                 if score > best {
                     (best, victim) = (score, i);
                 }
@@ -2006,6 +2020,111 @@ mod tests {
     }
 
     /// ~100k random operations against a `HashMap` model, under capacity: lookups agree.
+    /// The victim of a full table's insert is the one the module's policy names, computed
+    /// here the plain way (pairs, ties, expiry and all), over thousands of random inserts.
+    #[test]
+    fn eviction_matches_the_policy_written_plainly() {
+        let mut rng = 0x0ddc_0ffe_e15e_a5e5u64;
+        let mut next = move || {
+            rng ^= rng >> 12;
+            rng ^= rng << 25;
+            rng ^= rng >> 27;
+            rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        let states = [
+            FlowState::TcpSynSeen,
+            FlowState::TcpEstablished,
+            FlowState::TcpClosing,
+            FlowState::Udp,
+        ];
+        let cap = 1024;
+        let mut ft = FlowTable::with_capacity(cap);
+        let mut checked = 0;
+        let mut reasons = HashMap::new();
+        for i in 0..20_000u32 {
+            let r = next();
+            // A clock that moves unevenly, so ages tie and entries expire.
+            let now = i * 3 + (r >> 60) as u32 * 500;
+            let f = Flow::new(states[(r >> 8) as usize % 4], 0, i);
+            let (k, k2) = (key(i), key(10_000_000 + i));
+            let h = flow_hash(SEED, &k);
+            // Traffic: one earlier flow (or one half of a pair) seen again now.
+            if i > 0 {
+                let j = (r >> 20) as u32 % i;
+                let back = key(if r & (1 << 50) != 0 { 10_000_000 + j } else { j });
+                if let Some(idx) = find(&ft, &back) {
+                    ft.get_mut(idx).last_seen = now;
+                }
+            }
+            // The expected victim, when the table is full (the key's buckets, in order).
+            let expect = (ft.len() == cap).then(|| {
+                let (b1, tag) = ft.first_bucket(h);
+                let b2 = ft.second_bucket(b1, tag);
+                let mut best: Option<((bool, bool, u32), u32)> = None;
+                let buckets = if b1 == b2 { vec![b1] } else { vec![b1, b2] };
+                for b in buckets {
+                    for idx in b * WAYS as u32..(b + 1) * WAYS as u32 {
+                        if !ft.is_live(idx) {
+                            continue;
+                        }
+                        let fl = ft.get(idx);
+                        let mut idle = fl.idle(now);
+                        let mut expired = fl.is_expired(now, &T);
+                        if let Some(tw) = ft.twin_of(idx) {
+                            let g = ft.get(tw);
+                            expired = expired && g.is_expired(now, &T);
+                            idle = idle.min(g.idle(now));
+                        }
+                        let cheap = fl.state != FlowState::TcpEstablished;
+                        let score = (expired, cheap, idle);
+                        if best.is_none_or(|(s, _)| score > s) {
+                            best = Some((score, idx));
+                        }
+                    }
+                }
+                let (score, idx) = best.expect("a candidate");
+                let reason = if score.0 {
+                    EvictReason::Expired
+                } else if !score.1 {
+                    EvictReason::Established
+                } else if ft.get(idx).state == FlowState::Udp {
+                    EvictReason::Udp
+                } else {
+                    EvictReason::HalfOpen
+                };
+                (*ft.key(idx), reason)
+            });
+            if r % 5 == 0 {
+                // A NAT-like pair (its second insert may evict too: not checked).
+                let p = ft
+                    .insert_pair((k, h, f), (k2, flow_hash(SEED, &k2), f), now, &T)
+                    .unwrap();
+                if let Some(want) = expect {
+                    let e = p.evicted[0].expect("a full table evicts");
+                    assert_eq!((e.key, e.reason), want, "insert {i}");
+                    checked += 1;
+                }
+            } else {
+                let got = ft.insert(k, h, f, now, &T).unwrap();
+                if let Some(want) = expect {
+                    let e = got.evicted.expect("a full table evicts");
+                    assert_eq!((e.key, e.reason), want, "insert {i}");
+                    *reasons.entry(format!("{:?}", e.reason)).or_insert(0) += 1;
+                    checked += 1;
+                }
+            }
+        }
+        check_invariants(&ft);
+        println!("checked {checked} evictions: {reasons:?}");
+        assert!(checked > 2_000, "checked {checked}");
+        for r in ["Expired", "HalfOpen", "Udp", "Established"] {
+            assert!(
+                reasons.get(r).copied().unwrap_or(0) > 10,
+                "{r}: {reasons:?}"
+            );
+        }
+    }
+
     #[test]
     fn model_check() {
         let mut rng = 0x1234_5678_9abc_def0u64;
