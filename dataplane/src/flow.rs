@@ -38,9 +38,10 @@
 //!   entries of the new key's two buckets ([`EVICT_SCAN`] slots):
 //!   1. an **expired** entry (idle at least its state's timeout), the least recently seen
 //!      if several;
-//!   2. else the least recently seen **half-open** (`TcpSynSeen`, `TcpClosing`) or **UDP**
-//!      entry: a SYN flood displaces itself before established flows;
-//!   3. else the least recently seen (established) entry.
+//!   2. else the least recently seen **half-open** (`TcpSynSeen`, `TcpClosing`) or
+//!      **unconfirmed UDP** entry (one datagram seen, [`FLAG_CONFIRMED`] unset): a SYN or
+//!      UDP flood displaces itself before established flows;
+//!   3. else the least recently seen established TCP or confirmed UDP entry.
 //!
 //!   The victim is reported in [`Inserted::evicted`] with its reason, so the caller counts it.
 //! - [`FlowTable::insert_probed_if_room`] admits only what needs no eviction (a free slot, or
@@ -71,6 +72,12 @@ pub const NO_TWIN: u32 = u32::MAX;
 /// [`Flow::flags`] bit the pipeline sets on the reverse half (backend -> client) of a NAT
 /// pair, so that the [`Census`] counts a pair once, by its forward half.
 pub const FLAG_REVERSE: u8 = 0x01;
+
+/// [`Flow::flags`] bit of a UDP flow that has seen a second packet (either way): a full
+/// table evicts it only after every half-open and unconfirmed UDP entry, as an established
+/// TCP flow, so a UDP flood (one datagram per spoofed source) cannot push out a live UDP
+/// flow. The pipeline sets it; a NAT pair is confirmed when either half is.
+pub const FLAG_CONFIRMED: u8 = 0x02;
 
 /// `FlowKey::family` of an IPv4 flow.
 pub const FAMILY_V4: u8 = 4;
@@ -237,7 +244,8 @@ pub struct Flow {
     pub port: u8,
     /// The L2 source the flow came from, so NAT replies can go back to it.
     pub peer_mac: [u8; 6],
-    /// Free for the pipeline, except the bit [`FLAG_REVERSE`], which the [`Census`] reads.
+    /// Free for the pipeline, except the bits [`FLAG_REVERSE`], which the [`Census`] reads,
+    /// and [`FLAG_CONFIRMED`], which eviction reads.
     pub flags: u8,
 }
 
@@ -323,9 +331,10 @@ pub enum EvictReason {
     Expired,
     /// The least recently seen half-open TCP entry examined.
     HalfOpen,
-    /// The least recently seen UDP entry examined.
+    /// The least recently seen unconfirmed UDP entry examined (one packet seen).
     Udp,
-    /// No expired, half-open or UDP entry was examined: the least recently seen established one.
+    /// No expired, half-open or unconfirmed UDP entry was examined: the least recently seen
+    /// established TCP or confirmed UDP ([`FLAG_CONFIRMED`]) one.
     Established,
 }
 
@@ -1138,7 +1147,8 @@ impl FlowTable {
     }
 
     /// [`evict_among`](Self::evict_among)'s score of a linked entry whose own score is
-    /// `own`: a pair's age and expiry are those of its most recently seen half.
+    /// `own`: a pair's age and expiry are those of its most recently seen half, and it is
+    /// cheap only if both halves are (a UDP pair is confirmed when either half is).
     #[cold]
     #[inline(never)]
     fn pair_score(&self, idx: u32, own: u64, now: u32, timeout: &[u32; 4]) -> u64 {
@@ -1149,7 +1159,10 @@ impl FlowTable {
         let gi = g.idle(now);
         let expired = own & EXPIRED != 0 && gi >= timeout[g.state as usize & 3];
         let idle = (own as u32).min(gi);
-        (u64::from(expired) * EXPIRED) | (own & CHEAP) | u64::from(idle)
+        let cheap = own & CHEAP != 0
+            && g.state != FlowState::TcpEstablished
+            && g.flags & FLAG_CONFIRMED == 0;
+        (u64::from(expired) * EXPIRED) | (u64::from(cheap) * CHEAP) | u64::from(idle)
     }
 
     /// Picks and removes a victim (and its twin) among the live entries of buckets `b1` and
@@ -1187,8 +1200,11 @@ impl FlowTable {
                 let f = &s.flow;
                 let st = f.state as usize & 3;
                 let idle = f.idle(now);
-                let mut score =
-                    (u64::from(idle >= timeout[st]) << 33) | CHEAP_BY_STATE[st] | u64::from(idle);
+                // A confirmed UDP flow is not cheap (FLAG_CONFIRMED is 2: 1 once shifted).
+                let confirmed = u64::from((f.flags & FLAG_CONFIRMED) >> 1);
+                let mut score = (u64::from(idle >= timeout[st]) * EXPIRED)
+                    | (CHEAP_BY_STATE[st] & !(confirmed * CHEAP))
+                    | u64::from(idle);
                 if f.twin != NO_TWIN {
                     score = self.pair_score(i, score, now, &timeout);
                 }
@@ -1208,6 +1224,7 @@ impl FlowTable {
         } else if score & CHEAP == 0 {
             EvictReason::Established
         } else if self.slots[victim as usize].flow.state == FlowState::Udp {
+            // (An unconfirmed one: a confirmed UDP flow ranks, and is named, as established.)
             EvictReason::Udp
         } else {
             EvictReason::HalfOpen
@@ -2045,15 +2062,27 @@ mod tests {
             let r = next();
             // A clock that moves unevenly, so ages tie and entries expire.
             let now = i * 3 + (r >> 60) as u32 * 500;
-            let f = Flow::new(states[(r >> 8) as usize % 4], 0, i);
+            let mut f = Flow::new(states[(r >> 8) as usize % 4], 0, i);
+            if f.state == FlowState::Udp && r & (1 << 40) != 0 {
+                f.flags = FLAG_CONFIRMED;
+            }
             let (k, k2) = (key(i), key(10_000_000 + i));
             let h = flow_hash(SEED, &k);
             // Traffic: one earlier flow (or one half of a pair) seen again now.
             if i > 0 {
                 let j = (r >> 20) as u32 % i;
-                let back = key(if r & (1 << 50) != 0 { 10_000_000 + j } else { j });
+                let back = key(if r & (1 << 50) != 0 {
+                    10_000_000 + j
+                } else {
+                    j
+                });
                 if let Some(idx) = find(&ft, &back) {
-                    ft.get_mut(idx).last_seen = now;
+                    let f = ft.get_mut(idx);
+                    f.last_seen = now;
+                    // A second UDP packet, on this half only.
+                    if f.state == FlowState::Udp && r & (1 << 41) != 0 {
+                        f.flags |= FLAG_CONFIRMED;
+                    }
                 }
             }
             // The expected victim, when the table is full (the key's buckets, in order).
@@ -2068,14 +2097,18 @@ mod tests {
                             continue;
                         }
                         let fl = ft.get(idx);
+                        let is_cheap = |f: &Flow| {
+                            f.state != FlowState::TcpEstablished && f.flags & FLAG_CONFIRMED == 0
+                        };
                         let mut idle = fl.idle(now);
                         let mut expired = fl.is_expired(now, &T);
+                        let mut cheap = is_cheap(fl);
                         if let Some(tw) = ft.twin_of(idx) {
                             let g = ft.get(tw);
                             expired = expired && g.is_expired(now, &T);
                             idle = idle.min(g.idle(now));
+                            cheap = cheap && is_cheap(g);
                         }
-                        let cheap = fl.state != FlowState::TcpEstablished;
                         let score = (expired, cheap, idle);
                         if best.is_none_or(|(s, _)| score > s) {
                             best = Some((score, idx));

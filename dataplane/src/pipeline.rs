@@ -331,6 +331,7 @@ impl Pipeline {
             let fm = self.flows.get_mut(idx);
             fm.last_seen = now;
             fm.service = x.si;
+            fm.flags |= confirmed(tcp);
             let (old, new) = (fm.state, next_state(fm.state, tcp, flags));
             fm.state = new;
             let twin = fm.twin;
@@ -558,6 +559,7 @@ impl Pipeline {
                     let fm = self.flows.get_mut(idx);
                     fm.last_seen = now;
                     fm.service = si;
+                    fm.flags |= confirmed(tcp);
                     fm.state = next_state(f.state, tcp, flags);
                     if nat && fm.state != f.state && f.twin != flow::NO_TWIN {
                         sync_twin(&mut self.flows, f.twin, now, tcp, flags);
@@ -727,6 +729,7 @@ impl Pipeline {
         for idx in [ridx, rev.twin] {
             let f = self.flows.get_mut(idx);
             f.last_seen = now;
+            f.flags |= confirmed(tcp);
             f.state = next_state(f.state, tcp, ports.tcp_flags);
         }
         let out = rev.port;
@@ -967,6 +970,13 @@ fn sync_twin(flows: &mut FlowTable, twin: u32, now: u32, tcp: bool, flags: u8) {
     let tw = flows.get_mut(twin);
     tw.last_seen = now;
     tw.state = next_state(tw.state, tcp, flags);
+}
+
+/// The flag a flow's second (or later) packet sets: [`flow::FLAG_CONFIRMED`] for UDP, so
+/// that a full table keeps a live UDP flow as it keeps an established TCP one.
+#[inline(always)]
+fn confirmed(tcp: bool) -> u8 {
+    if tcp { 0 } else { flow::FLAG_CONFIRMED }
 }
 
 /// The next TCP state of a flow given a packet's flags (UDP flows stay UDP).

@@ -6,10 +6,10 @@
 //! The table admits every new flow but a DSR SYN that finds no room (a SYN never evicts:
 //! it is forwarded unrecorded, `syn_unrecorded`), and when full evicts among the 16
 //! candidate slots an expired entry, else the least recently seen half-open (a NAT SYN, or a
-//! pickup not yet confirmed by a second packet) or UDP entry, and an established one only
+//! pickup not yet confirmed by a second packet) or unconfirmed UDP entry, and an established one only
 //! when all 16 are established (`dataplane/src/flow.rs`). So an established TCP flow
-//! survives any TCP flood and keeps its NAT replies; a UDP flow competes with a UDP flood by
-//! recency.
+//! survives any TCP flood and keeps its NAT replies, and so does a UDP flow that has seen a
+//! second packet (`FLAG_CONFIRMED`), against a flood of one datagram per source.
 
 use std::path::Path;
 
@@ -168,7 +168,10 @@ fn flood(kind: &str) -> [u64; 2] {
         // again just in time by the client's packet): a TCP flow every 25 flood packets, so
         // each replies once per 1600, far slower than the table turns over (~700 packets);
         // a UDP flow every 5, so each replies once per 320, faster than that.
-        for (udp, every) in [(false, 25), (true, 5)] {
+        // ("udp-slow": the UDP flows as slow as the TCP ones, so only their confirmation,
+        // not recency, keeps them.)
+        let udp_every = if kind == "udp-slow" { 25 } else { 5 };
+        for (udp, every) in [(false, 25), (true, udp_every)] {
             if i % every != every - 1 {
                 continue;
             }
@@ -268,6 +271,14 @@ fn dsr_syn_flood_evicts_nothing() {
 fn ack_flood_spares_established_flows() {
     // Before pickups counted as half-open, every one of these replies was lost.
     assert_eq!(flood("ack"), [0, 0]);
+}
+
+#[test]
+fn udp_flood_spares_confirmed_udp_flows_that_speak_rarely() {
+    // Each UDP flow replies once per 64 * 25 flood packets, far slower than the table turns
+    // over: recency would not save it (it did not before confirmed UDP flows), its having
+    // seen a second packet does.
+    assert_eq!(flood("udp-slow"), [0, 0]);
 }
 
 #[test]
