@@ -39,9 +39,10 @@
 //!   1. an **expired** entry (idle at least its state's timeout), the least recently seen
 //!      if several;
 //!   2. else the least recently seen **half-open** (`TcpSynSeen`, `TcpClosing`) or
-//!      **unconfirmed UDP** entry (one datagram seen, [`FLAG_CONFIRMED`] unset): a SYN or
-//!      UDP flood displaces itself before established flows;
-//!   3. else the least recently seen established TCP or confirmed UDP entry.
+//!      **unconfirmed UDP** (`Udp`: one datagram seen) entry: a SYN or UDP flood displaces
+//!      itself before established flows;
+//!   3. else the least recently seen established TCP or confirmed UDP (`UdpConfirmed`)
+//!      entry.
 //!
 //!   The victim is reported in [`Inserted::evicted`] with its reason, so the caller counts it.
 //! - [`FlowTable::insert_probed_if_room`] admits only what needs no eviction (a free slot, or
@@ -72,12 +73,6 @@ pub const NO_TWIN: u32 = u32::MAX;
 /// [`Flow::flags`] bit the pipeline sets on the reverse half (backend -> client) of a NAT
 /// pair, so that the [`Census`] counts a pair once, by its forward half.
 pub const FLAG_REVERSE: u8 = 0x01;
-
-/// [`Flow::flags`] bit of a UDP flow that has seen a second packet (either way): a full
-/// table evicts it only after every half-open and unconfirmed UDP entry, as an established
-/// TCP flow, so a UDP flood (one datagram per spoofed source) cannot push out a live UDP
-/// flow. The pipeline sets it; a NAT pair is confirmed when either half is.
-pub const FLAG_CONFIRMED: u8 = 0x02;
 
 /// `FlowKey::family` of an IPv4 flow.
 pub const FAMILY_V4: u8 = 4;
@@ -223,7 +218,13 @@ pub enum FlowState {
     TcpEstablished = 1,
     /// A FIN or RST was seen: short timeout.
     TcpClosing = 2,
+    /// A UDP flow that has seen one datagram.
     Udp = 3,
+    /// A UDP flow that has seen a second packet, either way (a NAT reply, or another
+    /// datagram from the client): a full table evicts it only after every half-open and
+    /// unconfirmed UDP entry, as an established TCP flow, so a UDP flood (one datagram per
+    /// spoofed source) cannot push out a live UDP flow. Same timeout as `Udp`.
+    UdpConfirmed = 4,
 }
 
 /// What the table remembers about a flow.
@@ -244,8 +245,7 @@ pub struct Flow {
     pub port: u8,
     /// The L2 source the flow came from, so NAT replies can go back to it.
     pub peer_mac: [u8; 6],
-    /// Free for the pipeline, except the bits [`FLAG_REVERSE`], which the [`Census`] reads,
-    /// and [`FLAG_CONFIRMED`], which eviction reads.
+    /// Free for the pipeline, except the bit [`FLAG_REVERSE`], which the [`Census`] reads.
     pub flags: u8,
 }
 
@@ -293,13 +293,18 @@ pub struct Timeouts {
 }
 
 impl Timeouts {
-    /// Indexed by `FlowState as usize`.
+    /// Indexed by `FlowState as usize` (8 entries, so that `& 7` needs no bounds check;
+    /// the last three are unused).
     #[inline]
-    fn by_state(&self) -> [u32; 4] {
+    fn by_state(&self) -> [u32; 8] {
         [
             self.tcp_syn_ms,
             self.tcp_established_ms,
             self.tcp_closing_ms,
+            self.udp_ms,
+            self.udp_ms,
+            self.udp_ms,
+            self.udp_ms,
             self.udp_ms,
         ]
     }
@@ -334,7 +339,7 @@ pub enum EvictReason {
     /// The least recently seen unconfirmed UDP entry examined (one packet seen).
     Udp,
     /// No expired, half-open or unconfirmed UDP entry was examined: the least recently seen
-    /// established TCP or confirmed UDP ([`FLAG_CONFIRMED`]) one.
+    /// established TCP or confirmed UDP ([`FlowState::UdpConfirmed`]) one.
     Established,
 }
 
@@ -392,9 +397,20 @@ impl fmt::Display for Full {
 impl std::error::Error for Full {}
 
 /// Eviction score bits (`FlowTable::evict_among`): above the 32 bits of idle time, "expired"
-/// outranks "cheap" (half-open or UDP), which outranks age.
+/// outranks "cheap" (half-open or unconfirmed UDP), which outranks age.
 const EXPIRED: u64 = 1 << 33;
 const CHEAP: u64 = 1 << 32;
+
+/// By `FlowState as usize & 7`: whether the state is cheap, as its score bit, so that a
+/// slot's score is two small table loads and no branch.
+const CHEAP_BY_STATE: [u64; 8] = [CHEAP, 0, CHEAP, CHEAP, 0, 0, 0, 0];
+const _: () = assert!(
+    FlowState::TcpSynSeen as usize == 0
+        && FlowState::TcpEstablished as usize == 1
+        && FlowState::TcpClosing as usize == 2
+        && FlowState::Udp as usize == 3
+        && FlowState::UdpConfirmed as usize == 4
+);
 
 /// Slots per bucket: one bucket is 8 consecutive cache lines (512 bytes).
 const WAYS: usize = 8;
@@ -1151,17 +1167,15 @@ impl FlowTable {
     /// cheap only if both halves are (a UDP pair is confirmed when either half is).
     #[cold]
     #[inline(never)]
-    fn pair_score(&self, idx: u32, own: u64, now: u32, timeout: &[u32; 4]) -> u64 {
+    fn pair_score(&self, idx: u32, own: u64, now: u32, timeout: &[u32; 8]) -> u64 {
         let Some(tw) = self.twin_of(idx) else {
             return own;
         };
         let g = &self.slots[tw as usize].flow;
         let gi = g.idle(now);
-        let expired = own & EXPIRED != 0 && gi >= timeout[g.state as usize & 3];
+        let expired = own & EXPIRED != 0 && gi >= timeout[g.state as usize & 7];
         let idle = (own as u32).min(gi);
-        let cheap = own & CHEAP != 0
-            && g.state != FlowState::TcpEstablished
-            && g.flags & FLAG_CONFIRMED == 0;
+        let cheap = own & CHEAP != 0 && CHEAP_BY_STATE[g.state as usize & 7] != 0;
         (u64::from(expired) * EXPIRED) | (u64::from(cheap) * CHEAP) | u64::from(idle)
     }
 
@@ -1182,15 +1196,6 @@ impl FlowTable {
         // The victim has the greatest (expired, cheap, idle): an expired entry first, then a
         // half-open or UDP one before an established one, the least recently seen first, the
         // first scanned on a tie. One score per slot, no early exit: branch-light.
-        // By `FlowState as usize`: whether the state is cheap (half-open or UDP), as a score
-        // bit, so that a slot's score is two small table loads and no branch.
-        const CHEAP_BY_STATE: [u64; 4] = [CHEAP, 0, CHEAP, CHEAP];
-        const _: () = assert!(
-            FlowState::TcpSynSeen as usize == 0
-                && FlowState::TcpEstablished as usize == 1
-                && FlowState::TcpClosing as usize == 2
-                && FlowState::Udp as usize == 3
-        );
         let (mut best, mut victim) = (0u64, NO_TWIN);
         let pair = [b1, b2];
         for b in &pair[..if b2 == b1 { 1 } else { 2 }] {
@@ -1198,12 +1203,10 @@ impl FlowTable {
             for (j, s) in bucket.iter().enumerate() {
                 let i = (base + j) as u32;
                 let f = &s.flow;
-                let st = f.state as usize & 3;
+                let st = f.state as usize & 7;
                 let idle = f.idle(now);
-                // A confirmed UDP flow is not cheap (FLAG_CONFIRMED is 2: 1 once shifted).
-                let confirmed = u64::from((f.flags & FLAG_CONFIRMED) >> 1);
                 let mut score = (u64::from(idle >= timeout[st]) * EXPIRED)
-                    | (CHEAP_BY_STATE[st] & !(confirmed * CHEAP))
+                    | CHEAP_BY_STATE[st]
                     | u64::from(idle);
                 if f.twin != NO_TWIN {
                     score = self.pair_score(i, score, now, &timeout);
@@ -2053,6 +2056,7 @@ mod tests {
             FlowState::TcpEstablished,
             FlowState::TcpClosing,
             FlowState::Udp,
+            FlowState::UdpConfirmed,
         ];
         let cap = 1024;
         let mut ft = FlowTable::with_capacity(cap);
@@ -2062,10 +2066,7 @@ mod tests {
             let r = next();
             // A clock that moves unevenly, so ages tie and entries expire.
             let now = i * 3 + (r >> 60) as u32 * 500;
-            let mut f = Flow::new(states[(r >> 8) as usize % 4], 0, i);
-            if f.state == FlowState::Udp && r & (1 << 40) != 0 {
-                f.flags = FLAG_CONFIRMED;
-            }
+            let f = Flow::new(states[(r >> 8) as usize % 5], 0, i);
             let (k, k2) = (key(i), key(10_000_000 + i));
             let h = flow_hash(SEED, &k);
             // Traffic: one earlier flow (or one half of a pair) seen again now.
@@ -2081,7 +2082,7 @@ mod tests {
                     f.last_seen = now;
                     // A second UDP packet, on this half only.
                     if f.state == FlowState::Udp && r & (1 << 41) != 0 {
-                        f.flags |= FLAG_CONFIRMED;
+                        f.state = FlowState::UdpConfirmed;
                     }
                 }
             }
@@ -2098,7 +2099,7 @@ mod tests {
                         }
                         let fl = ft.get(idx);
                         let is_cheap = |f: &Flow| {
-                            f.state != FlowState::TcpEstablished && f.flags & FLAG_CONFIRMED == 0
+                            !matches!(f.state, FlowState::TcpEstablished | FlowState::UdpConfirmed)
                         };
                         let mut idle = fl.idle(now);
                         let mut expired = fl.is_expired(now, &T);

@@ -331,7 +331,6 @@ impl Pipeline {
             let fm = self.flows.get_mut(idx);
             fm.last_seen = now;
             fm.service = x.si;
-            fm.flags |= confirmed(tcp);
             let (old, new) = (fm.state, next_state(fm.state, tcp, flags));
             fm.state = new;
             let twin = fm.twin;
@@ -350,8 +349,44 @@ impl Pipeline {
             data[6..12].copy_from_slice(&out_mac);
             return Verdict::Forward { port: out };
         }
+        // A DSR SYN into a full table (a SYN flood's every packet): no entry was found and
+        // none will be made (a SYN never evicts), so it is Maglev's choice, forwarded as
+        // `service_probed` would, without its new-flow bookkeeping. Anything else (room in
+        // the table, an empty pool) is decided there.
+        if self.flows.len() >= self.flows.capacity()
+            && probe.found.is_none()
+            && !nat
+            && x.tcp_flags & (tcp::SYN | tcp::ACK | tcp::RST) == tcp::SYN
+            && x.key.proto == IPPROTO_TCP
+            && let Some(v) = self.unrecorded_syn(snap, &x, frame)
+        {
+            return v;
+        }
         let (p, ports) = (x.l4(), x.ports());
         self.service_probed(snap, port, x.si, p, ports, x.key, x.hash, probe, frame)
+    }
+
+    /// The fast path's DSR SYN into a full table (a SYN flood's every packet): no entry was
+    /// found and none will be made (a SYN never evicts), so it goes to Maglev's choice,
+    /// forwarded and counted as [`Pipeline::service_probed`] would, without its new-flow
+    /// bookkeeping; `None` (nothing done) for an empty pool, which that decides. Out of line:
+    /// the established path stays as compact as it was.
+    #[inline(never)]
+    fn unrecorded_syn<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        x: &Fast,
+        frame: &mut F,
+    ) -> Option<Verdict> {
+        let svc = &snap.services[usize::from(x.si)];
+        let fhash = hash::flow_hash(snap.seed, &x.key);
+        let b = snap.backend(svc.pick(svc.pick_hash(snap.seed, &x.key, fhash))?)?;
+        self.counters.syn_unrecorded += 1;
+        self.per_backend.count(b.id, false, frame.data().len());
+        let data = frame.data_mut();
+        data[0..6].copy_from_slice(&b.mac);
+        data[6..12].copy_from_slice(&b.out_mac);
+        Some(Verdict::Forward { port: b.out_port })
     }
 
     fn arp<F: Frame>(&mut self, snap: &Snapshot, port: u8, l3: usize, frame: &mut F) -> Verdict {
@@ -559,7 +594,6 @@ impl Pipeline {
                     let fm = self.flows.get_mut(idx);
                     fm.last_seen = now;
                     fm.service = si;
-                    fm.flags |= confirmed(tcp);
                     fm.state = next_state(f.state, tcp, flags);
                     if nat && fm.state != f.state && f.twin != flow::NO_TWIN {
                         sync_twin(&mut self.flows, f.twin, now, tcp, flags);
@@ -729,7 +763,6 @@ impl Pipeline {
         for idx in [ridx, rev.twin] {
             let f = self.flows.get_mut(idx);
             f.last_seen = now;
-            f.flags |= confirmed(tcp);
             f.state = next_state(f.state, tcp, ports.tcp_flags);
         }
         let out = rev.port;
@@ -972,18 +1005,13 @@ fn sync_twin(flows: &mut FlowTable, twin: u32, now: u32, tcp: bool, flags: u8) {
     tw.state = next_state(tw.state, tcp, flags);
 }
 
-/// The flag a flow's second (or later) packet sets: [`flow::FLAG_CONFIRMED`] for UDP, so
-/// that a full table keeps a live UDP flow as it keeps an established TCP one.
-#[inline(always)]
-fn confirmed(tcp: bool) -> u8 {
-    if tcp { 0 } else { flow::FLAG_CONFIRMED }
-}
-
-/// The next TCP state of a flow given a packet's flags (UDP flows stay UDP).
+/// The next state of a flow that a packet hit, given its TCP flags: a UDP flow's second
+/// packet (either way) confirms it ([`FlowState::UdpConfirmed`]), so a full table keeps it
+/// as it keeps an established TCP flow.
 #[inline]
 fn next_state(cur: FlowState, tcp: bool, flags: u8) -> FlowState {
     if !tcp {
-        return FlowState::Udp;
+        return FlowState::UdpConfirmed;
     }
     if flags & (tcp::FIN | tcp::RST) != 0 {
         FlowState::TcpClosing
@@ -1650,6 +1678,10 @@ port = 53
         };
         assert_eq!(table(&fast), table(&general));
         assert!(fast.counters.flows_evicted > 0, "the small table filled");
+        assert!(
+            fast.counters.syn_unrecorded > 0,
+            "SYNs found the table full (the fast path's flood case)"
+        );
         assert!(on_fast > 5_000, "the fast path was taken: {on_fast}");
     }
 }

@@ -9,7 +9,7 @@
 //! pickup not yet confirmed by a second packet) or unconfirmed UDP entry, and an established one only
 //! when all 16 are established (`dataplane/src/flow.rs`). So an established TCP flow
 //! survives any TCP flood and keeps its NAT replies, and so does a UDP flow that has seen a
-//! second packet (`FLAG_CONFIRMED`), against a flood of one datagram per source.
+//! second packet (`FlowState::UdpConfirmed`), against a flood of one datagram per source.
 
 use std::path::Path;
 
