@@ -2039,18 +2039,21 @@ mod tests {
         check_invariants(&ft);
     }
 
-    /// ~100k random operations against a `HashMap` model, under capacity: lookups agree.
-    /// The victim of a full table's insert is the one the module's policy names, computed
-    /// here the plain way (pairs, ties, expiry and all), over thousands of random inserts.
-    #[test]
-    fn eviction_matches_the_policy_written_plainly() {
-        let mut rng = 0x0ddc_0ffe_e15e_a5e5u64;
-        let mut next = move || {
+    /// A xorshift64* generator: the tests' repeatable randomness.
+    fn xorshift(mut rng: u64) -> impl FnMut() -> u64 {
+        move || {
             rng ^= rng >> 12;
             rng ^= rng << 25;
             rng ^= rng >> 27;
             rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        };
+        }
+    }
+
+    /// The victim of a full table's insert is the one the module's policy names, computed
+    /// here the plain way (pairs, ties, expiry and all), over thousands of random inserts.
+    #[test]
+    fn eviction_matches_the_policy_written_plainly() {
+        let mut next = xorshift(0x0ddc_0ffe_e15e_a5e5);
         let states = [
             FlowState::TcpSynSeen,
             FlowState::TcpEstablished,
@@ -2128,7 +2131,7 @@ mod tests {
                 };
                 (*ft.key(idx), reason)
             });
-            if r % 5 == 0 {
+            if r.is_multiple_of(5) {
                 // A NAT-like pair (its second insert may evict too: not checked).
                 let p = ft
                     .insert_pair((k, h, f), (k2, flow_hash(SEED, &k2), f), now, &T)
@@ -2159,16 +2162,10 @@ mod tests {
         }
     }
 
+    /// ~100k random operations against a `HashMap` model, under capacity: lookups agree.
     #[test]
     fn model_check() {
-        let mut rng = 0x1234_5678_9abc_def0u64;
-        let mut next = move || {
-            // xorshift64*
-            rng ^= rng >> 12;
-            rng ^= rng << 25;
-            rng ^= rng >> 27;
-            rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        };
+        let mut next = xorshift(0x1234_5678_9abc_def0);
         let cap = 4096;
         let keyspace = 3000; // never full: no eviction, so the model is exact
         let mut ft = FlowTable::with_capacity(cap);
