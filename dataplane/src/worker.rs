@@ -286,13 +286,17 @@ pub fn run(mut w: WorkerSetup) -> Counters {
             }
             let verdicts = &mut [Verdict::SlowPath; 64][..n];
             pipe.process_burst(&snap, p as u8, rx.as_mut_slice(), verdicts);
-            // The common case, a whole burst forwarded out of one port with nothing queued
-            // for that port yet: the received burst is the one to send, as it is.
-            if let Some(&Verdict::Forward { port: to }) = verdicts.first()
+            // The common case, a whole burst forwarded out of one port (or answered: a reply
+            // leaves by the port it came in on) with nothing queued for that port yet: the
+            // received burst is the one to send, as it is.
+            let out_port = |v: &Verdict| match *v {
+                Verdict::Forward { port } => Some(port),
+                Verdict::Reply => Some(p as u8),
+                _ => None,
+            };
+            if let Some(to) = verdicts.first().and_then(out_port)
                 && out.tx.get(usize::from(to)).is_some_and(|b| b.is_empty())
-                && verdicts
-                    .iter()
-                    .all(|v| matches!(v, Verdict::Forward { port } if *port == to))
+                && verdicts.iter().all(|v| out_port(v) == Some(to))
             {
                 let sent = w.ports[usize::from(to)].tx.tx_burst(&mut rx);
                 pipe.counters.tx += sent as u64;
