@@ -1194,8 +1194,9 @@ impl FlowTable {
     ) -> (u32, Evicted) {
         let timeout = t.by_state();
         // The victim has the greatest (expired, cheap, idle): an expired entry first, then a
-        // half-open or UDP one before an established one, the least recently seen first, the
-        // first scanned on a tie. One score per slot, no early exit: branch-light.
+        // half-open or unconfirmed UDP one before an established TCP or confirmed UDP one,
+        // the least recently seen first, the first scanned on a tie. One score per slot, no
+        // early exit: branch-light.
         let (mut best, mut victim) = (0u64, NO_TWIN);
         let pair = [b1, b2];
         for b in &pair[..if b2 == b1 { 1 } else { 2 }] {
