@@ -138,3 +138,48 @@ fn e2e_empty_pool_refuses_at_once() {
     );
     assert_eq!(t["balanced"].as_bool(), Some(true));
 }
+
+#[test]
+fn e2e_a_backend_whose_mac_changes_is_followed_at_once() {
+    let scratch = Scratch::new("e2e-mac");
+    let tb = Testbed::up("mc", 3);
+    let lb = Balancer::start(&tb, &scratch, &testbed_config("mac"));
+    lb.wait_up(6);
+    let srcs = sources("10.77.0");
+    let check = |what: &str| {
+        let out = tb.client(&client_args("10.77.0.100", &srcs, "200"));
+        let recs = records(&out);
+        let expected = expected_backends(&lb.config, &recs, "10.77.0.100:80");
+        check_placement(&recs, &expected).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let to_b1 = recs
+            .iter()
+            .filter(|r| r.backend.as_deref() == Some("b1"))
+            .count();
+        assert!(to_b1 > 0, "{what}: b1 answered none of {}", recs.len());
+        println!("{what}: {} connections, {to_b1} to b1", recs.len());
+    };
+    check("before");
+
+    // b1's interface takes a new MAC, and (with arp_notify, as operators set it for this)
+    // its kernel announces it with a gratuitous ARP request. The old MAC now reaches
+    // nobody: without the announcement, b1's flows would go to it until the neighbour
+    // cache's next confirmation (refresh_ms, 30 s here), and its health checks with them.
+    for args in [
+        &["-w", "net.ipv4.conf.eth0.arp_notify=1"][..],
+        &["link", "set", "dev", "eth0", "address", "02:fc:00:00:00:91"][..],
+    ] {
+        let program = if args[0] == "-w" { "sysctl" } else { "ip" };
+        let out = tb.cmd("b1", program).args(args).output().expect(program);
+        assert!(out.status.success(), "{program} {args:?}: {out:?}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    check("after b1's MAC changed");
+
+    let v = lb.stop();
+    let s = &v["slowpath"];
+    assert!(
+        s["neighbors_changed"].as_u64().unwrap_or(0) >= 1,
+        "the slow path learnt the new MAC: {s}"
+    );
+    assert_eq!(v["totals"]["balanced"].as_bool(), Some(true));
+}

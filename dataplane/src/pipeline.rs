@@ -401,6 +401,13 @@ impl Pipeline {
         let target = arp.target_proto_addr();
         let key = IpKey::v4(target);
         if !snap.is_vip(key) && snap.own_addr(key) != Some(port) {
+            // A gratuitous request (sender address = target address) announces its sender's
+            // MAC: Linux sends one when an interface's MAC changes (`arp_notify`), a standby
+            // taking an address over sends several. The neighbour cache follows it at once,
+            // as it does a reply, instead of at its next confirmation.
+            if arp.sender_proto_addr() == target {
+                return Verdict::SlowPath;
+            }
             return Verdict::Drop(DropReason::ArpNotOurs);
         }
         let mac = snap.ports[port as usize].mac;

@@ -335,6 +335,13 @@ fn an_ipv6_vip_does_not_make_its_ipv4_twin_a_vip() {
         Verdict::Drop(DropReason::ArpNotOurs),
         "no ARP answer for an address that is not a VIP"
     );
+    // A gratuitous request for the same address (its sender announcing its MAC) is not
+    // answered either: it goes to the slow path's neighbour cache, unchanged.
+    let mut garp = arp_request([10, 0, 0, 9]);
+    garp[14 + 14..14 + 18].copy_from_slice(&[10, 0, 0, 9]);
+    let (v, out) = run(&snap, 0, &garp);
+    assert_eq!(v, Verdict::SlowPath, "gratuitous ARP");
+    assert_eq!(out, garp, "passed on as received");
     // The IPv6 VIP itself still works.
     let to_vip = l4_frame(
         P1_MAC,

@@ -13,7 +13,8 @@
 //! whether the backend is alive) and falls back to broadcast requests every `retry_ms`, so a
 //! backend that moved to another MAC is found again. A reply with a new MAC replaces the old
 //! one at once (e.g. an address taken over by a standby; for IPv6, an advertisement with the
-//! override flag).
+//! override flag), and so does a gratuitous ARP request (the workers pass those on: Linux
+//! sends one when an interface's MAC changes, with `arp_notify`).
 //!
 //! Packets of the stack for a neighbour not yet resolved wait in a short queue (like Linux's
 //! `unres_qlen`) and leave as soon as the reply comes: dropping them would cost a health
@@ -444,6 +445,20 @@ mod tests {
         b
     }
 
+    /// A gratuitous ARP request: `ip` announcing itself at `mac`.
+    fn gratuitous(ip: [u8; 4], mac: [u8; 6]) -> Vec<u8> {
+        let repr = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr: EthernetAddress(mac),
+            source_protocol_addr: Ipv4Address::from(ip),
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: Ipv4Address::from(ip),
+        };
+        let mut b = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut ArpPacket::new_unchecked(&mut b));
+        b
+    }
+
     fn sent(n: &mut Neighbors, now: Duration) -> Vec<(u8, Vec<u8>)> {
         let mut out = Vec::new();
         n.poll(now, &mut |p, f| out.push((p, f.to_vec())));
@@ -507,6 +522,16 @@ mod tests {
         // Replies from hosts nobody asked about are not learnt.
         n.receive_arp(0, &reply([10, 0, 0, 99], B1), MS * 11_300);
         assert_eq!(n.lookup("10.0.0.99".parse().unwrap()), None);
+        // A gratuitous request (what Linux sends when an interface's MAC changes) moves it
+        // as a reply does; one from a host nobody asked about is not learnt either.
+        let b3 = [2, 0, 0, 0, 0, 0x33];
+        n.receive_arp(0, &gratuitous([10, 0, 0, 11], b3), MS * 11_400);
+        assert!(n.take_changed());
+        assert_eq!(n.lookup(a), Some(b3));
+        assert_eq!(n.stats.changed, 2);
+        n.receive_arp(0, &gratuitous([10, 0, 0, 98], b3), MS * 11_500);
+        assert_eq!(n.lookup("10.0.0.98".parse().unwrap()), None);
+        assert!(!n.take_changed());
     }
 
     #[test]
