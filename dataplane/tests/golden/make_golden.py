@@ -165,6 +165,10 @@ case("arp: who-has own address answered", req, "reply", exp)
 req = Ether(src=CLIENT_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=CLIENT_MAC, psrc=CLIENT, pdst="10.0.0.99")
 case("arp: who-has somebody else ignored", req, "drop:arp_not_ours")
 
+# A gratuitous request (sender = target: a neighbour announcing a new MAC) feeds the cache.
+req = Ether(src="02:00:00:00:00:12", dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc="02:00:00:00:00:12", psrc="10.0.0.11", pdst="10.0.0.11")
+case("arp: a gratuitous request goes to the slow path's neighbour cache", req, "slowpath")
+
 rep = Ether(src="02:00:00:00:00:11", dst=PORT_MAC) / ARP(op=2, hwsrc="02:00:00:00:00:11", psrc="10.0.0.11", hwdst=PORT_MAC, pdst=OWN)
 case("arp: replies go to the slow path's neighbour cache", rep, "slowpath")
 
