@@ -6,7 +6,7 @@
 //! Never blocking the loop: the listener is non-blocking and accepted connections are read
 //! without blocking, a little each turn, until their line is complete (or they time out).
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -19,6 +19,8 @@ use dataplane::worker::FlowAnswer;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use slowpath::SlowPath;
+
+use crate::requests::Requests;
 
 /// A request longer than this is refused (a request is a short line).
 const MAX_REQUEST: usize = 4096;
@@ -118,17 +120,11 @@ pub fn call(path: &Path, req: &Request, timeout: Duration) -> Result<Response, S
     serde_json::from_str(out.trim()).map_err(|e| format!("bad response ({e}): {out:?}"))
 }
 
-struct Pending {
-    stream: UnixStream,
-    buf: Vec<u8>,
-    since: Instant,
-}
-
 /// The listening socket and the connections being read.
 pub struct ControlServer {
     listener: UnixListener,
     path: PathBuf,
-    pending: Vec<Pending>,
+    requests: Requests<UnixStream>,
     started: Instant,
 }
 
@@ -158,7 +154,7 @@ impl ControlServer {
         Ok(ControlServer {
             listener,
             path: path.to_owned(),
-            pending: Vec::new(),
+            requests: Requests::new("control socket", MAX_PENDING, MAX_REQUEST, REQUEST_TIMEOUT),
             started,
         })
     }
@@ -166,61 +162,26 @@ impl ControlServer {
     /// Accepts, reads and answers what is ready; never blocks. Returns how many requests
     /// were answered.
     pub fn poll(&mut self, engine: &mut Engine, slow: &mut SlowPath) -> usize {
-        while self.pending.len() < MAX_PENDING {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    if stream.set_nonblocking(true).is_ok() {
-                        self.pending.push(Pending {
-                            stream,
-                            buf: Vec::new(),
-                            since: Instant::now(),
-                        });
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "control socket accept");
-                    break;
-                }
-            }
-        }
-        let mut done = 0;
-        let mut i = 0;
-        while i < self.pending.len() {
-            let p = &mut self.pending[i];
-            let mut chunk = [0u8; 1024];
-            let complete = loop {
-                match p.stream.read(&mut chunk) {
-                    Ok(0) => break true,
-                    Ok(n) => {
-                        p.buf.extend_from_slice(&chunk[..n]);
-                        if p.buf.contains(&b'\n') || p.buf.len() > MAX_REQUEST {
-                            break true;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break false,
-                    Err(_) => break true,
-                }
-            };
-            if !complete && p.since.elapsed() < REQUEST_TIMEOUT {
-                i += 1;
-                continue;
-            }
-            let p = self.pending.swap_remove(i);
-            if !complete {
-                continue; // timed out: dropped
-            }
-            let line = String::from_utf8_lossy(&p.buf).into_owned();
+        let listener = &self.listener;
+        let ready = self.requests.poll(
+            || {
+                let (stream, _) = listener.accept()?;
+                stream.set_nonblocking(true)?;
+                Ok(stream)
+            },
+            |buf| buf.contains(&b'\n'),
+        );
+        let done = ready.len();
+        for (mut s, buf) in ready {
+            let line = String::from_utf8_lossy(&buf).into_owned();
             let resp = match decode_request(line.lines().next().unwrap_or("")) {
                 Ok(req) => Response::from_result(self.handle(&req, engine, slow)),
                 Err(e) => Response::from_result(Err(e)),
             };
-            let mut s = p.stream;
             // The answer is small: a blocking write with a bound.
             let _ = s.set_nonblocking(false);
             let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
             let _ = s.write_all(encode(&resp).as_bytes());
-            done += 1;
         }
         done
     }

@@ -13,6 +13,7 @@ mod metrics;
 mod reload;
 mod replay;
 mod report;
+mod requests;
 mod run;
 mod which;
 

@@ -3,7 +3,7 @@
 //! from the same figures as `fulcrum ctl stats` and `fulcrum ctl backends`.
 
 use std::fmt::Write as _;
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -11,18 +11,19 @@ use dataplane::engine::Engine;
 use serde_json::Value;
 use slowpath::SlowPath;
 
-const MAX_PENDING: usize = 16;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::requests::Requests;
 
-struct Pending {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    since: Instant,
-}
+/// Connections read at once; more wait in the listen backlog.
+const MAX_PENDING: usize = 16;
+/// A request (its headers) longer than this is answered as it is (a 404, unless it starts
+/// with a GET of the metrics).
+const MAX_REQUEST: usize = 8192;
+/// A client that has not sent its request headers by then is dropped.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct MetricsServer {
     listener: TcpListener,
-    pending: Vec<Pending>,
+    requests: Requests<TcpStream>,
     started: Instant,
 }
 
@@ -36,55 +37,30 @@ impl MetricsServer {
         tracing::info!(%addr, "metrics endpoint listening");
         Ok(MetricsServer {
             listener,
-            pending: Vec::new(),
+            requests: Requests::new(
+                "metrics endpoint",
+                MAX_PENDING,
+                MAX_REQUEST,
+                REQUEST_TIMEOUT,
+            ),
             started,
         })
     }
 
     /// Accepts, reads and answers what is ready; never blocks.
     pub fn poll(&mut self, engine: &Engine, slow: &SlowPath) -> usize {
-        while self.pending.len() < MAX_PENDING {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    if stream.set_nonblocking(true).is_ok() {
-                        self.pending.push(Pending {
-                            stream,
-                            buf: Vec::new(),
-                            since: Instant::now(),
-                        });
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => break,
-            }
-        }
-        let mut done = 0;
-        let mut i = 0;
-        while i < self.pending.len() {
-            let p = &mut self.pending[i];
-            let mut chunk = [0u8; 1024];
-            let complete = loop {
-                match p.stream.read(&mut chunk) {
-                    Ok(0) => break true,
-                    Ok(n) => {
-                        p.buf.extend_from_slice(&chunk[..n]);
-                        if p.buf.windows(4).any(|w| w == b"\r\n\r\n") || p.buf.len() > 8192 {
-                            break true;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break false,
-                    Err(_) => break true,
-                }
-            };
-            if !complete && p.since.elapsed() < REQUEST_TIMEOUT {
-                i += 1;
-                continue;
-            }
-            let p = self.pending.swap_remove(i);
-            if !complete {
-                continue;
-            }
-            let first = String::from_utf8_lossy(&p.buf)
+        let listener = &self.listener;
+        let ready = self.requests.poll(
+            || {
+                let (stream, _) = listener.accept()?;
+                stream.set_nonblocking(true)?;
+                Ok(stream)
+            },
+            |buf| buf.windows(4).any(|w| w == b"\r\n\r\n"),
+        );
+        let done = ready.len();
+        for (mut s, buf) in ready {
+            let first = String::from_utf8_lossy(&buf)
                 .lines()
                 .next()
                 .unwrap_or("")
@@ -99,7 +75,6 @@ impl MetricsServer {
                 } else {
                     ("404 Not Found", "text/plain", "try GET /metrics\n".into())
                 };
-            let mut s = p.stream;
             let _ = s.set_nonblocking(false);
             let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
             let _ = write!(
@@ -107,7 +82,6 @@ impl MetricsServer {
                 "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
-            done += 1;
         }
         done
     }
