@@ -572,6 +572,27 @@ address = "fd66::11"
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // b1's interface takes a new MAC and (ndisc_notify) announces it to all-nodes. The
+    // old MAC reaches nobody: without the announcement, the checks (every 300 ms, fall 2)
+    // would go there and take b1 down well within the 2 s waited here, until the next
+    // confirmation (30 s).
+    net.exec(
+        "b1",
+        &["sysctl", "-qw", "net.ipv6.conf.eth0.ndisc_notify=1"],
+    );
+    net.exec(
+        "b1",
+        &[
+            "ip",
+            "link",
+            "set",
+            "dev",
+            "eth0",
+            "address",
+            "02:fc:00:00:00:91",
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(2));
     let log = lb.log();
     let v = lb.stop();
     let sp = &v["slowpath"];
@@ -579,6 +600,15 @@ address = "fd66::11"
         sp["neighbors_learnt"].as_u64(),
         Some(1),
         "ND found the backend: {sp}\n{log}"
+    );
+    assert_eq!(
+        sp["neighbors_changed"].as_u64(),
+        Some(1),
+        "the announced MAC replaced the old one: {sp}\n{log}"
+    );
+    assert!(
+        !log.contains("from=\"up\" to=\"down\""),
+        "b1 stayed up across its MAC change:\n{log}"
     );
     assert_eq!(sp["nd_invalid"].as_u64(), Some(0), "{sp}");
     assert!(sp["frames_nd"].as_u64() >= Some(1), "{sp}");

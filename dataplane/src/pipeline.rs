@@ -112,6 +112,9 @@ impl Fast {
 /// Frames [`Pipeline::process_burst`] handles per pass (the bursts the worker receives).
 const MAX_BURST: usize = 64;
 
+/// ff02::1, the link's all-nodes group.
+const ALL_NODES: Addr = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
 /// The parts of a TCP/UDP header the decision needs.
 #[derive(Clone, Copy)]
 struct Ports {
@@ -507,13 +510,18 @@ impl Pipeline {
             }
             return Verdict::SlowPath;
         }
-        // Neighbour solicitations for a VIP arrive at its solicited-node multicast address.
-        if p.v6
-            && p.proto == IPPROTO_ICMPV6
-            && !fragment
-            && let Some(v) = self.neighbor_solicitation(snap, port, p, frame)
-        {
-            return v;
+        if p.v6 && p.proto == IPPROTO_ICMPV6 && !fragment {
+            // An unsolicited neighbour advertisement to all-nodes announces its sender's MAC
+            // (Linux sends one when an interface's MAC changes, with `ndisc_notify`): the
+            // slow path's neighbour cache follows it at once, as it does the ARP kind.
+            if p.dst == ALL_NODES && frame.data().get(p.l4) == Some(&wire::icmpv6::NEIGHBOR_ADVERT)
+            {
+                return Verdict::SlowPath;
+            }
+            // Neighbour solicitations for a VIP arrive at its solicited-node multicast address.
+            if let Some(v) = self.neighbor_solicitation(snap, port, p, frame) {
+                return v;
+            }
         }
         if matches!(p.proto, IPPROTO_TCP | IPPROTO_UDP)
             && let Some(ports) = ports(frame.data(), &p)
@@ -931,7 +939,6 @@ impl Pipeline {
         frame: &mut F,
     ) -> Option<Verdict> {
         const NS: u8 = 135;
-        const NA: u8 = 136;
         let end = p.l4 + p.l4_len;
         let data = frame.data();
         // type(1) code(1) checksum(2) reserved(4) target(16) [options]
@@ -948,7 +955,7 @@ impl Pipeline {
         let src_unspecified = p.src == [0u8; 16];
         let dst = if src_unspecified {
             // To all-nodes when the solicitation came from the unspecified address (DAD).
-            [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+            ALL_NODES
         } else {
             p.src
         };
@@ -963,7 +970,7 @@ impl Pipeline {
         let _ = end;
         let data = frame.data_mut();
         let na = &mut data[p.l4..p.l4 + na_len];
-        na[0] = NA;
+        na[0] = wire::icmpv6::NEIGHBOR_ADVERT;
         na[1] = 0;
         na[2..4].copy_from_slice(&[0, 0]);
         // Solicited (unless answering DAD) and Override.

@@ -236,6 +236,33 @@ fn neighbor_solicitation(target: [u8; 16]) -> Vec<u8> {
     f
 }
 
+/// An unsolicited neighbour advertisement of `target` at `mac`, to all-nodes (override set).
+fn unsolicited_advert(target: [u8; 16], mac: [u8; 6]) -> Vec<u8> {
+    let (src, dst) = (target, v6("ff02::1"));
+    let mut f = vec![0u8; 14 + 40 + 32];
+    f[0..6].copy_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
+    f[6..12].copy_from_slice(&mac);
+    f[12..14].copy_from_slice(&wire::ETHERTYPE_IPV6.to_be_bytes());
+    wire::Ipv6Repr {
+        src,
+        dst,
+        next_header: wire::IPPROTO_ICMPV6,
+        payload_len: 32,
+        hop_limit: 255,
+    }
+    .emit(&mut f[14..])
+    .expect("room");
+    let na = &mut f[54..];
+    na[0] = wire::icmpv6::NEIGHBOR_ADVERT;
+    na[4] = 0x20; // override
+    na[8..24].copy_from_slice(&target);
+    na[24] = 2; // target link-layer address
+    na[25] = 1;
+    na[26..32].copy_from_slice(&mac);
+    wire::Icmpv6Packet::new_unchecked(na).fill_checksum(&src, &dst);
+    f
+}
+
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("IP address")
 }
@@ -388,6 +415,15 @@ fn colliding_own_addresses_are_answered_on_their_own_ports() {
         Verdict::Drop(DropReason::ArpNotOurs),
         "p0 does not own a00:2::"
     );
+    // A neighbour announcing its (new) MAC to all-nodes: the slow path's, unchanged. Other
+    // ICMPv6 to all-nodes (here a router advertisement's type) is not ours.
+    let na = unsolicited_advert(v6("a00:1::11"), [2, 0, 0, 0, 0, 0x77]);
+    let (v, o) = run(&snap, 0, &na);
+    assert_eq!(v, Verdict::SlowPath, "unsolicited advertisement");
+    assert_eq!(o, na, "passed on as received");
+    let mut other = na.clone();
+    other[54] = 134;
+    assert_eq!(run(&snap, 0, &other).0, Verdict::Drop(DropReason::NotVip));
 }
 
 #[test]

@@ -21,9 +21,9 @@
 //! check a TCP retransmission timeout (a second or more) every time an entry is created.
 //!
 //! IPv6 advertisements reach the slow path when they are addressed to one of the balancer's
-//! own addresses (the answers to its solicitations are); unsolicited ones sent to all-nodes
-//! are dropped by the workers (`not_vip`), so a moved IPv6 backend is found at the next
-//! confirmation rather than at once.
+//! own addresses (the answers to its solicitations are) or to all-nodes (unsolicited ones,
+//! which Linux sends when an interface's MAC changes, with `ndisc_notify`): one with the
+//! override flag moves a backend to its new MAC at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -196,6 +196,9 @@ ns = Ether(src=CLIENT_MAC, dst="33:33:ff:00:01:00") / IPv6(src=CLIENT6, dst="ff0
 exp = Ether(src=PORT_MAC, dst=CLIENT_MAC) / IPv6(src="fd00::100", dst=CLIENT6, hlim=255) / ICMPv6ND_NA(tgt="fd00::100", R=0, S=1, O=1) / ICMPv6NDOptDstLLAddr(lladdr=PORT_MAC)
 case("nd: solicitation for a v6 VIP answered with an advertisement", ns, "reply", rebuilt(exp))
 
+na = Ether(src="02:00:00:00:00:12", dst="33:33:00:00:00:01") / IPv6(src="fd00::12", dst="ff02::1", hlim=255) / ICMPv6ND_NA(tgt="fd00::12", R=0, S=0, O=1) / ICMPv6NDOptDstLLAddr(lladdr="02:00:00:00:00:12")
+case("nd: an unsolicited advertisement to all-nodes goes to the slow path's neighbour cache", na, "slowpath")
+
 # ---- IPv6 forwarding.
 syn6 = eth() / IPv6(src=CLIENT6, dst="fd00::100") / TCP(sport=45000, dport=80, flags="S")
 exp = syn6.copy()
