@@ -208,39 +208,21 @@ fn arp_request(target: [u8; 4]) -> Vec<u8> {
     f
 }
 
-/// A neighbour solicitation for `target` from `fe80::fe`, to its solicited-node group.
-fn neighbor_solicitation(target: [u8; 16]) -> Vec<u8> {
-    let src = v6("fe80::fe");
-    let mut dst = v6("ff02::1:ff00:0");
-    dst[13..].copy_from_slice(&target[13..]);
+/// A 32-byte neighbour discovery message (type, flags byte, target, one link-layer address
+/// option of kind `option`) from `src` at `mac` to `dst` (at `dst_mac`), hop limit 255.
+#[allow(clippy::too_many_arguments)]
+fn nd_frame(
+    dst_mac: [u8; 6],
+    mac: [u8; 6],
+    src: [u8; 16],
+    dst: [u8; 16],
+    kind: u8,
+    flags: u8,
+    target: [u8; 16],
+    option: u8,
+) -> Vec<u8> {
     let mut f = vec![0u8; 14 + 40 + 32];
-    f[0..6].copy_from_slice(&[0x33, 0x33, 0xff, target[13], target[14], target[15]]);
-    f[6..12].copy_from_slice(&ROUTER_MAC);
-    f[12..14].copy_from_slice(&wire::ETHERTYPE_IPV6.to_be_bytes());
-    wire::Ipv6Repr {
-        src,
-        dst,
-        next_header: wire::IPPROTO_ICMPV6,
-        payload_len: 32,
-        hop_limit: 255,
-    }
-    .emit(&mut f[14..])
-    .expect("room");
-    let ns = &mut f[54..];
-    ns[0] = wire::icmpv6::NEIGHBOR_SOLICIT;
-    ns[8..24].copy_from_slice(&target);
-    ns[24] = 1; // source link-layer address
-    ns[25] = 1;
-    ns[26..32].copy_from_slice(&ROUTER_MAC);
-    wire::Icmpv6Packet::new_unchecked(ns).fill_checksum(&src, &dst);
-    f
-}
-
-/// An unsolicited neighbour advertisement of `target` at `mac`, to all-nodes (override set).
-fn unsolicited_advert(target: [u8; 16], mac: [u8; 6]) -> Vec<u8> {
-    let (src, dst) = (target, v6("ff02::1"));
-    let mut f = vec![0u8; 14 + 40 + 32];
-    f[0..6].copy_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
+    f[0..6].copy_from_slice(&dst_mac);
     f[6..12].copy_from_slice(&mac);
     f[12..14].copy_from_slice(&wire::ETHERTYPE_IPV6.to_be_bytes());
     wire::Ipv6Repr {
@@ -252,15 +234,32 @@ fn unsolicited_advert(target: [u8; 16], mac: [u8; 6]) -> Vec<u8> {
     }
     .emit(&mut f[14..])
     .expect("room");
-    let na = &mut f[54..];
-    na[0] = wire::icmpv6::NEIGHBOR_ADVERT;
-    na[4] = 0x20; // override
-    na[8..24].copy_from_slice(&target);
-    na[24] = 2; // target link-layer address
-    na[25] = 1;
-    na[26..32].copy_from_slice(&mac);
-    wire::Icmpv6Packet::new_unchecked(na).fill_checksum(&src, &dst);
+    let m = &mut f[54..];
+    m[0] = kind;
+    m[4] = flags;
+    m[8..24].copy_from_slice(&target);
+    m[24] = option;
+    m[25] = 1; // 8 bytes
+    m[26..32].copy_from_slice(&mac);
+    wire::Icmpv6Packet::new_unchecked(m).fill_checksum(&src, &dst);
     f
+}
+
+/// A neighbour solicitation for `target` from `fe80::fe`, to its solicited-node group.
+fn neighbor_solicitation(target: [u8; 16]) -> Vec<u8> {
+    let mut dst = v6("ff02::1:ff00:0");
+    dst[13..].copy_from_slice(&target[13..]);
+    let dst_mac = [0x33, 0x33, 0xff, target[13], target[14], target[15]];
+    // Option 1: the source's link-layer address.
+    let (kind, src) = (wire::icmpv6::NEIGHBOR_SOLICIT, v6("fe80::fe"));
+    nd_frame(dst_mac, ROUTER_MAC, src, dst, kind, 0, target, 1)
+}
+
+/// An unsolicited neighbour advertisement of `target` at `mac`, to all-nodes, with the
+/// override flag (0x20) and option 2, the target's link-layer address.
+fn unsolicited_advert(target: [u8; 16], mac: [u8; 6]) -> Vec<u8> {
+    let (all_nodes, kind) = ([0x33, 0x33, 0, 0, 0, 1], wire::icmpv6::NEIGHBOR_ADVERT);
+    nd_frame(all_nodes, mac, target, v6("ff02::1"), kind, 0x20, target, 2)
 }
 
 fn ip(s: &str) -> IpAddr {
