@@ -162,15 +162,9 @@ impl ControlServer {
     /// Accepts, reads and answers what is ready; never blocks. Returns how many requests
     /// were answered.
     pub fn poll(&mut self, engine: &mut Engine, slow: &mut SlowPath) -> usize {
-        let listener = &self.listener;
-        let ready = self.requests.poll(
-            || {
-                let (stream, _) = listener.accept()?;
-                stream.set_nonblocking(true)?;
-                Ok(stream)
-            },
-            |buf| buf.contains(&b'\n'),
-        );
+        let ready = self
+            .requests
+            .poll(&self.listener, |buf| buf.contains(&b'\n'));
         let done = ready.len();
         for (mut s, buf) in ready {
             let line = String::from_utf8_lossy(&buf).into_owned();

@@ -49,15 +49,9 @@ impl MetricsServer {
 
     /// Accepts, reads and answers what is ready; never blocks.
     pub fn poll(&mut self, engine: &Engine, slow: &SlowPath) -> usize {
-        let listener = &self.listener;
-        let ready = self.requests.poll(
-            || {
-                let (stream, _) = listener.accept()?;
-                stream.set_nonblocking(true)?;
-                Ok(stream)
-            },
-            |buf| buf.windows(4).any(|w| w == b"\r\n\r\n"),
-        );
+        let ready = self.requests.poll(&self.listener, |buf| {
+            buf.windows(4).any(|w| w == b"\r\n\r\n")
+        });
         let done = ready.len();
         for (mut s, buf) in ready {
             let first = String::from_utf8_lossy(&buf)

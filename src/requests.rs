@@ -5,7 +5,34 @@
 //! the caller's.
 
 use std::io::{self, ErrorKind, Read};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant};
+
+/// A listening socket whose connections [`Requests`] reads.
+pub trait Listener {
+    type Stream: Read;
+    /// The next waiting connection, made non-blocking (`WouldBlock` when none waits).
+    fn accept_nonblocking(&self) -> io::Result<Self::Stream>;
+}
+
+impl Listener for UnixListener {
+    type Stream = UnixStream;
+    fn accept_nonblocking(&self) -> io::Result<UnixStream> {
+        let (stream, _) = self.accept()?;
+        stream.set_nonblocking(true)?;
+        Ok(stream)
+    }
+}
+
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+    fn accept_nonblocking(&self) -> io::Result<TcpStream> {
+        let (stream, _) = self.accept()?;
+        stream.set_nonblocking(true)?;
+        Ok(stream)
+    }
+}
 
 struct Pending<S> {
     stream: S,
@@ -38,17 +65,16 @@ impl<S: Read> Requests<S> {
         }
     }
 
-    /// Accepts connections while `accept` has one (it returns them non-blocking; `WouldBlock`
-    /// when none waits), reads what every pending one has sent, and returns the ones whose
-    /// request is complete: `complete` says so of the bytes, or the client closed its side,
-    /// or it sent more than `max_len` bytes. Never blocks.
+    /// Accepts what waits on `listener`, reads what every pending connection has sent, and
+    /// returns the ones whose request is complete: `complete` says so of the bytes, or the
+    /// client closed its side, or it sent more than `max_len` bytes. Never blocks.
     pub fn poll(
         &mut self,
-        mut accept: impl FnMut() -> io::Result<S>,
+        listener: &impl Listener<Stream = S>,
         complete: impl Fn(&[u8]) -> bool,
     ) -> Vec<(S, Vec<u8>)> {
         while self.pending.len() < self.max_pending {
-            match accept() {
+            match listener.accept_nonblocking() {
                 Ok(stream) => self.pending.push(Pending {
                     stream,
                     buf: Vec::new(),
@@ -97,7 +123,6 @@ impl<S: Read> Requests<S> {
 mod tests {
     use super::*;
     use std::io::Write;
-    use std::os::unix::net::{UnixListener, UnixStream};
 
     fn listener() -> (UnixListener, std::path::PathBuf) {
         let path = std::env::temp_dir().join(format!(
@@ -109,12 +134,6 @@ mod tests {
         let l = UnixListener::bind(&path).expect("bind");
         l.set_nonblocking(true).expect("nonblocking");
         (l, path)
-    }
-
-    fn accept(l: &UnixListener) -> io::Result<UnixStream> {
-        let (s, _) = l.accept()?;
-        s.set_nonblocking(true)?;
-        Ok(s)
     }
 
     fn line(b: &[u8]) -> bool {
@@ -134,7 +153,7 @@ mod tests {
         big.write_all(&[b'x'; 40]).unwrap();
         slow.write_all(b"s").unwrap();
 
-        let got = r.poll(|| accept(&l), line);
+        let got = r.poll(&l, line);
         let mut bufs: Vec<Vec<u8>> = got.into_iter().map(|(_, b)| b).collect();
         bufs.sort();
         assert_eq!(
@@ -148,11 +167,11 @@ mod tests {
 
         // The partial one completes; the slow one never does and is dropped after the timeout.
         part.write_all(b"ts\n").unwrap();
-        let got = r.poll(|| accept(&l), line);
+        let got = r.poll(&l, line);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].1, b"stats\n");
         std::thread::sleep(Duration::from_millis(250));
-        assert!(r.poll(|| accept(&l), line).is_empty());
+        assert!(r.poll(&l, line).is_empty());
         assert!(r.pending.is_empty(), "the slow client was dropped");
         let mut rest = Vec::new();
         slow.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -171,18 +190,18 @@ mod tests {
         let mut clients: Vec<UnixStream> = (0..3)
             .map(|_| UnixStream::connect(&path).unwrap())
             .collect();
-        let got = r.poll(|| accept(&l), line);
+        let got = r.poll(&l, line);
         assert!(got.is_empty());
         assert_eq!(r.pending.len(), 2, "the third waits in the backlog");
         // Kept open, all three: a closed client's request is complete (empty).
         let first = &mut clients[0];
         first.write_all(b"no newline").unwrap();
         first.shutdown(std::net::Shutdown::Write).unwrap();
-        let got = r.poll(|| accept(&l), line);
+        let got = r.poll(&l, line);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].1, b"no newline");
         assert_eq!(r.pending.len(), 1);
-        assert!(r.poll(|| accept(&l), line).is_empty());
+        assert!(r.poll(&l, line).is_empty());
         assert_eq!(
             r.pending.len(),
             2,
