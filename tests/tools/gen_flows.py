@@ -45,6 +45,7 @@ def main():
 
     w = PcapWriter(a.out, linktype=1, sync=False)
     payload = Raw(b"x" * a.payload)
+    n = 0
     for round_ in range(a.packets_per_flow):
         for src, sport, isn in flows:
             l3 = IPv6(src=src, dst=a.vip) if v6 else IP(src=src, dst=a.vip)
@@ -56,7 +57,13 @@ def main():
                 l4 = TCP(sport=sport, dport=a.dport, flags="A", seq=isn + 1, ack=1)
             else:
                 l4 = TCP(sport=sport, dport=a.dport, flags="PA", seq=isn + 1, ack=1) / payload
-            w.write(Ether(src=a.src_mac, dst=a.dst_mac) / l3 / l4)
+            pkt = Ether(src=a.src_mac, dst=a.dst_mac) / l3 / l4
+            # A fixed timestamp, 1 ms apart. Scapy's default (the time of creation, a float)
+            # rounds to 1,000,000 microseconds about once in a million packets, which pcap
+            # readers refuse (pcap-file: "ts_nanosecond >= 1_000_000_000").
+            pkt.time = 1_700_000_000 + n // 1000 + (n % 1000) / 1000
+            n += 1
+            w.write(pkt)
     w.close()
 
 
