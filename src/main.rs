@@ -15,6 +15,7 @@ mod replay;
 mod report;
 mod requests;
 mod run;
+mod signals;
 mod which;
 
 pub(crate) const VERSION: &str = concat!(
@@ -37,7 +38,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Start the balancer: open the ports, start the workers, forward until SIGINT/SIGTERM,
-    /// then print the final per-worker and per-port counters.
+    /// then print the final per-worker and per-port counters. SIGHUP reloads the config.
+    /// Logging: FULCRUM_LOG (default "info"), e.g. FULCRUM_LOG=debug.
     Run {
         /// The configuration file (TOML).
         #[arg(short, long, value_name = "FILE")]
@@ -52,6 +54,7 @@ enum Cmd {
     /// Validate a configuration file: exit 0 with a one-line summary, or exit 1 with every
     /// error as FILE:LINE:COL: FIELD: MESSAGE.
     Check {
+        /// The configuration file (TOML).
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
@@ -59,6 +62,7 @@ enum Cmd {
     /// when the input is consumed, write every transmitted frame to OUT and print the
     /// counters as JSON.
     Replay {
+        /// The configuration file (TOML); its ports become net_pcap devices.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
         /// Frames received on the first port.
@@ -101,7 +105,18 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // First, so that no signal finds the process without its handlers (see signals.rs).
+    let signals = match signals::Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fulcrum: installing signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Run { .. }) {
+        signals.exit_on_signal();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FULCRUM_LOG")
@@ -116,7 +131,7 @@ fn main() -> ExitCode {
             config,
             json,
             duration,
-        } => report(run::run(&config, json, duration)),
+        } => report(run::run(&config, json, duration, &signals)),
         Cmd::Which {
             config,
             json,

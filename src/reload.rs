@@ -42,6 +42,10 @@ pub fn restart_fields(old: &Config, new: &Config) -> Vec<String> {
             "global.metrics_listen",
             a.metrics_listen != b.metrics_listen,
         ),
+        (
+            "global.control_optional",
+            a.control_optional != b.control_optional,
+        ),
     ];
     v.extend(
         global

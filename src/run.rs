@@ -1,25 +1,36 @@
 //! `fulcrum run`: start the data plane, then run the slow path on this thread (health checks,
 //! ARP, publication of snapshots, pool-change hooks) until SIGINT/SIGTERM or `--duration`;
 //! print the final counters of the workers, the ports and the slow path. The control socket
-//! and the metrics endpoint are served from the same loop; SIGHUP reloads the config.
+//! and the metrics endpoint are bound before DPDK starts and served from the same loop;
+//! SIGHUP reloads the config (one that arrived during start-up, once the balancer runs).
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use dataplane::engine::Engine;
 use serde_json::{Value, json};
 use slowpath::SlowPath;
 
-pub fn run(path: &Path, json: bool, duration: Option<f64>) -> Result<(), String> {
+use crate::control::ControlServer;
+use crate::metrics::MetricsServer;
+use crate::signals::Signals;
+
+pub fn run(
+    path: &Path,
+    json: bool,
+    duration: Option<f64>,
+    signals: &Signals,
+) -> Result<(), String> {
     let cfg = conf::load(path).map_err(|e| e.to_string())?;
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| format!("signal handler: {e}"))?;
+    if signals.stop_requested() {
+        tracing::info!("SIGTERM/SIGINT before start-up: not starting");
+        return Ok(());
     }
+    let t0 = Instant::now();
+    // Before DPDK: a second instance on the same socket stops here, touching no EAL file.
+    let (mut control, mut metrics) = bind_servers(&cfg.global, t0)?;
     let devices = cfg.ports.iter().map(|p| p.device.clone()).collect();
+    // Signals that arrive from here on are acted on once the loop below runs.
     let mut engine = Engine::start(&cfg, devices).map_err(|e| e.to_string())?;
     tracing::info!(
         workers = cfg.dpdk.workers.len(),
@@ -27,26 +38,30 @@ pub fn run(path: &Path, json: bool, duration: Option<f64>) -> Result<(), String>
         services = cfg.services.len(),
         "running"
     );
-    for p in engine.port_reports() {
-        tracing::info!(port = %p.name, device = %p.device, mac = %conf::MacAddr(p.mac), "port up");
+    for f in engine.stale_counter_files_removed() {
+        tracing::info!(file = %f.display(), "removed the counter file of a process that is gone");
+    }
+    for (p, c) in engine.port_reports().iter().zip(&cfg.ports) {
+        tracing::info!(
+            port = %p.name,
+            device = %p.device,
+            // The address on the wire: the configured one, or the device's own.
+            mac = %c.mac.unwrap_or(conf::MacAddr(p.mac)),
+            // What the device reports (rte_eth_macaddr_get).
+            device_mac = %conf::MacAddr(p.mac),
+            mac_filter = %p.mac_filter,
+            "port up"
+        );
     }
     let started = Instant::now();
     let until = duration.map(|d| started + Duration::from_secs_f64(d.max(0.0)));
     let mut slow = SlowPath::new(&cfg, &mut engine);
-    let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
-        .map_err(|e| format!("signal handler: {e}"))?;
-    // Forwarding matters more than being operable: a socket that cannot be had (another
-    // instance on the default path, no permission) is logged, and the balancer runs on.
-    let mut control = crate::control::ControlServer::bind(&cfg.global.control_socket, started)
-        .inspect_err(|e| tracing::warn!("{e}; running without a control socket"))
-        .ok();
-    let mut metrics = cfg.global.metrics_listen.and_then(|a| {
-        crate::metrics::MetricsServer::bind(a, started)
-            .inspect_err(|e| tracing::warn!("{e}; running without metrics"))
-            .ok()
-    });
-    while !stop.load(Ordering::Relaxed) {
+    if signals.hup_pending() {
+        tracing::info!(
+            "SIGHUP arrived during start-up: reloading the config now that the balancer runs"
+        );
+    }
+    while !signals.stop_requested() {
         let now = Instant::now();
         if until.is_some_and(|u| now >= u) {
             break;
@@ -56,7 +71,7 @@ pub fn run(path: &Path, json: bool, duration: Option<f64>) -> Result<(), String>
         if let Some(c) = control.as_mut() {
             served += c.poll(&mut engine, &mut slow);
         }
-        if hup.swap(false, Ordering::Relaxed) {
+        if signals.take_hup() {
             tracing::info!("SIGHUP: reloading the config");
             match crate::reload::reload(&mut engine, &mut slow) {
                 Ok(r) => tracing::info!(generation = r["generation"].as_u64(), "reloaded"),
@@ -95,6 +110,47 @@ pub fn run(path: &Path, json: bool, duration: Option<f64>) -> Result<(), String>
         print_slowpath(&slow_report);
     }
     Ok(())
+}
+
+/// Binds the control socket and the metrics endpoint. One that cannot be bound (another
+/// instance on the same socket, no permission, an address in use) is an error, unless
+/// `global.control_optional` says to run without it.
+fn bind_servers(
+    g: &conf::Global,
+    started: Instant,
+) -> Result<(Option<ControlServer>, Option<MetricsServer>), String> {
+    let control = optional(
+        ControlServer::bind(&g.control_socket, started),
+        g.control_optional,
+        "a control socket",
+    )?;
+    let metrics = match g.metrics_listen {
+        Some(a) => optional(
+            MetricsServer::bind(a, started),
+            g.control_optional,
+            "metrics",
+        )?,
+        None => None,
+    };
+    Ok((control, metrics))
+}
+
+/// A server that could not be bound: an error, or (opted in) a warning and no server.
+fn optional<T>(
+    bound: Result<T, String>,
+    optional: bool,
+    without: &str,
+) -> Result<Option<T>, String> {
+    match bound {
+        Ok(server) => Ok(Some(server)),
+        Err(e) if optional => {
+            tracing::warn!("{e}; running without {without} (global.control_optional = true)");
+            Ok(None)
+        }
+        Err(e) => Err(format!(
+            "{e} (set global.control_optional = true to run without {without})"
+        )),
+    }
 }
 
 fn summary(s: &slowpath::publish::Summary) -> Value {

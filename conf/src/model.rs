@@ -117,6 +117,9 @@ pub struct Global {
     pub control_socket: PathBuf,
     /// Prometheus endpoint (`None`: off). Restart.
     pub metrics_listen: Option<SocketAddr>,
+    /// A control socket or metrics endpoint that cannot be bound is a warning, not a start-up
+    /// error. Restart.
+    pub control_optional: bool,
     /// Settings shared by every health check. Live.
     pub health: HealthGlobal,
     /// Neighbour (ARP) resolution of backends. Live.
@@ -142,6 +145,7 @@ impl Default for Global {
             timeouts: Timeouts::default(),
             control_socket: PathBuf::from("/run/fulcrum/fulcrum.sock"),
             metrics_listen: None,
+            control_optional: false,
             health: HealthGlobal::default(),
             neighbors: NeighborSettings::default(),
         }

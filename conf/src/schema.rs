@@ -76,6 +76,8 @@ pub struct GlobalTable {
     pub control_socket: Option<Spanned<String>>,
     /// Prometheus listen address (`IP:port`). Default: no metrics endpoint.
     pub metrics_listen: Option<Spanned<String>>,
+    /// Run on without a control socket or metrics endpoint that cannot be bound. Default false.
+    pub control_optional: Option<Spanned<bool>>,
     /// `[global.timeouts]`. Optional.
     #[serde(default)]
     pub timeouts: TimeoutsTable,

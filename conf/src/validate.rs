@@ -316,6 +316,7 @@ impl Checker<'_> {
             timeouts,
             control_socket,
             metrics_listen,
+            control_optional: t.control_optional.as_ref().is_some_and(|b| *b.get_ref()),
             health: self.health_global(&t.health),
             neighbors: self.neighbor_settings(&t.neighbors),
         }

@@ -107,14 +107,7 @@ fn reference_sets_every_key() {
     let c = example("reference.toml");
     assert_eq!(
         c.dpdk.eal_args,
-        [
-            "--no-huge",
-            "-m",
-            "1024",
-            "--no-pci",
-            "--file-prefix",
-            "fulcrum"
-        ]
+        ["--file-prefix", "fulcrum", "--socket-mem", "1024"]
     );
     assert_eq!(c.dpdk.slowpath_cpu, Some(0));
     assert_eq!(c.global.hash_seed, 1);

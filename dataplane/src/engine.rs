@@ -30,6 +30,8 @@ pub enum EngineError {
         source: DpdkError,
     },
     #[error("{0}")]
+    Cpu(#[from] crate::cpus::CpuError),
+    #[error("{0}")]
     Setup(String),
 }
 
@@ -39,6 +41,8 @@ pub struct PortReport {
     pub name: String,
     pub device: String,
     pub mac: [u8; 6],
+    /// How the configured MAC reached the device's receive filter.
+    pub mac_filter: dpdk::MacFilter,
     pub stats: Option<PortStats>,
 }
 
@@ -96,6 +100,8 @@ pub struct Engine {
     /// Snapshots replaced but maybe still held by a worker: freed here, by the slow path,
     /// once nobody else holds them, so a worker never pays for freeing Maglev tables.
     retired: Vec<Arc<Snapshot>>,
+    /// Counter files of dead processes removed at start.
+    stale_counter_files: Vec<std::path::PathBuf>,
     /// DPDK port id -> port index.
     port_index: Vec<u8>,
     ports: Vec<Port>,
@@ -133,6 +139,16 @@ impl Engine {
             )));
         }
         let workers = cfg.dpdk.workers.len();
+        // Before EAL, which pins this thread to one CPU (hiding the process's CPU set) and
+        // reports a missing device only as its own failure.
+        check_cpus(cfg)?;
+        for (p, device) in cfg.ports.iter().zip(&devices) {
+            dpdk::check_device(device, &cfg.dpdk.eal_args).map_err(|source| EngineError::Port {
+                port: p.name.clone(),
+                device: device.clone(),
+                source,
+            })?;
+        }
         let eal = Eal::init(&eal_args(cfg, &devices))?;
         let mempool = Mempool::new(
             "fulcrum_pkts",
@@ -153,6 +169,7 @@ impl Engine {
                 tx_descriptors: cfg.dpdk.tx_descriptors,
                 mempool: mempool.clone(),
                 symmetric_rss: true,
+                mac: p.mac.map(|m| m.0),
             };
             let port = Port::open(setup).map_err(|source| EngineError::Port {
                 port: p.name.clone(),
@@ -210,6 +227,7 @@ impl Engine {
             std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u64);
         let mut counters = Vec::with_capacity(workers);
         // Readable by other processes when a file can be made; private memory otherwise.
+        let stale_counter_files = remove_stale_counter_files(&counter_dir());
         let counters_file = counter_file_path();
         let shm = crate::stats::create_counter_file(&counters_file, workers).ok();
         let mut backend_counters = Vec::with_capacity(workers);
@@ -240,7 +258,8 @@ impl Engine {
             let setup = WorkerSetup {
                 index: i as u16,
                 workers: workers as u16,
-                cpu: Some(*cpu),
+                // Pinned by the thread itself below, where a failure stops the start.
+                cpu: None,
                 ports: wports,
                 port_index: port_index.clone(),
                 handoff_in: consumers.next().expect("one per worker"),
@@ -259,11 +278,40 @@ impl Engine {
                 burst: cfg.dpdk.burst,
                 idle_sleep: Duration::from_micros(u64::from(cfg.dpdk.idle_sleep_us)),
             };
-            let t = std::thread::Builder::new()
+            let cpu = *cpu;
+            let (pinned_tx, pinned) = std::sync::mpsc::sync_channel(1);
+            let spawned = std::thread::Builder::new()
                 .name(format!("fulcrum-w{i}"))
-                .spawn(move || worker::run(setup))
-                .map_err(|e| EngineError::Setup(format!("spawning worker {i}: {e}")))?;
-            threads.push(t);
+                .spawn(move || {
+                    let ok = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+                    let _ = pinned_tx.send(ok);
+                    if ok {
+                        worker::run(setup)
+                    } else {
+                        Counters::default()
+                    }
+                });
+            let failure = match spawned {
+                Err(e) => Some(EngineError::Setup(format!("spawning worker {i}: {e}"))),
+                Ok(t) => {
+                    threads.push(t);
+                    (!pinned.recv().unwrap_or(false)).then(|| {
+                        EngineError::Cpu(crate::cpus::CpuError {
+                            role: format!("worker {i}"),
+                            cpu,
+                            why: "cannot be pinned to (sched_setaffinity refused it)".into(),
+                        })
+                    })
+                }
+            };
+            if let Some(e) = failure {
+                // The workers already running give their queues back before the ports close.
+                stop.store(true, Ordering::Relaxed);
+                for t in threads.drain(..) {
+                    let _ = t.join();
+                }
+                return Err(e);
+            }
         }
 
         Ok(Engine {
@@ -274,6 +322,7 @@ impl Engine {
             snapshots,
             counters,
             counters_file: shm.is_some().then_some(counters_file),
+            stale_counter_files,
             backend_counters,
             queries,
             progress,
@@ -369,9 +418,15 @@ impl Engine {
                 name: name.clone(),
                 device: device.clone(),
                 mac: p.mac(),
+                mac_filter: p.mac_filter(),
                 stats: p.stats().ok(),
             })
             .collect()
+    }
+
+    /// Counter files that processes no longer running had left behind, removed at start.
+    pub fn stale_counter_files_removed(&self) -> &[std::path::PathBuf] {
+        &self.stale_counter_files
     }
 
     /// Each port's link state now (`None` where the driver cannot say), config order.
@@ -406,15 +461,66 @@ impl Engine {
     }
 }
 
-/// Where this process's counter file goes: `/dev/shm` (memory only) where it exists.
-fn counter_file_path() -> std::path::PathBuf {
+/// Whether the worker and slow-path CPUs can be pinned to (see [`crate::cpus`]). Where the
+/// kernel does not say, the pinning of each worker is the check.
+fn check_cpus(cfg: &Config) -> Result<(), crate::cpus::CpuError> {
+    let Some(sets) = crate::cpus::CpuSets::read() else {
+        return Ok(());
+    };
+    for (i, cpu) in cfg.dpdk.workers.iter().enumerate() {
+        sets.check(&format!("worker {i}"), *cpu)?;
+    }
+    if let Some(cpu) = cfg.dpdk.slowpath_cpu {
+        sets.check("slow-path", cpu)?;
+    }
+    Ok(())
+}
+
+/// Where counter files go: `/dev/shm` (memory only) where it exists.
+fn counter_dir() -> std::path::PathBuf {
     let dir = std::path::Path::new("/dev/shm");
-    let dir = if dir.is_dir() {
+    if dir.is_dir() {
         dir.to_path_buf()
     } else {
         std::env::temp_dir()
+    }
+}
+
+/// This process's counter file.
+fn counter_file_path() -> std::path::PathBuf {
+    counter_dir().join(counter_file_name(std::process::id()))
+}
+
+fn counter_file_name(pid: u32) -> String {
+    format!("fulcrum-{pid}.counters")
+}
+
+/// Removes the counter files in `dir` of processes that no longer run (a crash or a kill
+/// leaves them behind); returns them. A file whose pid is alive is left alone, whoever it is.
+fn remove_stale_counter_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
     };
-    dir.join(format!("fulcrum-{}.counters", std::process::id()))
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("fulcrum-")?.strip_suffix(".counters"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if name.to_str() != Some(counter_file_name(pid).as_str())
+            || std::path::Path::new("/proc").join(pid.to_string()).exists()
+        {
+            continue;
+        }
+        if std::fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
 }
 
 impl Drop for Engine {

@@ -4,6 +4,7 @@
 //! mbufs in production; `dpdk` is the only module allowed to use `unsafe`.
 #![deny(unsafe_code)]
 
+pub mod cpus;
 pub mod engine;
 pub mod flow;
 pub mod frame;

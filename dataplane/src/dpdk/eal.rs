@@ -72,6 +72,17 @@ impl Eal {
         }
         let argc = c_int::try_from(owned.len())
             .map_err(|_| DpdkError::invalid("rte_eal_init", "too many arguments"))?;
+        // EAL itself reports a prefix in use as a failure with rte_errno 0 ("Success").
+        let prefix = runtime_files::file_prefix(args);
+        if shares_config(args)
+            && let Some(h) = runtime_files::prefix_holder(&prefix)
+        {
+            return Err(DpdkError::PrefixInUse {
+                prefix,
+                pid: h.pid,
+                cmdline: h.cmdline,
+            });
+        }
         if STATE
             .compare_exchange(UNINIT, STARTING, Ordering::SeqCst, Ordering::SeqCst)
             .is_err()
@@ -87,7 +98,14 @@ impl Eal {
         // process; STATE guarantees this is the only call in the process.
         let ret = unsafe { sys::rte_eal_init(argc, argv.as_mut_ptr()) };
         if ret < 0 {
-            let err = DpdkError::from_rte_errno("rte_eal_init");
+            let err = match DpdkError::from_rte_errno("rte_eal_init") {
+                // Some of EAL's failures set no rte_errno: "Success" would be a lie.
+                DpdkError::Call { errno: 0, .. } => DpdkError::invalid(
+                    "rte_eal_init",
+                    "EAL failed without saying why here (rte_errno 0); its log above does",
+                ),
+                e => e,
+            };
             STATE.store(DONE, Ordering::SeqCst);
             return Err(err);
         }
@@ -106,7 +124,7 @@ impl Eal {
                 .map(PathBuf::from)
         };
         Ok(Eal {
-            prefix: runtime_files::file_prefix(args),
+            prefix,
             runtime_dir,
             huge_dir: huge_dir(args),
         })
@@ -214,6 +232,21 @@ impl Eal {
         huge_dirs.extend(self.huge_dir.clone());
         runtime_files::remove_in(base, &self.prefix, &huge_dirs);
     }
+}
+
+/// Whether EAL will take this prefix's shared config as its primary (and so conflict with
+/// another process using it): not as a secondary process, not with a private, in-memory one.
+fn shares_config(args: &[String]) -> bool {
+    let secondary = args
+        .windows(2)
+        .any(|w| w[0] == "--proc-type" && (w[1] == "secondary" || w[1] == "auto"))
+        || args
+            .iter()
+            .any(|a| a == "--proc-type=secondary" || a == "--proc-type=auto");
+    !secondary
+        && !args
+            .iter()
+            .any(|a| a == "--in-memory" || a == "--no-shconf")
 }
 
 /// The `--huge-dir` in EAL arguments, if any.

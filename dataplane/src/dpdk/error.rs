@@ -27,10 +27,34 @@ pub enum DpdkError {
     #[error("EAL is not running: call Eal::init first (and keep the Eal alive)")]
     EalNotRunning,
     /// No ethdev has this name.
-    #[error("no DPDK port named {name:?}: give EAL the device (--vdev net_... or -a <PCI>)")]
+    #[error(
+        "no DPDK port named {name:?}: EAL did not probe such a device (its log above says why)"
+    )]
     DeviceNotFound {
         /// The name that was looked up.
         name: String,
+    },
+    /// A configured device cannot be had: missing, not bound to a DPDK-capable driver, or a
+    /// virtual device reading an interface that does not exist.
+    #[error("{reason}")]
+    DeviceUnavailable {
+        /// The device string.
+        device: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// Another process is the primary of this EAL file prefix.
+    #[error(
+        "EAL file prefix {prefix:?} is in use by pid {pid} ({cmdline}): give each instance its \
+         own --file-prefix in dpdk.eal_args"
+    )]
+    PrefixInUse {
+        /// The `--file-prefix`.
+        prefix: String,
+        /// The process holding the prefix's lock.
+        pid: i32,
+        /// Its command line (`?` when unreadable).
+        cmdline: String,
     },
     /// The port is already open in this process.
     #[error("DPDK port {name:?} is already open")]

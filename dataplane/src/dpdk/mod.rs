@@ -15,6 +15,7 @@
 //!   mbufs are back.
 
 mod burst;
+mod device_check;
 mod eal;
 mod error;
 mod mbuf;
@@ -25,11 +26,12 @@ pub mod runtime_files;
 mod shm;
 
 pub use burst::{Burst, Drain};
+pub use device_check::check_device;
 pub use eal::Eal;
 pub use error::{DpdkError, MbufError};
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
-pub use port::{Link, Port, PortSetup, PortStats, RxQueue, TxQueue};
+pub use port::{Link, MacFilter, Port, PortSetup, PortStats, RxQueue, TxQueue};
 pub use ring::{MbufRing, RingConsumer, RingProducer};
 pub use shm::SharedWords;
 

@@ -41,6 +41,40 @@ pub struct PortSetup {
     /// Use the symmetric Toeplitz key (0x6d5a repeated) when the device hashes, so both
     /// directions of a flow land on the same queue. Otherwise the driver's default key.
     pub symmetric_rss: bool,
+    /// The MAC address the port answers to and sends from, when not the device's own: it is
+    /// programmed into the device (see [`MacFilter`]), or a NIC's unicast filter would drop
+    /// every frame sent to it.
+    pub mac: Option<[u8; 6]>,
+}
+
+/// How a configured MAC address reached the device's receive filter, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MacFilter {
+    /// None was configured: the device's own address.
+    DeviceAddress,
+    /// Set as the device's default address (`rte_eth_dev_default_mac_addr_set`).
+    Default,
+    /// The device refused a new default; added as a secondary unicast address
+    /// (`rte_eth_dev_mac_addr_add`).
+    Secondary,
+    /// The device took neither: promiscuous mode, so frames to it are received anyway (with
+    /// everyone else's).
+    Promiscuous,
+}
+
+impl std::fmt::Display for MacFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MacFilter::DeviceAddress => "the device's own address",
+            MacFilter::Default => "set as the device's default address",
+            MacFilter::Secondary => {
+                "added as a secondary address (the device refused a new default)"
+            }
+            MacFilter::Promiscuous => {
+                "promiscuous mode (the device took it neither as default nor as secondary address)"
+            }
+        })
+    }
 }
 
 impl PortSetup {
@@ -54,6 +88,7 @@ impl PortSetup {
             tx_descriptors: 1024,
             mempool,
             symmetric_rss: false,
+            mac: None,
         }
     }
 }
@@ -134,6 +169,7 @@ struct Inner {
     id: u16,
     name: String,
     mac: [u8; 6],
+    mac_filter: MacFilter,
     rss_hf: u64,
     rx_taken: Box<[AtomicBool]>,
     tx_taken: Box<[AtomicBool]>,
@@ -243,6 +279,11 @@ impl Port {
                 return Err(DpdkError::from_ret("rte_eth_tx_queue_setup", ret));
             }
         }
+        // Before the start, so that a device that takes none of the ways is left unstarted.
+        let mac_filter = match setup.mac {
+            Some(mac) => program_mac(id, mac)?,
+            None => MacFilter::DeviceAddress,
+        };
         // SAFETY: configured port with all queues set up.
         let ret = unsafe { sys::rte_eth_dev_start(id) };
         if ret != 0 {
@@ -265,6 +306,7 @@ impl Port {
                 id,
                 name,
                 mac: mac.addr_bytes,
+                mac_filter,
                 rss_hf,
                 rx_taken: flags(setup.rx_queues),
                 tx_taken: flags(setup.tx_queues),
@@ -286,9 +328,15 @@ impl Port {
         &self.inner.name
     }
 
-    /// The port's MAC address.
+    /// The port's MAC address, as the device reports it (`rte_eth_macaddr_get`) once the
+    /// configured one, if any, was programmed: with [`MacFilter::Default`] that one.
     pub fn mac(&self) -> [u8; 6] {
         self.inner.mac
+    }
+
+    /// How the configured MAC reached the device's receive filter.
+    pub fn mac_filter(&self) -> MacFilter {
+        self.inner.mac_filter
     }
 
     /// The RSS hash types configured (`RTE_ETH_RSS_*`); 0 when the device does not hash and
@@ -464,6 +512,38 @@ impl Port {
         }
         Ok(())
     }
+}
+
+/// Makes configured port `id` receive frames sent to `mac`: as its default address, else as a
+/// secondary one, else by promiscuous mode. Fails only when the device takes none of them;
+/// the error then names all three refusals.
+fn program_mac(id: u16, mac: [u8; 6]) -> Result<MacFilter, DpdkError> {
+    let mut addr = sys::rte_ether_addr { addr_bytes: mac };
+    // SAFETY: valid, configured port; `addr` is a valid rte_ether_addr that outlives the call.
+    let ret = unsafe { sys::rte_eth_dev_default_mac_addr_set(id, &mut addr) };
+    if ret == 0 {
+        return Ok(MacFilter::Default);
+    }
+    let default = DpdkError::from_ret("rte_eth_dev_default_mac_addr_set", ret);
+    // SAFETY: as above; pool 0 is the default VMDq pool every device has.
+    let ret = unsafe { sys::rte_eth_dev_mac_addr_add(id, &mut addr, 0) };
+    if ret == 0 {
+        return Ok(MacFilter::Secondary);
+    }
+    let secondary = DpdkError::from_ret("rte_eth_dev_mac_addr_add", ret);
+    // SAFETY: valid, configured port.
+    let ret = unsafe { sys::rte_eth_promiscuous_enable(id) };
+    if ret == 0 {
+        return Ok(MacFilter::Promiscuous);
+    }
+    let promiscuous = DpdkError::from_ret("rte_eth_promiscuous_enable", ret);
+    Err(DpdkError::invalid(
+        "program MAC",
+        format!(
+            "the device takes the configured MAC neither as default ({default}), nor as secondary \
+             address ({secondary}), nor by promiscuous mode ({promiscuous})"
+        ),
+    ))
 }
 
 /// The port id of `name`; a short PCI address (`01:00.0`) is also tried with domain 0000.

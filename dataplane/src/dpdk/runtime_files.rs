@@ -48,6 +48,67 @@ pub fn is_safe_prefix(prefix: &str) -> bool {
     !prefix.is_empty() && !prefix.contains('/') && prefix != "." && prefix != ".."
 }
 
+/// The base of the runtime directories EAL makes for this user (`eal_create_runtime_dir`):
+/// [`RUNTIME_BASE`] for root, `$XDG_RUNTIME_DIR/dpdk` or `/tmp/dpdk` for others.
+pub fn runtime_base() -> PathBuf {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    if unsafe { libc::getuid() } == 0 {
+        return PathBuf::from(RUNTIME_BASE);
+    }
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
+        .join("dpdk")
+}
+
+/// The live process that holds a file prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: i32,
+    /// Its command line, arguments joined by spaces (`?` when unreadable).
+    pub cmdline: String,
+}
+
+/// Who is the primary process of `prefix`: EAL's primary holds a write lock on
+/// `<runtime dir>/config` for its lifetime (a crashed one's lock is gone with it). `None` when
+/// no process holds it.
+pub fn prefix_holder(prefix: &str) -> Option<Holder> {
+    if !is_safe_prefix(prefix) {
+        return None;
+    }
+    lock_holder(&runtime_base().join(prefix).join("config"))
+}
+
+/// The pid holding a POSIX lock that conflicts with a write lock on all of `path`.
+fn lock_holder(path: &Path) -> Option<Holder> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).ok()?;
+    // SAFETY: flock is plain data; all-zero is a valid value, completed below.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    // l_start = 0, l_len = 0: the whole file.
+    // SAFETY: the descriptor is open (owned by `file`, alive across the call); F_GETLK only
+    // writes the `flock` it is given, which is ours and writable.
+    let ret = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut lock) };
+    if ret != 0 || lock.l_type == libc::F_UNLCK as libc::c_short || lock.l_pid <= 0 {
+        return None;
+    }
+    let pid = lock.l_pid;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .map(|b| {
+            let words: Vec<String> = b
+                .split(|&c| c == 0)
+                .filter(|w| !w.is_empty())
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .collect();
+            words.join(" ")
+        })
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "?".to_owned());
+    Some(Holder { pid, cmdline })
+}
+
 /// Removes `prefix`'s runtime directory under [`RUNTIME_BASE`] and its hugepage files in
 /// every hugetlbfs mount. Call it only for a prefix whose process has exited (or is exiting
 /// after `rte_eal_cleanup`): a live process's files are its own. Missing files are fine; an
@@ -124,6 +185,49 @@ mod tests {
             "b"
         );
         assert_eq!(file_prefix(&s(&["--file-prefix=c"])), "c");
+    }
+
+    #[test]
+    fn a_lock_names_its_holder_and_a_free_file_names_nobody() {
+        let dir = std::env::temp_dir().join(format!("fulcrum-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config");
+        std::fs::write(&path, [0u8; 64]).unwrap();
+        assert_eq!(lock_holder(&path), None);
+        assert_eq!(lock_holder(&dir.join("missing")), None);
+        // A POSIX write lock held by another process, as EAL's primary holds its config's.
+        let mut child = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import fcntl, sys, time\n\
+                 f = open(sys.argv[1], 'r+')\n\
+                 fcntl.lockf(f, fcntl.LOCK_EX)\n\
+                 print('locked', flush=True)\n\
+                 time.sleep(30)",
+            )
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "locked");
+        let holder = lock_holder(&path);
+        let _ = child.kill();
+        let _ = child.wait();
+        let holder = holder.expect("the lock is seen");
+        assert_eq!(holder.pid, child.id() as i32);
+        assert!(
+            holder.cmdline.contains("python3") && holder.cmdline.contains("fcntl.lockf"),
+            "{}",
+            holder.cmdline
+        );
+        assert_eq!(lock_holder(&path), None, "a dead holder's lock is gone");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
