@@ -333,6 +333,19 @@ fn a_worker_cpu_beyond_this_host_refuses_the_start() {
         log.contains(&format!("slow-path CPU {beyond} does not exist")),
         "{log}"
     );
+
+    // A CPU the host has but the process may not use (taskset, as a cgroup cpuset would).
+    let mut taskset = Command::new("taskset");
+    taskset.args(["-c", "0", env!("CARGO_BIN_EXE_fulcrum")]);
+    let mut r = Run::start_in(&s, "cpuset", &config(&s, "cpuset", ""), taskset);
+    let st = r.wait_exit();
+    let log = r.log();
+    assert!(!st.success(), "started outside its CPU set:\n{log}");
+    let want = "worker 0 CPU 1 is outside this process's CPU set (taskset or cgroup cpuset; \
+                allowed: 0)";
+    assert!(log.contains(want), "{log}");
+    assert!(!runtime_dir_exists(&eal_prefix("cpuset")));
+    println!("cpuset: refused: {}", log.lines().last().unwrap_or(""));
 }
 
 #[test]

@@ -310,6 +310,9 @@ impl Engine {
                 for t in threads.drain(..) {
                     let _ = t.join();
                 }
+                if shm.is_some() {
+                    let _ = std::fs::remove_file(&counters_file);
+                }
                 return Err(e);
             }
         }
