@@ -535,24 +535,35 @@ fn a_configured_port_mac_is_programmed_into_the_device() {
         "kernel sees {link}"
     );
 
-    // A device that refuses a new default still gets the address, by the next way down.
-    let cfg = config(&s, "macring", "").replace(
-        r#"device = "net_ring0""#,
-        &format!("device = \"net_ring0\"\nmac = \"{mac}\""),
+    // Devices that refuse a new default still get the address, by the next way down: here
+    // net_ring takes it as a secondary address, net_memif (a server without a peer) neither
+    // as default nor as secondary, so promiscuous mode.
+    let memif = format!(
+        "net_memif0,role=server,socket-abstract=no,socket={}",
+        s.join("memif.sock").display()
     );
-    let mut r = Run::start(&s, "macring", &cfg);
-    r.wait_log("port up");
-    let log = r.log();
-    r.stop();
-    let filter = port_up_field(&log, "mac_filter");
-    println!(
-        "net_ring: mac_filter = {filter}; device reports {}",
-        port_up_field(&log, "device_mac")
-    );
-    assert!(!filter.contains("own address"), "{log}");
-    assert_eq!(
-        port_up_field(&log, "mac"),
-        mac,
-        "the MAC on the wire:\n{log}"
-    );
+    for (tag, device, want) in [
+        ("macring", "net_ring0", "added as a secondary address"),
+        ("macmemif", memif.as_str(), "promiscuous mode"),
+    ] {
+        let cfg = config(&s, tag, "").replace(
+            r#"device = "net_ring0""#,
+            &format!("device = \"{device}\"\nmac = \"{mac}\""),
+        );
+        let mut r = Run::start(&s, tag, &cfg);
+        r.wait_log("port up");
+        let log = r.log();
+        r.stop();
+        let filter = port_up_field(&log, "mac_filter");
+        println!(
+            "{device}: mac_filter = {filter}; device reports {}",
+            port_up_field(&log, "device_mac")
+        );
+        assert!(filter.starts_with(want), "{log}");
+        assert_eq!(
+            port_up_field(&log, "mac"),
+            mac,
+            "the MAC on the wire:\n{log}"
+        );
+    }
 }

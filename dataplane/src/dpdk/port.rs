@@ -482,25 +482,7 @@ impl Port {
 
     /// Turns promiscuous mode on or off.
     pub fn set_promiscuous(&self, on: bool) -> Result<(), DpdkError> {
-        // SAFETY: open port.
-        let ret = unsafe {
-            if on {
-                sys::rte_eth_promiscuous_enable(self.inner.id)
-            } else {
-                sys::rte_eth_promiscuous_disable(self.inner.id)
-            }
-        };
-        if ret != 0 {
-            return Err(DpdkError::from_ret(
-                if on {
-                    "rte_eth_promiscuous_enable"
-                } else {
-                    "rte_eth_promiscuous_disable"
-                },
-                ret,
-            ));
-        }
-        Ok(())
+        promiscuous(self.inner.id, on)
     }
 
     /// Sets the MTU (L3 bytes, without the Ethernet header).
@@ -531,12 +513,10 @@ fn program_mac(id: u16, mac: [u8; 6]) -> Result<MacFilter, DpdkError> {
         return Ok(MacFilter::Secondary);
     }
     let secondary = DpdkError::from_ret("rte_eth_dev_mac_addr_add", ret);
-    // SAFETY: valid, configured port.
-    let ret = unsafe { sys::rte_eth_promiscuous_enable(id) };
-    if ret == 0 {
-        return Ok(MacFilter::Promiscuous);
-    }
-    let promiscuous = DpdkError::from_ret("rte_eth_promiscuous_enable", ret);
+    let promiscuous = match promiscuous(id, true) {
+        Ok(()) => return Ok(MacFilter::Promiscuous),
+        Err(e) => e,
+    };
     Err(DpdkError::invalid(
         "program MAC",
         format!(
@@ -544,6 +524,29 @@ fn program_mac(id: u16, mac: [u8; 6]) -> Result<MacFilter, DpdkError> {
              address ({secondary}), nor by promiscuous mode ({promiscuous})"
         ),
     ))
+}
+
+/// Turns promiscuous mode of port `id` (configured or started, and ours) on or off.
+fn promiscuous(id: u16, on: bool) -> Result<(), DpdkError> {
+    // SAFETY: `id` is a port this process opened (a configured or started `Port` of ours).
+    let ret = unsafe {
+        if on {
+            sys::rte_eth_promiscuous_enable(id)
+        } else {
+            sys::rte_eth_promiscuous_disable(id)
+        }
+    };
+    if ret != 0 {
+        return Err(DpdkError::from_ret(
+            if on {
+                "rte_eth_promiscuous_enable"
+            } else {
+                "rte_eth_promiscuous_disable"
+            },
+            ret,
+        ));
+    }
+    Ok(())
 }
 
 /// The port id of `name`; a short PCI address (`01:00.0`) is also tried with domain 0000.
