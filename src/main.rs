@@ -72,7 +72,7 @@ enum Cmd {
         #[arg(short, long, value_name = "OUT.pcap")]
         output: PathBuf,
         /// Give up if the input is not consumed within this many seconds.
-        #[arg(long, default_value_t = 120)]
+        #[arg(long, value_name = "SECS", default_value_t = 120)]
         timeout: u64,
     },
     /// Which backend the config sends a new flow to (every backend taken as healthy), as a
