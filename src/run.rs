@@ -22,13 +22,14 @@ pub fn run(
     signals: &Signals,
 ) -> Result<(), String> {
     let cfg = conf::load(path).map_err(|e| e.to_string())?;
-    if signals.stop_requested() {
-        tracing::info!("SIGTERM/SIGINT before start-up: not starting");
-        return Ok(());
-    }
     let t0 = Instant::now();
     // Before DPDK: a second instance on the same socket stops here, touching no EAL file.
     let (mut control, mut metrics) = bind_servers(&cfg.global, t0)?;
+    if signals.stop_requested() {
+        // Nothing of DPDK's exists yet; dropping the servers removes the socket.
+        tracing::info!("SIGTERM/SIGINT before DPDK started: not starting it");
+        return Ok(());
+    }
     let devices = cfg.ports.iter().map(|p| p.device.clone()).collect();
     // Signals that arrive from here on are acted on once the loop below runs.
     let mut engine = Engine::start(&cfg, devices).map_err(|e| e.to_string())?;
