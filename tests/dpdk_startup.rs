@@ -400,6 +400,13 @@ fn a_device_that_cannot_be_had_is_named_with_the_reason() {
         )),
         "{log}"
     );
+    // A driver EAL does not know: EAL's own refusal, and nothing of it left behind.
+    let log = refused(&s, "nodriver", &with("nodriver", "net_nosuchdriver0"));
+    assert!(log.contains("rte_eal_init failed: No such device"), "{log}");
+    assert!(
+        !runtime_dir_exists(&eal_prefix("nodriver")),
+        "a failed EAL start left its runtime directory"
+    );
     // This host's own PCI devices: each is either bound to a kernel driver or to none.
     let mut seen = 0;
     for e in std::fs::read_dir("/sys/bus/pci/devices").unwrap().flatten() {

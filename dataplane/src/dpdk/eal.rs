@@ -107,6 +107,12 @@ impl Eal {
                 e => e,
             };
             STATE.store(DONE, Ordering::SeqCst);
+            // EAL may have made the runtime directory (and hugepage files) before failing, and
+            // no cleanup call exists for a failed init: remove them, unless a live process
+            // holds the prefix (then they are its own).
+            if shares_config(args) && runtime_files::prefix_holder(&prefix).is_none() {
+                remove_prefix(&runtime_files::runtime_base(), &prefix, huge_dir(args));
+            }
             return Err(err);
         }
         STATE.store(RUNNING, Ordering::SeqCst);
@@ -228,10 +234,16 @@ impl Eal {
             ));
             return;
         }
-        let mut huge_dirs = runtime_files::hugetlbfs_mounts();
-        huge_dirs.extend(self.huge_dir.clone());
-        runtime_files::remove_in(base, &self.prefix, &huge_dirs);
+        remove_prefix(base, &self.prefix, self.huge_dir.clone());
     }
+}
+
+/// Removes `prefix`'s runtime directory under `base` and its hugepage files in every hugetlbfs
+/// mount and in `huge_dir`.
+fn remove_prefix(base: &std::path::Path, prefix: &str, huge_dir: Option<PathBuf>) {
+    let mut huge_dirs = runtime_files::hugetlbfs_mounts();
+    huge_dirs.extend(huge_dir);
+    runtime_files::remove_in(base, prefix, &huge_dirs);
 }
 
 /// Whether EAL will take this prefix's shared config as its primary (and so conflict with
