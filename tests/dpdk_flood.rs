@@ -55,6 +55,7 @@ idle_sleep_us = 50
 
 [global]
 hash_seed = 11
+control_socket = "/tmp/{prefix}.sock"
 flow_table_capacity = {CAPACITY}
 
 [[port]]
@@ -96,6 +97,7 @@ port = 8080
 mac = "02:00:00:00:00:21"
 "#,
         eal = eal_args_toml(tag),
+        prefix = eal_prefix(tag),
         input = input.display(),
         output = output.display(),
     )

@@ -56,6 +56,7 @@ idle_sleep_us = 100
 
 [global]
 flow_table_capacity = 4096
+control_socket = "/tmp/{prefix}.sock"
 
 [[port]]
 name = "p0"
@@ -73,6 +74,7 @@ address = "10.0.0.11"
 mac = "02:00:00:00:00:11"
 "#,
         eal = eal_args_toml("run-pcap"),
+        prefix = eal_prefix("run-pcap"),
         q0 = s.join("q0.pcap").display(),
         q1 = s.join("q1.pcap").display(),
         o0 = s.join("o0.pcap").display(),
@@ -166,6 +168,9 @@ fn run_removes_its_runtime_dir_on_exit() {
 workers = [0]
 mbufs = 4095
 
+[global]
+control_socket = "/tmp/{prefix}.sock"
+
 [[port]]
 name = "p0"
 device = "net_pcap0,rx_pcap={i},tx_pcap={o}"
@@ -182,6 +187,7 @@ address = "10.0.0.11"
 mac = "02:00:00:00:00:11"
 "#,
         eal = eal_args_toml("run-rtdir"),
+        prefix = eal_prefix("run-rtdir"),
         i = s.join("in.pcap").display(),
         o = s.join("out.pcap").display(),
     );
@@ -212,6 +218,9 @@ workers = [0]
 mbufs = 4095
 {dpdk_extra}
 
+[global]
+control_socket = "/tmp/{prefix}.sock"
+
 [[port]]
 name = "p0"
 device = "net_pcap0,rx_pcap={i},tx_pcap={o}"
@@ -229,6 +238,7 @@ address = "10.0.0.11"
 mac = "02:00:00:00:00:11"
 "#,
         eal = eal_args_toml(tag),
+        prefix = eal_prefix(tag),
         i = s.join("in.pcap").display(),
         o = s.join(&format!("{tag}-out.pcap")).display(),
     );

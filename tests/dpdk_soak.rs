@@ -63,6 +63,7 @@ idle_sleep_us = 50
 
 [global]
 flow_table_capacity = {CAPACITY}
+control_socket = "/tmp/{prefix}.sock"
 
 [[port]]
 name = "p0"
@@ -95,6 +96,7 @@ port = 8080
 mac = "02:00:00:00:00:21"
 "#,
         eal = eal_args_toml("soak"),
+        prefix = eal_prefix("soak"),
         pcap = pcap.display(),
     );
     std::fs::write(s.join("f.toml"), cfg).expect("config");

@@ -54,6 +54,7 @@ idle_sleep_us = 100
 
 [global]
 flow_table_capacity = 65536
+control_socket = "/tmp/{prefix}.sock"
 
 [[port]]
 name = "lan"
@@ -366,6 +367,7 @@ idle_sleep_us = 100
 
 [global]
 flow_table_capacity = 65536
+control_socket = "/tmp/{prefix}.sock"
 
 [[port]]
 name = "lan"
@@ -540,6 +542,7 @@ idle_sleep_us = 100
 
 [global]
 flow_table_capacity = 65536
+control_socket = "/tmp/{prefix}.sock"
 
 [[port]]
 name = "lan"
