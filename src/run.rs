@@ -137,8 +137,8 @@ fn bind_servers(
 }
 
 /// A server that could not be bound: an error, or (opted in) a warning and no server.
-fn optional<T>(
-    bound: Result<T, String>,
+fn optional<T, E: std::fmt::Display>(
+    bound: Result<T, E>,
     optional: bool,
     without: &str,
 ) -> Result<Option<T>, String> {

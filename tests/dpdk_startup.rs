@@ -402,7 +402,11 @@ fn a_device_that_cannot_be_had_is_named_with_the_reason() {
     );
     // A driver EAL does not know: EAL's own refusal, and nothing of it left behind.
     let log = refused(&s, "nodriver", &with("nodriver", "net_nosuchdriver0"));
-    assert!(log.contains("rte_eal_init failed: No such device"), "{log}");
+    assert!(
+        log.contains("rte_eal_init failed: No such device")
+            && log.contains("EAL could not create one of the ports' devices (net_nosuchdriver0)"),
+        "{log}"
+    );
     assert!(
         !runtime_dir_exists(&eal_prefix("nodriver")),
         "a failed EAL start left its runtime directory"

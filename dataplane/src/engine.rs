@@ -149,7 +149,16 @@ impl Engine {
                 source,
             })?;
         }
-        let eal = Eal::init(&eal_args(cfg, &devices))?;
+        let eal = Eal::init(&eal_args(cfg, &devices)).map_err(|e| match e {
+            // What EAL says when it cannot create a device given to it (e.g. a vdev whose
+            // driver does not exist): name the candidates.
+            DpdkError::Call { errno, .. } if errno == libc::ENODEV => EngineError::Setup(format!(
+                "{e}: EAL could not create one of the ports' devices ({}); its log above \
+                 names which (an unknown driver in net_<driver>N, a bad device argument)",
+                devices.join("; ")
+            )),
+            e => e.into(),
+        })?;
         let mempool = Mempool::new(
             "fulcrum_pkts",
             cfg.dpdk.mbufs,
