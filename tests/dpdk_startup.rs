@@ -223,12 +223,12 @@ fn sighup_during_start_up_is_survived_and_reloads_once_running() {
 }
 
 #[test]
-fn sigterm_during_start_up_stops_cleanly_leaving_no_file() {
+fn sigterm_or_sigint_during_start_up_stops_cleanly_leaving_no_file() {
     let s = Scratch::new("start-term");
-    for ms in [5u64, 30, 80, 150] {
-        let tag = format!("term{ms}");
+    for (sig, ms) in [("TERM", 5u64), ("INT", 30), ("TERM", 80), ("INT", 150)] {
+        let tag = format!("{}{ms}", sig.to_lowercase());
         let mut r = Run::start(&s, &tag, &config(&s, &tag, ""));
-        let (sent, main) = r.signal_at("TERM", Duration::from_millis(ms));
+        let (sent, main) = r.signal_at(sig, Duration::from_millis(ms));
         let st = r.wait_exit();
         assert!(st.success(), "exit {st}:\n{}", r.log());
         assert!(
@@ -241,7 +241,7 @@ fn sigterm_during_start_up_stops_cleanly_leaving_no_file() {
         );
         assert!(!counters_file(r.child.id()).exists(), "counter file left");
         println!(
-            "SIGTERM at {} ms (main at {} us): exit 0 after {} ms, no file left",
+            "SIG{sig} at {} ms (main at {} us): exit 0 after {} ms, no file left",
             sent.as_millis(),
             main.as_micros(),
             r.started.elapsed().as_millis()
