@@ -262,19 +262,28 @@ impl fmt::Debug for MacAddr {
     }
 }
 
+/// Why text is not a MAC address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a MAC address; write six hex pairs separated by ':', e.g. \"02:00:00:00:00:01\"")]
+pub struct MacParseError;
+
 impl std::str::FromStr for MacAddr {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
+    type Err = MacParseError;
+    fn from_str(s: &str) -> Result<Self, MacParseError> {
         let mut out = [0u8; 6];
         let mut n = 0;
         for part in s.split(':') {
             if n == 6 || part.len() != 2 {
-                return Err(());
+                return Err(MacParseError);
             }
-            out[n] = u8::from_str_radix(part, 16).map_err(|_| ())?;
+            out[n] = u8::from_str_radix(part, 16).map_err(|_| MacParseError)?;
             n += 1;
         }
-        if n == 6 { Ok(MacAddr(out)) } else { Err(()) }
+        if n == 6 {
+            Ok(MacAddr(out))
+        } else {
+            Err(MacParseError)
+        }
     }
 }
 

@@ -621,17 +621,28 @@ fn header_value_problem(s: &str) -> Option<String> {
         .then(|| "must be visible ASCII without spaces, like \"www.example.com\"".to_owned())
 }
 
+/// Why an `expect_status` is not a status range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum StatusRangeError {
+    #[error("is not a status or a range; write \"200\" or \"200-399\"")]
+    Syntax,
+    #[error("is outside the HTTP statuses 100..=599")]
+    OutOfRange,
+    #[error("starts at {0}, after its end {1}")]
+    Reversed(u16, u16),
+}
+
 /// `"200"` or `"200-399"`, statuses 100..=599.
-fn parse_status_range(s: &str) -> Result<RangeInclusive<u16>, String> {
+fn parse_status_range(s: &str) -> Result<RangeInclusive<u16>, StatusRangeError> {
     let (a, b) = s.split_once('-').unwrap_or((s, s));
     let (Ok(lo), Ok(hi)) = (a.trim().parse::<u16>(), b.trim().parse::<u16>()) else {
-        return Err("is not a status or a range; write \"200\" or \"200-399\"".to_owned());
+        return Err(StatusRangeError::Syntax);
     };
     if !(100..=599).contains(&lo) || !(100..=599).contains(&hi) {
-        return Err("is outside the HTTP statuses 100..=599".to_owned());
+        return Err(StatusRangeError::OutOfRange);
     }
     if lo > hi {
-        return Err(format!("starts at {lo}, after its end {hi}"));
+        return Err(StatusRangeError::Reversed(lo, hi));
     }
     Ok(lo..=hi)
 }

@@ -1,0 +1,212 @@
+//! `[[service]]`: names, VIPs, protocols and ports (no two services on one listener), forwarding,
+//! hashing, access lists; each service's backends are checked in `backend.rs`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::ops::Range;
+
+use super::port::Ports;
+use super::{Checker, endpoint, health, protocol_name};
+use crate::model::*;
+use crate::schema;
+
+impl Checker<'_> {
+    pub(super) fn services(
+        &mut self,
+        tables: &[schema::ServiceTable],
+        ports: &Ports,
+    ) -> Vec<Service> {
+        let mut names: HashMap<String, (usize, Range<usize>)> = HashMap::new();
+        let mut listeners = Listeners::new();
+        let mut services = Vec::new();
+        // Backends are checked against every VIP, including those of later services.
+        let vips: HashMap<IpAddr, usize> = tables
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| Some((t.vip.get_ref().parse().ok()?, i)))
+            .collect();
+        let mut tracks = Vec::new();
+
+        for (si, t) in tables.iter().enumerate() {
+            let f = |key: &str| format!("service[{si}].{key}");
+            self.name(&t.name, &f("name"), "service");
+            self.unique(
+                &mut names,
+                &t.name,
+                si,
+                &f("name"),
+                "service name",
+                "service",
+            );
+
+            let vip = self.ip(&t.vip, &f("vip"), "vip");
+            if let Some(vip) = vip {
+                self.unicast_ip(vip, t.vip.span(), &f("vip"), "vip");
+                if let Some(port) = ports.own.get(&vip) {
+                    self.error(
+                        t.vip.span(),
+                        f("vip"),
+                        format!(
+                            "vip {vip} is the balancer's own address on port {port:?}; a VIP must be \
+                             an address of its own"
+                        ),
+                    );
+                }
+            }
+            let protocol = self.choice(
+                &t.protocol,
+                &f("protocol"),
+                "protocol",
+                &[("tcp", Protocol::Tcp), ("udp", Protocol::Udp)],
+            );
+            let port = t.port.as_ref().and_then(|p| {
+                if p.get_ref().0 == 0 {
+                    self.error(
+                        p.span(),
+                        f("port"),
+                        "port 0 is not a port; omit `port` to serve every port of the VIP",
+                    );
+                    return None;
+                }
+                self.int::<u16>(p, &f("port"), "port", 1..=65535)
+            });
+            let forwarding = self.choice(
+                &t.forwarding,
+                &f("forwarding"),
+                "forwarding",
+                &[("dsr", Forwarding::Dsr), ("nat", Forwarding::Nat)],
+            );
+            let hash = self.choice(
+                &t.hash,
+                &f("hash"),
+                "hash",
+                &[
+                    ("5-tuple", HashKey::FiveTuple),
+                    ("source-ip", HashKey::SourceIp),
+                ],
+            );
+            let on_empty = self.choice(
+                &t.on_empty,
+                &f("on_empty"),
+                "on_empty",
+                &[("reset", OnEmpty::Reset), ("drop", OnEmpty::Drop)],
+            );
+
+            // A port that failed to parse is left out of the overlap check rather than being
+            // taken for "every port".
+            if let (Some(vip), true) = (vip, t.port.is_none() || port.is_some()) {
+                self.claim_listener(&mut listeners, tables, si, (vip, protocol, port));
+            }
+
+            let (on_change, state_file) = self.hook(t, si);
+            let allow = self.prefixes(&t.allow, &f("allow"));
+            let deny = self.prefixes(&t.deny, &f("deny"));
+            let health = t
+                .health
+                .as_ref()
+                .map(|h| self.health_table(h, &f("health")));
+            if let Some(h) = &health {
+                self.health_keys_apply(h, h.kind());
+            }
+            let ctx = ServiceCtx {
+                si,
+                vip,
+                port,
+                forwarding,
+                ports,
+                vips: &vips,
+                tables,
+                health: health.as_ref(),
+            };
+            let backends = self.backends(&t.backend, &ctx, &mut tracks);
+            services.push(Service {
+                name: t.name.get_ref().clone(),
+                vip: vip.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                protocol,
+                port,
+                forwarding,
+                hash,
+                on_empty,
+                backends,
+                on_change,
+                state_file,
+                allow,
+                deny,
+            });
+        }
+        self.resolve_tracks(&mut services, &tracks);
+        services
+    }
+
+    /// Records service `si` as the holder of its VIP, protocol and port (or every port), or
+    /// reports the earlier service that already holds it or overlaps it.
+    pub(super) fn claim_listener(
+        &mut self,
+        listeners: &mut Listeners,
+        tables: &[schema::ServiceTable],
+        si: usize,
+        (vip, protocol, port): (IpAddr, Protocol, Option<u16>),
+    ) {
+        let t = &tables[si];
+        let holders = listeners.entry((vip, protocol)).or_default();
+        let clash = holders
+            .iter()
+            .find(|h| h.port.is_none() || port.is_none() || h.port == port);
+        let Some(holder) = clash else {
+            holders.push(Listener {
+                service: si,
+                port,
+                vip_span: t.vip.span(),
+            });
+            return;
+        };
+        let other = tables[holder.service].name.get_ref();
+        let line = self.line_of(&holder.vip_span);
+        let name = t.name.get_ref();
+        let proto = protocol_name(protocol);
+        let message = match (port, holder.port) {
+            (Some(p), Some(_)) => format!(
+                "service {name:?} listens on {proto} {} like service {other:?} (line {line}); \
+                 a VIP, protocol and port can belong to one service only",
+                endpoint(vip, Some(p)),
+            ),
+            (None, _) => format!(
+                "service {name:?} takes every {proto} port of {vip}, which overlaps service \
+                 {other:?} (line {line}); give it a `port` or move one of them to another VIP",
+            ),
+            (Some(p), None) => format!(
+                "{proto} port {p} of {vip} is already served by service {other:?} (line {line}), \
+                 which takes every port of that VIP",
+            ),
+        };
+        // Point at the port when there is one: that is usually the value to change.
+        match &t.port {
+            Some(p) => self.error(p.span(), format!("service[{si}].port"), message),
+            None => self.error(t.vip.span(), format!("service[{si}].vip"), message),
+        }
+    }
+}
+
+/// A service holding a (VIP, protocol) on one port or, with `port: None`, on all of them.
+pub(super) struct Listener {
+    service: usize,
+    port: Option<u16>,
+    vip_span: Range<usize>,
+}
+
+/// The services on each (VIP, protocol) so far.
+pub(super) type Listeners = HashMap<(IpAddr, Protocol), Vec<Listener>>;
+
+/// What a backend's checks need to know about its service and the rest of the file.
+pub(super) struct ServiceCtx<'a> {
+    pub(super) si: usize,
+    pub(super) vip: Option<IpAddr>,
+    /// The service's port (`None`: every port).
+    pub(super) port: Option<u16>,
+    pub(super) forwarding: Forwarding,
+    pub(super) ports: &'a Ports,
+    pub(super) vips: &'a HashMap<IpAddr, usize>,
+    pub(super) tables: &'a [schema::ServiceTable],
+    /// The service's `[service.health]`, checked.
+    pub(super) health: Option<&'a health::Partial>,
+}

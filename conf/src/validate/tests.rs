@@ -1,0 +1,289 @@
+//! Validation across tables: every error of a file in one pass, each at its value.
+
+use super::*;
+use crate::{ConfigError, parse};
+use std::path::Path;
+
+const PORT: &str =
+    "[[port]]\nname = \"lan0\"\ndevice = \"net_null0\"\naddresses = [\"10.0.0.2/24\"]\n";
+
+fn errors(text: &str) -> Vec<Diagnostic> {
+    match parse(text, Path::new("t.toml")) {
+        Err(ConfigError::Invalid(d)) => d,
+        other => panic!("expected diagnostics, got {other:?}"),
+    }
+}
+
+fn has(diags: &[Diagnostic], line: usize, field: &str, needle: &str) {
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.line == line && d.field == field && d.message.contains(needle)),
+        "no diagnostic at line {line} for {field} containing {needle:?} in:\n{}",
+        diags
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn is_prime_matches_trial_division() {
+    let slow = |n: u32| n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0);
+    for n in 0..20_000 {
+        assert_eq!(is_prime(n), slow(n), "{n}");
+    }
+    for n in [65537, 655_373, 16_777_213, 4_294_967_291] {
+        assert!(is_prime(n), "{n}");
+    }
+    // Strong pseudoprimes to some of the bases, and the largest u32.
+    for n in [
+        3_215_031_751,
+        2_152_302_898_747u64 as u32,
+        65536,
+        16_777_215,
+        u32::MAX,
+    ] {
+        assert_eq!(is_prime(n), slow(n), "{n}");
+    }
+}
+
+#[test]
+fn reports_every_error_at_once() {
+    let text = format!(
+        "[dpdk]\nworkers = [1, 2, 1]\nslowpath_cpu = 2\nburst = 0\nrx_descriptors = 1000\n\
+         [global]\nmaglev_table_size = 65536\n[global.timeouts]\nudp = 0\n{PORT}\
+         [[service]]\nname = \"web\"\nvip = \"10.0.0.100\"\nport = 80\nprotocol = \"sctp\"\n\
+         [[service.backend]]\nname = \"a\"\naddress = \"10.0.0.11\"\nweight = 0\n\
+         [[service.backend]]\nname = \"a\"\naddress = \"10.0.0.11\"\n\
+         [[service]]\nname = \"web\"\nvip = \"10.0.0.2\"\n"
+    );
+    let d = errors(&text);
+    has(&d, 2, "dpdk.workers[2]", "CPU 1 is already worker 0");
+    has(
+        &d,
+        3,
+        "dpdk.slowpath_cpu",
+        "slowpath_cpu 2 is also worker 1's CPU",
+    );
+    has(&d, 4, "dpdk.burst", "burst 0 is out of range 1..=64");
+    has(
+        &d,
+        5,
+        "dpdk.rx_descriptors",
+        "not a power of two; use 512 or 1024",
+    );
+    has(
+        &d,
+        7,
+        "global.maglev_table_size",
+        "nearest primes are 65521 and 65537",
+    );
+    has(
+        &d,
+        9,
+        "global.timeouts.udp",
+        "udp 0 is out of range 1..=86400",
+    );
+    has(&d, 18, "service[0].protocol", "use \"tcp\" or \"udp\"");
+    has(
+        &d,
+        22,
+        "service[0].backend[0].weight",
+        "weight 0 is out of range 1..=10000",
+    );
+    has(
+        &d,
+        24,
+        "service[0].backend[1].name",
+        "backend name \"a\" is already used by backend[0] (line 20)",
+    );
+    has(
+        &d,
+        25,
+        "service[0].backend[1].address",
+        "backend 10.0.0.11 is already backend[0]",
+    );
+    has(
+        &d,
+        27,
+        "service[1].name",
+        "service name \"web\" is already used by service[0] (line 15)",
+    );
+    has(
+        &d,
+        28,
+        "service[1].vip",
+        "the balancer's own address on port \"lan0\"",
+    );
+    assert_eq!(d.len(), 12, "{d:#?}");
+}
+
+#[test]
+fn vip_overlaps() {
+    let text = format!(
+        "{PORT}\
+         [[service]]\nname = \"a\"\nvip = \"10.0.0.100\"\nport = 80\n\
+         [[service]]\nname = \"b\"\nvip = \"10.0.0.100\"\nport = 80\n\
+         [[service]]\nname = \"c\"\nvip = \"10.0.0.100\"\n\
+         [[service]]\nname = \"d\"\nvip = \"10.0.0.100\"\nport = 80\nprotocol = \"udp\"\n\
+         [[service]]\nname = \"e\"\nvip = \"10.0.0.101\"\n\
+         [[service]]\nname = \"f\"\nvip = \"10.0.0.101\"\nport = 443\n"
+    );
+    let d = errors(&text);
+    has(
+        &d,
+        12,
+        "service[1].port",
+        "listens on tcp 10.0.0.100:80 like service \"a\" (line 7)",
+    );
+    has(
+        &d,
+        15,
+        "service[2].vip",
+        "takes every tcp port of 10.0.0.100, which overlaps service \"a\"",
+    );
+    has(
+        &d,
+        27,
+        "service[5].port",
+        "tcp port 443 of 10.0.0.101 is already served by service \"e\"",
+    );
+    // udp/80 on the same VIP is a different service key: no error for "d".
+    assert_eq!(d.len(), 3, "{d:#?}");
+}
+
+#[test]
+fn backend_addressing() {
+    let text = format!(
+        "{PORT}\
+         [[service]]\nname = \"n\"\nvip = \"10.0.0.100\"\nforwarding = \"nat\"\n\
+         [[service.backend]]\nname = \"v6\"\naddress = \"2001:db8::1\"\n\
+         [[service.backend]]\nname = \"far\"\naddress = \"192.0.2.1\"\n\
+         [[service.backend]]\nname = \"zero\"\naddress = \"10.0.0.12\"\nport = 0\n\
+         [[service.backend]]\nname = \"self\"\naddress = \"10.0.0.2\"\n\
+         [[service]]\nname = \"d\"\nvip = \"10.0.0.101\"\n\
+         [[service.backend]]\nname = \"p\"\naddress = \"10.0.0.13\"\nport = 8080\n\
+         [[service.backend]]\nname = \"loop\"\naddress = \"10.0.0.100\"\n"
+    );
+    let d = errors(&text);
+    has(
+        &d,
+        11,
+        "service[0].backend[0].address",
+        "is IPv6 but the VIP 10.0.0.100 is IPv4",
+    );
+    has(
+        &d,
+        14,
+        "service[0].backend[1].address",
+        "not on-link: it is in no IPv4 subnet of any [[port]] (10.0.0.2/24)",
+    );
+    has(
+        &d,
+        18,
+        "service[0].backend[2].port",
+        "port 0 is not a valid NAT target",
+    );
+    has(
+        &d,
+        21,
+        "service[0].backend[3].address",
+        "the balancer's own address",
+    );
+    has(
+        &d,
+        28,
+        "service[1].backend[0].port",
+        "needs forwarding = \"nat\"",
+    );
+    has(
+        &d,
+        31,
+        "service[1].backend[1].address",
+        "is the VIP of service \"n\"",
+    );
+    assert_eq!(d.len(), 6, "{d:#?}");
+}
+
+#[test]
+fn port_errors() {
+    let text = "[[port]]\nname = \"a b\"\ndevice = \"x\"\nmac = \"01:00:5e:00:00:01\"\n\
+                addresses = [\"10.0.0.0/24\", \"10.0.1.1\", \"10.0.2.1/33\"]\n\
+                neighbors = [{ ip = \"10.9.9.9\", mac = \"02:00:00:00:00:09\" }]\n\
+                [[port]]\nname = \"b\"\ndevice = \"x\"\n";
+    let d = errors(text);
+    has(&d, 2, "port[0].name", "may contain only");
+    has(&d, 4, "port[0].mac", "multicast");
+    has(&d, 5, "port[0].addresses[0]", "network address");
+    has(
+        &d,
+        5,
+        "port[0].addresses[1]",
+        "needs a prefix length, e.g. \"10.0.1.1/24\"",
+    );
+    has(
+        &d,
+        5,
+        "port[0].addresses[2]",
+        "prefix length \"33\" must be a number in 0..=32",
+    );
+    has(
+        &d,
+        9,
+        "port[1].device",
+        "device \"x\" is already used by port[0] (line 3)",
+    );
+    // Port addresses were invalid, so the on-link check of the neighbour is skipped.
+    assert_eq!(d.len(), 6, "{d:#?}");
+}
+
+/// IPv4 10.0.0.x and IPv6 a00:x:: share their leading bytes; they are still different
+/// addresses: no "already served", "own address" or "is the VIP" error between them.
+#[test]
+fn same_bytes_in_two_families_do_not_collide() {
+    let text = "[[port]]\nname = \"lan0\"\ndevice = \"net_null0\"\n\
+                addresses = [\"10.0.0.2/24\", \"a00:1:0:1::2/16\"]\n\
+                [[service]]\nname = \"web4\"\nvip = \"10.0.0.1\"\nport = 80\n\
+                [[service.backend]]\nname = \"b\"\naddress = \"10.0.0.21\"\n\
+                [[service]]\nname = \"web6\"\nvip = \"a00:1::\"\nport = 80\n\
+                [[service.backend]]\nname = \"b\"\naddress = \"a00:15::\"\n\
+                [[service]]\nname = \"all4\"\nvip = \"10.0.0.3\"\n\
+                [[service]]\nname = \"all6\"\nvip = \"a00:3::\"\n\
+                [[service]]\nname = \"own-twin\"\nvip = \"a00:2::\"\n\
+                [[service.backend]]\nname = \"vip-twin\"\naddress = \"a00:4::\"\n\
+                [[service]]\nname = \"v4\"\nvip = \"10.0.0.4\"\n";
+    let c = parse(text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let vips: Vec<String> = c.services.iter().map(|s| s.vip.to_string()).collect();
+    assert_eq!(
+        vips,
+        [
+            "10.0.0.1", "a00:1::", "10.0.0.3", "a00:3::", "a00:2::", "10.0.0.4"
+        ]
+    );
+    // The same check still refuses a real duplicate of either family.
+    for dup in ["10.0.0.1", "a00:1::"] {
+        let text = format!("{text}[[service]]\nname = \"dup\"\nvip = \"{dup}\"\nport = 80\n");
+        let d = errors(&text);
+        has(
+            &d,
+            37,
+            "service[6].port",
+            &format!(
+                "like service \"web{}\"",
+                if dup.contains(':') { 6 } else { 4 }
+            ),
+        );
+        assert_eq!(d.len(), 1, "{d:#?}");
+    }
+}
+
+#[test]
+fn defaults_fill_a_minimal_file() {
+    let c = parse(PORT, Path::new("m.toml")).expect("valid");
+    assert_eq!(c.dpdk, Dpdk::default());
+    assert_eq!(c.global, Global::default());
+    assert!(c.services.is_empty());
+    assert_eq!(c.ports[0].addresses[0].to_string(), "10.0.0.2/24");
+}
