@@ -2,12 +2,17 @@
 //! `file:line:col`, the field and what to fix. Also the translation of the `toml` crate's
 //! errors (syntax and serde) into diagnostics.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
+
+/// At most this many diagnostics are kept and shown; the rest are counted. A file with 20,000
+/// errors is answered with its first 100 and a count, not a page per error.
+pub const MAX_DIAGNOSTICS: usize = 100;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -18,22 +23,39 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// The file was read but is not a valid configuration. Never empty; sorted by position.
-    #[error("{}", lines(.0))]
-    Invalid(Vec<Diagnostic>),
+    /// The file was read but is not a valid configuration.
+    #[error("{}", lines(diagnostics, *more))]
+    Invalid {
+        /// Never empty; sorted by position; at most [`MAX_DIAGNOSTICS`].
+        diagnostics: Vec<Diagnostic>,
+        /// How many errors were found beyond `diagnostics`.
+        more: usize,
+    },
 }
 
 impl ConfigError {
     /// The diagnostics of an [`ConfigError::Invalid`] (empty for an I/O error).
     pub fn diagnostics(&self) -> &[Diagnostic] {
         match self {
-            ConfigError::Invalid(diags) => diags,
+            ConfigError::Invalid { diagnostics, .. } => diagnostics,
             ConfigError::Io { .. } => &[],
+        }
+    }
+
+    /// Every diagnostic, sorted by position as a reader goes through the file, the first
+    /// [`MAX_DIAGNOSTICS`] kept.
+    pub(crate) fn invalid(mut diags: Vec<Diagnostic>) -> ConfigError {
+        diags.sort_by_key(|d| (d.line, d.col));
+        let more = diags.len().saturating_sub(MAX_DIAGNOSTICS);
+        diags.truncate(MAX_DIAGNOSTICS);
+        ConfigError::Invalid {
+            diagnostics: diags,
+            more,
         }
     }
 }
 
-fn lines(diags: &[Diagnostic]) -> String {
+fn lines(diags: &[Diagnostic], more: usize) -> String {
     let mut out = String::new();
     for (i, d) in diags.iter().enumerate() {
         if i > 0 {
@@ -41,11 +63,18 @@ fn lines(diags: &[Diagnostic]) -> String {
         }
         out.push_str(&d.to_string());
     }
+    if let (Some(last), true) = (diags.last(), more > 0) {
+        out.push_str(&format!(
+            "\n{}: and {more} more error(s) after line {} not shown",
+            last.path.display(),
+            last.line
+        ));
+    }
     out
 }
 
 /// One problem in a configuration file, at a position.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Diagnostic {
     pub path: PathBuf,
     /// 1-based line.
@@ -71,42 +100,125 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// Turns byte offsets of one file into diagnostics.
+/// At most this many characters of a value are quoted in a diagnostic: a 1 MB bad value is
+/// named by its beginning, not echoed whole.
+pub const ECHO_MAX_CHARS: usize = 64;
+
+/// `s`, or its first [`ECHO_MAX_CHARS`] characters followed by `…`.
+pub(crate) fn cut(s: &str) -> Cow<'_, str> {
+    match s.char_indices().nth(ECHO_MAX_CHARS) {
+        None => s.into(),
+        Some((end, _)) => format!("{}…", &s[..end]).into(),
+    }
+}
+
+/// `message` with every quoted value in it (`"..."`, as `{:?}` writes a string) cut to
+/// [`ECHO_MAX_CHARS`] characters, its length said: `"aaaa…" (4096 characters)`. One place
+/// for every diagnostic, so no check has to remember to bound what it quotes.
+fn bound_quotes(message: &str) -> Cow<'_, str> {
+    if message.len() <= ECHO_MAX_CHARS {
+        return message.into();
+    }
+    let mut out = String::with_capacity(message.len().min(1024));
+    let mut rest = message;
+    while let Some(open) = rest.find('"') {
+        out.push_str(&rest[..=open]);
+        let inside = &rest[open + 1..];
+        // The closing quote is the first not escaped by a backslash.
+        let mut close = None;
+        let mut escaped = false;
+        for (i, c) in inside.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    close = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        let Some(close) = close else {
+            rest = inside;
+            break;
+        };
+        let quoted = &inside[..close];
+        match quoted.char_indices().nth(ECHO_MAX_CHARS) {
+            None => out.push_str(quoted),
+            Some((end, _)) => {
+                let mut head = &quoted[..end];
+                // Never end inside an escape: drop a trailing odd backslash.
+                let slashes = head.len() - head.trim_end_matches('\\').len();
+                if slashes % 2 == 1 {
+                    head = &head[..head.len() - 1];
+                }
+                out.push_str(head);
+                out.push_str(&format!("…\" ({} characters)", quoted.chars().count()));
+                rest = &inside[close + 1..];
+                continue;
+            }
+        }
+        out.push('"');
+        rest = &inside[close + 1..];
+    }
+    out.push_str(rest);
+    out.into()
+}
+
+/// Turns byte offsets of one file into diagnostics. The start of every line is indexed once,
+/// so a position costs a binary search, not a scan from the start of the file.
 pub(crate) struct Locator<'a> {
     pub text: &'a str,
     pub path: &'a Path,
+    line_starts: Vec<usize>,
 }
 
-impl Locator<'_> {
+impl<'a> Locator<'a> {
+    pub fn new(text: &'a str, path: &'a Path) -> Locator<'a> {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Locator {
+            text,
+            path,
+            line_starts,
+        }
+    }
+
     pub fn diagnostic(
         &self,
         offset: usize,
         field: impl Into<String>,
         message: impl Into<String>,
     ) -> Diagnostic {
-        let (line, col) = line_col(self.text, offset);
+        let (line, col) = self.line_col(offset);
+        let message = message.into();
+        let message = match bound_quotes(&message) {
+            Cow::Borrowed(_) => message,
+            Cow::Owned(bounded) => bounded,
+        };
         Diagnostic {
             path: self.path.to_owned(),
             line,
             col,
             field: field.into(),
-            message: message.into(),
+            message,
         }
     }
-}
 
-/// 1-based line and column (in characters) of a byte offset. Offsets past the end or inside
-/// a UTF-8 sequence are clamped rather than trusted: they come from other crates' spans.
-pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
+    /// 1-based line and column (in characters) of a byte offset. Offsets past the end or
+    /// inside a UTF-8 sequence are clamped rather than trusted: they come from other crates'
+    /// spans.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        // The number of lines starting at or before `offset` is its 1-based line.
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let start = self.line_starts[line - 1];
+        let col = self.text[start..offset].chars().count() + 1;
+        (line, col)
     }
-    let before = &text[..offset];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = before.matches('\n').count() + 1;
-    let col = before[line_start..].chars().count() + 1;
-    (line, col)
 }
 
 /// A diagnostic for one `toml` error (syntax or serde), at its span.
@@ -115,9 +227,25 @@ pub(crate) fn toml_diagnostic(
     doc: &DeTable<'_>,
     err: &toml::de::Error,
 ) -> Diagnostic {
-    let span = err.span().unwrap_or(0..0);
-    let field = field_at(doc, &span).unwrap_or_default();
     let mut message = tidy_message(err.message());
+    let span = match err.span() {
+        Some(span) => span,
+        None if message == "recursion limit" => {
+            // The parser refuses a dotted key of too many parts without saying where it is.
+            match deep_key(loc.text) {
+                Some((at, parts)) => {
+                    message = format!(
+                        "this key has {parts} dotted parts; the TOML parser reads at most {}",
+                        TOML_KEY_PARTS_LIMIT - 1
+                    );
+                    at..at
+                }
+                None => 0..0,
+            }
+        }
+        None => 0..0,
+    };
+    let field = field_at(doc, &span).unwrap_or_default();
     let found = loc
         .text
         .get(span.start..)
@@ -147,6 +275,39 @@ pub(crate) fn toml_diagnostic(
         }
     }
     loc.diagnostic(span.start, field, message)
+}
+
+/// The `toml` parser refuses a key (a `[table.header]` or a dotted `a.b = 1`) of this many
+/// parts or more (its `LIMIT`).
+const TOML_KEY_PARTS_LIMIT: usize = 80;
+
+/// The first key of at least [`TOML_KEY_PARTS_LIMIT`] dotted parts: its offset and part count.
+/// One pass over the text; dots inside quotes do not count.
+fn deep_key(text: &str) -> Option<(usize, usize)> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_start();
+        let key = match body.strip_prefix('[') {
+            Some(header) => header.trim_start_matches('['),
+            None => body,
+        };
+        let mut parts = 1;
+        let mut quote = None;
+        for c in key.chars() {
+            match (quote, c) {
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (None, '.') => parts += 1,
+                (None, ']' | '=' | '#') => break,
+                _ => {}
+            }
+        }
+        if parts >= TOML_KEY_PARTS_LIMIT {
+            return Some((offset + line.len() - body.len(), parts));
+        }
+        offset += line.len();
+    }
+    None
 }
 
 /// True when `offset` is on a line like `key =` with nothing (or a comment) after the `=`.
@@ -242,7 +403,7 @@ fn consider(span: Range<usize>, offset: usize, path: &str, best: &mut Option<(us
     }
 }
 
-fn push_key(path: &mut String, key: &str) {
+pub(crate) fn push_key(path: &mut String, key: &str) {
     let bare = !key.is_empty()
         && key
             .bytes()
@@ -261,13 +422,17 @@ mod tests {
     #[test]
     fn line_col_counts_from_one_in_characters() {
         let text = "a = 1\nb = \"é\" x\n";
-        assert_eq!(line_col(text, 0), (1, 1));
-        assert_eq!(line_col(text, 6), (2, 1));
+        let loc = Locator::new(text, Path::new("t.toml"));
+        assert_eq!(loc.line_col(0), (1, 1));
+        assert_eq!(loc.line_col(5), (1, 6));
+        assert_eq!(loc.line_col(6), (2, 1));
         // 'x' is the 10th byte of line 2 but its 9th character ("é" is two bytes).
-        assert_eq!(line_col(text, 15), (2, 9));
+        assert_eq!(loc.line_col(15), (2, 9));
         // Past the end and mid-character offsets are clamped, never a panic.
-        assert_eq!(line_col(text, 1000), (3, 1));
-        assert_eq!(line_col(text, 12), (2, 6));
+        assert_eq!(loc.line_col(1000), (3, 1));
+        assert_eq!(loc.line_col(12), (2, 6));
+        let empty = Locator::new("", Path::new("t.toml"));
+        assert_eq!(empty.line_col(0), (1, 1));
     }
 
     #[test]
@@ -308,7 +473,48 @@ mod tests {
             field: field.to_owned(),
             message: "bad".to_owned(),
         };
-        let e = ConfigError::Invalid(vec![d(1, "a.b"), d(2, "")]);
+        let e = ConfigError::invalid(vec![d(2, ""), d(1, "a.b")]);
         assert_eq!(e.to_string(), "f.toml:1:3: a.b: bad\nf.toml:2:3: bad");
+        // Past the bound: the first ones by position, and a count of the rest.
+        let many: Vec<Diagnostic> = (1..=MAX_DIAGNOSTICS + 7).rev().map(|l| d(l, "")).collect();
+        let e = ConfigError::invalid(many);
+        assert_eq!(e.diagnostics().len(), MAX_DIAGNOSTICS);
+        assert_eq!(e.diagnostics()[0].line, 1);
+        let text = e.to_string();
+        assert_eq!(text.lines().count(), MAX_DIAGNOSTICS + 1);
+        assert!(
+            text.ends_with("f.toml: and 7 more error(s) after line 100 not shown"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn long_quoted_values_are_cut() {
+        let long = "é".repeat(5000);
+        let loc = Locator::new("x = 1\n", Path::new("t.toml"));
+        let d = loc.diagnostic(
+            0,
+            "x",
+            format!("mac {long:?} is bad; write \"02:00:00:00:00:01\""),
+        );
+        let cut = "é".repeat(ECHO_MAX_CHARS);
+        assert_eq!(
+            d.message,
+            format!("mac \"{cut}…\" (5000 characters) is bad; write \"02:00:00:00:00:01\"")
+        );
+        // Escapes are never cut in half; short quotes are left alone.
+        let escaped = "\\".repeat(100);
+        let d = loc.diagnostic(
+            0,
+            "x",
+            format!("path {escaped:?} and \"ok\" {}", "y".repeat(80)),
+        );
+        assert!(
+            d.message
+                .starts_with(&format!("path \"{}…\" (200 characters)", "\\\\".repeat(32))),
+            "{}",
+            d.message
+        );
+        assert!(d.message.contains("and \"ok\""), "{}", d.message);
     }
 }

@@ -1,5 +1,7 @@
-//! Fulcrum's configuration: one TOML file, parsed with `deny_unknown_fields`, validated into
-//! the runtime [`model`]. Every error names `file:line:col`, the field, and what is wrong.
+//! Fulcrum's configuration: one TOML file, its shape checked ([`shape`]: unknown keys, wrong
+//! types, missing keys), read by serde ([`schema`]) and validated into the runtime [`model`].
+//! Every error of a file is reported in one run, each naming `file:line:col`, the field, and
+//! what is wrong.
 //!
 //! ```no_run
 //! let config = conf::load(std::path::Path::new("/etc/fulcrum/fulcrum.toml"))?;
@@ -13,6 +15,7 @@
 mod error;
 pub mod model;
 mod schema;
+mod shape;
 mod validate;
 
 use std::path::Path;
@@ -36,9 +39,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Err(e) => {
             // The valid prefix locates the first bad byte as line:col.
             let valid = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
-            let loc = Locator { text: valid, path };
+            let loc = Locator::new(valid, path);
             let bad = bytes[e.valid_up_to()];
-            Err(ConfigError::Invalid(vec![loc.diagnostic(
+            Err(ConfigError::invalid(vec![loc.diagnostic(
                 valid.len(),
                 "",
                 format!(
@@ -54,43 +57,50 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Parses and validates configuration text; `path` is recorded in the result and in every
 /// diagnostic.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let loc = Locator { text, path };
+    let loc = Locator::new(text, path);
     let (doc, syntax_errors) = DeTable::parse_recoverable(text);
     // Only the first syntax error: after it, the parser's recovery mostly reports echoes of
     // the same mistake (one missing `]` gives an error on every following line). The partly
     // recovered document still names the field where the error is.
     if let Some(first) = syntax_errors.first() {
-        return Err(invalid(vec![error::toml_diagnostic(
+        return Err(ConfigError::invalid(vec![error::toml_diagnostic(
             &loc,
             doc.get_ref(),
             first,
         )]));
     }
     if doc.get_ref().is_empty() {
-        return Err(invalid(vec![loc.diagnostic(
+        return Err(ConfigError::invalid(vec![loc.diagnostic(
             0,
             "",
             "the file has no settings (it is empty or only comments); a configuration needs at \
              least one [[port]] (see conf/examples/minimal.toml)",
         )]));
     }
-    // serde stops at its first error; the schema is lax about values (see `schema`) so that
-    // what it can reject is only the shape: unknown keys, wrong types, missing fields.
+    // The shape (unknown keys, wrong types, missing keys) is checked in one pass and the
+    // offending keys removed, so serde reads the rest and the semantic checks below report
+    // their errors in the same run.
+    let mut doc = doc;
+    let mut shape = shape::check(doc.get_mut(), &loc);
+    if !shape.complete {
+        // A table without its required keys cannot be read into the schema.
+        return Err(ConfigError::invalid(shape.diags));
+    }
+    let mut diags = std::mem::take(&mut shape.diags);
     let document = match schema::Document::deserialize(toml::Deserializer::from(doc.clone())) {
         Ok(d) => d,
         Err(e) => {
-            return Err(invalid(vec![error::toml_diagnostic(
-                &loc,
-                doc.get_ref(),
-                &e,
-            )]));
+            // Only what the shape check does not know about reaches here.
+            diags.push(error::toml_diagnostic(&loc, doc.get_ref(), &e));
+            return Err(ConfigError::invalid(diags));
         }
     };
-    validate::validate(document, &loc).map_err(invalid)
-}
-
-/// Orders diagnostics by position, as a reader goes through the file.
-fn invalid(mut diags: Vec<Diagnostic>) -> ConfigError {
-    diags.sort_by_key(|d| (d.line, d.col));
-    ConfigError::Invalid(diags)
+    match validate::validate(document, &loc, &shape.dropped) {
+        Ok(config) if diags.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigError::invalid(diags)),
+        Err(more) => {
+            diags.extend(more);
+            Err(ConfigError::invalid(diags))
+        }
+    }
 }

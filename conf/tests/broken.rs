@@ -153,3 +153,58 @@ fn garbage_never_panics() {
         }
     }
 }
+
+/// Nine misspelt keys, one in each of several tables (two of them required keys), are nine
+/// errors of one run, each with the key meant.
+#[test]
+fn nine_typos_are_nine_errors_in_one_run() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken/nine_typos.toml");
+    let err = conf::load(&file).unwrap_err();
+    let diags = err.diagnostics();
+    println!("{err}");
+    assert_eq!(diags.len(), 9, "{err}");
+    for (d, meant) in diags.iter().zip([
+        "workers",
+        "idle_sleep_us",
+        "hash_seed",
+        "tcp_established",
+        "device",
+        "addresses",
+        "protocol",
+        "address",
+        "weight",
+    ]) {
+        assert!(
+            d.message.ends_with(&format!("did you mean `{meant}`?")),
+            "{d}"
+        );
+    }
+}
+
+/// Unknown keys and wrong types no longer stop the run: the semantic errors of the same file
+/// come with them, and a key of the wrong type is not taken for absent by later checks.
+#[test]
+fn shape_and_value_errors_in_one_run() {
+    let text = "[dpdk]\nbrust = 16\nburst = 0\n\
+                [[port]]\nname = \"lan0\"\ndevice = \"net_null0\"\naddresses = \"10.0.0.2/24\"\n\
+                [[service]]\nname = \"web\"\nvip = \"10.0.0.100\"\nport = \"80\"\n\
+                [[service]]\nname = \"web2\"\nvip = \"10.0.0.100\"\nport = 80\n\
+                [[service.backend]]\nname = \"b1\"\naddress = \"10.0.0.11\"\nweight = 0\n";
+    let err = conf::parse(text, Path::new("t.toml")).unwrap_err();
+    let got: Vec<(usize, &str)> = err
+        .diagnostics()
+        .iter()
+        .map(|d| (d.line, d.field.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (2, "dpdk.brust"),
+            (3, "dpdk.burst"),
+            (7, "port[0].addresses"),
+            (11, "service[0].port"),
+            (19, "service[1].backend[0].weight"),
+        ],
+        "{err}"
+    );
+}

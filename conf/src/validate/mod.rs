@@ -3,6 +3,7 @@
 //! depend on another value (a backend on-link in a port's subnet) are skipped when that value
 //! was itself invalid, so one mistake does not cascade into a page of errors.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::ops::{Range, RangeInclusive};
 
@@ -21,10 +22,18 @@ mod value;
 pub use global::is_prime;
 
 /// Validates a deserialized document. `Err` holds at least one diagnostic, in check order.
-pub(crate) fn validate(doc: Document, loc: &Locator<'_>) -> Result<Config, Vec<Diagnostic>> {
+/// `dropped` names the fields the shape check took out (already reported): absent here, but
+/// not to be taken for absent by checks that depend on them.
+pub(crate) fn validate(
+    doc: Document,
+    loc: &Locator<'_>,
+    dropped: &HashSet<String>,
+) -> Result<Config, Vec<Diagnostic>> {
     let mut c = Checker {
         loc,
+        dropped,
         diags: Vec::new(),
+        seen: HashSet::new(),
     };
     let dpdk = c.dpdk(&doc.dpdk);
     let global = c.global(&doc.global);
@@ -44,7 +53,10 @@ pub(crate) fn validate(doc: Document, loc: &Locator<'_>) -> Result<Config, Vec<D
 
 struct Checker<'a> {
     loc: &'a Locator<'a>,
+    dropped: &'a HashSet<String>,
     diags: Vec<Diagnostic>,
+    /// `diags` as a set, to report each once.
+    seen: HashSet<Diagnostic>,
 }
 
 impl Checker<'_> {
@@ -52,13 +64,13 @@ impl Checker<'_> {
         let d = self.loc.diagnostic(span.start, field, message);
         // A value shared by several backends (a service's health key) is checked once per
         // backend in some cross-key checks: report it once.
-        if !self.diags.contains(&d) {
+        if self.seen.insert(d.clone()) {
             self.diags.push(d);
         }
     }
 
     fn line_of(&self, span: &Range<usize>) -> usize {
-        crate::error::line_col(self.loc.text, span.start).0
+        self.loc.line_col(span.start).0
     }
 }
 

@@ -61,6 +61,10 @@ impl Checker<'_> {
 
             let mac = t.mac.as_ref().and_then(|m| self.mac(m, &f("mac")));
 
+            if self.dropped.contains(&f("addresses")) {
+                // Its subnets are unknown: on-link checks would refuse backends that are fine.
+                out.subnets_known = false;
+            }
             let mut addresses = Vec::new();
             for (ai, a) in t.addresses.iter().flatten().enumerate() {
                 let field = format!("port[{pi}].addresses[{ai}]");

@@ -92,9 +92,13 @@ impl Checker<'_> {
                 &[("reset", OnEmpty::Reset), ("drop", OnEmpty::Drop)],
             );
 
-            // A port that failed to parse is left out of the overlap check rather than being
-            // taken for "every port".
-            if let (Some(vip), true) = (vip, t.port.is_none() || port.is_some()) {
+            // A port that failed to parse (or was of the wrong type) is left out of the overlap
+            // check rather than being taken for "every port".
+            let port_known = match &t.port {
+                None => !self.dropped.contains(&f("port")),
+                Some(_) => port.is_some(),
+            };
+            if let (Some(vip), true) = (vip, port_known) {
                 self.claim_listener(&mut listeners, tables, si, (vip, protocol, port));
             }
 

@@ -9,7 +9,7 @@ const PORT: &str =
 
 fn errors(text: &str) -> Vec<Diagnostic> {
     match parse(text, Path::new("t.toml")) {
-        Err(ConfigError::Invalid(d)) => d,
+        Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics,
         other => panic!("expected diagnostics, got {other:?}"),
     }
 }
