@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use slowpath::SlowPath;
 
+use crate::reload::{Asker, Reloads};
 use crate::requests::Requests;
 
 /// A request longer than this is refused (a request is a short line).
@@ -161,7 +162,14 @@ impl ControlServer {
 
     /// Accepts, reads and answers what is ready; never blocks. Returns how many requests
     /// were answered.
-    pub fn poll(&mut self, engine: &mut Engine, slow: &mut SlowPath) -> usize {
+    /// A `reload` is handed to `reloads` and answered when the new config has been read
+    /// (`Reloads::poll`), without holding up the requests behind it.
+    pub fn poll(
+        &mut self,
+        engine: &mut Engine,
+        slow: &mut SlowPath,
+        reloads: &mut Reloads,
+    ) -> usize {
         let ready = self
             .requests
             .poll(&self.listener, |buf| buf.contains(&b'\n'));
@@ -169,6 +177,10 @@ impl ControlServer {
         for (mut s, buf) in ready {
             let line = String::from_utf8_lossy(&buf).into_owned();
             let resp = match decode_request(line.lines().next().unwrap_or("")) {
+                Ok(Request::Reload) => {
+                    reloads.request(Asker::Control(s), slow);
+                    continue;
+                }
                 Ok(req) => Response::from_result(self.handle(&req, engine, slow)),
                 Err(e) => Response::from_result(Err(e)),
             };
@@ -209,13 +221,8 @@ impl ControlServer {
                     json!({ "service": service, "backend": backend, "admin": state, "generation": generation }),
                 )
             }
-            Request::Reload => {
-                let r = crate::reload::reload(engine, slow);
-                if let Err(e) = &r {
-                    tracing::error!("{e}");
-                }
-                r
-            }
+            // Answered by `Reloads` once the file is read; never reaches here.
+            Request::Reload => Err("reload is answered when the new config is read".into()),
         }
     }
 }

@@ -1,14 +1,29 @@
 //! Live reload: read the config file again, refuse it if invalid (keeping the running one)
 //! or if it changes a field that needs a restart, otherwise hand it to the slow path and
 //! report what moved (services added and removed, Maglev entries changed per service).
+//!
+//! Reading and validating happen on a thread of their own ([`Reloads`]): the slow-path loop
+//! keeps running checks, ARP/ND and the control socket meanwhile, and applies the result
+//! when it is ready. A request made while a read is in flight is answered by the next read,
+//! started when that one ends (so it sees the file as it was when asked); requests that
+//! wait together share it. Applying (building the new snapshot with its Maglev tables)
+//! still happens on the loop.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use dataplane::engine::Engine;
 use dataplane::maglev;
 use dataplane::snapshot::Snapshot;
-use serde_json::{Value, json};
+use serde::Serialize;
 use slowpath::SlowPath;
 
-use conf::Config;
+use conf::{Config, ConfigError};
+
+use crate::control::{Response, encode};
 
 /// The fields `new` changes that only a restart can apply (`conf/examples/reference.toml`
 /// marks them "Restart"), named as in the file.
@@ -76,8 +91,69 @@ pub fn restart_fields(old: &Config, new: &Config) -> Vec<String> {
     v
 }
 
-/// What a reload did, per service: added, removed, changed (with its Maglev entries moved)
-/// or unchanged.
+/// What a reload did to one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    Added,
+    Removed,
+    Changed,
+    Unchanged,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Added => "added",
+            Change::Removed => "removed",
+            Change::Changed => "changed",
+            Change::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// One service's difference between the old and the new snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceChange {
+    pub service: String,
+    pub change: Change,
+    /// Entries of the Maglev table that now name another backend (the whole table for an
+    /// added or removed service).
+    pub maglev_entries_changed: u32,
+    /// The new table's size, for a service that stays.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maglev_size: Option<u32>,
+}
+
+/// A reload that was applied: the reply to `reload`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reloaded {
+    pub config: String,
+    pub generation: u64,
+    pub summary: String,
+    pub services: Vec<ServiceChange>,
+}
+
+/// Why a reload changed nothing; the running config stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(
+        "reload refused, the running config stays in force: {}: invalid:\n{source}",
+        path.display()
+    )]
+    Invalid { path: PathBuf, source: ConfigError },
+    #[error(
+        "reload refused, the running config stays in force: {} changes field(s) that need a \
+         restart: {}",
+        path.display(),
+        fields.join(", ")
+    )]
+    Restart { path: PathBuf, fields: Vec<String> },
+    #[error("reload failed, the running config stays in force: the reading thread {0}")]
+    Thread(&'static str),
+}
+
+/// The members of `service` as its Maglev table hashes them.
 fn maglev_members(snap: &Snapshot, service: usize) -> Vec<maglev::Member<'_>> {
     let s = &snap.services[service];
     s.members
@@ -92,59 +168,63 @@ fn maglev_members(snap: &Snapshot, service: usize) -> Vec<maglev::Member<'_>> {
         .collect()
 }
 
-/// Per-service differences between two snapshots: `[{service, change, maglev_entries_changed}]`.
-pub fn service_changes(old: &Snapshot, new: &Snapshot) -> Vec<Value> {
+/// Per-service differences between two snapshots.
+pub fn service_changes(old: &Snapshot, new: &Snapshot) -> Vec<ServiceChange> {
     let mut out = Vec::new();
     for (ni, ns) in new.services.iter().enumerate() {
         match old.services.iter().position(|o| o.name == ns.name) {
-            None => out.push(json!({
-                "service": ns.name, "change": "added",
-                "maglev_entries_changed": ns.maglev.size(),
-            })),
+            None => out.push(ServiceChange {
+                service: ns.name.clone(),
+                change: Change::Added,
+                maglev_entries_changed: ns.maglev.size(),
+                maglev_size: None,
+            }),
             Some(oi) => {
                 let om = maglev_members(old, oi);
                 let nm = maglev_members(new, ni);
                 let changed = old.services[oi]
                     .maglev
                     .changed_entries(&om, &ns.maglev, &nm);
-                out.push(json!({
-                    "service": ns.name,
-                    "change": if changed > 0 { "changed" } else { "unchanged" },
-                    "maglev_entries_changed": changed,
-                    "maglev_size": ns.maglev.size(),
-                }));
+                out.push(ServiceChange {
+                    service: ns.name.clone(),
+                    change: if changed > 0 {
+                        Change::Changed
+                    } else {
+                        Change::Unchanged
+                    },
+                    maglev_entries_changed: changed,
+                    maglev_size: Some(ns.maglev.size()),
+                });
             }
         }
     }
     for os in &old.services {
         if !new.services.iter().any(|n| n.name == os.name) {
-            out.push(json!({
-                "service": os.name, "change": "removed",
-                "maglev_entries_changed": os.maglev.size(),
-            }));
+            out.push(ServiceChange {
+                service: os.name.clone(),
+                change: Change::Removed,
+                maglev_entries_changed: os.maglev.size(),
+                maglev_size: None,
+            });
         }
     }
     out
 }
 
-/// Re-reads the running config's file and applies it live. `Err` says why nothing changed:
-/// the file's errors (file:line:col each) or the fields that need a restart.
-pub fn reload(engine: &mut Engine, slow: &mut SlowPath) -> Result<Value, String> {
-    let path = slow.config().path.clone();
-    let new = conf::load(&path).map_err(|e| {
-        format!(
-            "reload refused, the running config stays in force: {}: invalid:\n{e}",
-            path.display()
-        )
+/// Applies a config read from `path` (or refuses it) on the slow-path loop.
+pub fn apply(
+    engine: &mut Engine,
+    slow: &mut SlowPath,
+    path: PathBuf,
+    loaded: Result<Config, ConfigError>,
+) -> Result<Reloaded, ReloadError> {
+    let new = loaded.map_err(|source| ReloadError::Invalid {
+        path: path.clone(),
+        source,
     })?;
-    let restart = restart_fields(slow.config(), &new);
-    if !restart.is_empty() {
-        return Err(format!(
-            "reload refused, the running config stays in force: {} changes field(s) that \
-             need a restart: {}",
-            path.display(),
-            restart.join(", ")
-        ));
+    let fields = restart_fields(slow.config(), &new);
+    if !fields.is_empty() {
+        return Err(ReloadError::Restart { path, fields });
     }
     let before = engine.snapshots.load_full();
     let generation = slow.reconfigure(&new, engine);
@@ -152,18 +232,139 @@ pub fn reload(engine: &mut Engine, slow: &mut SlowPath) -> Result<Value, String>
     let services = service_changes(&before, &after);
     for s in &services {
         tracing::info!(
-            service = s["service"].as_str().unwrap_or(""),
-            change = s["change"].as_str().unwrap_or(""),
-            maglev_entries_changed = s["maglev_entries_changed"].as_u64().unwrap_or(0),
+            service = s.service,
+            change = s.change.as_str(),
+            maglev_entries_changed = s.maglev_entries_changed,
             "reload"
         );
     }
-    Ok(json!({
-        "config": path.display().to_string(),
-        "generation": generation,
-        "summary": new.summary(),
-        "services": services,
-    }))
+    Ok(Reloaded {
+        config: path.display().to_string(),
+        generation,
+        summary: new.summary(),
+        services,
+    })
+}
+
+/// Who asked for a reload: a control-socket client waiting for the outcome, or a signal.
+pub enum Asker {
+    Control(UnixStream),
+    Signal,
+}
+
+/// A read of the config file, and who waits for it.
+struct Read {
+    path: PathBuf,
+    work: Work,
+    askers: Vec<Asker>,
+    started: Instant,
+}
+
+/// Reloads in flight: at most one read at a time, and the askers of the next one.
+#[derive(Default)]
+pub struct Reloads {
+    reading: Option<Read>,
+    /// Asked while a read was in flight: served by the next read.
+    next: Vec<Asker>,
+}
+
+impl Reloads {
+    /// Asks for a reload of the running config's file; never blocks.
+    pub fn request(&mut self, asker: Asker, slow: &SlowPath) {
+        if self.reading.is_some() {
+            tracing::info!("reload asked while one is in flight: it follows that one");
+            self.next.push(asker);
+        } else {
+            self.reading = Some(start(slow.config().path.clone(), vec![asker]));
+        }
+    }
+
+    /// Whether a read is in flight.
+    pub fn busy(&self) -> bool {
+        self.reading.is_some()
+    }
+
+    /// Applies a finished read and answers its askers; never waits for one that is still
+    /// running. Returns how many askers were answered.
+    pub fn poll(&mut self, engine: &mut Engine, slow: &mut SlowPath) -> usize {
+        if !self.reading.as_ref().is_some_and(|r| r.work.finished()) {
+            return 0;
+        }
+        let read = self.reading.take().expect("checked");
+        let took = read.started.elapsed();
+        let loaded = match read.work {
+            Work::Thread(thread) => thread.join().map_err(|_| ReloadError::Thread("panicked")),
+            Work::Done(loaded) => Ok(*loaded),
+        };
+        let outcome = loaded.and_then(|l| apply(engine, slow, read.path, l));
+        match &outcome {
+            Ok(r) => tracing::info!(
+                generation = r.generation,
+                read_ms = took.as_millis() as u64,
+                "reloaded"
+            ),
+            Err(e) => tracing::error!(read_ms = took.as_millis() as u64, "{e}"),
+        }
+        let answered = read.askers.len();
+        let response = Response::from_result(
+            outcome
+                .map(|r| serde_json::to_value(r).expect("serialisable"))
+                .map_err(|e| e.to_string()),
+        );
+        for asker in read.askers {
+            if let Asker::Control(stream) = asker {
+                answer(stream, &response);
+            }
+        }
+        if !self.next.is_empty() {
+            let askers = std::mem::take(&mut self.next);
+            self.reading = Some(start(slow.config().path.clone(), askers));
+        }
+        answered
+    }
+}
+
+/// The reading thread, or its result when no thread could be had.
+enum Work {
+    Thread(JoinHandle<Result<Config, ConfigError>>),
+    Done(Box<Result<Config, ConfigError>>),
+}
+
+impl Work {
+    fn finished(&self) -> bool {
+        match self {
+            Work::Thread(t) => t.is_finished(),
+            Work::Done(_) => true,
+        }
+    }
+}
+
+fn start(path: PathBuf, askers: Vec<Asker>) -> Read {
+    let file = path.clone();
+    let thread = std::thread::Builder::new()
+        .name("fulcrum-reload".into())
+        .spawn(move || conf::load(&file));
+    let work = match thread {
+        Ok(t) => Work::Thread(t),
+        // No thread to be had: read here rather than refuse (the loop waits, as it used to).
+        Err(e) => {
+            tracing::warn!("reload thread: {e}; reading on the slow-path loop");
+            Work::Done(Box::new(conf::load(&path)))
+        }
+    };
+    Read {
+        path,
+        work,
+        askers,
+        started: Instant::now(),
+    }
+}
+
+/// Writes a deferred reply; a client that went away loses it.
+fn answer(mut stream: UnixStream, response: &Response) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
+    let _ = stream.write_all(encode(response).as_bytes());
 }
 
 #[cfg(test)]
@@ -243,12 +444,17 @@ mac = "02:00:00:00:00:11"
         let b = Snapshot::build(&parse(&two), ids, &d, 2);
         let c = Snapshot::build(&parse(BASE), ids, &d, 3);
         let same = service_changes(&a, &b);
-        assert_eq!(same[0]["change"], "unchanged");
-        assert_eq!(same[0]["maglev_entries_changed"], 0);
+        assert_eq!(same[0].change, Change::Unchanged);
+        assert_eq!(same[0].maglev_entries_changed, 0);
         let removed = service_changes(&a, &c);
-        let n = removed[0]["maglev_entries_changed"].as_u64().unwrap();
+        let n = removed[0].maglev_entries_changed;
         // Only b2's slots move: about half the table.
         assert!(n > 0 && n < 65537, "{n}");
-        assert_eq!(removed[0]["change"], "changed");
+        assert_eq!(removed[0].change, Change::Changed);
+        // The reply's JSON keeps the names `ctl reload` prints.
+        let v = serde_json::to_value(&removed[0]).unwrap();
+        assert_eq!(v["change"], "changed");
+        assert_eq!(v["service"], "web");
+        assert_eq!(v["maglev_size"], 65537);
     }
 }

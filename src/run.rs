@@ -2,7 +2,8 @@
 //! ARP, publication of snapshots, pool-change hooks) until SIGINT/SIGTERM or `--duration`;
 //! print the final counters of the workers, the ports and the slow path. The control socket
 //! and the metrics endpoint are bound before DPDK starts and served from the same loop;
-//! SIGHUP reloads the config (one that arrived during start-up, once the balancer runs).
+//! SIGHUP reloads the config (one that arrived during start-up, once the balancer runs; the
+//! file is read on a thread of its own and applied on the loop).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -62,6 +63,7 @@ pub fn run(
             "SIGHUP arrived during start-up: reloading the config now that the balancer runs"
         );
     }
+    let mut reloads = crate::reload::Reloads::default();
     while !signals.stop_requested() {
         let now = Instant::now();
         if until.is_some_and(|u| now >= u) {
@@ -70,15 +72,17 @@ pub fn run(
         let mut idle = slow.turn(&mut engine);
         let mut served = 0;
         if let Some(c) = control.as_mut() {
-            served += c.poll(&mut engine, &mut slow);
+            served += c.poll(&mut engine, &mut slow, &mut reloads);
         }
         if signals.take_hup() {
             tracing::info!("SIGHUP: reloading the config");
-            match crate::reload::reload(&mut engine, &mut slow) {
-                Ok(r) => tracing::info!(generation = r["generation"].as_u64(), "reloaded"),
-                Err(e) => tracing::error!("{e}"),
-            }
-            served += 1;
+            reloads.request(crate::reload::Asker::Signal, &slow);
+        }
+        // The file is read on a thread of its own; its result is applied here when ready.
+        served += reloads.poll(&mut engine, &mut slow);
+        if reloads.busy() {
+            // Look for the result again soon, without spinning.
+            idle = idle.min(Duration::from_millis(1));
         }
         if let Some(m) = metrics.as_mut() {
             served += m.poll(&engine, &slow);
