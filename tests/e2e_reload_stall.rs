@@ -87,7 +87,8 @@ fn call(sock: &Path, cmd: &str) -> serde_json::Value {
     let mut s = send(sock, cmd);
     s.set_read_timeout(Some(Duration::from_secs(5))).ok();
     let mut out = String::new();
-    s.read_to_string(&mut out).expect("reply");
+    s.read_to_string(&mut out)
+        .unwrap_or_else(|e| panic!("{cmd}: no reply within 5 s: {e}"));
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
