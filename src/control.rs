@@ -86,6 +86,14 @@ pub fn encode<T: Serialize>(v: &T) -> String {
     s
 }
 
+/// Writes `resp` to a client: the answer is small, so a blocking write with a bound; a client
+/// that went away loses it.
+pub fn answer(mut stream: UnixStream, resp: &Response) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
+    let _ = stream.write_all(encode(resp).as_bytes());
+}
+
 /// Parses one request line.
 pub fn decode_request(line: &str) -> Result<Request, String> {
     serde_json::from_str(line.trim()).map_err(|e| format!("bad request: {e}"))
@@ -174,7 +182,7 @@ impl ControlServer {
             .requests
             .poll(&self.listener, |buf| buf.contains(&b'\n'));
         let done = ready.len();
-        for (mut s, buf) in ready {
+        for (s, buf) in ready {
             let line = String::from_utf8_lossy(&buf).into_owned();
             let resp = match decode_request(line.lines().next().unwrap_or("")) {
                 Ok(Request::Reload) => {
@@ -184,10 +192,7 @@ impl ControlServer {
                 Ok(req) => Response::from_result(self.handle(&req, engine, slow)),
                 Err(e) => Response::from_result(Err(e)),
             };
-            // The answer is small: a blocking write with a bound.
-            let _ = s.set_nonblocking(false);
-            let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
-            let _ = s.write_all(encode(&resp).as_bytes());
+            answer(s, &resp);
         }
         done
     }

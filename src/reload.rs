@@ -9,11 +9,10 @@
 //! wait together share it. Applying (building the new snapshot with its Maglev tables)
 //! still happens on the loop.
 
-use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dataplane::engine::Engine;
 use dataplane::maglev;
@@ -23,7 +22,7 @@ use slowpath::SlowPath;
 
 use conf::{Config, ConfigError};
 
-use crate::control::{Response, encode};
+use crate::control::{Response, answer};
 
 /// The fields `new` changes that only a restart can apply (`conf/examples/reference.toml`
 /// marks them "Restart"), named as in the file.
@@ -358,13 +357,6 @@ fn start(path: PathBuf, askers: Vec<Asker>) -> Read {
         askers,
         started: Instant::now(),
     }
-}
-
-/// Writes a deferred reply; a client that went away loses it.
-fn answer(mut stream: UnixStream, response: &Response) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
-    let _ = stream.write_all(encode(response).as_bytes());
 }
 
 #[cfg(test)]
