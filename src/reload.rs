@@ -259,6 +259,9 @@ struct Read {
     started: Instant,
 }
 
+/// Askers held for the next read at most.
+pub const MAX_WAITING: usize = 64;
+
 /// Reloads in flight: at most one read at a time, and the askers of the next one.
 #[derive(Default)]
 pub struct Reloads {
@@ -269,12 +272,29 @@ pub struct Reloads {
 
 impl Reloads {
     /// Asks for a reload of the running config's file; never blocks.
+    /// Signals coalesce into one place in the next read; clients past [`MAX_WAITING`] are
+    /// told to ask again rather than held (each holds a connection).
     pub fn request(&mut self, asker: Asker, slow: &SlowPath) {
-        if self.reading.is_some() {
-            tracing::info!("reload asked while one is in flight: it follows that one");
-            self.next.push(asker);
-        } else {
+        if self.reading.is_none() {
             self.reading = Some(start(slow.config().path.clone(), vec![asker]));
+            return;
+        }
+        match asker {
+            Asker::Signal if self.next.iter().any(|a| matches!(a, Asker::Signal)) => {}
+            Asker::Control(stream) if self.next.len() >= MAX_WAITING => {
+                tracing::warn!("reload asked by too many clients at once: one refused");
+                answer(
+                    stream,
+                    &Response::from_result(Err(format!(
+                        "reload in progress with {MAX_WAITING} clients waiting for the next \
+                         one; ask again later"
+                    ))),
+                );
+            }
+            asker => {
+                tracing::info!("reload asked while one is in flight: it follows that one");
+                self.next.push(asker);
+            }
         }
     }
 
@@ -295,11 +315,14 @@ impl Reloads {
             Work::Thread(thread) => thread.join().map_err(|_| ReloadError::Thread("panicked")),
             Work::Done(loaded) => Ok(*loaded),
         };
+        let applying = Instant::now();
         let outcome = loaded.and_then(|l| apply(engine, slow, read.path, l));
         match &outcome {
+            // The apply (new snapshot, Maglev tables) is the part still on the loop.
             Ok(r) => tracing::info!(
                 generation = r.generation,
                 read_ms = took.as_millis() as u64,
+                apply_ms = applying.elapsed().as_millis() as u64,
                 "reloaded"
             ),
             Err(e) => tracing::error!(read_ms = took.as_millis() as u64, "{e}"),
