@@ -170,6 +170,8 @@ pub(crate) struct Locator<'a> {
     pub text: &'a str,
     pub path: &'a Path,
     line_starts: Vec<usize>,
+    /// The last position asked: (line, offset, column).
+    last: std::cell::Cell<(usize, usize, usize)>,
 }
 
 impl<'a> Locator<'a> {
@@ -181,6 +183,7 @@ impl<'a> Locator<'a> {
             text,
             path,
             line_starts,
+            last: std::cell::Cell::new((1, 0, 1)),
         }
     }
 
@@ -209,15 +212,35 @@ impl<'a> Locator<'a> {
     /// inside a UTF-8 sequence are clamped rather than trusted: they come from other crates'
     /// spans.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = self.clamp(offset);
+        let line = self.line(offset);
+        // Columns are counted from the last position asked on the same line when it is
+        // before this one (checks go through the file in order), so that a file on one long
+        // line with many errors is not counted from the line's start for each.
+        let (last_line, last_offset, last_col) = self.last.get();
+        let (from, col0) = if last_line == line && last_offset <= offset {
+            (last_offset, last_col)
+        } else {
+            (self.line_starts[line - 1], 1)
+        };
+        let col = col0 + self.text[from..offset].chars().count();
+        self.last.set((line, offset, col));
+        (line, col)
+    }
+
+    /// The 1-based line of a byte offset (clamped like [`Locator::line_col`]).
+    pub fn line(&self, offset: usize) -> usize {
+        let offset = self.clamp(offset);
+        // The number of lines starting at or before `offset` is its 1-based line.
+        self.line_starts.partition_point(|&start| start <= offset)
+    }
+
+    fn clamp(&self, offset: usize) -> usize {
         let mut offset = offset.min(self.text.len());
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
         }
-        // The number of lines starting at or before `offset` is its 1-based line.
-        let line = self.line_starts.partition_point(|&start| start <= offset);
-        let start = self.line_starts[line - 1];
-        let col = self.text[start..offset].chars().count() + 1;
-        (line, col)
+        offset
     }
 }
 
@@ -431,6 +454,11 @@ mod tests {
         // Past the end and mid-character offsets are clamped, never a panic.
         assert_eq!(loc.line_col(1000), (3, 1));
         assert_eq!(loc.line_col(12), (2, 6));
+        // Asked out of order, and again after a later position on the same line.
+        assert_eq!(loc.line_col(15), (2, 9));
+        assert_eq!(loc.line_col(6), (2, 1));
+        assert_eq!(loc.line_col(15), (2, 9));
+        assert_eq!(loc.line_col(5), (1, 6));
         let empty = Locator::new("", Path::new("t.toml"));
         assert_eq!(empty.line_col(0), (1, 1));
     }

@@ -70,7 +70,7 @@ impl Checker<'_> {
     }
 
     fn line_of(&self, span: &Range<usize>) -> usize {
-        self.loc.line_col(span.start).0
+        self.loc.line(span.start)
     }
 }
 
