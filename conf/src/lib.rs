@@ -82,10 +82,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     // their errors in the same run.
     let mut doc = doc;
     let mut shape = shape::check(doc.get_mut(), &loc);
-    if !shape.complete {
-        // A table without its required keys cannot be read into the schema.
-        return Err(ConfigError::invalid(shape.diags));
-    }
     let mut diags = std::mem::take(&mut shape.diags);
     let document = match schema::Document::deserialize(toml::Deserializer::from(doc.clone())) {
         Ok(d) => d,

@@ -4,7 +4,7 @@
 //! serde stops at its first error, so a file with nine misspelt keys used to take ten runs.
 //! Here every unknown key (with the closest valid name), every value of the wrong type and
 //! every missing required key is reported, and the offending keys are taken out of the
-//! document, so that serde then reads the rest and validation reports the semantic errors of
+//! document (a required one is given an empty placeholder), so that serde then reads the rest and validation reports the semantic errors of
 //! the same file in the same run. The tables below mirror [`crate::schema`]; a test holds the
 //! two to the same keys and types.
 
@@ -170,11 +170,10 @@ const BACKEND: &[Key] = &[
 /// What the shape check found.
 pub(crate) struct Checked {
     pub diags: Vec<Diagnostic>,
-    /// False when a required key is missing or of the wrong type: the document cannot be
-    /// read into the schema, so the semantic checks cannot run.
-    pub complete: bool,
-    /// Field paths of the keys taken out of the document (not read under another name):
-    /// checks that depend on them must not take them for absent.
+    /// Field paths of the keys taken out of the document (not read under another name), and
+    /// of the required keys (missing or of the wrong type) given an empty placeholder so
+    /// that the rest of their table can be read: already reported, so the semantic checks
+    /// report nothing about them, and must not take them for absent.
     pub dropped: HashSet<String>,
 }
 
@@ -184,13 +183,11 @@ pub(crate) fn check(doc: &mut DeTable<'_>, loc: &Locator<'_>) -> Checked {
     let mut c = Checker {
         loc,
         diags: Vec::new(),
-        complete: true,
         dropped: HashSet::new(),
     };
     c.table(doc, DOCUMENT, "", 0..0);
     Checked {
         diags: c.diags,
-        complete: c.complete,
         dropped: c.dropped,
     }
 }
@@ -212,7 +209,6 @@ pub(crate) fn closest<'k>(
 struct Checker<'a> {
     loc: &'a Locator<'a>,
     diags: Vec<Diagnostic>,
-    complete: bool,
     dropped: HashSet<String>,
 }
 
@@ -252,7 +248,8 @@ impl Checker<'_> {
             };
             if !self.value(v, key.kind, &field) {
                 if key.required {
-                    self.complete = false;
+                    *v = placeholder(v.span().start);
+                    self.dropped.insert(field);
                 } else {
                     drop.insert(name.to_owned());
                 }
@@ -291,9 +288,14 @@ impl Checker<'_> {
         }
         for key in keys.iter().filter(|k| k.required) {
             if !t.contains_key(key.name) {
-                self.complete = false;
                 let message = format!("missing required key `{}`", key.name);
                 self.error(span.start, path, message);
+                let at = span.start..span.start;
+                t.insert(
+                    Spanned::new(at, Cow::Borrowed(key.name)),
+                    placeholder(span.start),
+                );
+                self.dropped.insert(join(path, key.name));
             }
         }
     }
@@ -375,6 +377,12 @@ impl Checker<'_> {
         }
         ok
     }
+}
+
+/// What a required key (every one is a string) that is missing or of the wrong type is read
+/// as: an empty string, at an empty span.
+fn placeholder(at: usize) -> Spanned<DeValue<'static>> {
+    Spanned::new(at..at, DeValue::String(Cow::Borrowed("")))
 }
 
 fn join(path: &str, key: &str) -> String {

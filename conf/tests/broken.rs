@@ -208,3 +208,32 @@ fn shape_and_value_errors_in_one_run() {
         "{err}"
     );
 }
+
+/// A table missing a required key (or holding one of the wrong type) does not stop the
+/// semantic checks of the rest, and adds no errors of its own beyond the shape's.
+#[test]
+fn missing_required_keys_do_not_stop_the_other_checks() {
+    let text = "[[port]]\nname = 5\ndevice = \"net_null0\"\naddresses = [\"10.0.0.2/24\"]\n\
+                [[service]]\nname = \"web\"\nport = 80\n\
+                [[service.backend]]\nname = \"b1\"\nweight = 0\n\
+                [[service.backend]]\nname = \"b2\"\naddress = \"10.0.0.12\"\n\
+                [[service]]\nname = \"web2\"\nvip = \"10.0.0.101\"\nport = 70000\n";
+    let err = conf::parse(text, Path::new("t.toml")).unwrap_err();
+    println!("{err}");
+    let got: Vec<(usize, &str)> = err
+        .diagnostics()
+        .iter()
+        .map(|d| (d.line, d.field.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (2, "port[0].name"),
+            (5, "service[0]"),
+            (8, "service[0].backend[0]"),
+            (10, "service[0].backend[0].weight"),
+            (17, "service[1].port"),
+        ],
+        "{err}"
+    );
+}

@@ -61,6 +61,11 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn error(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
+        let field = field.into();
+        if self.dropped.contains(&field) {
+            // Missing or of the wrong type: reported by the shape check, read as a placeholder.
+            return;
+        }
         let d = self.loc.diagnostic(span.start, field, message);
         // A value shared by several backends (a service's health key) is checked once per
         // backend in some cross-key checks: report it once.
