@@ -98,6 +98,7 @@ const GLOBAL: &[Key] = &[
     opt("flow_table_capacity", Int),
     opt("control_socket", Str),
     opt("metrics_listen", Str),
+    opt("control_optional", Bool),
     opt("timeouts", Table(TIMEOUTS)),
     opt("health", Table(HEALTH_GLOBAL)),
     opt("neighbors", Table(NEIGHBORS)),
