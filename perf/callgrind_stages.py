@@ -50,27 +50,50 @@ GLUE = "pipeline (classify, decide, glue)"
 FAST_PARSE = r"^fast_parse\b"
 
 
+# Folders of the pipeline that are a stage of their own, whatever their functions are named.
+PIPELINE_FOLDERS = [
+    ("pipeline/rewrite/", "rewrite (MACs; NAT address, port, checksums)"),
+    ("pipeline/reply/", "reply build (RST, ICMP)"),
+]
+
+
+def is_flow(f):
+    return f == "flow.rs" or f.startswith("flow/")
+
+
 def stage_of(frames):
-    """frames: [(name or None, source file basename)], innermost first."""
-    for name, _ in frames:
+    """frames: [(name or None, source file relative to dataplane/src)], innermost first."""
+    for name, f in frames:
+        for folder, stage in PIPELINE_FOLDERS:
+            if f.startswith(folder):
+                return stage
         for rx, stage in PIPELINE_STAGES:
             if name and re.search(rx, name):
                 return stage
     for i, (_, f) in enumerate(frames):
-        if f in FILE_STAGES:
-            if f != "flow.rs":
+        if f in FILE_STAGES or is_flow(f):
+            if not is_flow(f):
                 return FILE_STAGES[f]
-            names = [n for n, g in frames[i:] if g == "flow.rs" and n]
+            names = [n for n, g in frames[i:] if is_flow(g) and n]
             if any(re.search(FLOW_INSERT, n) for n in names):
                 return "flow table insert/evict"
             return "flow table lookup/update"
     for _, f in frames:
-        if f in WIRE_STAGES:
-            return WIRE_STAGES[f]
+        if f.rsplit("/", 1)[-1] in WIRE_STAGES and f.startswith("wire/"):
+            return WIRE_STAGES[f.rsplit("/", 1)[-1]]
     # Code of the fast path itself (not of what it calls): the one-pass parse.
-    if frames and frames[0][1] == "pipeline.rs" and any(n and re.search(FAST_PARSE, n) for n, _ in frames[:2]):
+    if (frames and frames[0][1] in ("pipeline.rs", "pipeline/parse.rs")
+            and any(n and re.search(FAST_PARSE, n) for n, _ in frames[:2])):
         return "parse: one-pass fast path (eth+ip+l4)"
     return GLUE
+
+
+def src_file(loc):
+    """A source location's file: relative to dataplane/src when it is there, else its name."""
+    path = loc.split(":")[0]
+    if "/dataplane/src/" in path:
+        return path.split("/dataplane/src/", 1)[1]
+    return path.rsplit("/", 1)[-1]
 
 
 def parse_callgrind(path):
@@ -151,7 +174,7 @@ def _llvm_symbolize(binary, addrs):
         lines = [x for x in block.split("\n") if x]
         frames = []
         for i in range(0, len(lines) - 1, 2):
-            base = lines[i + 1].split(":")[0].rsplit("/", 1)[-1]
+            base = src_file(lines[i + 1])
             frames.append((lines[i], base))
         out[a] = frames
     return out
@@ -175,7 +198,7 @@ def _binutils_symbolize(binary, addrs):
                 k += 2
                 if name == "??" and loc.startswith("??:"):
                     break  # the sentinel's answer
-                base = loc.split(":")[0].rsplit("/", 1)[-1]
+                base = src_file(loc)
                 frames.append((name, base))
             if len(frames) > 1:
                 frames[0] = (None, frames[0][1])

@@ -85,6 +85,23 @@ const FAMILY_FREE: u8 = 0;
 /// buckets.
 pub const EVICT_SCAN: usize = 2 * WAYS;
 
+/// An IPv4 address in the flow-key layout ([`FlowKey`]): its 4 bytes, then 12 zeros.
+#[inline]
+pub const fn v4_addr(a: [u8; 4]) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[0] = a[0];
+    k[1] = a[1];
+    k[2] = a[2];
+    k[3] = a[3];
+    k
+}
+
+/// The IPv4 address held in a flow-key address ([`v4_addr`]'s inverse).
+#[inline]
+pub const fn v4_of(k: &[u8; 16]) -> [u8; 4] {
+    [k[0], k[1], k[2], k[3]]
+}
+
 /// A flow's identity, as seen on the wire in one direction.
 ///
 /// Addresses are 16 bytes for both families: an IPv4 address sits in the **first 4 bytes,
@@ -139,17 +156,9 @@ impl FlowKey {
     /// An IPv4 flow key.
     #[inline]
     pub const fn v4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, proto: u8) -> Self {
-        let mut s = [0u8; 16];
-        let mut d = [0u8; 16];
-        let mut i = 0;
-        while i < 4 {
-            s[i] = src[i];
-            d[i] = dst[i];
-            i += 1;
-        }
         FlowKey {
-            src: s,
-            dst: d,
+            src: v4_addr(src),
+            dst: v4_addr(dst),
             sport,
             dport,
             proto,

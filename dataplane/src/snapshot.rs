@@ -15,7 +15,7 @@ use hashbrown::{HashMap, HashSet};
 
 use conf::{AdminState, Config, Forwarding, HashKey, IfAddr, OnEmpty, Protocol};
 
-use crate::flow;
+use crate::flow::{self, v4_addr};
 use crate::maglev;
 use crate::vip_index::VipIndex;
 
@@ -34,13 +34,6 @@ pub fn addr_key(ip: IpAddr) -> Addr {
         IpAddr::V4(a) => v4_addr(a.octets()),
         IpAddr::V6(a) => a.octets(),
     }
-}
-
-#[inline]
-fn v4_addr(a: [u8; 4]) -> Addr {
-    let mut k = [0u8; 16];
-    k[..4].copy_from_slice(&a);
-    k
 }
 
 /// An address with its family: the key of the snapshot's maps and sets of addresses (VIPs,
@@ -258,11 +251,24 @@ impl ServiceRt {
         self.maglev.lookup(hash).map(|i| self.members[i as usize])
     }
 
-    /// The hash this service indexes its Maglev table with, given the flow's 5-tuple hash.
+    /// Where a new flow with `key` goes: Maglev's choice, `None` for an empty pool. The one
+    /// decision, made by the pipeline's fast and general paths and by [`Snapshot::choose`]
+    /// alike; `seed` is the config's, so every instance with this config agrees.
     #[inline]
-    pub fn pick_hash(&self, seed: u64, key: &flow::FlowKey, flow_hash: u64) -> u64 {
+    pub fn pick_new(&self, seed: u64, key: &flow::FlowKey) -> Option<BackendId> {
+        // An empty pool's table misses whatever the hash: skip computing it.
+        if self.maglev.entries().is_empty() {
+            return None;
+        }
+        self.pick(self.new_flow_hash(seed, key))
+    }
+
+    /// The hash a new flow with `key` indexes this service's Maglev table with: its
+    /// 5-tuple's, or its source address's for source-IP affinity.
+    #[inline]
+    pub fn new_flow_hash(&self, seed: u64, key: &flow::FlowKey) -> u64 {
         match self.hash {
-            HashKey::FiveTuple => flow_hash,
+            HashKey::FiveTuple => crate::hash::flow_hash(seed, key),
             HashKey::SourceIp => crate::hash::src_hash(seed, &key.src),
         }
     }
@@ -383,8 +389,7 @@ impl Snapshot {
             return Choice::NoService;
         };
         let svc = &self.services[si as usize];
-        let fhash = crate::hash::flow_hash(self.seed, key);
-        let h = svc.pick_hash(self.seed, key, fhash);
+        let h = svc.new_flow_hash(self.seed, key);
         match svc.pick(h) {
             Some(backend) => Choice::Backend {
                 service: si,

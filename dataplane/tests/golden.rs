@@ -108,7 +108,7 @@ fn golden_cases() {
 /// Every drop reason the pipeline itself can give appears in the golden table, so none is a
 /// counter that nothing increments (the worker-level ones are covered by the DPDK tests; the
 /// ones that need a backend to go down under a flow, which this table's fixed snapshot
-/// cannot show, by `pipeline.rs`'s unit tests).
+/// cannot show, by the pipeline's unit tests).
 #[test]
 fn golden_cases_cover_every_pipeline_drop_reason() {
     use dataplane::verdict::DropReason as R;

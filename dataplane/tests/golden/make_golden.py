@@ -304,7 +304,7 @@ case("health-check reply to own address goes to the slow path", Ether(src="02:00
 #   icmp_error_malformed; a quoted source other than the VIP the error was sent to,
 #   icmp_error_not_vip; no service for the quoted port, icmp_error_no_service; an empty pool
 #   and no flow, icmp_error_no_backend; the flow's backend down, icmp_error_backend_down
-#   (pipeline.rs's unit tests: this table's snapshot never changes); the service's access
+#   (pipeline/icmp_error_tests.rs: this table's snapshot never changes); the service's access
 #   list applies to the client, as for the flow's packets. ICMP errors to an own address go to
 #   the slow path.
 # - An L2 broadcast frame with a unicast IP destination that is a VIP is forwarded: the L3

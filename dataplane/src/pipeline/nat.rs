@@ -1,0 +1,54 @@
+//! NAT's way back: a backend's reply (backend:port -> client) finds its flow's reverse
+//! entry on the flow's owner and leaves as the VIP's (VIP:port -> client).
+
+use crate::frame::Frame;
+use crate::hash;
+use crate::snapshot::Snapshot;
+use crate::verdict::{DropReason, Verdict};
+use crate::wire::IPPROTO_TCP;
+
+use super::parse::{IpMeta, Ports};
+use super::rewrite::{self, nat::Side};
+use super::{Pipeline, service};
+
+impl Pipeline {
+    /// A packet from a NAT backend: un-NAT it to the client, both halves of the flow
+    /// refreshed; `NatNoFlow` when no flow of this worker expects it.
+    pub(super) fn nat_reply<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        p: IpMeta,
+        ports: Ports,
+        frame: &mut F,
+    ) -> Verdict {
+        let owner = self.owner(&p.dst, ports.dport);
+        if owner != self.worker {
+            return Verdict::Handoff { worker: owner };
+        }
+        let rkey = p.flow_key(ports.sport, ports.dport);
+        let rhash = hash::table_hash(self.local_seed, &rkey);
+        let Some(ridx) = self.flows.lookup(&rkey, rhash) else {
+            return Verdict::Drop(DropReason::NatNoFlow);
+        };
+        let rev = *self.flows.get(ridx);
+        if rev.twin == crate::flow::NO_TWIN {
+            return Verdict::Drop(DropReason::NatNoFlow);
+        }
+        let fkey = *self.flows.key(rev.twin);
+        let tcp = p.proto == IPPROTO_TCP;
+        let now = self.now_ms;
+        for idx in [ridx, rev.twin] {
+            let f = self.flows.get_mut(idx);
+            f.last_seen = now;
+            f.state = service::next_state(f.state, tcp, ports.tcp_flags);
+        }
+        let out = rev.port;
+        let Some(out_mac) = snap.ports.get(out as usize).map(|p| p.mac) else {
+            return Verdict::Drop(DropReason::NatNoFlow);
+        };
+        let data = frame.data_mut();
+        rewrite::nat::rewrite(data, &p, Side::Src, &fkey.dst, fkey.dport);
+        rewrite::macs(data, &rev.peer_mac, &out_mac);
+        Verdict::Forward { port: out }
+    }
+}

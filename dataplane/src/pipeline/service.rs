@@ -1,0 +1,371 @@
+//! A packet to a service: its flow's backend (the flow table's choice, else Maglev's for a
+//! new flow, recorded), or a refusal when the pool is empty. The fast path and the general
+//! path make the same decisions through the same functions: [`Pipeline::hit`] for a packet
+//! of a known flow, [`pick_new`] for a new one, [`Pipeline::forward`] to send it.
+
+use conf::{Forwarding, OnEmpty};
+
+use crate::flow::{self, Flow, FlowKey, FlowState, FlowTable};
+use crate::frame::Frame;
+use crate::hash;
+use crate::snapshot::{BackendRt, Snapshot};
+use crate::verdict::{DropReason, Verdict};
+use crate::wire::{IPPROTO_TCP, IPPROTO_UDP, tcp};
+
+use super::parse::{Fast, IpMeta, Ports};
+use super::{Pipeline, evicted_entries, reply, rewrite};
+
+/// The backend that flow entry `f` of service `si` still goes to: `None` when it is down,
+/// in maintenance, gone, or now another service's.
+#[inline(always)]
+pub(super) fn flow_backend<'s>(snap: &'s Snapshot, f: &Flow, si: u16) -> Option<&'s BackendRt> {
+    snap.backend(f.backend)
+        .filter(|b| b.service == si && b.keeps_flows())
+}
+
+/// Where a new flow of service `si` goes: Maglev's choice, with the config's seed so that
+/// every instance with this config agrees; `None` for an empty pool.
+#[inline]
+pub(super) fn pick_new<'s>(snap: &'s Snapshot, si: u16, key: &FlowKey) -> Option<&'s BackendRt> {
+    let svc = &snap.services[usize::from(si)];
+    snap.backend(svc.pick_new(snap.seed, key)?)
+}
+
+/// The next state of a flow that a packet hit, given its TCP flags: a UDP flow's second
+/// packet (either way) confirms it ([`FlowState::UdpConfirmed`]), so a full table keeps it
+/// as it keeps an established TCP flow.
+#[inline]
+pub(super) fn next_state(cur: FlowState, tcp: bool, flags: u8) -> FlowState {
+    if !tcp {
+        return FlowState::UdpConfirmed;
+    }
+    if flags & (tcp::FIN | tcp::RST) != 0 {
+        FlowState::TcpClosing
+    } else if cur == FlowState::TcpSynSeen && flags & tcp::ACK != 0 && flags & tcp::SYN == 0 {
+        FlowState::TcpEstablished
+    } else {
+        cur
+    }
+}
+
+/// A NAT flow's reverse half, when a client packet changed the forward half's state: the
+/// halves move through the TCP states together. Only then: a pair lives while either half is
+/// fresh (`FlowTable`'s pair expiry and eviction age), so refreshing the reverse half's
+/// `last_seen` on every client packet would only cost a second, unprefetched cache line.
+#[inline(never)]
+#[cold]
+fn sync_twin(flows: &mut FlowTable, twin: u32, now: u32, tcp: bool, flags: u8) {
+    let tw = flows.get_mut(twin);
+    tw.last_seen = now;
+    tw.state = next_state(tw.state, tcp, flags);
+}
+
+impl Pipeline {
+    /// The fast path's decision: a packet of an established flow whose backend still takes
+    /// it, forwarded exactly as [`Pipeline::service`] would (the same [`hit`](Self::hit) and
+    /// rewrite) without rebuilding what the parse found. Anything else (a new flow, a
+    /// backend gone, a NAT flow another worker may own) goes to [`Pipeline::service_probed`].
+    #[inline(always)]
+    pub(super) fn fast_service<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        port: u8,
+        x: Fast,
+        frame: &mut F,
+    ) -> Verdict {
+        let svc = &snap.services[usize::from(x.si)];
+        if !svc.acl.admits(&x.key.src, false) {
+            return Verdict::Drop(DropReason::AclDenied);
+        }
+        let fwd = svc.forwarding;
+        if fwd == Forwarding::Nat && self.workers > 1 {
+            // Another worker may own it: the general path decides (and hands it over).
+            return self.service(snap, port, x.si, x.meta(), x.ports(), frame);
+        }
+        let probe = self.flows.probe_home(x.home, &x.key, x.hash);
+        let tcp = x.key.proto == IPPROTO_TCP;
+        if let Some(idx) = probe.found
+            && let Some(b) = self.hit(snap, idx, x.si, tcp, x.tcp_flags, fwd)
+        {
+            return self.forward(b, false, &x.meta(), x.key.dport, fwd, frame);
+        }
+        // A DSR SYN into a full table (a SYN flood's every packet): no entry was found and
+        // none will be made (a SYN never evicts), so it is Maglev's choice, forwarded as
+        // `service_probed` would, without its new-flow bookkeeping. Anything else (room in
+        // the table, an empty pool) is decided there.
+        if self.flows.len() >= self.flows.capacity()
+            && probe.found.is_none()
+            && fwd == Forwarding::Dsr
+            && x.tcp_flags & (tcp::SYN | tcp::ACK | tcp::RST) == tcp::SYN
+            && tcp
+            && let Some(v) = self.unrecorded_syn(snap, &x, frame)
+        {
+            return v;
+        }
+        let (p, ports) = (x.meta(), x.ports());
+        self.service_probed(snap, port, x.si, p, ports, x.key, x.hash, probe, frame)
+    }
+
+    /// The fast path's DSR SYN into a full table (a SYN flood's every packet): no entry was
+    /// found and none will be made (a SYN never evicts), so it goes to Maglev's choice,
+    /// forwarded and counted as [`Pipeline::service_probed`] would, without its new-flow
+    /// bookkeeping; `None` (nothing done) for an empty pool, which that decides. Out of line:
+    /// the established path stays as compact as it was.
+    #[inline(never)]
+    fn unrecorded_syn<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        x: &Fast,
+        frame: &mut F,
+    ) -> Option<Verdict> {
+        let b = pick_new(snap, x.si, &x.key)?;
+        self.counters.syn_unrecorded += 1;
+        Some(self.forward(b, false, &x.meta(), x.key.dport, Forwarding::Dsr, frame))
+    }
+
+    /// The general path's packet to service `si`: the ACL, the NAT owner, then the flow
+    /// table.
+    pub(super) fn service<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        port: u8,
+        si: u16,
+        p: IpMeta,
+        ports: Ports,
+        frame: &mut F,
+    ) -> Verdict {
+        let svc = &snap.services[si as usize];
+        // Every packet, not only a flow's first: a reload that denies a source cuts it off.
+        if !svc.acl.admits(&p.src, p.v6) {
+            return Verdict::Drop(DropReason::AclDenied);
+        }
+        if let Some(v) = self.handoff(svc.forwarding, &p.src, ports.sport) {
+            return v;
+        }
+        let key = p.flow_key(ports.sport, ports.dport);
+        let fhash = hash::table_hash(self.local_seed, &key);
+        let probe = self.flows.probe(&key, fhash);
+        self.service_probed(snap, port, si, p, ports, key, fhash, probe, frame)
+    }
+
+    /// A packet of the flow in slot `idx` of service `si`: its entry refreshed (and its NAT
+    /// twin's state with it), and the backend it goes to; `None` (nothing changed) when that
+    /// backend no longer takes the flow.
+    #[inline(always)]
+    fn hit<'s>(
+        &mut self,
+        snap: &'s Snapshot,
+        idx: u32,
+        si: u16,
+        tcp: bool,
+        flags: u8,
+        fwd: Forwarding,
+    ) -> Option<&'s BackendRt> {
+        let b = flow_backend(snap, self.flows.get(idx), si)?;
+        let now = self.now_ms;
+        let fm = self.flows.get_mut(idx);
+        fm.last_seen = now;
+        fm.service = si;
+        let (old, new) = (fm.state, next_state(fm.state, tcp, flags));
+        fm.state = new;
+        let twin = fm.twin;
+        if fwd == Forwarding::Nat && new != old && twin != flow::NO_TWIN {
+            sync_twin(&mut self.flows, twin, now, tcp, flags);
+        }
+        Some(b)
+    }
+
+    /// Sends a client's packet to backend `b` (`new_flow`: its flow's first), rewritten by
+    /// the service's forwarding mode.
+    #[inline(always)]
+    fn forward<F: Frame>(
+        &mut self,
+        b: &BackendRt,
+        new_flow: bool,
+        p: &IpMeta,
+        dport: u16,
+        fwd: Forwarding,
+        frame: &mut F,
+    ) -> Verdict {
+        self.per_backend.count(b.id, new_flow, frame.data().len());
+        rewrite::to_backend(frame.data_mut(), p, b, fwd, dport);
+        Verdict::Forward { port: b.out_port }
+    }
+
+    /// [`Pipeline::service`] once the owner is known to be this worker and the flow table
+    /// has been probed for the packet's key (`fhash` its table hash).
+    #[allow(clippy::too_many_arguments)]
+    fn service_probed<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        port: u8,
+        si: u16,
+        p: IpMeta,
+        ports: Ports,
+        key: FlowKey,
+        fhash: u64,
+        probe: flow::Probe,
+        frame: &mut F,
+    ) -> Verdict {
+        let svc = &snap.services[si as usize];
+        let fwd = svc.forwarding;
+        let tcp = p.proto == IPPROTO_TCP;
+        let flags = ports.tcp_flags;
+
+        // Whether `probe` still describes the table (the removal below changes it).
+        let mut probe_fresh = true;
+        if let Some(idx) = probe.found {
+            match self.hit(snap, idx, si, tcp, flags, fwd) {
+                Some(b) => return self.forward(b, false, &p, ports.dport, fwd, frame),
+                None => {
+                    // Its backend is down, in maintenance or gone: this packet goes to the new
+                    // choice (the flow is made again below).
+                    self.flows.remove(idx);
+                    self.counters.flows_rescheduled += 1;
+                    probe_fresh = false;
+                }
+            }
+        }
+        let Some(b) = pick_new(snap, si, &key) else {
+            return self.empty_pool(snap, port, svc.on_empty, &p, ports, frame);
+        };
+        // A RST makes no entry, though it counts as a new flow of its backend (a miss).
+        let is_rst = tcp && flags & tcp::RST != 0;
+        let new_flow = is_rst
+            || self.record(
+                snap,
+                port,
+                si,
+                b,
+                &p,
+                ports,
+                key,
+                fhash,
+                &probe,
+                probe_fresh,
+                frame,
+            );
+        self.forward(b, new_flow, &p, ports.dport, fwd, frame)
+    }
+
+    /// Records a new flow to backend `b` (NAT: both directions); whether it was recorded
+    /// (a SYN never evicts: into a full table it is forwarded unrecorded).
+    #[allow(clippy::too_many_arguments)]
+    fn record<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        port: u8,
+        si: u16,
+        b: &BackendRt,
+        p: &IpMeta,
+        ports: Ports,
+        key: FlowKey,
+        fhash: u64,
+        probe: &flow::Probe,
+        probe_fresh: bool,
+        frame: &F,
+    ) -> bool {
+        let tcp = p.proto == IPPROTO_TCP;
+        let flags = ports.tcp_flags;
+        let is_syn = tcp && flags & tcp::SYN != 0 && flags & tcp::ACK == 0;
+        let now = self.now_ms;
+        let state = if !tcp {
+            FlowState::Udp
+        } else if is_syn {
+            FlowState::TcpSynSeen
+        } else {
+            // Mid-stream pickup (after a restart or a move between instances): Maglev
+            // chose the same backend as before, so keep it. Half-open until a second
+            // packet (either way) confirms it: a flood of spoofed ACKs then displaces
+            // itself from a full table, as a SYN flood does, not the established flows.
+            if flags & (tcp::FIN | tcp::RST) != 0 {
+                FlowState::TcpClosing
+            } else {
+                FlowState::TcpSynSeen
+            }
+        };
+        let peer_mac: [u8; 6] = frame.data()[6..12].try_into().expect("ethernet checked");
+        let fl = Flow {
+            state,
+            service: si,
+            backend: b.id,
+            last_seen: now,
+            twin: flow::NO_TWIN,
+            port,
+            peer_mac,
+            flags: 0,
+        };
+        if snap.services[usize::from(si)].forwarding == Forwarding::Nat {
+            // Both halves at once: room for both is made first, so neither evicts the other.
+            let rkey = FlowKey {
+                src: b.addr_key,
+                dst: p.src,
+                sport: b.port.unwrap_or(ports.dport),
+                dport: ports.sport,
+                ..key
+            };
+            let rhash = hash::table_hash(self.local_seed, &rkey);
+            // Flagged so the flow census counts the pair once.
+            let rf = Flow {
+                flags: flow::FLAG_REVERSE,
+                ..fl
+            };
+            if let Ok(ins) =
+                self.flows
+                    .insert_pair((key, fhash, fl), (rkey, rhash, rf), now, &snap.timeouts)
+            {
+                self.counters.flows_created += 2;
+                for e in ins.evicted.iter().flatten() {
+                    self.counters.flows_evicted += evicted_entries(e);
+                }
+            }
+        } else if probe_fresh && is_syn {
+            // A SYN never evicts (it is all a spoofed flood sends): it takes a free slot,
+            // or none. Unrecorded, it still goes to Maglev's choice, and the handshake's
+            // ACK (picked up as a new flow, to the same backend) records the connection.
+            match self.flows.insert_probed_if_room(probe, key, fl, now) {
+                Some(_) => self.counters.flows_created += 1,
+                None => {
+                    self.counters.syn_unrecorded += 1;
+                    return false;
+                }
+            }
+        } else if probe_fresh {
+            let r = self
+                .flows
+                .insert_probed(probe, key, fl, now, &snap.timeouts);
+            self.count_insert(r);
+        } else {
+            let r = self.flows.insert(key, fhash, fl, now, &snap.timeouts);
+            self.count_insert(r);
+        }
+        true
+    }
+
+    /// No backend takes new flows: refuse fast so the client moves on.
+    fn empty_pool<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        port: u8,
+        on_empty: OnEmpty,
+        p: &IpMeta,
+        ports: Ports,
+        frame: &mut F,
+    ) -> Verdict {
+        if on_empty == OnEmpty::Drop {
+            return Verdict::Drop(DropReason::NoBackend);
+        }
+        let mac = snap.ports[port as usize].mac;
+        match p.proto {
+            IPPROTO_TCP if ports.tcp_flags & (tcp::SYN | tcp::ACK | tcp::RST) == tcp::SYN => {
+                let v = reply::rst::build(frame, p, mac);
+                if v == Verdict::Reply {
+                    self.counters.resets += 1;
+                }
+                v
+            }
+            IPPROTO_UDP => reply::unreachable::build(frame, p, mac),
+            _ => Verdict::Drop(DropReason::NoBackend),
+        }
+    }
+}
