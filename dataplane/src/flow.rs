@@ -509,7 +509,7 @@ impl FlowTable {
         );
         // Huge pages before the first touch: lookups land anywhere in the table.
         let mut slots = Vec::with_capacity(nbuckets * WAYS);
-        crate::dpdk::advise_huge_pages(slots.spare_capacity_mut());
+        crate::mem::advise_huge_pages(slots.spare_capacity_mut());
         slots.resize(nbuckets * WAYS, Slot::FREE);
         FlowTable {
             slots: slots.into_boxed_slice(),
@@ -729,7 +729,7 @@ impl FlowTable {
         let base = home as usize & !(WAYS - 1);
         if let Some(bucket) = self.slots.get(base..base + WAYS) {
             for i in 0..PREFETCH_LINES {
-                crate::dpdk::prefetch(&bucket[(home as usize + i) & (WAYS - 1)]);
+                crate::mem::prefetch(&bucket[(home as usize + i) & (WAYS - 1)]);
             }
         }
     }

@@ -1,7 +1,8 @@
 //! Everything a worker core does with a packet, and the DPDK plumbing under it.
 //!
 //! `pipeline` is pure (no DPDK, no I/O) so it runs over `Vec<u8>` frames in tests and over
-//! mbufs in production; `dpdk` is the only module allowed to use `unsafe`.
+//! mbufs in production; `dpdk` (DPDK) and `mem` (prefetch, huge-page advice, shared-memory
+//! counter words) are the only modules allowed to use `unsafe`.
 #![deny(unsafe_code)]
 
 pub mod cpus;
@@ -20,3 +21,5 @@ pub mod worker;
 
 #[allow(unsafe_code)]
 pub mod dpdk;
+#[allow(unsafe_code)]
+pub mod mem;

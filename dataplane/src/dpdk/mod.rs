@@ -1,6 +1,7 @@
 //! The safe face of DPDK: EAL, mbuf pools, RAII mbufs, stack-array bursts, ethdev ports and
-//! their queues, and SPSC mbuf rings. This module is the only place in the crate that holds
-//! `unsafe`; everything it exports can be used from safe code without undefined behaviour.
+//! their queues, and SPSC mbuf rings. DPDK only: with `mem` (memory helpers that are not
+//! DPDK), one of the two places in the crate that hold `unsafe`; everything it exports can be
+//! used from safe code without undefined behaviour.
 //!
 //! Ownership model, in short:
 //! - [`Eal`] is the process-wide runtime. Every pool, port and ring counts as a live user of
@@ -23,7 +24,6 @@ mod mempool;
 mod port;
 mod ring;
 pub mod runtime_files;
-mod shm;
 
 pub use burst::{Burst, Drain};
 pub use device_check::check_device;
@@ -33,42 +33,6 @@ pub use mbuf::Mbuf;
 pub use mempool::Mempool;
 pub use port::{Link, MacFilter, Port, PortSetup, PortStats, RxQueue, TxQueue};
 pub use ring::{MbufRing, RingConsumer, RingProducer};
-pub use shm::SharedWords;
-
-/// Asks the CPU to start loading the cache line that holds `r` into all cache levels, without
-/// waiting for it (what DPDK's `rte_prefetch0` does): a hint that lets the lookups of a whole
-/// burst miss the caches at once instead of one after the other. Lives here because it is
-/// the crate's one unsafe room, not because it involves DPDK.
-#[inline(always)]
-pub fn prefetch<T>(r: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: PREFETCHT0 is a hint: it neither reads architecturally nor faults, whatever the
-    // address (here a live reference anyway), and SSE, which provides it, is part of the
-    // x86_64 baseline.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>((r as *const T).cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = r;
-}
-
-/// Asks the kernel to back `mem` with transparent huge pages (2 MiB) where it can, before it
-/// is first touched: for big tables read at random (the flow table), so that lookups do not
-/// each pay a TLB miss on top of a cache miss. A hint: it does nothing where THP is off, and
-/// only whole 2 MiB pages inside `mem` are affected.
-pub fn advise_huge_pages<T>(mem: &mut [T]) {
-    const HUGE: usize = 2 << 20;
-    let start = mem.as_mut_ptr() as usize;
-    let end = start + size_of_val(mem);
-    let (a, b) = (start.next_multiple_of(HUGE), end & !(HUGE - 1));
-    if b > a {
-        // SAFETY: [a, b) lies inside `mem`, which we borrow mutably, so no one else uses it;
-        // MADV_HUGEPAGE only changes how the kernel backs those pages, never their contents
-        // or whether they are mapped. A failure (THP unsupported) is harmless and ignored.
-        unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_HUGEPAGE) };
-    }
-}
 
 /// Turns the configured device strings into EAL arguments: `net_*` strings are virtual devices
 /// with their arguments (`--vdev net_pcap0,rx_pcap=in.pcap`), anything else is a PCI address

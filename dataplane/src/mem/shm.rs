@@ -1,8 +1,7 @@
 //! Counter words in shared memory: a file mapping (memmap2) viewed as `[AtomicU64]`, so that
 //! the workers publish their counters with plain relaxed stores and any reader, in this
 //! process or another one (`fulcrum ctl`, a metrics scraper), loads them without touching the
-//! workers or the slow path. Lives here because viewing the mapping as atomics is the one
-//! `unsafe` it needs, and this module is the crate's unsafe room; nothing here involves DPDK.
+//! workers or the slow path. Viewing the mapping as atomics is the one `unsafe` it needs.
 
 use std::fs::OpenOptions;
 use std::io;
