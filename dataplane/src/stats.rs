@@ -12,71 +12,83 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::dpdk::SharedWords;
+use crate::mem::SharedWords;
 
 use crate::verdict::DropReason;
 
-/// A worker's own counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counters {
+/// Declares the scalar counters once: the [`Counters`] fields, their names (metrics,
+/// reports, the counter file's order) and the loops over them all come from this list, as
+/// `drop_reasons!` gives the drop counters. Append new counters at the end: the counter
+/// file's layout ([`LAYOUT`]) follows the order.
+macro_rules! scalar_counters {
+    ($( $(#[$doc:meta])* $field:ident, )*) => {
+        /// A worker's own counters.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct Counters {
+            $( $(#[$doc])* pub $field: u64, )*
+            /// Drops, indexed by `DropReason as usize`.
+            pub drops: [u64; DropReason::COUNT],
+        }
+
+        impl Default for Counters {
+            fn default() -> Self {
+                Counters {
+                    $( $field: 0, )*
+                    drops: [0; DropReason::COUNT],
+                }
+            }
+        }
+
+        impl Counters {
+            /// The scalar counters by name, in a stable order.
+            pub fn fields(&self) -> [(&'static str, u64); SCALARS] {
+                [$( (stringify!($field), self.$field), )*]
+            }
+
+            /// The scalar counters, in [`fields`](Self::fields)' order.
+            fn scalars_mut(&mut self) -> [&mut u64; SCALARS] {
+                [$( &mut self.$field, )*]
+            }
+        }
+
+        const SCALARS: usize = [$( stringify!($field), )*].len();
+    };
+}
+
+scalar_counters! {
     /// Frames received from ports.
-    pub rx: u64,
+    rx,
     /// Frames received from other workers (flows this worker owns).
-    pub handoff_in: u64,
+    handoff_in,
     /// Frames transmitted (forwarded or replies).
-    pub tx: u64,
+    tx,
     /// Frames handed to the worker that owns their flow.
-    pub handoff_out: u64,
+    handoff_out,
     /// Frames given to the slow path.
-    pub to_slowpath: u64,
+    to_slowpath,
     /// Frames the slow path gave this worker to transmit.
-    pub from_slowpath: u64,
+    from_slowpath,
     /// Frames forwarded to a backend.
-    pub forwarded: u64,
+    forwarded,
     /// Replies built (ARP, ICMP echo, RST, ICMP unreachable).
-    pub replies: u64,
+    replies,
     /// Of the replies: TCP RSTs for an empty pool.
-    pub resets: u64,
+    resets,
     /// New flows created.
-    pub flows_created: u64,
+    flows_created,
     /// Flows whose backend became unusable and were sent to a new choice.
-    pub flows_rescheduled: u64,
+    flows_rescheduled,
     /// TCP SYNs of DSR flows forwarded (by Maglev) without an entry, because recording them
     /// would have evicted one: a SYN never evicts, so a SYN flood displaces nothing. The
     /// connection's next packet records it.
-    pub syn_unrecorded: u64,
+    syn_unrecorded,
     /// Flow-table entries evicted from a full table (a NAT flow's pair counts two, as in
     /// `flows_created` and `flows_expired`).
-    pub flows_evicted: u64,
+    flows_evicted,
     /// Flows reaped after their idle timeout.
-    pub flows_expired: u64,
+    flows_expired,
     /// Flows currently in the table (a gauge).
-    pub flows_active: u64,
-    /// Drops, indexed by `DropReason as usize`.
-    pub drops: [u64; DropReason::COUNT],
-}
-
-impl Default for Counters {
-    fn default() -> Self {
-        Counters {
-            rx: 0,
-            handoff_in: 0,
-            tx: 0,
-            handoff_out: 0,
-            to_slowpath: 0,
-            from_slowpath: 0,
-            forwarded: 0,
-            replies: 0,
-            resets: 0,
-            flows_created: 0,
-            flows_rescheduled: 0,
-            syn_unrecorded: 0,
-            flows_evicted: 0,
-            flows_expired: 0,
-            flows_active: 0,
-            drops: [0; DropReason::COUNT],
-        }
-    }
+    flows_active,
 }
 
 impl Counters {
@@ -98,54 +110,12 @@ impl Counters {
 
     /// Adds another worker's counters (for totals).
     pub fn add(&mut self, o: &Counters) {
-        for (name, v) in o.fields() {
-            *self.field_mut(name).expect("field of the same type") += v;
+        for (a, (_, b)) in self.scalars_mut().into_iter().zip(o.fields()) {
+            *a += b;
         }
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
         }
-    }
-
-    /// The scalar counters by name, in a stable order.
-    pub fn fields(&self) -> [(&'static str, u64); SCALARS] {
-        [
-            ("rx", self.rx),
-            ("handoff_in", self.handoff_in),
-            ("tx", self.tx),
-            ("handoff_out", self.handoff_out),
-            ("to_slowpath", self.to_slowpath),
-            ("from_slowpath", self.from_slowpath),
-            ("forwarded", self.forwarded),
-            ("replies", self.replies),
-            ("resets", self.resets),
-            ("flows_created", self.flows_created),
-            ("flows_rescheduled", self.flows_rescheduled),
-            ("syn_unrecorded", self.syn_unrecorded),
-            ("flows_evicted", self.flows_evicted),
-            ("flows_expired", self.flows_expired),
-            ("flows_active", self.flows_active),
-        ]
-    }
-
-    fn field_mut(&mut self, name: &str) -> Option<&mut u64> {
-        Some(match name {
-            "rx" => &mut self.rx,
-            "handoff_in" => &mut self.handoff_in,
-            "tx" => &mut self.tx,
-            "handoff_out" => &mut self.handoff_out,
-            "to_slowpath" => &mut self.to_slowpath,
-            "from_slowpath" => &mut self.from_slowpath,
-            "forwarded" => &mut self.forwarded,
-            "replies" => &mut self.replies,
-            "resets" => &mut self.resets,
-            "flows_created" => &mut self.flows_created,
-            "flows_rescheduled" => &mut self.flows_rescheduled,
-            "syn_unrecorded" => &mut self.syn_unrecorded,
-            "flows_evicted" => &mut self.flows_evicted,
-            "flows_expired" => &mut self.flows_expired,
-            "flows_active" => &mut self.flows_active,
-            _ => return None,
-        })
     }
 
     fn to_words(self) -> [u64; WORDS] {
@@ -159,16 +129,14 @@ impl Counters {
 
     fn from_words(w: &[u64; WORDS]) -> Counters {
         let mut c = Counters::default();
-        let names = c.fields().map(|(n, _)| n);
-        for (i, n) in names.iter().enumerate() {
-            *c.field_mut(n).expect("own field") = w[i];
+        for (slot, v) in c.scalars_mut().into_iter().zip(w) {
+            *slot = *v;
         }
         c.drops.copy_from_slice(&w[SCALARS..]);
         c
     }
 }
 
-const SCALARS: usize = 15;
 const WORDS: usize = SCALARS + DropReason::COUNT;
 
 /// Words of one worker's block in the counter file: its counters rounded up to whole cache
@@ -424,6 +392,34 @@ mod tests {
         std::fs::write(&path, b"not counters").unwrap();
         assert!(read_counter_file(&path).is_err());
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// The counter file's layout and the metric names follow the list's order: pinned, so
+    /// that a reordering is a visible change (and `LAYOUT` with it).
+    #[test]
+    fn scalar_counters_keep_their_names_and_order() {
+        let names = Counters::default().fields().map(|(n, _)| n);
+        assert_eq!(
+            names,
+            [
+                "rx",
+                "handoff_in",
+                "tx",
+                "handoff_out",
+                "to_slowpath",
+                "from_slowpath",
+                "forwarded",
+                "replies",
+                "resets",
+                "flows_created",
+                "flows_rescheduled",
+                "syn_unrecorded",
+                "flows_evicted",
+                "flows_expired",
+                "flows_active",
+            ]
+        );
+        assert_eq!(LAYOUT, (15 << 32) | DropReason::COUNT as u64);
     }
 
     #[test]
