@@ -72,14 +72,9 @@ fn lookup(c: &mut Criterion) {
             weight: 1,
         })
         .collect();
-    // Hash-like inputs (splitmix64 of a counter).
-    let hashes: Vec<u64> = (0..4096u64)
-        .map(|i| {
-            let mut z = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z ^ (z >> 31)
-        })
-        .collect();
+    // Hash-like inputs (SplitMix64's sequence).
+    let mut g = dataplane::hash::SplitMix(0);
+    let hashes: Vec<u64> = (0..4096).map(|_| g.next_u64()).collect();
     let mut g = c.benchmark_group("maglev_lookup");
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(300))

@@ -151,19 +151,39 @@ pub fn owner_hash(seed: u64, client_addr: &[u8; 16], client_port: u16) -> u64 {
     addr_tag(seed, client_addr, u64::from(client_port))
 }
 
+/// SplitMix64: a small, seedable, deterministic generator (not a hash of the frozen kind
+/// above, and no cryptographic quality): the workspace's one for jitter, shuffles and
+/// randomized tests, so that a fixed seed reproduces a run.
+#[derive(Debug, Clone)]
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`0` when `n` is 0; the slight modulo bias does not matter here).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A small deterministic PRNG (splitmix64) so the statistical tests are reproducible.
+    /// [`SplitMix`] so the statistical tests are reproducible.
     struct Rng(u64);
     impl Rng {
         fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
+            let mut g = SplitMix(self.0);
+            let v = g.next_u64();
+            self.0 = g.0;
+            v
         }
         fn key(&mut self) -> FlowKey {
             let mut k = FlowKey::v6([0; 16], [0; 16], 0, 0, 6);

@@ -41,6 +41,8 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use conf::is_prime;
+
 use crate::hash::hash_bytes;
 
 /// One candidate backend.
@@ -180,6 +182,7 @@ impl Table {
     }
 
     /// Every slot's member index; empty when no member takes flows.
+    #[inline]
     pub fn entries(&self) -> &[u16] {
         &self.entries
     }
@@ -433,24 +436,6 @@ fn fill_heap(f: &mut Filler, weight: &[u64], max_w: u64) {
     }
 }
 
-/// Trial division: sizes are at most a few million, so at most ~1500 divisions.
-fn is_prime(n: u32) -> bool {
-    if n < 2 {
-        return false;
-    }
-    if n.is_multiple_of(2) {
-        return n == 2;
-    }
-    let mut d = 3u32;
-    while u64::from(d) * u64::from(d) <= u64::from(n) {
-        if n.is_multiple_of(d) {
-            return false;
-        }
-        d += 2;
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,15 +455,11 @@ mod tests {
             .collect()
     }
 
-    /// Deterministic Fisher-Yates with splitmix64.
-    fn shuffle<T>(v: &mut [T], mut s: u64) {
+    /// Deterministic Fisher-Yates with [`SplitMix`](crate::hash::SplitMix).
+    fn shuffle<T>(v: &mut [T], s: u64) {
+        let mut g = crate::hash::SplitMix(s);
         for i in (1..v.len()).rev() {
-            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            v.swap(i, (z % (i as u64 + 1)) as usize);
+            v.swap(i, g.below(i as u64 + 1) as usize);
         }
     }
 

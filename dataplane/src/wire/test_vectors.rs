@@ -5,20 +5,16 @@
 //! implementation independent of this crate; `wire::tests` parses them with smoltcp too. Frames
 //! shorter than Ethernet's 60-byte minimum were padded by hand, as a receiving NIC shows them.
 
-/// splitmix64: a small deterministic generator for the randomized tests.
-pub(crate) struct Rng(u64);
+/// [`SplitMix`](crate::hash::SplitMix) with the helpers the randomized tests use.
+pub(crate) struct Rng(crate::hash::SplitMix);
 
 impl Rng {
     pub(crate) fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(crate::hash::SplitMix(seed))
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     pub(crate) fn fill(&mut self, buf: &mut [u8]) {

@@ -263,25 +263,9 @@ pub fn route(cfg: &Config, addr: IpAddr) -> Option<(u8, IpAddr)> {
     })
 }
 
-/// A small, seedable generator for jitter (SplitMix64): no cryptographic quality needed,
-/// and a fixed seed makes schedules reproducible in tests.
-#[derive(Debug, Clone)]
-pub struct SplitMix(pub u64);
-
-impl SplitMix {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`0` when `n` is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next_u64() % n }
-    }
-}
+/// The jitter generator: the workspace's one SplitMix64, seeded per check so schedules are
+/// reproducible in tests.
+pub use dataplane::hash::SplitMix;
 
 #[cfg(test)]
 mod tests {
