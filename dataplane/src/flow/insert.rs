@@ -1,0 +1,267 @@
+//! Admission: where a new entry goes (a free slot of either bucket, a move of an entry to
+//! its other bucket, else an eviction), NAT pairs inserted together.
+
+use super::*;
+
+impl FlowTable {
+    /// [`insert`](Self::insert) of a key that `probe` (made by [`probe`](Self::probe) with
+    /// the same key and hash) found absent, with no change to the table since. It skips the
+    /// scan for the key; a probe that is not fresh (its free slot was taken since) makes it
+    /// fall back to a plain insert.
+    #[inline]
+    pub fn insert_probed(
+        &mut self,
+        probe: &Probe,
+        key: FlowKey,
+        flow: Flow,
+        now: u32,
+        t: &Timeouts,
+    ) -> Result<Inserted, Full> {
+        debug_assert!(probe.found.is_none(), "insert_probed after a hit");
+        debug_assert!(self.lookup(&key, probe.hash).is_none(), "stale probe");
+        let stale = probe.free != NO_TWIN && self.slots[probe.free as usize].is_live();
+        if self.cap == 0 || stale || key.family == FAMILY_FREE {
+            return self.insert(key, probe.hash, flow, now, t);
+        }
+        let (b1, tag) = self.first_bucket(probe.hash);
+        let b2 = self.second_bucket(b1, tag);
+        let slot = (probe.free != NO_TWIN).then_some(probe.free);
+        self.place(key, b1, b2, tag, slot, flow, now, t, NO_TWIN)
+    }
+
+    /// [`insert_probed`](Self::insert_probed) that never evicts: the new entry takes the
+    /// probe's free slot, or one an entry of its buckets leaves for its other bucket. `None`,
+    /// and nothing changed, when the table is at its capacity or neither exists. What a TCP
+    /// SYN gets (the pipeline's admission): a SYN flood then displaces no entry at all, and a
+    /// real client's connection is recorded by its next packet, which may evict.
+    #[inline]
+    pub fn insert_probed_if_room(
+        &mut self,
+        probe: &Probe,
+        key: FlowKey,
+        flow: Flow,
+        now: u32,
+    ) -> Option<u32> {
+        debug_assert!(probe.found.is_none(), "insert_probed_if_room after a hit");
+        debug_assert!(self.lookup(&key, probe.hash).is_none(), "stale probe");
+        if self.len >= self.cap || key.family == FAMILY_FREE {
+            return None;
+        }
+        let (b1, tag) = self.first_bucket(probe.hash);
+        let b2 = self.second_bucket(b1, tag);
+        let idx = if probe.free != NO_TWIN && !self.slots[probe.free as usize].is_live() {
+            probe.free
+        } else {
+            // No free slot when probed, or it was taken since: look again, then move one.
+            self.free_in(b1, tag)
+                .or_else(|| self.free_in(b2, tag))
+                .or_else(|| self.relocate(b1, b2, NO_TWIN))?
+        };
+        self.write_new(idx, key, b1, b2, tag, flow, now);
+        Some(idx)
+    }
+
+    /// Inserts `flow` for `key` with `last_seen = now`, unlinked. If `key` is already present
+    /// its entry is overwritten in place (`replaced`); if the table is full, or both of the
+    /// key's buckets are and no entry in them can move to its other bucket, one entry (and
+    /// its twin) is evicted first, per the module's policy. `Err(Full)` only for capacity 0.
+    /// `key.family` must not be 0.
+    #[inline]
+    pub fn insert(
+        &mut self,
+        key: FlowKey,
+        hash: u64,
+        flow: Flow,
+        now: u32,
+        t: &Timeouts,
+    ) -> Result<Inserted, Full> {
+        self.insert_keeping(key, hash, flow, now, t, NO_TWIN)
+    }
+
+    /// Inserts both halves of a NAT flow and links them. The reverse half's insert neither
+    /// evicts nor moves the forward half, so both are in the table afterwards. Present keys
+    /// are overwritten as in [`insert`](Self::insert). `Err(Full)` if the capacity is below 2.
+    pub fn insert_pair(
+        &mut self,
+        fwd: (FlowKey, u64, Flow),
+        rev: (FlowKey, u64, Flow),
+        now: u32,
+        t: &Timeouts,
+    ) -> Result<InsertedPair, Full> {
+        debug_assert!(fwd.0 != rev.0, "a pair needs two keys");
+        if self.cap < 2 {
+            return Err(Full);
+        }
+        let f = self.insert_keeping(fwd.0, fwd.1, fwd.2, now, t, NO_TWIN)?;
+        let r = self.insert_keeping(rev.0, rev.1, rev.2, now, t, f.idx)?;
+        let linked = self.link(f.idx, r.idx);
+        debug_assert!(linked);
+        Ok(InsertedPair {
+            fwd: f.idx,
+            rev: r.idx,
+            evicted: [f.evicted, r.evicted],
+        })
+    }
+
+    /// [`insert`](Self::insert), never evicting or moving the entry at `keep`.
+    pub(super) fn insert_keeping(
+        &mut self,
+        key: FlowKey,
+        hash: u64,
+        flow: Flow,
+        now: u32,
+        t: &Timeouts,
+        keep: u32,
+    ) -> Result<Inserted, Full> {
+        assert!(key.family != FAMILY_FREE, "flow key with family 0");
+        if self.cap == 0 {
+            return Err(Full);
+        }
+        let (b1, tag) = self.first_bucket(hash);
+        let b2 = self.second_bucket(b1, tag);
+        // One pass over both buckets: the key if present, else the first free slot (the
+        // first bucket's first).
+        let mut slot = None;
+        let pair = [b1, b2];
+        let h = home(tag);
+        for b in &pair[..if b2 == b1 { 1 } else { 2 }] {
+            let (base, bucket) = self.bucket(*b);
+            for i in 0..WAYS {
+                let j = (h + i) & (WAYS - 1);
+                let s = &bucket[j];
+                if s.key.same(&key) {
+                    let idx = (base + j) as u32;
+                    self.overwrite(idx, flow, now);
+                    return Ok(Inserted {
+                        idx,
+                        evicted: None,
+                        replaced: true,
+                    });
+                }
+                if slot.is_none() && !s.is_live() {
+                    slot = Some((base + j) as u32);
+                }
+            }
+        }
+        self.place(key, b1, b2, tag, slot, flow, now, t, keep)
+    }
+
+    /// Stores a new entry for `key` (absent from its buckets `b1`, `b2`) in `slot`, the first
+    /// free slot of those buckets if they have one, else making room per the module's policy
+    /// without touching `keep`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(super) fn place(
+        &mut self,
+        key: FlowKey,
+        b1: u32,
+        b2: u32,
+        tag: u16,
+        mut slot: Option<u32>,
+        flow: Flow,
+        now: u32,
+        t: &Timeouts,
+        keep: u32,
+    ) -> Result<Inserted, Full> {
+        let mut evicted = None;
+        if self.len >= self.cap {
+            let e = self.evict_among(b1, b2, now, t, keep);
+            // The victim's slot is free now, and earlier in scan order than any other is if
+            // the buckets were full.
+            slot = slot.or(Some(e.0));
+            evicted = Some(e.1);
+        }
+        if slot.is_none() {
+            // Both buckets full while the table is not: make room by moving an entry to its
+            // other bucket, and only if none can move, evict early.
+            slot = self.relocate(b1, b2, keep);
+            if slot.is_none() {
+                let e = self.evict_among(b1, b2, now, t, keep);
+                slot = Some(e.0);
+                evicted = Some(e.1);
+            }
+        }
+        let idx = slot.expect("a free slot in the key's buckets after eviction");
+        self.write_new(idx, key, b1, b2, tag, flow, now);
+        Ok(Inserted {
+            idx,
+            evicted,
+            replaced: false,
+        })
+    }
+
+    /// Stores a new entry for `key` (of buckets `b1`, `b2` and tag `tag`) in the free slot
+    /// `idx`, unlinked, seen `now`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(super) fn write_new(
+        &mut self,
+        idx: u32,
+        key: FlowKey,
+        b1: u32,
+        b2: u32,
+        tag: u16,
+        flow: Flow,
+        now: u32,
+    ) {
+        debug_assert!(!self.slots[idx as usize].is_live());
+        let second = b2 != b1 && idx as usize / WAYS == b2 as usize;
+        self.slots[idx as usize] = Slot {
+            key,
+            meta: tag | if second { META_SECOND } else { 0 },
+            flow: Flow {
+                last_seen: now,
+                twin: NO_TWIN,
+                ..flow
+            },
+        };
+        self.len += 1;
+    }
+
+    /// Moves one live entry of `b1` or `b2` (not `keep`) to a free slot of its other bucket;
+    /// returns the slot it left. Its twin's link follows it.
+    pub(super) fn relocate(&mut self, b1: u32, b2: u32, keep: u32) -> Option<u32> {
+        for b in [b1, b2] {
+            for i in b * WAYS as u32..(b + 1) * WAYS as u32 {
+                let s = self.slots[i as usize];
+                if !s.is_live() || i == keep {
+                    continue;
+                }
+                let tag = s.meta & META_TAG;
+                let other = if s.meta & META_SECOND != 0 {
+                    self.first_of_second(b, tag)
+                } else {
+                    self.second_bucket(b, tag)
+                };
+                if other == b {
+                    continue;
+                }
+                let Some(j) = self.free_in(other, tag) else {
+                    continue;
+                };
+                let twin = self.twin_of(i);
+                self.slots[j as usize] = Slot {
+                    meta: s.meta ^ META_SECOND,
+                    ..s
+                };
+                if let Some(tw) = twin {
+                    self.slots[tw as usize].flow.twin = j;
+                }
+                let old = &mut self.slots[i as usize];
+                old.key.family = FAMILY_FREE;
+                old.flow.twin = NO_TWIN;
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    pub(super) fn overwrite(&mut self, idx: u32, flow: Flow, now: u32) {
+        self.unlink(idx);
+        self.slots[idx as usize].flow = Flow {
+            last_seen: now,
+            twin: NO_TWIN,
+            ..flow
+        };
+    }
+}

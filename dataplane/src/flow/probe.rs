@@ -1,0 +1,212 @@
+//! Finding a key: its two buckets from the hash, the tag that names its home slot, the
+//! scans from there, and the prefetch of a burst's lines.
+
+use super::*;
+
+impl FlowTable {
+    /// The entry for `key`, if any. `hash` as in the module's hash contract.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey, hash: u64) -> Option<u32> {
+        if self.nbuckets == 0 {
+            return None;
+        }
+        let (b1, tag) = self.first_bucket(hash);
+        if let Some(i) = self.find_in(b1, tag, key) {
+            return Some(i);
+        }
+        let b2 = self.second_bucket(b1, tag);
+        if b2 != b1 {
+            return self.find_in(b2, tag, key);
+        }
+        None
+    }
+
+    /// [`lookup`](Self::lookup) that also remembers, when the key is absent, where an insert
+    /// would put it: a miss followed by [`insert_probed`](Self::insert_probed) scans the
+    /// key's buckets once instead of twice (what a new flow costs).
+    #[inline(always)]
+    pub fn probe(&self, key: &FlowKey, hash: u64) -> Probe {
+        self.probe_home(self.home_slot(hash), key, hash)
+    }
+
+    /// [`probe`](Self::probe) given the key's [`home_slot`](Self::home_slot) (computed
+    /// once per packet, when it was prefetched).
+    #[inline(always)]
+    pub fn probe_home(&self, home: u32, key: &FlowKey, hash: u64) -> Probe {
+        let mut p = Probe {
+            found: None,
+            free: NO_TWIN,
+            hash,
+        };
+        if self.nbuckets == 0 {
+            return p;
+        }
+        debug_assert_eq!(home, self.home_slot(hash));
+        if self.len == 0 {
+            // Nothing to find (a table only refusals go through): no scan of cold lines.
+            p.free = home;
+            return p;
+        }
+        // The common case, a hit in the first bucket's home slot, computes nothing more.
+        if self.slots[home as usize].key.same(key) {
+            p.found = Some(home);
+            return p;
+        }
+        let (b1, tag) = self.first_bucket(hash);
+        if self.len >= self.cap {
+            // A full table's insert evicts whatever free slot the scan could find (there are
+            // at most the capacity's rounding), so a miss compares keys only: what a flood
+            // into a full table costs.
+            return self.probe_scan::<false>(key, b1, tag, p);
+        }
+        self.probe_scan::<true>(key, b1, tag, p)
+    }
+
+    /// [`probe`](Self::probe) past the home slot of the first bucket. A tight loop: a miss
+    /// reads 16 lines, and the fewer instructions between their loads, the more of them the
+    /// core has in flight at once (scoring eviction candidates here as well measured slower
+    /// for a SYN flood than scoring them afterwards, from lines then in L1).
+    /// `FREE`: also remember the first free slot (`Probe::free`; else it stays `NO_TWIN`).
+    #[inline]
+    pub(super) fn probe_scan<const FREE: bool>(
+        &self,
+        key: &FlowKey,
+        b1: u32,
+        tag: u16,
+        mut p: Probe,
+    ) -> Probe {
+        let h = home(tag);
+        let b2 = self.second_bucket(b1, tag);
+        let pair = [b1, b2];
+        for b in &pair[..if b2 == b1 { 1 } else { 2 }] {
+            let (base, bucket) = self.bucket(*b);
+            if !FREE {
+                // Keys only: any order finds the same (one) entry, and slot order needs no
+                // offsets computed.
+                for (j, s) in bucket.iter().enumerate() {
+                    if s.key.same(key) {
+                        p.found = Some((base + j) as u32);
+                        return p;
+                    }
+                }
+                continue;
+            }
+            // The home slot first (where a key usually is), then the next ones, wrapping.
+            for i in 0..WAYS {
+                let j = (h + i) & (WAYS - 1);
+                let s = &bucket[j];
+                if s.key.same(key) {
+                    p.found = Some((base + j) as u32);
+                    return p;
+                }
+                if FREE && p.free == NO_TWIN && !s.is_live() {
+                    p.free = (base + j) as u32;
+                }
+            }
+        }
+        p
+    }
+
+    /// The slot a key of this hash is looked for first (its home slot in its first bucket);
+    /// `NO_TWIN` for a table of capacity 0.
+    #[inline(always)]
+    pub fn home_slot(&self, hash: u64) -> u32 {
+        if self.nbuckets == 0 {
+            return NO_TWIN;
+        }
+        let (b1, tag) = self.first_bucket(hash);
+        (b1 as usize * WAYS + home(tag)) as u32
+    }
+
+    /// Starts loading the first line(s) of the bucket `hash` maps to ([`PREFETCH_LINES`]),
+    /// so that a lookup moments later finds them in cache: call it for every packet of a
+    /// burst before processing any.
+    /// `home` is the key's [`home_slot`](Self::home_slot).
+    #[inline]
+    pub fn prefetch(&self, home: u32) {
+        if self.len == 0 {
+            return;
+        }
+        let base = home as usize & !(WAYS - 1);
+        if let Some(bucket) = self.slots.get(base..base + WAYS) {
+            for i in 0..PREFETCH_LINES {
+                crate::mem::prefetch(&bucket[(home as usize + i) & (WAYS - 1)]);
+            }
+        }
+    }
+
+    /// The key's first bucket (from the hash's low 32 bits, by multiply-shift so any bucket
+    /// count works) and its tag (15 of the high bits), which gives the second bucket.
+    #[inline(always)]
+    pub(super) fn first_bucket(&self, hash: u64) -> (u32, u16) {
+        let b1 = ((hash & 0xffff_ffff) * u64::from(self.nbuckets)) >> 32;
+        (b1 as u32, (hash >> 48) as u16 & META_TAG)
+    }
+
+    /// The bucket `tag` pairs with `b` (a key's second bucket from its first): `b + off(tag)`
+    /// modulo the bucket count, with `off` in `1..nbuckets`, so the two differ whenever
+    /// there is more than one bucket.
+    #[inline(always)]
+    pub(super) fn second_bucket(&self, b: u32, tag: u16) -> u32 {
+        let n = u64::from(self.nbuckets);
+        if n < 2 {
+            return b;
+        }
+        let off = 1 + ((u64::from(tag) * (n - 1)) >> 15);
+        let x = u64::from(b) + off; // < 2n: one conditional subtract, no division
+        (if x >= n { x - n } else { x }) as u32
+    }
+
+    /// The inverse of [`second_bucket`](Self::second_bucket): a key's first bucket from its
+    /// second.
+    #[inline(always)]
+    pub(super) fn first_of_second(&self, b: u32, tag: u16) -> u32 {
+        let n = u64::from(self.nbuckets);
+        if n < 2 {
+            return b;
+        }
+        let off = 1 + ((u64::from(tag) * (n - 1)) >> 15);
+        let x = u64::from(b) + n - off; // in 1..2n
+        (if x >= n { x - n } else { x }) as u32
+    }
+
+    /// Bucket `b`: its first slot's index and its slots.
+    #[inline(always)]
+    pub(super) fn bucket(&self, b: u32) -> (usize, &[Slot; WAYS]) {
+        let base = b as usize * WAYS;
+        let bucket = self.slots[base..base + WAYS]
+            .try_into()
+            .expect("a bucket is WAYS slots");
+        (base, bucket)
+    }
+
+    /// The slot holding `key` (of tag `tag`) in bucket `b`: the home slot first, then the
+    /// others in order. Free slots never match (family 0).
+    #[inline(always)]
+    pub(super) fn find_in(&self, b: u32, tag: u16, key: &FlowKey) -> Option<u32> {
+        let (base, bucket) = self.bucket(b);
+        let h = home(tag);
+        for i in 0..WAYS {
+            let j = (h + i) & (WAYS - 1);
+            if bucket[j].key.same(key) {
+                return Some((base + j) as u32);
+            }
+        }
+        None
+    }
+
+    /// A free slot of bucket `b` for a key of tag `tag`: its home slot if free, else the
+    /// first free one.
+    #[inline(always)]
+    pub(super) fn free_in(&self, b: u32, tag: u16) -> Option<u32> {
+        let (base, bucket) = self.bucket(b);
+        let h = home(tag);
+        for i in 0..WAYS {
+            let j = (h + i) & (WAYS - 1);
+            if !bucket[j].is_live() {
+                return Some((base + j) as u32);
+            }
+        }
+        None
+    }
+}

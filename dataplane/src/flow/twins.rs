@@ -1,0 +1,66 @@
+//! NAT pairs (a forward and a reverse entry that live and die together) and removal.
+
+use super::*;
+
+impl FlowTable {
+    /// Links two live entries as twins (unlinking either from a previous twin). `false`, and
+    /// nothing done, unless `a` and `b` are two distinct live entries.
+    pub fn link(&mut self, a: u32, b: u32) -> bool {
+        if a == b || !self.is_live(a) || !self.is_live(b) {
+            return false;
+        }
+        self.unlink(a);
+        self.unlink(b);
+        self.slots[a as usize].flow.twin = b;
+        self.slots[b as usize].flow.twin = a;
+        true
+    }
+
+    /// Breaks `idx`'s link, if any, on both sides. No-op on a free slot.
+    pub fn unlink(&mut self, idx: u32) {
+        if !self.is_live(idx) {
+            return;
+        }
+        if let Some(t) = self.twin_of(idx) {
+            self.slots[t as usize].flow.twin = NO_TWIN;
+        }
+        self.slots[idx as usize].flow.twin = NO_TWIN;
+    }
+
+    /// Removes the entry at `idx` **and its twin** (a NAT pair lives and dies together; call
+    /// [`unlink`](Self::unlink) first to remove one half only). No-op on a free slot.
+    pub fn remove(&mut self, idx: u32) {
+        if !self.is_live(idx) {
+            return;
+        }
+        if let Some(t) = self.twin_of(idx) {
+            self.free(t);
+        }
+        self.free(idx);
+    }
+
+    /// `idx`'s twin, if it is a live entry that names `idx` back (a stale or corrupted link
+    /// is ignored rather than followed into an unrelated flow).
+    #[inline]
+    pub(super) fn twin_of(&self, idx: u32) -> Option<u32> {
+        let t = self.slots.get(idx as usize)?.flow.twin;
+        let ts = self.slots.get(t as usize)?;
+        (t != idx && ts.is_live() && ts.flow.twin == idx).then_some(t)
+    }
+
+    /// Removes one live entry (not its twin) and frees its slot.
+    pub(super) fn free(&mut self, idx: u32) {
+        let s = &mut self.slots[idx as usize];
+        s.key.family = FAMILY_FREE;
+        s.flow.twin = NO_TWIN;
+        self.len -= 1;
+    }
+
+    #[inline]
+    pub(super) fn pair_expired(&self, idx: u32, now: u32, t: &Timeouts) -> bool {
+        self.slots[idx as usize].flow.is_expired(now, t)
+            && self
+                .twin_of(idx)
+                .is_none_or(|tw| self.slots[tw as usize].flow.is_expired(now, t))
+    }
+}
