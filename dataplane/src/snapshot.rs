@@ -254,7 +254,7 @@ impl ServiceRt {
     /// Where a new flow with `key` goes: Maglev's choice, `None` for an empty pool. The one
     /// decision, made by the pipeline's fast and general paths and by [`Snapshot::choose`]
     /// alike; `seed` is the config's, so every instance with this config agrees.
-    #[inline]
+    #[inline(always)]
     pub fn pick_new(&self, seed: u64, key: &flow::FlowKey) -> Option<BackendId> {
         // An empty pool's table misses whatever the hash: skip computing it.
         if self.maglev.entries().is_empty() {
@@ -267,8 +267,10 @@ impl ServiceRt {
     /// 5-tuple's, or its source address's for source-IP affinity.
     #[inline]
     pub fn new_flow_hash(&self, seed: u64, key: &flow::FlowKey) -> u64 {
+        // Hashed whatever the key kind: a select, not a branch, on the per-packet path.
+        let flow_hash = crate::hash::flow_hash(seed, key);
         match self.hash {
-            HashKey::FiveTuple => crate::hash::flow_hash(seed, key),
+            HashKey::FiveTuple => flow_hash,
             HashKey::SourceIp => crate::hash::src_hash(seed, &key.src),
         }
     }

@@ -25,7 +25,7 @@ pub(super) fn flow_backend<'s>(snap: &'s Snapshot, f: &Flow, si: u16) -> Option<
 
 /// Where a new flow of service `si` goes: Maglev's choice, with the config's seed so that
 /// every instance with this config agrees; `None` for an empty pool.
-#[inline]
+#[inline(always)]
 pub(super) fn pick_new<'s>(snap: &'s Snapshot, si: u16, key: &FlowKey) -> Option<&'s BackendRt> {
     let svc = &snap.services[usize::from(si)];
     snap.backend(svc.pick_new(snap.seed, key)?)
@@ -83,9 +83,15 @@ impl Pipeline {
             return self.service(snap, port, x.si, x.meta(), x.ports(), frame);
         }
         let probe = self.flows.probe_home(x.home, &x.key, x.hash);
-        let tcp = x.key.proto == IPPROTO_TCP;
         if let Some(idx) = probe.found
-            && let Some(b) = self.hit(snap, idx, x.si, tcp, x.tcp_flags, fwd)
+            && let Some(b) = self.hit(
+                snap,
+                idx,
+                x.si,
+                x.key.proto == IPPROTO_TCP,
+                x.tcp_flags,
+                fwd,
+            )
         {
             return self.forward(b, false, &x.meta(), x.key.dport, fwd, frame);
         }
@@ -97,7 +103,7 @@ impl Pipeline {
             && probe.found.is_none()
             && fwd == Forwarding::Dsr
             && x.tcp_flags & (tcp::SYN | tcp::ACK | tcp::RST) == tcp::SYN
-            && tcp
+            && x.key.proto == IPPROTO_TCP
             && let Some(v) = self.unrecorded_syn(snap, &x, frame)
         {
             return v;
@@ -120,7 +126,9 @@ impl Pipeline {
     ) -> Option<Verdict> {
         let b = pick_new(snap, x.si, &x.key)?;
         self.counters.syn_unrecorded += 1;
-        Some(self.forward(b, false, &x.meta(), x.key.dport, Forwarding::Dsr, frame))
+        self.per_backend.count(b.id, false, frame.data().len());
+        rewrite::dsr::to_backend(frame.data_mut(), b);
+        Some(Verdict::Forward { port: b.out_port })
     }
 
     /// The general path's packet to service `si`: the ACL, the NAT owner, then the flow

@@ -15,9 +15,9 @@ use crate::wire;
 pub(super) const OWN_TTL: u8 = 64;
 
 /// A reply goes back where the request came from: dst MAC := its src, src MAC := ours.
-#[inline]
+#[inline(always)]
 pub(super) fn macs_back(data: &mut [u8], our_mac: &[u8; 6]) {
-    let peer: [u8; 6] = [data[6], data[7], data[8], data[9], data[10], data[11]];
+    let peer: [u8; 6] = data[6..12].try_into().expect("an Ethernet header");
     super::rewrite::macs(data, &peer, our_mac);
 }
 
