@@ -282,20 +282,20 @@ fn ports(engine: &Engine) -> Vec<Value> {
 
 fn status(engine: &Engine, started: Instant) -> Value {
     let workers = engine.worker_counters();
-    let snap = engine.snapshots.load_full();
+    let snap = engine.snapshot();
     json!({
         "version": crate::VERSION,
         "pid": std::process::id(),
         "uptime_s": started.elapsed().as_secs_f64(),
         "generation": snap.generation,
-        "counters_file": engine.counters_file.as_ref().map(|p| p.display().to_string()),
+        "counters_file": engine.counters_file().map(|p| p.display().to_string()),
         "services": snap.services.len(),
         "backends": snap.backends.iter().flatten().count(),
         "ports": ports(engine),
         "workers": workers.iter().enumerate().map(|(i, c)| json!({
             "worker": i, "rx": c.rx, "tx": c.tx, "dropped": c.dropped(),
             "flows_active": c.flows_active,
-            "generation": engine.progress[i].loaded_generation.load(std::sync::atomic::Ordering::Relaxed),
+            "generation": engine.progress()[i].loaded_generation.load(std::sync::atomic::Ordering::Relaxed),
         })).collect::<Vec<_>>(),
     })
 }
@@ -309,7 +309,7 @@ pub fn stats(engine: &Engine, started: Instant) -> Value {
     }
     json!({
         "uptime_s": started.elapsed().as_secs_f64(),
-        "generation": engine.snapshots.load_full().generation,
+        "generation": engine.snapshot().generation,
         "workers": workers.iter().map(counters_map).collect::<Vec<_>>(),
         "totals": counters_map(&totals),
         "ports": ports(engine),
@@ -320,7 +320,7 @@ pub fn stats(engine: &Engine, started: Instant) -> Value {
 /// Per-backend traffic counters: `[{service, backend, packets, bytes, new_flows,
 /// flows_established, flows_other}]`.
 fn backend_counters(engine: &Engine) -> Vec<Value> {
-    let snap = engine.snapshots.load_full();
+    let snap = engine.snapshot();
     snap.services
         .iter()
         .flat_map(|s| s.backends.iter().map(move |id| (s, *id)))
@@ -347,7 +347,7 @@ fn tier_name(t: Tier) -> &'static str {
 
 /// Services and backends as the running snapshot has them, with the slow path's checks.
 pub fn backends(engine: &Engine, slow: &SlowPath) -> Value {
-    let snap = engine.snapshots.load_full();
+    let snap = engine.snapshot();
     let checks = slow.checks();
     let services: Vec<Value> = snap
         .services
@@ -374,7 +374,7 @@ pub fn backends(engine: &Engine, slow: &SlowPath) -> Value {
                         "address": b.addr.to_string(),
                         "port": b.port,
                         "state": b.state.name(),
-                        "admin_override": engine.dynamic.admin.get(&b.id).map(|a| format!("{a:?}").to_lowercase()),
+                        "admin_override": slow.admin_override(b.id).map(|a| format!("{a:?}").to_lowercase()),
                         "weight": b.weight,
                         "backup": b.backup,
                         "member": s.members.contains(&b.id),
@@ -411,10 +411,10 @@ pub fn backends(engine: &Engine, slow: &SlowPath) -> Value {
 /// snapshot sends a new flow (real health and admin states).
 fn which(engine: &Engine, flow: &str) -> Result<Value, String> {
     let key = crate::which::parse_flow(flow)?;
-    let snap = engine.snapshots.load_full();
+    let snap = engine.snapshot();
     let mut answers = Vec::new();
     let mut hit = None;
-    for (i, q) in engine.queries.iter().enumerate() {
+    for (i, q) in engine.queries().iter().enumerate() {
         let a = q.ask(&key, Duration::from_millis(200));
         answers.push(match a {
             FlowAnswer::Hit(id) => {

@@ -225,9 +225,9 @@ pub fn apply(
     if !fields.is_empty() {
         return Err(ReloadError::Restart { path, fields });
     }
-    let before = engine.snapshots.load_full();
+    let before = engine.snapshot();
     let generation = slow.reconfigure(&new, engine);
-    let after = engine.snapshots.load_full();
+    let after = engine.snapshot();
     let services = service_changes(&before, &after);
     for s in &services {
         tracing::info!(
@@ -451,13 +451,13 @@ mac = "02:00:00:00:00:11"
 
     #[test]
     fn changed_entries_per_service() {
-        let ids = &mut dataplane::snapshot::BackendIds::new();
-        let d = dataplane::snapshot::Dynamic::default();
+        let ids = &mut slowpath::publish::BackendIds::new();
+        let d = slowpath::publish::Dynamic::default();
         let two = BASE.to_string()
             + "[[service.backend]]\nname = \"b2\"\naddress = \"10.0.0.12\"\nmac = \"02:00:00:00:00:12\"\n";
-        let a = Snapshot::build(&parse(&two), ids, &d, 1);
-        let b = Snapshot::build(&parse(&two), ids, &d, 2);
-        let c = Snapshot::build(&parse(BASE), ids, &d, 3);
+        let a = slowpath::publish::build(&parse(&two), ids, &d, 1);
+        let b = slowpath::publish::build(&parse(&two), ids, &d, 2);
+        let c = slowpath::publish::build(&parse(BASE), ids, &d, 3);
         let same = service_changes(&a, &b);
         assert_eq!(same[0].change, Change::Unchanged);
         assert_eq!(same[0].maglev_entries_changed, 0);

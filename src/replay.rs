@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use dataplane::engine::Engine;
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
+use slowpath::publish::{self, BackendIds, Dynamic};
 
 pub fn replay(config: &Path, input: &Path, output: &Path, timeout: u64) -> Result<(), String> {
     let cfg = conf::load(config).map_err(|e| e.to_string())?;
@@ -60,7 +61,15 @@ pub fn replay(config: &Path, input: &Path, output: &Path, timeout: u64) -> Resul
         })
         .collect();
 
-    let engine = Engine::start(&cfg, devices).map_err(|e| e.to_string())?;
+    // Offline: no check runs, so every backend counts as healthy.
+    let engine = Engine::start(&cfg, devices, |port_macs| {
+        let dynamic = Dynamic {
+            port_macs: port_macs.to_vec(),
+            ..Dynamic::default()
+        };
+        publish::build(&cfg, &mut BackendIds::new(), &dynamic, 1)
+    })
+    .map_err(|e| e.to_string())?;
     let deadline = Instant::now() + Duration::from_secs(timeout);
     loop {
         let t = engine.totals();

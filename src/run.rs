@@ -8,7 +8,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dataplane::engine::Engine;
 use serde_json::{Value, json};
 use slowpath::SlowPath;
 
@@ -33,7 +32,7 @@ pub fn run(
     }
     let devices = cfg.ports.iter().map(|p| p.device.clone()).collect();
     // Signals that arrive from here on are acted on once the loop below runs.
-    let mut engine = Engine::start(&cfg, devices).map_err(|e| e.to_string())?;
+    let (mut engine, mut slow) = SlowPath::start(&cfg, devices).map_err(|e| e.to_string())?;
     tracing::info!(
         workers = cfg.dpdk.workers.len(),
         ports = cfg.ports.len(),
@@ -57,7 +56,6 @@ pub fn run(
     }
     let started = Instant::now();
     let until = duration.map(|d| started + Duration::from_secs_f64(d.max(0.0)));
-    let mut slow = SlowPath::new(&cfg, &mut engine);
     if signals.hup_pending() {
         tracing::info!(
             "SIGHUP arrived during start-up: reloading the config now that the balancer runs"

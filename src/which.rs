@@ -8,7 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use dataplane::flow::FlowKey;
-use dataplane::snapshot::{BackendIds, Choice, Dynamic, Snapshot, Tier};
+use dataplane::snapshot::{Choice, Tier};
+use slowpath::publish::{BackendIds, Dynamic, build};
 
 pub(crate) fn parse_flow(line: &str) -> Result<FlowKey, String> {
     let mut it = line.split_whitespace();
@@ -56,7 +57,7 @@ pub fn which(config: &Path, flows: &[String], json: bool) -> Result<(), String> 
             dynamic.neighbors.insert(b.address, [2, 0, 0, 0, 0, 1]);
         }
     }
-    let snap = Snapshot::build(&cfg, &mut BackendIds::new(), &dynamic, 1);
+    let snap = build(&cfg, &mut BackendIds::new(), &dynamic, 1);
     let lines: Vec<String> = if flows.is_empty() {
         std::io::stdin()
             .lock()

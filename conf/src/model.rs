@@ -38,6 +38,19 @@ impl Config {
             .iter()
             .flat_map(|p| p.addresses.iter().map(|a| a.addr))
     }
+
+    /// The port that reaches `addr` (the first with an address in the same subnet), and that
+    /// address of the balancer's: where frames to `addr` leave from, and the source of the
+    /// balancer's own packets to it. The one answer for forwarding, health checks and
+    /// neighbour resolution alike.
+    pub fn route(&self, addr: IpAddr) -> Option<(usize, IpAddr)> {
+        self.ports.iter().enumerate().find_map(|(i, p)| {
+            p.addresses
+                .iter()
+                .find(|a| a.contains(addr))
+                .map(|a| (i, a.addr))
+        })
+    }
 }
 
 /// DPDK and threading. Every field here needs a restart to change.

@@ -20,8 +20,9 @@ use std::time::Instant;
 
 use dataplane::frame::Frame;
 use dataplane::pipeline::Pipeline;
-use dataplane::snapshot::{BackendIds, Dynamic, Snapshot};
+use dataplane::snapshot::Snapshot;
 use dataplane::verdict::Verdict;
+use slowpath::publish::{BackendIds, Dynamic, build};
 
 /// An mbuf-like buffer: 128 bytes of headroom, 2048 of data room, reused for every frame.
 struct BenchFrame {
@@ -143,7 +144,7 @@ fn main() {
         port_macs: vec![[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]],
         ..Default::default()
     };
-    let snap = Snapshot::build(&cfg, &mut BackendIds::new(), &dynamic, 1);
+    let snap = build(&cfg, &mut BackendIds::new(), &dynamic, 1);
     let frames = read_pcap(&pcap.expect("--pcap FILE"));
     let mut pipe = Pipeline::new(0, 1, cfg.global.flow_table_capacity as usize, 1);
     // One burst of mbuf-like buffers, reused: each frame is copied in (as net_pcap copies a

@@ -1,6 +1,8 @@
 //! Starting and stopping the data plane: EAL, the mbuf pool, the ports with one queue pair
-//! per worker, the worker-to-worker rings, the first snapshot, and the pinned worker threads.
+//! per worker, the worker-to-worker rings, and the pinned worker threads; installing the
+//! snapshots the control plane builds (the first one before any worker starts).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -11,7 +13,7 @@ use conf::Config;
 use crate::dpdk::{
     self, DpdkError, Eal, MbufRing, Mempool, Port, PortSetup, PortStats, RingProducer,
 };
-use crate::snapshot::{BackendIds, Dynamic, Snapshot, SnapshotCell};
+use crate::snapshot::{BackendId, Snapshot, SnapshotCell};
 use crate::stats::{Counters, SharedBackendCounters, SharedCounters};
 use crate::worker::{self, FlowQuery, WorkerPort, WorkerProgress, WorkerSetup};
 
@@ -77,26 +79,23 @@ pub struct Engine {
     stop: Arc<AtomicBool>,
     started: std::time::Instant,
     /// The clock origin the workers' [`WorkerProgress`] times count from.
-    pub epoch: std::time::Instant,
-    pub snapshots: Arc<SnapshotCell>,
-    pub counters: Vec<Arc<SharedCounters>>,
+    epoch: std::time::Instant,
+    snapshots: Arc<SnapshotCell>,
+    counters: Vec<Arc<SharedCounters>>,
     /// The shared-memory file holding `counters` (see `stats::read_counter_file`); removed
     /// when the engine goes.
-    pub counters_file: Option<std::path::PathBuf>,
+    counters_file: Option<std::path::PathBuf>,
     /// Each worker's per-backend counters (published every 100 ms).
-    pub backend_counters: Vec<Arc<SharedBackendCounters>>,
+    backend_counters: Vec<Arc<SharedBackendCounters>>,
     /// Each worker's flow-table question box (`ctl which`).
-    pub queries: Vec<Arc<FlowQuery>>,
+    queries: Vec<Arc<FlowQuery>>,
     /// What each worker last loaded, and when it first forwarded by it.
-    pub progress: Vec<Arc<WorkerProgress>>,
-    pub ids: BackendIds,
-    pub dynamic: Dynamic,
-    pub generation: u64,
-    /// The receiving end of each worker's ring to the slow path.
-    pub slowpath_rings: Vec<dpdk::RingConsumer>,
-    /// The slow path's frames to send, drained by worker 0; the mbuf's `port` field names
-    /// the port index to send on.
-    pub slowpath_tx: Option<RingProducer>,
+    progress: Vec<Arc<WorkerProgress>>,
+    /// The receiving end of each worker's ring to the slow path (until the slow path takes
+    /// them).
+    slowpath_rings: Vec<dpdk::RingConsumer>,
+    /// The slow path's frames to send, drained by worker 0 (until the slow path takes it).
+    slowpath_tx: Option<RingProducer>,
     /// Snapshots replaced but maybe still held by a worker: freed here, by the slow path,
     /// once nobody else holds them, so a worker never pays for freeing Maglev tables.
     retired: Vec<Arc<Snapshot>>,
@@ -127,10 +126,26 @@ pub fn eal_args(cfg: &Config, devices: &[String]) -> Vec<String> {
     args
 }
 
+/// What the slow path takes over from the engine: the frames the workers hand it, and the
+/// ring its own frames leave by.
+pub struct SlowpathIo {
+    /// The receiving end of each worker's ring to the slow path.
+    pub rings: Vec<dpdk::RingConsumer>,
+    /// Frames to send, drained by worker 0; the mbuf's `port` field names the port index to
+    /// send on. `None` once taken.
+    pub tx: Option<RingProducer>,
+}
+
 impl Engine {
     /// Starts the data plane for `cfg`. `devices` replaces the device string of each port
-    /// (same order as `cfg.ports`); pass the config's own to use them.
-    pub fn start(cfg: &Config, devices: Vec<String>) -> Result<Engine, EngineError> {
+    /// (same order as `cfg.ports`); pass the config's own to use them. `first` builds the
+    /// snapshot the workers start with, given the MAC each port's device reports (config
+    /// order); it runs once the ports are open and before any worker starts.
+    pub fn start(
+        cfg: &Config,
+        devices: Vec<String>,
+        first: impl FnOnce(&[[u8; 6]]) -> Snapshot,
+    ) -> Result<Engine, EngineError> {
         if devices.len() != cfg.ports.len() {
             return Err(EngineError::Setup(format!(
                 "{} device(s) given for {} port(s)",
@@ -193,14 +208,8 @@ impl Engine {
             port_index[usize::from(p.port_id())] = i as u8;
         }
 
-        let mut ids = BackendIds::new();
-        let dynamic = Dynamic {
-            port_macs: ports.iter().map(|p| p.mac()).collect(),
-            ..Default::default()
-        };
-        let snapshots = Arc::new(SnapshotCell::new(Snapshot::build(
-            cfg, &mut ids, &dynamic, 1,
-        )));
+        let port_macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac()).collect();
+        let snapshots = Arc::new(SnapshotCell::new(first(&port_macs)));
         let stop = Arc::new(AtomicBool::new(false));
         let epoch = std::time::Instant::now();
 
@@ -340,9 +349,6 @@ impl Engine {
             progress,
             retired: Vec::new(),
             port_index,
-            ids,
-            dynamic,
-            generation: 1,
             slowpath_rings,
             slowpath_tx: Some(slow_tx),
             names: cfg.ports.iter().map(|p| p.name.clone()).collect(),
@@ -360,7 +366,7 @@ impl Engine {
 
     /// `[packets, bytes, new flows]` forwarded to backend `id`, summed over the workers (as
     /// last published, at most 100 ms old).
-    pub fn backend_totals(&self, id: crate::snapshot::BackendId) -> [u64; 3] {
+    pub fn backend_totals(&self, id: BackendId) -> [u64; 3] {
         let mut t = [0u64; 3];
         for c in &self.backend_counters {
             for (a, b) in t.iter_mut().zip(c.read(id)) {
@@ -373,7 +379,7 @@ impl Engine {
     /// `[established, other]` active flows of backend `id`, summed over the workers: each
     /// worker's flow-table census of its last completed expiry pass (refreshed every
     /// second, published every 100 ms). A NAT flow counts once.
-    pub fn backend_active(&self, id: crate::snapshot::BackendId) -> [u64; 2] {
+    pub fn backend_active(&self, id: BackendId) -> [u64; 2] {
         let mut t = [0u64; 2];
         for c in &self.backend_counters {
             for (a, b) in t.iter_mut().zip(c.read_active(id)) {
@@ -392,21 +398,48 @@ impl Engine {
         t
     }
 
-    /// Builds and publishes a new snapshot from `cfg` and the current dynamic state;
-    /// returns its generation.
-    pub fn publish(&mut self, cfg: &Config) -> u64 {
-        self.generation += 1;
-        let s = Snapshot::build(cfg, &mut self.ids, &self.dynamic, self.generation);
-        self.install(s);
-        self.generation
-    }
-
-    /// Swaps in a snapshot built elsewhere (its generation is the caller's business). The
-    /// one it replaces is kept until no worker holds it, then freed here.
+    /// Swaps in a snapshot the control plane built (its generation is the caller's
+    /// business). The one it replaces is kept until no worker holds it, then freed here, so
+    /// a worker never pays for freeing Maglev tables.
     pub fn install(&mut self, s: Snapshot) {
         let old = self.snapshots.swap(Arc::new(s));
         self.retired.push(old);
         self.retired.retain(|s| Arc::strong_count(s) > 1);
+    }
+
+    /// The snapshot in force (a counted reference: hold it as long as needed).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshots.load_full()
+    }
+
+    /// The clock origin of the workers' progress times ([`WorkerProgress`]).
+    pub fn epoch(&self) -> std::time::Instant {
+        self.epoch
+    }
+
+    /// What each worker last loaded, and when it first forwarded by it (worker order).
+    pub fn progress(&self) -> &[Arc<WorkerProgress>] {
+        &self.progress
+    }
+
+    /// Each worker's flow-table question box (`ctl which`), worker order.
+    pub fn queries(&self) -> &[Arc<FlowQuery>] {
+        &self.queries
+    }
+
+    /// The shared-memory file other processes read the workers' counters from (see
+    /// `stats::read_counter_file`), if one could be made.
+    pub fn counters_file(&self) -> Option<&Path> {
+        self.counters_file.as_deref()
+    }
+
+    /// Hands the slow path its rings (once: later calls get none; frames still in rings
+    /// the engine keeps go back to the pool when it stops).
+    pub fn take_slowpath_io(&mut self) -> SlowpathIo {
+        SlowpathIo {
+            rings: std::mem::take(&mut self.slowpath_rings),
+            tx: self.slowpath_tx.take(),
+        }
     }
 
     /// The index (config order) of the port with this DPDK port id, as received frames

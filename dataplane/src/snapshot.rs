@@ -1,19 +1,19 @@
 //! The immutable picture the workers forward by: services, their Maglev tables, backends with
 //! their state and next hop, the balancer's own addresses.
 //!
-//! The control plane builds a complete new [`Snapshot`] whenever anything changes (config
-//! reload, health, ARP, operator command) and publishes it with one atomic pointer swap
-//! ([`SnapshotCell`]); a worker loads it once per burst. Nothing in a snapshot changes after
-//! it is built.
+//! This is the read side: the control plane (the slow path's `publish`) decides every
+//! backend's state, builds the services' Maglev tables and hands the parts to
+//! [`Snapshot::new`], which adds the lookup indexes; it publishes the result with one atomic
+//! pointer swap ([`SnapshotCell`]); a worker loads it once per burst. Nothing in a snapshot
+//! changes after it is built.
 
-use std::collections::HashMap as StdHashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use hashbrown::{HashMap, HashSet};
 
-use conf::{AdminState, Config, Forwarding, HashKey, IfAddr, OnEmpty, Protocol};
+use conf::{Forwarding, HashKey, IfAddr, OnEmpty, Protocol};
 
 use crate::flow::{self, v4_addr};
 use crate::maglev;
@@ -90,17 +90,6 @@ impl From<IpAddr> for IpKey {
             IpAddr::V6(a) => IpKey::v6(a.octets()),
         }
     }
-}
-
-/// What health checking says of a backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Health {
-    Up,
-    Down,
-    /// Alive, but its agent asks for no new flows (established flows stay).
-    Drain,
-    /// Its agent asks for maintenance: no flows at all.
-    Maint,
 }
 
 /// A backend's effective state in this snapshot.
@@ -403,249 +392,52 @@ impl Snapshot {
         }
     }
 
-    /// A snapshot that forwards nothing (before the first config is applied).
-    pub fn empty() -> Snapshot {
-        Snapshot {
-            generation: 0,
-            seed: 0,
-            timeouts: flow::Timeouts::from(&conf::Timeouts::default()),
-            ports: Vec::new(),
-            services: Vec::new(),
-            backends: Vec::new(),
-            vips: HashMap::new(),
-            vip_addrs: HashSet::new(),
-            own_addrs: HashMap::new(),
-            nat_endpoints: HashSet::new(),
-            vip4: VipIndex::default(),
-        }
-    }
-}
-
-/// Stable backend ids: (service name, backend name) -> id, kept across reloads so a flow's
-/// backend survives a config change that reorders or edits the file.
-#[derive(Debug, Default, Clone)]
-pub struct BackendIds {
-    ids: StdHashMap<(String, String), BackendId>,
-    next: BackendId,
-}
-
-impl BackendIds {
-    pub fn new() -> Self {
-        BackendIds {
-            ids: StdHashMap::new(),
-            next: 1,
-        }
-    }
-
-    /// The id of this backend, allocating one the first time it is seen.
-    pub fn get(&mut self, service: &str, backend: &str) -> BackendId {
-        if self.next == 0 {
-            self.next = 1;
-        }
-        let key = (service.to_string(), backend.to_string());
-        if let Some(id) = self.ids.get(&key) {
-            return *id;
-        }
-        let id = self.next;
-        self.next += 1;
-        self.ids.insert(key, id);
-        id
-    }
-
-    /// Looks an id up without allocating.
-    pub fn find(&self, service: &str, backend: &str) -> Option<BackendId> {
-        self.ids
-            .get(&(service.to_string(), backend.to_string()))
-            .copied()
-    }
-}
-
-/// What the control plane knows beyond the config file.
-#[derive(Debug, Default, Clone)]
-pub struct Dynamic {
-    /// The MAC of each data port, as DPDK reports it (index = port index).
-    pub port_macs: Vec<[u8; 6]>,
-    /// Health of each backend; a backend with no entry counts as up (no check configured).
-    pub health: StdHashMap<BackendId, Health>,
-    /// Operator overrides of the config's admin state (`ctl drain|enable|disable`).
-    pub admin: StdHashMap<BackendId, AdminState>,
-    /// Neighbours learnt by ARP/ND.
-    pub neighbors: StdHashMap<IpAddr, [u8; 6]>,
-    /// Weights set by an agent, in percent of the configured weight (no entry: 100%).
-    pub weight_pct: StdHashMap<BackendId, u32>,
-}
-
-impl Snapshot {
-    /// Builds a complete snapshot from a validated config and the dynamic state.
-    pub fn build(
-        cfg: &Config,
-        ids: &mut BackendIds,
-        dynamic: &Dynamic,
+    /// A snapshot of already-decided parts: `backends` indexed by id, each service listing
+    /// its backends' ids and holding the Maglev table of its members. Adds the lookup
+    /// indexes (VIPs, own addresses, NAT backends, the fast path's IPv4 VIP index).
+    pub fn new(
         generation: u64,
+        seed: u64,
+        timeouts: flow::Timeouts,
+        ports: Vec<PortRt>,
+        services: Vec<ServiceRt>,
+        backends: Vec<Option<BackendRt>>,
     ) -> Snapshot {
-        let seed = cfg.global.hash_seed;
-        let ports: Vec<PortRt> = cfg
-            .ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| PortRt {
-                name: p.name.clone(),
-                mac: p
-                    .mac
-                    .map(|m| m.0)
-                    .or_else(|| dynamic.port_macs.get(i).copied())
-                    .unwrap_or([0; 6]),
-                addrs: p.addresses.clone(),
-            })
-            .collect();
         let mut own_addrs = HashMap::new();
-        for (i, p) in cfg.ports.iter().enumerate() {
-            for a in &p.addresses {
+        for (i, p) in ports.iter().enumerate() {
+            for a in &p.addrs {
                 own_addrs.insert(IpKey::from(a.addr), i as u8);
             }
         }
-
-        let mut backends: Vec<Option<BackendRt>> = Vec::new();
-        let mut services = Vec::with_capacity(cfg.services.len());
         let mut vips = HashMap::new();
         let mut vip_addrs = HashSet::new();
         let mut nat_endpoints = HashSet::new();
-
-        for (si, s) in cfg.services.iter().enumerate() {
-            let mut ids_of = Vec::with_capacity(s.backends.len());
-            for b in &s.backends {
-                let id = ids.get(&s.name, &b.name);
-                let out_port = cfg
-                    .ports
-                    .iter()
-                    .position(|p| p.addresses.iter().any(|a| a.contains(b.address)))
-                    .unwrap_or(0);
-                let mac = b
-                    .mac
-                    .map(|m| m.0)
-                    .or_else(|| dynamic.neighbors.get(&b.address).copied())
-                    .or_else(|| {
-                        cfg.ports
-                            .iter()
-                            .flat_map(|p| p.neighbors.iter())
-                            .find(|(ip, _)| *ip == b.address)
-                            .map(|(_, m)| m.0)
-                    });
-                let admin = dynamic.admin.get(&id).copied().unwrap_or(b.admin);
-                let health = dynamic.health.get(&id).copied().unwrap_or(Health::Up);
-                // An agent's "0%" takes no new flows, like a drain.
-                let pct = dynamic.weight_pct.get(&id).copied().unwrap_or(100);
-                let weight = (u64::from(b.weight) * u64::from(pct) / 100)
-                    .clamp(1, u64::from(*conf::Backend::WEIGHT_RANGE.end()))
-                    as u32;
-                let state = match (admin, health, mac) {
-                    (AdminState::Disabled, _, _) | (_, Health::Maint, _) => BackendState::Maint,
-                    (_, Health::Down, _) => BackendState::Down,
-                    (_, _, None) => BackendState::Unresolved,
-                    (AdminState::Drain, _, _) | (_, Health::Drain, _) => BackendState::Drain,
-                    _ if pct == 0 => BackendState::Drain,
-                    (AdminState::Enabled, Health::Up, Some(_)) => BackendState::Up,
-                };
-                if backends.len() <= id as usize {
-                    backends.resize(id as usize + 1, None);
-                }
-                backends[id as usize] = Some(BackendRt {
-                    id,
-                    service: si as u16,
-                    name: b.name.clone(),
-                    addr: b.address,
-                    addr_key: addr_key(b.address),
-                    port: b.port,
-                    weight,
-                    backup: b.backup,
-                    mac: mac.unwrap_or([0; 6]),
-                    out_port: out_port as u8,
-                    out_mac: ports.get(out_port).map_or([0; 6], |p| p.mac),
-                    state,
-                });
-                if s.forwarding == Forwarding::Nat {
-                    nat_endpoints.insert(Endpoint {
-                        addr: IpKey::from(b.address),
-                        proto: s.protocol.number(),
-                        port: b.port.or(s.port).unwrap_or(0),
-                    });
-                }
-                ids_of.push(id);
-            }
-
-            // New flows go to the usable primaries; to the usable backups only while no
-            // primary is usable.
-            let usable = |backup: bool| -> Vec<BackendId> {
-                ids_of
-                    .iter()
-                    .copied()
-                    .filter(|id| {
-                        let b = backends[*id as usize].as_ref().expect("just inserted");
-                        b.backup == backup && b.state == BackendState::Up
-                    })
-                    .collect()
-            };
-            let primaries = usable(false);
-            let (tier, members) = if !primaries.is_empty() {
-                (Tier::Primary, primaries)
-            } else {
-                let backups = usable(true);
-                if backups.is_empty() {
-                    (Tier::Empty, backups)
-                } else {
-                    (Tier::Backup, backups)
-                }
-            };
-            let names: Vec<&str> = members
-                .iter()
-                .map(|id| {
-                    backends[*id as usize]
-                        .as_ref()
-                        .expect("member")
-                        .name
-                        .as_str()
-                })
-                .collect();
-            let weights: Vec<u32> = members
-                .iter()
-                .map(|id| backends[*id as usize].as_ref().expect("member").weight)
-                .collect();
-            let mm: Vec<maglev::Member> = names
-                .iter()
-                .zip(weights.iter())
-                .map(|(n, w)| maglev::Member {
-                    key: n.as_bytes(),
-                    weight: *w,
-                })
-                .collect();
-            let table = maglev::Table::build(&mm, cfg.global.maglev_table_size, seed);
-
+        for (si, s) in services.iter().enumerate() {
+            let proto = s.protocol.number();
             vips.insert(
                 VipKey {
                     addr: IpKey::from(s.vip),
-                    proto: s.protocol.number(),
+                    proto,
                     port: s.port.unwrap_or(0),
                 },
                 si as u16,
             );
             vip_addrs.insert(IpKey::from(s.vip));
-            services.push(ServiceRt {
-                name: s.name.clone(),
-                vip: s.vip,
-                vip_key: addr_key(s.vip),
-                protocol: s.protocol,
-                port: s.port,
-                forwarding: s.forwarding,
-                hash: s.hash,
-                on_empty: s.on_empty,
-                backends: ids_of,
-                members: members.into_boxed_slice(),
-                maglev: table,
-                tier,
-                acl: Acl::new(&s.allow, &s.deny),
-            });
+            if s.forwarding != Forwarding::Nat {
+                continue;
+            }
+            for b in s
+                .backends
+                .iter()
+                .filter_map(|id| backends.get(*id as usize)?.as_ref())
+            {
+                nat_endpoints.insert(Endpoint {
+                    addr: IpKey::from(b.addr),
+                    proto,
+                    port: b.port.or(s.port).unwrap_or(0),
+                });
+            }
         }
-
         let vip4 = VipIndex::build(
             services
                 .iter()
@@ -655,7 +447,7 @@ impl Snapshot {
         Snapshot {
             generation,
             seed,
-            timeouts: flow::Timeouts::from(&cfg.global.timeouts),
+            timeouts,
             ports,
             services,
             backends,
@@ -665,6 +457,12 @@ impl Snapshot {
             nat_endpoints,
             vip4,
         }
+    }
+
+    /// A snapshot that forwards nothing (before the first config is applied).
+    pub fn empty() -> Snapshot {
+        let timeouts = flow::Timeouts::from(&conf::Timeouts::default());
+        Snapshot::new(0, 0, timeouts, Vec::new(), Vec::new(), Vec::new())
     }
 }
 
@@ -701,6 +499,76 @@ impl SnapshotCell {
     pub fn swap(&self, s: Arc<Snapshot>) -> Arc<Snapshot> {
         self.inner.swap(s)
     }
+}
+
+/// Snapshots for the dataplane's own unit tests, which cannot use the slow path's builder: a
+/// config's services with every backend up at its configured MAC (required), ids in config
+/// order from 1, every primary a Maglev member (no backups, no health, no overrides).
+#[cfg(test)]
+pub(crate) fn all_up(cfg: &conf::Config) -> Snapshot {
+    let seed = cfg.global.hash_seed;
+    let ports: Vec<PortRt> = cfg
+        .ports
+        .iter()
+        .map(|p| PortRt {
+            name: p.name.clone(),
+            mac: p.mac.expect("a port MAC").0,
+            addrs: p.addresses.clone(),
+        })
+        .collect();
+    let mut backends = vec![None];
+    let mut services = Vec::new();
+    for (si, s) in cfg.services.iter().enumerate() {
+        let first = backends.len() as BackendId;
+        for b in &s.backends {
+            assert!(!b.backup, "all_up makes no backup tier");
+            let out_port = cfg.route(b.address).map_or(0, |r| r.0);
+            backends.push(Some(BackendRt {
+                id: backends.len() as BackendId,
+                service: si as u16,
+                name: b.name.clone(),
+                addr: b.address,
+                addr_key: addr_key(b.address),
+                port: b.port,
+                weight: b.weight,
+                backup: false,
+                mac: b.mac.expect("a backend MAC").0,
+                out_port: out_port as u8,
+                out_mac: ports[out_port].mac,
+                state: BackendState::Up,
+            }));
+        }
+        let ids: Vec<BackendId> = (first..backends.len() as BackendId).collect();
+        let members: Vec<maglev::Member> = s
+            .backends
+            .iter()
+            .map(|b| maglev::Member {
+                key: b.name.as_bytes(),
+                weight: b.weight,
+            })
+            .collect();
+        services.push(ServiceRt {
+            name: s.name.clone(),
+            vip: s.vip,
+            vip_key: addr_key(s.vip),
+            protocol: s.protocol,
+            port: s.port,
+            forwarding: s.forwarding,
+            hash: s.hash,
+            on_empty: s.on_empty,
+            members: ids.clone().into_boxed_slice(),
+            backends: ids,
+            maglev: maglev::Table::build(&members, cfg.global.maglev_table_size, seed),
+            tier: if s.backends.is_empty() {
+                Tier::Empty
+            } else {
+                Tier::Primary
+            },
+            acl: Acl::new(&s.allow, &s.deny),
+        });
+    }
+    let timeouts = flow::Timeouts::from(&cfg.global.timeouts);
+    Snapshot::new(1, seed, timeouts, ports, services, backends)
 }
 
 #[cfg(test)]
@@ -792,7 +660,7 @@ address = "a00:15::"
 mac = "02:00:00:00:06:15"
 "#;
         let cfg = conf::parse(CONFIG, std::path::Path::new("t.toml")).unwrap();
-        let snap = Snapshot::build(&cfg, &mut BackendIds::new(), &Dynamic::default(), 1);
+        let snap = all_up(&cfg);
         let key = |s: &str| IpKey::from(s.parse::<IpAddr>().unwrap());
         assert_eq!(
             addr_key("10.0.0.1".parse().unwrap()),

@@ -14,9 +14,10 @@ use std::path::Path;
 
 use dataplane::frame::VecFrame;
 use dataplane::pipeline::Pipeline;
-use dataplane::snapshot::{BackendIds, Dynamic, Snapshot};
+use dataplane::snapshot::Snapshot;
 use dataplane::verdict::{DropReason, Verdict};
 use dataplane::wire::{self, tcp};
+use slowpath::publish::{BackendIds, Dynamic, build};
 
 const CONFIG: &str = r#"
 [dpdk]
@@ -100,7 +101,7 @@ const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
 
 fn snapshot() -> Snapshot {
     let cfg = conf::parse(CONFIG, Path::new("addr_family.toml")).unwrap_or_else(|e| panic!("{e}"));
-    Snapshot::build(&cfg, &mut BackendIds::new(), &Dynamic::default(), 1)
+    build(&cfg, &mut BackendIds::new(), &Dynamic::default(), 1)
 }
 
 fn v6(s: &str) -> [u8; 16] {

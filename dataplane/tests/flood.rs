@@ -15,9 +15,10 @@ use std::path::Path;
 
 use dataplane::frame::VecFrame;
 use dataplane::pipeline::Pipeline;
-use dataplane::snapshot::{BackendIds, Dynamic, Snapshot};
+use dataplane::snapshot::Snapshot;
 use dataplane::verdict::{DropReason, Verdict};
 use dataplane::wire::{self, tcp};
+use slowpath::publish::{BackendIds, Dynamic, build};
 
 const CAPACITY: usize = 1024;
 const FLOOD: u32 = 50_000;
@@ -27,7 +28,7 @@ const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
 fn snapshot() -> Snapshot {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/golden.toml");
     let cfg = conf::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    Snapshot::build(&cfg, &mut BackendIds::new(), &Dynamic::default(), 1)
+    build(&cfg, &mut BackendIds::new(), &Dynamic::default(), 1)
 }
 
 /// An Ethernet/IPv4/TCP or UDP frame with right checksums.

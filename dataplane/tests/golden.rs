@@ -8,8 +8,9 @@ use std::path::Path;
 
 use dataplane::frame::{Frame, VecFrame};
 use dataplane::pipeline::Pipeline;
-use dataplane::snapshot::{BackendIds, Dynamic, Snapshot};
+use dataplane::snapshot::Snapshot;
 use dataplane::verdict::Verdict;
+use slowpath::publish::{BackendIds, Dynamic, build};
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())
@@ -54,7 +55,7 @@ fn load_cases() -> Vec<Case> {
 fn golden_snapshot() -> Snapshot {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/golden.toml");
     let cfg = conf::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    Snapshot::build(&cfg, &mut BackendIds::new(), &Dynamic::default(), 1)
+    build(&cfg, &mut BackendIds::new(), &Dynamic::default(), 1)
 }
 
 #[test]

@@ -31,13 +31,14 @@ use conf::{Config, Forwarding};
 use dataplane::flow::Timeouts;
 use dataplane::frame::VecFrame;
 use dataplane::pipeline::Pipeline;
-use dataplane::snapshot::{Addr, BackendIds, Dynamic, Snapshot, addr_key};
+use dataplane::snapshot::{Addr, Snapshot, addr_key};
 use dataplane::verdict::Verdict;
 use dataplane::wire::{
     self, ArpPacket, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6,
     IPPROTO_TCP, IPPROTO_UDP, Icmpv4Packet, Icmpv6Packet, Ipv4Packet, Ipv6Packet, TcpPacket,
     UdpPacket, tcp,
 };
+use slowpath::publish::{BackendIds, Dynamic, build};
 
 /// The golden tests' configuration: DSR, NAT (TCP, UDP, IPv6), empty pools that reset or drop.
 pub const GOLDEN_TOML: &str = include_str!("../../dataplane/tests/golden/golden.toml");
@@ -85,7 +86,7 @@ pub fn world() -> &'static World {
 
 fn build_world() -> World {
     let cfg = conf::parse(GOLDEN_TOML, Path::new("golden.toml")).expect("golden.toml is valid");
-    let snap = Snapshot::build(&cfg, &mut BackendIds::new(), &Dynamic::default(), 1);
+    let snap = build(&cfg, &mut BackendIds::new(), &Dynamic::default(), 1);
     let port_mac = cfg.ports[0].mac.expect("golden.toml sets the port MAC").0;
     let mut services = Vec::new();
     let mut nat_endpoints = HashMap::new();

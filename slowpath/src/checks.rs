@@ -289,7 +289,6 @@ mod tests {
     use super::*;
     use crate::health::Monitor;
     use crate::stack::{QueueDevice, instant};
-    use dataplane::snapshot::BackendIds;
     use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
     use smoltcp::wire::{HardwareAddress, IpCidr, Ipv4Address};
     use std::net::IpAddr;
@@ -361,13 +360,12 @@ mod tests {
         server: &mut Server,
     ) -> (Vec<(String, Outcome, Duration)>, Runner, Stack) {
         let cfg = conf::parse(cfg_text, Path::new("t.toml")).unwrap();
-        let mut ids = BackendIds::new();
-        for s in &cfg.services {
-            for b in &s.backends {
-                ids.get(&s.name, &b.name);
-            }
-        }
-        let monitor = Monitor::new(&cfg, &ids, Duration::ZERO);
+        let mut next = 0;
+        let ids = |_: &str, _: &str| {
+            next += 1;
+            Some(next)
+        };
+        let monitor = Monitor::new(&cfg, ids, Duration::ZERO);
         let mut stack = Stack::new(&[cfg.ports[0].addresses.clone()], 1, Duration::ZERO);
         let mut runner = Runner::new(cfg.global.health.source_ports.clone(), 1);
         for (i, t) in monitor.targets.iter().enumerate() {

@@ -193,7 +193,8 @@ fn write_atomically(path: &Path, state: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dataplane::snapshot::{BackendIds, Dynamic, Health};
+    use crate::health::Health;
+    use crate::publish::{BackendIds, Dynamic, build};
     use std::time::{Duration, Instant};
 
     #[test]
@@ -230,22 +231,22 @@ mod tests {
             }
         };
 
-        hooks.update(&Snapshot::build(&cfg, &mut ids, &dynamic, 1));
+        hooks.update(&build(&cfg, &mut ids, &dynamic, 1));
         assert_eq!(wait_lines(&mut hooks, 1), "web nonempty 10.0.0.100 80 1\n");
         assert_eq!(std::fs::read_to_string(&state).unwrap(), "nonempty\n");
 
         // The same state again: nothing runs.
-        hooks.update(&Snapshot::build(&cfg, &mut ids, &dynamic, 2));
+        hooks.update(&build(&cfg, &mut ids, &dynamic, 2));
         let id = ids.find("web", "a").unwrap();
         dynamic.health.insert(id, Health::Down);
-        hooks.update(&Snapshot::build(&cfg, &mut ids, &dynamic, 3));
+        hooks.update(&build(&cfg, &mut ids, &dynamic, 3));
         assert_eq!(
             wait_lines(&mut hooks, 2).lines().nth(1),
             Some("web empty 10.0.0.100 80 0")
         );
         assert_eq!(std::fs::read_to_string(&state).unwrap(), "empty\n");
         dynamic.health.insert(id, Health::Up);
-        hooks.update(&Snapshot::build(&cfg, &mut ids, &dynamic, 4));
+        hooks.update(&build(&cfg, &mut ids, &dynamic, 4));
         assert_eq!(wait_lines(&mut hooks, 3).lines().count(), 3);
         assert_eq!(hooks.stats.runs, 3);
         assert_eq!(hooks.stats.state_writes, 3);

@@ -31,13 +31,13 @@ use std::time::Duration;
 use conf::AdminState;
 use conf::Config;
 use dataplane::dpdk::{Burst, Mbuf, RingConsumer, RingProducer};
-use dataplane::engine::Engine;
+use dataplane::engine::{Engine, EngineError};
 use dataplane::frame::Frame;
-use dataplane::snapshot::{BackendId, Health};
+use dataplane::snapshot::BackendId;
 use dataplane::wire::ethernet::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, parse_l2};
 
 use checks::{Finished, Runner};
-use health::Monitor;
+use health::{Health, Monitor};
 use hook::Hooks;
 use neigh::{Neighbors, PortL2};
 use publish::{Publisher, State};
@@ -139,36 +139,47 @@ pub struct CheckInfo {
 }
 
 impl SlowPath {
-    /// Takes over the engine's slow-path rings, starts resolving backends and schedules the
-    /// first checks; publishes the first snapshot with every checked backend down.
-    pub fn new(cfg: &Config, engine: &mut Engine) -> SlowPath {
-        let now = engine.epoch.elapsed();
-        let port_macs: Vec<[u8; 6]> = engine.port_reports().iter().map(|p| p.mac).collect();
-        let l2: Vec<PortL2> = cfg
+    /// Starts the data plane for `cfg` (see [`Engine::start`]) with its first snapshot, and
+    /// the slow path that keeps it.
+    pub fn start(cfg: &Config, devices: Vec<String>) -> Result<(Engine, SlowPath), EngineError> {
+        let mut publisher = Publisher::new(cfg);
+        let state = State::default();
+        let mut engine = Engine::start(cfg, devices, |port_macs| {
+            publisher.first(cfg, port_macs, &state)
+        })?;
+        let slow = SlowPath::new(cfg, &mut engine, publisher);
+        Ok((engine, slow))
+    }
+
+    /// Takes over the engine's slow-path rings and the publisher of its first snapshot,
+    /// starts resolving backends and schedules the first checks; publishes a snapshot with
+    /// every checked backend down if the first one did not have them so.
+    pub fn new(cfg: &Config, engine: &mut Engine, publisher: Publisher) -> SlowPath {
+        let now = engine.epoch().elapsed();
+        // The ports' MACs as the first snapshot has them (the config's, or the device's).
+        let l2: Vec<PortL2> = engine
+            .snapshot()
             .ports
             .iter()
-            .enumerate()
-            .map(|(i, p)| PortL2 {
-                mac: p
-                    .mac
-                    .map(|m| m.0)
-                    .or_else(|| port_macs.get(i).copied())
-                    .unwrap_or([0; 6]),
-                addrs: p.addresses.clone(),
+            .map(|p| PortL2 {
+                mac: p.mac,
+                addrs: p.addrs.clone(),
             })
             .collect();
         let addrs: Vec<_> = cfg.ports.iter().map(|p| p.addresses.clone()).collect();
         let seed = cfg.global.hash_seed ^ std::process::id() as u64 ^ now.as_nanos() as u64;
+        let io = engine.take_slowpath_io();
+        let monitor = Monitor::new(cfg, |s, b| publisher.ids().find(s, b), now);
         let mut sp = SlowPath {
             cfg: cfg.clone(),
-            rings: std::mem::take(&mut engine.slowpath_rings),
-            tx: engine.slowpath_tx.take(),
+            rings: io.rings,
+            tx: io.tx,
             out: Burst::new(),
             stack: Stack::new(&addrs, seed, now),
             neigh: Neighbors::new(cfg, l2, now),
-            monitor: Monitor::new(cfg, &engine.ids, now),
+            monitor,
             runner: Runner::new(cfg.global.health.source_ports.clone(), seed),
-            publisher: Publisher::default(),
+            publisher,
             hooks: Hooks::new(cfg),
             outbox: Vec::new(),
             finished: Vec::new(),
@@ -184,7 +195,7 @@ impl SlowPath {
         sp.sync(engine);
         // The pools as the first snapshot has them, even when nothing changed.
         if sp.publisher.stats.publications == 0 {
-            sp.hooks.update(&engine.snapshots.load_full());
+            sp.hooks.update(&engine.snapshot());
         }
         sp
     }
@@ -192,7 +203,7 @@ impl SlowPath {
     /// One turn: frames in, stack, checks, frames out, publication. Returns how long the
     /// caller may sleep before the next turn (zero when there was work).
     pub fn turn(&mut self, engine: &mut Engine) -> Duration {
-        let now = engine.epoch.elapsed();
+        let now = engine.epoch().elapsed();
         let received = self.receive(engine, now);
 
         let changed = self.stack.poll(now);
@@ -273,7 +284,7 @@ impl SlowPath {
         {
             wake = wake.min(t);
         }
-        wake.saturating_sub(engine.epoch.elapsed())
+        wake.saturating_sub(engine.epoch().elapsed())
     }
 
     /// Frames from the workers: ARP and ND to the neighbour table, IP to the stack.
@@ -366,24 +377,30 @@ impl SlowPath {
     /// Publishes if what the slow path knows differs from the engine's dynamic state, logs
     /// the backends whose state changed, and tells the hooks.
     fn sync(&mut self, engine: &mut Engine) {
-        let (health, weight_pct) = self.monitor.health_maps();
-        let state = State {
-            health,
-            weight_pct,
-            neighbors: self.neigh.learnt(),
-        };
+        let state = self.state();
+        let published = self.publisher.dynamic();
         for (ip, mac) in &state.neighbors {
-            if engine.dynamic.neighbors.get(ip) != Some(mac) {
+            if published.neighbors.get(ip) != Some(mac) {
                 tracing::info!(neighbor = %ip, mac = %conf::MacAddr(*mac), "neighbour learnt by ARP/ND");
             }
         }
-        let before = engine.dynamic.health.clone();
-        let t0 = engine.epoch.elapsed();
+        let before = published.health.clone();
+        let t0 = engine.epoch().elapsed();
         if let Some(generation) = self.publisher.sync(engine, &self.cfg, &state) {
-            let t1 = engine.epoch.elapsed();
+            let t1 = engine.epoch().elapsed();
             self.publish_after = t1 + (t1 - t0) * PUBLISH_HOLDOFF_FACTOR;
             log_changes(&self.monitor, &before, &state.health, generation);
-            self.hooks.update(&engine.snapshots.load_full());
+            self.hooks.update(&engine.snapshot());
+        }
+    }
+
+    /// What the health checks and the neighbour table say now.
+    fn state(&self) -> State {
+        let (health, weight_pct) = self.monitor.health_maps();
+        State {
+            health,
+            weight_pct,
+            neighbors: self.neigh.learnt(),
         }
     }
 
@@ -416,13 +433,11 @@ impl SlowPath {
     /// checks pass), removed ones lose their operator overrides. Publishes at once; returns
     /// the generation.
     pub fn reconfigure(&mut self, cfg: &Config, engine: &mut Engine) -> u64 {
-        let now = engine.epoch.elapsed();
-        for s in &cfg.services {
-            for b in &s.backends {
-                engine.ids.get(&s.name, &b.name);
-            }
-        }
-        let old = std::mem::replace(&mut self.monitor, Monitor::new(cfg, &engine.ids, now));
+        let now = engine.epoch().elapsed();
+        let kept = self.publisher.reconfigure(cfg);
+        let ids = self.publisher.ids();
+        let fresh = Monitor::new(cfg, |s, b| ids.find(s, b), now);
+        let old = std::mem::replace(&mut self.monitor, fresh);
         let mut map: Vec<Option<usize>> = vec![None; old.targets.len()];
         for i in 0..self.monitor.targets.len() {
             let t = &self.monitor.targets[i];
@@ -446,16 +461,6 @@ impl SlowPath {
             }
         }
         self.runner.retarget(&map);
-        let kept: std::collections::HashSet<BackendId> = cfg
-            .services
-            .iter()
-            .flat_map(|s| {
-                s.backends
-                    .iter()
-                    .filter_map(|b| engine.ids.find(&s.name, &b.name))
-            })
-            .collect();
-        engine.dynamic.admin.retain(|id, _| kept.contains(id));
         self.last_checks.retain(|id, _| kept.contains(id));
         self.neigh.reconfigure(cfg, now);
         self.hooks.reconfigure(cfg);
@@ -485,25 +490,30 @@ impl SlowPath {
         if !s.backends.iter().any(|b| b.name == backend) {
             return Err(format!("service {service:?} has no backend {backend:?}"));
         }
-        let id = engine.ids.get(service, backend);
-        engine.dynamic.admin.insert(id, state);
+        let Some(id) = self.publisher.ids().find(service, backend) else {
+            return Err(format!("service {service:?} has no backend {backend:?}"));
+        };
+        self.publisher.set_admin(id, state);
         Ok(self.publish_now(engine))
+    }
+
+    /// The operator's override of a backend's admin state (`ctl drain|enable|disable`), if
+    /// any.
+    pub fn admin_override(&self, id: BackendId) -> Option<AdminState> {
+        self.publisher.admin(id)
     }
 
     /// Publishes the current config and dynamic state now, whatever the hold-off.
     fn publish_now(&mut self, engine: &mut Engine) -> u64 {
-        let (health, weight_pct) = self.monitor.health_maps();
-        engine.dynamic.health = health;
-        engine.dynamic.weight_pct = weight_pct;
-        engine.dynamic.neighbors = self.neigh.learnt();
-        let generation = self.publisher.publish(engine, &self.cfg);
-        self.hooks.update(&engine.snapshots.load_full());
+        let state = self.state();
+        let generation = self.publisher.publish(engine, &self.cfg, &state);
+        self.hooks.update(&engine.snapshot());
         generation
     }
 
     /// The final figures.
     pub fn report(&self, engine: &Engine) -> Report {
-        let snap = engine.snapshots.load_full();
+        let snap = engine.snapshot();
         let mut counts: HashMap<BackendId, (u64, u64)> = HashMap::new();
         let mut failures = 0;
         for t in &self.monitor.targets {

@@ -122,8 +122,8 @@ impl Neighbors {
         };
         for s in &cfg.services {
             for b in &s.backends {
-                if let Some((port, _)) = crate::health::route(cfg, b.address) {
-                    n.want(b.address, port, now);
+                if let Some((port, _)) = cfg.route(b.address) {
+                    n.want(b.address, port as u8, now);
                 }
             }
         }

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use dataplane::engine::Engine;
-use slowpath::publish::Publisher;
+use slowpath::publish::{Publisher, State};
 
 /// How long the storm lasts.
 const STORM: Duration = Duration::from_secs(3);
@@ -151,29 +151,31 @@ mac = "02:00:00:00:00:13"
     );
     let cfg = conf::parse(&text, &dir.join("storm.toml")).expect("config");
     let devices = cfg.ports.iter().map(|p| p.device.clone()).collect();
-    let mut engine = Engine::start(&cfg, devices).expect("engine");
-    let a = engine.ids.find("web", "a").expect("id");
+    let mut publisher = Publisher::new(&cfg);
+    let mut state = State::default();
+    let mut engine =
+        Engine::start(&cfg, devices, |macs| publisher.first(&cfg, macs, &state)).expect("engine");
+    let a = publisher.ids().find("web", "a").expect("id");
 
     // Warm up without publications: the turn of an undisturbed worker (start-up included),
     // for comparison; the storm's maximum is measured from zero.
     std::thread::sleep(Duration::from_millis(500));
-    let calm = Duration::from_nanos(engine.progress[0].max_turn_ns.swap(0, Ordering::Relaxed));
+    let calm = Duration::from_nanos(engine.progress()[0].max_turn_ns.swap(0, Ordering::Relaxed));
 
-    let mut publisher = Publisher::default();
     let t0 = Instant::now();
     let mut n = 0u64;
     while t0.elapsed() < STORM {
         if n.is_multiple_of(2) {
-            engine.dynamic.weight_pct.insert(a, 50);
+            state.weight_pct.insert(a, 50);
         } else {
-            engine.dynamic.weight_pct.remove(&a);
+            state.weight_pct.remove(&a);
         }
-        publisher.publish(&mut engine, &cfg);
+        publisher.publish(&mut engine, &cfg, &state);
         publisher.observe(&engine);
         n += 1;
     }
     let storm = t0.elapsed();
-    let max_turn = Duration::from_nanos(engine.progress[0].max_turn_ns.load(Ordering::Relaxed));
+    let max_turn = Duration::from_nanos(engine.progress()[0].max_turn_ns.load(Ordering::Relaxed));
     let report = engine.stop();
     let t = report.totals();
 

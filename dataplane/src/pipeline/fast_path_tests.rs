@@ -6,7 +6,6 @@
 
 use super::*;
 use crate::frame::VecFrame;
-use crate::snapshot::{BackendIds, Dynamic};
 use crate::wire::tcp;
 use crate::wire::{Ipv4Repr, TcpPacket, TcpRepr, UdpPacket, UdpRepr};
 
@@ -174,7 +173,7 @@ fn frame(r: &mut Rng) -> Vec<u8> {
 #[test]
 fn fast_path_decides_as_the_general_path() {
     let cfg = conf::parse(CONFIG, std::path::Path::new("test.toml")).unwrap();
-    let snap = Snapshot::build(&cfg, &mut BackendIds::new(), &Dynamic::default(), 1);
+    let snap = crate::snapshot::all_up(&cfg);
     let (mut fast, mut general) = (Pipeline::new(0, 1, 64, 7), Pipeline::new(0, 1, 64, 7));
     let mut r = Rng(11);
     let mut on_fast = 0;

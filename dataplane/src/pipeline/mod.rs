@@ -308,5 +308,3 @@ fn evicted_entries(e: &flow::Evicted) -> u64 {
 
 #[cfg(test)]
 mod fast_path_tests;
-#[cfg(test)]
-mod icmp_error_tests;

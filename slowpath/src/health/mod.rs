@@ -21,9 +21,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use conf::{Config, HealthCheck};
-use dataplane::snapshot::{BackendId, BackendIds, Health};
+use dataplane::snapshot::BackendId;
 
-pub use state::{AgentMode, AgentReply, CheckState, Failure, Outcome};
+pub use state::{AgentMode, AgentReply, CheckState, Failure, Health, Outcome};
 
 /// A backend whose health the slow path decides: by its own check or by tracking another.
 #[derive(Debug, Clone)]
@@ -65,9 +65,13 @@ pub struct Monitor {
 
 impl Monitor {
     /// The targets of `cfg` (backends with a check or a `track`), first checks spread over
-    /// their first interval from `now`. `ids` must know every backend (the first snapshot
-    /// allocated them).
-    pub fn new(cfg: &Config, ids: &BackendIds, now: Duration) -> Monitor {
+    /// their first interval from `now`. `id` gives each backend's id (service, backend name);
+    /// one without is left out.
+    pub fn new(
+        cfg: &Config,
+        mut id: impl FnMut(&str, &str) -> Option<BackendId>,
+        now: Duration,
+    ) -> Monitor {
         let mut m = Monitor {
             targets: Vec::new(),
             queue: BinaryHeap::new(),
@@ -80,10 +84,10 @@ impl Monitor {
                 if b.health.is_none() && b.track.is_none() {
                     continue;
                 }
-                let Some(id) = ids.find(&s.name, &b.name) else {
+                let Some(id) = id(&s.name, &b.name) else {
                     continue;
                 };
-                let (port_index, source) = route(cfg, b.address).unwrap_or((0, b.address));
+                let (port_index, source) = cfg.route(b.address).unwrap_or((0, b.address));
                 let (rise, fall) = b.health.as_ref().map_or((1, 1), |h| (h.rise, h.fall));
                 index.insert((&s.name, &b.name), m.targets.len());
                 m.targets.push(Target {
@@ -91,7 +95,7 @@ impl Monitor {
                     service: s.name.clone(),
                     backend: b.name.clone(),
                     addr: b.address,
-                    port_index,
+                    port_index: port_index as u8,
                     source,
                     check: b.health.clone(),
                     track: None,
@@ -252,17 +256,6 @@ impl Monitor {
     }
 }
 
-/// The port that reaches `addr` and the balancer's address on it in the same subnet (the
-/// same choice the snapshot makes for forwarding).
-pub fn route(cfg: &Config, addr: IpAddr) -> Option<(u8, IpAddr)> {
-    cfg.ports.iter().enumerate().find_map(|(i, p)| {
-        p.addresses
-            .iter()
-            .find(|a| a.contains(addr))
-            .map(|a| (i as u8, a.addr))
-    })
-}
-
 /// The jitter generator: the workspace's one SplitMix64, seeded per check so schedules are
 /// reproducible in tests.
 pub use dataplane::hash::SplitMix;
@@ -274,7 +267,16 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    fn config(extra_service: &str) -> (Config, BackendIds) {
+    /// Ids as the slow path gives them: config order from 1.
+    struct Ids(HashMap<(String, String), BackendId>);
+
+    impl Ids {
+        fn find(&self, s: &str, b: &str) -> Option<BackendId> {
+            self.0.get(&(s.to_string(), b.to_string())).copied()
+        }
+    }
+
+    fn config(extra_service: &str) -> (Config, Ids) {
         let text = format!(
             "[[port]]\nname = \"p\"\ndevice = \"d\"\naddresses = [\"10.0.0.2/24\"]\n\
              [[service]]\nname = \"web\"\nvip = \"10.0.0.100\"\nport = 80\n\
@@ -286,13 +288,14 @@ mod tests {
              {extra_service}"
         );
         let cfg = conf::parse(&text, Path::new("t.toml")).expect("valid");
-        let mut ids = BackendIds::new();
+        let mut ids = HashMap::new();
         for s in &cfg.services {
             for b in &s.backends {
-                ids.get(&s.name, &b.name);
+                let id = ids.len() as BackendId + 1;
+                ids.insert((s.name.clone(), b.name.clone()), id);
             }
         }
-        (cfg, ids)
+        (cfg, Ids(ids))
     }
 
     /// Runs the schedule from `from` to `to` in 1 ms steps; every due check of target `i`
@@ -348,7 +351,7 @@ mod tests {
             }
         }
         let (cfg, ids) = config(&services);
-        let mut m = Monitor::new(&cfg, &ids, Duration::ZERO);
+        let mut m = Monitor::new(&cfg, |s, b| ids.find(s, b), Duration::ZERO);
         let mut starts = Vec::new();
         for t in 0..1000u64 {
             while let Some(i) = m.due(MS * t as u32) {
@@ -369,7 +372,7 @@ mod tests {
     #[test]
     fn rise_and_fall_on_a_fake_clock() {
         let (cfg, ids) = config("");
-        let mut m = Monitor::new(&cfg, &ids, Duration::ZERO);
+        let mut m = Monitor::new(&cfg, |s, b| ids.find(s, b), Duration::ZERO);
         let a = m.targets.iter().position(|t| t.backend == "a").unwrap();
         // a fails from t = 3 s to t = 6 s; b is always fine.
         let result = move |i: usize, start: Duration| {
@@ -422,7 +425,7 @@ mod tests {
     #[test]
     fn flapping_backend_stays_up() {
         let (cfg, ids) = config("");
-        let mut m = Monitor::new(&cfg, &ids, Duration::ZERO);
+        let mut m = Monitor::new(&cfg, |s, b| ids.find(s, b), Duration::ZERO);
         let a = m.targets.iter().position(|t| t.backend == "a").unwrap();
         // Every other check of a fails, and every third: never three in a row.
         let n = std::cell::Cell::new(0u32);
@@ -447,7 +450,7 @@ mod tests {
     #[test]
     fn agent_drain_maint_and_weight_reach_the_maps() {
         let (cfg, ids) = config("");
-        let mut m = Monitor::new(&cfg, &ids, Duration::ZERO);
+        let mut m = Monitor::new(&cfg, |s, b| ids.find(s, b), Duration::ZERO);
         let a = m.targets.iter().position(|t| t.backend == "a").unwrap();
         let agent = |t: &str| Outcome::Agent(AgentReply::parse(t).unwrap());
         let id = m.targets[a].id;
@@ -474,7 +477,7 @@ mod tests {
     #[test]
     fn never_two_checks_in_flight() {
         let (cfg, ids) = config("");
-        let mut m = Monitor::new(&cfg, &ids, Duration::ZERO);
+        let mut m = Monitor::new(&cfg, |s, b| ids.find(s, b), Duration::ZERO);
         let mut started = Vec::new();
         for t in 0..5000u32 {
             while let Some(i) = m.due(MS * t) {
@@ -489,7 +492,7 @@ mod tests {
     #[test]
     fn adopted_targets_keep_health_and_never_run_two_checks() {
         let (cfg, ids) = config("");
-        let mut m = Monitor::new(&cfg, &ids, Duration::ZERO);
+        let mut m = Monitor::new(&cfg, |s, b| ids.find(s, b), Duration::ZERO);
         drive(&mut m, Duration::ZERO, MS * 3000, MS, &|_, _| {
             Outcome::Success
         });
@@ -505,7 +508,7 @@ mod tests {
             }
         }
         let started = started.expect("a's check falls due");
-        let mut fresh = Monitor::new(&cfg, &ids, now);
+        let mut fresh = Monitor::new(&cfg, |s, b| ids.find(s, b), now);
         let na = fresh.targets.iter().position(|t| t.backend == "a").unwrap();
         assert_eq!(
             fresh.effective(na).0,
@@ -523,7 +526,7 @@ mod tests {
         while let Some(i) = fresh.due(now + MS * 5000) {
             assert_ne!(i, na);
         }
-        let mut other = Monitor::new(&cfg, &ids, now);
+        let mut other = Monitor::new(&cfg, |s, b| ids.find(s, b), now);
         other.adopt_state(na, &m.targets[started]);
         assert_eq!(other.effective(na).0, Health::Up);
         assert!(!other.in_flight(na));

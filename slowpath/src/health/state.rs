@@ -13,7 +13,16 @@
 //!   the weight, which stays until another percentage (HAProxy keeps it too). Text after `#`
 //!   is a comment. A reply with none of these words is a failure.
 
-use dataplane::snapshot::Health;
+/// What health checking says of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Up,
+    Down,
+    /// Alive, but its agent asks for no new flows (established flows stay).
+    Drain,
+    /// Its agent asks for maintenance: no flows at all.
+    Maint,
+}
 
 /// What one check found.
 #[derive(Debug, Clone, PartialEq, Eq)]

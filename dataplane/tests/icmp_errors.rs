@@ -1,12 +1,18 @@
 //! ICMP errors to a VIP go to the backend of the flow they quote: the flow table's choice
 //! first (as for the flow's own packets), Maglev's without an entry; never a new entry.
+//! (Pipeline behaviour over snapshots the slow path builds, so it lives here rather than
+//! beside the pipeline: ids must stay stable across snapshots as they do in production.)
 
-use super::*;
-use crate::flow::FlowKey;
-use crate::frame::VecFrame;
-use crate::snapshot::{BackendIds, Dynamic};
-use crate::wire::{Icmpv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
-use crate::wire::{checksum, tcp};
+use dataplane::flow::{self, FlowKey};
+use dataplane::frame::VecFrame;
+use dataplane::hash;
+use dataplane::pipeline::Pipeline;
+use dataplane::snapshot::{Choice, Snapshot};
+use dataplane::verdict::{DropReason, Verdict};
+use dataplane::wire::{
+    self, IPPROTO_ICMP, IPPROTO_TCP, Icmpv4Packet, Ipv4Repr, TcpPacket, TcpRepr, checksum, tcp,
+};
+use slowpath::publish::{BackendIds, Dynamic, build};
 
 const PORT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const CLIENT: [u8; 4] = [10, 0, 0, 50];
@@ -35,7 +41,7 @@ fn snapshot(ids: &mut BackendIds, backends: &[&str]) -> Snapshot {
         }
     }
     let cfg = conf::parse(&text, std::path::Path::new("test.toml")).unwrap();
-    Snapshot::build(&cfg, ids, &Dynamic::default(), 1)
+    build(&cfg, ids, &Dynamic::default(), 1)
 }
 
 /// Ethernet + IPv4 + `l4` from `src` to `dst`, checksums filled.
@@ -103,7 +109,7 @@ fn run(p: &mut Pipeline, snap: &Snapshot, bytes: &[u8]) -> (Verdict, Vec<u8>) {
 fn ports_for(snap: &Snapshot, mac: [u8; 6]) -> impl Iterator<Item = u16> + '_ {
     (40000..41000).filter(move |&cp| {
         let key = FlowKey::v4(CLIENT, VIP, cp, 80, IPPROTO_TCP);
-        matches!(snap.choose(&key), crate::snapshot::Choice::Backend { backend, .. }
+        matches!(snap.choose(&key), Choice::Backend { backend, .. }
             if snap.backend(backend).is_some_and(|b| b.mac == mac))
     })
 }
@@ -136,7 +142,7 @@ fn a_syn_never_evicts_and_the_ack_records_the_flow() {
     for cp in 50000..50200u16 {
         let key = FlowKey::v4(CLIENT, VIP, cp, 80, IPPROTO_TCP);
         let want = match snap.choose(&key) {
-            crate::snapshot::Choice::Backend { backend, .. } => snap.backend(backend).unwrap().mac,
+            Choice::Backend { backend, .. } => snap.backend(backend).unwrap().mac,
             c => panic!("{c:?}"),
         };
         let (v, out) = run(&mut p, &snap, &syn(VIP, cp));

@@ -1,0 +1,174 @@
+//! Building a snapshot: what the control plane knows ([`Dynamic`]) and the config decide each
+//! backend's state, MAC and weight, and which backends take new flows; the services' Maglev
+//! tables are built over those; the dataplane's [`Snapshot::new`] adds its lookup indexes.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use conf::{AdminState, Config};
+use dataplane::flow::Timeouts;
+use dataplane::maglev;
+use dataplane::snapshot::{
+    Acl, BackendId, BackendRt, BackendState, PortRt, ServiceRt, Snapshot, Tier, addr_key,
+};
+
+use super::BackendIds;
+use crate::health::Health;
+
+/// What the control plane knows beyond the config file.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Dynamic {
+    /// The MAC of each data port, as DPDK reports it (index = port index).
+    pub port_macs: Vec<[u8; 6]>,
+    /// Health of each backend; a backend with no entry counts as up (no check configured).
+    pub health: HashMap<BackendId, Health>,
+    /// Operator overrides of the config's admin state (`ctl drain|enable|disable`).
+    pub admin: HashMap<BackendId, AdminState>,
+    /// Neighbours learnt by ARP/ND.
+    pub neighbors: HashMap<IpAddr, [u8; 6]>,
+    /// Weights set by an agent, in percent of the configured weight (no entry: 100%).
+    pub weight_pct: HashMap<BackendId, u32>,
+}
+
+/// Builds a complete snapshot from a validated config and the dynamic state; backends new to
+/// `ids` get their ids here.
+pub fn build(cfg: &Config, ids: &mut BackendIds, dynamic: &Dynamic, generation: u64) -> Snapshot {
+    let seed = cfg.global.hash_seed;
+    let ports: Vec<PortRt> = cfg
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PortRt {
+            name: p.name.clone(),
+            mac: p
+                .mac
+                .map(|m| m.0)
+                .or_else(|| dynamic.port_macs.get(i).copied())
+                .unwrap_or([0; 6]),
+            addrs: p.addresses.clone(),
+        })
+        .collect();
+
+    let mut backends: Vec<Option<BackendRt>> = Vec::new();
+    let mut services = Vec::with_capacity(cfg.services.len());
+    for (si, s) in cfg.services.iter().enumerate() {
+        let mut ids_of = Vec::with_capacity(s.backends.len());
+        for b in &s.backends {
+            let id = ids.get(&s.name, &b.name);
+            let out_port = cfg.route(b.address).map_or(0, |(port, _)| port);
+            let mac = b
+                .mac
+                .map(|m| m.0)
+                .or_else(|| dynamic.neighbors.get(&b.address).copied())
+                .or_else(|| {
+                    cfg.ports
+                        .iter()
+                        .flat_map(|p| p.neighbors.iter())
+                        .find(|(ip, _)| *ip == b.address)
+                        .map(|(_, m)| m.0)
+                });
+            let admin = dynamic.admin.get(&id).copied().unwrap_or(b.admin);
+            let health = dynamic.health.get(&id).copied().unwrap_or(Health::Up);
+            // An agent's "0%" takes no new flows, like a drain.
+            let pct = dynamic.weight_pct.get(&id).copied().unwrap_or(100);
+            let weight = (u64::from(b.weight) * u64::from(pct) / 100)
+                .clamp(1, u64::from(*conf::Backend::WEIGHT_RANGE.end()))
+                as u32;
+            if backends.len() <= id as usize {
+                backends.resize(id as usize + 1, None);
+            }
+            backends[id as usize] = Some(BackendRt {
+                id,
+                service: si as u16,
+                name: b.name.clone(),
+                addr: b.address,
+                addr_key: addr_key(b.address),
+                port: b.port,
+                weight,
+                backup: b.backup,
+                mac: mac.unwrap_or([0; 6]),
+                out_port: out_port as u8,
+                out_mac: ports.get(out_port).map_or([0; 6], |p| p.mac),
+                state: state(admin, health, mac.is_some(), pct),
+            });
+            ids_of.push(id);
+        }
+        let (tier, members) = pool(&ids_of, &backends);
+        let maglev = table(&members, &backends, cfg.global.maglev_table_size, seed);
+        services.push(ServiceRt {
+            name: s.name.clone(),
+            vip: s.vip,
+            vip_key: addr_key(s.vip),
+            protocol: s.protocol,
+            port: s.port,
+            forwarding: s.forwarding,
+            hash: s.hash,
+            on_empty: s.on_empty,
+            backends: ids_of,
+            members: members.into_boxed_slice(),
+            maglev,
+            tier,
+            acl: Acl::new(&s.allow, &s.deny),
+        });
+    }
+    let timeouts = Timeouts::from(&cfg.global.timeouts);
+    Snapshot::new(generation, seed, timeouts, ports, services, backends)
+}
+
+/// A backend's state from its admin state (config or operator), its health, whether its MAC
+/// is known, and its agent's weight percentage.
+fn state(admin: AdminState, health: Health, resolved: bool, pct: u32) -> BackendState {
+    match (admin, health, resolved) {
+        (AdminState::Disabled, _, _) | (_, Health::Maint, _) => BackendState::Maint,
+        (_, Health::Down, _) => BackendState::Down,
+        (_, _, false) => BackendState::Unresolved,
+        (AdminState::Drain, _, _) | (_, Health::Drain, _) => BackendState::Drain,
+        _ if pct == 0 => BackendState::Drain,
+        (AdminState::Enabled, Health::Up, true) => BackendState::Up,
+    }
+}
+
+/// Which backends of a service (`ids`, config order) take new flows: the usable primaries;
+/// the usable backups only while no primary is usable.
+fn pool(ids: &[BackendId], backends: &[Option<BackendRt>]) -> (Tier, Vec<BackendId>) {
+    let usable = |backup: bool| -> Vec<BackendId> {
+        ids.iter()
+            .copied()
+            .filter(|id| {
+                let b = backends[*id as usize].as_ref().expect("just inserted");
+                b.backup == backup && b.state == BackendState::Up
+            })
+            .collect()
+    };
+    let primaries = usable(false);
+    if !primaries.is_empty() {
+        return (Tier::Primary, primaries);
+    }
+    let backups = usable(true);
+    if backups.is_empty() {
+        (Tier::Empty, backups)
+    } else {
+        (Tier::Backup, backups)
+    }
+}
+
+/// The Maglev table of `members` (keyed by backend name, weighted).
+fn table(
+    members: &[BackendId],
+    backends: &[Option<BackendRt>],
+    size: u32,
+    seed: u64,
+) -> maglev::Table {
+    let members: Vec<&BackendRt> = members
+        .iter()
+        .map(|id| backends[*id as usize].as_ref().expect("member"))
+        .collect();
+    let mm: Vec<maglev::Member> = members
+        .iter()
+        .map(|b| maglev::Member {
+            key: b.name.as_bytes(),
+            weight: b.weight,
+        })
+        .collect();
+    maglev::Table::build(&mm, size, seed)
+}
