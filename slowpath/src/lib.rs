@@ -33,7 +33,7 @@ use conf::Config;
 use dataplane::dpdk::{Burst, Mbuf, RingConsumer, RingProducer};
 use dataplane::engine::{Engine, EngineError};
 use dataplane::frame::Frame;
-use dataplane::snapshot::BackendId;
+use dataplane::snapshot::{BackendId, Snapshot};
 use dataplane::wire::ethernet::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, parse_l2};
 
 use checks::{Finished, Runner};
@@ -143,17 +143,17 @@ impl SlowPath {
     /// the slow path that keeps it.
     pub fn start(cfg: &Config, devices: Vec<String>) -> Result<(Engine, SlowPath), EngineError> {
         let mut publisher = Publisher::new(cfg);
-        let state = State::default();
         let mut engine = Engine::start(cfg, devices, |port_macs| {
-            publisher.first(cfg, port_macs, &state)
+            first_snapshot(cfg, &mut publisher, port_macs)
         })?;
         let slow = SlowPath::new(cfg, &mut engine, publisher);
         Ok((engine, slow))
     }
 
     /// Takes over the engine's slow-path rings and the publisher of its first snapshot,
-    /// starts resolving backends and schedules the first checks; publishes a snapshot with
-    /// every checked backend down if the first one did not have them so.
+    /// starts resolving backends and schedules the first checks. A first snapshot made by
+    /// [`first_snapshot`] already has every checked backend down; one made otherwise is
+    /// replaced by one that has.
     pub fn new(cfg: &Config, engine: &mut Engine, publisher: Publisher) -> SlowPath {
         let now = engine.epoch().elapsed();
         // The ports' MACs as the first snapshot has them (the config's, or the device's).
@@ -553,6 +553,22 @@ impl SlowPath {
     }
 }
 
+/// The snapshot the workers start with (generation 1): a backend with a health check, or
+/// tracking one, is not checked yet and so down until its first check passes (rise/fall in
+/// `health/state.rs`); no neighbour is learnt yet. Offline tools, which run no checks, build
+/// theirs over an empty [`publish::Dynamic`] instead: every backend healthy.
+pub fn first_snapshot(cfg: &Config, publisher: &mut Publisher, port_macs: &[[u8; 6]]) -> Snapshot {
+    let ids = publisher.ids();
+    let unchecked = Monitor::new(cfg, |s, b| ids.find(s, b), Duration::ZERO);
+    let (health, weight_pct) = unchecked.health_maps();
+    let state = State {
+        health,
+        weight_pct,
+        neighbors: HashMap::new(),
+    };
+    publisher.first(cfg, port_macs, &state)
+}
+
 fn flush(tx: &mut RingProducer, out: &mut Burst, frames: &mut FrameStats) {
     let n = out.len();
     let sent = tx.enqueue_burst(out);
@@ -608,4 +624,77 @@ fn thread_cpu_seconds() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     let ns: u64 = s.split_whitespace().next()?.parse().ok()?;
     Some(ns as f64 / 1e9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::snapshot::{BackendState, Tier};
+    use publish::{BackendIds, Dynamic};
+    use std::path::Path;
+
+    /// `web`'s backends are checked (`b` by tracking `a`); `plain`'s are not.
+    const CONFIG: &str = r#"
+[[port]]
+name = "p"
+device = "net_null0"
+addresses = ["10.0.0.2/24"]
+[[service]]
+name = "web"
+vip = "10.0.0.100"
+port = 80
+[service.health]
+interval_ms = 1000
+timeout_ms = 500
+rise = 3
+[[service.backend]]
+name = "a"
+address = "10.0.0.11"
+mac = "02:00:00:00:00:11"
+[[service.backend]]
+name = "b"
+address = "10.0.0.12"
+mac = "02:00:00:00:00:12"
+track = "a"
+[[service]]
+name = "plain"
+vip = "10.0.0.101"
+port = 80
+[[service.backend]]
+name = "c"
+address = "10.0.0.13"
+mac = "02:00:00:00:00:13"
+"#;
+
+    /// The workers start with no flow for a checked backend: it is down until its first
+    /// check passes. An unchecked one is up at once; offline tools see every backend up.
+    #[test]
+    fn first_snapshot_has_checked_backends_down() {
+        let cfg = conf::parse(CONFIG, Path::new("t.toml")).expect("valid");
+        let mut publisher = Publisher::new(&cfg);
+        let snap = first_snapshot(&cfg, &mut publisher, &[[2, 0, 0, 0, 0, 1]]);
+        let state = |s: &str, b: &str| {
+            let id = publisher.ids().find(s, b).expect("id");
+            snap.backend(id).expect("backend").state
+        };
+        assert_eq!(snap.generation, 1);
+        assert_eq!(state("web", "a"), BackendState::Down);
+        assert_eq!(
+            state("web", "b"),
+            BackendState::Down,
+            "tracks a checked backend"
+        );
+        assert_eq!(state("plain", "c"), BackendState::Up);
+        assert_eq!(snap.services[0].tier, Tier::Empty);
+        assert!(snap.services[0].members.is_empty());
+        assert_eq!(snap.services[1].tier, Tier::Primary);
+
+        let offline = publish::build(&cfg, &mut BackendIds::new(), &Dynamic::default(), 1);
+        let up = offline
+            .backends
+            .iter()
+            .flatten()
+            .filter(|b| b.state == BackendState::Up);
+        assert_eq!(up.count(), 3, "offline, no check runs: every backend up");
+    }
 }
