@@ -17,10 +17,8 @@
 //! path's frames reach them through a ring they drain when they have time.
 #![deny(unsafe_code)]
 
-pub mod checks;
 pub mod health;
 pub mod hook;
-pub mod nd;
 pub mod neigh;
 pub mod publish;
 pub mod stack;
@@ -36,7 +34,7 @@ use dataplane::frame::Frame;
 use dataplane::snapshot::{BackendId, Snapshot};
 use dataplane::wire::ethernet::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, parse_l2};
 
-use checks::{Finished, Runner};
+use health::runner::{self, Finished, Runner};
 use health::{Health, Monitor};
 use hook::Hooks;
 use neigh::{Neighbors, PortL2};
@@ -82,7 +80,7 @@ pub struct BackendReport {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub frames: FrameStats,
-    pub checks: checks::RunnerStats,
+    pub checks: runner::RunnerStats,
     pub check_failures: u64,
     pub neighbors: neigh::NeighStats,
     pub hooks: hook::HookStats,
@@ -331,7 +329,7 @@ impl SlowPath {
                     self.outbox.push((port, frame));
                 }
             }
-            ETHERTYPE_IPV6 if nd::is_nd(l3) => {
+            ETHERTYPE_IPV6 if neigh::nd::is_nd(l3) => {
                 self.frames.nd += 1;
                 let eth_src: [u8; 6] = data
                     .get(6..12)

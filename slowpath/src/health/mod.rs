@@ -4,8 +4,8 @@
 //! [`Monitor`] is the clock-driven part, free of I/O so tests drive it with a fake clock: it
 //! hands out the checks that are due ([`Monitor::due`]), takes their outcomes
 //! ([`Monitor::finish`]), keeps each backend's [`CheckState`], and resolves `track`.
-//! [`probe`] knows what each check type sends and how it judges the reply; the slow path's
-//! runner ([`crate::checks`]) does the talking over smoltcp.
+//! [`probe`] knows what each check type sends and how it judges the reply; the [`runner`]
+//! does the talking over smoltcp.
 //!
 //! Scheduling: each backend's first check starts at a random moment within its first
 //! interval, so a thousand backends configured alike do not all fire at once; later checks
@@ -13,6 +13,7 @@
 //! two checks in flight (validation keeps the timeout within the interval).
 
 pub mod probe;
+pub mod runner;
 pub mod state;
 
 use std::cmp::Reverse;

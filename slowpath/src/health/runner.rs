@@ -15,8 +15,8 @@ use std::time::Duration;
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 
-use crate::health::probe::{self, MAX_REPLY};
-use crate::health::{Failure, Outcome, SplitMix, Target};
+use super::probe::{self, MAX_REPLY};
+use super::{Failure, Outcome, SplitMix, Target};
 use crate::stack::{Stack, ip_address};
 
 /// Socket buffer sizes: a request (an HTTP request line, a ClientHello, an agent's `send`)
@@ -286,8 +286,8 @@ fn step(r: &mut Running, sock: &mut tcp::Socket<'_>, now: Duration) -> Option<Ou
 
 #[cfg(test)]
 mod tests {
+    use super::super::Monitor;
     use super::*;
-    use crate::health::Monitor;
     use crate::stack::{QueueDevice, instant};
     use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
     use smoltcp::wire::{HardwareAddress, IpCidr, Ipv4Address};
