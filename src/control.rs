@@ -214,7 +214,9 @@ impl ControlServer {
                 state,
             } => {
                 let st = admin_state(state)?;
-                let generation = slow.set_admin(engine, service, backend, st)?;
+                let generation = slow
+                    .set_admin(engine, service, backend, st)
+                    .map_err(|e| e.to_string())?;
                 tracing::info!(
                     service,
                     backend,

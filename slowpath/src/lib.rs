@@ -117,6 +117,15 @@ pub struct SlowPath {
     last_checks: HashMap<BackendId, LastCheck>,
 }
 
+/// Why an operator's admin state was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    #[error("no service {0:?}")]
+    NoService(String),
+    #[error("service {service:?} has no backend {backend:?}")]
+    NoBackend { service: String, backend: String },
+}
+
 /// The latest check of a backend, for `fulcrum ctl backends`.
 #[derive(Debug, Clone, Copy)]
 pub struct LastCheck {
@@ -481,16 +490,21 @@ impl SlowPath {
         service: &str,
         backend: &str,
         state: AdminState,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, AdminError> {
         let Some(s) = self.cfg.services.iter().find(|s| s.name == service) else {
-            return Err(format!("no service {service:?}"));
+            return Err(AdminError::NoService(service.to_string()));
         };
-        if !s.backends.iter().any(|b| b.name == backend) {
-            return Err(format!("service {service:?} has no backend {backend:?}"));
-        }
-        let Some(id) = self.publisher.ids().find(service, backend) else {
-            return Err(format!("service {service:?} has no backend {backend:?}"));
-        };
+        // Ids outlive reloads: only the config in force says whether the backend exists.
+        let id = s
+            .backends
+            .iter()
+            .any(|b| b.name == backend)
+            .then(|| self.publisher.ids().find(service, backend))
+            .flatten()
+            .ok_or_else(|| AdminError::NoBackend {
+                service: service.to_string(),
+                backend: backend.to_string(),
+            })?;
         self.publisher.set_admin(id, state);
         Ok(self.publish_now(engine))
     }
