@@ -38,7 +38,9 @@ use health::runner::{self, Finished, Runner};
 use health::{Health, Monitor};
 use hook::Hooks;
 use neigh::{Neighbors, PortL2};
-use publish::{Publisher, State};
+#[cfg(test)]
+use publish::Tables;
+use publish::{BackendIds, Dynamic, Prepared, Publisher, State};
 use stack::Stack;
 
 /// The longest the slow path sleeps when idle: frames from the workers (check replies, ARP)
@@ -482,6 +484,26 @@ impl SlowPath {
         generation
     }
 
+    /// What a thread needs to prepare a new config's Maglev tables off this loop, so that
+    /// applying it ([`SlowPath::reconfigure_prepared`]) computes only the tables of the pools
+    /// that changed meanwhile.
+    pub fn preparer(&self) -> Preparer {
+        let (ids, dynamic) = self.publisher.copy_state();
+        Preparer { ids, dynamic }
+    }
+
+    /// [`SlowPath::reconfigure`] with tables prepared ahead by [`Preparer::prepare`] for
+    /// `cfg`: what still fits is taken, the rest computed.
+    pub fn reconfigure_prepared(
+        &mut self,
+        cfg: &Config,
+        prepared: Prepared,
+        engine: &mut Engine,
+    ) -> u64 {
+        self.publisher.adopt(prepared);
+        self.reconfigure(cfg, engine)
+    }
+
     /// An operator's admin state for a backend (`ctl drain|enable|disable`), applied at once.
     /// Returns the generation published.
     pub fn set_admin(
@@ -581,6 +603,29 @@ pub fn first_snapshot(cfg: &Config, publisher: &mut Publisher, port_macs: &[[u8;
     publisher.first(cfg, port_macs, &state)
 }
 
+/// The ids and dynamic state of the slow path at one moment: enough to build a new config's
+/// Maglev tables on another thread (issue 15: a reload must not stall checks, ARP/ND and the
+/// control socket while a large config's tables are computed).
+#[derive(Debug, Clone)]
+pub struct Preparer {
+    ids: BackendIds,
+    dynamic: Dynamic,
+}
+
+impl Preparer {
+    /// The tables `cfg`'s snapshot will need if nothing changes meanwhile: a checked backend
+    /// it adds counts as down, as it will be until its first check passes.
+    pub fn prepare(mut self, cfg: &Config) -> Prepared {
+        self.ids.allocate(cfg);
+        let ids = &self.ids;
+        let (health, _) = Monitor::new(cfg, |s, b| ids.find(s, b), Duration::ZERO).health_maps();
+        for (id, h) in health {
+            self.dynamic.health.entry(id).or_insert(h);
+        }
+        publish::prepare(cfg, self.ids, &self.dynamic)
+    }
+}
+
 fn flush(tx: &mut RingProducer, out: &mut Burst, frames: &mut FrameStats) {
     let n = out.len();
     let sent = tx.enqueue_burst(out);
@@ -642,7 +687,6 @@ fn thread_cpu_seconds() -> Option<f64> {
 mod tests {
     use super::*;
     use dataplane::snapshot::{BackendState, Tier};
-    use publish::{BackendIds, Dynamic};
     use std::path::Path;
 
     /// `web`'s backends are checked (`b` by tracking `a`); `plain`'s are not.
@@ -708,5 +752,56 @@ mac = "02:00:00:00:00:13"
             .flatten()
             .filter(|b| b.state == BackendState::Up);
         assert_eq!(up.count(), 3, "offline, no check runs: every backend up");
+    }
+
+    /// A reload's Maglev tables prepared on another thread are the ones the loop would
+    /// compute, and it takes them: only what changed since is computed there.
+    #[test]
+    fn tables_prepared_on_another_thread_are_taken() {
+        let cfg = conf::parse(CONFIG, Path::new("t.toml")).expect("valid");
+        let mut publisher = Publisher::new(&cfg);
+        let first = first_snapshot(&cfg, &mut publisher, &[[2, 0, 0, 0, 0, 1]]);
+        // The reload adds a checked backend to web (down until checked: web's pool stays
+        // empty) and an unchecked one to plain (a new pool).
+        let backend = |name: &str, n: u8| {
+            format!(
+                "[[service.backend]]\nname = \"{name}\"\naddress = \"10.0.0.{n}\"\nmac = \"02:00:00:00:00:{n:02x}\"\n"
+            )
+        };
+        let text = CONFIG.replace(
+            "[[service]]\nname = \"plain\"",
+            &(backend("e", 15) + "[[service]]\nname = \"plain\""),
+        ) + &backend("d", 14);
+        let new = conf::parse(&text, Path::new("t.toml")).expect("valid");
+        let (ids, dynamic) = publisher.copy_state();
+        let preparer = Preparer { ids, dynamic };
+        let cfg2 = new.clone();
+        let prepared = std::thread::spawn(move || preparer.prepare(&cfg2))
+            .join()
+            .expect("prepared");
+        assert_eq!(prepared.len(), 2);
+
+        // The loop, as reconfigure has it: e not checked yet.
+        let (mut ids, mut dynamic) = publisher.copy_state();
+        ids.allocate(&new);
+        let fresh = Monitor::new(&new, |s, b| ids.find(s, b), Duration::ZERO);
+        dynamic.health = fresh.health_maps().0;
+        let mut tables = Tables::default();
+        tables.add_snapshot(&first);
+        let (_, without) = publish::build_with(&new, &mut ids.clone(), &dynamic, 2, &tables);
+        assert_eq!(without, 1, "only web's (empty) pool is unchanged");
+        tables.add_prepared(&prepared);
+        let (snap, with) = publish::build_with(&new, &mut ids.clone(), &dynamic, 2, &tables);
+        assert_eq!(with, 2, "plain's new table was prepared");
+        let plain = publish::build(&new, &mut ids, &dynamic, 2);
+        for (a, b) in snap.services.iter().zip(&plain.services) {
+            assert_eq!(a.members, b.members, "{}", a.name);
+            assert!(
+                a.maglev == b.maglev,
+                "{}: the table it would have computed",
+                a.name
+            );
+        }
+        assert_eq!(snap.services[1].members.len(), 2);
     }
 }

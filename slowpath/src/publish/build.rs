@@ -7,12 +7,12 @@ use std::net::IpAddr;
 
 use conf::{AdminState, Config};
 use dataplane::flow::Timeouts;
-use dataplane::maglev;
 use dataplane::snapshot::{
     Acl, BackendId, BackendRt, BackendState, PortRt, ServiceRt, Snapshot, Tier, addr_key,
 };
 
 use super::BackendIds;
+use super::tables::{Prepared, Tables};
 use crate::health::Health;
 
 /// What the control plane knows beyond the config file.
@@ -33,6 +33,19 @@ pub struct Dynamic {
 /// Builds a complete snapshot from a validated config and the dynamic state; backends new to
 /// `ids` get their ids here.
 pub fn build(cfg: &Config, ids: &mut BackendIds, dynamic: &Dynamic, generation: u64) -> Snapshot {
+    build_with(cfg, ids, dynamic, generation, &Tables::default()).0
+}
+
+/// Builds as [`build`] does, taking from `tables` every Maglev table it offers for the same
+/// members, size and seed; says how many it took.
+pub fn build_with(
+    cfg: &Config,
+    ids: &mut BackendIds,
+    dynamic: &Dynamic,
+    generation: u64,
+    tables: &Tables,
+) -> (Snapshot, usize) {
+    let mut reused = 0;
     let seed = cfg.global.hash_seed;
     let ports: Vec<PortRt> = cfg
         .ports
@@ -94,7 +107,13 @@ pub fn build(cfg: &Config, ids: &mut BackendIds, dynamic: &Dynamic, generation: 
             ids_of.push(id);
         }
         let (tier, members) = pool(&ids_of, &backends);
-        let maglev = table(&members, &backends, cfg.global.maglev_table_size, seed);
+        let of_members: Vec<&BackendRt> = members
+            .iter()
+            .map(|id| backends[*id as usize].as_ref().expect("member"))
+            .collect();
+        let (maglev, taken) =
+            tables.table(&s.name, &of_members, cfg.global.maglev_table_size, seed);
+        reused += usize::from(taken);
         services.push(ServiceRt {
             name: s.name.clone(),
             vip: s.vip,
@@ -112,7 +131,15 @@ pub fn build(cfg: &Config, ids: &mut BackendIds, dynamic: &Dynamic, generation: 
         });
     }
     let timeouts = Timeouts::from(&cfg.global.timeouts);
-    Snapshot::new(generation, seed, timeouts, ports, services, backends)
+    let snap = Snapshot::new(generation, seed, timeouts, ports, services, backends);
+    (snap, reused)
+}
+
+/// Builds, on any thread, the Maglev tables `cfg`'s snapshot will need if the state stays as
+/// `dynamic` has it (`ids`: a copy of the publisher's). A build that gets them through
+/// [`Tables::add_prepared`] computes only the tables whose pools changed since.
+pub fn prepare(cfg: &Config, mut ids: BackendIds, dynamic: &Dynamic) -> Prepared {
+    Prepared::of(build(cfg, &mut ids, dynamic, 0))
 }
 
 /// A backend's state from its admin state (config or operator), its health, whether its MAC
@@ -150,25 +177,4 @@ fn pool(ids: &[BackendId], backends: &[Option<BackendRt>]) -> (Tier, Vec<Backend
     } else {
         (Tier::Backup, backups)
     }
-}
-
-/// The Maglev table of `members` (keyed by backend name, weighted).
-fn table(
-    members: &[BackendId],
-    backends: &[Option<BackendRt>],
-    size: u32,
-    seed: u64,
-) -> maglev::Table {
-    let members: Vec<&BackendRt> = members
-        .iter()
-        .map(|id| backends[*id as usize].as_ref().expect("member"))
-        .collect();
-    let mm: Vec<maglev::Member> = members
-        .iter()
-        .map(|b| maglev::Member {
-            key: b.name.as_bytes(),
-            weight: b.weight,
-        })
-        .collect();
-    maglev::Table::build(&mm, size, seed)
 }
