@@ -234,6 +234,33 @@ impl Acl {
 }
 
 impl ServiceRt {
+    /// Service `s` of the config with what the control plane decided: its backends' ids
+    /// (config order), the members taking new flows (Maglev's index order), their tier and
+    /// their table.
+    pub fn new(
+        s: &conf::Service,
+        backends: Vec<BackendId>,
+        members: Vec<BackendId>,
+        tier: Tier,
+        maglev: maglev::Table,
+    ) -> ServiceRt {
+        ServiceRt {
+            name: s.name.clone(),
+            vip: s.vip,
+            vip_key: addr_key(s.vip),
+            protocol: s.protocol,
+            port: s.port,
+            forwarding: s.forwarding,
+            hash: s.hash,
+            on_empty: s.on_empty,
+            backends,
+            members: members.into_boxed_slice(),
+            maglev,
+            tier,
+            acl: Acl::new(&s.allow, &s.deny),
+        }
+    }
+
     /// The backend Maglev picks for this hash, if the pool is not empty.
     #[inline]
     pub fn pick(&self, hash: u64) -> Option<BackendId> {
@@ -547,25 +574,13 @@ pub(crate) fn all_up(cfg: &conf::Config) -> Snapshot {
                 weight: b.weight,
             })
             .collect();
-        services.push(ServiceRt {
-            name: s.name.clone(),
-            vip: s.vip,
-            vip_key: addr_key(s.vip),
-            protocol: s.protocol,
-            port: s.port,
-            forwarding: s.forwarding,
-            hash: s.hash,
-            on_empty: s.on_empty,
-            members: ids.clone().into_boxed_slice(),
-            backends: ids,
-            maglev: maglev::Table::build(&members, cfg.global.maglev_table_size, seed),
-            tier: if s.backends.is_empty() {
-                Tier::Empty
-            } else {
-                Tier::Primary
-            },
-            acl: Acl::new(&s.allow, &s.deny),
-        });
+        let tier = if ids.is_empty() {
+            Tier::Empty
+        } else {
+            Tier::Primary
+        };
+        let table = maglev::Table::build(&members, cfg.global.maglev_table_size, seed);
+        services.push(ServiceRt::new(s, ids.clone(), ids, tier, table));
     }
     let timeouts = flow::Timeouts::from(&cfg.global.timeouts);
     Snapshot::new(1, seed, timeouts, ports, services, backends)

@@ -75,34 +75,20 @@ pub fn solicitation(port: &PortL2, target: Ipv6Addr, unicast: Option<[u8; 6]>) -
     let IpAddr::V6(src) = port.source_for(IpAddr::V6(target))? else {
         return None;
     };
-    let (dst_ip, dst_mac) = match unicast {
+    let to = match unicast {
         Some(mac) => (target, mac),
         None => {
             let group = solicited_node(target);
             (group, multicast_mac(group))
         }
     };
-    // NS: type, code, checksum, reserved (4), target (16), SLLA option (8).
-    let icmp_len = ND_FIXED + 8;
-    let ip = Ipv6Repr {
-        src: src.octets(),
-        dst: dst_ip.octets(),
-        next_header: IPPROTO_ICMPV6,
-        payload_len: icmp_len as u16,
-        hop_limit: HOP_LIMIT,
+    let ns = Message {
+        kind: NEIGHBOR_SOLICIT,
+        flags: 0,
+        target,
+        option: OPT_SLLA,
     };
-    let mut packet = vec![0u8; ip.buffer_len()];
-    ip.emit(&mut packet).ok()?;
-    let icmp = &mut packet[ip.header_len()..];
-    icmp[0] = NEIGHBOR_SOLICIT;
-    icmp[8..24].copy_from_slice(&target.octets());
-    icmp[24] = OPT_SLLA;
-    icmp[25] = 1;
-    icmp[26..32].copy_from_slice(&port.mac);
-    Icmpv6Packet::new_checked(icmp)
-        .ok()?
-        .fill_checksum(&ip.src, &ip.dst);
-    Some(l2::frame(port.mac, dst_mac, ETHERTYPE_IPV6, &packet))
+    ns.frame(port, src, to)
 }
 
 /// A solicited Neighbor Advertisement of `target` (one of `port`'s addresses) at `port`'s
@@ -116,28 +102,52 @@ pub fn advertisement(
     if !port.addrs.iter().any(|a| a.addr == IpAddr::V6(target)) {
         return None;
     }
-    // NA: type, code, checksum, flags (4), target (16), TLLA option (8).
-    let icmp_len = ND_FIXED + 8;
-    let ip = Ipv6Repr {
-        src: target.octets(),
-        dst: to.octets(),
-        next_header: IPPROTO_ICMPV6,
-        payload_len: icmp_len as u16,
-        hop_limit: HOP_LIMIT,
+    let na = Message {
+        kind: NEIGHBOR_ADVERT,
+        flags: FLAG_SOLICITED | FLAG_OVERRIDE,
+        target,
+        option: OPT_TLLA,
     };
-    let mut packet = vec![0u8; ip.buffer_len()];
-    ip.emit(&mut packet).ok()?;
-    let icmp = &mut packet[ip.header_len()..];
-    icmp[0] = NEIGHBOR_ADVERT;
-    icmp[4] = FLAG_SOLICITED | FLAG_OVERRIDE;
-    icmp[8..24].copy_from_slice(&target.octets());
-    icmp[24] = OPT_TLLA;
-    icmp[25] = 1;
-    icmp[26..32].copy_from_slice(&port.mac);
-    Icmpv6Packet::new_checked(icmp)
-        .ok()?
-        .fill_checksum(&ip.src, &ip.dst);
-    Some(l2::frame(port.mac, to_mac, ETHERTYPE_IPV6, &packet))
+    na.frame(port, target, (to, to_mac))
+}
+
+/// An NS or NA the slow path sends: about `target`, with `port`'s MAC in a link-layer
+/// address option.
+struct Message {
+    kind: u8,
+    /// The first byte after the checksum (NA flags; 0 in an NS).
+    flags: u8,
+    target: Ipv6Addr,
+    /// [`OPT_SLLA`] or [`OPT_TLLA`].
+    option: u8,
+}
+
+impl Message {
+    /// The message from `src` to `to` (address, MAC) as an Ethernet frame from `port`.
+    fn frame(&self, port: &PortL2, src: Ipv6Addr, to: (Ipv6Addr, [u8; 6])) -> Option<Vec<u8>> {
+        // Type, code, checksum, flags/reserved (4), target (16), the option (8).
+        let icmp_len = ND_FIXED + 8;
+        let ip = Ipv6Repr {
+            src: src.octets(),
+            dst: to.0.octets(),
+            next_header: IPPROTO_ICMPV6,
+            payload_len: icmp_len as u16,
+            hop_limit: HOP_LIMIT,
+        };
+        let mut packet = vec![0u8; ip.buffer_len()];
+        ip.emit(&mut packet).ok()?;
+        let icmp = &mut packet[ip.header_len()..];
+        icmp[0] = self.kind;
+        icmp[4] = self.flags;
+        icmp[8..24].copy_from_slice(&self.target.octets());
+        icmp[24] = self.option;
+        icmp[25] = 1;
+        icmp[26..32].copy_from_slice(&port.mac);
+        Icmpv6Packet::new_checked(icmp)
+            .ok()?
+            .fill_checksum(&ip.src, &ip.dst);
+        Some(l2::frame(port.mac, to.1, ETHERTYPE_IPV6, &packet))
+    }
 }
 
 /// Whether `packet` (an IPv6 packet) is an ND solicitation or advertisement: such packets are

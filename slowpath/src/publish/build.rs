@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use conf::{AdminState, Config};
 use dataplane::flow::Timeouts;
 use dataplane::snapshot::{
-    Acl, BackendId, BackendRt, BackendState, PortRt, ServiceRt, Snapshot, Tier, addr_key,
+    BackendId, BackendRt, BackendState, PortRt, ServiceRt, Snapshot, Tier, addr_key,
 };
 
 use super::BackendIds;
@@ -114,21 +114,7 @@ pub fn build_with(
         let (maglev, taken) =
             tables.table(&s.name, &of_members, cfg.global.maglev_table_size, seed);
         reused += usize::from(taken);
-        services.push(ServiceRt {
-            name: s.name.clone(),
-            vip: s.vip,
-            vip_key: addr_key(s.vip),
-            protocol: s.protocol,
-            port: s.port,
-            forwarding: s.forwarding,
-            hash: s.hash,
-            on_empty: s.on_empty,
-            backends: ids_of,
-            members: members.into_boxed_slice(),
-            maglev,
-            tier,
-            acl: Acl::new(&s.allow, &s.deny),
-        });
+        services.push(ServiceRt::new(s, ids_of, members, tier, maglev));
     }
     let timeouts = Timeouts::from(&cfg.global.timeouts);
     let snap = Snapshot::new(generation, seed, timeouts, ports, services, backends);
