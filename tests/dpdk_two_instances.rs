@@ -3,49 +3,20 @@
 //! DPDK processes (one with one worker, one with two) leaves every flow on the same backend,
 //! and both agree with `fulcrum which`.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::Stdio;
 
-use common::*;
+use testkit::traffic::{gen_flows, read_pcap};
+use testkit::{Scratch, fixture, fulcrum, must};
 
 const FLOWS: usize = 2000;
 
-fn config(tag: &str, workers: &str) -> String {
-    let mut s = format!(
-        r#"
-[dpdk]
-{eal}
-workers = {workers}
-idle_sleep_us = 50
-
-[global]
-hash_seed = 77
-flow_table_capacity = 16384
-
-[[port]]
-name = "p0"
-device = "unused-in-replay"
-mac = "02:00:00:00:00:01"
-addresses = ["10.0.0.2/24"]
-
-[[service]]
-name = "web"
-vip = "10.0.0.100"
-port = 80
-"#,
-        eal = eal_args_toml(tag)
-    );
-    for (i, w) in [100, 150, 200, 250, 300].iter().enumerate() {
-        s += &format!(
-            "[[service.backend]]\nname = \"web-{i}\"\naddress = \"10.0.0.{}\"\nmac = \"02:00:00:00:00:{:02x}\"\nweight = {w}\n",
-            10 + i,
-            0x10 + i
-        );
-    }
-    s
+fn config(s: &Scratch, tag: &str, workers: &str) -> String {
+    fixture("two_instances.toml")
+        .set("eal_args", s.eal_args_toml(tag))
+        .set("workers", workers)
+        .render()
 }
 
 /// (client address, client port) -> backend MAC, from an output pcap.
@@ -83,7 +54,7 @@ fn two_instances_same_config_same_choices() {
     let mut placements = Vec::new();
     for (tag, workers) in [("inst-a", "[0]"), ("inst-b", "[0, 1]")] {
         let cfg = s.join(&format!("{tag}.toml"));
-        std::fs::write(&cfg, config(tag, workers)).unwrap();
+        std::fs::write(&cfg, config(&s, tag, workers)).unwrap();
         let out = s.join(&format!("{tag}.pcap"));
         must(
             fulcrum()
