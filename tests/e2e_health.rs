@@ -1,5 +1,5 @@
 //! Health checks end to end: Fulcrum on DPDK (net_af_packet) in a network namespace, real
-//! backends (tests/tools/backend.py) and real kernel TCP clients in others (tests/netns).
+//! backends (tests/tools/backend.py) and real kernel TCP clients in others (testkit's `Net`).
 //! Backends have no MAC in the config: ARP finds them.
 //!
 //! - a stopped server (refuses) and a frozen one (SIGSTOP: handshakes complete, requests
