@@ -18,8 +18,10 @@ use testkit::{Balancer, EalPrefix, Net, VIP, fulcrum_bin, repo};
 /// README's example VIP (the flows of its `which` lines), replaced by this network's.
 const README_VIP: &str = "10.0.0.100";
 
-/// The balancer's services: README's examples name service `web` and backend `b2`.
-const SERVICES: &str = r#"
+/// The rest of the port (its MAC, lb0's own, which the offline `replay` takes as its port's)
+/// and the services: README's examples name service `web` and backend `b2`. The backends'
+/// MACs are given too, so that `replay` has somewhere to send.
+const SERVICES: &str = r#"mac = "{lbmac}"
 [[service]]
 name = "web"
 vip = "10.66.0.100"
@@ -33,10 +35,12 @@ timeout_ms = 200
 [[service.backend]]
 name = "b1"
 address = "10.66.0.11"
+mac = "{mac1}"
 weight = 100
 [[service.backend]]
 name = "b2"
 address = "10.66.0.12"
+mac = "{mac2}"
 "#;
 
 struct Walk<'a> {
@@ -135,7 +139,12 @@ fn e2e_readme_using_it_runs_as_shown() {
     let shown = commands(&readme, "Using it");
     let net = Net::up("rm", 2);
     let _prefix = EalPrefix::adopt(&net.eal_prefix());
-    let config = net.balancer_config(&["10.66.0.2/24"]) + SERVICES;
+    let lb_mac = net.mac("lb", "lb0");
+    let services = SERVICES
+        .replace("{lbmac}", &lb_mac)
+        .replace("{mac1}", &net.mac("b1", "eth0"))
+        .replace("{mac2}", &net.mac("b2", "eth0"));
+    let config = net.balancer_config(&["10.66.0.2/24"]) + &services;
     let config_path = Balancer::config_path(&net);
     std::fs::write(&config_path, &config).expect("config");
     let mut walk = Walk {
@@ -215,10 +224,16 @@ fn e2e_readme_using_it_runs_as_shown() {
                 walk.stop();
                 let input = PathBuf::from(flag(&args, "--input").expect("--input"));
                 let output = PathBuf::from(flag(&args, "--output").expect("--output"));
-                gen_flows(&input, &["--flows", "50", "--vip", VIP]);
-                ok(s, &walk.run(&args));
+                gen_flows(
+                    &input,
+                    &["--flows", "50", "--vip", VIP, "--dst-mac", &lb_mac],
+                );
+                let out = ok(s, &walk.run(&args));
                 let (sent, got) = (read_pcap(&input).len(), read_pcap(&output).len());
-                assert!(sent > 0 && got == sent, "{sent} frames in, {got} out");
+                assert!(
+                    sent > 0 && got == sent,
+                    "{sent} frames in, {got} out:\n{out}"
+                );
             }
             ("which", _) => {
                 let out = ok(s, &walk.run(&args));

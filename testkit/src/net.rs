@@ -162,6 +162,12 @@ impl Net {
         sh(self.cmd(node, args[0]).args(&args[1..]))
     }
 
+    /// The MAC address of `node`'s interface `ifname`.
+    pub fn mac(&self, node: &str, ifname: &str) -> String {
+        let path = format!("/sys/class/net/{ifname}/address");
+        self.exec(node, &["cat", &path]).trim().to_owned()
+    }
+
     /// The EAL file prefix of this test's balancer.
     pub fn eal_prefix(&self) -> String {
         format!("fulcrum-{}", self.name)
