@@ -126,9 +126,8 @@ impl Net {
 
     /// The testbed layout of `scripts/testbed.sh` with `backends` backends.
     pub fn testbed(tag: &str, backends: usize) -> Net {
+        // `new` takes down a leftover of a crashed run with the same name (`up` would fail).
         let net = Net::new(tag, backends, Layout::Testbed);
-        // A leftover of a crashed run with the same name would make `up` fail.
-        net.testbed_sh(&["down"]);
         must(Command::new(repo().join("scripts/testbed.sh")).args([
             "up",
             &net.name,
