@@ -27,6 +27,7 @@ pub use balancer::Balancer;
 pub use eal::{EalPrefix, Scratch, TestEal, eal_args, runtime_dir_exists};
 pub use fixture::{Fixture, fixture};
 pub use net::{Answer, Client, KeepAlive, LB_ADDR, Net, VIP};
+pub use traffic::{gen_flows, read_pcap, test_frame, write_pcap};
 
 /// The workspace root (where README.md, scripts/ and tests/ are).
 pub fn repo() -> PathBuf {
