@@ -26,7 +26,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use testkit::traffic::read_pcap;
-use testkit::{Scratch, fixture, fulcrum, must, repo, stdout_json};
+use testkit::{Scratch, eal_args_toml, fixture, fulcrum, must, repo, stdout_json};
 
 const CAPACITY: u64 = 4096;
 const ESTABLISHED: usize = 200;
@@ -42,9 +42,9 @@ const DSR_MACS: [[u8; 6]; 4] = [
 const NAT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x21];
 const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
 
-fn config(s: &Scratch, tag: &str, input: &Path, output: &Path) -> String {
+fn config(tag: &str, input: &Path, output: &Path) -> String {
     fixture("flood.toml")
-        .set("eal_args", s.eal_args_toml(tag))
+        .set("eal_args", eal_args_toml(tag))
         .set("capacity", CAPACITY)
         .set("input", input.display())
         .set("output", output.display())
@@ -73,7 +73,7 @@ fn flood(s: &Scratch, tag: &str, syns: u64, flags: &str) -> Flood {
     let frames = generated["frames"].as_u64().expect("frames");
     let out_pcap = s.join(&format!("{tag}-out.pcap"));
     let cfg = s.join(&format!("{tag}.toml"));
-    std::fs::write(&cfg, config(s, tag, &pcap, &out_pcap)).expect("config");
+    std::fs::write(&cfg, config(tag, &pcap, &out_pcap)).expect("config");
     // net_pcap delivers the file as fast as the worker takes it (~0.6 Mpps or more here):
     // the run lasts ten times what the flood needs, and the test checks all was received.
     let secs = 2 + frames / 50_000;

@@ -5,14 +5,14 @@
 use std::collections::{HashMap, HashSet};
 
 use testkit::traffic::{gen_flows, read_pcap, write_pcap};
-use testkit::{Scratch, fixture, fulcrum, must, repo, stdout_json};
+use testkit::{Scratch, eal_args_toml, fixture, fulcrum, must, repo, stdout_json};
 
 const DSR_FLOWS: usize = 4000;
 const NAT_FLOWS: usize = 1500;
 
-fn config(s: &Scratch, tag: &str) -> String {
+fn config(tag: &str) -> String {
     fixture("replay.toml")
-        .set("eal_args", s.eal_args_toml(tag))
+        .set("eal_args", eal_args_toml(tag))
         .render()
 }
 
@@ -71,7 +71,7 @@ fn replay_thousands_of_flows() {
     frames.extend(read_pcap(&s.join("nat.pcap")));
     let total = frames.len();
     write_pcap(&s.join("in.pcap"), &frames);
-    std::fs::write(s.join("f.toml"), config(&s, "replay")).unwrap();
+    std::fs::write(s.join("f.toml"), config("replay")).unwrap();
 
     let out = must(
         fulcrum()

@@ -7,7 +7,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use testkit::traffic::{gen_flows, read_pcap, write_pcap};
-use testkit::{Scratch, fixture, fulcrum, must, runtime_dir_exists, stdout_json};
+use testkit::{
+    Scratch, eal_args_toml, eal_prefix, fixture, fulcrum, must, runtime_dir_exists, stdout_json,
+};
 
 #[test]
 fn run_two_workers_counts_every_frame() {
@@ -46,7 +48,7 @@ fn run_two_workers_counts_every_frame() {
     let expected = (400 * 3 + q1.len()) as u64;
 
     let cfg = fixture("run_pcap.toml")
-        .set("eal_args", s.eal_args_toml("run-pcap"))
+        .set("eal_args", eal_args_toml("run-pcap"))
         .set("q0", s.join("q0.pcap").display())
         .set("q1", s.join("q1.pcap").display())
         .set("o0", s.join("o0.pcap").display())
@@ -134,12 +136,12 @@ fn run_removes_its_runtime_dir_on_exit() {
         &["--flows", "10", "--vip", "10.0.0.100"],
     );
     let cfg = fixture("run_rtdir.toml")
-        .set("eal_args", s.eal_args_toml("run-rtdir"))
+        .set("eal_args", eal_args_toml("run-rtdir"))
         .set("i", s.join("in.pcap").display())
         .set("o", s.join("out.pcap").display())
         .render();
     std::fs::write(s.join("f.toml"), cfg).expect("config");
-    let prefix = s.eal_prefix("run-rtdir");
+    let prefix = eal_prefix("run-rtdir");
     let out = must(
         fulcrum()
             .args(["run", "--json", "--duration", "1", "-c"])
@@ -158,7 +160,7 @@ fn run_removes_its_runtime_dir_on_exit() {
 /// and the frames it sent.
 fn run_udp_service(s: &Scratch, tag: &str, dpdk_extra: &str) -> (serde_json::Value, Vec<Vec<u8>>) {
     let cfg = fixture("run_udp.toml")
-        .set("eal_args", s.eal_args_toml(tag))
+        .set("eal_args", eal_args_toml(tag))
         .set("dpdk_extra", dpdk_extra)
         .set("i", s.join("in.pcap").display())
         .set("o", s.join(&format!("{tag}-out.pcap")).display())

@@ -8,13 +8,13 @@ use std::io::Write;
 use std::process::Stdio;
 
 use testkit::traffic::{gen_flows, read_pcap};
-use testkit::{Scratch, fixture, fulcrum, must};
+use testkit::{Scratch, eal_args_toml, fixture, fulcrum, must};
 
 const FLOWS: usize = 2000;
 
-fn config(s: &Scratch, tag: &str, workers: &str) -> String {
+fn config(tag: &str, workers: &str) -> String {
     fixture("two_instances.toml")
-        .set("eal_args", s.eal_args_toml(tag))
+        .set("eal_args", eal_args_toml(tag))
         .set("workers", workers)
         .render()
 }
@@ -54,7 +54,7 @@ fn two_instances_same_config_same_choices() {
     let mut placements = Vec::new();
     for (tag, workers) in [("inst-a", "[0]"), ("inst-b", "[0, 1]")] {
         let cfg = s.join(&format!("{tag}.toml"));
-        std::fs::write(&cfg, config(&s, tag, workers)).unwrap();
+        std::fs::write(&cfg, config(tag, workers)).unwrap();
         let out = s.join(&format!("{tag}.pcap"));
         must(
             fulcrum()

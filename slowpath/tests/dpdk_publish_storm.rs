@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use dataplane::engine::Engine;
 use slowpath::publish::Publisher;
 use testkit::traffic::write_pcap;
-use testkit::{Scratch, fixture};
+use testkit::{Scratch, eal_args_toml, fixture};
 
 /// How long the storm lasts.
 const STORM: Duration = Duration::from_secs(3);
@@ -78,7 +78,7 @@ fn publication_storm_never_stalls_a_worker() {
     let pcap = s.join("in.pcap");
     write_pcap(&pcap, &(0..FLOWS).map(frame).collect::<Vec<_>>());
     let text = fixture("publish_storm.toml")
-        .set("eal_args", s.eal_args_toml("storm"))
+        .set("eal_args", eal_args_toml("storm"))
         .set("pcap", pcap.display())
         .render();
     let cfg = conf::parse(&text, &s.join("storm.toml")).expect("config");

@@ -70,13 +70,39 @@ pub fn runtime_dir_exists(prefix: &str) -> bool {
     Path::new(RUNTIME_BASE).join(prefix).exists()
 }
 
+/// The EAL file prefix of process `tag` in this test process, `fulcrum-TAG-PID`.
+pub fn eal_prefix(tag: &str) -> String {
+    EalPrefix::name(tag)
+}
+
+/// Prefixes [`eal_args_toml`] handed out in this process: every [`Scratch`] removes their
+/// runtime files when it drops.
+static HANDED_OUT: Mutex<Vec<EalPrefix>> = Mutex::new(Vec::new());
+
+/// The config line `eal_args = [...]` of process `tag` ([`eal_args`] with
+/// [`eal_prefix`]`(tag)`, 512 MB); its runtime files are removed when the test's
+/// [`Scratch`] drops.
+pub fn eal_args_toml(tag: &str) -> String {
+    let prefix = eal_prefix(tag);
+    let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    if !handed.iter().any(|p| p.as_str() == prefix) {
+        handed.push(EalPrefix::adopt(&prefix));
+    }
+    eal_args_line(&prefix)
+}
+
+/// `eal_args = [...]` for a process with EAL prefix `prefix`.
+pub(crate) fn eal_args_line(prefix: &str) -> String {
+    format!("eal_args = {}", toml_array(&eal_args(prefix, 512)))
+}
+
 /// A scratch directory, `$TMPDIR/fulcrum-test-TAG-PID`, removed on drop (kept when
-/// FULCRUM_KEEP_TMP is set, for debugging), with the EAL prefixes handed out for the
-/// processes a test starts in it. Create it first in a test, so that it drops after the
-/// processes it outlives.
+/// FULCRUM_KEEP_TMP is set, for debugging). Dropping it also removes the runtime files of
+/// every EAL prefix [`eal_args_toml`] handed out in this process, so a Fulcrum that was
+/// killed (or crashed) leaves nothing behind: create it first in a test, so that it drops
+/// after the processes it outlives.
 pub struct Scratch {
     pub path: PathBuf,
-    prefixes: Mutex<Vec<EalPrefix>>,
 }
 
 impl Scratch {
@@ -84,39 +110,17 @@ impl Scratch {
         let path = std::env::temp_dir().join(format!("fulcrum-test-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("scratch dir");
-        Scratch {
-            path,
-            prefixes: Mutex::new(Vec::new()),
-        }
+        Scratch { path }
     }
 
     pub fn join(&self, p: &str) -> PathBuf {
         self.path.join(p)
     }
-
-    /// The EAL file prefix of process `tag` in this test; its runtime files are removed when
-    /// the scratch directory is.
-    pub fn eal_prefix(&self, tag: &str) -> String {
-        let name = EalPrefix::name(tag);
-        let mut prefixes = self.prefixes.lock().unwrap_or_else(|e| e.into_inner());
-        if !prefixes.iter().any(|p| p.as_str() == name) {
-            prefixes.push(EalPrefix::adopt(&name));
-        }
-        name
-    }
-
-    /// [`eal_args`] for process `tag` as a TOML array, for a config's `eal_args`.
-    pub fn eal_args_toml(&self, tag: &str) -> String {
-        toml_array(&eal_args(&self.eal_prefix(tag), 512))
-    }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        self.prefixes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner()).clear();
         if std::env::var_os("FULCRUM_KEEP_TMP").is_none() {
             let _ = std::fs::remove_dir_all(&self.path);
         }

@@ -24,7 +24,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 pub use balancer::Balancer;
-pub use eal::{EalPrefix, Scratch, TestEal, eal_args, runtime_dir_exists};
+pub use eal::{
+    EalPrefix, Scratch, TestEal, eal_args, eal_args_toml, eal_prefix, runtime_dir_exists,
+};
 pub use fixture::{Fixture, fixture};
 pub use net::{Answer, Client, KeepAlive, LB_ADDR, Net, VIP};
 pub use traffic::{gen_flows, read_pcap, test_frame, write_pcap};

@@ -178,10 +178,7 @@ impl Net {
     pub fn balancer_config(&self, addresses: &[&str]) -> String {
         let addresses: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
         fixture("netns_lb.toml")
-            .set(
-                "eal_args",
-                crate::eal::toml_array(&crate::eal_args(&self.eal_prefix(), 512)),
-            )
+            .set("eal_args", crate::eal::eal_args_line(&self.eal_prefix()))
             .set("dir", self.dir.display())
             .set("addresses", crate::eal::toml_array(&addresses))
             .render()
