@@ -26,7 +26,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use testkit::traffic::read_pcap;
-use testkit::{Scratch, eal_args_toml, fixture, fulcrum, must, repo, stdout_json};
+use testkit::{Scratch, eal_args_toml, eal_prefix, fixture, fulcrum, must, repo, stdout_json};
 
 const CAPACITY: u64 = 4096;
 const ESTABLISHED: usize = 200;
@@ -45,6 +45,7 @@ const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
 fn config(tag: &str, input: &Path, output: &Path) -> String {
     fixture("flood.toml")
         .set("eal_args", eal_args_toml(tag))
+        .set("prefix", eal_prefix(tag))
         .set("capacity", CAPACITY)
         .set("input", input.display())
         .set("output", output.display())

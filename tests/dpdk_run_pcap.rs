@@ -49,6 +49,7 @@ fn run_two_workers_counts_every_frame() {
 
     let cfg = fixture("run_pcap.toml")
         .set("eal_args", eal_args_toml("run-pcap"))
+        .set("prefix", eal_prefix("run-pcap"))
         .set("q0", s.join("q0.pcap").display())
         .set("q1", s.join("q1.pcap").display())
         .set("o0", s.join("o0.pcap").display())
@@ -137,6 +138,7 @@ fn run_removes_its_runtime_dir_on_exit() {
     );
     let cfg = fixture("run_rtdir.toml")
         .set("eal_args", eal_args_toml("run-rtdir"))
+        .set("prefix", eal_prefix("run-rtdir"))
         .set("i", s.join("in.pcap").display())
         .set("o", s.join("out.pcap").display())
         .render();
@@ -161,6 +163,7 @@ fn run_removes_its_runtime_dir_on_exit() {
 fn run_udp_service(s: &Scratch, tag: &str, dpdk_extra: &str) -> (serde_json::Value, Vec<Vec<u8>>) {
     let cfg = fixture("run_udp.toml")
         .set("eal_args", eal_args_toml(tag))
+        .set("prefix", eal_prefix(tag))
         .set("dpdk_extra", dpdk_extra)
         .set("i", s.join("in.pcap").display())
         .set("o", s.join(&format!("{tag}-out.pcap")).display())

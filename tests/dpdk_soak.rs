@@ -16,7 +16,7 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use testkit::{Scratch, eal_args_toml, fixture, fulcrum, must, repo, stdout_json};
+use testkit::{Scratch, eal_args_toml, eal_prefix, fixture, fulcrum, must, repo, stdout_json};
 
 const CAPACITY: u64 = 4096;
 /// Allowed VmRSS growth after warm-up.
@@ -52,6 +52,7 @@ fn soak_mixed_traffic_flat_memory_and_books() {
     let frames = generated["frames"].as_u64().expect("frames");
     let cfg = fixture("soak.toml")
         .set("eal_args", eal_args_toml("soak"))
+        .set("prefix", eal_prefix("soak"))
         .set("capacity", CAPACITY)
         .set("pcap", pcap.display())
         .render();
