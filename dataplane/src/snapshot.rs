@@ -103,6 +103,17 @@ pub enum Health {
     Maint,
 }
 
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Up => "up",
+            Health::Down => "down",
+            Health::Drain => "drain",
+            Health::Maint => "maint",
+        }
+    }
+}
+
 /// A backend's effective state in this snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendState {
@@ -119,7 +130,16 @@ pub enum BackendState {
 }
 
 impl BackendState {
-    pub fn name(self) -> &'static str {
+    /// Every state, for a metric that labels each.
+    pub const ALL: [BackendState; 5] = [
+        BackendState::Up,
+        BackendState::Drain,
+        BackendState::Down,
+        BackendState::Maint,
+        BackendState::Unresolved,
+    ];
+
+    pub fn as_str(self) -> &'static str {
         match self {
             BackendState::Up => "up",
             BackendState::Drain => "drain",
@@ -165,6 +185,16 @@ pub enum Tier {
     Primary,
     Backup,
     Empty,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Primary => "primary",
+            Tier::Backup => "backup",
+            Tier::Empty => "empty",
+        }
+    }
 }
 
 /// A service as the workers see it.

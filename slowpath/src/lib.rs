@@ -490,6 +490,33 @@ impl SlowPath {
         Ok(self.publish_now(engine))
     }
 
+    /// Drops the operator's admin overrides of `backend` of `service` (of every backend of
+    /// the service when `None`): the config's admin state applies again. Returns how many
+    /// were dropped and the generation published.
+    pub fn clear_admin(
+        &mut self,
+        engine: &mut Engine,
+        service: &str,
+        backend: Option<&str>,
+    ) -> Result<(usize, u64), String> {
+        let Some(s) = self.cfg.services.iter().find(|s| s.name == service) else {
+            return Err(format!("no service {service:?}"));
+        };
+        let names: Vec<String> = match backend {
+            Some(b) if !s.backends.iter().any(|x| x.name == b) => {
+                return Err(format!("service {service:?} has no backend {b:?}"));
+            }
+            Some(b) => vec![b.to_string()],
+            None => s.backends.iter().map(|b| b.name.clone()).collect(),
+        };
+        let mut cleared = 0;
+        for name in names {
+            let id = engine.ids.get(service, &name);
+            cleared += usize::from(engine.dynamic.admin.remove(&id).is_some());
+        }
+        Ok((cleared, self.publish_now(engine)))
+    }
+
     /// Publishes the current config and dynamic state now, whatever the hold-off.
     fn publish_now(&mut self, engine: &mut Engine) -> u64 {
         let (health, weight_pct) = self.monitor.health_maps();
@@ -520,7 +547,7 @@ impl SlowPath {
                 Some(BackendReport {
                     service: s.name.clone(),
                     backend: b.name.clone(),
-                    state: b.state.name(),
+                    state: b.state.as_str(),
                     checks,
                     failures,
                 })
