@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use slowpath::SlowPath;
 
 use crate::reload::{Asker, Reloads};
-use crate::requests::{BindError, Limits, Server};
+use crate::requests::{BindError, EndpointStats, Limits, Server};
 
 /// Bounds on the control socket's connections (every client of a Unix socket counts as one).
 const LIMITS: Limits = Limits {
@@ -122,6 +122,8 @@ pub struct ControlServer {
     server: Server<mio::net::UnixListener>,
     path: PathBuf,
     started: Instant,
+    /// Requests refused (malformed, or refused by the slow path).
+    refused: u64,
 }
 
 impl ControlServer {
@@ -154,6 +156,7 @@ impl ControlServer {
             server,
             path: path.to_owned(),
             started,
+            refused: 0,
         })
     }
 
@@ -168,6 +171,7 @@ impl ControlServer {
         reloads: &mut Reloads,
     ) -> usize {
         let started = self.started;
+        let refused = &mut self.refused;
         self.server.serve(|bytes, stream| {
             let req = api::decode_request(bytes);
             if let Ok(Request::Reload {}) = req {
@@ -177,6 +181,7 @@ impl ControlServer {
                         return None;
                     }
                     Err(e) => {
+                        *refused += 1;
                         let e = ControlError::Refused(format!("reload: {e}"));
                         return Some(api::encode(&Response::from_result(Err(e))));
                     }
@@ -186,10 +191,21 @@ impl ControlServer {
                 .map_err(ControlError::from)
                 .and_then(|req| handle(&req, engine, slow, started));
             if let Err(e) = &reply {
+                *refused += 1;
                 tracing::debug!(error = %e, "control request refused");
             }
             Some(api::encode(&api::Response::from_result(reply)))
         })
+    }
+
+    /// What the socket has served, for the metrics.
+    pub fn endpoint(&self) -> EndpointStats {
+        EndpointStats {
+            endpoint: "control",
+            server: self.server.stats,
+            refused: self.refused,
+            open: self.server.open(),
+        }
     }
 }
 

@@ -14,7 +14,8 @@ use fulcrum::api::{BackendInfo, BackendsReply, StatsReply};
 use fulcrum::http;
 use slowpath::SlowPath;
 
-use crate::requests::{BindError, Limits, Server};
+use crate::control::ControlServer;
+use crate::requests::{BindError, EndpointStats, Limits, Server};
 
 /// Bounds on the endpoint's connections: a scraper needs one at a time.
 const LIMITS: Limits = Limits {
@@ -28,27 +29,65 @@ const LIMITS: Limits = Limits {
 pub struct MetricsServer {
     server: Server<mio::net::TcpListener>,
     started: Instant,
+    /// Requests answered with anything but the page.
+    refused: u64,
 }
 
 impl MetricsServer {
-    /// Binds `addr` (mio's listen backlog: 1024, capped by the kernel's somaxconn).
+    /// Binds `addr` with a listen backlog as long as the connections it may hold (the
+    /// kernel caps it at `net.core.somaxconn`).
     pub fn bind(addr: SocketAddr, started: Instant) -> Result<MetricsServer, BindError> {
         let what = |source| BindError::Metrics { addr, source };
-        let listener = mio::net::TcpListener::bind(addr).map_err(what)?;
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .map_err(what)?;
+        socket.set_reuse_address(true).map_err(what)?;
+        socket.bind(&addr.into()).map_err(what)?;
+        socket
+            .listen(i32::try_from(LIMITS.max_conns).unwrap_or(i32::MAX))
+            .map_err(what)?;
+        socket.set_nonblocking(true).map_err(what)?;
+        let listener = mio::net::TcpListener::from_std(socket.into());
         let server =
             Server::new("metrics endpoint", listener, LIMITS, http::complete).map_err(what)?;
         tracing::info!(%addr, "metrics endpoint listening");
-        Ok(MetricsServer { server, started })
+        Ok(MetricsServer {
+            server,
+            started,
+            refused: 0,
+        })
     }
 
-    /// Accepts, reads and answers what is ready; never blocks.
-    pub fn poll(&mut self, engine: &Engine, slow: &SlowPath) -> usize {
+    /// Accepts, reads and answers what is ready; never blocks. `control`: the control
+    /// socket, whose connection counters the page shows beside this endpoint's.
+    pub fn poll(
+        &mut self,
+        engine: &Engine,
+        slow: &SlowPath,
+        control: Option<&ControlServer>,
+    ) -> usize {
         let started = self.started;
+        let mut endpoints: Vec<EndpointStats> = control.map(|c| c.endpoint()).into_iter().collect();
+        endpoints.push(EndpointStats {
+            endpoint: "metrics",
+            server: self.server.stats,
+            refused: self.refused,
+            open: self.server.open(),
+        });
+        let refused = &mut self.refused;
         self.server.serve(|req, _| {
-            Some(http::respond(http::route(req), || {
+            let route = http::route(req);
+            if !matches!(route, http::Route::Metrics { .. }) {
+                *refused += 1;
+            }
+            Some(http::respond(route, || {
                 render(
                     &crate::control::stats(engine, started),
                     &crate::control::backends(engine, slow),
+                    &endpoints,
                 )
             }))
         })
@@ -109,7 +148,7 @@ const HEALTH_STATES: [dataplane::snapshot::Health; 4] = [
 
 /// The whole exposition text, from the replies of `ctl stats` and `ctl backends` (so the
 /// two agree by construction).
-pub fn render(stats: &StatsReply, backends: &BackendsReply) -> String {
+pub fn render(stats: &StatsReply, backends: &BackendsReply, endpoints: &[EndpointStats]) -> String {
     let mut o = Out(String::new());
     o.head("fulcrum_uptime_seconds", "gauge", "Seconds since start.");
     o.sample("fulcrum_uptime_seconds", &[], stats.uptime_s.unwrap_or(0.0));
@@ -364,6 +403,53 @@ pub fn render(stats: &StatsReply, backends: &BackendsReply) -> String {
     per_backend(&mut o, "fulcrum_backend_last_check_seconds", &|b| {
         b.last_check_ms.map(|ms| ms / 1000.0)
     });
+    o.head(
+        "fulcrum_endpoint_connections_total",
+        "counter",
+        "Connections to the control socket and the metrics endpoint, by how they ended \
+         (answered; evicted: closed for a newcomer over a bound; timed_out; failed: closed by \
+         the client or an error).",
+    );
+    for e in endpoints {
+        let s = e.server;
+        for (outcome, v) in [
+            ("answered", s.answered),
+            ("evicted", s.evicted),
+            ("timed_out", s.timed_out),
+            ("failed", s.failed),
+        ] {
+            o.sample(
+                "fulcrum_endpoint_connections_total",
+                &[("endpoint", e.endpoint), ("outcome", outcome)],
+                v as f64,
+            );
+        }
+    }
+    o.head(
+        "fulcrum_endpoint_requests_refused_total",
+        "counter",
+        "Requests answered with a refusal: a malformed or refused control request; a metrics \
+         request for another path or method, too large, or not HTTP.",
+    );
+    for e in endpoints {
+        o.sample(
+            "fulcrum_endpoint_requests_refused_total",
+            &[("endpoint", e.endpoint)],
+            e.refused as f64,
+        );
+    }
+    o.head(
+        "fulcrum_endpoint_connections_open",
+        "gauge",
+        "Connections held now (the count before this scrape was served).",
+    );
+    for e in endpoints {
+        o.sample(
+            "fulcrum_endpoint_connections_open",
+            &[("endpoint", e.endpoint)],
+            e.open as f64,
+        );
+    }
     o.0
 }
 
@@ -446,7 +532,16 @@ mod tests {
                 ],
             }],
         };
-        let t = render(&stats, &backends);
+        let endpoints = [EndpointStats {
+            endpoint: "control",
+            server: crate::requests::ServerStats {
+                answered: 3,
+                ..Default::default()
+            },
+            refused: 1,
+            open: 2,
+        }];
+        let t = render(&stats, &backends, &endpoints);
         assert!(t.contains("fulcrum_rx_total{worker=\"0\"} 10\n"), "{t}");
         assert!(t.contains("# TYPE fulcrum_flows_active gauge\n"), "{t}");
         assert!(t.contains(&format!(
@@ -488,6 +583,11 @@ mod tests {
                 .count();
             assert_eq!(ones, 3, "{gauge}");
         }
+        assert!(t.contains(
+            "fulcrum_endpoint_connections_total{endpoint=\"control\",outcome=\"answered\"} 3\n"
+        ));
+        assert!(t.contains("fulcrum_endpoint_requests_refused_total{endpoint=\"control\"} 1\n"));
+        assert!(t.contains("fulcrum_endpoint_connections_open{endpoint=\"control\"} 2\n"));
         for line in t.lines() {
             assert!(
                 line.starts_with("# HELP ")

@@ -103,6 +103,19 @@ pub struct ServerStats {
     pub failed: u64,
 }
 
+/// What one endpoint has done and holds, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// `control` or `metrics`.
+    pub endpoint: &'static str,
+    pub server: ServerStats,
+    /// Requests answered with a refusal (a malformed or refused control request; a metrics
+    /// request for another path or method, too large, or not HTTP).
+    pub refused: u64,
+    /// Connections held now.
+    pub open: usize,
+}
+
 struct Conn<S> {
     stream: S,
     peer: Peer,
@@ -159,6 +172,11 @@ impl<L: Listener> Server<L> {
             complete,
             stats: ServerStats::default(),
         })
+    }
+
+    /// Connections held now.
+    pub fn open(&self) -> usize {
+        self.conns.len()
     }
 
     /// Accepts what waits, reads what has arrived, answers every complete request with
@@ -421,7 +439,7 @@ mod tests {
         turns(&mut s, |s| s.stats.answered == 3);
         assert_eq!(answer(&mut part), b"echo stats\n");
         // The idle one is closed at its timeout, unanswered.
-        turns(&mut s, |s| s.conns.is_empty());
+        turns(&mut s, |s| s.open() == 0);
         assert_eq!(s.stats.timed_out, 1);
         assert_eq!(answer(&mut idle), b"");
         let _ = std::fs::remove_file(&path);
@@ -438,7 +456,7 @@ mod tests {
         assert_eq!(answer(&mut closed), b"echo no newline");
         // A byte now and then keeps it from the idle timeout, not from the deadline.
         let start = Instant::now();
-        while !s.conns.is_empty() && start.elapsed() < Duration::from_secs(2) {
+        while s.open() > 0 && start.elapsed() < Duration::from_secs(2) {
             let _ = slow.write_all(b"s");
             s.serve(|r, _| Some(r.to_vec()));
             std::thread::sleep(Duration::from_millis(20));
@@ -460,13 +478,13 @@ mod tests {
             .collect();
         // One of the crowd has sent part of a request: it is not the first to go.
         crowd[0].write_all(b"x").unwrap();
-        turns(&mut s, |s| s.conns.len() == 8);
+        turns(&mut s, |s| s.open() == 8);
         let mut real = UnixStream::connect(&path).unwrap();
         real.write_all(b"status\n").unwrap();
         turns(&mut s, |s| s.stats.answered == 1);
         assert_eq!(answer(&mut real), b"echo status\n");
         assert_eq!(s.stats.evicted, 1);
-        assert!(s.conns.len() <= 8);
+        assert!(s.open() <= 8);
         // The evicted one is the oldest idle: crowd[1].
         assert_eq!(answer(&mut crowd[1]), b"");
         crowd[0].write_all(b"\n").unwrap();

@@ -272,6 +272,25 @@ fn e2e_idle_and_slow_clients_do_not_stall_ctl_or_metrics() {
         ms(worst_ctl),
         ms(worst_scrape)
     );
+    // What the endpoints did with the crowd: the control socket holds all of it (one client,
+    // under its bound of 256), the metrics endpoint at most 64 of one address (the rest
+    // closed for newcomers).
+    let (body, _) = scrape(metrics);
+    let sample = |series: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} in\n{body}"))
+    };
+    for l in body.lines().filter(|l| l.starts_with("fulcrum_endpoint_")) {
+        println!("{l}");
+    }
+    let control_open = sample("fulcrum_endpoint_connections_open{endpoint=\"control\"}");
+    assert!(control_open >= (IDLE + SLOW) as f64, "{control_open}");
+    let metrics_open = sample("fulcrum_endpoint_connections_open{endpoint=\"metrics\"}");
+    assert!(metrics_open <= 64.0, "{metrics_open}");
+    let evicted =
+        sample("fulcrum_endpoint_connections_total{endpoint=\"metrics\",outcome=\"evicted\"}");
+    assert!(evicted >= (IDLE + SLOW - 64) as f64, "{evicted}");
     assert!(worst_ctl < BOUND, "ctl status took {}", ms(worst_ctl));
     assert!(worst_scrape < BOUND, "a scrape took {}", ms(worst_scrape));
     drop(fl);
