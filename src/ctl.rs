@@ -46,23 +46,41 @@ pub enum CtlCmd {
     /// The flow as `SRC:PORT DST:PORT [tcp|udp]` (IPv6 as `[ADDR]:PORT`), in one argument
     /// or as separate words, as `fulcrum which` takes it; several flows one after the other.
     Which {
+        /// The flow: `SRC:PORT DST:PORT [tcp|udp]`, in one argument or as separate words.
         #[arg(value_name = "FLOW", required = true, num_args = 1..)]
         flow: Vec<String>,
     },
     /// Override the config's admin state of BACKEND with `drain`: no new flows, its open
     /// flows continue. Lasts until `clear`, a restart, or the backend leaving the config.
-    Drain { service: String, backend: String },
+    Drain {
+        /// The service, by its `name` in the config.
+        service: String,
+        /// The backend, by its `name` in the service.
+        backend: String,
+    },
     /// Override the config's admin state of BACKEND with `enabled` (takes new flows while
     /// healthy), even if the config says drain or disabled. Lasts until `clear`, a restart,
     /// or the backend leaving the config; `clear` returns to the config's state.
-    Enable { service: String, backend: String },
+    Enable {
+        /// The service, by its `name` in the config.
+        service: String,
+        /// The backend, by its `name` in the service.
+        backend: String,
+    },
     /// Override the config's admin state of BACKEND with `disabled` (maintenance: no flows
     /// at all). Lasts until `clear`, a restart, or the backend leaving the config.
-    Disable { service: String, backend: String },
+    Disable {
+        /// The service, by its `name` in the config.
+        service: String,
+        /// The backend, by its `name` in the service.
+        backend: String,
+    },
     /// Drop the operator's overrides (drain, enable, disable) of BACKEND, or of every
     /// backend of SERVICE: the config's admin state applies again.
     Clear {
+        /// The service, by its `name` in the config.
         service: String,
+        /// The backend (default: every backend of the service).
         backend: Option<String>,
     },
     /// Re-read the config file and apply it live (an invalid one changes nothing).

@@ -132,7 +132,8 @@ fn ctl(sock: &Path, args: &[&str]) -> (bool, String, Duration) {
     let took = t.elapsed();
     assert!(
         out.status.success(),
-        "ctl {args:?}: {}",
+        "ctl {args:?} failed after {}: {}",
+        ms(took),
         String::from_utf8_lossy(&out.stderr)
     );
     (
@@ -149,7 +150,9 @@ fn http(addr: SocketAddr, request: &str) -> (String, String, Duration) {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(request.as_bytes()).expect("send");
     let mut answer = String::new();
-    s.read_to_string(&mut answer).expect("answer");
+    if let Err(e) = s.read_to_string(&mut answer) {
+        panic!("{request:?}: no answer after {}: {e}", ms(t.elapsed()));
+    }
     let took = t.elapsed();
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
     let status = head.lines().next().unwrap_or("").to_string();
