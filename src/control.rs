@@ -277,8 +277,27 @@ fn handle(
     })
 }
 
+/// The snapshot the workers forward by now.
+fn snapshot(engine: &Engine) -> std::sync::Arc<dataplane::snapshot::Snapshot> {
+    engine.snapshots.load_full()
+}
+
+/// What a backend's checks say (up when it has none), and the operator's override of its
+/// admin state, if any.
+fn dynamic_state(
+    engine: &Engine,
+    id: dataplane::snapshot::BackendId,
+) -> (dataplane::snapshot::Health, Option<conf::AdminState>) {
+    let d = &engine.dynamic;
+    let health = d.health.get(&id).copied();
+    (
+        health.unwrap_or(dataplane::snapshot::Health::Up),
+        d.admin.get(&id).copied(),
+    )
+}
+
 fn ports(engine: &Engine) -> Vec<PortStatus> {
-    let snap = engine.snapshots.load_full();
+    let snap = snapshot(engine);
     engine
         .port_reports()
         .into_iter()
@@ -307,7 +326,7 @@ fn ports(engine: &Engine) -> Vec<PortStatus> {
 }
 
 fn status(engine: &Engine, started: Instant) -> StatusReply {
-    let snap = engine.snapshots.load_full();
+    let snap = snapshot(engine);
     StatusReply {
         version: crate::VERSION.into(),
         pid: std::process::id(),
@@ -347,7 +366,7 @@ pub fn stats(engine: &Engine, started: Instant) -> StatsReply {
     }
     StatsReply {
         uptime_s: Some(started.elapsed().as_secs_f64()),
-        generation: Some(engine.snapshots.load_full().generation),
+        generation: Some(snapshot(engine).generation),
         workers: workers.iter().map(CounterSet::new).collect(),
         totals: CounterSet::new(&totals),
         ports: ports(engine),
@@ -357,7 +376,7 @@ pub fn stats(engine: &Engine, started: Instant) -> StatsReply {
 
 /// Per-backend traffic counters.
 fn backend_counters(engine: &Engine) -> Vec<BackendTraffic> {
-    let snap = engine.snapshots.load_full();
+    let snap = snapshot(engine);
     snap.services
         .iter()
         .flat_map(|s| s.backends.iter().map(move |id| (s, *id)))
@@ -380,7 +399,7 @@ fn backend_counters(engine: &Engine) -> Vec<BackendTraffic> {
 
 /// Services and backends as the running snapshot has them, with the slow path's checks.
 pub fn backends(engine: &Engine, slow: &SlowPath) -> BackendsReply {
-    let snap = engine.snapshots.load_full();
+    let snap = snapshot(engine);
     let checks = slow.checks();
     let configured = |service: &str, backend: &str| {
         slow.config()
@@ -403,19 +422,14 @@ pub fn backends(engine: &Engine, slow: &SlowPath) -> BackendsReply {
                     let last = c.and_then(|c| c.last);
                     let [packets, bytes, new_flows] = engine.backend_totals(b.id);
                     let [established, other] = engine.backend_active(b.id);
-                    let over = engine.dynamic.admin.get(&b.id).copied();
+                    let (health, over) = dynamic_state(engine, b.id);
                     BackendInfo {
                         backend: b.name.clone(),
                         id: b.id,
                         address: b.addr.to_string(),
                         port: b.port,
                         state: b.state.as_str().into(),
-                        health: engine
-                            .dynamic
-                            .health
-                            .get(&b.id)
-                            .map_or("up", |h| h.as_str())
-                            .into(),
+                        health: health.as_str().into(),
                         admin: over
                             .unwrap_or_else(|| configured(&s.name, &b.name))
                             .as_str()
@@ -467,7 +481,7 @@ pub fn backends(engine: &Engine, slow: &SlowPath) -> BackendsReply {
 /// snapshot sends a new flow (real health and admin states).
 fn which(engine: &Engine, flow: &str) -> Result<WhichReply, ControlError> {
     let flow = flowspec::parse_flow(flow)?;
-    let snap = engine.snapshots.load_full();
+    let snap = snapshot(engine);
     let mut workers = Vec::new();
     let mut hit = None;
     for (i, q) in engine.queries.iter().enumerate() {
