@@ -45,8 +45,10 @@ impl Running {
             .expect("fulcrum run");
         let r = Running { child, err };
         let deadline = Instant::now() + Duration::from_secs(30);
+        // Serving: both endpoints bound and the slow-path loop (which serves them) running.
         while !(r.log().contains("control socket listening")
-            && r.log().contains("metrics endpoint listening"))
+            && r.log().contains("metrics endpoint listening")
+            && r.log().contains("health checks scheduled"))
         {
             assert!(
                 Instant::now() < deadline,
