@@ -327,10 +327,12 @@ fn e2e_readme_using_it_runs_as_shown() {
                             .flat_map(|x| x["backends"].as_array().into_iter().flatten())
                             .find(|b| b["backend"] == backend.as_str())
                             .map(|b| b["state"].clone());
+                        // The effective state; a disabled backend's is `maint` (its
+                        // admin state, `admin`, says `disabled`).
                         let want = match cmd {
                             "drain" => "drain",
                             "enable" => "up",
-                            _ => "disabled",
+                            _ => "maint",
                         };
                         assert_eq!(state, Some(want.into()), "{svc}/{backend}: {v}");
                     }
