@@ -1,146 +1,141 @@
 //! The control socket: a Unix stream socket (mode 0600) served from the slow-path loop, one
-//! request per connection, one line of JSON each way ([`Request`] in, [`Response`] out).
+//! request per connection, one line of JSON each way (the types of [`fulcrum::api`]).
 //! `fulcrum ctl` is its client; the Prometheus endpoint ([`crate::metrics`]) reads the same
-//! figures.
+//! replies.
 //!
-//! Never blocking the loop: the listener is non-blocking and accepted connections are read
-//! without blocking, a little each turn, until their line is complete (or they time out).
+//! Never blocking the loop: [`crate::requests::Server`] serves connections as they become
+//! ready, within bounds no client can push past.
 
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use conf::AdminState;
 use dataplane::engine::Engine;
 use dataplane::snapshot::{Choice, Tier};
 use dataplane::worker::FlowAnswer;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use fulcrum::api::{
+    self, AdminReply, BackendInfo, BackendTraffic, BackendsReply, CounterSet, PortCounters,
+    PortStatus, Reply, Request, ServiceInfo, StatsReply, StatusReply, WhichReply, WorkerAnswer,
+    WorkerStatus,
+};
+use fulcrum::flowspec::{self, FlowError};
+use serde::de::DeserializeOwned;
 use slowpath::SlowPath;
 
 use crate::reload::{Asker, Reloads};
-use crate::requests::Requests;
+use crate::requests::{BindError, EndpointStats, Limits, Server};
 
-/// A request longer than this is refused (a request is a short line).
-const MAX_REQUEST: usize = 4096;
-/// A client that has not sent its line by then is dropped.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// Connections served at once; more wait in the listen backlog.
-const MAX_PENDING: usize = 16;
+/// Bounds on the control socket's connections (every client of a Unix socket counts as one).
+const LIMITS: Limits = Limits {
+    max_conns: 256,
+    max_per_client: 256,
+    max_len: api::MAX_REQUEST,
+    idle: Duration::from_secs(2),
+    deadline: Duration::from_secs(5),
+};
 
-/// One request: a line of JSON such as `{"cmd":"status"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Request {
-    /// Version, uptime, ports, workers, snapshot generation.
-    Status,
-    /// Services and their backends: state, weight, checks.
-    Backends,
-    /// Every counter now (per worker, totals, per port); `ctl stats --watch` makes rates.
-    Stats,
-    /// Where a flow `"SRC:PORT DST:PORT [tcp|udp]"` goes now, and why.
-    Which { flow: String },
-    /// An operator's admin state: `drain`, `enable` or `disable`.
-    Admin {
-        service: String,
-        backend: String,
-        state: String,
+/// Why a request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Request(#[from] api::RequestError),
+    #[error("flow: {0}")]
+    Flow(#[from] FlowError),
+    /// An operator command named a service or backend the config does not have.
+    #[error(transparent)]
+    Admin(#[from] slowpath::AdminError),
+    /// What the slow path or a reload said (no such backend, an invalid config...).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Why `ctl` could not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("control socket {}: {source} (is fulcrum running?)", path.display())]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
     },
-    /// Re-read the config file.
-    Reload,
+    #[error("control socket {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("control socket {}: bad response ({source}): {text:?}", path.display())]
+    BadResponse {
+        path: PathBuf,
+        source: serde_json::Error,
+        text: String,
+    },
+    /// The balancer refused the request; its reason.
+    #[error("{0}")]
+    Refused(String),
 }
 
-/// One response: `{"ok":true,"data":...}` or `{"ok":false,"error":"..."}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Response {
-    pub ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "Value::is_null")]
-    pub data: Value,
-}
-
-impl Response {
-    pub fn from_result(r: Result<Value, String>) -> Response {
-        match r {
-            Ok(data) => Response {
-                ok: true,
-                error: None,
-                data,
-            },
-            Err(e) => Response {
-                ok: false,
-                error: Some(e),
-                data: Value::Null,
-            },
-        }
-    }
-}
-
-/// The wire form of a request or response: its JSON on one line, newline-terminated.
-pub fn encode<T: Serialize>(v: &T) -> String {
-    let mut s = serde_json::to_string(v).expect("serialisable");
-    s.push('\n');
-    s
-}
-
-/// Writes `resp` to a client: the answer is small, so a blocking write with a bound; a client
-/// that went away loses it.
-pub fn answer(mut stream: UnixStream, resp: &Response) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
-    let _ = stream.write_all(encode(resp).as_bytes());
-}
-
-/// Parses one request line.
-pub fn decode_request(line: &str) -> Result<Request, String> {
-    serde_json::from_str(line.trim()).map_err(|e| format!("bad request: {e}"))
-}
-
-/// The admin state named by `ctl drain|enable|disable`.
-pub fn admin_state(word: &str) -> Result<AdminState, String> {
-    match word {
-        "drain" => Ok(AdminState::Drain),
-        "enable" | "enabled" => Ok(AdminState::Enabled),
-        "disable" | "disabled" => Ok(AdminState::Disabled),
-        w => Err(format!(
-            "admin state {w:?}: expected drain, enable or disable"
+/// Sends one request to the socket at `path` and waits (at most `timeout`) for its reply.
+pub fn call<T: DeserializeOwned>(
+    path: &Path,
+    req: &Request,
+    timeout: Duration,
+) -> Result<T, CallError> {
+    let io = |source| CallError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut s = UnixStream::connect(path).map_err(|source| CallError::Connect {
+        path: path.to_owned(),
+        source,
+    })?;
+    s.set_read_timeout(Some(timeout)).map_err(io)?;
+    s.set_write_timeout(Some(timeout)).map_err(io)?;
+    s.write_all(&api::encode(req)).map_err(io)?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).map_err(io)?;
+    let resp: api::Response<T> =
+        serde_json::from_slice(&out).map_err(|source| CallError::BadResponse {
+            path: path.to_owned(),
+            source,
+            text: String::from_utf8_lossy(&out).into_owned(),
+        })?;
+    match (resp.ok, resp.data) {
+        (true, Some(data)) => Ok(data),
+        _ => Err(CallError::Refused(
+            resp.error.unwrap_or_else(|| "refused".into()),
         )),
     }
 }
 
-/// Sends one request to the socket at `path` and waits for its response.
-pub fn call(path: &Path, req: &Request, timeout: Duration) -> Result<Response, String> {
-    let mut s = UnixStream::connect(path).map_err(|e| {
-        format!(
-            "control socket {}: {e} (is fulcrum running?)",
-            path.display()
-        )
-    })?;
-    s.set_read_timeout(Some(timeout)).ok();
-    s.set_write_timeout(Some(timeout)).ok();
-    s.write_all(encode(req).as_bytes())
-        .map_err(|e| format!("control socket {}: {e}", path.display()))?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)
-        .map_err(|e| format!("control socket {}: {e}", path.display()))?;
-    serde_json::from_str(out.trim()).map_err(|e| format!("bad response ({e}): {out:?}"))
+/// A reply as the deferred `reload` answers it (`reload.rs` builds its data as JSON).
+pub type Response = api::Response<serde_json::Value>;
+
+/// Writes `resp` to a client whose request was answered later (a `reload`): the answer is
+/// small, so a blocking write with a bound; a client that went away loses it.
+pub fn answer(mut stream: UnixStream, resp: &Response) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
+    let _ = stream.write_all(&api::encode(resp));
 }
 
-/// The listening socket and the connections being read.
+/// The listening socket and the connections being served.
 pub struct ControlServer {
-    listener: UnixListener,
+    server: Server<mio::net::UnixListener>,
     path: PathBuf,
-    requests: Requests<UnixStream>,
     started: Instant,
+    /// Requests refused (malformed, or refused by the slow path).
+    refused: u64,
 }
 
 impl ControlServer {
     /// Binds `path` (its directory made if missing, a stale socket removed), mode 0600.
-    pub fn bind(path: &Path, started: Instant) -> Result<ControlServer, String> {
-        let what = |e: std::io::Error| format!("control socket {}: {e}", path.display());
+    pub fn bind(path: &Path, started: Instant) -> Result<ControlServer, BindError> {
+        let what = |source| BindError::Control {
+            path: path.to_owned(),
+            source,
+        };
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
@@ -149,87 +144,70 @@ impl ControlServer {
         if path.exists() {
             // A live balancer answers; a stale socket refuses and is removed.
             if UnixStream::connect(path).is_ok() {
-                return Err(format!(
-                    "control socket {}: another fulcrum is listening there",
-                    path.display()
-                ));
+                return Err(BindError::ControlInUse {
+                    path: path.to_owned(),
+                });
             }
             std::fs::remove_file(path).map_err(what)?;
         }
-        let listener = UnixListener::bind(path).map_err(what)?;
+        let listener = mio::net::UnixListener::bind(path).map_err(what)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(what)?;
-        listener.set_nonblocking(true).map_err(what)?;
+        let server = Server::new("control socket", listener, LIMITS, |b| b.contains(&b'\n'))
+            .map_err(what)?;
         tracing::info!(path = %path.display(), "control socket listening");
         Ok(ControlServer {
-            listener,
+            server,
             path: path.to_owned(),
-            requests: Requests::new("control socket", MAX_PENDING, MAX_REQUEST, REQUEST_TIMEOUT),
             started,
+            refused: 0,
         })
     }
 
     /// Accepts, reads and answers what is ready; never blocks. Returns how many requests
-    /// were answered.
-    /// A `reload` is handed to `reloads` and answered when the new config has been read
-    /// (`Reloads::poll`), without holding up the requests behind it.
+    /// were answered. A `reload` is handed to `reloads` (with a duplicate of its connection)
+    /// and answered when the new config has been read (`Reloads::poll`), without holding up
+    /// the requests behind it.
     pub fn poll(
         &mut self,
         engine: &mut Engine,
         slow: &mut SlowPath,
         reloads: &mut Reloads,
     ) -> usize {
-        let ready = self
-            .requests
-            .poll(&self.listener, |buf| buf.contains(&b'\n'));
-        let done = ready.len();
-        for (s, buf) in ready {
-            let line = String::from_utf8_lossy(&buf).into_owned();
-            let resp = match decode_request(line.lines().next().unwrap_or("")) {
-                Ok(Request::Reload) => {
-                    reloads.request(Asker::Control(s), slow);
-                    continue;
+        let started = self.started;
+        let refused = &mut self.refused;
+        self.server.serve(|bytes, stream| {
+            let req = api::decode_request(bytes);
+            if let Ok(Request::Reload {}) = req {
+                match stream.as_fd().try_clone_to_owned() {
+                    Ok(fd) => {
+                        reloads.request(Asker::Control(UnixStream::from(fd)), slow);
+                        return None;
+                    }
+                    Err(e) => {
+                        *refused += 1;
+                        let e = ControlError::Refused(format!("reload: {e}"));
+                        return Some(api::encode(&Response::from_result(Err(e))));
+                    }
                 }
-                Ok(req) => Response::from_result(self.handle(&req, engine, slow)),
-                Err(e) => Response::from_result(Err(e)),
-            };
-            answer(s, &resp);
-        }
-        done
+            }
+            let reply = req
+                .map_err(ControlError::from)
+                .and_then(|req| handle(&req, engine, slow, started));
+            if let Err(e) = &reply {
+                *refused += 1;
+                tracing::debug!(error = %e, "control request refused");
+            }
+            Some(api::encode(&api::Response::from_result(reply)))
+        })
     }
 
-    fn handle(
-        &self,
-        req: &Request,
-        engine: &mut Engine,
-        slow: &mut SlowPath,
-    ) -> Result<Value, String> {
-        match req {
-            Request::Status => Ok(status(engine, self.started)),
-            Request::Backends => Ok(backends(engine, slow)),
-            Request::Stats => Ok(stats(engine, self.started)),
-            Request::Which { flow } => which(engine, flow),
-            Request::Admin {
-                service,
-                backend,
-                state,
-            } => {
-                let st = admin_state(state)?;
-                let generation = slow
-                    .set_admin(engine, service, backend, st)
-                    .map_err(|e| e.to_string())?;
-                tracing::info!(
-                    service,
-                    backend,
-                    state,
-                    generation,
-                    "admin state set by operator"
-                );
-                Ok(
-                    json!({ "service": service, "backend": backend, "admin": state, "generation": generation }),
-                )
-            }
-            // Answered by `Reloads` once the file is read; never reaches here.
-            Request::Reload => Err("reload is answered when the new config is read".into()),
+    /// What the socket has served, for the metrics.
+    pub fn endpoint(&self) -> EndpointStats {
+        EndpointStats {
+            endpoint: "control",
+            server: self.server.stats,
+            refused: self.refused,
+            open: self.server.open(),
         }
     }
 }
@@ -240,122 +218,193 @@ impl Drop for ControlServer {
     }
 }
 
-pub fn counters_map(c: &dataplane::stats::Counters) -> Value {
-    let mut m = Map::new();
-    for (k, v) in c.fields() {
-        m.insert(k.into(), json!(v));
-    }
-    let mut drops = Map::new();
-    for r in dataplane::verdict::DropReason::ALL {
-        drops.insert(r.name().into(), json!(c.drops[*r as usize]));
-    }
-    m.insert("dropped".into(), json!(c.dropped()));
-    m.insert("drops".into(), Value::Object(drops));
-    Value::Object(m)
+fn handle(
+    req: &Request,
+    engine: &mut Engine,
+    slow: &mut SlowPath,
+    started: Instant,
+) -> Result<Reply, ControlError> {
+    Ok(match req {
+        Request::Status {} => Reply::Status(status(engine, started)),
+        Request::Backends {} => Reply::Backends(backends(engine, slow)),
+        Request::Stats {} => Reply::Stats(stats(engine, started)),
+        Request::Which { flow } => Reply::Which(which(engine, flow)?),
+        Request::Admin {
+            service,
+            backend,
+            state,
+        } => {
+            let generation = slow.set_admin(engine, service, backend, state.state())?;
+            tracing::info!(
+                service,
+                backend,
+                state = state.as_str(),
+                generation,
+                "admin state set by operator"
+            );
+            Reply::Admin(AdminReply {
+                service: service.clone(),
+                backend: Some(backend.clone()),
+                admin: state.as_str().into(),
+                cleared: None,
+                generation,
+            })
+        }
+        Request::ClearAdmin { service, backend } => {
+            let (cleared, generation) = slow.clear_admin(engine, service, backend.as_deref())?;
+            tracing::info!(
+                service,
+                backend = backend.as_deref().unwrap_or("*"),
+                cleared,
+                generation,
+                "admin overrides cleared by operator"
+            );
+            Reply::Admin(AdminReply {
+                service: service.clone(),
+                backend: backend.clone(),
+                admin: "cleared".into(),
+                cleared: Some(cleared),
+                generation,
+            })
+        }
+        // Answered by `Reloads` once the file is read; never reaches here.
+        Request::Reload {} => {
+            return Err(ControlError::Refused(
+                "reload is answered when the new config is read".into(),
+            ));
+        }
+    })
 }
 
-fn ports(engine: &Engine) -> Vec<Value> {
-    let links = engine.links();
+/// The snapshot the workers forward by now.
+fn snapshot(engine: &Engine) -> std::sync::Arc<dataplane::snapshot::Snapshot> {
+    engine.snapshot()
+}
+
+/// What a backend's checks say (up when it has none), and the operator's override of its
+/// admin state, if any.
+fn dynamic_state(
+    slow: &SlowPath,
+    id: dataplane::snapshot::BackendId,
+) -> (slowpath::health::Health, Option<conf::AdminState>) {
+    (slow.health(id), slow.admin_override(id))
+}
+
+fn ports(engine: &Engine) -> Vec<PortStatus> {
+    let snap = snapshot(engine);
     engine
         .port_reports()
-        .iter()
-        .zip(links)
-        .map(|(p, link)| {
-            let mut v = json!({
-                "name": p.name, "device": p.device, "mac": conf::MacAddr(p.mac).to_string(),
-                "link": link.map(|l| if l.up { "up" } else { "down" }),
-                "speed_mbps": link.map(|l| l.speed_mbps),
-            });
-            if let Some(s) = &p.stats {
-                let o = v.as_object_mut().expect("object");
-                o.insert("rx_packets".into(), json!(s.ipackets));
-                o.insert("tx_packets".into(), json!(s.opackets));
-                o.insert("rx_bytes".into(), json!(s.ibytes));
-                o.insert("tx_bytes".into(), json!(s.obytes));
-                o.insert("rx_missed".into(), json!(s.imissed));
-                o.insert("rx_errors".into(), json!(s.ierrors));
-                o.insert("tx_errors".into(), json!(s.oerrors));
-                o.insert("rx_nombuf".into(), json!(s.rx_nombuf));
-            }
-            v
+        .into_iter()
+        .zip(engine.links())
+        .enumerate()
+        .map(|(i, (p, link))| PortStatus {
+            // The snapshot's MAC is the one the workers write as the source.
+            mac: conf::MacAddr(snap.ports.get(i).map_or(p.mac, |r| r.mac)).to_string(),
+            device_mac: conf::MacAddr(p.mac).to_string(),
+            name: p.name,
+            device: p.device,
+            link: link.map(|l| if l.up { "up" } else { "down" }.to_string()),
+            speed_mbps: link.map(|l| l.speed_mbps),
+            stats: p.stats.map(|s| PortCounters {
+                rx_packets: s.ipackets,
+                tx_packets: s.opackets,
+                rx_bytes: s.ibytes,
+                tx_bytes: s.obytes,
+                rx_missed: s.imissed,
+                rx_errors: s.ierrors,
+                tx_errors: s.oerrors,
+                rx_nombuf: s.rx_nombuf,
+            }),
         })
         .collect()
 }
 
-fn status(engine: &Engine, started: Instant) -> Value {
-    let workers = engine.worker_counters();
-    let snap = engine.snapshot();
-    json!({
-        "version": crate::VERSION,
-        "pid": std::process::id(),
-        "uptime_s": started.elapsed().as_secs_f64(),
-        "generation": snap.generation,
-        "counters_file": engine.counters_file().map(|p| p.display().to_string()),
-        "services": snap.services.len(),
-        "backends": snap.backends.iter().flatten().count(),
-        "ports": ports(engine),
-        "workers": workers.iter().enumerate().map(|(i, c)| json!({
-            "worker": i, "rx": c.rx, "tx": c.tx, "dropped": c.dropped(),
-            "flows_active": c.flows_active,
-            "generation": engine.progress()[i].loaded_generation.load(std::sync::atomic::Ordering::Relaxed),
-        })).collect::<Vec<_>>(),
-    })
+fn status(engine: &Engine, started: Instant) -> StatusReply {
+    let snap = snapshot(engine);
+    StatusReply {
+        version: crate::VERSION.into(),
+        pid: std::process::id(),
+        uptime_s: started.elapsed().as_secs_f64(),
+        generation: snap.generation,
+        counters_file: engine.counters_file().map(|p| p.display().to_string()),
+        services: snap.services.len(),
+        backends: snap.backends.iter().flatten().count(),
+        ports: ports(engine),
+        workers: engine
+            .worker_counters()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| WorkerStatus {
+                worker: i,
+                rx: c.rx,
+                tx: c.tx,
+                dropped: c.dropped(),
+                flows_active: c.flows_active,
+                generation: engine.progress()[i]
+                    .loaded_generation
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            })
+            .collect(),
+    }
 }
 
 /// Every counter now: what `ctl stats` prints and the metrics endpoint exports.
-pub fn stats(engine: &Engine, started: Instant) -> Value {
+pub fn stats(engine: &Engine, started: Instant) -> StatsReply {
     let workers = engine.worker_counters();
     let mut totals = dataplane::stats::Counters::default();
     for w in &workers {
         totals.add(w);
     }
-    json!({
-        "uptime_s": started.elapsed().as_secs_f64(),
-        "generation": engine.snapshot().generation,
-        "workers": workers.iter().map(counters_map).collect::<Vec<_>>(),
-        "totals": counters_map(&totals),
-        "ports": ports(engine),
-        "backends": backend_counters(engine),
-    })
+    StatsReply {
+        uptime_s: Some(started.elapsed().as_secs_f64()),
+        generation: Some(snapshot(engine).generation),
+        workers: workers.iter().map(CounterSet::new).collect(),
+        totals: CounterSet::new(&totals),
+        ports: ports(engine),
+        backends: backend_counters(engine),
+    }
 }
 
-/// Per-backend traffic counters: `[{service, backend, packets, bytes, new_flows,
-/// flows_established, flows_other}]`.
-fn backend_counters(engine: &Engine) -> Vec<Value> {
-    let snap = engine.snapshot();
+/// Per-backend traffic counters.
+fn backend_counters(engine: &Engine) -> Vec<BackendTraffic> {
+    let snap = snapshot(engine);
     snap.services
         .iter()
         .flat_map(|s| s.backends.iter().map(move |id| (s, *id)))
         .filter_map(|(s, id)| {
             let b = snap.backend(id)?;
             let [packets, bytes, new_flows] = engine.backend_totals(id);
-            let [established, other] = engine.backend_active(id);
-            Some(json!({
-                "service": s.name, "backend": b.name,
-                "packets": packets, "bytes": bytes, "new_flows": new_flows,
-                "flows_established": established, "flows_other": other,
-            }))
+            let [flows_established, flows_other] = engine.backend_active(id);
+            Some(BackendTraffic {
+                service: s.name.clone(),
+                backend: b.name.clone(),
+                packets,
+                bytes,
+                new_flows,
+                flows_established,
+                flows_other,
+            })
         })
         .collect()
 }
 
-fn tier_name(t: Tier) -> &'static str {
-    match t {
-        Tier::Primary => "primary",
-        Tier::Backup => "backup",
-        Tier::Empty => "empty",
-    }
-}
-
 /// Services and backends as the running snapshot has them, with the slow path's checks.
-pub fn backends(engine: &Engine, slow: &SlowPath) -> Value {
-    let snap = engine.snapshot();
+pub fn backends(engine: &Engine, slow: &SlowPath) -> BackendsReply {
+    let snap = snapshot(engine);
     let checks = slow.checks();
-    let services: Vec<Value> = snap
+    let configured = |service: &str, backend: &str| {
+        slow.config()
+            .services
+            .iter()
+            .find(|s| s.name == service)
+            .and_then(|s| s.backends.iter().find(|b| b.name == backend))
+            .map_or(conf::AdminState::Enabled, |b| b.admin)
+    };
+    let services = snap
         .services
         .iter()
         .map(|s| {
-            let backends: Vec<Value> = s
+            let backends: Vec<BackendInfo> = s
                 .backends
                 .iter()
                 .filter_map(|id| snap.backend(*id))
@@ -364,109 +413,152 @@ pub fn backends(engine: &Engine, slow: &SlowPath) -> Value {
                     let last = c.and_then(|c| c.last);
                     let [packets, bytes, new_flows] = engine.backend_totals(b.id);
                     let [established, other] = engine.backend_active(b.id);
-                    json!({
-                        "flows_active": established + other,
-                        "flows_established": established,
-                        "flows_other": other,
-                        "packets": packets,
-                        "bytes": bytes,
-                        "new_flows": new_flows,
-                        "backend": b.name,
-                        "id": b.id,
-                        "address": b.addr.to_string(),
-                        "port": b.port,
-                        "state": b.state.name(),
-                        "admin_override": slow.admin_override(b.id).map(|a| format!("{a:?}").to_lowercase()),
-                        "weight": b.weight,
-                        "backup": b.backup,
-                        "member": s.members.contains(&b.id),
-                        "checked": c.is_some(),
-                        "checks": c.map(|c| c.checks),
-                        "check_failures": c.map(|c| c.failures),
-                        "last_check": last.map(|l| if l.failure.is_none() { "ok" } else { "failed" }),
-                        "last_check_failure": last.and_then(|l| l.failure),
-                        "last_check_ms": last.map(|l| l.took.as_secs_f64() * 1000.0),
-                    })
+                    let (health, over) = dynamic_state(slow, b.id);
+                    BackendInfo {
+                        backend: b.name.clone(),
+                        id: b.id,
+                        address: b.addr.to_string(),
+                        port: b.port,
+                        state: b.state.as_str().into(),
+                        health: health.as_str().into(),
+                        admin: over
+                            .unwrap_or_else(|| configured(&s.name, &b.name))
+                            .as_str()
+                            .into(),
+                        admin_override: over.map(|a| a.as_str().into()),
+                        weight: b.weight,
+                        backup: b.backup,
+                        member: s.members.contains(&b.id),
+                        checked: c.is_some(),
+                        checks: c.map(|c| c.checks),
+                        check_failures: c.map(|c| c.failures),
+                        last_check: last
+                            .map(|l| if l.failure.is_none() { "ok" } else { "failed" }.into()),
+                        last_check_failure: last.and_then(|l| l.failure).map(Into::into),
+                        last_check_ms: last.map(|l| l.took.as_secs_f64() * 1000.0),
+                        flows_active: established + other,
+                        flows_established: established,
+                        flows_other: other,
+                        packets,
+                        bytes,
+                        new_flows,
+                    }
                 })
                 .collect();
-            let active = |k: &str| backends.iter().map(|b| b[k].as_u64().unwrap_or(0)).sum::<u64>();
-            json!({
-                "flows_active": active("flows_active"),
-                "flows_established": active("flows_established"),
-                "flows_other": active("flows_other"),
-                "service": s.name,
-                "vip": s.vip.to_string(),
-                "port": s.port,
-                "protocol": format!("{:?}", s.protocol).to_lowercase(),
-                "forwarding": format!("{:?}", s.forwarding).to_lowercase(),
-                "tier": tier_name(s.tier),
-                "members": s.members.len(),
-                "backends": backends,
-            })
+            let sum = |f: fn(&BackendInfo) -> u64| backends.iter().map(f).sum::<u64>();
+            ServiceInfo {
+                service: s.name.clone(),
+                vip: s.vip.to_string(),
+                port: s.port,
+                protocol: s.protocol.as_str().into(),
+                forwarding: s.forwarding.as_str().into(),
+                tier: s.tier.as_str().into(),
+                members: s.members.len(),
+                flows_active: sum(|b| b.flows_active),
+                flows_established: sum(|b| b.flows_established),
+                flows_other: sum(|b| b.flows_other),
+                backends,
+            }
         })
         .collect();
-    json!({ "generation": snap.generation, "services": services })
+    BackendsReply {
+        generation: snap.generation,
+        services,
+    }
 }
 
 /// Where a flow goes: to its flow-table entry's backend if a worker holds one that may keep
 /// it (each worker is asked through its lock-free question box), else where the running
 /// snapshot sends a new flow (real health and admin states).
-fn which(engine: &Engine, flow: &str) -> Result<Value, String> {
-    let key = crate::which::parse_flow(flow)?;
-    let snap = engine.snapshot();
-    let mut answers = Vec::new();
+fn which(engine: &Engine, flow: &str) -> Result<WhichReply, ControlError> {
+    let flow = flowspec::parse_flow(flow)?;
+    let snap = snapshot(engine);
+    let mut workers = Vec::new();
     let mut hit = None;
     for (i, q) in engine.queries().iter().enumerate() {
-        let a = q.ask(&key, Duration::from_millis(200));
-        answers.push(match a {
+        let answer = |flow_table: &str| WorkerAnswer {
+            worker: i,
+            flow_table: flow_table.into(),
+            backend: None,
+            backend_id: None,
+        };
+        workers.push(match q.ask(&flow.key, Duration::from_millis(200)) {
             FlowAnswer::Hit(id) => {
                 let b = snap.backend(id);
                 if hit.is_none() && b.is_some_and(|b| b.keeps_flows()) {
                     hit = Some((i, id));
                 }
-                json!({ "worker": i, "flow_table": "hit", "backend": b.map(|b| b.name.clone()), "backend_id": id })
+                WorkerAnswer {
+                    backend: b.map(|b| b.name.clone()),
+                    backend_id: Some(id),
+                    ..answer("hit")
+                }
             }
-            FlowAnswer::Miss => json!({ "worker": i, "flow_table": "miss" }),
-            FlowAnswer::NoAnswer => json!({ "worker": i, "flow_table": "no answer" }),
+            FlowAnswer::Miss => answer("miss"),
+            FlowAnswer::NoAnswer => answer("no answer"),
         });
     }
-    if let Some((worker, id)) = hit {
-        let b = snap.backend(id).expect("checked");
-        return Ok(json!({
-            "flow": flow,
-            "service": snap.services.get(b.service as usize).map(|s| s.name.clone()),
-            "backend": b.name,
-            "reason": format!("flow table hit on worker {worker}"),
-            "worker": worker,
-            "workers": answers,
-            "generation": snap.generation,
-        }));
+    if let Some((worker, b)) = hit.and_then(|(w, id)| Some((w, snap.backend(id)?))) {
+        return Ok(WhichReply {
+            flow: flow.text,
+            service: snap
+                .services
+                .get(b.service as usize)
+                .map(|s| s.name.clone()),
+            backend: Some(b.name.clone()),
+            reason: format!("flow table hit on worker {worker}"),
+            slot: None,
+            tier: None,
+            worker: Some(worker),
+            workers,
+            generation: Some(snap.generation),
+            assumed: None,
+        });
     }
-    let mut v = match snap.choose(&key) {
-        Choice::NoService => json!({ "flow": flow, "service": null, "reason": "no service" }),
-        Choice::Empty { service } => json!({
-            "flow": flow, "service": snap.services[service as usize].name,
-            "backend": null, "reason": "empty pool",
-        }),
+    let mut reply = new_flow(&snap, flow.text, &flow.key);
+    reply.workers = workers;
+    Ok(reply)
+}
+
+/// Where `snap` sends a new flow, and why (also `fulcrum which`'s answer).
+pub fn new_flow(
+    snap: &dataplane::snapshot::Snapshot,
+    text: String,
+    key: &dataplane::flow::FlowKey,
+) -> WhichReply {
+    let name = |s: u16| snap.services.get(s as usize).map(|s| s.name.clone());
+    let (service, backend, slot, tier, reason) = match snap.choose(key) {
+        Choice::NoService => (None, None, None, None, "no service"),
+        Choice::Empty { service } => (name(service), None, None, None, "empty pool"),
         Choice::Backend {
             service,
             backend,
             slot,
             tier,
-        } => json!({
-            "flow": flow,
-            "service": snap.services[service as usize].name,
-            "backend": snap.backend(backend).map(|b| b.name.clone()),
-            "slot": slot,
-            "tier": tier_name(tier),
-            "reason": if tier == Tier::Backup { "maglev slot, backup tier" } else { "maglev slot" },
-            "generation": snap.generation,
-        }),
+        } => (
+            name(service),
+            snap.backend(backend).map(|b| b.name.clone()),
+            Some(slot),
+            Some(tier.as_str().to_string()),
+            if tier == Tier::Backup {
+                "maglev slot, backup tier"
+            } else {
+                "maglev slot"
+            },
+        ),
     };
-    v.as_object_mut()
-        .expect("object")
-        .insert("workers".into(), Value::Array(answers));
-    Ok(v)
+    WhichReply {
+        flow: text,
+        service,
+        backend,
+        reason: reason.into(),
+        slot,
+        tier,
+        worker: None,
+        workers: Vec::new(),
+        generation: Some(snap.generation),
+        assumed: None,
+    }
 }
 
 #[cfg(test)]
@@ -474,65 +566,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requests_round_trip_one_line_each() {
-        let reqs = [
-            Request::Status,
-            Request::Backends,
-            Request::Stats,
-            Request::Reload,
-            Request::Which {
-                flow: "10.0.0.1:1234 10.0.0.100:80 tcp".into(),
-            },
-            Request::Admin {
-                service: "web".into(),
-                backend: "b1".into(),
-                state: "drain".into(),
-            },
-        ];
-        for r in reqs {
-            let line = encode(&r);
-            assert!(line.ends_with('\n'));
-            assert_eq!(line.matches('\n').count(), 1, "{line}");
-            assert_eq!(decode_request(&line).unwrap(), r);
-        }
-        assert_eq!(
-            decode_request(r#"{"cmd":"status"}"#).unwrap(),
-            Request::Status
-        );
-    }
-
-    #[test]
-    fn bad_requests_are_refused_with_a_reason() {
-        for bad in [
-            "",
-            "status",
-            r#"{"cmd":"nope"}"#,
-            r#"{"cmd":"which"}"#,
-            r#"{"cmd":"which","flow":"x","extra":1}"#,
-        ] {
-            let e = decode_request(bad).unwrap_err();
-            assert!(e.starts_with("bad request"), "{bad}: {e}");
-        }
-        assert!(admin_state("pause").is_err());
-        assert_eq!(admin_state("drain").unwrap(), AdminState::Drain);
-    }
-
-    #[test]
-    fn responses_round_trip() {
-        let ok = Response::from_result(Ok(json!({"generation": 3})));
-        let back: Response = serde_json::from_str(encode(&ok).trim()).unwrap();
-        assert_eq!(back, ok);
-        assert_eq!(encode(&ok), "{\"ok\":true,\"data\":{\"generation\":3}}\n");
-        let err = Response::from_result(Err("t.toml:3:5: bad".into()));
-        let line = encode(&err);
-        assert_eq!(line, "{\"ok\":false,\"error\":\"t.toml:3:5: bad\"}\n");
-        let back: Response = serde_json::from_str(line.trim()).unwrap();
-        assert_eq!(back, err);
-    }
-
-    #[test]
     fn server_answers_over_a_real_socket() {
-        // Without an engine: a malformed request is answered, the socket is 0600 and removed.
+        // Without an engine: the socket is 0600, refused while live, removed on drop.
         let dir = std::env::temp_dir().join(format!("fulcrum-ctl-unit-{}", std::process::id()));
         let path = dir.join("sub/ctl.sock");
         let _ = std::fs::remove_dir_all(&dir);
@@ -540,11 +575,14 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         // A second bind sees a live socket and refuses.
-        assert!(ControlServer::bind(&path, Instant::now()).is_err());
+        assert!(matches!(
+            ControlServer::bind(&path, Instant::now()),
+            Err(BindError::ControlInUse { .. })
+        ));
         drop(server);
         assert!(!path.exists());
         // A stale socket file is replaced.
-        let stale = UnixListener::bind(&path).unwrap();
+        let stale = std::os::unix::net::UnixListener::bind(&path).unwrap();
         drop(stale);
         let server = ControlServer::bind(&path, Instant::now()).expect("rebind over stale");
         drop(server);

@@ -75,28 +75,36 @@ enum Cmd {
         #[arg(long, value_name = "SECS", default_value_t = 120)]
         timeout: u64,
     },
-    /// Which backend the config sends a new flow to (every backend taken as healthy), as a
-    /// worker computes it. Flows as "SRC:PORT DST:PORT [tcp|udp]", on the command line or one
-    /// per line on stdin.
+    /// Which backend the config sends a new flow to, as a worker computes it, assuming every
+    /// backend healthy and resolved (offline: no check runs; `fulcrum ctl which` asks the
+    /// running balancer).
+    ///
+    /// Flows as `SRC:PORT DST:PORT [tcp|udp]` (IPv6 as `[ADDR]:PORT`, protocol tcp by
+    /// default), one per argument or as separate words (as `ctl which` takes them), or one
+    /// per line on stdin when no flow is given.
     Which {
+        /// The configuration file (TOML).
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
-        /// One JSON object per line.
+        /// One JSON object per flow and line.
         #[arg(long)]
         json: bool,
-        /// Flows; none: read them from stdin.
+        /// Flows; none: read them from stdin, one per line.
+        #[arg(value_name = "FLOW")]
         flows: Vec<String>,
     },
-    /// Talk to a running balancer over its control socket: status, backends, which, drain,
-    /// enable, disable, reload, stats.
+    /// Talk to a running balancer over its control socket: status, services, backends,
+    /// which, drain, enable, disable, clear, reload, stats.
     Ctl {
-        /// The control socket (default: the config's `global.control_socket`).
+        /// The control socket (default: `-c`'s `global.control_socket`, else
+        /// /run/fulcrum/fulcrum.sock).
         #[arg(short, long, value_name = "SOCKET")]
         socket: Option<PathBuf>,
-        /// Find the socket in this config file.
+        /// Take the socket's path from this config file: only `global.control_socket` is
+        /// read, so a config being edited (invalid elsewhere) still works.
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// The response as JSON.
+        /// The reply as JSON (the response's `data`).
         #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
@@ -173,7 +181,7 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn report(r: Result<(), String>) -> ExitCode {
+fn report<E: std::fmt::Display>(r: Result<(), E>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

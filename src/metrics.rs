@@ -1,87 +1,100 @@
 //! The Prometheus endpoint (`global.metrics_listen`): `GET /metrics` answered in the text
-//! exposition format, served non-blocking from the slow-path loop like the control socket,
-//! from the same figures as `fulcrum ctl stats` and `fulcrum ctl backends`.
+//! exposition format, served from the slow-path loop like the control socket (readiness,
+//! bounded, never blocking: [`crate::requests::Server`]), from the same typed replies as
+//! `fulcrum ctl stats` and `fulcrum ctl backends`. Requests are read by [`fulcrum::http`]:
+//! other paths are 404, other methods 405, an oversized head 431.
 
 use std::fmt::Write as _;
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use dataplane::engine::Engine;
-use serde_json::Value;
+use dataplane::snapshot::BackendState;
+use fulcrum::api::{BackendInfo, BackendsReply, StatsReply};
+use fulcrum::http;
 use slowpath::SlowPath;
 
-use crate::requests::Requests;
+use crate::control::ControlServer;
+use crate::requests::{BindError, EndpointStats, Limits, Server};
 
-/// Connections read at once; more wait in the listen backlog.
-const MAX_PENDING: usize = 16;
-/// A request (its headers) longer than this is answered as it is (a 404, unless it starts
-/// with a GET of the metrics).
-const MAX_REQUEST: usize = 8192;
-/// A client that has not sent its request headers by then is dropped.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bounds on the endpoint's connections: a scraper needs one at a time.
+const LIMITS: Limits = Limits {
+    max_conns: 256,
+    max_per_client: 64,
+    max_len: http::MAX_HEAD,
+    idle: Duration::from_secs(2),
+    deadline: Duration::from_secs(5),
+};
 
 pub struct MetricsServer {
-    listener: TcpListener,
-    requests: Requests<TcpStream>,
+    server: Server<mio::net::TcpListener>,
     started: Instant,
+    /// Requests answered with anything but the page.
+    refused: u64,
 }
 
 impl MetricsServer {
-    pub fn bind(addr: SocketAddr, started: Instant) -> Result<MetricsServer, String> {
-        let listener =
-            TcpListener::bind(addr).map_err(|e| format!("metrics_listen {addr}: {e}"))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| format!("metrics_listen {addr}: {e}"))?;
+    /// Binds `addr` with a listen backlog as long as the connections it may hold (the
+    /// kernel caps it at `net.core.somaxconn`).
+    pub fn bind(addr: SocketAddr, started: Instant) -> Result<MetricsServer, BindError> {
+        let what = |source| BindError::Metrics { addr, source };
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .map_err(what)?;
+        socket.set_reuse_address(true).map_err(what)?;
+        socket.bind(&addr.into()).map_err(what)?;
+        socket
+            .listen(i32::try_from(LIMITS.max_conns).unwrap_or(i32::MAX))
+            .map_err(what)?;
+        socket.set_nonblocking(true).map_err(what)?;
+        let listener = mio::net::TcpListener::from_std(socket.into());
+        let server =
+            Server::new("metrics endpoint", listener, LIMITS, http::complete).map_err(what)?;
         tracing::info!(%addr, "metrics endpoint listening");
         Ok(MetricsServer {
-            listener,
-            requests: Requests::new(
-                "metrics endpoint",
-                MAX_PENDING,
-                MAX_REQUEST,
-                REQUEST_TIMEOUT,
-            ),
+            server,
             started,
+            refused: 0,
         })
     }
 
-    /// Accepts, reads and answers what is ready; never blocks.
-    pub fn poll(&mut self, engine: &Engine, slow: &SlowPath) -> usize {
-        let ready = self.requests.poll(&self.listener, |buf| {
-            buf.windows(4).any(|w| w == b"\r\n\r\n")
+    /// Accepts, reads and answers what is ready; never blocks. `control`: the control
+    /// socket, whose connection counters the page shows beside this endpoint's.
+    pub fn poll(
+        &mut self,
+        engine: &Engine,
+        slow: &SlowPath,
+        control: Option<&ControlServer>,
+    ) -> usize {
+        let started = self.started;
+        let mut endpoints: Vec<EndpointStats> = control.map(|c| c.endpoint()).into_iter().collect();
+        endpoints.push(EndpointStats {
+            endpoint: "metrics",
+            server: self.server.stats,
+            refused: self.refused,
+            open: self.server.open(),
         });
-        let done = ready.len();
-        for (mut s, buf) in ready {
-            let first = String::from_utf8_lossy(&buf)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string();
-            let (status, ctype, body) =
-                if first.starts_with("GET /metrics") || first.starts_with("GET / ") {
-                    (
-                        "200 OK",
-                        "text/plain; version=0.0.4; charset=utf-8",
-                        render(engine, slow, self.started),
-                    )
-                } else {
-                    ("404 Not Found", "text/plain", "try GET /metrics\n".into())
-                };
-            let _ = s.set_nonblocking(false);
-            let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-        done
+        let refused = &mut self.refused;
+        self.server.serve(|req, _| {
+            let route = http::route(req);
+            if !matches!(route, http::Route::Metrics { .. }) {
+                *refused += 1;
+            }
+            Some(http::respond(route, || {
+                render(
+                    &crate::control::stats(engine, started),
+                    &crate::control::backends(engine, slow),
+                    &endpoints,
+                )
+            }))
+        })
     }
 }
 
-/// Writes a label value escaped as the text format wants.
+/// A label value escaped as the text format wants.
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -94,16 +107,17 @@ impl Out {
     fn head(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
-    fn sample(&mut self, name: &str, labels: &[(&str, String)], v: f64) {
-        let l: Vec<String> = labels
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", esc(v)))
-            .collect();
-        if l.is_empty() {
-            let _ = writeln!(self.0, "{name} {v}");
-        } else {
-            let _ = writeln!(self.0, "{name}{{{}}} {v}", l.join(","));
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                let sep = if i == 0 { "" } else { "," };
+                let _ = write!(self.0, "{sep}{k}=\"{}\"", esc(v));
+            }
+            self.0.push('}');
         }
+        let _ = writeln!(self.0, " {v}");
     }
 }
 
@@ -117,23 +131,27 @@ pub fn worker_metric(counter: &str) -> (String, &'static str) {
     }
 }
 
-/// The whole exposition text.
-pub fn render(engine: &Engine, slow: &SlowPath, started: Instant) -> String {
-    let stats = crate::control::stats(engine, started);
-    let backends = crate::control::backends(engine, slow);
-    render_json(&stats, &backends)
-}
+/// The admin states a backend can be in, for the enum gauge.
+const ADMIN_STATES: [conf::AdminState; 3] = [
+    conf::AdminState::Enabled,
+    conf::AdminState::Drain,
+    conf::AdminState::Disabled,
+];
 
-/// The exposition text from the JSON of `ctl stats` and `ctl backends` (so the two agree
-/// by construction).
-pub fn render_json(stats: &Value, backends: &Value) -> String {
+/// The health states a check can report, for the enum gauge.
+const HEALTH_STATES: [slowpath::health::Health; 4] = [
+    slowpath::health::Health::Up,
+    slowpath::health::Health::Down,
+    slowpath::health::Health::Drain,
+    slowpath::health::Health::Maint,
+];
+
+/// The whole exposition text, from the replies of `ctl stats` and `ctl backends` (so the
+/// two agree by construction).
+pub fn render(stats: &StatsReply, backends: &BackendsReply, endpoints: &[EndpointStats]) -> String {
     let mut o = Out(String::new());
     o.head("fulcrum_uptime_seconds", "gauge", "Seconds since start.");
-    o.sample(
-        "fulcrum_uptime_seconds",
-        &[],
-        stats["uptime_s"].as_f64().unwrap_or(0.0),
-    );
+    o.sample("fulcrum_uptime_seconds", &[], stats.uptime_s.unwrap_or(0.0));
     o.head(
         "fulcrum_snapshot_generation",
         "gauge",
@@ -142,22 +160,15 @@ pub fn render_json(stats: &Value, backends: &Value) -> String {
     o.sample(
         "fulcrum_snapshot_generation",
         &[],
-        stats["generation"].as_f64().unwrap_or(0.0),
+        stats.generation.unwrap_or(0) as f64,
     );
-    let workers = stats["workers"].as_array().cloned().unwrap_or_default();
-    if let Some(first) = workers.first().and_then(|w| w.as_object()) {
-        for (k, _) in first.iter().filter(|(_, v)| v.is_u64()) {
-            if k == "dropped" {
-                continue;
-            }
+    let workers: Vec<String> = (0..stats.workers.len()).map(|i| i.to_string()).collect();
+    if let Some(first) = stats.workers.first() {
+        for k in first.counters.keys() {
             let (name, kind) = worker_metric(k);
             o.head(&name, kind, &format!("Worker counter {k}."));
-            for (i, w) in workers.iter().enumerate() {
-                o.sample(
-                    &name,
-                    &[("worker", i.to_string())],
-                    w[k].as_f64().unwrap_or(0.0),
-                );
+            for (w, c) in workers.iter().zip(&stats.workers) {
+                o.sample(&name, &[("worker", w)], c.get(k) as f64);
             }
         }
         o.head(
@@ -165,63 +176,57 @@ pub fn render_json(stats: &Value, backends: &Value) -> String {
             "counter",
             "Packets dropped, by worker and reason.",
         );
-        for (i, w) in workers.iter().enumerate() {
-            if let Some(d) = w["drops"].as_object() {
-                for (reason, v) in d {
-                    o.sample(
-                        "fulcrum_drops_total",
-                        &[("worker", i.to_string()), ("reason", reason.clone())],
-                        v.as_f64().unwrap_or(0.0),
-                    );
-                }
+        for (w, c) in workers.iter().zip(&stats.workers) {
+            for (reason, v) in &c.drops {
+                o.sample(
+                    "fulcrum_drops_total",
+                    &[("worker", w), ("reason", reason)],
+                    *v as f64,
+                );
             }
         }
     }
-    let ports = stats["ports"].as_array().cloned().unwrap_or_default();
-    for (field, name, help) in [
+    type PortField = fn(&fulcrum::api::PortCounters) -> u64;
+    let port_fields: [(&str, &str, PortField); 7] = [
         (
-            "rx_packets",
             "fulcrum_port_rx_packets_total",
             "Packets the port received.",
+            |p| p.rx_packets,
         ),
         (
-            "tx_packets",
             "fulcrum_port_tx_packets_total",
             "Packets the port sent.",
+            |p| p.tx_packets,
         ),
         (
-            "rx_bytes",
             "fulcrum_port_rx_bytes_total",
             "Bytes the port received.",
+            |p| p.rx_bytes,
         ),
+        ("fulcrum_port_tx_bytes_total", "Bytes the port sent.", |p| {
+            p.tx_bytes
+        }),
         (
-            "tx_bytes",
-            "fulcrum_port_tx_bytes_total",
-            "Bytes the port sent.",
-        ),
-        (
-            "rx_missed",
             "fulcrum_port_rx_missed_total",
             "Packets dropped for full RX queues.",
+            |p| p.rx_missed,
         ),
         (
-            "rx_errors",
             "fulcrum_port_rx_errors_total",
             "Erroneous packets received.",
+            |p| p.rx_errors,
         ),
         (
-            "tx_errors",
             "fulcrum_port_tx_errors_total",
             "Failed transmissions.",
+            |p| p.tx_errors,
         ),
-    ] {
+    ];
+    for (name, help, f) in port_fields {
         o.head(name, "counter", help);
-        for p in &ports {
-            o.sample(
-                name,
-                &[("port", p["name"].as_str().unwrap_or("").to_string())],
-                p[field].as_f64().unwrap_or(0.0),
-            );
+        for p in &stats.ports {
+            let v = p.stats.as_ref().map_or(0, f);
+            o.sample(name, &[("port", &p.name)], v as f64);
         }
     }
     o.head(
@@ -229,35 +234,47 @@ pub fn render_json(stats: &Value, backends: &Value) -> String {
         "gauge",
         "1 when the port's link is up.",
     );
-    for p in &ports {
+    for p in &stats.ports {
+        let up = p.link.as_deref() == Some("up");
         o.sample(
             "fulcrum_port_link_up",
-            &[("port", p["name"].as_str().unwrap_or("").to_string())],
-            if p["link"] == "up" { 1.0 } else { 0.0 },
+            &[("port", &p.name)],
+            f64::from(u8::from(up)),
         );
     }
-    let services = backends["services"].as_array().cloned().unwrap_or_default();
     o.head(
         "fulcrum_service_usable_backends",
         "gauge",
         "Backends taking new flows.",
     );
-    for s in &services {
+    for s in &backends.services {
         o.sample(
             "fulcrum_service_usable_backends",
-            &[("service", s["service"].as_str().unwrap_or("").to_string())],
-            s["members"].as_f64().unwrap_or(0.0),
+            &[("service", &s.service)],
+            s.members as f64,
         );
     }
-    let per_backend = |o: &mut Out, name: &str, f: &dyn Fn(&Value) -> Option<f64>| {
-        for s in &services {
-            for b in s["backends"].as_array().into_iter().flatten() {
+    let per_backend = |o: &mut Out, name: &str, f: &dyn Fn(&BackendInfo) -> Option<f64>| {
+        for s in &backends.services {
+            for b in &s.backends {
                 if let Some(v) = f(b) {
+                    o.sample(name, &[("service", &s.service), ("backend", &b.backend)], v);
+                }
+            }
+        }
+    };
+    // An enum gauge: one sample per possible value, 1 for the backend's.
+    let per_state = |o: &mut Out, name: &str, states: &[&str], f: &dyn Fn(&BackendInfo) -> &str| {
+        for s in &backends.services {
+            for b in &s.backends {
+                for st in states {
+                    let v = f64::from(u8::from(f(b) == *st));
                     o.sample(
                         name,
                         &[
-                            ("service", s["service"].as_str().unwrap_or("").to_string()),
-                            ("backend", b["backend"].as_str().unwrap_or("").to_string()),
+                            ("service", &s.service),
+                            ("backend", &b.backend),
+                            ("state", st),
                         ],
                         v,
                     );
@@ -268,36 +285,74 @@ pub fn render_json(stats: &Value, backends: &Value) -> String {
     o.head(
         "fulcrum_backend_up",
         "gauge",
-        "1 when the backend takes new flows (state up).",
+        "1 when the backend takes new flows (state up); fulcrum_backend_state says why not.",
     );
     per_backend(&mut o, "fulcrum_backend_up", &|b| {
-        Some(if b["state"] == "up" { 1.0 } else { 0.0 })
+        Some(f64::from(u8::from(b.state == BackendState::Up.as_str())))
+    });
+    o.head(
+        "fulcrum_backend_state",
+        "gauge",
+        "1 for the backend's effective state (up, drain, down, maint, unresolved), 0 for \
+         the others.",
+    );
+    let states: Vec<&str> = BackendState::ALL.iter().map(|s| s.as_str()).collect();
+    per_state(&mut o, "fulcrum_backend_state", &states, &|b| &b.state);
+    o.head(
+        "fulcrum_backend_health",
+        "gauge",
+        "1 for what the backend's checks say (up, down, drain, maint; up when unchecked), 0 \
+         for the others.",
+    );
+    let states: Vec<&str> = HEALTH_STATES.iter().map(|s| s.as_str()).collect();
+    per_state(&mut o, "fulcrum_backend_health", &states, &|b| &b.health);
+    o.head(
+        "fulcrum_backend_admin_state",
+        "gauge",
+        "1 for the admin state in force (enabled, drain, disabled: the operator's override, \
+         else the config's), 0 for the others.",
+    );
+    let states: Vec<&str> = ADMIN_STATES.iter().map(|s| s.as_str()).collect();
+    per_state(&mut o, "fulcrum_backend_admin_state", &states, &|b| {
+        &b.admin
+    });
+    o.head(
+        "fulcrum_backend_admin_override",
+        "gauge",
+        "1 when an operator's ctl drain|enable|disable overrides the config's admin state.",
+    );
+    per_backend(&mut o, "fulcrum_backend_admin_override", &|b| {
+        Some(f64::from(u8::from(b.admin_override.is_some())))
     });
     o.head(
         "fulcrum_backend_weight",
         "gauge",
         "Effective Maglev weight.",
     );
-    per_backend(&mut o, "fulcrum_backend_weight", &|b| b["weight"].as_f64());
-    for (field, name, help) in [
+    per_backend(&mut o, "fulcrum_backend_weight", &|b| {
+        Some(f64::from(b.weight))
+    });
+    type BackendField = fn(&BackendInfo) -> u64;
+    let traffic: [(&str, &str, BackendField); 3] = [
         (
-            "packets",
             "fulcrum_backend_packets_total",
             "Packets forwarded to the backend.",
+            |b| b.packets,
         ),
         (
-            "bytes",
             "fulcrum_backend_bytes_total",
             "Bytes forwarded to the backend.",
+            |b| b.bytes,
         ),
         (
-            "new_flows",
             "fulcrum_backend_new_flows_total",
             "New flows given to the backend.",
+            |b| b.new_flows,
         ),
-    ] {
+    ];
+    for (name, help, f) in traffic {
         o.head(name, "counter", help);
-        per_backend(&mut o, name, &|b| b[field].as_f64());
+        per_backend(&mut o, name, &|b| Some(f(b) as f64));
     }
     o.head(
         "fulcrum_backend_flows_active",
@@ -306,20 +361,20 @@ pub fn render_json(stats: &Value, backends: &Value) -> String {
          other: half-open, closing, UDP); counted by the expiry sweep, up to about 2 s old; a \
          NAT flow counts once.",
     );
-    for s in &services {
-        for b in s["backends"].as_array().into_iter().flatten() {
-            for (state, field) in [
-                ("established", "flows_established"),
-                ("other", "flows_other"),
+    for s in &backends.services {
+        for b in &s.backends {
+            for (state, v) in [
+                ("established", b.flows_established),
+                ("other", b.flows_other),
             ] {
                 o.sample(
                     "fulcrum_backend_flows_active",
                     &[
-                        ("service", s["service"].as_str().unwrap_or("").to_string()),
-                        ("backend", b["backend"].as_str().unwrap_or("").to_string()),
-                        ("state", state.to_string()),
+                        ("service", &s.service),
+                        ("backend", &b.backend),
+                        ("state", state),
                     ],
-                    b[field].as_f64().unwrap_or(0.0),
+                    v as f64,
                 );
             }
         }
@@ -330,7 +385,7 @@ pub fn render_json(stats: &Value, backends: &Value) -> String {
         "Health checks finished.",
     );
     per_backend(&mut o, "fulcrum_backend_checks_total", &|b| {
-        b["checks"].as_f64()
+        b.checks.map(|v| v as f64)
     });
     o.head(
         "fulcrum_backend_check_failures_total",
@@ -338,7 +393,7 @@ pub fn render_json(stats: &Value, backends: &Value) -> String {
         "Health checks failed.",
     );
     per_backend(&mut o, "fulcrum_backend_check_failures_total", &|b| {
-        b["check_failures"].as_f64()
+        b.check_failures.map(|v| v as f64)
     });
     o.head(
         "fulcrum_backend_last_check_seconds",
@@ -346,43 +401,193 @@ pub fn render_json(stats: &Value, backends: &Value) -> String {
         "Duration of the last health check.",
     );
     per_backend(&mut o, "fulcrum_backend_last_check_seconds", &|b| {
-        b["last_check_ms"].as_f64().map(|ms| ms / 1000.0)
+        b.last_check_ms.map(|ms| ms / 1000.0)
     });
+    o.head(
+        "fulcrum_endpoint_connections_total",
+        "counter",
+        "Connections to the control socket and the metrics endpoint, by how they ended \
+         (answered; evicted: closed for a newcomer over a bound; timed_out; failed: closed by \
+         the client or an error).",
+    );
+    for e in endpoints {
+        let s = e.server;
+        for (outcome, v) in [
+            ("answered", s.answered),
+            ("evicted", s.evicted),
+            ("timed_out", s.timed_out),
+            ("failed", s.failed),
+        ] {
+            o.sample(
+                "fulcrum_endpoint_connections_total",
+                &[("endpoint", e.endpoint), ("outcome", outcome)],
+                v as f64,
+            );
+        }
+    }
+    o.head(
+        "fulcrum_endpoint_requests_refused_total",
+        "counter",
+        "Requests answered with a refusal: a malformed or refused control request; a metrics \
+         request for another path or method, too large, or not HTTP.",
+    );
+    for e in endpoints {
+        o.sample(
+            "fulcrum_endpoint_requests_refused_total",
+            &[("endpoint", e.endpoint)],
+            e.refused as f64,
+        );
+    }
+    o.head(
+        "fulcrum_endpoint_connections_open",
+        "gauge",
+        "Connections held now (the count before this scrape was served).",
+    );
+    for e in endpoints {
+        o.sample(
+            "fulcrum_endpoint_connections_open",
+            &[("endpoint", e.endpoint)],
+            e.open as f64,
+        );
+    }
     o.0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use fulcrum::api::{CounterSet, PortStatus, ServiceInfo};
+
+    fn backend(name: &str, state: &str, admin: &str, over: Option<&str>) -> BackendInfo {
+        BackendInfo {
+            backend: name.into(),
+            id: 1,
+            address: "10.0.0.1".into(),
+            port: None,
+            state: state.into(),
+            health: "up".into(),
+            admin: admin.into(),
+            admin_override: over.map(Into::into),
+            weight: 100,
+            backup: false,
+            member: state == "up",
+            checked: true,
+            checks: Some(3),
+            check_failures: Some(0),
+            last_check: Some("ok".into()),
+            last_check_failure: None,
+            last_check_ms: Some(2.0),
+            flows_active: 7,
+            flows_established: 5,
+            flows_other: 2,
+            packets: 0,
+            bytes: 0,
+            new_flows: 0,
+        }
+    }
 
     #[test]
     fn text_format_lines() {
-        let stats = json!({
-            "uptime_s": 1.5, "generation": 4,
-            "workers": [{"rx": 10, "tx": 9, "flows_active": 2, "dropped": 1, "drops": {"not_vip": 1}}],
-            "ports": [{"name": "lan", "link": "up", "rx_packets": 10}],
-        });
-        let backends = json!({"services": [{"service": "web", "members": 1, "backends": [
-            {"backend": "b\"1", "state": "up", "weight": 100, "checks": 3, "check_failures": 0, "last_check_ms": 2.0,
-             "flows_established": 5, "flows_other": 2}
-        ]}]});
-        let t = render_json(&stats, &backends);
+        let mut c = dataplane::stats::Counters {
+            rx: 10,
+            tx: 9,
+            flows_active: 2,
+            ..Default::default()
+        };
+        c.drops[dataplane::verdict::DropReason::ALL[0] as usize] = 1;
+        let reason = dataplane::verdict::DropReason::ALL[0].name();
+        let stats = StatsReply {
+            uptime_s: Some(1.5),
+            generation: Some(4),
+            workers: vec![CounterSet::new(&c)],
+            totals: CounterSet::new(&c),
+            ports: vec![PortStatus {
+                name: "lan".into(),
+                device: "net_null0".into(),
+                mac: "02:00:00:00:00:01".into(),
+                device_mac: "02:00:00:00:00:01".into(),
+                link: Some("up".into()),
+                speed_mbps: None,
+                stats: None,
+            }],
+            backends: vec![],
+        };
+        let backends = BackendsReply {
+            generation: 4,
+            services: vec![ServiceInfo {
+                service: "web".into(),
+                vip: "10.0.0.100".into(),
+                port: Some(80),
+                protocol: "tcp".into(),
+                forwarding: "dsr".into(),
+                tier: "primary".into(),
+                members: 1,
+                flows_active: 7,
+                flows_established: 5,
+                flows_other: 2,
+                backends: vec![
+                    backend("b\"1", "up", "enabled", None),
+                    backend("b2", "drain", "drain", Some("drain")),
+                    backend("b3", "maint", "disabled", None),
+                ],
+            }],
+        };
+        let endpoints = [EndpointStats {
+            endpoint: "control",
+            server: crate::requests::ServerStats {
+                answered: 3,
+                ..Default::default()
+            },
+            refused: 1,
+            open: 2,
+        }];
+        let t = render(&stats, &backends, &endpoints);
         assert!(t.contains("fulcrum_rx_total{worker=\"0\"} 10\n"), "{t}");
         assert!(t.contains("# TYPE fulcrum_flows_active gauge\n"), "{t}");
-        assert!(t.contains("fulcrum_drops_total{worker=\"0\",reason=\"not_vip\"} 1\n"));
+        assert!(t.contains(&format!(
+            "fulcrum_drops_total{{worker=\"0\",reason=\"{reason}\"}} 1\n"
+        )));
         assert!(t.contains("fulcrum_backend_up{service=\"web\",backend=\"b\\\"1\"} 1\n"));
         assert!(t.contains("fulcrum_port_link_up{port=\"lan\"} 1\n"));
-        assert!(
-            t.contains("# TYPE fulcrum_backend_flows_active gauge\n"),
-            "{t}"
-        );
         assert!(t.contains(
             "fulcrum_backend_flows_active{service=\"web\",backend=\"b\\\"1\",state=\"established\"} 5\n"
         ));
+        // Drain and maint no longer read alike: the state and admin enum gauges tell them apart.
+        assert!(t.contains("fulcrum_backend_up{service=\"web\",backend=\"b2\"} 0\n"));
+        assert!(t.contains("fulcrum_backend_up{service=\"web\",backend=\"b3\"} 0\n"));
+        assert!(
+            t.contains("fulcrum_backend_state{service=\"web\",backend=\"b2\",state=\"drain\"} 1\n")
+        );
+        assert!(
+            t.contains("fulcrum_backend_state{service=\"web\",backend=\"b2\",state=\"up\"} 0\n")
+        );
+        assert!(
+            t.contains("fulcrum_backend_state{service=\"web\",backend=\"b3\",state=\"maint\"} 1\n")
+        );
         assert!(t.contains(
-            "fulcrum_backend_flows_active{service=\"web\",backend=\"b\\\"1\",state=\"other\"} 2\n"
+            "fulcrum_backend_admin_state{service=\"web\",backend=\"b3\",state=\"disabled\"} 1\n"
         ));
+        assert!(t.contains("fulcrum_backend_admin_override{service=\"web\",backend=\"b2\"} 1\n"));
+        assert!(
+            t.contains("fulcrum_backend_health{service=\"web\",backend=\"b3\",state=\"up\"} 1\n")
+        );
+        // Exactly one state of each enum gauge is 1 per backend.
+        for gauge in [
+            "fulcrum_backend_state{",
+            "fulcrum_backend_admin_state{",
+            "fulcrum_backend_health{",
+        ] {
+            let ones = t
+                .lines()
+                .filter(|l| l.starts_with(gauge) && l.ends_with(" 1"))
+                .count();
+            assert_eq!(ones, 3, "{gauge}");
+        }
+        assert!(t.contains(
+            "fulcrum_endpoint_connections_total{endpoint=\"control\",outcome=\"answered\"} 3\n"
+        ));
+        assert!(t.contains("fulcrum_endpoint_requests_refused_total{endpoint=\"control\"} 1\n"));
+        assert!(t.contains("fulcrum_endpoint_connections_open{endpoint=\"control\"} 2\n"));
         for line in t.lines() {
             assert!(
                 line.starts_with("# HELP ")

@@ -3,21 +3,28 @@
 use dataplane::engine::Report;
 use dataplane::stats::Counters;
 use dataplane::verdict::DropReason;
-use serde_json::{Map, Value, json};
+use fulcrum::api::CounterSet;
+use serde::Serialize;
+use serde_json::{Value, json};
 
-fn counters_json(c: &Counters) -> Value {
-    let mut m = Map::new();
-    for (k, v) in c.fields() {
-        m.insert(k.into(), json!(v));
-    }
-    let mut drops = Map::new();
-    for r in DropReason::ALL {
-        drops.insert(r.name().into(), json!(c.drops[*r as usize]));
-    }
-    m.insert("dropped".into(), json!(c.dropped()));
-    m.insert("drops".into(), Value::Object(drops));
-    m.insert("balanced".into(), json!(c.balanced()));
-    Value::Object(m)
+/// A worker's final counters (or their totals), as `ctl stats` names them, and whether its
+/// books balance.
+#[derive(Serialize)]
+struct FinalCounters {
+    #[serde(flatten)]
+    counters: CounterSet,
+    balanced: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worker: Option<usize>,
+}
+
+fn counters_json(c: &Counters, worker: Option<usize>) -> Value {
+    serde_json::to_value(FinalCounters {
+        counters: CounterSet::new(c),
+        balanced: c.balanced(),
+        worker,
+    })
+    .unwrap_or_default()
 }
 
 fn mac(m: [u8; 6]) -> String {
@@ -29,13 +36,7 @@ pub fn to_json(r: &Report) -> Value {
         .workers
         .iter()
         .enumerate()
-        .map(|(i, c)| {
-            let mut v = counters_json(c);
-            v.as_object_mut()
-                .expect("object")
-                .insert("worker".into(), json!(i));
-            v
-        })
+        .map(|(i, c)| counters_json(c, Some(i)))
         .collect();
     let ports: Vec<Value> = r
         .ports
@@ -59,7 +60,7 @@ pub fn to_json(r: &Report) -> Value {
     json!({
         "elapsed_s": r.elapsed.as_secs_f64(),
         "workers": workers,
-        "totals": counters_json(&r.totals()),
+        "totals": counters_json(&r.totals(), None),
         "ports": ports,
         "mempool": { "in_use": r.mempool_in_use, "capacity": r.mempool_capacity },
     })

@@ -83,7 +83,7 @@ pub fn run(
             idle = idle.min(Duration::from_millis(1));
         }
         if let Some(m) = metrics.as_mut() {
-            served += m.poll(&engine, &slow);
+            served += m.poll(&engine, &slow, control.as_ref());
         }
         if served > 0 {
             idle = Duration::ZERO;

@@ -1,55 +1,40 @@
 //! `fulcrum which`: where a config sends a flow, computed offline exactly as a worker does on
 //! a flow-table miss (Maglev over the usable backends), assuming every backend is healthy and
-//! its MAC known. Operators use it to predict placement; the tests use it to check that every
-//! live connection landed where the config says.
+//! its MAC known: the answer says so. Operators use it to predict placement; the tests use it
+//! to check that every live connection landed where the config says. Flows are written as
+//! for `fulcrum ctl which` ([`fulcrum::flowspec`]).
 
-use std::io::BufRead;
-use std::net::{IpAddr, SocketAddr};
+use std::io::{BufRead, Write};
 use std::path::Path;
 
-use dataplane::flow::FlowKey;
-use dataplane::snapshot::{Choice, Tier};
+use fulcrum::flowspec::{self, FlowError};
 use slowpath::publish::{BackendIds, Dynamic, build};
 
-pub(crate) fn parse_flow(line: &str) -> Result<FlowKey, String> {
-    let mut it = line.split_whitespace();
-    let src: SocketAddr = it
-        .next()
-        .ok_or("missing SRC:PORT")?
-        .parse()
-        .map_err(|e| format!("SRC:PORT: {e}"))?;
-    let dst: SocketAddr = it
-        .next()
-        .ok_or("missing DST:PORT")?
-        .parse()
-        .map_err(|e| format!("DST:PORT: {e}"))?;
-    let proto = match it.next().unwrap_or("tcp") {
-        "tcp" => 6,
-        "udp" => 17,
-        p => return Err(format!("protocol {p:?}: expected tcp or udp")),
-    };
-    match (src.ip(), dst.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => Ok(FlowKey::v4(
-            s.octets(),
-            d.octets(),
-            src.port(),
-            dst.port(),
-            proto,
-        )),
-        (IpAddr::V6(s), IpAddr::V6(d)) => Ok(FlowKey::v6(
-            s.octets(),
-            d.octets(),
-            src.port(),
-            dst.port(),
-            proto,
-        )),
-        _ => Err("source and destination must be of one address family".into()),
+/// What offline answers take for granted.
+pub const ASSUMED: &str = "every backend healthy and resolved (offline: no checks run)";
+
+/// Why `fulcrum which` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WhichError {
+    #[error("{0}")]
+    Config(#[from] conf::ConfigError),
+    #[error("{line:?}: {source}")]
+    Flow { line: String, source: FlowError },
+    #[error("output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// Prints one line per flow (from `flows`, or stdin when empty). A closed output pipe ends
+/// it quietly.
+pub fn which(config: &Path, flows: &[String], json: bool) -> Result<(), WhichError> {
+    match run(config, flows, json) {
+        Err(WhichError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
     }
 }
 
-/// Prints one line per flow (from `flows`, or stdin when empty).
-pub fn which(config: &Path, flows: &[String], json: bool) -> Result<(), String> {
-    let cfg = conf::load(config).map_err(|e| e.to_string())?;
+fn run(config: &Path, flows: &[String], json: bool) -> Result<(), WhichError> {
+    let cfg = conf::load(config)?;
     // Healthy and resolved: the placement the config asks for.
     let mut dynamic = Dynamic::default();
     for s in &cfg.services {
@@ -66,47 +51,28 @@ pub fn which(config: &Path, flows: &[String], json: bool) -> Result<(), String> 
             .filter(|l| !l.trim().is_empty())
             .collect()
     } else {
-        flows.to_vec()
+        // The arguments are one stream of words: a flow per argument or a word per argument.
+        vec![flows.join(" ")]
     };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
     for line in lines {
-        let key = parse_flow(&line).map_err(|e| format!("{line:?}: {e}"))?;
-        let choice = snap.choose(&key);
-        let (service, backend, slot, tier) = match choice {
-            Choice::NoService => (None, None, None, None),
-            Choice::Empty { service } => (Some(service), None, None, None),
-            Choice::Backend {
-                service,
-                backend,
-                slot,
-                tier,
-            } => (Some(service), Some(backend), Some(slot), Some(tier)),
-        };
-        let service = service.map(|s| snap.services[s as usize].name.clone());
-        let backend = backend
-            .and_then(|b| snap.backend(b))
-            .map(|b| b.name.clone());
-        let tier = tier.map(|t| match t {
-            Tier::Primary => "primary",
-            Tier::Backup => "backup",
-            Tier::Empty => "empty",
-        });
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({ "flow": line.trim(), "service": service, "backend": backend, "slot": slot, "tier": tier })
-            );
-        } else {
-            match (&service, &backend) {
-                (None, _) => println!("{}: no service", line.trim()),
-                (Some(s), None) => println!("{}: service {s}: empty pool (refused)", line.trim()),
-                (Some(s), Some(b)) => println!(
-                    "{}: service {s}: backend {b} (Maglev slot {}, {} tier)",
-                    line.trim(),
-                    slot.unwrap_or(0),
-                    tier.unwrap_or("?")
-                ),
+        let parsed = flowspec::parse_flows(&[&line]).map_err(|source| WhichError::Flow {
+            line: line.trim().to_string(),
+            source,
+        })?;
+        for flow in parsed {
+            let mut reply = crate::control::new_flow(&snap, flow.text, &flow.key);
+            reply.generation = None;
+            reply.assumed = Some(ASSUMED.into());
+            if json {
+                serde_json::to_writer(&mut out, &reply).map_err(std::io::Error::from)?;
+                writeln!(out)?;
+            } else {
+                crate::ctl::print_which(&mut out, &reply)?;
             }
         }
     }
+    out.flush()?;
     Ok(())
 }

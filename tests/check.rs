@@ -1,9 +1,7 @@
 //! `fulcrum check`: exit 0 and a one-line summary on every example config; exit 1 and every
 //! error with its line and column on every broken fixture.
 
-mod common;
-
-use common::{fulcrum, repo};
+use testkit::{fulcrum, repo};
 
 #[test]
 fn examples_pass() {

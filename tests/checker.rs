@@ -1,11 +1,9 @@
 //! The end-to-end checker is itself tested: fed a wrong outcome (a response from the wrong
 //! backend, a failed request, a missing RST, a slow RST, skewed shares) it fails.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::outcome::*;
+use testkit::outcome::*;
 
 fn rec(src: &str, sport: u16, backend: Option<&str>, error: Option<&str>, ms: f64) -> Record {
     Record {

@@ -1,5 +1,5 @@
-//! README documents every option `fulcrum run`, `check` and `replay` print in `--help`, and
-//! the `FULCRUM_LOG` variable: an option added to the command line without a line in README
+//! README documents every option `fulcrum run`, `check`, `replay`, `which`, `ctl` and each
+//! `ctl` subcommand print in `--help`, and the `FULCRUM_LOG` variable: an option added to the command line without a line in README
 //! fails here.
 
 mod common;
@@ -7,12 +7,21 @@ mod common;
 use common::*;
 
 #[test]
-fn readme_documents_every_run_check_and_replay_option() {
+fn readme_documents_every_option_of_every_command() {
     let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
     let mut missing = Vec::new();
     let mut seen = 0;
-    for cmd in ["run", "check", "replay"] {
-        let out = must(fulcrum().args([cmd, "--help"]));
+    let ctl = [
+        "status", "services", "backends", "which", "drain", "enable", "disable", "clear", "reload",
+        "stats",
+    ];
+    let commands = ["run", "check", "replay", "which", "ctl"]
+        .map(|c| vec![c])
+        .into_iter()
+        .chain(ctl.map(|c| vec!["ctl", c]));
+    for cmd in commands {
+        let out = must(fulcrum().args(&cmd).arg("--help"));
+        let cmd = cmd.join(" ");
         let help = String::from_utf8(out.stdout).unwrap();
         for line in help.lines().map(str::trim_start) {
             if !line.starts_with('-') {
@@ -38,7 +47,7 @@ fn readme_documents_every_run_check_and_replay_option() {
             }
         }
     }
-    println!("{seen} options in run/check/replay --help");
+    println!("{seen} options in the commands' --help");
     assert!(
         seen >= 10,
         "fewer options than expected: is --help parsed right?"

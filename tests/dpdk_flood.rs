@@ -18,8 +18,6 @@
 //!   `fulcrum replay` for this: replay's pcap reader touches its 8 MB buffer as far as the
 //!   file reaches, which would be measured too.)
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
@@ -27,7 +25,8 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Stdio;
 
-use common::*;
+use testkit::traffic::read_pcap;
+use testkit::{Scratch, eal_args_toml, eal_prefix, fixture, fulcrum, must, repo, stdout_json};
 
 const CAPACITY: u64 = 4096;
 const ESTABLISHED: usize = 200;
@@ -44,63 +43,13 @@ const NAT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x21];
 const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
 
 fn config(tag: &str, input: &Path, output: &Path) -> String {
-    format!(
-        r#"
-[dpdk]
-{eal}
-workers = [1]
-slowpath_cpu = 0
-mbufs = 16383
-idle_sleep_us = 50
-
-[global]
-hash_seed = 11
-control_socket = "/tmp/{prefix}.sock"
-flow_table_capacity = {CAPACITY}
-
-[[port]]
-name = "p0"
-device = "net_pcap0,rx_pcap={input},tx_pcap={output}"
-mac = "02:00:00:00:00:01"
-addresses = ["10.0.0.2/24"]
-
-[[service]]
-name = "dsr"
-vip = "10.0.0.100"
-port = 80
-[[service.backend]]
-name = "a"
-address = "10.0.0.11"
-mac = "02:00:00:00:00:11"
-[[service.backend]]
-name = "b"
-address = "10.0.0.12"
-mac = "02:00:00:00:00:12"
-[[service.backend]]
-name = "c"
-address = "10.0.0.13"
-mac = "02:00:00:00:00:13"
-[[service.backend]]
-name = "d"
-address = "10.0.0.14"
-mac = "02:00:00:00:00:14"
-
-[[service]]
-name = "nat"
-vip = "10.0.0.101"
-port = 80
-forwarding = "nat"
-[[service.backend]]
-name = "n1"
-address = "10.0.0.21"
-port = 8080
-mac = "02:00:00:00:00:21"
-"#,
-        eal = eal_args_toml(tag),
-        prefix = eal_prefix(tag),
-        input = input.display(),
-        output = output.display(),
-    )
+    fixture("flood.toml")
+        .set("eal_args", eal_args_toml(tag))
+        .set("prefix", eal_prefix(tag))
+        .set("capacity", CAPACITY)
+        .set("input", input.display())
+        .set("output", output.display())
+        .render()
 }
 
 /// One run: the generator's description, the counters, the output, the peak RSS.

@@ -2,82 +2,18 @@
 //! every packet of a flow goes to one backend, shares follow the weights, NAT rewrites
 //! carry valid checksums (checked by scapy), and the counters add up.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 
-use common::*;
+use testkit::traffic::{gen_flows, read_pcap, write_pcap};
+use testkit::{Scratch, eal_args_toml, fixture, fulcrum, must, repo, stdout_json};
 
 const DSR_FLOWS: usize = 4000;
 const NAT_FLOWS: usize = 1500;
 
 fn config(tag: &str) -> String {
-    format!(
-        r#"
-[dpdk]
-{eal}
-workers = [0, 1]
-mbufs = 16383
-idle_sleep_us = 50
-
-[global]
-hash_seed = 42
-flow_table_capacity = 65536
-
-[[port]]
-name = "p0"
-device = "unused-in-replay"
-mac = "02:00:00:00:00:01"
-addresses = ["10.0.0.2/24"]
-
-[[service]]
-name = "dsr"
-vip = "10.0.0.100"
-port = 80
-[[service.backend]]
-name = "a"
-address = "10.0.0.11"
-mac = "02:00:00:00:00:11"
-weight = 100
-[[service.backend]]
-name = "b"
-address = "10.0.0.12"
-mac = "02:00:00:00:00:12"
-weight = 100
-[[service.backend]]
-name = "c"
-address = "10.0.0.13"
-mac = "02:00:00:00:00:13"
-weight = 200
-[[service.backend]]
-name = "d"
-address = "10.0.0.14"
-mac = "02:00:00:00:00:14"
-weight = 400
-
-[[service]]
-name = "nat"
-vip = "10.0.0.101"
-port = 80
-forwarding = "nat"
-[[service.backend]]
-name = "n1"
-address = "10.0.0.21"
-port = 8080
-mac = "02:00:00:00:00:21"
-[[service.backend]]
-name = "n2"
-address = "10.0.0.22"
-port = 8080
-mac = "02:00:00:00:00:22"
-[[service.backend]]
-name = "n3"
-address = "10.0.0.23"
-port = 8080
-mac = "02:00:00:00:00:23"
-"#,
-        eal = eal_args_toml(tag)
-    )
+    fixture("replay.toml")
+        .set("eal_args", eal_args_toml(tag))
+        .render()
 }
 
 struct Out {

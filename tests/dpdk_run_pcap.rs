@@ -2,13 +2,14 @@
 //! SIGTERM it prints per-worker counters that add up to the frames in the pcaps, every one
 //! accounted as transmitted or dropped under a reason.
 
-mod common;
-
 use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use testkit::traffic::{gen_flows, read_pcap, write_pcap};
+use testkit::{
+    Scratch, eal_args_toml, eal_prefix, fixture, fulcrum, must, runtime_dir_exists, stdout_json,
+};
 
 #[test]
 fn run_two_workers_counts_every_frame() {
@@ -46,40 +47,14 @@ fn run_two_workers_counts_every_frame() {
     write_pcap(&s.join("q1.pcap"), &q1);
     let expected = (400 * 3 + q1.len()) as u64;
 
-    let cfg = format!(
-        r#"
-[dpdk]
-{eal}
-workers = [0, 1]
-mbufs = 8191
-idle_sleep_us = 100
-
-[global]
-flow_table_capacity = 4096
-control_socket = "/tmp/{prefix}.sock"
-
-[[port]]
-name = "p0"
-device = "net_pcap0,rx_pcap={q0},rx_pcap={q1},tx_pcap={o0},tx_pcap={o1}"
-mac = "02:00:00:00:00:01"
-addresses = ["10.0.0.2/24"]
-
-[[service]]
-name = "web"
-vip = "10.0.0.100"
-port = 80
-[[service.backend]]
-name = "b1"
-address = "10.0.0.11"
-mac = "02:00:00:00:00:11"
-"#,
-        eal = eal_args_toml("run-pcap"),
-        prefix = eal_prefix("run-pcap"),
-        q0 = s.join("q0.pcap").display(),
-        q1 = s.join("q1.pcap").display(),
-        o0 = s.join("o0.pcap").display(),
-        o1 = s.join("o1.pcap").display(),
-    );
+    let cfg = fixture("run_pcap.toml")
+        .set("eal_args", eal_args_toml("run-pcap"))
+        .set("prefix", eal_prefix("run-pcap"))
+        .set("q0", s.join("q0.pcap").display())
+        .set("q1", s.join("q1.pcap").display())
+        .set("o0", s.join("o0.pcap").display())
+        .set("o1", s.join("o1.pcap").display())
+        .render();
     std::fs::write(s.join("f.toml"), cfg).expect("config");
 
     let mut child = fulcrum()
@@ -161,36 +136,12 @@ fn run_removes_its_runtime_dir_on_exit() {
         &s.join("in.pcap"),
         &["--flows", "10", "--vip", "10.0.0.100"],
     );
-    let cfg = format!(
-        r#"
-[dpdk]
-{eal}
-workers = [0]
-mbufs = 4095
-
-[global]
-control_socket = "/tmp/{prefix}.sock"
-
-[[port]]
-name = "p0"
-device = "net_pcap0,rx_pcap={i},tx_pcap={o}"
-mac = "02:00:00:00:00:01"
-addresses = ["10.0.0.2/24"]
-
-[[service]]
-name = "web"
-vip = "10.0.0.100"
-port = 80
-[[service.backend]]
-name = "b1"
-address = "10.0.0.11"
-mac = "02:00:00:00:00:11"
-"#,
-        eal = eal_args_toml("run-rtdir"),
-        prefix = eal_prefix("run-rtdir"),
-        i = s.join("in.pcap").display(),
-        o = s.join("out.pcap").display(),
-    );
+    let cfg = fixture("run_rtdir.toml")
+        .set("eal_args", eal_args_toml("run-rtdir"))
+        .set("prefix", eal_prefix("run-rtdir"))
+        .set("i", s.join("in.pcap").display())
+        .set("o", s.join("out.pcap").display())
+        .render();
     std::fs::write(s.join("f.toml"), cfg).expect("config");
     let prefix = eal_prefix("run-rtdir");
     let out = must(
@@ -210,38 +161,13 @@ mac = "02:00:00:00:00:11"
 /// One `fulcrum run --duration 1` over `input` with `[dpdk]` extra lines; its JSON report
 /// and the frames it sent.
 fn run_udp_service(s: &Scratch, tag: &str, dpdk_extra: &str) -> (serde_json::Value, Vec<Vec<u8>>) {
-    let cfg = format!(
-        r#"
-[dpdk]
-{eal}
-workers = [0]
-mbufs = 4095
-{dpdk_extra}
-
-[global]
-control_socket = "/tmp/{prefix}.sock"
-
-[[port]]
-name = "p0"
-device = "net_pcap0,rx_pcap={i},tx_pcap={o}"
-mac = "02:00:00:00:00:01"
-addresses = ["10.0.0.2/24"]
-
-[[service]]
-name = "dns"
-vip = "10.0.0.100"
-protocol = "udp"
-port = 80
-[[service.backend]]
-name = "b1"
-address = "10.0.0.11"
-mac = "02:00:00:00:00:11"
-"#,
-        eal = eal_args_toml(tag),
-        prefix = eal_prefix(tag),
-        i = s.join("in.pcap").display(),
-        o = s.join(&format!("{tag}-out.pcap")).display(),
-    );
+    let cfg = fixture("run_udp.toml")
+        .set("eal_args", eal_args_toml(tag))
+        .set("prefix", eal_prefix(tag))
+        .set("dpdk_extra", dpdk_extra)
+        .set("i", s.join("in.pcap").display())
+        .set("o", s.join(&format!("{tag}-out.pcap")).display())
+        .render();
     let path = s.join(&format!("{tag}.toml"));
     std::fs::write(&path, cfg).expect("config");
     let out = must(

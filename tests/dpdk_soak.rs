@@ -12,13 +12,11 @@
 //!   the drop reasons the mix calls for appear;
 //! - the flow table stays within its bound and evicts.
 
-mod common;
-
 use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use testkit::{Scratch, eal_args_toml, eal_prefix, fixture, fulcrum, must, repo, stdout_json};
 
 const CAPACITY: u64 = 4096;
 /// Allowed VmRSS growth after warm-up.
@@ -52,53 +50,12 @@ fn soak_mixed_traffic_flat_memory_and_books() {
     );
     let generated = stdout_json(&g);
     let frames = generated["frames"].as_u64().expect("frames");
-    let cfg = format!(
-        r#"
-[dpdk]
-{eal}
-workers = [1]
-slowpath_cpu = 0
-mbufs = 32767
-idle_sleep_us = 50
-
-[global]
-flow_table_capacity = {CAPACITY}
-control_socket = "/tmp/{prefix}.sock"
-
-[[port]]
-name = "p0"
-device = "net_pcap0,rx_pcap={pcap},tx_pcap=/dev/null,infinite_rx=1"
-mac = "02:00:00:00:00:01"
-addresses = ["10.0.0.2/24"]
-
-[[service]]
-name = "dsr"
-vip = "10.0.0.100"
-port = 80
-[[service.backend]]
-name = "a"
-address = "10.0.0.11"
-mac = "02:00:00:00:00:11"
-[[service.backend]]
-name = "b"
-address = "10.0.0.12"
-mac = "02:00:00:00:00:12"
-
-[[service]]
-name = "nat"
-vip = "10.0.0.101"
-port = 80
-forwarding = "nat"
-[[service.backend]]
-name = "n1"
-address = "10.0.0.21"
-port = 8080
-mac = "02:00:00:00:00:21"
-"#,
-        eal = eal_args_toml("soak"),
-        prefix = eal_prefix("soak"),
-        pcap = pcap.display(),
-    );
+    let cfg = fixture("soak.toml")
+        .set("eal_args", eal_args_toml("soak"))
+        .set("prefix", eal_prefix("soak"))
+        .set("capacity", CAPACITY)
+        .set("pcap", pcap.display())
+        .render();
     std::fs::write(s.join("f.toml"), cfg).expect("config");
 
     let started = Instant::now();

@@ -3,49 +3,20 @@
 //! DPDK processes (one with one worker, one with two) leaves every flow on the same backend,
 //! and both agree with `fulcrum which`.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::Stdio;
 
-use common::*;
+use testkit::traffic::{gen_flows, read_pcap};
+use testkit::{Scratch, eal_args_toml, fixture, fulcrum, must};
 
 const FLOWS: usize = 2000;
 
 fn config(tag: &str, workers: &str) -> String {
-    let mut s = format!(
-        r#"
-[dpdk]
-{eal}
-workers = {workers}
-idle_sleep_us = 50
-
-[global]
-hash_seed = 77
-flow_table_capacity = 16384
-
-[[port]]
-name = "p0"
-device = "unused-in-replay"
-mac = "02:00:00:00:00:01"
-addresses = ["10.0.0.2/24"]
-
-[[service]]
-name = "web"
-vip = "10.0.0.100"
-port = 80
-"#,
-        eal = eal_args_toml(tag)
-    );
-    for (i, w) in [100, 150, 200, 250, 300].iter().enumerate() {
-        s += &format!(
-            "[[service.backend]]\nname = \"web-{i}\"\naddress = \"10.0.0.{}\"\nmac = \"02:00:00:00:00:{:02x}\"\nweight = {w}\n",
-            10 + i,
-            0x10 + i
-        );
-    }
-    s
+    fixture("two_instances.toml")
+        .set("eal_args", eal_args_toml(tag))
+        .set("workers", workers)
+        .render()
 }
 
 /// (client address, client port) -> backend MAC, from an output pcap.

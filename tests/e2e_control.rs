@@ -12,50 +12,15 @@
 //!   after the connections close and their closing timeout passes;
 //! - on a quiet balancer every sample of the Prometheus page equals its `ctl` figure.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::outcome::*;
-use common::testbed::{Balancer, Testbed, testbed_config};
-use common::{Scratch, fulcrum};
+use testkit::outcome::*;
+use testkit::{Balancer, Net};
 
 const DSR_VIP: &str = "10.77.0.100";
 const NAT_VIP: &str = "10.79.0.200";
-
-/// The control socket the test config names (unique per test and process).
-fn socket(cfg: &str) -> String {
-    cfg.lines()
-        .find_map(|l| l.trim().strip_prefix("control_socket = "))
-        .expect("control_socket in the config")
-        .trim_matches('"')
-        .to_string()
-}
-
-fn ctl(sock: &str, args: &[&str]) -> Output {
-    fulcrum()
-        .args(["ctl", "-s", sock])
-        .args(args)
-        .output()
-        .expect("spawn ctl")
-}
-
-fn ctl_ok(sock: &str, args: &[&str]) -> serde_json::Value {
-    let out = ctl(sock, &[&["--json"], args].concat());
-    assert!(
-        out.status.success(),
-        "ctl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "ctl {args:?}: {e}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
 
 /// `GET /stream?secs=N` from `src:sport` to the DSR VIP, with curl in the client namespace.
 struct Stream {
@@ -64,12 +29,12 @@ struct Stream {
 }
 
 impl Stream {
-    fn start(tb: &Testbed, src: &str, sport: u16, secs: u32) -> Stream {
+    fn start(tb: &Net, src: &str, sport: u16, secs: u32) -> Stream {
         Stream::start_to(tb, DSR_VIP, src, sport, secs)
     }
 
     /// The same to another VIP (port 80).
-    fn start_to(tb: &Testbed, vip: &str, src: &str, sport: u16, secs: u32) -> Stream {
+    fn start_to(tb: &Net, vip: &str, src: &str, sport: u16, secs: u32) -> Stream {
         let child = tb
             .cmd("c1", "curl")
             .args([
@@ -122,27 +87,24 @@ impl Stream {
 
 /// What the balancer says of itself, for a failed assertion's message: totals (resets, drops
 /// by reason) and the backends' states.
-fn why(sock: &str) -> String {
-    let s = ctl_ok(sock, &["stats"]);
-    let b = ctl_ok(sock, &["backends"]);
+fn why(lb: &Balancer) -> String {
+    let s = lb.ctl_json(&["stats"]);
+    let b = lb.ctl_json(&["backends"]);
     format!("balancer totals: {}\nbackends: {b}", s["totals"])
 }
 
 /// The backend `ctl which` names for a DSR flow from `src:sport`.
-fn which(sock: &str, src: &str, sport: u16) -> String {
-    let v = ctl_ok(
-        sock,
-        &["which", &format!("{src}:{sport}"), &format!("{DSR_VIP}:80")],
-    );
+fn which(lb: &Balancer, src: &str, sport: u16) -> String {
+    let v = lb.ctl_json(&["which", &format!("{src}:{sport}"), &format!("{DSR_VIP}:80")]);
     v["backend"].as_str().expect("a backend").to_string()
 }
 
 /// A request loop (tests/tools/client.py) of about `secs` seconds, in the background (the
 /// client queues every request up front, so it is bounded by a count: ~800 requests/s here).
-fn request_loop(tb: &Testbed, secs: u32) -> Child {
+fn request_loop(tb: &Net, secs: u32) -> Child {
     let count = (secs * 600).to_string();
     tb.cmd("c1", "python3")
-        .arg(common::repo().join("tests/tools/client.py"))
+        .arg(testkit::repo().join("tests/tools/client.py"))
         .args([
             "--host",
             DSR_VIP,
@@ -207,17 +169,15 @@ fn with_dsr_backends(base: &str, backends: &[(&str, u32)]) -> String {
 
 #[test]
 fn e2e_reload_adds_removes_and_refuses_without_breaking_flows() {
-    let scratch = Scratch::new("e2e-reload");
-    let tb = Testbed::up("rl", 4);
-    let base = testbed_config("reload");
-    let sock = socket(&base);
+    let tb = Net::testbed("rl", 4);
+    let base = tb.testbed_config();
     let first = with_dsr_backends(&base, &[("b1", 100), ("b2", 100), ("b3", 200)]);
-    let lb = Balancer::start(&tb, &scratch, &first);
+    let lb = Balancer::start(&tb, &first);
     lb.wait_up(6);
 
     // A long-lived connection across every reload below.
     let (src, sport) = ("10.77.0.101", 61501);
-    let streamed_to = which(&sock, src, sport);
+    let streamed_to = which(&lb, src, sport);
     let stream = Stream::start(&tb, src, sport, 20);
     let requests = request_loop(&tb, 6);
     std::thread::sleep(Duration::from_secs(1));
@@ -225,7 +185,7 @@ fn e2e_reload_adds_removes_and_refuses_without_breaking_flows() {
     // Reload 1: b4 added, weights changed.
     let second = with_dsr_backends(&base, &[("b1", 300), ("b2", 100), ("b3", 100), ("b4", 100)]);
     std::fs::write(&lb.config, &second).expect("config");
-    let r = ctl_ok(&sock, &["reload"]);
+    let r = lb.ctl_json(&["reload"]);
     let dsr = r["services"]
         .as_array()
         .unwrap()
@@ -237,7 +197,7 @@ fn e2e_reload_adds_removes_and_refuses_without_breaking_flows() {
     assert!(dsr["maglev_entries_changed"].as_u64().unwrap() > 0, "{r}");
     println!("reload 1: {r}");
     wait_for("b4 comes up after the reload", &lb, || ups(&lb) >= 7);
-    let b = ctl_ok(&sock, &["backends"]);
+    let b = lb.ctl_json(&["backends"]);
     let dsr = b["services"]
         .as_array()
         .unwrap()
@@ -258,7 +218,7 @@ fn e2e_reload_adds_removes_and_refuses_without_breaking_flows() {
         serde_json::json!({}),
         "no failed request: {}; {}",
         out["errors"],
-        why(&sock)
+        why(&lb)
     );
     assert!(
         out["per_backend"]["b4"].as_u64().unwrap_or(0) > 0,
@@ -275,7 +235,7 @@ fn e2e_reload_adds_removes_and_refuses_without_breaking_flows() {
         .collect();
     let third = with_dsr_backends(&base, &keep);
     std::fs::write(&lb.config, &third).expect("config");
-    let r = ctl_ok(&sock, &["reload"]);
+    let r = lb.ctl_json(&["reload"]);
     println!("reload 2 ({removed} removed): {r}");
 
     // Reload 3: a broken file. Refused, naming the line; the running config serves on.
@@ -286,7 +246,7 @@ fn e2e_reload_adds_removes_and_refuses_without_breaking_flows() {
         .expect("broken line")
         + 1;
     std::fs::write(&lb.config, &broken).expect("config");
-    let out = ctl(&sock, &["reload"]);
+    let out = lb.ctl(&["reload"]);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!out.status.success(), "a broken config is refused");
     assert!(
@@ -359,17 +319,15 @@ fn parse_prometheus(text: &str) -> HashMap<String, f64> {
 
 #[test]
 fn e2e_ctl_which_drain_and_metrics() {
-    let scratch = Scratch::new("e2e-ctl");
-    let tb = Testbed::up("ct", 3);
-    let cfg = testbed_config("ctl");
-    let sock = socket(&cfg);
-    let lb = Balancer::start(&tb, &scratch, &cfg);
+    let tb = Net::testbed("ct", 3);
+    let cfg = tb.testbed_config();
+    let lb = Balancer::start(&tb, &cfg);
     lb.wait_up(6);
 
-    let st = ctl(&sock, &["status"]);
+    let st = lb.ctl(&["status"]);
     assert!(st.status.success());
     println!("{}", String::from_utf8_lossy(&st.stdout));
-    let human = ctl(&sock, &["backends"]);
+    let human = lb.ctl(&["backends"]);
     println!("{}", String::from_utf8_lossy(&human.stdout));
 
     // `ctl which` on live connections: (src, sport) -> the backend that answered.
@@ -388,7 +346,7 @@ fn e2e_ctl_which_drain_and_metrics() {
     let recs = records(&out);
     assert_eq!(recs.len(), 40);
     for r in &recs {
-        let want = which(&sock, &r.src, r.sport);
+        let want = which(&lb, &r.src, r.sport);
         assert_eq!(
             r.backend.as_deref(),
             Some(want.as_str()),
@@ -401,26 +359,20 @@ fn e2e_ctl_which_drain_and_metrics() {
 
     // Drain the backend a stream goes to: the stream runs on, new flows avoid it.
     let (src, sport) = ("10.77.0.101", 61502);
-    let drained = which(&sock, src, sport);
+    let drained = which(&lb, src, sport);
     let stream = Stream::start(&tb, src, sport, 4);
     std::thread::sleep(Duration::from_millis(500));
-    let r = ctl_ok(&sock, &["drain", "web-dsr", &drained]);
+    let r = lb.ctl_json(&["drain", "web-dsr", &drained]);
     assert!(r["generation"].as_u64().is_some(), "{r}");
     // The open stream is a flow-table hit on the worker; a new flow would go elsewhere.
-    let w = ctl_ok(
-        &sock,
-        &["which", &format!("{src}:{sport}"), &format!("{DSR_VIP}:80")],
-    );
+    let w = lb.ctl_json(&["which", &format!("{src}:{sport}"), &format!("{DSR_VIP}:80")]);
     assert_eq!(w["backend"], drained.as_str(), "{w}");
     assert_eq!(w["reason"], "flow table hit on worker 0", "{w}");
-    let fresh = ctl_ok(
-        &sock,
-        &[
-            "which",
-            &format!("{src}:{}", sport + 1),
-            &format!("{DSR_VIP}:80"),
-        ],
-    );
+    let fresh = lb.ctl_json(&[
+        "which",
+        &format!("{src}:{}", sport + 1),
+        &format!("{DSR_VIP}:80"),
+    ]);
     assert_ne!(fresh["backend"], drained.as_str(), "{fresh}");
     assert_eq!(fresh["reason"], "maglev slot", "{fresh}");
     let out = tb.client(&[
@@ -435,14 +387,14 @@ fn e2e_ctl_which_drain_and_metrics() {
         "--source",
         "10.77.0.103",
     ]);
-    assert_eq!(out["errors"], serde_json::json!({}), "{}", why(&sock));
+    assert_eq!(out["errors"], serde_json::json!({}), "{}", why(&lb));
     assert!(
         out["per_backend"].get(&drained).is_none(),
         "no new flow to drained {drained}: {}",
         out["per_backend"]
     );
     assert_eq!(stream.finish(), drained);
-    let b = ctl_ok(&sock, &["backends"]);
+    let b = lb.ctl_json(&["backends"]);
     let state = b["services"][0]["backends"]
         .as_array()
         .unwrap()
@@ -451,8 +403,8 @@ fn e2e_ctl_which_drain_and_metrics() {
         .unwrap()["state"]
         .clone();
     assert_eq!(state, "drain", "{b}");
-    ctl_ok(&sock, &["enable", "web-dsr", &drained]);
-    assert!(!ctl(&sock, &["drain", "web-dsr", "nope"]).status.success());
+    lb.ctl_json(&["enable", "web-dsr", &drained]);
+    assert!(!lb.ctl(&["drain", "web-dsr", "nope"]).status.success());
 
     // Metrics: the text format, and the same counters as `ctl stats`. Health checks keep
     // frames moving, so the stats reading must fall between two scrapes.
@@ -469,13 +421,13 @@ fn e2e_ctl_which_drain_and_metrics() {
         );
         parse_prometheus(&String::from_utf8_lossy(&out.stdout))
     };
-    let file = ctl_ok(&sock, &["status"])["counters_file"]
+    let file = lb.ctl_json(&["status"])["counters_file"]
         .as_str()
         .expect("a counter file")
         .to_string();
     let m1 = scrape();
-    let stats = ctl_ok(&sock, &["stats"]);
-    let shm = ctl_ok(&sock, &["stats", "--file", &file]);
+    let stats = lb.ctl_json(&["stats"]);
+    let shm = lb.ctl_json(&["stats", "--file", &file]);
     let m2 = scrape();
     for k in ["rx", "tx", "flows_created", "forwarded"] {
         let name = format!("fulcrum_{k}_total{{worker=\"0\"}}");
@@ -500,10 +452,7 @@ fn e2e_ctl_which_drain_and_metrics() {
         new_flows >= 200.0,
         "40 + 1 + 200 connections: {new_flows} new flows"
     );
-    let watch = ctl(
-        &sock,
-        &["stats", "--watch", "--count", "2", "--interval", "0.2"],
-    );
+    let watch = lb.ctl(&["stats", "--watch", "--count", "2", "--interval", "0.2"]);
     assert!(watch.status.success());
     let samples = String::from_utf8_lossy(&watch.stdout)
         .lines()
@@ -518,8 +467,8 @@ fn e2e_ctl_which_drain_and_metrics() {
 /// `(service, backend) -> [established, other]` active flows from `ctl backends --json`,
 /// after checking that each backend's `flows_active` is their sum and each service's figures
 /// are its backends' sums.
-fn active_flows(sock: &str) -> BTreeMap<(String, String), [u64; 2]> {
-    let v = ctl_ok(sock, &["backends"]);
+fn active_flows(lb: &Balancer) -> BTreeMap<(String, String), [u64; 2]> {
+    let v = lb.ctl_json(&["backends"]);
     let mut m = BTreeMap::new();
     for s in v["services"].as_array().expect("services") {
         let name = s["service"].as_str().unwrap().to_string();
@@ -545,7 +494,7 @@ fn active_flows(sock: &str) -> BTreeMap<(String, String), [u64; 2]> {
 
 /// A scrape of the metrics endpoint from the balancer's namespace: the page, and its samples
 /// (the page checked by `parse_prometheus`).
-fn scrape(tb: &Testbed) -> (String, HashMap<String, f64>) {
+fn scrape(tb: &Net) -> (String, HashMap<String, f64>) {
     let out = tb
         .cmd("lb", "curl")
         .args(["-sS", "--max-time", "5", "http://127.0.0.1:9180/metrics"])
@@ -584,10 +533,10 @@ fn active_flows_metric(samples: &HashMap<String, f64>) -> BTreeMap<(String, Stri
 
 /// Polls `ctl backends` until the active flows are `want` (the census is refreshed once a
 /// second), failing after `secs` with the last figures seen.
-fn wait_active(sock: &str, want: &BTreeMap<(String, String), [u64; 2]>, secs: u64, what: &str) {
+fn wait_active(lb: &Balancer, want: &BTreeMap<(String, String), [u64; 2]>, secs: u64, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let got = active_flows(sock);
+        let got = active_flows(lb);
         if &got == want {
             return;
         }
@@ -601,21 +550,19 @@ fn wait_active(sock: &str, want: &BTreeMap<(String, String), [u64; 2]>, secs: u6
 
 #[test]
 fn e2e_active_flows_per_backend_drain_and_close() {
-    let scratch = Scratch::new("e2e-active");
-    let tb = Testbed::up("af", 3);
+    let tb = Net::testbed("af", 3);
     // A closing timeout of 5 s: long enough to watch closed connections linger as "other",
     // short enough to watch them go.
-    let cfg = testbed_config("active").replacen(
+    let cfg = tb.testbed_config().replacen(
         "\n[[port]]",
         "\n[global.timeouts]\ntcp_closing = 5\n\n[[port]]",
         1,
     );
-    let sock = socket(&cfg);
-    let lb = Balancer::start(&tb, &scratch, &cfg);
+    let lb = Balancer::start(&tb, &cfg);
     lb.wait_up(6);
 
     // Every backend of the config, nothing active yet.
-    let zero = active_flows(&sock);
+    let zero = active_flows(&lb);
     assert_eq!(zero.len(), 7, "{zero:?}");
     assert!(zero.values().all(|f| *f == [0, 0]), "{zero:?}");
 
@@ -634,10 +581,7 @@ fn e2e_active_flows_per_backend_drain_and_close() {
     let mut want = zero.clone();
     let mut streams = Vec::new();
     for (svc, vip, src, sport) in &plan {
-        let v = ctl_ok(
-            &sock,
-            &["which", &format!("{src}:{sport}"), &format!("{vip}:80")],
-        );
+        let v = lb.ctl_json(&["which", &format!("{src}:{sport}"), &format!("{vip}:80")]);
         assert_eq!(v["service"], *svc, "{v}");
         let b = v["backend"].as_str().expect("a backend").to_string();
         want.get_mut(&(svc.to_string(), b.clone()))
@@ -650,33 +594,29 @@ fn e2e_active_flows_per_backend_drain_and_close() {
         ));
     }
     println!("expected active flows: {want:?}");
-    wait_active(&sock, &want, 8, "the open connections");
+    wait_active(&lb, &want, 8, "the open connections");
     // And it stays so (two more census passes), in the Prometheus gauge too.
     std::thread::sleep(Duration::from_millis(2200));
-    assert_eq!(active_flows(&sock), want);
+    assert_eq!(active_flows(&lb), want);
     let (_, m) = scrape(&tb);
     assert_eq!(active_flows_metric(&m), want, "the gauge says the same");
-    println!(
-        "{}",
-        String::from_utf8_lossy(&ctl(&sock, &["backends"]).stdout)
-    );
-    let services = String::from_utf8_lossy(&ctl(&sock, &["services"]).stdout).to_string();
+    println!("{}", String::from_utf8_lossy(&lb.ctl(&["backends"]).stdout));
+    let services = String::from_utf8_lossy(&lb.ctl(&["services"]).stdout).to_string();
     println!("{services}");
     let nat_line = services
         .lines()
-        .find(|l| l.starts_with("service web-nat "))
+        .find(|l| l.starts_with("web-nat "))
         .expect("web-nat listed");
-    assert!(
-        nat_line.ends_with(", 3 active flows (3 established)"),
-        "{services}"
-    );
+    // The last two columns: active (established, as IPVS's ActiveConn) and inact.
+    let cols: Vec<&str> = nat_line.split_whitespace().collect();
+    assert_eq!(cols[cols.len() - 2..], ["3", "0"], "{services}");
 
     // Drain the backend of the first DSR connection: it keeps its flows, which keep working;
     // new flows go elsewhere.
     let drained = streams[0].1.clone();
     let drained_key = ("web-dsr".to_string(), drained.clone());
     let drained_flows = want[&drained_key][0];
-    ctl_ok(&sock, &["drain", "web-dsr", &drained]);
+    lb.ctl_json(&["drain", "web-dsr", &drained]);
     let out = tb.client(&[
         "--host",
         DSR_VIP,
@@ -689,7 +629,7 @@ fn e2e_active_flows_per_backend_drain_and_close() {
         "--source",
         "10.77.0.103",
     ]);
-    assert_eq!(out["errors"], serde_json::json!({}), "{}", why(&sock));
+    assert_eq!(out["errors"], serde_json::json!({}), "{}", why(&lb));
     assert!(
         out["per_backend"].get(&drained).is_none(),
         "no new flow to drained {drained}: {}",
@@ -699,7 +639,7 @@ fn e2e_active_flows_per_backend_drain_and_close() {
     // established ones are exactly the long-lived connections, the drained backend's too.
     let deadline = Instant::now() + Duration::from_secs(8);
     loop {
-        let got = active_flows(&sock);
+        let got = active_flows(&lb);
         let est: BTreeMap<_, _> = got.iter().map(|(k, f)| (k.clone(), f[0])).collect();
         let want_est: BTreeMap<_, _> = want.iter().map(|(k, f)| (k.clone(), f[0])).collect();
         if est == want_est && got[&drained_key] == [drained_flows, 0] {
@@ -711,7 +651,7 @@ fn e2e_active_flows_per_backend_drain_and_close() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let b = ctl_ok(&sock, &["backends"]);
+    let b = lb.ctl_json(&["backends"]);
     let state = b["services"][0]["backends"]
         .as_array()
         .unwrap()
@@ -728,7 +668,7 @@ fn e2e_active_flows_per_backend_drain_and_close() {
     // Closed: no longer established, counted as "other" until the closing timeout (5 s)...
     let deadline = Instant::now() + Duration::from_secs(8);
     loop {
-        let got = active_flows(&sock);
+        let got = active_flows(&lb);
         if got.values().all(|f| f[0] == 0) && got[&drained_key] == [0, drained_flows] {
             break;
         }
@@ -739,7 +679,7 @@ fn e2e_active_flows_per_backend_drain_and_close() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // ...then gone, from ctl and from the gauge.
-    wait_active(&sock, &zero, 12, "after the closing timeout");
+    wait_active(&lb, &zero, 12, "after the closing timeout");
     let (_, m) = scrape(&tb);
     assert_eq!(active_flows_metric(&m), zero);
     let v = lb.stop();
@@ -749,8 +689,8 @@ fn e2e_active_flows_per_backend_drain_and_close() {
 /// The testbed config made quiet: no health checks, backends' MACs static (no ARP), short
 /// TCP timeouts, two workers (qpairs=2), so that once the clients stop nothing moves a
 /// counter.
-fn quiet_config(tag: &str) -> String {
-    let base = testbed_config(tag);
+fn quiet_config(tb: &Net) -> String {
+    let base = tb.testbed_config();
     let mut out = String::new();
     let mut in_health = false;
     for line in base.lines() {
@@ -792,11 +732,9 @@ fn without_uptime(mut v: serde_json::Value) -> serde_json::Value {
 
 #[test]
 fn e2e_metrics_equal_ctl_stats_when_quiet() {
-    let scratch = Scratch::new("e2e-quiet");
-    let tb = Testbed::up("qm", 3);
-    let cfg = quiet_config("quiet");
-    let sock = socket(&cfg);
-    let lb = Balancer::start(&tb, &scratch, &cfg);
+    let tb = Net::testbed("qm", 3);
+    let cfg = quiet_config(&tb);
+    let lb = Balancer::start(&tb, &cfg);
 
     // Traffic through both services, so that counters are not all zero.
     for (vip, src) in [(DSR_VIP, "10.77.0.101"), (NAT_VIP, "10.78.0.101")] {
@@ -815,10 +753,10 @@ fn e2e_metrics_equal_ctl_stats_when_quiet() {
 
     // Quiet: two readings a second apart agree (flows expired, the kernel's own chatter over).
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut prev = without_uptime(ctl_ok(&sock, &["stats"]));
+    let mut prev = without_uptime(lb.ctl_json(&["stats"]));
     loop {
         std::thread::sleep(Duration::from_secs(1));
-        let cur = without_uptime(ctl_ok(&sock, &["stats"]));
+        let cur = without_uptime(lb.ctl_json(&["stats"]));
         if cur == prev {
             break;
         }
@@ -833,11 +771,11 @@ fn e2e_metrics_equal_ctl_stats_when_quiet() {
     let (stats, backends, page, m, up) = loop {
         tries += 1;
         assert!(tries <= 5, "the balancer did not stay quiet for one scrape");
-        let s1 = ctl_ok(&sock, &["stats"]);
-        let b1 = ctl_ok(&sock, &["backends"]);
+        let s1 = lb.ctl_json(&["stats"]);
+        let b1 = lb.ctl_json(&["backends"]);
         let (page, m) = scrape(&tb);
-        let s2 = ctl_ok(&sock, &["stats"]);
-        let b2 = ctl_ok(&sock, &["backends"]);
+        let s2 = lb.ctl_json(&["stats"]);
+        let b2 = lb.ctl_json(&["backends"]);
         let up = [
             s1["uptime_s"].as_f64().unwrap(),
             s2["uptime_s"].as_f64().unwrap(),
@@ -937,6 +875,39 @@ fn e2e_metrics_equal_ctl_stats_when_quiet() {
             }
             let up = if b["state"] == "up" { 1.0 } else { 0.0 };
             put("fulcrum_backend_up", &l, up);
+            // The enum gauges: 1 for the backend's value, 0 for the others.
+            for (metric, field, values) in [
+                (
+                    "fulcrum_backend_state",
+                    "state",
+                    &["up", "drain", "down", "maint", "unresolved"][..],
+                ),
+                (
+                    "fulcrum_backend_health",
+                    "health",
+                    &["up", "down", "drain", "maint"][..],
+                ),
+                (
+                    "fulcrum_backend_admin_state",
+                    "admin",
+                    &["enabled", "drain", "disabled"][..],
+                ),
+            ] {
+                for v in values {
+                    let one = if b[field] == *v { 1.0 } else { 0.0 };
+                    put(
+                        metric,
+                        &[("service", svc), ("backend", name), ("state", v)],
+                        one,
+                    );
+                }
+            }
+            let over = if b["admin_override"].is_null() {
+                0.0
+            } else {
+                1.0
+            };
+            put("fulcrum_backend_admin_override", &l, over);
             put("fulcrum_backend_weight", &l, num(&b["weight"]));
             for k in ["packets", "bytes", "new_flows"] {
                 put(&format!("fulcrum_backend_{k}_total"), &l, num(&b[k]));
@@ -963,6 +934,8 @@ fn e2e_metrics_equal_ctl_stats_when_quiet() {
     );
     let mut got = m.clone();
     got.remove("fulcrum_uptime_seconds");
+    // The endpoints' own connection counters move with every request, this scrape's too.
+    got.retain(|k, _| !k.starts_with("fulcrum_endpoint_"));
     let mut diff: Vec<String> = want
         .iter()
         .filter(|(k, v)| got.get(*k) != Some(v))

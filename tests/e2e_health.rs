@@ -1,5 +1,5 @@
 //! Health checks end to end: Fulcrum on DPDK (net_af_packet) in a network namespace, real
-//! backends (tests/tools/backend.py) and real kernel TCP clients in others (tests/netns).
+//! backends (tests/tools/backend.py) and real kernel TCP clients in others (testkit's `Net`).
 //! Backends have no MAC in the config: ARP finds them.
 //!
 //! - a stopped server (refuses) and a frozen one (SIGSTOP: handshakes complete, requests
@@ -13,12 +13,10 @@
 //!
 //! Timing bounds are checked against the start times of client requests made every few ms.
 
-mod netns;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use netns::{Answer, Balancer, Client, KeepAlive, Net, VIP};
+use testkit::{Answer, Balancer, Client, KeepAlive, Net, VIP};
 
 const INTERVAL_MS: u64 = 500;
 const RISE: u64 = 2;
@@ -43,24 +41,9 @@ fn config(net: &Net, health: &str, service_extra: &str) -> String {
             10 + i
         );
     }
+    let header = net.balancer_config(&["10.66.0.2/24"]);
     format!(
-        r#"
-[dpdk]
-eal_args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "*:warning"]
-workers = [1]
-slowpath_cpu = 0
-mbufs = 8191
-idle_sleep_us = 100
-
-[global]
-flow_table_capacity = 65536
-control_socket = "/tmp/{prefix}.sock"
-
-[[port]]
-name = "lan"
-device = "net_af_packet0,iface=lb0"
-addresses = ["10.66.0.2/24"]
-
+        r#"{header}
 [[service]]
 name = "web"
 vip = "{VIP}"
@@ -75,8 +58,7 @@ fall = {FALL}
 {health}
 
 {backends}
-"#,
-        prefix = Balancer::eal_prefix(net),
+"#
     )
 }
 
@@ -356,26 +338,7 @@ fn e2e_health_agent_drain_keeps_open_connections() {
 /// A config for the `bulk` backends of [`Net::bulk`]: one service per `(name, port, health)`,
 /// every address a backend of each, the balancer's port in 10.66.0.0/16.
 fn bulk_config(net: &Net, addrs: &[String], services: &[(&str, u16, &str)]) -> String {
-    let mut text = format!(
-        r#"
-[dpdk]
-eal_args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "*:warning"]
-workers = [1]
-slowpath_cpu = 0
-mbufs = 8191
-idle_sleep_us = 100
-
-[global]
-flow_table_capacity = 65536
-control_socket = "/tmp/{prefix}.sock"
-
-[[port]]
-name = "lan"
-device = "net_af_packet0,iface=lb0"
-addresses = ["10.66.0.2/16"]
-"#,
-        prefix = Balancer::eal_prefix(net),
-    );
+    let mut text = net.balancer_config(&["10.66.0.2/16"]);
     for (si, (name, port, health)) in services.iter().enumerate() {
         text += &format!(
             "\n[[service]]\nname = \"{name}\"\nvip = \"10.66.0.{}\"\nport = {port}\n\n[service.health]\n{health}\n",
@@ -531,24 +494,9 @@ fn e2e_health_ipv6_backend_resolved_by_nd() {
         }
     }
     let _server = Kill(server);
+    let header = net.balancer_config(&["10.66.0.2/24", "fd66::2/64"]);
     let cfg = format!(
-        r#"
-[dpdk]
-eal_args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "*:warning"]
-workers = [1]
-slowpath_cpu = 0
-mbufs = 8191
-idle_sleep_us = 100
-
-[global]
-flow_table_capacity = 65536
-control_socket = "/tmp/{prefix}.sock"
-
-[[port]]
-name = "lan"
-device = "net_af_packet0,iface=lb0"
-addresses = ["10.66.0.2/24", "fd66::2/64"]
-
+        r#"{header}
 [[service]]
 name = "v6"
 vip = "fd66::100"
@@ -564,8 +512,7 @@ fall = 2
 [[service.backend]]
 name = "b1"
 address = "fd66::11"
-"#,
-        prefix = Balancer::eal_prefix(&net),
+"#
     );
     let lb = Balancer::start(&net, &cfg);
     let deadline = Instant::now() + Duration::from_secs(15);

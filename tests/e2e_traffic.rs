@@ -4,11 +4,8 @@
 //! addresses and ports, every one answered by the backend the config sends it to
 //! (`fulcrum which`), shares following the weights; an empty pool refuses at once.
 
-mod common;
-
-use common::Scratch;
-use common::outcome::*;
-use common::testbed::{Balancer, Testbed, testbed_config};
+use testkit::outcome::*;
+use testkit::{Balancer, Net};
 
 const CONNECTIONS: usize = 1000;
 /// Absolute tolerance on a backend's share: 1000 connections give a standard deviation of
@@ -48,9 +45,8 @@ fn distinct_flows(recs: &[Record]) -> usize {
 
 #[test]
 fn e2e_dsr_and_nat_place_every_connection() {
-    let scratch = Scratch::new("e2e-traffic");
-    let tb = Testbed::up("tr", 3);
-    let lb = Balancer::start(&tb, &scratch, &testbed_config("traffic"));
+    let tb = Net::testbed("tr", 3);
+    let lb = Balancer::start(&tb, &tb.testbed_config());
     // Three backends in each of two checked services, MACs learnt by ARP.
     lb.wait_up(6);
     let count = CONNECTIONS.to_string();
@@ -119,9 +115,8 @@ fn e2e_dsr_and_nat_place_every_connection() {
 
 #[test]
 fn e2e_empty_pool_refuses_at_once() {
-    let scratch = Scratch::new("e2e-empty");
-    let tb = Testbed::up("em", 1);
-    let lb = Balancer::start(&tb, &scratch, &testbed_config("empty"));
+    let tb = Net::testbed("em", 1);
+    let lb = Balancer::start(&tb, &tb.testbed_config());
     let srcs = sources("10.77.0");
     let out = tb.client(&client_args("10.77.0.99", &srcs, "50"));
     let recs = records(&out);
@@ -141,9 +136,8 @@ fn e2e_empty_pool_refuses_at_once() {
 
 #[test]
 fn e2e_a_backend_whose_mac_changes_is_followed_at_once() {
-    let scratch = Scratch::new("e2e-mac");
-    let tb = Testbed::up("mc", 3);
-    let lb = Balancer::start(&tb, &scratch, &testbed_config("mac"));
+    let tb = Net::testbed("mc", 3);
+    let lb = Balancer::start(&tb, &tb.testbed_config());
     lb.wait_up(6);
     let srcs = sources("10.77.0");
     let check = |what: &str| {

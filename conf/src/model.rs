@@ -363,6 +363,13 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+
     /// The IP protocol number.
     pub fn number(self) -> u8 {
         match self {
@@ -379,6 +386,15 @@ pub enum Forwarding {
     Dsr,
     /// Destination NAT: VIP:port -> backend:port; replies come back through the balancer.
     Nat,
+}
+
+impl Forwarding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Forwarding::Dsr => "dsr",
+            Forwarding::Nat => "nat",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -443,6 +459,17 @@ pub enum AdminState {
     Drain,
     /// Maintenance: no flows at all.
     Disabled,
+}
+
+impl AdminState {
+    /// Its name, as the config spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminState::Enabled => "enabled",
+            AdminState::Drain => "drain",
+            AdminState::Disabled => "disabled",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -108,7 +108,16 @@ pub enum BackendState {
 }
 
 impl BackendState {
-    pub fn name(self) -> &'static str {
+    /// Every state, for a metric that labels each.
+    pub const ALL: [BackendState; 5] = [
+        BackendState::Up,
+        BackendState::Drain,
+        BackendState::Down,
+        BackendState::Maint,
+        BackendState::Unresolved,
+    ];
+
+    pub fn as_str(self) -> &'static str {
         match self {
             BackendState::Up => "up",
             BackendState::Drain => "drain",
@@ -154,6 +163,16 @@ pub enum Tier {
     Primary,
     Backup,
     Empty,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Primary => "primary",
+            Tier::Backup => "backup",
+            Tier::Empty => "empty",
+        }
+    }
 }
 
 /// A service as the workers see it.

@@ -2,11 +2,9 @@
 //! truncate, both lengths kept in step), `Burst` ownership (push/pop/drain/clear free exactly
 //! once), pool exhaustion, and the EAL lifecycle (one init per process, nothing after drop).
 
-mod dpdk_common;
-
 use dataplane::dpdk::{Burst, DpdkError, Eal, Mbuf, MbufError, Mempool};
 use dataplane::frame::Frame;
-use dpdk_common::TestEal;
+use testkit::TestEal;
 
 #[test]
 fn mbufs_frames_bursts_and_eal_lifecycle() {

@@ -1,25 +1,24 @@
 //! Offline replay through `net_pcap`: 100 frames of assorted sizes, written to in.pcap by this
-//! test (Ethernet/IPv4/UDP-shaped, see `dpdk_common::test_frame`), are received on one RX
+//! test (Ethernet/IPv4/UDP-shaped, see `testkit::traffic::test_frame`), are received on one RX
 //! queue, sent back out unchanged, and must appear byte for byte, in order, in out.pcap once
 //! the port is closed (the driver flushes its dumper on close).
-
-mod dpdk_common;
 
 use std::fs::File;
 use std::time::{Duration, Instant};
 
 use dataplane::dpdk::{Burst, Mempool, Port, PortSetup};
 use dataplane::frame::Frame;
-use dpdk_common::{TempDir, TestEal, test_frame};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
+use testkit::traffic::test_frame;
+use testkit::{Scratch, TestEal};
 
 const FRAMES: u32 = 100;
 
 #[test]
 fn pcap_replay_comes_back_byte_for_byte() {
-    let dir = TempDir::new("pcap");
-    let input = dir.0.join("in.pcap");
-    let output = dir.0.join("out.pcap");
+    let dir = Scratch::new("pcap");
+    let input = dir.join("in.pcap");
+    let output = dir.join("out.pcap");
 
     let sizes = [60usize, 64, 128, 333, 512, 1000, 1514];
     let frames: Vec<Vec<u8>> = (0..FRAMES)

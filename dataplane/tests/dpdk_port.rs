@@ -2,11 +2,10 @@
 //! `net_null` (endless zero-filled RX, TX that drops): bursts both ways, counters, the
 //! one-handle-per-queue rule, and every mbuf back in the pool once the ports are closed.
 
-mod dpdk_common;
-
 use dataplane::dpdk::{Burst, DpdkError, Mbuf, Mempool, Port, PortSetup};
 use dataplane::frame::Frame;
-use dpdk_common::{TestEal, test_frame};
+use testkit::TestEal;
+use testkit::traffic::test_frame;
 
 #[test]
 fn ring_and_null_ports_move_bursts_without_leaking() {

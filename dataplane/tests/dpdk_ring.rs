@@ -2,13 +2,11 @@
 //! its bytes; a full ring leaves the rest in the producer's burst; mbufs still queued when the
 //! ring goes are freed.
 
-mod dpdk_common;
-
 use std::time::{Duration, Instant};
 
 use dataplane::dpdk::{Burst, Eal, Mbuf, MbufRing, Mempool};
 use dataplane::frame::Frame;
-use dpdk_common::TestEal;
+use testkit::TestEal;
 
 const PACKETS: u32 = 20_000;
 

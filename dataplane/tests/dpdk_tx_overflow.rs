@@ -2,10 +2,9 @@
 //! exactly the rest, checked against the pool's count. `net_ring` is a loopback whose ring
 //! fills up when nothing receives, which makes "full" deterministic.
 
-mod dpdk_common;
-
 use dataplane::dpdk::{Burst, Mbuf, Mempool, Port, PortSetup};
-use dpdk_common::{TestEal, test_frame};
+use testkit::TestEal;
+use testkit::traffic::test_frame;
 
 #[test]
 fn tx_frees_exactly_what_the_queue_did_not_take() {

@@ -537,6 +537,42 @@ impl SlowPath {
         self.publisher.admin(id)
     }
 
+    /// What health checking says of a backend as last published (up when it has no check).
+    pub fn health(&self, id: BackendId) -> Health {
+        self.publisher.health(id)
+    }
+
+    /// Drops the operator's admin overrides of `backend` of `service` (of every backend of
+    /// the service when `None`): the config's admin state applies again. Returns how many
+    /// were dropped and the generation published.
+    pub fn clear_admin(
+        &mut self,
+        engine: &mut Engine,
+        service: &str,
+        backend: Option<&str>,
+    ) -> Result<(usize, u64), AdminError> {
+        let Some(s) = self.cfg.services.iter().find(|s| s.name == service) else {
+            return Err(AdminError::NoService(service.to_string()));
+        };
+        let names: Vec<String> = match backend {
+            Some(b) if !s.backends.iter().any(|x| x.name == b) => {
+                return Err(AdminError::NoBackend {
+                    service: service.to_string(),
+                    backend: b.to_string(),
+                });
+            }
+            Some(b) => vec![b.to_string()],
+            None => s.backends.iter().map(|b| b.name.clone()).collect(),
+        };
+        let mut cleared = 0;
+        for name in names {
+            if let Some(id) = self.publisher.ids().find(service, &name) {
+                cleared += usize::from(self.publisher.clear_admin(id));
+            }
+        }
+        Ok((cleared, self.publish_now(engine)))
+    }
+
     /// Publishes the current config and dynamic state now, whatever the hold-off.
     fn publish_now(&mut self, engine: &mut Engine) -> u64 {
         let state = self.state();
@@ -564,7 +600,7 @@ impl SlowPath {
                 Some(BackendReport {
                     service: s.name.clone(),
                     backend: b.name.clone(),
-                    state: b.state.name(),
+                    state: b.state.as_str(),
                     checks,
                     failures,
                 })
@@ -652,13 +688,7 @@ fn log_changes(
         if old == new {
             continue;
         }
-        let name = |h: Option<&Health>| match h {
-            None => "unchecked",
-            Some(Health::Up) => "up",
-            Some(Health::Down) => "down",
-            Some(Health::Drain) => "drain",
-            Some(Health::Maint) => "maint",
-        };
+        let name = |h: Option<&Health>| h.map_or("unchecked", |h| h.as_str());
         let reason = match (new, t.state.last_failure, &t.track) {
             (_, _, Some(_)) => "tracked backend changed",
             (Some(Health::Down), Some(f), _) => f.name(),

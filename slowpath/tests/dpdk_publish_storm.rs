@@ -7,13 +7,13 @@
 //! the worker's longest loop turn during the storm stays under [`STALL_BOUND`], and the
 //! worker loaded new snapshots throughout (publish -> visible latency is reported).
 
-use std::io::Write;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use dataplane::engine::Engine;
 use slowpath::publish::{Publisher, State};
+use testkit::traffic::write_pcap;
+use testkit::{Scratch, eal_args_toml, fixture};
 
 /// How long the storm lasts.
 const STORM: Duration = Duration::from_secs(3);
@@ -72,84 +72,16 @@ fn frame(i: usize) -> Vec<u8> {
     f
 }
 
-fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let mut out = std::fs::File::create(path).expect("pcap");
-    // Classic pcap header: magic, v2.4, no zone, no sigfigs, snaplen, Ethernet.
-    let mut h = Vec::new();
-    h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    h.extend_from_slice(&2u16.to_le_bytes());
-    h.extend_from_slice(&4u16.to_le_bytes());
-    h.extend_from_slice(&0u32.to_le_bytes());
-    h.extend_from_slice(&0u32.to_le_bytes());
-    h.extend_from_slice(&65535u32.to_le_bytes());
-    h.extend_from_slice(&1u32.to_le_bytes());
-    for (i, f) in frames.iter().enumerate() {
-        h.extend_from_slice(&0u32.to_le_bytes());
-        h.extend_from_slice(&(i as u32).to_le_bytes());
-        h.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        h.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        h.extend_from_slice(f);
-    }
-    out.write_all(&h).expect("write pcap");
-}
-
-/// Removes the test's scratch directory and EAL's runtime directory, also when it fails.
-struct Cleanup(Vec<std::path::PathBuf>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for d in &self.0 {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
-}
-
 #[test]
 fn publication_storm_never_stalls_a_worker() {
-    let dir = std::env::temp_dir().join(format!("fulcrum-storm-{}", std::process::id()));
-    let prefix = format!("fulcrum-storm-{}", std::process::id());
-    let _cleanup = Cleanup(vec![dir.clone(), Path::new("/var/run/dpdk").join(&prefix)]);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let pcap = dir.join("in.pcap");
+    let s = Scratch::new("storm");
+    let pcap = s.join("in.pcap");
     write_pcap(&pcap, &(0..FLOWS).map(frame).collect::<Vec<_>>());
-    let text = format!(
-        r#"
-[dpdk]
-eal_args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "*:warning"]
-workers = [1]
-slowpath_cpu = 0
-mbufs = 8191
-
-[global]
-flow_table_capacity = 65536
-
-[[port]]
-name = "p0"
-device = "net_pcap0,rx_pcap={pcap},infinite_rx=1"
-mac = "02:00:00:00:00:01"
-addresses = ["10.0.0.2/24"]
-
-[[service]]
-name = "web"
-vip = "10.0.0.100"
-port = 80
-[[service.backend]]
-name = "a"
-address = "10.0.0.11"
-mac = "02:00:00:00:00:11"
-[[service.backend]]
-name = "b"
-address = "10.0.0.12"
-mac = "02:00:00:00:00:12"
-[[service.backend]]
-name = "c"
-address = "10.0.0.13"
-mac = "02:00:00:00:00:13"
-"#,
-        pcap = pcap.display()
-    );
-    let cfg = conf::parse(&text, &dir.join("storm.toml")).expect("config");
+    let text = fixture("publish_storm.toml")
+        .set("eal_args", eal_args_toml("storm"))
+        .set("pcap", pcap.display())
+        .render();
+    let cfg = conf::parse(&text, &s.join("storm.toml")).expect("config");
     let devices = cfg.ports.iter().map(|p| p.device.clone()).collect();
     let mut publisher = Publisher::new(&cfg);
     let mut state = State::default();

@@ -24,6 +24,18 @@ pub enum Health {
     Maint,
 }
 
+impl Health {
+    /// The state's name, as logs, `ctl` and the metrics print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Up => "up",
+            Health::Down => "down",
+            Health::Drain => "drain",
+            Health::Maint => "maint",
+        }
+    }
+}
+
 /// What one check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

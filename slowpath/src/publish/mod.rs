@@ -186,6 +186,16 @@ impl Publisher {
         self.dynamic.admin.get(&id).copied()
     }
 
+    /// Drops the operator's override of a backend's admin state; says whether it had one.
+    pub fn clear_admin(&mut self, id: BackendId) -> bool {
+        self.dynamic.admin.remove(&id).is_some()
+    }
+
+    /// What health checking says of a backend as last published (up when it has no check).
+    pub fn health(&self, id: BackendId) -> Health {
+        self.dynamic.health.get(&id).copied().unwrap_or(Health::Up)
+    }
+
     /// Takes a reloaded config: its new backends get ids, removed ones lose their operator
     /// overrides. Returns the ids of its backends.
     pub fn reconfigure(&mut self, cfg: &Config) -> HashSet<BackendId> {

@@ -1,12 +1,10 @@
 //! Judging what real clients saw: which backend answered each connection, whether that is
 //! where the config sends that flow, whether shares follow the weights, whether refusals
 //! were immediate. Pure functions, tested on wrong outcomes in tests/checker.rs.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
-
 use std::io::Write;
+use std::process::Stdio;
 
 /// One client request as tests/tools/client.py reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,7 +125,7 @@ pub fn expected_backends(
     recs: &[Record],
     dst: &str,
 ) -> HashMap<(String, u16), String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
+    let mut child = crate::fulcrum()
         .args(["which", "--json", "-c"])
         .arg(config)
         .stdin(Stdio::piped())

@@ -1,0 +1,94 @@
+//! Fulcrum's test kit (dev-only, never published): what the integration tests of every crate
+//! share, so that each exists once.
+//!
+//! - [`Net`]: network namespaces as RAII guards (the health layout built here, the testbed
+//!   layout of `scripts/testbed.sh`), with backend servers and kernel TCP clients
+//!   ([`Client`], [`KeepAlive`]);
+//! - [`Balancer`]: `fulcrum run` in a namespace, waited for until it serves, driven with
+//!   `ctl`, stopped, and its DPDK runtime files removed (also when the test fails);
+//! - [`Scratch`] and [`EalPrefix`]: scratch directories and EAL file prefixes that clean up
+//!   after themselves; [`TestEal`]: EAL started in the test process;
+//! - [`fixture`]: config files under `tests/configs/`, templated;
+//! - [`outcome`]: judging what real clients saw; [`traffic`]: test frames and pcaps;
+//!   [`readme`]: the commands README shows.
+
+mod balancer;
+mod eal;
+mod fixture;
+mod net;
+pub mod outcome;
+pub mod readme;
+pub mod traffic;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+pub use balancer::Balancer;
+pub use eal::{
+    EalPrefix, Scratch, TestEal, eal_args, eal_args_toml, eal_prefix, runtime_dir_exists,
+};
+pub use fixture::{Fixture, fixture};
+pub use net::{Answer, Client, KeepAlive, LB_ADDR, Net, VIP};
+pub use traffic::{gen_flows, read_pcap, test_frame, write_pcap};
+
+/// The workspace root (where README.md, scripts/ and tests/ are).
+pub fn repo() -> PathBuf {
+    let kit = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    kit.parent()
+        .expect("testkit/ is in the workspace")
+        .to_path_buf()
+}
+
+/// The `fulcrum` binary cargo built for the running integration test: it sits in the
+/// profile directory above the test executable (`target/debug/deps/TEST-HASH`).
+pub fn fulcrum_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/PROFILE/deps/TEST")
+        .join("fulcrum");
+    assert!(
+        bin.exists(),
+        "{} missing: only the fulcrum package's integration tests have it built",
+        bin.display()
+    );
+    bin
+}
+
+/// A command running the `fulcrum` binary.
+pub fn fulcrum() -> Command {
+    Command::new(fulcrum_bin())
+}
+
+/// Runs a command and fails the test with its output if it does not succeed.
+pub fn must(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The JSON a command printed on stdout.
+pub fn stdout_json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Sends signal `sig` ("TERM", "HUP", "STOP", ...) to `pid`; a process already gone is fine.
+pub fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .output();
+}
