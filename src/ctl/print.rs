@@ -1,0 +1,321 @@
+//! How `fulcrum ctl` prints each reply for people: aligned columns, one table per reply.
+
+use std::io::{self, Write};
+
+use fulcrum::api::{BackendsReply, CounterSet, StatsReply, StatusReply, WhichReply};
+
+use super::rates::Rates;
+
+pub(super) fn table(
+    out: &mut dyn Write,
+    indent: &str,
+    header: &[&str],
+    right: &[bool],
+    rows: &[Vec<String>],
+) -> io::Result<()> {
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |out: &mut dyn Write, cells: &mut dyn Iterator<Item = &str>| {
+        let mut s = String::from(indent);
+        for (i, c) in cells.enumerate() {
+            let w = width.get(i).copied().unwrap_or(0);
+            if i > 0 {
+                s.push_str("  ");
+            }
+            if right.get(i).copied().unwrap_or(false) {
+                s.push_str(&format!("{c:>w$}"));
+            } else {
+                s.push_str(&format!("{c:<w$}"));
+            }
+        }
+        writeln!(out, "{}", s.trim_end())
+    };
+    line(out, &mut header.iter().copied())?;
+    for r in rows {
+        line(out, &mut r.iter().map(String::as_str))?;
+    }
+    Ok(())
+}
+
+pub(super) fn print_status(out: &mut dyn Write, v: &StatusReply) -> io::Result<()> {
+    writeln!(out, "fulcrum {}", v.version)?;
+    writeln!(
+        out,
+        "pid {}, up {:.1} s, snapshot generation {}, {} service(s), {} backend(s)",
+        v.pid, v.uptime_s, v.generation, v.services, v.backends
+    )?;
+    let ports: Vec<Vec<String>> = v
+        .ports
+        .iter()
+        .map(|p| {
+            let s = p.stats.unwrap_or_default();
+            let mac = if p.device_mac.is_empty() || p.device_mac == p.mac {
+                p.mac.clone()
+            } else {
+                format!("{} (device {})", p.mac, p.device_mac)
+            };
+            vec![
+                p.name.clone(),
+                p.device.clone(),
+                mac,
+                p.link.clone().unwrap_or_else(|| "?".into()),
+                s.rx_packets.to_string(),
+                s.tx_packets.to_string(),
+                s.rx_missed.to_string(),
+                s.rx_errors.to_string(),
+                s.tx_errors.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        "",
+        &[
+            "port",
+            "device",
+            "mac on the wire",
+            "link",
+            "rx pkts",
+            "tx pkts",
+            "missed",
+            "rx errors",
+            "tx errors",
+        ],
+        &[false, false, false, false, true, true, true, true, true],
+        &ports,
+    )?;
+    let workers: Vec<Vec<String>> = v
+        .workers
+        .iter()
+        .map(|w| {
+            vec![
+                w.worker.to_string(),
+                w.rx.to_string(),
+                w.tx.to_string(),
+                w.dropped.to_string(),
+                w.flows_active.to_string(),
+                w.generation.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        "",
+        &["worker", "rx", "tx", "dropped", "flows", "generation"],
+        &[true; 6],
+        &workers,
+    )
+}
+
+fn port_text(p: Option<u16>) -> String {
+    p.map_or_else(|| "*".into(), |p| p.to_string())
+}
+
+pub(super) fn print_services(out: &mut dyn Write, v: &BackendsReply) -> io::Result<()> {
+    let rows: Vec<Vec<String>> = v
+        .services
+        .iter()
+        .map(|s| {
+            vec![
+                s.service.clone(),
+                format!("{}:{}", s.vip, port_text(s.port)),
+                s.protocol.clone(),
+                s.forwarding.clone(),
+                s.tier.clone(),
+                format!("{}/{}", s.members, s.backends.len()),
+                s.flows_established.to_string(),
+                s.flows_other.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        "",
+        &[
+            "service", "vip", "proto", "mode", "tier", "usable", "active", "inact",
+        ],
+        &[false, false, false, false, false, true, true, true],
+        &rows,
+    )
+}
+
+pub(super) fn print_backends(out: &mut dyn Write, v: &BackendsReply) -> io::Result<()> {
+    for s in &v.services {
+        writeln!(
+            out,
+            "service {} {}:{} {} {}: {} tier, {} of {} usable, {} active, {} inact",
+            s.service,
+            s.vip,
+            port_text(s.port),
+            s.protocol,
+            s.forwarding,
+            s.tier,
+            s.members,
+            s.backends.len(),
+            s.flows_established,
+            s.flows_other
+        )?;
+        let rows: Vec<Vec<String>> = s
+            .backends
+            .iter()
+            .map(|b| {
+                let last = match (b.last_check.as_deref(), b.last_check_ms) {
+                    (Some("ok"), Some(ms)) => format!("ok in {ms:.1} ms"),
+                    (Some(_), Some(ms)) => format!(
+                        "failed ({}) after {ms:.1} ms",
+                        b.last_check_failure.as_deref().unwrap_or("?")
+                    ),
+                    _ if !b.checked => "not checked".into(),
+                    _ => "none yet".into(),
+                };
+                // The admin state when it matters; `*`: an operator's override.
+                let mark = if b.admin_override.is_some() { "*" } else { "" };
+                let state = if b.admin == "enabled" && b.admin_override.is_none() {
+                    b.state.clone()
+                } else {
+                    format!("{} ({}{mark})", b.state, b.admin)
+                };
+                vec![
+                    b.backend.clone(),
+                    b.address.clone(),
+                    state,
+                    b.weight.to_string(),
+                    b.flows_established.to_string(),
+                    b.flows_other.to_string(),
+                    b.packets.to_string(),
+                    b.bytes.to_string(),
+                    b.new_flows.to_string(),
+                    b.checks.unwrap_or(0).to_string(),
+                    b.check_failures.unwrap_or(0).to_string(),
+                    last,
+                ]
+            })
+            .collect();
+        table(
+            out,
+            "  ",
+            &[
+                "backend",
+                "address",
+                "state",
+                "weight",
+                "active",
+                "inact",
+                "packets",
+                "bytes",
+                "new flows",
+                "checks",
+                "failures",
+                "last check",
+            ],
+            &[
+                false, false, false, true, true, true, true, true, true, true, true, false,
+            ],
+            &rows,
+        )?;
+    }
+    Ok(())
+}
+
+/// One line per `which` answer (online and offline alike).
+pub fn print_which(out: &mut dyn Write, v: &WhichReply) -> io::Result<()> {
+    match (&v.service, &v.backend, v.slot) {
+        (None, _, _) => writeln!(out, "{}: no service", v.flow),
+        (Some(s), None, _) => writeln!(out, "{}: service {s}: empty pool (refused)", v.flow),
+        (Some(s), Some(b), None) => {
+            writeln!(out, "{}: service {s}: backend {b} ({})", v.flow, v.reason)
+        }
+        (Some(s), Some(b), Some(slot)) => {
+            let mut why = format!(
+                "new flow: Maglev slot {slot}, {} tier",
+                v.tier.as_deref().unwrap_or("?")
+            );
+            if let Some(g) = v.generation {
+                why += &format!(", generation {g}");
+            }
+            if let Some(a) = &v.assumed {
+                why += &format!("; assuming {a}");
+            }
+            writeln!(out, "{}: service {s}: backend {b} ({why})", v.flow)
+        }
+    }
+}
+
+pub(super) fn print_stats(out: &mut dyn Write, v: &StatsReply) -> io::Result<()> {
+    let t = &v.totals;
+    let mut header = vec!["counter".to_string()];
+    header.extend((0..v.workers.len()).map(|i| format!("worker{i}")));
+    header.push("total".into());
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut row = |name: String, f: &dyn Fn(&CounterSet) -> u64| {
+        let mut r = vec![name];
+        r.extend(v.workers.iter().map(|w| f(w).to_string()));
+        r.push(f(t).to_string());
+        rows.push(r);
+    };
+    for k in t.counters.keys() {
+        row(k.clone(), &|c| c.get(k));
+    }
+    row("dropped".into(), &|c| c.dropped);
+    for (r, n) in &t.drops {
+        if *n > 0 {
+            row(format!("drop:{r}"), &|c| {
+                c.drops.get(r).copied().unwrap_or(0)
+            });
+        }
+    }
+    let mut right = vec![true; header.len()];
+    right[0] = false;
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    table(out, "", &header, &right, &rows)?;
+    for p in &v.ports {
+        let s = p.stats.unwrap_or_default();
+        writeln!(
+            out,
+            "port {}: rx {} pkts {} bytes, tx {} pkts {} bytes, missed {}",
+            p.name, s.rx_packets, s.rx_bytes, s.tx_packets, s.tx_bytes, s.rx_missed
+        )?;
+    }
+    Ok(())
+}
+
+pub(super) fn print_rates(out: &mut dyn Write, v: &Rates) -> io::Result<()> {
+    let mut line = format!("t={:>8.1}s", v.uptime_s);
+    for p in &v.ports {
+        line += &format!(
+            "  {}: rx {:.0}/s tx {:.0}/s ({:.2}/{:.2} Mbit/s)",
+            p.port,
+            p.rx_pps,
+            p.tx_pps,
+            p.rx_bps / 1e6,
+            p.tx_bps / 1e6,
+        );
+    }
+    for w in &v.workers {
+        line += &format!(
+            "  w{}: rx {:.0}/s drop {:.0}/s new flows {:.0}/s flows {}",
+            w.worker, w.rx_pps, w.drop_pps, w.new_flows_per_s, w.flows_active
+        );
+    }
+    writeln!(out, "{line}")?;
+    for s in v.services.iter().chain(&v.backends) {
+        if s.pps > 0.0 || s.new_flows_per_s > 0.0 {
+            let (indent, name) = match &s.backend {
+                None => ("  service ", s.service.clone()),
+                Some(b) => ("    ", format!("{}/{b}", s.service)),
+            };
+            writeln!(
+                out,
+                "{indent}{name}: {:.0} pkt/s, {:.2} Mbit/s, {:.0} new flows/s",
+                s.pps,
+                s.bps / 1e6,
+                s.new_flows_per_s,
+            )?;
+        }
+    }
+    Ok(())
+}
