@@ -4,7 +4,7 @@
 //! SYNs); then the same with a flood of spoofed ACKs, which the pipeline takes as mid-stream
 //! pickups.
 //!
-//! What must hold (the flow table's admission policy, `dataplane/src/flow.rs`: every new flow
+//! What must hold (the flow table's admission policy, `dataplane/src/flow/`: every new flow
 //! is admitted but a DSR SYN that finds no room, which is forwarded unrecorded (a SYN never
 //! evicts); a full table evicts an expired entry, else the oldest half-open or UDP one among
 //! the 16 it examines, and an established one only when all 16 are established; a pickup

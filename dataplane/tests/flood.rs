@@ -7,7 +7,7 @@
 //! it is forwarded unrecorded, `syn_unrecorded`), and when full evicts among the 16
 //! candidate slots an expired entry, else the least recently seen half-open (a NAT SYN, or a
 //! pickup not yet confirmed by a second packet) or unconfirmed UDP entry, and an established one only
-//! when all 16 are established (`dataplane/src/flow.rs`). So an established TCP flow
+//! when all 16 are established (`dataplane/src/flow/`). So an established TCP flow
 //! survives any TCP flood and keeps its NAT replies, and so does a UDP flow that has seen a
 //! second packet (`FlowState::UdpConfirmed`), against a flood of one datagram per source.
 
