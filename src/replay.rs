@@ -7,38 +7,85 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use dataplane::engine::Engine;
+use conf::ConfigError;
+use dataplane::engine::{Engine, EngineError};
+use pcap_file::PcapError;
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 use slowpath::publish::{self, BackendIds, Dynamic};
 
-pub fn replay(config: &Path, input: &Path, output: &Path, timeout: u64) -> Result<(), String> {
-    let cfg = conf::load(config).map_err(|e| e.to_string())?;
+/// Why a replay stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The input or output file could not be opened or created.
+    #[error("{}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A pcap file (the input, or a TX file of the run) could not be read.
+    #[error("{}: {source}", path.display())]
+    Pcap { path: PathBuf, source: PcapError },
+    /// A file in the scratch directory could not be created.
+    #[error("{0}")]
+    Scratch(std::io::Error),
+    /// A pcap file (one per worker queue, or the output) could not be written.
+    #[error("{0}")]
+    Write(PcapError),
+    #[error("cannot create a scratch directory")]
+    NoScratchDir,
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+    #[error(
+        "replay: input not consumed within {timeout} s ({received} of {total} frames received)"
+    )]
+    Timeout {
+        timeout: u64,
+        received: u64,
+        total: u64,
+    },
+}
+
+fn pcap_at(path: &Path) -> impl FnOnce(PcapError) -> ReplayError + '_ {
+    move |source| ReplayError::Pcap {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub fn replay(config: &Path, input: &Path, output: &Path, timeout: u64) -> Result<(), ReplayError> {
+    let cfg = conf::load(config)?;
     let workers = cfg.dpdk.workers.len();
     let tmp = TempDir::new()?;
 
     // Deal the input to one file per worker queue.
-    let rd = File::open(input).map_err(|e| format!("{}: {e}", input.display()))?;
-    let mut reader = PcapReader::new(rd).map_err(|e| format!("{}: {e}", input.display()))?;
+    let rd = File::open(input).map_err(|source| ReplayError::File {
+        path: input.to_path_buf(),
+        source,
+    })?;
+    let mut reader = PcapReader::new(rd).map_err(pcap_at(input))?;
     let header = reader.header();
     let mut writers = Vec::with_capacity(workers);
     for q in 0..workers {
-        let f = File::create(tmp.path.join(format!("in_0_{q}.pcap"))).map_err(|e| e.to_string())?;
-        writers.push(PcapWriter::with_header(f, header).map_err(|e| e.to_string())?);
+        let f =
+            File::create(tmp.path.join(format!("in_0_{q}.pcap"))).map_err(ReplayError::Scratch)?;
+        writers.push(PcapWriter::with_header(f, header).map_err(ReplayError::Write)?);
     }
     let mut total = 0u64;
     while let Some(pkt) = reader.next_packet() {
-        let pkt = pkt.map_err(|e| format!("{}: {e}", input.display()))?;
+        let pkt = pkt.map_err(pcap_at(input))?;
         writers[(total as usize) % workers]
             .write_packet(&pkt)
-            .map_err(|e| e.to_string())?;
+            .map_err(ReplayError::Write)?;
         total += 1;
     }
     drop(writers);
     for i in 1..cfg.ports.len() {
         for q in 0..workers {
             let f = File::create(tmp.path.join(format!("in_{i}_{q}.pcap")))
-                .map_err(|e| e.to_string())?;
-            PcapWriter::with_header(f, header).map_err(|e| e.to_string())?;
+                .map_err(ReplayError::Scratch)?;
+            PcapWriter::with_header(f, header).map_err(ReplayError::Write)?;
         }
     }
 
@@ -68,8 +115,7 @@ pub fn replay(config: &Path, input: &Path, output: &Path, timeout: u64) -> Resul
             ..Dynamic::default()
         };
         publish::build(&cfg, &mut BackendIds::new(), &dynamic, 1)
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     let deadline = Instant::now() + Duration::from_secs(timeout);
     loop {
         let t = engine.totals();
@@ -80,17 +126,21 @@ pub fn replay(config: &Path, input: &Path, output: &Path, timeout: u64) -> Resul
         if Instant::now() > deadline {
             let report = engine.stop();
             crate::report::print(&report, true);
-            return Err(format!(
-                "replay: input not consumed within {timeout} s ({} of {total} frames received)",
-                t.rx
-            ));
+            return Err(ReplayError::Timeout {
+                timeout,
+                received: t.rx,
+                total,
+            });
         }
         std::thread::sleep(Duration::from_millis(5));
     }
     let report = engine.stop(); // closes the ports: the TX files are complete after this
 
-    let out = File::create(output).map_err(|e| format!("{}: {e}", output.display()))?;
-    let mut w = PcapWriter::with_header(out, header).map_err(|e| e.to_string())?;
+    let out = File::create(output).map_err(|source| ReplayError::File {
+        path: output.to_path_buf(),
+        source,
+    })?;
+    let mut w = PcapWriter::with_header(out, header).map_err(ReplayError::Write)?;
     for i in 0..cfg.ports.len() {
         for q in 0..workers {
             let path = tmp.path.join(format!("out_{i}_{q}.pcap"));
@@ -99,9 +149,9 @@ pub fn replay(config: &Path, input: &Path, output: &Path, timeout: u64) -> Resul
                 continue;
             };
             while let Some(pkt) = r.next_packet() {
-                let pkt = pkt.map_err(|e| format!("{}: {e}", path.display()))?;
+                let pkt = pkt.map_err(pcap_at(&path))?;
                 let pkt = PcapPacket::new(pkt.timestamp, pkt.orig_len, &pkt.data);
-                w.write_packet(&pkt).map_err(|e| e.to_string())?;
+                w.write_packet(&pkt).map_err(ReplayError::Write)?;
             }
         }
     }
@@ -119,7 +169,7 @@ struct TempDir {
 }
 
 impl TempDir {
-    fn new() -> Result<TempDir, String> {
+    fn new() -> Result<TempDir, ReplayError> {
         let base = std::env::temp_dir();
         for n in 0..1000u32 {
             let path = base.join(format!("fulcrum-replay-{}-{n}", std::process::id()));
@@ -127,7 +177,7 @@ impl TempDir {
                 return Ok(TempDir { path });
             }
         }
-        Err("cannot create a scratch directory".into())
+        Err(ReplayError::NoScratchDir)
     }
 }
 

@@ -8,20 +8,37 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use conf::ConfigError;
+use dataplane::engine::EngineError;
 use serde_json::{Value, json};
 use slowpath::SlowPath;
 
 use crate::control::ControlServer;
 use crate::metrics::MetricsServer;
+use crate::requests::BindError;
 use crate::signals::Signals;
+
+/// Why the balancer did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{source} (set global.control_optional = true to run without {without})")]
+    Bind {
+        source: BindError,
+        without: &'static str,
+    },
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+}
 
 pub fn run(
     path: &Path,
     json: bool,
     duration: Option<f64>,
     signals: &Signals,
-) -> Result<(), String> {
-    let cfg = conf::load(path).map_err(|e| e.to_string())?;
+) -> Result<(), RunError> {
+    let cfg = conf::load(path)?;
     let t0 = Instant::now();
     // Before DPDK: a second instance on the same socket stops here, touching no EAL file.
     let (mut control, mut metrics) = bind_servers(&cfg.global, t0)?;
@@ -32,7 +49,7 @@ pub fn run(
     }
     let devices = cfg.ports.iter().map(|p| p.device.clone()).collect();
     // Signals that arrive from here on are acted on once the loop below runs.
-    let (mut engine, mut slow) = SlowPath::start(&cfg, devices).map_err(|e| e.to_string())?;
+    let (mut engine, mut slow) = SlowPath::start(&cfg, devices)?;
     tracing::info!(
         workers = cfg.dpdk.workers.len(),
         ports = cfg.ports.len(),
@@ -121,7 +138,7 @@ pub fn run(
 fn bind_servers(
     g: &conf::Global,
     started: Instant,
-) -> Result<(Option<ControlServer>, Option<MetricsServer>), String> {
+) -> Result<(Option<ControlServer>, Option<MetricsServer>), RunError> {
     let control = optional(
         ControlServer::bind(&g.control_socket, started),
         g.control_optional,
@@ -139,20 +156,18 @@ fn bind_servers(
 }
 
 /// A server that could not be bound: an error, or (opted in) a warning and no server.
-fn optional<T, E: std::fmt::Display>(
-    bound: Result<T, E>,
+fn optional<T>(
+    bound: Result<T, BindError>,
     optional: bool,
-    without: &str,
-) -> Result<Option<T>, String> {
+    without: &'static str,
+) -> Result<Option<T>, RunError> {
     match bound {
         Ok(server) => Ok(Some(server)),
         Err(e) if optional => {
             tracing::warn!("{e}; running without {without} (global.control_optional = true)");
             Ok(None)
         }
-        Err(e) => Err(format!(
-            "{e} (set global.control_optional = true to run without {without})"
-        )),
+        Err(source) => Err(RunError::Bind { source, without }),
     }
 }
 
