@@ -401,11 +401,40 @@ pub struct ReloadReply {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceChange {
     pub service: String,
-    /// `added`, `removed`, `changed` or `unchanged`.
-    pub change: String,
+    pub change: Change,
+    /// Entries of the Maglev table that now name another backend (the whole table for an
+    /// added or removed service).
     pub maglev_entries_changed: u64,
+    /// The new table's size, for a service that stays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maglev_size: Option<u64>,
+}
+
+/// What a reload did to one service: `added`, `removed`, `changed` or `unchanged`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    Added,
+    Removed,
+    Changed,
+    Unchanged,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Added => "added",
+            Change::Removed => "removed",
+            Change::Changed => "changed",
+            Change::Unchanged => "unchanged",
+        }
+    }
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[cfg(test)]

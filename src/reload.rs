@@ -2,23 +2,25 @@
 //! or if it changes a field that needs a restart, otherwise hand it to the slow path and
 //! report what moved (services added and removed, Maglev entries changed per service).
 //!
-//! Reading and validating happen on a thread of their own ([`Reloads`]): the slow-path loop
-//! keeps running checks, ARP/ND and the control socket meanwhile, and applies the result
-//! when it is ready. A request made while a read is in flight is answered by the next read,
+//! Reading, validating and building the new config's Maglev tables happen on a thread of
+//! their own ([`Reloads`]): the slow-path loop keeps running checks, ARP/ND and the control
+//! socket meanwhile, and applies the result when it is ready, taking the tables prepared for
+//! it (only a pool that changed in between, e.g. a backend whose health flipped, is computed
+//! on the loop). A request made while a read is in flight is answered by the next read,
 //! started when that one ends (so it sees the file as it was when asked); requests that
-//! wait together share it. Applying (building the new snapshot with its Maglev tables)
-//! still happens on the loop.
+//! wait together share it.
 
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dataplane::engine::Engine;
 use dataplane::maglev;
 use dataplane::snapshot::Snapshot;
-use serde::Serialize;
-use slowpath::SlowPath;
+use fulcrum::api::{Change, ReloadReply, ServiceChange};
+use slowpath::publish::Prepared;
+use slowpath::{Preparer, SlowPath};
 
 use conf::{Config, ConfigError};
 
@@ -90,49 +92,6 @@ pub fn restart_fields(old: &Config, new: &Config) -> Vec<String> {
     v
 }
 
-/// What a reload did to one service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Change {
-    Added,
-    Removed,
-    Changed,
-    Unchanged,
-}
-
-impl Change {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Change::Added => "added",
-            Change::Removed => "removed",
-            Change::Changed => "changed",
-            Change::Unchanged => "unchanged",
-        }
-    }
-}
-
-/// One service's difference between the old and the new snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ServiceChange {
-    pub service: String,
-    pub change: Change,
-    /// Entries of the Maglev table that now name another backend (the whole table for an
-    /// added or removed service).
-    pub maglev_entries_changed: u32,
-    /// The new table's size, for a service that stays.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub maglev_size: Option<u32>,
-}
-
-/// A reload that was applied: the reply to `reload`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Reloaded {
-    pub config: String,
-    pub generation: u64,
-    pub summary: String,
-    pub services: Vec<ServiceChange>,
-}
-
 /// Why a reload changed nothing; the running config stays in force.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -175,7 +134,7 @@ pub fn service_changes(old: &Snapshot, new: &Snapshot) -> Vec<ServiceChange> {
             None => out.push(ServiceChange {
                 service: ns.name.clone(),
                 change: Change::Added,
-                maglev_entries_changed: ns.maglev.size(),
+                maglev_entries_changed: ns.maglev.size().into(),
                 maglev_size: None,
             }),
             Some(oi) => {
@@ -191,8 +150,8 @@ pub fn service_changes(old: &Snapshot, new: &Snapshot) -> Vec<ServiceChange> {
                     } else {
                         Change::Unchanged
                     },
-                    maglev_entries_changed: changed,
-                    maglev_size: Some(ns.maglev.size()),
+                    maglev_entries_changed: changed.into(),
+                    maglev_size: Some(ns.maglev.size().into()),
                 });
             }
         }
@@ -202,7 +161,7 @@ pub fn service_changes(old: &Snapshot, new: &Snapshot) -> Vec<ServiceChange> {
             out.push(ServiceChange {
                 service: os.name.clone(),
                 change: Change::Removed,
-                maglev_entries_changed: os.maglev.size(),
+                maglev_entries_changed: os.maglev.size().into(),
                 maglev_size: None,
             });
         }
@@ -210,14 +169,15 @@ pub fn service_changes(old: &Snapshot, new: &Snapshot) -> Vec<ServiceChange> {
     out
 }
 
-/// Applies a config read from `path` (or refuses it) on the slow-path loop.
+/// Applies a config read from `path` with the Maglev tables prepared for it (or refuses it)
+/// on the slow-path loop.
 pub fn apply(
     engine: &mut Engine,
     slow: &mut SlowPath,
     path: PathBuf,
-    loaded: Result<Config, ConfigError>,
-) -> Result<Reloaded, ReloadError> {
-    let new = loaded.map_err(|source| ReloadError::Invalid {
+    loaded: Result<(Config, Prepared), ConfigError>,
+) -> Result<ReloadReply, ReloadError> {
+    let (new, prepared) = loaded.map_err(|source| ReloadError::Invalid {
         path: path.clone(),
         source,
     })?;
@@ -226,7 +186,7 @@ pub fn apply(
         return Err(ReloadError::Restart { path, fields });
     }
     let before = engine.snapshot();
-    let generation = slow.reconfigure(&new, engine);
+    let generation = slow.reconfigure_prepared(&new, prepared, engine);
     let after = engine.snapshot();
     let services = service_changes(&before, &after);
     for s in &services {
@@ -237,7 +197,7 @@ pub fn apply(
             "reload"
         );
     }
-    Ok(Reloaded {
+    Ok(ReloadReply {
         config: path.display().to_string(),
         generation,
         summary: new.summary(),
@@ -276,7 +236,7 @@ impl Reloads {
     /// told to ask again rather than held (each holds a connection).
     pub fn request(&mut self, asker: Asker, slow: &SlowPath) {
         if self.reading.is_none() {
-            self.reading = Some(start(slow.config().path.clone(), vec![asker]));
+            self.reading = Some(start(slow, vec![asker]));
             return;
         }
         match asker {
@@ -315,17 +275,22 @@ impl Reloads {
             Work::Thread(thread) => thread.join().map_err(|_| ReloadError::Thread("panicked")),
             Work::Done(loaded) => Ok(*loaded),
         };
+        let (read_ms, prepare_ms) = match &loaded {
+            Ok(l) => (l.read.as_millis() as u64, l.prepare.as_millis() as u64),
+            Err(_) => (took.as_millis() as u64, 0),
+        };
         let applying = Instant::now();
-        let outcome = loaded.and_then(|l| apply(engine, slow, read.path, l));
+        let outcome = loaded.and_then(|l| apply(engine, slow, read.path, l.config));
         match &outcome {
-            // The apply (new snapshot, Maglev tables) is the part still on the loop.
+            // Read and prepare ran on the reload thread; the apply is the part on the loop.
             Ok(r) => tracing::info!(
                 generation = r.generation,
-                read_ms = took.as_millis() as u64,
+                read_ms,
+                prepare_ms,
                 apply_ms = applying.elapsed().as_millis() as u64,
                 "reloaded"
             ),
-            Err(e) => tracing::error!(read_ms = took.as_millis() as u64, "{e}"),
+            Err(e) => tracing::error!(read_ms, "{e}"),
         }
         let answered = read.askers.len();
         let response = Response::from_result(
@@ -340,16 +305,42 @@ impl Reloads {
         }
         if !self.next.is_empty() {
             let askers = std::mem::take(&mut self.next);
-            self.reading = Some(start(slow.config().path.clone(), askers));
+            self.reading = Some(start(slow, askers));
         }
         answered
     }
 }
 
+/// What the reading thread hands the loop: the config with its Maglev tables prepared (or why
+/// it is invalid), and how long reading and preparing took.
+struct Loaded {
+    config: Result<(Config, Prepared), ConfigError>,
+    read: Duration,
+    prepare: Duration,
+}
+
+/// Reads and validates the config at `path` and, if it is valid, builds its Maglev tables:
+/// the work of a reload that need not happen on the slow-path loop.
+fn read_and_prepare(path: &Path, preparer: Preparer) -> Loaded {
+    let t0 = Instant::now();
+    let config = conf::load(path);
+    let read = t0.elapsed();
+    let t1 = Instant::now();
+    let config = config.map(|cfg| {
+        let prepared = preparer.prepare(&cfg);
+        (cfg, prepared)
+    });
+    Loaded {
+        config,
+        read,
+        prepare: t1.elapsed(),
+    }
+}
+
 /// The reading thread, or its result when no thread could be had.
 enum Work {
-    Thread(JoinHandle<Result<Config, ConfigError>>),
-    Done(Box<Result<Config, ConfigError>>),
+    Thread(JoinHandle<Loaded>),
+    Done(Box<Loaded>),
 }
 
 impl Work {
@@ -361,17 +352,21 @@ impl Work {
     }
 }
 
-fn start(path: PathBuf, askers: Vec<Asker>) -> Read {
+/// Starts a read of the running config's file, its tables prepared from the slow path's
+/// state as it is now.
+fn start(slow: &SlowPath, askers: Vec<Asker>) -> Read {
+    let path = slow.config().path.clone();
     let file = path.clone();
+    let preparer = slow.preparer();
     let thread = std::thread::Builder::new()
         .name("fulcrum-reload".into())
-        .spawn(move || conf::load(&file));
+        .spawn(move || read_and_prepare(&file, preparer));
     let work = match thread {
         Ok(t) => Work::Thread(t),
         // No thread to be had: read here rather than refuse (the loop waits, as it used to).
         Err(e) => {
             tracing::warn!("reload thread: {e}; reading on the slow-path loop");
-            Work::Done(Box::new(conf::load(&path)))
+            Work::Done(Box::new(read_and_prepare(&path, slow.preparer())))
         }
     };
     Read {
