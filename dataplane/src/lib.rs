@@ -10,6 +10,7 @@ pub mod engine;
 pub mod flow;
 pub mod frame;
 pub mod hash;
+pub mod ids;
 pub mod maglev;
 pub mod pipeline;
 pub mod snapshot;

@@ -34,7 +34,7 @@ pub struct Flow {
     pub last_seen: u32,
     /// Slab index of the linked entry ([`NO_TWIN`] if none). Owned by the table: set by
     /// [`FlowTable::link`], reset on insert; callers read it, never write it.
-    pub twin: u32,
+    pub twin: FlowSlot,
     /// The port the flow arrived on.
     pub port: u8,
     /// The L2 source the flow came from, so NAT replies can go back to it.

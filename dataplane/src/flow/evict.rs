@@ -25,11 +25,11 @@ impl FlowTable {
     /// cheap only if both halves are (a UDP pair is confirmed when either half is).
     #[cold]
     #[inline(never)]
-    pub(super) fn pair_score(&self, idx: u32, own: u64, now: u32, timeout: &[u32; 8]) -> u64 {
+    pub(super) fn pair_score(&self, idx: FlowSlot, own: u64, now: u32, timeout: &[u32; 8]) -> u64 {
         let Some(tw) = self.twin_of(idx) else {
             return own;
         };
-        let g = &self.slots[tw as usize].flow;
+        let g = &self.slots[tw.index()].flow;
         let gi = g.idle(now);
         let expired = own & EXPIRED != 0 && gi >= timeout[g.state as usize & 7];
         let idle = (own as u32).min(gi);
@@ -48,8 +48,8 @@ impl FlowTable {
         b2: u32,
         now: u32,
         t: &Timeouts,
-        keep: u32,
-    ) -> (u32, Evicted) {
+        keep: FlowSlot,
+    ) -> (FlowSlot, Evicted) {
         let timeout = t.by_state();
         // The victim has the greatest (expired, cheap, idle): an expired entry first, then a
         // half-open or unconfirmed UDP one before an established TCP or confirmed UDP one,
@@ -60,7 +60,7 @@ impl FlowTable {
         for b in &pair[..if b2 == b1 { 1 } else { 2 }] {
             let (base, bucket) = self.bucket(*b);
             for (j, s) in bucket.iter().enumerate() {
-                let i = (base + j) as u32;
+                let i = FlowSlot::new((base + j) as u32);
                 let f = &s.flow;
                 let st = f.state as usize & 7;
                 let idle = f.idle(now);
@@ -85,15 +85,15 @@ impl FlowTable {
             EvictReason::Expired
         } else if score & CHEAP == 0 {
             EvictReason::Established
-        } else if self.slots[victim as usize].flow.state == FlowState::Udp {
+        } else if self.slots[victim.index()].flow.state == FlowState::Udp {
             // (An unconfirmed one: a confirmed UDP flow ranks, and is named, as established.)
             EvictReason::Udp
         } else {
             EvictReason::HalfOpen
         };
-        let s = self.slots[victim as usize];
+        let s = self.slots[victim.index()];
         let twin = self.twin_of(victim).map(|tw| {
-            let ts = &self.slots[tw as usize];
+            let ts = &self.slots[tw.index()];
             (ts.key, ts.flow)
         });
         self.remove(victim);

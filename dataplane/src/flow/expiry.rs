@@ -25,9 +25,13 @@ impl FlowTable {
             let i = self.hand;
             self.hand = if i + 1 >= n { 0 } else { i + 1 };
             if self.slots[i as usize].is_live() {
-                if self.pair_expired(i, now, t) {
-                    reaped += if self.twin_of(i).is_some() { 2 } else { 1 };
-                    self.remove(i);
+                if self.pair_expired(FlowSlot::new(i), now, t) {
+                    reaped += if self.twin_of(FlowSlot::new(i)).is_some() {
+                        2
+                    } else {
+                        1
+                    };
+                    self.remove(FlowSlot::new(i));
                 } else {
                     self.census.count(&self.slots[i as usize].flow);
                 }

@@ -19,7 +19,7 @@ impl FlowTable {
     ) -> Result<Inserted, Full> {
         debug_assert!(probe.found.is_none(), "insert_probed after a hit");
         debug_assert!(self.lookup(&key, probe.hash).is_none(), "stale probe");
-        let stale = probe.free != NO_TWIN && self.slots[probe.free as usize].is_live();
+        let stale = probe.free != NO_TWIN && self.slots[probe.free.index()].is_live();
         if self.cap == 0 || stale || key.family == FAMILY_FREE {
             return self.insert(key, probe.hash, flow, now, t);
         }
@@ -41,7 +41,7 @@ impl FlowTable {
         key: FlowKey,
         flow: Flow,
         now: u32,
-    ) -> Option<u32> {
+    ) -> Option<FlowSlot> {
         debug_assert!(probe.found.is_none(), "insert_probed_if_room after a hit");
         debug_assert!(self.lookup(&key, probe.hash).is_none(), "stale probe");
         if self.len >= self.cap || key.family == FAMILY_FREE {
@@ -49,7 +49,7 @@ impl FlowTable {
         }
         let (b1, tag) = self.first_bucket(probe.hash);
         let b2 = self.second_bucket(b1, tag);
-        let idx = if probe.free != NO_TWIN && !self.slots[probe.free as usize].is_live() {
+        let idx = if probe.free != NO_TWIN && !self.slots[probe.free.index()].is_live() {
             probe.free
         } else {
             // No free slot when probed, or it was taken since: look again, then move one.
@@ -111,7 +111,7 @@ impl FlowTable {
         flow: Flow,
         now: u32,
         t: &Timeouts,
-        keep: u32,
+        keep: FlowSlot,
     ) -> Result<Inserted, Full> {
         assert!(key.family != FAMILY_FREE, "flow key with family 0");
         if self.cap == 0 {
@@ -130,7 +130,7 @@ impl FlowTable {
                 let j = (h + i) & (WAYS - 1);
                 let s = &bucket[j];
                 if s.key.same(&key) {
-                    let idx = (base + j) as u32;
+                    let idx = FlowSlot::new((base + j) as u32);
                     self.overwrite(idx, flow, now);
                     return Ok(Inserted {
                         idx,
@@ -139,7 +139,7 @@ impl FlowTable {
                     });
                 }
                 if slot.is_none() && !s.is_live() {
-                    slot = Some((base + j) as u32);
+                    slot = Some(FlowSlot::new((base + j) as u32));
                 }
             }
         }
@@ -157,11 +157,11 @@ impl FlowTable {
         b1: u32,
         b2: u32,
         tag: u16,
-        mut slot: Option<u32>,
+        mut slot: Option<FlowSlot>,
         flow: Flow,
         now: u32,
         t: &Timeouts,
-        keep: u32,
+        keep: FlowSlot,
     ) -> Result<Inserted, Full> {
         let mut evicted = None;
         if self.len >= self.cap {
@@ -196,7 +196,7 @@ impl FlowTable {
     #[inline(always)]
     pub(super) fn write_new(
         &mut self,
-        idx: u32,
+        idx: FlowSlot,
         key: FlowKey,
         b1: u32,
         b2: u32,
@@ -204,9 +204,9 @@ impl FlowTable {
         flow: Flow,
         now: u32,
     ) {
-        debug_assert!(!self.slots[idx as usize].is_live());
-        let second = b2 != b1 && idx as usize / WAYS == b2 as usize;
-        self.slots[idx as usize] = Slot {
+        debug_assert!(!self.slots[idx.index()].is_live());
+        let second = b2 != b1 && idx.index() / WAYS == b2 as usize;
+        self.slots[idx.index()] = Slot {
             key,
             meta: tag | if second { META_SECOND } else { 0 },
             flow: Flow {
@@ -220,10 +220,11 @@ impl FlowTable {
 
     /// Moves one live entry of `b1` or `b2` (not `keep`) to a free slot of its other bucket;
     /// returns the slot it left. Its twin's link follows it.
-    pub(super) fn relocate(&mut self, b1: u32, b2: u32, keep: u32) -> Option<u32> {
+    pub(super) fn relocate(&mut self, b1: u32, b2: u32, keep: FlowSlot) -> Option<FlowSlot> {
         for b in [b1, b2] {
             for i in b * WAYS as u32..(b + 1) * WAYS as u32 {
-                let s = self.slots[i as usize];
+                let i = FlowSlot::new(i);
+                let s = self.slots[i.index()];
                 if !s.is_live() || i == keep {
                     continue;
                 }
@@ -240,14 +241,14 @@ impl FlowTable {
                     continue;
                 };
                 let twin = self.twin_of(i);
-                self.slots[j as usize] = Slot {
+                self.slots[j.index()] = Slot {
                     meta: s.meta ^ META_SECOND,
                     ..s
                 };
                 if let Some(tw) = twin {
-                    self.slots[tw as usize].flow.twin = j;
+                    self.slots[tw.index()].flow.twin = j;
                 }
-                let old = &mut self.slots[i as usize];
+                let old = &mut self.slots[i.index()];
                 old.key.family = FAMILY_FREE;
                 old.flow.twin = NO_TWIN;
                 return Some(i);
@@ -256,9 +257,9 @@ impl FlowTable {
         None
     }
 
-    pub(super) fn overwrite(&mut self, idx: u32, flow: Flow, now: u32) {
+    pub(super) fn overwrite(&mut self, idx: FlowSlot, flow: Flow, now: u32) {
         self.unlink(idx);
-        self.slots[idx as usize].flow = Flow {
+        self.slots[idx.index()].flow = Flow {
             last_seen: now,
             twin: NO_TWIN,
             ..flow

@@ -12,7 +12,7 @@
 //!   first free slot on that path. So at the loads a balancer runs at, most entries sit in
 //!   their home slot or the next: a hit usually costs one or two cache lines, which the
 //!   caller can prefetch ([`FlowTable::prefetch`]) for a whole burst before processing it.
-//! - A flow is named by its slot index (`u32`). It stays put for its whole life unless an
+//! - A flow is named by its slot index ([`FlowSlot`]). It stays put for its whole life unless an
 //!   insert moves it to its other bucket to make room (see below); the entry's tag and
 //!   which of its buckets it is in are kept in two bytes of its slot that would otherwise
 //!   be padding, so a move needs no hash.
@@ -84,10 +84,12 @@ pub use entry::{Flow, FlowState, Timeouts};
 pub use expiry::{Census, SWEEP_MS};
 pub use key::{FlowKey, v4_addr, v4_of};
 
+pub use crate::ids::FlowSlot;
+
 use std::fmt;
 
 /// `Flow::twin` of an entry that is not linked.
-pub const NO_TWIN: u32 = u32::MAX;
+pub const NO_TWIN: FlowSlot = FlowSlot::NONE;
 
 /// [`Flow::flags`] bit the pipeline sets on the reverse half (backend -> client) of a NAT
 /// pair, so that the [`Census`] counts a pair once, by its forward half.
@@ -132,7 +134,7 @@ pub struct Evicted {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Inserted {
     /// The new entry's slab index.
-    pub idx: u32,
+    pub idx: FlowSlot,
     /// The entry evicted to make room, if the table was full.
     pub evicted: Option<Evicted>,
     /// The key was already present: its entry was overwritten in place (and unlinked).
@@ -142,8 +144,8 @@ pub struct Inserted {
 /// What [`FlowTable::insert_pair`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InsertedPair {
-    pub fwd: u32,
-    pub rev: u32,
+    pub fwd: FlowSlot,
+    pub rev: FlowSlot,
     /// Up to two entries evicted to make room for both.
     pub evicted: [Option<Evicted>; 2],
 }
@@ -152,10 +154,10 @@ pub struct InsertedPair {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
     /// The key's entry, if present.
-    pub found: Option<u32>,
+    pub found: Option<FlowSlot>,
     /// When absent: the first free slot of the key's buckets, or `NO_TWIN` if both are full
     /// or the table is (whose insert evicts anyway).
-    free: u32,
+    free: FlowSlot,
     hash: u64,
 }
 
@@ -250,7 +252,7 @@ impl FlowTable {
     pub fn with_capacity(cap: usize) -> Self {
         let nbuckets = cap.div_ceil(WAYS);
         assert!(
-            nbuckets * WAYS < NO_TWIN as usize,
+            nbuckets * WAYS < NO_TWIN.index(),
             "flow table capacity {cap} too large"
         );
         // Huge pages before the first touch: lookups land anywhere in the table.
@@ -294,26 +296,26 @@ impl FlowTable {
 
     /// Whether `idx` names a live entry.
     #[inline]
-    pub fn is_live(&self, idx: u32) -> bool {
-        self.slots.get(idx as usize).is_some_and(Slot::is_live)
+    pub fn is_live(&self, idx: FlowSlot) -> bool {
+        self.slots.get(idx.index()).is_some_and(Slot::is_live)
     }
 
     /// The flow at `idx` (a live index from [`lookup`](Self::lookup) or an insert).
     #[inline]
-    pub fn get(&self, idx: u32) -> &Flow {
-        &self.slots[idx as usize].flow
+    pub fn get(&self, idx: FlowSlot) -> &Flow {
+        &self.slots[idx.index()].flow
     }
 
     /// The flow at `idx`, to update `last_seen`, `state`, ... (not `twin`).
     #[inline]
-    pub fn get_mut(&mut self, idx: u32) -> &mut Flow {
-        &mut self.slots[idx as usize].flow
+    pub fn get_mut(&mut self, idx: FlowSlot) -> &mut Flow {
+        &mut self.slots[idx.index()].flow
     }
 
     /// The key at `idx`. A freed slot's key has family 0, so it never equals a live key.
     #[inline]
-    pub fn key(&self, idx: u32) -> &FlowKey {
-        &self.slots[idx as usize].key
+    pub fn key(&self, idx: FlowSlot) -> &FlowKey {
+        &self.slots[idx.index()].key
     }
 
     /// Live entries, in slot order.

@@ -6,7 +6,7 @@ use super::*;
 impl FlowTable {
     /// The entry for `key`, if any. `hash` as in the module's hash contract.
     #[inline]
-    pub fn lookup(&self, key: &FlowKey, hash: u64) -> Option<u32> {
+    pub fn lookup(&self, key: &FlowKey, hash: u64) -> Option<FlowSlot> {
         if self.nbuckets == 0 {
             return None;
         }
@@ -32,7 +32,7 @@ impl FlowTable {
     /// [`probe`](Self::probe) given the key's [`home_slot`](Self::home_slot) (computed
     /// once per packet, when it was prefetched).
     #[inline(always)]
-    pub fn probe_home(&self, home: u32, key: &FlowKey, hash: u64) -> Probe {
+    pub fn probe_home(&self, home: FlowSlot, key: &FlowKey, hash: u64) -> Probe {
         let mut p = Probe {
             found: None,
             free: NO_TWIN,
@@ -48,7 +48,7 @@ impl FlowTable {
             return p;
         }
         // The common case, a hit in the first bucket's home slot, computes nothing more.
-        if self.slots[home as usize].key.same(key) {
+        if self.slots[home.index()].key.same(key) {
             p.found = Some(home);
             return p;
         }
@@ -85,7 +85,7 @@ impl FlowTable {
                 // offsets computed.
                 for (j, s) in bucket.iter().enumerate() {
                     if s.key.same(key) {
-                        p.found = Some((base + j) as u32);
+                        p.found = Some(FlowSlot::new((base + j) as u32));
                         return p;
                     }
                 }
@@ -96,11 +96,11 @@ impl FlowTable {
                 let j = (h + i) & (WAYS - 1);
                 let s = &bucket[j];
                 if s.key.same(key) {
-                    p.found = Some((base + j) as u32);
+                    p.found = Some(FlowSlot::new((base + j) as u32));
                     return p;
                 }
                 if FREE && p.free == NO_TWIN && !s.is_live() {
-                    p.free = (base + j) as u32;
+                    p.free = FlowSlot::new((base + j) as u32);
                 }
             }
         }
@@ -110,12 +110,12 @@ impl FlowTable {
     /// The slot a key of this hash is looked for first (its home slot in its first bucket);
     /// `NO_TWIN` for a table of capacity 0.
     #[inline(always)]
-    pub fn home_slot(&self, hash: u64) -> u32 {
+    pub fn home_slot(&self, hash: u64) -> FlowSlot {
         if self.nbuckets == 0 {
             return NO_TWIN;
         }
         let (b1, tag) = self.first_bucket(hash);
-        (b1 as usize * WAYS + home(tag)) as u32
+        FlowSlot::new((b1 as usize * WAYS + home(tag)) as u32)
     }
 
     /// Starts loading the first line(s) of the bucket `hash` maps to ([`PREFETCH_LINES`]),
@@ -123,14 +123,14 @@ impl FlowTable {
     /// burst before processing any.
     /// `home` is the key's [`home_slot`](Self::home_slot).
     #[inline]
-    pub fn prefetch(&self, home: u32) {
+    pub fn prefetch(&self, home: FlowSlot) {
         if self.len == 0 {
             return;
         }
-        let base = home as usize & !(WAYS - 1);
+        let base = home.index() & !(WAYS - 1);
         if let Some(bucket) = self.slots.get(base..base + WAYS) {
             for i in 0..PREFETCH_LINES {
-                crate::mem::prefetch(&bucket[(home as usize + i) & (WAYS - 1)]);
+                crate::mem::prefetch(&bucket[(home.index() + i) & (WAYS - 1)]);
             }
         }
     }
@@ -183,13 +183,13 @@ impl FlowTable {
     /// The slot holding `key` (of tag `tag`) in bucket `b`: the home slot first, then the
     /// others in order. Free slots never match (family 0).
     #[inline(always)]
-    pub(super) fn find_in(&self, b: u32, tag: u16, key: &FlowKey) -> Option<u32> {
+    pub(super) fn find_in(&self, b: u32, tag: u16, key: &FlowKey) -> Option<FlowSlot> {
         let (base, bucket) = self.bucket(b);
         let h = home(tag);
         for i in 0..WAYS {
             let j = (h + i) & (WAYS - 1);
             if bucket[j].key.same(key) {
-                return Some((base + j) as u32);
+                return Some(FlowSlot::new((base + j) as u32));
             }
         }
         None
@@ -198,13 +198,13 @@ impl FlowTable {
     /// A free slot of bucket `b` for a key of tag `tag`: its home slot if free, else the
     /// first free one.
     #[inline(always)]
-    pub(super) fn free_in(&self, b: u32, tag: u16) -> Option<u32> {
+    pub(super) fn free_in(&self, b: u32, tag: u16) -> Option<FlowSlot> {
         let (base, bucket) = self.bucket(b);
         let h = home(tag);
         for i in 0..WAYS {
             let j = (h + i) & (WAYS - 1);
             if !bucket[j].is_live() {
-                return Some((base + j) as u32);
+                return Some(FlowSlot::new((base + j) as u32));
             }
         }
         None

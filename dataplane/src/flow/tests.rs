@@ -33,7 +33,7 @@ fn ins(ft: &mut FlowTable, k: FlowKey, state: FlowState, backend: u32, now: u32)
     .unwrap()
 }
 
-fn find(ft: &FlowTable, k: &FlowKey) -> Option<u32> {
+fn find(ft: &FlowTable, k: &FlowKey) -> Option<FlowSlot> {
     ft.lookup(k, flow_hash(SEED, k))
 }
 
@@ -46,7 +46,7 @@ fn check_invariants(ft: &FlowTable) {
         if s.is_live() {
             assert_eq!(
                 find(ft, &s.key),
-                Some(i as u32),
+                Some(FlowSlot::new(i as u32)),
                 "slot {i} not found by its key"
             );
             // It sits in one of its two buckets, and its meta says which.
@@ -60,7 +60,8 @@ fn check_invariants(ft: &FlowTable) {
             assert_eq!(i / WAYS, want as usize, "slot {i}: bucket");
             if s.flow.twin != NO_TWIN {
                 assert_eq!(
-                    ft.slots[s.flow.twin as usize].flow.twin, i as u32,
+                    ft.slots[s.flow.twin.index()].flow.twin,
+                    FlowSlot::new(i as u32),
                     "one-sided link at {i}"
                 );
             }
@@ -637,7 +638,7 @@ fn stale_indices_are_harmless() {
     ft.remove(b);
     // Writes and link operations through freed indices.
     ft.get_mut(a).twin = c;
-    ft.get_mut(b).twin = 12345;
+    ft.get_mut(b).twin = FlowSlot::new(12345);
     ft.unlink(a);
     assert!(!ft.link(a, c));
     assert!(!ft.link(c, c));
@@ -736,10 +737,11 @@ fn eviction_matches_the_policy_written_plainly() {
         let expect = (ft.len() == cap).then(|| {
             let (b1, tag) = ft.first_bucket(h);
             let b2 = ft.second_bucket(b1, tag);
-            let mut best: Option<((bool, bool, u32), u32)> = None;
+            let mut best: Option<((bool, bool, u32), FlowSlot)> = None;
             let buckets = if b1 == b2 { vec![b1] } else { vec![b1, b2] };
             for b in buckets {
                 for idx in b * WAYS as u32..(b + 1) * WAYS as u32 {
+                    let idx = FlowSlot::new(idx);
                     if !ft.is_live(idx) {
                         continue;
                     }

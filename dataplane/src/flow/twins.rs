@@ -5,31 +5,31 @@ use super::*;
 impl FlowTable {
     /// Links two live entries as twins (unlinking either from a previous twin). `false`, and
     /// nothing done, unless `a` and `b` are two distinct live entries.
-    pub fn link(&mut self, a: u32, b: u32) -> bool {
+    pub fn link(&mut self, a: FlowSlot, b: FlowSlot) -> bool {
         if a == b || !self.is_live(a) || !self.is_live(b) {
             return false;
         }
         self.unlink(a);
         self.unlink(b);
-        self.slots[a as usize].flow.twin = b;
-        self.slots[b as usize].flow.twin = a;
+        self.slots[a.index()].flow.twin = b;
+        self.slots[b.index()].flow.twin = a;
         true
     }
 
     /// Breaks `idx`'s link, if any, on both sides. No-op on a free slot.
-    pub fn unlink(&mut self, idx: u32) {
+    pub fn unlink(&mut self, idx: FlowSlot) {
         if !self.is_live(idx) {
             return;
         }
         if let Some(t) = self.twin_of(idx) {
-            self.slots[t as usize].flow.twin = NO_TWIN;
+            self.slots[t.index()].flow.twin = NO_TWIN;
         }
-        self.slots[idx as usize].flow.twin = NO_TWIN;
+        self.slots[idx.index()].flow.twin = NO_TWIN;
     }
 
     /// Removes the entry at `idx` **and its twin** (a NAT pair lives and dies together; call
     /// [`unlink`](Self::unlink) first to remove one half only). No-op on a free slot.
-    pub fn remove(&mut self, idx: u32) {
+    pub fn remove(&mut self, idx: FlowSlot) {
         if !self.is_live(idx) {
             return;
         }
@@ -42,25 +42,25 @@ impl FlowTable {
     /// `idx`'s twin, if it is a live entry that names `idx` back (a stale or corrupted link
     /// is ignored rather than followed into an unrelated flow).
     #[inline]
-    pub(super) fn twin_of(&self, idx: u32) -> Option<u32> {
-        let t = self.slots.get(idx as usize)?.flow.twin;
-        let ts = self.slots.get(t as usize)?;
+    pub(super) fn twin_of(&self, idx: FlowSlot) -> Option<FlowSlot> {
+        let t = self.slots.get(idx.index())?.flow.twin;
+        let ts = self.slots.get(t.index())?;
         (t != idx && ts.is_live() && ts.flow.twin == idx).then_some(t)
     }
 
     /// Removes one live entry (not its twin) and frees its slot.
-    pub(super) fn free(&mut self, idx: u32) {
-        let s = &mut self.slots[idx as usize];
+    pub(super) fn free(&mut self, idx: FlowSlot) {
+        let s = &mut self.slots[idx.index()];
         s.key.family = FAMILY_FREE;
         s.flow.twin = NO_TWIN;
         self.len -= 1;
     }
 
     #[inline]
-    pub(super) fn pair_expired(&self, idx: u32, now: u32, t: &Timeouts) -> bool {
-        self.slots[idx as usize].flow.is_expired(now, t)
+    pub(super) fn pair_expired(&self, idx: FlowSlot, now: u32, t: &Timeouts) -> bool {
+        self.slots[idx.index()].flow.is_expired(now, t)
             && self
                 .twin_of(idx)
-                .is_none_or(|tw| self.slots[tw as usize].flow.is_expired(now, t))
+                .is_none_or(|tw| self.slots[tw.index()].flow.is_expired(now, t))
     }
 }

@@ -37,7 +37,7 @@ mod service;
 
 use conf::Forwarding;
 
-use crate::flow::{self, FlowTable};
+use crate::flow::{self, FlowSlot, FlowTable};
 use crate::frame::Frame;
 use crate::hash;
 use crate::snapshot::{Addr, Snapshot};
@@ -285,7 +285,7 @@ impl Pipeline {
 
     /// Counts what an insert did.
     #[inline]
-    fn count_insert(&mut self, r: Result<flow::Inserted, flow::Full>) -> Option<u32> {
+    fn count_insert(&mut self, r: Result<flow::Inserted, flow::Full>) -> Option<FlowSlot> {
         match r {
             Ok(ins) => {
                 self.counters.flows_created += 1;

@@ -4,7 +4,7 @@
 //! [`IpMeta`]; the fast path reads an untagged IPv4 TCP/UDP frame's first 54 bytes in one go
 //! ([`Pipeline::fast_parse`]) into a [`Fast`], with exactly the checks the views make.
 
-use crate::flow::FlowKey;
+use crate::flow::{FlowKey, FlowSlot};
 use crate::flow::{v4_addr, v4_of};
 use crate::hash;
 use crate::snapshot::{Addr, IpKey, Snapshot};
@@ -67,7 +67,7 @@ pub(super) struct Fast {
     /// [`hash::table_hash`] of `key`, for the flow table.
     pub hash: u64,
     /// The key's home slot in the flow table ([`FlowTable::home_slot`](crate::flow::FlowTable::home_slot)).
-    pub home: u32,
+    pub home: FlowSlot,
     /// The service (index into the snapshot's).
     pub si: u16,
     /// Bytes of TCP/UDP header and payload.

@@ -5,7 +5,7 @@
 
 use conf::{Forwarding, OnEmpty};
 
-use crate::flow::{self, Flow, FlowKey, FlowState, FlowTable};
+use crate::flow::{self, Flow, FlowKey, FlowSlot, FlowState, FlowTable};
 use crate::frame::Frame;
 use crate::hash;
 use crate::snapshot::{BackendRt, Snapshot};
@@ -54,7 +54,7 @@ pub(super) fn next_state(cur: FlowState, tcp: bool, flags: u8) -> FlowState {
 /// `last_seen` on every client packet would only cost a second, unprefetched cache line.
 #[inline(never)]
 #[cold]
-fn sync_twin(flows: &mut FlowTable, twin: u32, now: u32, tcp: bool, flags: u8) {
+fn sync_twin(flows: &mut FlowTable, twin: FlowSlot, now: u32, tcp: bool, flags: u8) {
     let tw = flows.get_mut(twin);
     tw.last_seen = now;
     tw.state = next_state(tw.state, tcp, flags);
@@ -163,7 +163,7 @@ impl Pipeline {
     fn hit<'s>(
         &mut self,
         snap: &'s Snapshot,
-        idx: u32,
+        idx: FlowSlot,
         si: u16,
         tcp: bool,
         flags: u8,

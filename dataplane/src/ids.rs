@@ -1,0 +1,40 @@
+//! Names for the indexes the data path passes around, so a flow slot is not confused with a
+//! backend id or a bucket number. Each is a `#[repr(transparent)]` wrapper over the integer
+//! it replaces: same size, same layout, no cost per packet.
+
+use std::fmt;
+
+/// A flow's slot in its worker's [`FlowTable`](crate::flow::FlowTable): where its key and
+/// [`Flow`](crate::flow::Flow) live for the flow's whole life (unless an insert moves it to
+/// its other bucket).
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct FlowSlot(u32);
+
+impl FlowSlot {
+    /// No slot: a flow without a twin, or no free slot found.
+    pub const NONE: FlowSlot = FlowSlot(u32::MAX);
+
+    #[inline]
+    pub const fn new(i: u32) -> Self {
+        FlowSlot(i)
+    }
+
+    /// The slot number.
+    #[inline]
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+
+    /// The slot number as an array index.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for FlowSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
