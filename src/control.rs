@@ -416,7 +416,7 @@ pub fn backends(engine: &Engine, slow: &SlowPath) -> BackendsReply {
                     let (health, over) = dynamic_state(slow, b.id);
                     BackendInfo {
                         backend: b.name.clone(),
-                        id: b.id,
+                        id: b.id.get(),
                         address: b.addr.to_string(),
                         port: b.port,
                         state: b.state.as_str().into(),
@@ -490,7 +490,7 @@ fn which(engine: &Engine, flow: &str) -> Result<WhichReply, ControlError> {
                 }
                 WorkerAnswer {
                     backend: b.map(|b| b.name.clone()),
-                    backend_id: Some(id),
+                    backend_id: Some(id.get()),
                     ..answer("hit")
                 }
             }

@@ -38,3 +38,38 @@ impl fmt::Display for FlowSlot {
         self.0.fmt(f)
     }
 }
+
+/// A backend's identity across snapshots, given by the control plane
+/// (`slowpath::publish::BackendIds`) and kept in each [`Flow`](crate::flow::Flow); it indexes
+/// [`Snapshot::backends`](crate::snapshot::Snapshot::backends). 0 is "none" (as in Katran).
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
+pub struct BackendId(u32);
+
+impl BackendId {
+    /// No backend.
+    pub const NONE: BackendId = BackendId(0);
+
+    #[inline]
+    pub const fn new(id: u32) -> Self {
+        BackendId(id)
+    }
+
+    /// The id as a number (for the control API, metrics labels and logs).
+    #[inline]
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+
+    /// The id as an index into the snapshot's backends.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for BackendId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}

@@ -19,8 +19,7 @@ use crate::flow::{self, v4_addr};
 use crate::maglev;
 use crate::vip_index::VipIndex;
 
-/// A backend's identity across snapshots. 0 is "none" (as in Katran).
-pub type BackendId = u32;
+pub use crate::ids::BackendId;
 
 /// An address in flow-key form: IPv4 in the first 4 bytes, the rest zero.
 ///
@@ -415,7 +414,7 @@ impl Snapshot {
 
     #[inline]
     pub fn backend(&self, id: BackendId) -> Option<&BackendRt> {
-        self.backends.get(id as usize).and_then(|b| b.as_ref())
+        self.backends.get(id.index()).and_then(|b| b.as_ref())
     }
 
     /// Where a new flow with this 5-tuple would go: the same computation the pipeline makes
@@ -475,7 +474,7 @@ impl Snapshot {
             for b in s
                 .backends
                 .iter()
-                .filter_map(|id| backends.get(*id as usize)?.as_ref())
+                .filter_map(|id| backends.get(id.index())?.as_ref())
             {
                 nat_endpoints.insert(Endpoint {
                     addr: IpKey::from(b.addr),
@@ -565,12 +564,12 @@ pub(crate) fn all_up(cfg: &conf::Config) -> Snapshot {
     let mut backends = vec![None];
     let mut services = Vec::new();
     for (si, s) in cfg.services.iter().enumerate() {
-        let first = backends.len() as BackendId;
+        let first = backends.len() as u32;
         for b in &s.backends {
             assert!(!b.backup, "all_up makes no backup tier");
             let out_port = cfg.route(b.address).map_or(0, |r| r.0);
             backends.push(Some(BackendRt {
-                id: backends.len() as BackendId,
+                id: BackendId::new(backends.len() as u32),
                 service: si as u16,
                 name: b.name.clone(),
                 addr: b.address,
@@ -584,7 +583,7 @@ pub(crate) fn all_up(cfg: &conf::Config) -> Snapshot {
                 state: BackendState::Up,
             }));
         }
-        let ids: Vec<BackendId> = (first..backends.len() as BackendId).collect();
+        let ids: Vec<BackendId> = (first..backends.len() as u32).map(BackendId::new).collect();
         let members: Vec<maglev::Member> = s
             .backends
             .iter()

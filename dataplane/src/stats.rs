@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::ids::BackendId;
 use crate::mem::SharedWords;
 
 use crate::verdict::DropReason;
@@ -255,18 +256,18 @@ impl Default for BackendCounters {
 
 impl BackendCounters {
     #[inline(always)]
-    pub fn count(&mut self, id: u32, new_flow: bool, bytes: usize) {
-        if let Some(c) = self.counts.get_mut(id as usize) {
+    pub fn count(&mut self, id: BackendId, new_flow: bool, bytes: usize) {
+        if let Some(c) = self.counts.get_mut(id.index()) {
             c[0] += 1;
             c[1] += bytes as u64;
             c[2] += u64::from(new_flow);
-            self.max_id = self.max_id.max(id as usize);
+            self.max_id = self.max_id.max(id.index());
         }
     }
 
     /// `[packets, bytes, new flows]` of backend `id`.
-    pub fn get(&self, id: u32) -> [u64; 3] {
-        self.counts.get(id as usize).copied().unwrap_or_default()
+    pub fn get(&self, id: BackendId) -> [u64; 3] {
+        self.counts.get(id.index()).copied().unwrap_or_default()
     }
 }
 
@@ -308,8 +309,8 @@ impl SharedBackendCounters {
     }
 
     /// `[established, other]` active flows of backend `id` as last published.
-    pub fn read_active(&self, id: u32) -> [u64; 2] {
-        let Some(w) = self.active.get(id as usize) else {
+    pub fn read_active(&self, id: BackendId) -> [u64; 2] {
+        let Some(w) = self.active.get(id.index()) else {
             return [0; 2];
         };
         let w = w.load(Ordering::Relaxed);
@@ -317,8 +318,8 @@ impl SharedBackendCounters {
     }
 
     /// `[packets, bytes, new flows]` of backend `id` as last published.
-    pub fn read(&self, id: u32) -> [u64; 3] {
-        let i = id as usize;
+    pub fn read(&self, id: BackendId) -> [u64; 3] {
+        let i = id.index();
         if i >= MAX_BACKEND_IDS {
             return [0; 3];
         }
@@ -352,20 +353,23 @@ mod tests {
     #[test]
     fn backend_counters_publish_and_ignore_ids_out_of_range() {
         let mut c = BackendCounters::default();
-        c.count(3, true, 100);
-        c.count(3, false, 60);
-        c.count(MAX_BACKEND_IDS as u32, true, 1);
+        c.count(BackendId::new(3), true, 100);
+        c.count(BackendId::new(3), false, 60);
+        c.count(BackendId::new(MAX_BACKEND_IDS as u32), true, 1);
         let s = SharedBackendCounters::default();
         s.publish(&c);
-        assert_eq!(s.read(3), [2, 160, 1]);
-        assert_eq!(s.read(2), [0; 3]);
-        assert_eq!(s.read(MAX_BACKEND_IDS as u32), [0; 3]);
-        assert_eq!(c.get(3), [2, 160, 1]);
+        assert_eq!(s.read(BackendId::new(3)), [2, 160, 1]);
+        assert_eq!(s.read(BackendId::new(2)), [0; 3]);
+        assert_eq!(s.read(BackendId::new(MAX_BACKEND_IDS as u32)), [0; 3]);
+        assert_eq!(c.get(BackendId::new(3)), [2, 160, 1]);
         s.publish_active(&[[0, 0], [7, 1 << 31], [u32::MAX, 0]]);
-        assert_eq!(s.read_active(1), [7, 1 << 31]);
-        assert_eq!(s.read_active(2), [u64::from(u32::MAX), 0]);
-        assert_eq!(s.read_active(3), [0, 0]);
-        assert_eq!(s.read_active(MAX_BACKEND_IDS as u32), [0, 0]);
+        assert_eq!(s.read_active(BackendId::new(1)), [7, 1 << 31]);
+        assert_eq!(s.read_active(BackendId::new(2)), [u64::from(u32::MAX), 0]);
+        assert_eq!(s.read_active(BackendId::new(3)), [0, 0]);
+        assert_eq!(
+            s.read_active(BackendId::new(MAX_BACKEND_IDS as u32)),
+            [0, 0]
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::dpdk::{Burst, Mbuf, RingConsumer, RingProducer, RxQueue, TxQueue};
 use crate::flow::FlowKey;
+use crate::ids::BackendId;
 use crate::pipeline::Pipeline;
 use crate::snapshot::SnapshotCell;
 use crate::stats::{Counters, SharedBackendCounters, SharedCounters};
@@ -93,7 +94,7 @@ pub struct FlowQuery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlowAnswer {
     /// Its flow table holds the flow, for this backend id.
-    Hit(u32),
+    Hit(BackendId),
     Miss,
     /// No answer in time (the worker is stopped or stalled).
     NoAnswer,
@@ -144,7 +145,7 @@ impl FlowQuery {
             if self.answered.load(Ordering::Acquire) == n {
                 let a = self.answer.load(Ordering::Relaxed);
                 return if a >> 63 == 1 {
-                    FlowAnswer::Hit(a as u32)
+                    FlowAnswer::Hit(BackendId::new(a as u32))
                 } else {
                     FlowAnswer::Miss
                 };
@@ -168,7 +169,7 @@ impl FlowQuery {
         // The flow table's own hash (as the pipeline's lookups compute it).
         let hash = crate::hash::table_hash(pipe.local_seed, &key);
         let a = match pipe.flows.lookup(&key, hash) {
-            Some(idx) => 1u64 << 63 | u64::from(pipe.flows.get(idx).backend),
+            Some(idx) => 1u64 << 63 | u64::from(pipe.flows.get(idx).backend.get()),
             None => 0,
         };
         self.answer.store(a, Ordering::Relaxed);
@@ -465,12 +466,18 @@ mod tests {
         let passes_in = |budget: usize, ms: u32| {
             let mut ft = crate::flow::FlowTable::with_capacity(1 << 20);
             let k = FlowKey::v4([10, 0, 0, 1], [10, 0, 0, 100], 40000, 80, 6);
-            ft.insert(k, 1, Flow::new(FlowState::TcpEstablished, 0, 3), 0, &t)
-                .unwrap();
+            ft.insert(
+                k,
+                1,
+                Flow::new(FlowState::TcpEstablished, 0, BackendId::new(3)),
+                0,
+                &t,
+            )
+            .unwrap();
             for now in 1..=ms {
                 ft.expire_paced(now, budget, &t);
             }
-            (ft.census().passes(), ft.census().get(3))
+            (ft.census().passes(), ft.census().get(BackendId::new(3)))
         };
         assert_eq!(passes_in(IDLE_EXPIRE_BUDGET, SWEEP_MS + 10), (1, [1, 0]));
         assert_eq!(passes_in(EXPIRE_BUDGET, SWEEP_MS + 10), (0, [0, 0]));

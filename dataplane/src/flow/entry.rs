@@ -29,7 +29,7 @@ pub struct Flow {
     /// change on reload; the pipeline revalidates the service by (dst, port, proto) anyway.
     pub service: u16,
     /// Stable backend id from the control plane; 0 = none (as in Katran).
-    pub backend: u32,
+    pub backend: BackendId,
     /// Coarse time (ms, caller's clock) the flow last saw a packet. Set on insert.
     pub last_seen: u32,
     /// Slab index of the linked entry ([`NO_TWIN`] if none). Owned by the table: set by
@@ -45,7 +45,7 @@ pub struct Flow {
 
 impl Flow {
     /// A flow in `state` to `backend`, everything else empty.
-    pub const fn new(state: FlowState, service: u16, backend: u32) -> Self {
+    pub const fn new(state: FlowState, service: u16, backend: BackendId) -> Self {
         Flow {
             state,
             service,

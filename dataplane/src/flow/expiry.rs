@@ -109,7 +109,7 @@ impl Census {
         if f.flags & FLAG_REVERSE != 0 {
             return;
         }
-        let id = f.backend as usize;
+        let id = f.backend.index();
         if let Some(c) = self.counting.get_mut(id) {
             c[usize::from(f.state != FlowState::TcpEstablished)] += 1;
             self.top = self.top.max(id + 1);
@@ -142,8 +142,8 @@ impl Census {
     }
 
     /// `[established, other]` flows of backend `id` in the last completed pass.
-    pub fn get(&self, id: u32) -> [u32; 2] {
-        self.done.get(id as usize).copied().unwrap_or_default()
+    pub fn get(&self, id: BackendId) -> [u32; 2] {
+        self.done.get(id.index()).copied().unwrap_or_default()
     }
 
     /// The last completed pass by backend id (`[established, other]`), every id that was

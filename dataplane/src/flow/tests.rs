@@ -26,7 +26,7 @@ fn ins(ft: &mut FlowTable, k: FlowKey, state: FlowState, backend: u32, now: u32)
     ft.insert(
         k,
         flow_hash(SEED, &k),
-        Flow::new(state, 0, backend),
+        Flow::new(state, 0, BackendId::new(backend)),
         now,
         &T,
     )
@@ -143,7 +143,7 @@ fn timeouts_from_conf() {
             udp_ms: 60_000
         }
     );
-    let f = Flow::new(FlowState::TcpClosing, 0, 1);
+    let f = Flow::new(FlowState::TcpClosing, 0, BackendId::new(1));
     assert_eq!(f.timeout(&t), 5_000);
 }
 
@@ -156,7 +156,7 @@ fn insert_lookup_remove() {
     assert_eq!(a.evicted, None);
     assert!(!a.replaced);
     assert_eq!(find(&ft, &k), Some(a.idx));
-    assert_eq!(ft.get(a.idx).backend, 7);
+    assert_eq!(ft.get(a.idx).backend.get(), 7);
     assert_eq!(ft.get(a.idx).last_seen, 5);
     assert_eq!(ft.key(a.idx), &k);
     assert_eq!(find(&ft, &k.reversed()), None);
@@ -168,7 +168,7 @@ fn insert_lookup_remove() {
     assert!(b.replaced);
     assert_eq!(b.idx, a.idx);
     assert_eq!(ft.len(), 1);
-    assert_eq!(ft.get(a.idx).backend, 8);
+    assert_eq!(ft.get(a.idx).backend.get(), 8);
 
     let c = ins(&mut ft, key(2), FlowState::Udp, 9, 6);
     assert_eq!(ft.len(), 2);
@@ -184,7 +184,7 @@ fn insert_lookup_remove() {
     ft.remove(a.idx); // no-op
     assert_eq!(ft.len(), 1);
     check_invariants(&ft);
-    let live: Vec<_> = ft.iter().map(|(k, f)| (*k, f.backend)).collect();
+    let live: Vec<_> = ft.iter().map(|(k, f)| (*k, f.backend.get())).collect();
     assert_eq!(live, vec![(key(2), 9)]);
     ft.clear();
     assert!(ft.is_empty());
@@ -198,12 +198,12 @@ fn zero_capacity_is_full() {
     let mut ft = FlowTable::with_capacity(0);
     let k = key(1);
     assert_eq!(
-        ft.insert(k, 1, Flow::new(FlowState::Udp, 0, 1), 0, &T),
+        ft.insert(k, 1, Flow::new(FlowState::Udp, 0, BackendId::new(1)), 0, &T),
         Err(Full)
     );
     assert_eq!(ft.expire_step(0, 10, &T), 0);
     let mut one = FlowTable::with_capacity(1);
-    let f = Flow::new(FlowState::Udp, 0, 1);
+    let f = Flow::new(FlowState::Udp, 0, BackendId::new(1));
     assert_eq!(
         one.insert_pair((k, 1, f), (k.reversed(), 2, f), 0, &T),
         Err(Full)
@@ -335,7 +335,7 @@ fn fills_by_moving_entries_and_keeps_links() {
     let mut first_early = None;
     let mut i = 0;
     while ft.len() < cap {
-        let f = Flow::new(FlowState::Udp, 0, i);
+        let f = Flow::new(FlowState::Udp, 0, BackendId::new(i));
         let (kf, kr) = (key(2 * i), key(2 * i + 1));
         let p = ft
             .insert_pair(
@@ -417,7 +417,13 @@ fn probe_then_insert() {
         let p = ft.probe(&k, h);
         assert_eq!(p.found, None);
         let r = ft
-            .insert_probed(&p, k, Flow::new(FlowState::Udp, 0, i), i, &T)
+            .insert_probed(
+                &p,
+                k,
+                Flow::new(FlowState::Udp, 0, BackendId::new(i)),
+                i,
+                &T,
+            )
             .unwrap();
         assert_eq!(ft.key(r.idx), &k);
         assert_eq!(ft.probe(&k, h).found, Some(r.idx));
@@ -432,7 +438,13 @@ fn probe_then_insert() {
     ins(&mut ft, b, FlowState::Udp, 1, 0);
     if pa.free == ft.lookup(&b, flow_hash(SEED, &b)).unwrap() {
         let r = ft
-            .insert_probed(&pa, a, Flow::new(FlowState::Udp, 0, 1), 0, &T)
+            .insert_probed(
+                &pa,
+                a,
+                Flow::new(FlowState::Udp, 0, BackendId::new(1)),
+                0,
+                &T,
+            )
             .unwrap();
         assert_eq!(ft.key(r.idx), &a);
     }
@@ -450,7 +462,7 @@ fn insert_if_room_never_evicts() {
     for i in 0..4 * cap as u32 {
         let k = key(i);
         let h = flow_hash(SEED, &k);
-        let f = Flow::new(FlowState::TcpSynSeen, 0, i);
+        let f = Flow::new(FlowState::TcpSynSeen, 0, BackendId::new(i));
         let p = b.probe(&k, h);
         assert_eq!(p.found, None);
         let before: Vec<(FlowKey, Flow)> = b.slots.iter().map(|s| (s.key, s.flow)).collect();
@@ -485,8 +497,18 @@ fn insert_if_room_never_evicts() {
     let (x, y) = (key(1), key(2));
     let px = t.probe(&x, flow_hash(SEED, &x));
     let py = t.probe(&y, flow_hash(SEED, &y));
-    let ix = t.insert_probed_if_room(&px, x, Flow::new(FlowState::TcpSynSeen, 0, 1), 0);
-    let iy = t.insert_probed_if_room(&py, y, Flow::new(FlowState::TcpSynSeen, 0, 2), 0);
+    let ix = t.insert_probed_if_room(
+        &px,
+        x,
+        Flow::new(FlowState::TcpSynSeen, 0, BackendId::new(1)),
+        0,
+    );
+    let iy = t.insert_probed_if_room(
+        &py,
+        y,
+        Flow::new(FlowState::TcpSynSeen, 0, BackendId::new(2)),
+        0,
+    );
     assert!(ix.is_some() && iy.is_some() && ix != iy);
     assert_eq!(find(&t, &x), ix);
     assert_eq!(find(&t, &y), iy);
@@ -511,7 +533,7 @@ fn full_table_probe_evicts_as_insert_does() {
     for i in 0..6 * cap as u32 {
         // The clock moves in steps, so many entries share a `last_seen` (ties).
         let now = (i / 16) * 7;
-        let f = Flow::new(states[(i % 7 % 4) as usize], 0, i);
+        let f = Flow::new(states[(i % 7 % 4) as usize], 0, BackendId::new(i));
         if i % 11 == 0 {
             let (kf, kr) = (key(1_000_000 + i), key(2_000_000 + i));
             let (hf, hr) = (flow_hash(SEED, &kf), flow_hash(SEED, &kr));
@@ -665,7 +687,7 @@ fn insert_pair_in_a_full_table_keeps_both() {
     for i in 0..16 {
         ins(&mut ft, key(i), FlowState::TcpSynSeen, i, 100);
     }
-    let f = Flow::new(FlowState::TcpSynSeen, 0, 99);
+    let f = Flow::new(FlowState::TcpSynSeen, 0, BackendId::new(99));
     let (kf, kr) = (key(1000), key(1001));
     let p = ft
         .insert_pair(
@@ -713,7 +735,7 @@ fn eviction_matches_the_policy_written_plainly() {
         let r = next();
         // A clock that moves unevenly, so ages tie and entries expire.
         let now = i * 3 + (r >> 60) as u32 * 500;
-        let f = Flow::new(states[(r >> 8) as usize % 5], 0, i);
+        let f = Flow::new(states[(r >> 8) as usize % 5], 0, BackendId::new(i));
         let (k, k2) = (key(i), key(10_000_000 + i));
         let h = flow_hash(SEED, &k);
         // Traffic: one earlier flow (or one half of a pair) seen again now.
@@ -834,7 +856,7 @@ fn model_check() {
             _ => {
                 let got = find(&ft, &k).map(|i| {
                     assert_eq!(ft.key(i), &k);
-                    ft.get(i).backend
+                    ft.get(i).backend.get()
                 });
                 assert_eq!(got, model.get(&k).copied(), "op {op}: {k}");
             }
@@ -845,7 +867,7 @@ fn model_check() {
         }
     }
     for (k, v) in &model {
-        assert_eq!(find(&ft, k).map(|i| ft.get(i).backend), Some(*v));
+        assert_eq!(find(&ft, k).map(|i| ft.get(i).backend.get()), Some(*v));
     }
     assert_eq!(ft.iter().count(), model.len());
     check_invariants(&ft);
@@ -853,7 +875,7 @@ fn model_check() {
 
 /// Inserts a NAT pair for `backend` the way the pipeline does (the reverse half flagged).
 fn ins_pair(ft: &mut FlowTable, i: u32, state: FlowState, backend: u32, now: u32) {
-    let f = Flow::new(state, 0, backend);
+    let f = Flow::new(state, 0, BackendId::new(backend));
     let r = Flow {
         flags: FLAG_REVERSE,
         ..f
@@ -925,25 +947,33 @@ fn census_counts_live_flows_per_backend() {
 
     // Nothing published before the first pass.
     assert_eq!(ft.census().passes(), 0);
-    assert_eq!(ft.census().get(1), [0, 0]);
+    assert_eq!(ft.census().get(BackendId::new(1)), [0, 0]);
     let reaped = one_pass(&mut ft, now, 100);
     assert_eq!(reaped, 8, "backend 4's flows reaped");
     let c = ft.census();
-    assert_eq!(c.get(1), [10, 0]);
-    assert_eq!(c.get(2), [0, 8]);
-    assert_eq!(c.get(3), [4, 2], "a NAT pair counts once");
-    assert_eq!(c.get(4), [0, 0], "expired flows are not counted");
-    assert_eq!(c.get(5), [0, 1]);
+    assert_eq!(c.get(BackendId::new(1)), [10, 0]);
+    assert_eq!(c.get(BackendId::new(2)), [0, 8]);
+    assert_eq!(c.get(BackendId::new(3)), [4, 2], "a NAT pair counts once");
+    assert_eq!(
+        c.get(BackendId::new(4)),
+        [0, 0],
+        "expired flows are not counted"
+    );
+    assert_eq!(c.get(BackendId::new(5)), [0, 1]);
     assert_eq!(c.completed().len(), 6);
-    assert_eq!(c.get(9999), [0, 0]);
+    assert_eq!(c.get(BackendId::new(9999)), [0, 0]);
     // What the census says is what the table holds, counted independently.
     let truth = |b: u32| {
         ft.iter()
-            .filter(|(_, f)| f.backend == b && f.flags & FLAG_REVERSE == 0)
+            .filter(|(_, f)| f.backend.get() == b && f.flags & FLAG_REVERSE == 0)
             .count() as u32
     };
     for b in 1..=5 {
-        assert_eq!(c.get(b).iter().sum::<u32>(), truth(b), "backend {b}");
+        assert_eq!(
+            c.get(BackendId::new(b)).iter().sum::<u32>(),
+            truth(b),
+            "backend {b}"
+        );
     }
 
     // Backend 1 loses 3 flows, one becomes closing: a partial pass publishes nothing...
@@ -954,11 +984,11 @@ fn census_counts_live_flows_per_backend() {
     let idx = find(&ft, &key(4)).unwrap();
     ft.get_mut(idx).state = FlowState::TcpClosing;
     ft.expire_step(now, ft.slots.len() / 2, &T);
-    assert_eq!(ft.census().get(1), [10, 0]);
+    assert_eq!(ft.census().get(BackendId::new(1)), [10, 0]);
     // ...the pass that completes does.
     one_pass(&mut ft, now, 64);
-    assert_eq!(ft.census().get(1), [6, 1]);
-    assert_eq!(ft.census().get(3), [4, 2]);
+    assert_eq!(ft.census().get(BackendId::new(1)), [6, 1]);
+    assert_eq!(ft.census().get(BackendId::new(3)), [4, 2]);
 
     // Everything idle past its timeout: reaped, and the census drops to zero.
     one_pass(&mut ft, 1_000_000, 64);
@@ -967,12 +997,12 @@ fn census_counts_live_flows_per_backend() {
     // A table emptied by other means reads zero at the next step, without a pass.
     ins(&mut ft, key(1), FlowState::TcpEstablished, 7, 0);
     one_pass(&mut ft, 0, 64);
-    assert_eq!(ft.census().get(7), [1, 0]);
+    assert_eq!(ft.census().get(BackendId::new(7)), [1, 0]);
     let idx = find(&ft, &key(1)).unwrap();
     ft.remove(idx);
     let passes = ft.census().passes();
     ft.expire_step(0, 1, &T);
-    assert_eq!(ft.census().get(7), [0, 0]);
+    assert_eq!(ft.census().get(BackendId::new(7)), [0, 0]);
     assert_eq!(ft.census().passes(), passes + 1);
     check_invariants(&ft);
 }
@@ -992,7 +1022,7 @@ fn census_follows_the_paced_sweep() {
         ft.expire_paced(ms, 64, &T);
     }
     assert_eq!(ft.census().passes(), 2);
-    assert_eq!(ft.census().get(1), [25, 0]);
-    assert_eq!(ft.census().get(2), [25, 0]);
-    assert_eq!(ft.census().get(3), [0, 10]);
+    assert_eq!(ft.census().get(BackendId::new(1)), [25, 0]);
+    assert_eq!(ft.census().get(BackendId::new(2)), [25, 0]);
+    assert_eq!(ft.census().get(BackendId::new(3)), [0, 10]);
 }

@@ -363,7 +363,7 @@ mod tests {
         let mut next = 0;
         let ids = |_: &str, _: &str| {
             next += 1;
-            Some(next)
+            Some(dataplane::snapshot::BackendId::new(next))
         };
         let monitor = Monitor::new(&cfg, ids, Duration::ZERO);
         let mut stack = Stack::new(&[cfg.ports[0].addresses.clone()], 1, Duration::ZERO);

@@ -27,7 +27,7 @@ fn config(extra_service: &str) -> (Config, Ids) {
     let mut ids = HashMap::new();
     for s in &cfg.services {
         for b in &s.backends {
-            let id = ids.len() as BackendId + 1;
+            let id = BackendId::new(ids.len() as u32 + 1);
             ids.insert((s.name.clone(), b.name.clone()), id);
         }
     }

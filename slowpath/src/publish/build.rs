@@ -87,10 +87,10 @@ pub fn build_with(
             let weight = (u64::from(b.weight) * u64::from(pct) / 100)
                 .clamp(1, u64::from(*conf::Backend::WEIGHT_RANGE.end()))
                 as u32;
-            if backends.len() <= id as usize {
-                backends.resize(id as usize + 1, None);
+            if backends.len() <= id.index() {
+                backends.resize(id.index() + 1, None);
             }
-            backends[id as usize] = Some(BackendRt {
+            backends[id.index()] = Some(BackendRt {
                 id,
                 service: si as u16,
                 name: b.name.clone(),
@@ -109,7 +109,7 @@ pub fn build_with(
         let (tier, members) = pool(&ids_of, &backends);
         let of_members: Vec<&BackendRt> = members
             .iter()
-            .map(|id| backends[*id as usize].as_ref().expect("member"))
+            .map(|id| backends[id.index()].as_ref().expect("member"))
             .collect();
         let (maglev, taken) =
             tables.table(&s.name, &of_members, cfg.global.maglev_table_size, seed);
@@ -148,7 +148,7 @@ fn pool(ids: &[BackendId], backends: &[Option<BackendRt>]) -> (Tier, Vec<Backend
         ids.iter()
             .copied()
             .filter(|id| {
-                let b = backends[*id as usize].as_ref().expect("just inserted");
+                let b = backends[id.index()].as_ref().expect("just inserted");
                 b.backup == backup && b.state == BackendState::Up
             })
             .collect()

@@ -23,7 +23,7 @@ impl BackendIds {
     pub fn new() -> Self {
         BackendIds {
             ids: HashMap::new(),
-            next: 1,
+            next: BackendId::new(1),
         }
     }
 
@@ -34,7 +34,7 @@ impl BackendIds {
             return *id;
         }
         let id = self.next;
-        self.next += 1;
+        self.next = BackendId::new(id.get() + 1);
         self.ids.insert(key, id);
         id
     }

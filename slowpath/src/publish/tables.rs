@@ -113,7 +113,7 @@ impl Prepared {
                 let members: Vec<&BackendRt> = s
                     .members
                     .iter()
-                    .map(|id| backends.get(*id as usize)?.as_ref())
+                    .map(|id| backends.get(id.index())?.as_ref())
                     .collect::<Option<_>>()?;
                 let recipe = Recipe::of(&members, s.maglev.size(), seed);
                 Some((s.name, recipe, s.maglev))
