@@ -501,10 +501,7 @@ fn which(engine: &Engine, flow: &str) -> Result<WhichReply, ControlError> {
     if let Some((worker, b)) = hit.and_then(|(w, id)| Some((w, snap.backend(id)?))) {
         return Ok(WhichReply {
             flow: flow.text,
-            service: snap
-                .services
-                .get(b.service as usize)
-                .map(|s| s.name.clone()),
+            service: snap.services.get(b.service.index()).map(|s| s.name.clone()),
             backend: Some(b.name.clone()),
             reason: format!("flow table hit on worker {worker}"),
             slot: None,
@@ -526,7 +523,8 @@ pub fn new_flow(
     text: String,
     key: &dataplane::flow::FlowKey,
 ) -> WhichReply {
-    let name = |s: u16| snap.services.get(s as usize).map(|s| s.name.clone());
+    let name =
+        |s: dataplane::snapshot::ServiceIdx| snap.services.get(s.index()).map(|s| s.name.clone());
     let (service, backend, slot, tier, reason) = match snap.choose(key) {
         Choice::NoService => (None, None, None, None, "no service"),
         Choice::Empty { service } => (name(service), None, None, None, "empty pool"),

@@ -16,7 +16,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use dataplane::flow::{BackendId, Flow, FlowKey, FlowState, FlowTable, Timeouts};
+use dataplane::flow::{BackendId, Flow, FlowKey, FlowState, FlowTable, ServiceIdx, Timeouts};
 use dataplane::hash::{flow_hash, table_hash};
 
 const SEED: u64 = 0x5eed;
@@ -81,7 +81,11 @@ fn hash(c: &mut Criterion) {
 
 fn flow(c: &mut Criterion) {
     let t = Timeouts::default();
-    let est = Flow::new(FlowState::TcpEstablished, 0, BackendId::new(1));
+    let est = Flow::new(
+        FlowState::TcpEstablished,
+        ServiceIdx::new(0),
+        BackendId::new(1),
+    );
     let mut g = c.benchmark_group("flow");
     config(&mut g);
     g.throughput(Throughput::Elements(BATCH as u64));
@@ -146,7 +150,7 @@ fn flow(c: &mut Criterion) {
                 for _ in 0..BATCH {
                     let (k, h) = hashed(next);
                     next = next.wrapping_add(1);
-                    let f = Flow::new(FlowState::TcpSynSeen, 0, BackendId::new(1));
+                    let f = Flow::new(FlowState::TcpSynSeen, ServiceIdx::new(0), BackendId::new(1));
                     evicted += u32::from(ft.insert(k, h, f, 1, &t).unwrap().evicted.is_some());
                 }
                 evicted

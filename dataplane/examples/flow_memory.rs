@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use dataplane::flow::{BackendId, Flow, FlowKey, FlowState, FlowTable, Timeouts};
+use dataplane::flow::{BackendId, Flow, FlowKey, FlowState, FlowTable, ServiceIdx, Timeouts};
 use dataplane::hash::flow_hash;
 
 fn vm_rss_kib() -> u64 {
@@ -42,7 +42,11 @@ fn main() {
             .insert(
                 k,
                 flow_hash(1, &k),
-                Flow::new(FlowState::TcpEstablished, 0, BackendId::new(1)),
+                Flow::new(
+                    FlowState::TcpEstablished,
+                    ServiceIdx::new(0),
+                    BackendId::new(1),
+                ),
                 0,
                 &t,
             )

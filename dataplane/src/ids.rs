@@ -73,3 +73,35 @@ impl fmt::Display for BackendId {
         self.0.fmt(f)
     }
 }
+
+/// A service's index in its [`Snapshot::services`](crate::snapshot::Snapshot::services),
+/// kept in each [`Flow`](crate::flow::Flow) and [`BackendRt`](crate::snapshot::BackendRt).
+/// It names a service in one snapshot only: a reload can renumber the services.
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
+pub struct ServiceIdx(u16);
+
+impl ServiceIdx {
+    #[inline]
+    pub const fn new(i: u16) -> Self {
+        ServiceIdx(i)
+    }
+
+    /// The index as a number.
+    #[inline]
+    pub const fn get(self) -> u16 {
+        self.0
+    }
+
+    /// The index into the snapshot's services.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for ServiceIdx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}

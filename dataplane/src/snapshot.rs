@@ -19,7 +19,7 @@ use crate::flow::{self, v4_addr};
 use crate::maglev;
 use crate::vip_index::VipIndex;
 
-pub use crate::ids::BackendId;
+pub use crate::ids::{BackendId, ServiceIdx};
 
 /// An address in flow-key form: IPv4 in the first 4 bytes, the rest zero.
 ///
@@ -132,7 +132,7 @@ impl BackendState {
 pub struct BackendRt {
     pub id: BackendId,
     /// Index of its service in `Snapshot::services`.
-    pub service: u16,
+    pub service: ServiceIdx,
     pub name: String,
     pub addr: IpAddr,
     pub addr_key: Addr,
@@ -316,10 +316,10 @@ pub enum Choice {
     /// No service for this destination, protocol and port.
     NoService,
     /// The service's pool is empty: the flow is refused.
-    Empty { service: u16 },
+    Empty { service: ServiceIdx },
     /// Maglev's choice: the backend in `slot` of the service's table, from `tier`.
     Backend {
-        service: u16,
+        service: ServiceIdx,
         backend: BackendId,
         slot: u32,
         tier: Tier,
@@ -360,7 +360,7 @@ pub struct Snapshot {
     pub services: Vec<ServiceRt>,
     /// Indexed by [`BackendId`]; `None` for ids not in use.
     pub backends: Vec<Option<BackendRt>>,
-    vips: HashMap<VipKey, u16>,
+    vips: HashMap<VipKey, ServiceIdx>,
     vip_addrs: HashSet<IpKey>,
     own_addrs: HashMap<IpKey, u8>,
     nat_endpoints: HashSet<Endpoint>,
@@ -371,7 +371,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// The service for this destination, exact port first, then the VIP's all-ports service.
     #[inline]
-    pub fn service(&self, dst: IpKey, proto: u8, port: u16) -> Option<u16> {
+    pub fn service(&self, dst: IpKey, proto: u8, port: u16) -> Option<ServiceIdx> {
         if let Some(s) = self.vips.get(&VipKey {
             addr: dst,
             proto,
@@ -424,7 +424,7 @@ impl Snapshot {
         let Some(si) = self.service(dst, key.proto, key.dport) else {
             return Choice::NoService;
         };
-        let svc = &self.services[si as usize];
+        let svc = &self.services[si.index()];
         let h = svc.new_flow_hash(self.seed, key);
         match svc.pick(h) {
             Some(backend) => Choice::Backend {
@@ -465,7 +465,7 @@ impl Snapshot {
                     proto,
                     port: s.port.unwrap_or(0),
                 },
-                si as u16,
+                ServiceIdx::new(si as u16),
             );
             vip_addrs.insert(IpKey::from(s.vip));
             if s.forwarding != Forwarding::Nat {
@@ -570,7 +570,7 @@ pub(crate) fn all_up(cfg: &conf::Config) -> Snapshot {
             let out_port = cfg.route(b.address).map_or(0, |r| r.0);
             backends.push(Some(BackendRt {
                 id: BackendId::new(backends.len() as u32),
-                service: si as u16,
+                service: ServiceIdx::new(si as u16),
                 name: b.name.clone(),
                 addr: b.address,
                 addr_key: addr_key(b.address),
@@ -702,8 +702,14 @@ mac = "02:00:00:00:06:15"
         assert_ne!(key("10.0.0.1"), key("a00:1::"));
 
         assert_eq!(snap.services.len(), 2);
-        assert_eq!(snap.service(key("10.0.0.1"), 6, 80), Some(0));
-        assert_eq!(snap.service(key("a00:1::"), 6, 80), Some(1));
+        assert_eq!(
+            snap.service(key("10.0.0.1"), 6, 80),
+            Some(ServiceIdx::new(0))
+        );
+        assert_eq!(
+            snap.service(key("a00:1::"), 6, 80),
+            Some(ServiceIdx::new(1))
+        );
         assert!(snap.is_vip(key("10.0.0.1")) && snap.is_vip(key("a00:1::")));
         assert!(!snap.is_vip(key("10.0.0.2")) && !snap.is_vip(key("a00:2::")));
 
@@ -734,7 +740,7 @@ mac = "02:00:00:00:06:15"
             Choice::Backend { service, .. } | Choice::Empty { service } => Some(service),
             Choice::NoService => None,
         };
-        assert_eq!(service_of(snap.choose(&k4)), Some(0));
-        assert_eq!(service_of(snap.choose(&k6)), Some(1));
+        assert_eq!(service_of(snap.choose(&k4)), Some(ServiceIdx::new(0)));
+        assert_eq!(service_of(snap.choose(&k6)), Some(ServiceIdx::new(1)));
     }
 }

@@ -469,7 +469,11 @@ mod tests {
             ft.insert(
                 k,
                 1,
-                Flow::new(FlowState::TcpEstablished, 0, BackendId::new(3)),
+                Flow::new(
+                    FlowState::TcpEstablished,
+                    crate::ids::ServiceIdx::new(0),
+                    BackendId::new(3),
+                ),
                 0,
                 &t,
             )

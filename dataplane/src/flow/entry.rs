@@ -27,7 +27,7 @@ pub struct Flow {
     pub state: FlowState,
     /// The service's index in the snapshot current when the flow was made or last seen. It can
     /// change on reload; the pipeline revalidates the service by (dst, port, proto) anyway.
-    pub service: u16,
+    pub service: ServiceIdx,
     /// Stable backend id from the control plane; 0 = none (as in Katran).
     pub backend: BackendId,
     /// Coarse time (ms, caller's clock) the flow last saw a packet. Set on insert.
@@ -45,7 +45,7 @@ pub struct Flow {
 
 impl Flow {
     /// A flow in `state` to `backend`, everything else empty.
-    pub const fn new(state: FlowState, service: u16, backend: BackendId) -> Self {
+    pub const fn new(state: FlowState, service: ServiceIdx, backend: BackendId) -> Self {
         Flow {
             state,
             service,

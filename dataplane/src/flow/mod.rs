@@ -84,7 +84,7 @@ pub use entry::{Flow, FlowState, Timeouts};
 pub use expiry::{Census, SWEEP_MS};
 pub use key::{FlowKey, v4_addr, v4_of};
 
-pub use crate::ids::{BackendId, FlowSlot};
+pub use crate::ids::{BackendId, FlowSlot, ServiceIdx};
 
 use std::fmt;
 
@@ -218,7 +218,7 @@ impl Slot {
             family: FAMILY_FREE,
         },
         meta: 0,
-        flow: Flow::new(FlowState::Udp, 0, BackendId::NONE),
+        flow: Flow::new(FlowState::Udp, ServiceIdx::new(0), BackendId::NONE),
     };
 
     #[inline(always)]

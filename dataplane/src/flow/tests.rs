@@ -26,7 +26,7 @@ fn ins(ft: &mut FlowTable, k: FlowKey, state: FlowState, backend: u32, now: u32)
     ft.insert(
         k,
         flow_hash(SEED, &k),
-        Flow::new(state, 0, BackendId::new(backend)),
+        Flow::new(state, ServiceIdx::new(0), BackendId::new(backend)),
         now,
         &T,
     )
@@ -143,7 +143,7 @@ fn timeouts_from_conf() {
             udp_ms: 60_000
         }
     );
-    let f = Flow::new(FlowState::TcpClosing, 0, BackendId::new(1));
+    let f = Flow::new(FlowState::TcpClosing, ServiceIdx::new(0), BackendId::new(1));
     assert_eq!(f.timeout(&t), 5_000);
 }
 
@@ -198,12 +198,18 @@ fn zero_capacity_is_full() {
     let mut ft = FlowTable::with_capacity(0);
     let k = key(1);
     assert_eq!(
-        ft.insert(k, 1, Flow::new(FlowState::Udp, 0, BackendId::new(1)), 0, &T),
+        ft.insert(
+            k,
+            1,
+            Flow::new(FlowState::Udp, ServiceIdx::new(0), BackendId::new(1)),
+            0,
+            &T
+        ),
         Err(Full)
     );
     assert_eq!(ft.expire_step(0, 10, &T), 0);
     let mut one = FlowTable::with_capacity(1);
-    let f = Flow::new(FlowState::Udp, 0, BackendId::new(1));
+    let f = Flow::new(FlowState::Udp, ServiceIdx::new(0), BackendId::new(1));
     assert_eq!(
         one.insert_pair((k, 1, f), (k.reversed(), 2, f), 0, &T),
         Err(Full)
@@ -335,7 +341,7 @@ fn fills_by_moving_entries_and_keeps_links() {
     let mut first_early = None;
     let mut i = 0;
     while ft.len() < cap {
-        let f = Flow::new(FlowState::Udp, 0, BackendId::new(i));
+        let f = Flow::new(FlowState::Udp, ServiceIdx::new(0), BackendId::new(i));
         let (kf, kr) = (key(2 * i), key(2 * i + 1));
         let p = ft
             .insert_pair(
@@ -420,7 +426,7 @@ fn probe_then_insert() {
             .insert_probed(
                 &p,
                 k,
-                Flow::new(FlowState::Udp, 0, BackendId::new(i)),
+                Flow::new(FlowState::Udp, ServiceIdx::new(0), BackendId::new(i)),
                 i,
                 &T,
             )
@@ -441,7 +447,7 @@ fn probe_then_insert() {
             .insert_probed(
                 &pa,
                 a,
-                Flow::new(FlowState::Udp, 0, BackendId::new(1)),
+                Flow::new(FlowState::Udp, ServiceIdx::new(0), BackendId::new(1)),
                 0,
                 &T,
             )
@@ -462,7 +468,7 @@ fn insert_if_room_never_evicts() {
     for i in 0..4 * cap as u32 {
         let k = key(i);
         let h = flow_hash(SEED, &k);
-        let f = Flow::new(FlowState::TcpSynSeen, 0, BackendId::new(i));
+        let f = Flow::new(FlowState::TcpSynSeen, ServiceIdx::new(0), BackendId::new(i));
         let p = b.probe(&k, h);
         assert_eq!(p.found, None);
         let before: Vec<(FlowKey, Flow)> = b.slots.iter().map(|s| (s.key, s.flow)).collect();
@@ -500,13 +506,13 @@ fn insert_if_room_never_evicts() {
     let ix = t.insert_probed_if_room(
         &px,
         x,
-        Flow::new(FlowState::TcpSynSeen, 0, BackendId::new(1)),
+        Flow::new(FlowState::TcpSynSeen, ServiceIdx::new(0), BackendId::new(1)),
         0,
     );
     let iy = t.insert_probed_if_room(
         &py,
         y,
-        Flow::new(FlowState::TcpSynSeen, 0, BackendId::new(2)),
+        Flow::new(FlowState::TcpSynSeen, ServiceIdx::new(0), BackendId::new(2)),
         0,
     );
     assert!(ix.is_some() && iy.is_some() && ix != iy);
@@ -533,7 +539,11 @@ fn full_table_probe_evicts_as_insert_does() {
     for i in 0..6 * cap as u32 {
         // The clock moves in steps, so many entries share a `last_seen` (ties).
         let now = (i / 16) * 7;
-        let f = Flow::new(states[(i % 7 % 4) as usize], 0, BackendId::new(i));
+        let f = Flow::new(
+            states[(i % 7 % 4) as usize],
+            ServiceIdx::new(0),
+            BackendId::new(i),
+        );
         if i % 11 == 0 {
             let (kf, kr) = (key(1_000_000 + i), key(2_000_000 + i));
             let (hf, hr) = (flow_hash(SEED, &kf), flow_hash(SEED, &kr));
@@ -687,7 +697,11 @@ fn insert_pair_in_a_full_table_keeps_both() {
     for i in 0..16 {
         ins(&mut ft, key(i), FlowState::TcpSynSeen, i, 100);
     }
-    let f = Flow::new(FlowState::TcpSynSeen, 0, BackendId::new(99));
+    let f = Flow::new(
+        FlowState::TcpSynSeen,
+        ServiceIdx::new(0),
+        BackendId::new(99),
+    );
     let (kf, kr) = (key(1000), key(1001));
     let p = ft
         .insert_pair(
@@ -735,7 +749,11 @@ fn eviction_matches_the_policy_written_plainly() {
         let r = next();
         // A clock that moves unevenly, so ages tie and entries expire.
         let now = i * 3 + (r >> 60) as u32 * 500;
-        let f = Flow::new(states[(r >> 8) as usize % 5], 0, BackendId::new(i));
+        let f = Flow::new(
+            states[(r >> 8) as usize % 5],
+            ServiceIdx::new(0),
+            BackendId::new(i),
+        );
         let (k, k2) = (key(i), key(10_000_000 + i));
         let h = flow_hash(SEED, &k);
         // Traffic: one earlier flow (or one half of a pair) seen again now.
@@ -875,7 +893,7 @@ fn model_check() {
 
 /// Inserts a NAT pair for `backend` the way the pipeline does (the reverse half flagged).
 fn ins_pair(ft: &mut FlowTable, i: u32, state: FlowState, backend: u32, now: u32) {
-    let f = Flow::new(state, 0, BackendId::new(backend));
+    let f = Flow::new(state, ServiceIdx::new(0), BackendId::new(backend));
     let r = Flow {
         flags: FLAG_REVERSE,
         ..f

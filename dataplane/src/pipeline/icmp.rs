@@ -71,7 +71,7 @@ impl Pipeline {
         let Some(si) = snap.service(p.dst_key(), q.proto, q.sport) else {
             return Verdict::Drop(DropReason::IcmpErrorNoService);
         };
-        let svc = &snap.services[usize::from(si)];
+        let svc = &snap.services[si.index()];
         if !svc.acl.admits(&key.src, p.v6) {
             return Verdict::Drop(DropReason::AclDenied);
         }

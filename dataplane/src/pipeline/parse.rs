@@ -7,6 +7,7 @@
 use crate::flow::{FlowKey, FlowSlot};
 use crate::flow::{v4_addr, v4_of};
 use crate::hash;
+use crate::ids::ServiceIdx;
 use crate::snapshot::{Addr, IpKey, Snapshot};
 use crate::wire::{self, IPPROTO_TCP, IPPROTO_UDP, checksum};
 
@@ -69,7 +70,7 @@ pub(super) struct Fast {
     /// The key's home slot in the flow table ([`FlowTable::home_slot`](crate::flow::FlowTable::home_slot)).
     pub home: FlowSlot,
     /// The service (index into the snapshot's).
-    pub si: u16,
+    pub si: ServiceIdx,
     /// Bytes of TCP/UDP header and payload.
     pub l4_len: u16,
     pub tcp_flags: u8,
@@ -164,7 +165,7 @@ impl Pipeline {
             home: self.flows.home_slot(hash),
             hash,
             key,
-            si,
+            si: ServiceIdx::new(si),
             l4_len: l4_len as u16,
             tcp_flags,
         })

@@ -8,6 +8,7 @@ use conf::{Forwarding, OnEmpty};
 use crate::flow::{self, Flow, FlowKey, FlowSlot, FlowState, FlowTable};
 use crate::frame::Frame;
 use crate::hash;
+use crate::ids::ServiceIdx;
 use crate::snapshot::{BackendRt, Snapshot};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::{IPPROTO_TCP, IPPROTO_UDP, tcp};
@@ -18,7 +19,11 @@ use super::{Pipeline, evicted_entries, reply, rewrite};
 /// The backend that flow entry `f` of service `si` still goes to: `None` when it is down,
 /// in maintenance, gone, or now another service's.
 #[inline(always)]
-pub(super) fn flow_backend<'s>(snap: &'s Snapshot, f: &Flow, si: u16) -> Option<&'s BackendRt> {
+pub(super) fn flow_backend<'s>(
+    snap: &'s Snapshot,
+    f: &Flow,
+    si: ServiceIdx,
+) -> Option<&'s BackendRt> {
     snap.backend(f.backend)
         .filter(|b| b.service == si && b.keeps_flows())
 }
@@ -26,8 +31,12 @@ pub(super) fn flow_backend<'s>(snap: &'s Snapshot, f: &Flow, si: u16) -> Option<
 /// Where a new flow of service `si` goes: Maglev's choice, with the config's seed so that
 /// every instance with this config agrees; `None` for an empty pool.
 #[inline(always)]
-pub(super) fn pick_new<'s>(snap: &'s Snapshot, si: u16, key: &FlowKey) -> Option<&'s BackendRt> {
-    let svc = &snap.services[usize::from(si)];
+pub(super) fn pick_new<'s>(
+    snap: &'s Snapshot,
+    si: ServiceIdx,
+    key: &FlowKey,
+) -> Option<&'s BackendRt> {
+    let svc = &snap.services[si.index()];
     snap.backend(svc.pick_new(snap.seed, key)?)
 }
 
@@ -73,7 +82,7 @@ impl Pipeline {
         x: Fast,
         frame: &mut F,
     ) -> Verdict {
-        let svc = &snap.services[usize::from(x.si)];
+        let svc = &snap.services[x.si.index()];
         if !svc.acl.admits(&x.key.src, false) {
             return Verdict::Drop(DropReason::AclDenied);
         }
@@ -137,12 +146,12 @@ impl Pipeline {
         &mut self,
         snap: &Snapshot,
         port: u8,
-        si: u16,
+        si: ServiceIdx,
         p: IpMeta,
         ports: Ports,
         frame: &mut F,
     ) -> Verdict {
-        let svc = &snap.services[si as usize];
+        let svc = &snap.services[si.index()];
         // Every packet, not only a flow's first: a reload that denies a source cuts it off.
         if !svc.acl.admits(&p.src, p.v6) {
             return Verdict::Drop(DropReason::AclDenied);
@@ -164,7 +173,7 @@ impl Pipeline {
         &mut self,
         snap: &'s Snapshot,
         idx: FlowSlot,
-        si: u16,
+        si: ServiceIdx,
         tcp: bool,
         flags: u8,
         fwd: Forwarding,
@@ -207,7 +216,7 @@ impl Pipeline {
         &mut self,
         snap: &Snapshot,
         port: u8,
-        si: u16,
+        si: ServiceIdx,
         p: IpMeta,
         ports: Ports,
         key: FlowKey,
@@ -215,7 +224,7 @@ impl Pipeline {
         probe: flow::Probe,
         frame: &mut F,
     ) -> Verdict {
-        let svc = &snap.services[si as usize];
+        let svc = &snap.services[si.index()];
         let fwd = svc.forwarding;
         let tcp = p.proto == IPPROTO_TCP;
         let flags = ports.tcp_flags;
@@ -263,7 +272,7 @@ impl Pipeline {
         &mut self,
         snap: &Snapshot,
         port: u8,
-        si: u16,
+        si: ServiceIdx,
         b: &BackendRt,
         p: &IpMeta,
         ports: Ports,
@@ -303,7 +312,7 @@ impl Pipeline {
             peer_mac,
             flags: 0,
         };
-        if snap.services[usize::from(si)].forwarding == Forwarding::Nat {
+        if snap.services[si.index()].forwarding == Forwarding::Nat {
             // Both halves at once: room for both is made first, so neither evicts the other.
             let rkey = FlowKey {
                 src: b.addr_key,

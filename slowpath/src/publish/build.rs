@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use conf::{AdminState, Config};
 use dataplane::flow::Timeouts;
 use dataplane::snapshot::{
-    BackendId, BackendRt, BackendState, PortRt, ServiceRt, Snapshot, Tier, addr_key,
+    BackendId, BackendRt, BackendState, PortRt, ServiceIdx, ServiceRt, Snapshot, Tier, addr_key,
 };
 
 use super::BackendIds;
@@ -92,7 +92,7 @@ pub fn build_with(
             }
             backends[id.index()] = Some(BackendRt {
                 id,
-                service: si as u16,
+                service: ServiceIdx::new(si as u16),
                 name: b.name.clone(),
                 addr: b.address,
                 addr_key: addr_key(b.address),
