@@ -19,6 +19,7 @@ PKGS=(
     dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev libpcap-dev
     iproute2 ethtool procps psmisc
     nginx-light curl wrk tshark tcpdump socat iperf3 python3
+    bird2 iputils-ping  # BGP peers (one BIRD per namespace), ping of own addresses
     valgrind llvm    # perf/callgrind.sh: callgrind, and llvm-symbolizer for inline stacks
 )
 missing=()
@@ -35,6 +36,12 @@ else
 fi
 # Debian's nginx starts a system instance on install; the tests run their own, in namespaces.
 if systemctl is-active --quiet nginx 2>/dev/null; then systemctl stop nginx || true; fi
+# Likewise bird2's system BIRD (root namespace): the tests start one per namespace, each with
+# its own config, control socket and pid file.
+if systemctl is-active --quiet bird 2>/dev/null; then systemctl stop bird || true; fi
+if [ -f /run/bird/bird.pid ] && ! systemctl is-system-running >/dev/null 2>&1; then
+    kill "$(cat /run/bird/bird.pid)" 2>/dev/null || true
+fi
 
 # scapy: the independent dissector and pcap generator of the tests.
 if ! python3 -c 'import scapy' 2>/dev/null; then

@@ -157,6 +157,27 @@ pub struct StatusReply {
     pub backends: usize,
     pub ports: Vec<PortStatus>,
     pub workers: Vec<WorkerStatus>,
+    /// The kernel exception path's counters, summed over the ports that have one; absent
+    /// when none has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelCounters>,
+}
+
+/// Frames through the kernel exception path (`[[port]] kernel_interface`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelCounters {
+    /// Frames for the balancer's own addresses given to the kernel.
+    pub to_kernel: u64,
+    /// ... that the kernel interface's queue did not take.
+    pub to_kernel_dropped: u64,
+    /// Frames that were not for an own address (never given to the kernel; stays 0).
+    pub to_kernel_refused: u64,
+    /// Frames the kernel sent that left by the data port.
+    pub from_kernel: u64,
+    /// ... that the ring to the data port did not take.
+    pub from_kernel_dropped: u64,
+    /// Frames the kernel sent from an address not the port's own (never sent).
+    pub from_kernel_refused: u64,
 }
 
 /// A data port: its names, the MAC it puts on the wire, its link and DPDK's counters.
@@ -251,6 +272,8 @@ pub struct StatsReply {
     pub ports: Vec<PortStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<BackendTraffic>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelCounters>,
 }
 
 /// Traffic counters of one backend.

@@ -17,9 +17,9 @@ use dataplane::engine::Engine;
 use dataplane::snapshot::{Choice, Tier};
 use dataplane::worker::FlowAnswer;
 use fulcrum::api::{
-    self, AdminReply, BackendInfo, BackendTraffic, BackendsReply, CounterSet, PortCounters,
-    PortStatus, Reply, Request, ServiceInfo, StatsReply, StatusReply, WhichReply, WorkerAnswer,
-    WorkerStatus,
+    self, AdminReply, BackendInfo, BackendTraffic, BackendsReply, CounterSet, KernelCounters,
+    PortCounters, PortStatus, Reply, Request, ServiceInfo, StatsReply, StatusReply, WhichReply,
+    WorkerAnswer, WorkerStatus,
 };
 use fulcrum::flowspec::{self, FlowError};
 use serde::de::DeserializeOwned;
@@ -225,9 +225,9 @@ fn handle(
     started: Instant,
 ) -> Result<Reply, ControlError> {
     Ok(match req {
-        Request::Status {} => Reply::Status(status(engine, started)),
+        Request::Status {} => Reply::Status(status(engine, slow, started)),
         Request::Backends {} => Reply::Backends(backends(engine, slow)),
-        Request::Stats {} => Reply::Stats(stats(engine, started)),
+        Request::Stats {} => Reply::Stats(stats(engine, slow, started)),
         Request::Which { flow } => Reply::Which(which(engine, flow)?),
         Request::Admin {
             service,
@@ -319,7 +319,7 @@ fn ports(engine: &Engine) -> Vec<PortStatus> {
         .collect()
 }
 
-fn status(engine: &Engine, started: Instant) -> StatusReply {
+fn status(engine: &Engine, slow: &SlowPath, started: Instant) -> StatusReply {
     let snap = snapshot(engine);
     StatusReply {
         version: crate::VERSION.into(),
@@ -345,11 +345,25 @@ fn status(engine: &Engine, started: Instant) -> StatusReply {
                     .load(std::sync::atomic::Ordering::Relaxed),
             })
             .collect(),
+        kernel: kernel(slow),
     }
 }
 
+/// The exception path's counters, if some port has one.
+fn kernel(slow: &SlowPath) -> Option<KernelCounters> {
+    let k = slow.kernel_stats()?;
+    Some(KernelCounters {
+        to_kernel: k.to_kernel,
+        to_kernel_dropped: k.to_kernel_dropped,
+        to_kernel_refused: k.to_kernel_refused,
+        from_kernel: k.from_kernel,
+        from_kernel_dropped: k.from_kernel_dropped,
+        from_kernel_refused: k.from_kernel_refused,
+    })
+}
+
 /// Every counter now: what `ctl stats` prints and the metrics endpoint exports.
-pub fn stats(engine: &Engine, started: Instant) -> StatsReply {
+pub fn stats(engine: &Engine, slow: &SlowPath, started: Instant) -> StatsReply {
     let workers = engine.worker_counters();
     let mut totals = dataplane::stats::Counters::default();
     for w in &workers {
@@ -362,6 +376,7 @@ pub fn stats(engine: &Engine, started: Instant) -> StatsReply {
         totals: CounterSet::new(&totals),
         ports: ports(engine),
         backends: backend_counters(engine),
+        kernel: kernel(slow),
     }
 }
 

@@ -85,7 +85,7 @@ impl MetricsServer {
             }
             Some(http::respond(route, || {
                 render(
-                    &crate::control::stats(engine, started),
+                    &crate::control::stats(engine, slow, started),
                     &crate::control::backends(engine, slow),
                     &endpoints,
                 )
@@ -227,6 +227,28 @@ pub fn render(stats: &StatsReply, backends: &BackendsReply, endpoints: &[Endpoin
         for p in &stats.ports {
             let v = p.stats.as_ref().map_or(0, f);
             o.sample(name, &[("port", &p.name)], v as f64);
+        }
+    }
+    if let Some(k) = &stats.kernel {
+        let name = "fulcrum_kernel_frames_total";
+        o.head(
+            name,
+            "counter",
+            "Frames through the kernel exception path, by direction and outcome.",
+        );
+        for (direction, outcome, v) in [
+            ("to_kernel", "sent", k.to_kernel),
+            ("to_kernel", "dropped", k.to_kernel_dropped),
+            ("to_kernel", "refused", k.to_kernel_refused),
+            ("from_kernel", "sent", k.from_kernel),
+            ("from_kernel", "dropped", k.from_kernel_dropped),
+            ("from_kernel", "refused", k.from_kernel_refused),
+        ] {
+            o.sample(
+                name,
+                &[("direction", direction), ("outcome", outcome)],
+                v as f64,
+            );
         }
     }
     o.head(
@@ -511,6 +533,10 @@ mod tests {
                 stats: None,
             }],
             backends: vec![],
+            kernel: Some(fulcrum::api::KernelCounters {
+                to_kernel: 7,
+                ..Default::default()
+            }),
         };
         let backends = BackendsReply {
             generation: 4,
@@ -549,6 +575,9 @@ mod tests {
         )));
         assert!(t.contains("fulcrum_backend_up{service=\"web\",backend=\"b\\\"1\"} 1\n"));
         assert!(t.contains("fulcrum_port_link_up{port=\"lan\"} 1\n"));
+        assert!(
+            t.contains("fulcrum_kernel_frames_total{direction=\"to_kernel\",outcome=\"sent\"} 7\n")
+        );
         assert!(t.contains(
             "fulcrum_backend_flows_active{service=\"web\",backend=\"b\\\"1\",state=\"established\"} 5\n"
         ));

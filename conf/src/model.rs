@@ -353,6 +353,10 @@ pub struct Port {
     pub addresses: Vec<IfAddr>,
     /// Static neighbours (IP -> MAC), e.g. a gateway or backends, until ARP resolves them.
     pub neighbors: Vec<(IpAddr, MacAddr)>,
+    /// The kernel interface of this port's exception path (frames for the balancer's own
+    /// addresses that the slow path does not handle itself go to the kernel there, and what
+    /// the kernel sends there leaves by this port). `None`: no exception path. Restart.
+    pub kernel_interface: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

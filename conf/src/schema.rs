@@ -137,6 +137,8 @@ pub struct PortTable {
     pub addresses: Option<Vec<Spanned<String>>>,
     /// Static neighbours. Default `[]`.
     pub neighbors: Option<Vec<NeighborTable>>,
+    /// Name of the kernel interface of the exception path. Default: none (no exception path).
+    pub kernel_interface: Option<Spanned<String>>,
 }
 
 /// One `{ ip = "...", mac = "..." }` of `neighbors`.

@@ -121,6 +121,7 @@ const PORT: &[Key] = &[
     opt("mac", Str),
     opt("addresses", Strs),
     opt("neighbors", Tables(NEIGHBOR)),
+    opt("kernel_interface", Str),
 ];
 
 const NEIGHBOR: &[Key] = &[req("ip", Str), req("mac", Str)];

@@ -96,6 +96,8 @@ pub struct Engine {
     slowpath_rings: Vec<dpdk::RingConsumer>,
     /// The slow path's frames to send, drained by worker 0 (until the slow path takes it).
     slowpath_tx: Option<RingProducer>,
+    /// Each port's exception path (until the slow path takes them).
+    kernel: Vec<Option<KernelIo>>,
     /// Snapshots replaced but maybe still held by a worker: freed here, by the slow path,
     /// once nobody else holds them, so a worker never pays for freeing Maglev tables.
     retired: Vec<Arc<Snapshot>>,
@@ -123,7 +125,44 @@ pub fn eal_args(cfg: &Config, devices: &[String]) -> Vec<String> {
         args.push(cfg.dpdk.slowpath_cpu.unwrap_or(0).to_string());
     }
     args.extend(dpdk::vdev_eal_args(devices));
+    for device in kernel_devices(cfg).into_iter().flatten() {
+        args.push("--vdev".into());
+        args.push(device);
+    }
     args
+}
+
+/// The `net_tap` device of each port's exception path (config order; `None` without one).
+/// DPDK's TAP driver creates the kernel interface; its name is the configured one.
+fn kernel_devices(cfg: &Config) -> Vec<Option<String>> {
+    cfg.ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            p.kernel_interface
+                .as_ref()
+                .map(|iface| format!("{}{i},iface={iface}", KERNEL_DEVICE_PREFIX))
+        })
+        .collect()
+}
+
+/// Name prefix of the exception path's TAP devices (a name DPDK's `net_tap` driver takes,
+/// unlikely to be a data port's own).
+const KERNEL_DEVICE_PREFIX: &str = "net_tap_fulcrum_x";
+
+/// Descriptors of each exception-path queue: the kernel's own traffic (BGP, BFD, SSH), not
+/// VIP traffic.
+const KERNEL_DESCRIPTORS: u16 = 256;
+
+/// The exception path of one port: the queues of the TAP device whose kernel interface
+/// carries the port's MAC and own addresses. Polled by the slow path only.
+pub struct KernelIo {
+    /// The kernel interface's name.
+    pub interface: String,
+    /// Frames the kernel sent on the interface, to leave by the data port.
+    pub rx: dpdk::RxQueue,
+    /// Frames for the kernel.
+    pub tx: dpdk::TxQueue,
 }
 
 /// What the slow path takes over from the engine: the frames the workers hand it, and the
@@ -134,6 +173,8 @@ pub struct SlowpathIo {
     /// Frames to send, drained by worker 0; the mbuf's `port` field names the port index to
     /// send on. `None` once taken.
     pub tx: Option<RingProducer>,
+    /// Each port's exception path (config order), if it has one.
+    pub kernel: Vec<Option<KernelIo>>,
 }
 
 impl Engine {
@@ -201,6 +242,34 @@ impl Engine {
                 source,
             })?;
             ports.push(port);
+        }
+        let mut kernel = Vec::with_capacity(cfg.ports.len());
+        for ((p, device), port) in cfg.ports.iter().zip(kernel_devices(cfg)).zip(&ports) {
+            let Some(device) = device else {
+                kernel.push(None);
+                continue;
+            };
+            let setup = PortSetup {
+                name: dpdk::device_name(&device).to_string(),
+                rx_queues: 1,
+                tx_queues: 1,
+                rx_descriptors: KERNEL_DESCRIPTORS,
+                tx_descriptors: KERNEL_DESCRIPTORS,
+                mempool: mempool.clone(),
+                symmetric_rss: false,
+                // The kernel interface answers to and sends from the data port's MAC.
+                mac: Some(port.mac()),
+            };
+            let tap = Port::open(setup).map_err(|source| EngineError::Port {
+                port: p.name.clone(),
+                device: device.clone(),
+                source,
+            })?;
+            kernel.push(Some(KernelIo {
+                interface: p.kernel_interface.clone().unwrap_or_default(),
+                rx: tap.rx_queue(0)?,
+                tx: tap.tx_queue(0)?,
+            }));
         }
         let max_id = ports.iter().map(|p| p.port_id()).max().unwrap_or(0);
         let mut port_index = vec![0u8; usize::from(max_id) + 1];
@@ -351,6 +420,7 @@ impl Engine {
             port_index,
             slowpath_rings,
             slowpath_tx: Some(slow_tx),
+            kernel,
             names: cfg.ports.iter().map(|p| p.name.clone()).collect(),
             ports,
             devices,
@@ -439,6 +509,7 @@ impl Engine {
         SlowpathIo {
             rings: std::mem::take(&mut self.slowpath_rings),
             tx: self.slowpath_tx.take(),
+            kernel: std::mem::take(&mut self.kernel),
         }
     }
 

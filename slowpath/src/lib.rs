@@ -17,6 +17,7 @@
 //! path's frames reach them through a ring they drain when they have time.
 #![deny(unsafe_code)]
 
+pub mod exception;
 pub mod health;
 pub mod hook;
 pub mod neigh;
@@ -34,6 +35,7 @@ use dataplane::frame::Frame;
 use dataplane::snapshot::{BackendId, Snapshot};
 use dataplane::wire::ethernet::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, parse_l2};
 
+use exception::{Dispatch, Exception};
 use health::runner::{self, Finished, Runner};
 use health::{Health, Monitor};
 use hook::Hooks;
@@ -101,6 +103,8 @@ pub struct SlowPath {
     rings: Vec<RingConsumer>,
     tx: Option<RingProducer>,
     out: Burst,
+    /// The kernel exception path of the ports that have one.
+    exception: Exception,
     stack: Stack,
     neigh: Neighbors,
     monitor: Monitor,
@@ -183,6 +187,7 @@ impl SlowPath {
             cfg: cfg.clone(),
             rings: io.rings,
             tx: io.tx,
+            exception: Exception::new(cfg, io.kernel),
             out: Burst::new(),
             stack: Stack::new(&addrs, seed, now),
             neigh: Neighbors::new(cfg, l2, now),
@@ -313,11 +318,32 @@ impl SlowPath {
                         self.frames.ignored += 1;
                         continue;
                     };
+                    match self.exception.dispatch(port, m.data()) {
+                        Dispatch::Stack => {}
+                        Dispatch::Kernel => {
+                            self.exception.to_kernel(port, m);
+                            continue;
+                        }
+                        Dispatch::Both => {
+                            self.exception
+                                .copy_to_kernel(engine.mempool(), port, m.data())
+                        }
+                        Dispatch::Refused => continue,
+                    }
                     self.frame_in(port, &m, now);
                 }
             }
         }
+        self.exception.flush();
+        if let Some(tx) = self.tx.as_mut() {
+            n += self.exception.receive(tx);
+        }
         n
+    }
+
+    /// The exception path's counters; `None` when no port has one.
+    pub fn kernel_stats(&self) -> Option<exception::KernelStats> {
+        self.exception.any().then_some(self.exception.stats)
     }
 
     fn frame_in(&mut self, port: u8, m: &Mbuf, now: Duration) {

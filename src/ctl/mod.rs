@@ -285,6 +285,7 @@ fn run(path: &Path, cmd: CtlCmd, json: bool, out: &mut dyn Write) -> Result<(), 
                 totals: CounterSet::new(&totals),
                 ports: Vec::new(),
                 backends: Vec::new(),
+                kernel: None,
             };
             if json {
                 print_json(out, &v, true)?;
@@ -416,6 +417,7 @@ mod tests {
                 traffic("b1", 10 * k, 100 * k, k),
                 traffic("b2", b2.0, b2.0 * 10, b2.1),
             ],
+            kernel: None,
         }
     }
 

@@ -88,6 +88,18 @@ pub(super) fn print_status(out: &mut dyn Write, v: &StatusReply) -> io::Result<(
         &[false, false, false, false, true, true, true, true, true],
         &ports,
     )?;
+    if let Some(k) = &v.kernel {
+        writeln!(
+            out,
+            "exception path: to kernel {} (dropped {}, refused {}), from kernel {} (dropped {}, refused {})",
+            k.to_kernel,
+            k.to_kernel_dropped,
+            k.to_kernel_refused,
+            k.from_kernel,
+            k.from_kernel_dropped,
+            k.from_kernel_refused
+        )?;
+    }
     let workers: Vec<Vec<String>> = v
         .workers
         .iter()

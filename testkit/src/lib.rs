@@ -8,11 +8,13 @@
 //!   `ctl`, stopped, and its DPDK runtime files removed (also when the test fails);
 //! - [`Scratch`] and [`EalPrefix`]: scratch directories and EAL file prefixes that clean up
 //!   after themselves; [`TestEal`]: EAL started in the test process;
+//! - [`Bird`]: a real BIRD 2 in a namespace, asked with `birdc`;
 //! - [`fixture`]: config files under `tests/configs/`, templated;
 //! - [`outcome`]: judging what real clients saw; [`traffic`]: test frames and pcaps;
 //!   [`readme`]: the commands README shows.
 
 mod balancer;
+mod bird;
 mod eal;
 mod fixture;
 mod net;
@@ -24,6 +26,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 pub use balancer::Balancer;
+pub use bird::Bird;
 pub use eal::{
     EalPrefix, Scratch, TestEal, eal_args, eal_args_toml, eal_prefix, runtime_dir_exists,
 };

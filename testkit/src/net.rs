@@ -241,6 +241,18 @@ impl Net {
         self.exec("sw", &["ip", "link", "set", &b, "up"]);
     }
 
+    /// Health layout: a further host `node` on the switch, its interface `eth0` with
+    /// `address` (CIDR), e.g. a router peering with the balancer.
+    pub fn host(&self, node: &str, address: &str) {
+        assert_eq!(
+            self.layout,
+            Layout::Health,
+            "hosts join the health layout's switch"
+        );
+        self.link(node, "eth0");
+        self.exec(node, &["ip", "addr", "add", address, "dev", "eth0"]);
+    }
+
     /// Health layout: backend `i`'s agent will answer `text` from now on.
     pub fn agent(&self, i: usize, text: &str) {
         std::fs::write(self.dir.join(format!("b{i}.agent")), format!("{text}\n")).expect("agent");

@@ -35,6 +35,7 @@ impl Checker<'_> {
         }
         let mut names: HashMap<String, (usize, Range<usize>)> = HashMap::new();
         let mut devices: HashMap<String, (usize, Range<usize>)> = HashMap::new();
+        let mut kernel_names: HashMap<String, (usize, Range<usize>)> = HashMap::new();
         // Own address -> the port and span that first claimed it.
         let mut claimed: HashMap<IpAddr, (usize, Range<usize>)> = HashMap::new();
         for (pi, t) in tables.iter().enumerate() {
@@ -129,12 +130,19 @@ impl Checker<'_> {
                 }
             }
 
+            let kernel_interface = t.kernel_interface.as_ref().and_then(|k| {
+                let field = f("kernel_interface");
+                self.unique(&mut kernel_names, k, pi, &field, "kernel interface", "port");
+                self.interface_name(k, &field)
+            });
+
             out.ports.push(Port {
                 name: t.name.get_ref().clone(),
                 device: device.clone(),
                 mac,
                 addresses,
                 neighbors,
+                kernel_interface,
             });
         }
         out

@@ -296,6 +296,36 @@ impl Checker<'_> {
         }
     }
 
+    /// A Linux interface name (what `ip link` accepts): 1..=15 bytes (IFNAMSIZ less the
+    /// NUL), no '/', ':', whitespace, not "." or "..".
+    pub(super) fn interface_name(&mut self, v: &Spanned<String>, field: &str) -> Option<String> {
+        let s = v.get_ref();
+        let problem = if s.is_empty() {
+            Some("is empty".to_owned())
+        } else if s.len() > 15 {
+            Some(format!(
+                "is {} bytes long (Linux allows at most 15)",
+                s.len()
+            ))
+        } else if s == "." || s == ".." {
+            Some("is not a usable name".to_owned())
+        } else if !s
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+        {
+            Some("may contain only printable ASCII without '/', ':' or spaces".to_owned())
+        } else {
+            None
+        };
+        match problem {
+            Some(problem) => {
+                self.error(v.span(), field, format!("interface name {s:?} {problem}"));
+                None
+            }
+            None => Some(s.clone()),
+        }
+    }
+
     /// Reports `v` if an earlier entry (index `seen[v]`) has the same value.
     pub(super) fn unique(
         &mut self,

@@ -1,0 +1,419 @@
+//! The kernel exception path: for each port that has one (`kernel_interface`), a TAP device
+//! whose kernel interface carries the port's MAC and own addresses, so that the kernel's own
+//! protocols (BGP, BFD, SSH, VRRP, ...) work on a NIC that DPDK owns.
+//!
+//! ```text
+//! worker --own address, not ours--> slow path --dispatch--> stack (health-check replies)
+//!                                                       \--> kernel interface (the rest)
+//! kernel interface --its own frames--> slow path --(source is an own address)--> worker 0 -> wire
+//! ```
+//!
+//! The split for a frame to an own address ([`dispatch`]): TCP and UDP to the health checks'
+//! source ports belong to the slow path's stack (smoltcp), any other TCP/UDP port and every
+//! other protocol to the kernel; ARP, neighbour discovery and ICMP go to both (the kernel
+//! resolves its own neighbours; ICMP errors may quote either's packets). Nothing but frames
+//! for the port's own addresses ever reaches the kernel, and nothing but frames from them
+//! leaves it: VIP traffic never crosses, in either direction (each refusal is counted).
+//! Both directions go through bounded queues of the TAP device, polled by the slow path's
+//! thread; what does not fit is dropped and counted, never waited for.
+
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::process::Command;
+
+use conf::{Config, IfAddr};
+use dataplane::dpdk::{Burst, Mbuf, Mempool, RingProducer};
+use dataplane::engine::KernelIo;
+use dataplane::frame::Frame;
+use dataplane::wire::ethernet::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, parse_l2};
+use dataplane::wire::{Ipv4Packet, Ipv6Packet};
+
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMPV6: u8 = 58;
+
+/// Frames through the exception path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    /// Frames given to a kernel interface.
+    pub to_kernel: u64,
+    /// Frames for the kernel that its queue did not take (or no mbuf for a copy).
+    pub to_kernel_dropped: u64,
+    /// Frames the kernel sent that left by the data port (handed to worker 0).
+    pub from_kernel: u64,
+    /// Frames the kernel sent that the ring to worker 0 did not take.
+    pub from_kernel_dropped: u64,
+    /// Frames for the kernel that were not for an own address of the port (e.g. a VIP's):
+    /// refused. Stays 0 unless a worker's classification and the slow path's disagree.
+    pub to_kernel_refused: u64,
+    /// Frames the kernel sent from an address that is not the port's own (a VIP's, another
+    /// host's, a forwarded one): refused, so the kernel never forwards traffic.
+    pub from_kernel_refused: u64,
+}
+
+/// Where a frame to an own address goes (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatch {
+    /// The slow path's stack or neighbour table only.
+    Stack,
+    /// The kernel only.
+    Kernel,
+    /// Both: each gets it.
+    Both,
+    /// Neither: not for an own address of the port (counted as refused).
+    Refused,
+}
+
+/// Where the frame `frame` received on a port with own addresses `own` goes, given the
+/// health checks' source ports (frames to those belong to the stack).
+pub fn dispatch(frame: &[u8], own: &[IfAddr], health_ports: &RangeInclusive<u16>) -> Dispatch {
+    let Ok(l2) = parse_l2(frame) else {
+        return Dispatch::Stack;
+    };
+    let l3 = &frame[l2.l3_offset..];
+    match l2.ethertype {
+        ETHERTYPE_ARP => Dispatch::Both,
+        ETHERTYPE_IPV4 => {
+            let Ok(ip) = Ipv4Packet::new_checked(l3) else {
+                return Dispatch::Stack;
+            };
+            if !is_own(own, IpAddr::V4(ip.dst_ip())) {
+                return Dispatch::Refused;
+            }
+            by_protocol(ip.protocol(), ip.payload(), IPPROTO_ICMP, health_ports)
+        }
+        ETHERTYPE_IPV6 => {
+            let Ok(ip) = Ipv6Packet::new_checked(l3) else {
+                return Dispatch::Stack;
+            };
+            let Ok(ul) = ip.upper_layer() else {
+                return Dispatch::Stack;
+            };
+            let dst = ip.dst_ip();
+            // Neighbour discovery arrives at multicast groups too (all-nodes, solicited-node).
+            let nd = ul.protocol == IPPROTO_ICMPV6 && crate::neigh::nd::is_nd(l3);
+            let ours = is_own(own, IpAddr::V6(dst)) || (nd && dst.is_multicast());
+            if !ours {
+                return Dispatch::Refused;
+            }
+            let l4 = l3.get(ul.offset..).unwrap_or_default();
+            by_protocol(ul.protocol, l4, IPPROTO_ICMPV6, health_ports)
+        }
+        _ => Dispatch::Stack,
+    }
+}
+
+fn by_protocol(proto: u8, l4: &[u8], icmp: u8, health_ports: &RangeInclusive<u16>) -> Dispatch {
+    match proto {
+        IPPROTO_TCP | IPPROTO_UDP => match l4.get(2..4) {
+            Some(p) if health_ports.contains(&u16::from_be_bytes([p[0], p[1]])) => Dispatch::Stack,
+            _ => Dispatch::Kernel,
+        },
+        p if p == icmp => Dispatch::Both,
+        _ => Dispatch::Kernel,
+    }
+}
+
+fn is_own(own: &[IfAddr], addr: IpAddr) -> bool {
+    own.iter().any(|a| a.addr == addr)
+}
+
+/// Whether the kernel may send `frame` out of a port with own addresses `own`: ARP, and IP
+/// from an own address (IPv6 also from a link-local or the unspecified address: neighbour
+/// discovery, MLD, router solicitations). Anything else would be the kernel forwarding.
+pub fn may_leave(frame: &[u8], own: &[IfAddr]) -> bool {
+    let Ok(l2) = parse_l2(frame) else {
+        return false;
+    };
+    let l3 = &frame[l2.l3_offset..];
+    match l2.ethertype {
+        ETHERTYPE_ARP => true,
+        ETHERTYPE_IPV4 => {
+            Ipv4Packet::new_checked(l3).is_ok_and(|ip| is_own(own, IpAddr::V4(ip.src_ip())))
+        }
+        ETHERTYPE_IPV6 => Ipv6Packet::new_checked(l3).is_ok_and(|ip| {
+            let src = ip.src_ip();
+            src.is_unspecified() || src.is_unicast_link_local() || is_own(own, IpAddr::V6(src))
+        }),
+        _ => false,
+    }
+}
+
+struct KernelPort {
+    io: KernelIo,
+    own: Vec<IfAddr>,
+    /// Frames for the kernel, sent at the end of the turn.
+    out: Burst,
+}
+
+/// The exception paths of every port.
+pub struct Exception {
+    ports: Vec<Option<KernelPort>>,
+    health_ports: RangeInclusive<u16>,
+    pub stats: KernelStats,
+}
+
+impl Exception {
+    /// Takes the engine's TAP queues and gives each kernel interface the port's own
+    /// addresses, and brings it up (with `ip`, once at start).
+    pub fn new(cfg: &Config, kernel: Vec<Option<KernelIo>>) -> Exception {
+        let ports = kernel
+            .into_iter()
+            .zip(&cfg.ports)
+            .map(|(io, p)| {
+                let io = io?;
+                configure_interface(&io.interface, &p.addresses);
+                Some(KernelPort {
+                    io,
+                    own: p.addresses.clone(),
+                    out: Burst::new(),
+                })
+            })
+            .collect();
+        Exception {
+            ports,
+            health_ports: cfg.global.health.source_ports.clone(),
+            stats: KernelStats::default(),
+        }
+    }
+
+    /// Whether some port has an exception path.
+    pub fn any(&self) -> bool {
+        self.ports.iter().any(Option::is_some)
+    }
+
+    /// Where a frame to an own address of `port` goes; [`Dispatch::Stack`] for a port
+    /// without an exception path (what the slow path did before it existed).
+    pub fn dispatch(&mut self, port: u8, frame: &[u8]) -> Dispatch {
+        let Some(Some(k)) = self.ports.get(usize::from(port)) else {
+            return Dispatch::Stack;
+        };
+        let d = dispatch(frame, &k.own, &self.health_ports);
+        if d == Dispatch::Refused {
+            self.stats.to_kernel_refused += 1;
+        }
+        d
+    }
+
+    /// Queues `m` for `port`'s kernel interface (sent by [`Exception::flush`]).
+    pub fn to_kernel(&mut self, port: u8, m: Mbuf) {
+        let Some(Some(k)) = self.ports.get_mut(usize::from(port)) else {
+            return;
+        };
+        if let Err(m) = k.out.push(m) {
+            send(k, &mut self.stats);
+            if k.out.push(m).is_err() {
+                self.stats.to_kernel_dropped += 1;
+            }
+        }
+    }
+
+    /// Queues a copy of `frame` for `port`'s kernel interface.
+    pub fn copy_to_kernel(&mut self, pool: &Mempool, port: u8, frame: &[u8]) {
+        match Mbuf::from_slice(pool, frame) {
+            Ok(m) => self.to_kernel(port, m),
+            Err(_) => self.stats.to_kernel_dropped += 1,
+        }
+    }
+
+    /// Sends what was queued for the kernel interfaces.
+    pub fn flush(&mut self) {
+        for k in self.ports.iter_mut().flatten() {
+            send(k, &mut self.stats);
+        }
+    }
+
+    /// Frames the kernel sent: each one allowed to leave is named by its port index and
+    /// handed to worker 0 through `tx` (at most a burst per port and turn). Returns how many
+    /// arrived.
+    pub fn receive(&mut self, tx: &mut RingProducer) -> usize {
+        let mut n = 0;
+        let mut burst: Burst = Burst::new();
+        for (i, k) in self.ports.iter_mut().enumerate() {
+            let Some(k) = k else { continue };
+            let got = k.io.rx.rx_burst(&mut burst);
+            if got == 0 {
+                continue;
+            }
+            n += got;
+            let own = &k.own;
+            self.stats.from_kernel_refused += burst.retain(|m| may_leave(m.data(), own)) as u64;
+            for m in burst.iter_mut() {
+                m.set_port(i as u16);
+            }
+            let len = burst.len();
+            let sent = tx.enqueue_burst(&mut burst);
+            self.stats.from_kernel += sent as u64;
+            self.stats.from_kernel_dropped += (len - sent) as u64;
+            burst.clear();
+        }
+        n
+    }
+}
+
+fn send(k: &mut KernelPort, stats: &mut KernelStats) {
+    let len = k.out.len();
+    let sent = k.io.tx.tx_burst(&mut k.out);
+    stats.to_kernel += sent as u64;
+    stats.to_kernel_dropped += (len - sent) as u64;
+}
+
+/// Gives the kernel interface `name` the port's addresses and brings it up. A failure is
+/// logged, not fatal: the data path does not depend on it.
+fn configure_interface(name: &str, addresses: &[IfAddr]) {
+    let mut steps: Vec<Vec<String>> = addresses
+        .iter()
+        .map(|a| {
+            let mut args = vec!["addr".into(), "replace".into(), a.to_string()];
+            if a.addr.is_ipv6() {
+                // The workers answer neighbour solicitations for it; the kernel need not
+                // probe it first.
+                args.push("nodad".into());
+            }
+            args.extend(["dev".into(), name.into()]);
+            args
+        })
+        .collect();
+    steps.push(vec!["link".into(), "set".into(), name.into(), "up".into()]);
+    for args in steps {
+        match Command::new("ip").args(&args).output() {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => tracing::warn!(
+                interface = name,
+                command = %format!("ip {}", args.join(" ")),
+                error = %String::from_utf8_lossy(&o.stderr).trim(),
+                "exception path: configuring the kernel interface failed"
+            ),
+            Err(e) => tracing::warn!(
+                interface = name,
+                error = %e,
+                "exception path: cannot run `ip` to configure the kernel interface"
+            ),
+        }
+    }
+    tracing::info!(
+        interface = name,
+        addresses = addresses.len(),
+        "exception path: kernel interface up"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn own() -> Vec<IfAddr> {
+        vec![
+            IfAddr {
+                addr: "10.0.0.2".parse().unwrap(),
+                prefix_len: 24,
+            },
+            IfAddr {
+                addr: "2001:db8::2".parse().unwrap(),
+                prefix_len: 64,
+            },
+        ]
+    }
+
+    fn eth(ethertype: u16, l3: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(l3);
+        f
+    }
+
+    fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
+        let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0];
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&dst);
+        ip.extend_from_slice(l4);
+        let len = ip.len() as u16;
+        ip[2..4].copy_from_slice(&len.to_be_bytes());
+        eth(ETHERTYPE_IPV4, &ip)
+    }
+
+    fn ports(sport: u16, dport: u16) -> Vec<u8> {
+        let mut l4 = sport.to_be_bytes().to_vec();
+        l4.extend_from_slice(&dport.to_be_bytes());
+        l4.extend_from_slice(&[0u8; 16]);
+        l4
+    }
+
+    const HEALTH: RangeInclusive<u16> = 61000..=65000;
+
+    #[test]
+    fn bgp_goes_to_the_kernel_and_check_replies_to_the_stack() {
+        let bgp = ipv4(
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            IPPROTO_TCP,
+            &ports(40000, 179),
+        );
+        assert_eq!(dispatch(&bgp, &own(), &HEALTH), Dispatch::Kernel);
+        let check = ipv4([10, 0, 0, 9], [10, 0, 0, 2], IPPROTO_TCP, &ports(80, 61234));
+        assert_eq!(dispatch(&check, &own(), &HEALTH), Dispatch::Stack);
+        let bfd = ipv4(
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            IPPROTO_UDP,
+            &ports(49152, 3784),
+        );
+        assert_eq!(dispatch(&bfd, &own(), &HEALTH), Dispatch::Kernel);
+        let vrrp = ipv4([10, 0, 0, 1], [10, 0, 0, 2], 112, &[0u8; 8]);
+        assert_eq!(dispatch(&vrrp, &own(), &HEALTH), Dispatch::Kernel);
+        let icmp = ipv4(
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            IPPROTO_ICMP,
+            &[3, 3, 0, 0, 0, 0, 0, 0],
+        );
+        assert_eq!(dispatch(&icmp, &own(), &HEALTH), Dispatch::Both);
+        assert_eq!(
+            dispatch(&eth(ETHERTYPE_ARP, &[0u8; 28]), &own(), &HEALTH),
+            Dispatch::Both
+        );
+    }
+
+    #[test]
+    fn a_vip_frame_is_refused_both_ways() {
+        let to_vip = ipv4(
+            [10, 0, 0, 1],
+            [10, 0, 0, 100],
+            IPPROTO_TCP,
+            &ports(40000, 80),
+        );
+        assert_eq!(dispatch(&to_vip, &own(), &HEALTH), Dispatch::Refused);
+        let from_vip = ipv4(
+            [10, 0, 0, 100],
+            [10, 0, 0, 1],
+            IPPROTO_TCP,
+            &ports(80, 40000),
+        );
+        assert!(!may_leave(&from_vip, &own()));
+        let from_own = ipv4(
+            [10, 0, 0, 2],
+            [10, 0, 0, 1],
+            IPPROTO_TCP,
+            &ports(179, 40000),
+        );
+        assert!(may_leave(&from_own, &own()));
+        assert!(may_leave(&eth(ETHERTYPE_ARP, &[0u8; 28]), &own()));
+        assert!(!may_leave(&eth(0x88cc, &[0u8; 28]), &own()), "LLDP");
+    }
+
+    #[test]
+    fn ipv6_from_link_local_may_leave_but_not_from_others() {
+        let mut ip = vec![0x60, 0, 0, 0, 0, 8, 58, 255];
+        let ll: std::net::Ipv6Addr = "fe80::1".parse().unwrap();
+        let other: std::net::Ipv6Addr = "2001:db8::99".parse().unwrap();
+        let own6: std::net::Ipv6Addr = "2001:db8::2".parse().unwrap();
+        for (src, ok) in [(ll, true), (own6, true), (other, false)] {
+            ip.truncate(8);
+            ip.extend_from_slice(&src.octets());
+            ip.extend_from_slice(&own6.octets());
+            ip.extend_from_slice(&[133, 0, 0, 0, 0, 0, 0, 0]);
+            assert_eq!(may_leave(&eth(ETHERTYPE_IPV6, &ip), &own()), ok, "{src}");
+        }
+    }
+}
