@@ -157,10 +157,24 @@ pub struct StatusReply {
     pub backends: usize,
     pub ports: Vec<PortStatus>,
     pub workers: Vec<WorkerStatus>,
+    /// The services announced by BGP (`announce = "bgp"`): whether BIRD is told to announce
+    /// each one's VIP now, and why (not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub announcements: Vec<Announcement>,
     /// The kernel exception path's counters, summed over the ports that have one; absent
     /// when none has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelCounters>,
+}
+
+/// A service's route announcement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    pub service: String,
+    pub vip: String,
+    pub announced: bool,
+    /// `serving`, `pool empty`, `node disabled (disable file)`, ...
+    pub reason: String,
 }
 
 /// Frames through the kernel exception path (`[[port]] kernel_interface`).
@@ -314,6 +328,15 @@ pub struct ServiceInfo {
     pub flows_established: u64,
     /// Half-open, closing or UDP (IPVS's InActConn).
     pub flows_other: u64,
+    /// How the VIP attracts traffic: `arp`, `bgp` or `none`.
+    #[serde(default)]
+    pub announce: String,
+    /// `bgp` only: whether BIRD is told to announce the VIP now.
+    #[serde(default)]
+    pub announced: bool,
+    /// `bgp` only: why (not): `serving`, `pool empty`, `node disabled (disable file)`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce_reason: Option<String>,
     pub backends: Vec<BackendInfo>,
 }
 

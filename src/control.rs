@@ -17,9 +17,9 @@ use dataplane::engine::Engine;
 use dataplane::snapshot::{Choice, Tier};
 use dataplane::worker::FlowAnswer;
 use fulcrum::api::{
-    self, AdminReply, BackendInfo, BackendTraffic, BackendsReply, CounterSet, KernelCounters,
-    PortCounters, PortStatus, Reply, Request, ServiceInfo, StatsReply, StatusReply, WhichReply,
-    WorkerAnswer, WorkerStatus,
+    self, AdminReply, Announcement, BackendInfo, BackendTraffic, BackendsReply, CounterSet,
+    KernelCounters, PortCounters, PortStatus, Reply, Request, ServiceInfo, StatsReply, StatusReply,
+    WhichReply, WorkerAnswer, WorkerStatus,
 };
 use fulcrum::flowspec::{self, FlowError};
 use serde::de::DeserializeOwned;
@@ -345,6 +345,17 @@ fn status(engine: &Engine, slow: &SlowPath, started: Instant) -> StatusReply {
                     .load(std::sync::atomic::Ordering::Relaxed),
             })
             .collect(),
+        announcements: slow
+            .announcements()
+            .into_iter()
+            .filter(|a| a.announce == conf::Announce::Bgp)
+            .map(|a| Announcement {
+                service: a.service,
+                vip: a.vip.to_string(),
+                announced: a.announced,
+                reason: a.reason.as_str().into(),
+            })
+            .collect(),
         kernel: kernel(slow),
     }
 }
@@ -407,6 +418,7 @@ fn backend_counters(engine: &Engine) -> Vec<BackendTraffic> {
 pub fn backends(engine: &Engine, slow: &SlowPath) -> BackendsReply {
     let snap = snapshot(engine);
     let checks = slow.checks();
+    let announcements = slow.announcements();
     let configured = |service: &str, backend: &str| {
         slow.config()
             .services
@@ -461,6 +473,7 @@ pub fn backends(engine: &Engine, slow: &SlowPath) -> BackendsReply {
                 })
                 .collect();
             let sum = |f: fn(&BackendInfo) -> u64| backends.iter().map(f).sum::<u64>();
+            let ann = announcements.iter().find(|a| a.service == s.name);
             ServiceInfo {
                 service: s.name.clone(),
                 vip: s.vip.to_string(),
@@ -472,6 +485,11 @@ pub fn backends(engine: &Engine, slow: &SlowPath) -> BackendsReply {
                 flows_active: sum(|b| b.flows_active),
                 flows_established: sum(|b| b.flows_established),
                 flows_other: sum(|b| b.flows_other),
+                announce: s.announce.as_str().into(),
+                announced: ann.is_some_and(|a| a.announced),
+                announce_reason: ann
+                    .filter(|a| a.announce == conf::Announce::Bgp)
+                    .map(|a| a.reason.as_str().into()),
                 backends,
             }
         })

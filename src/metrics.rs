@@ -276,6 +276,18 @@ pub fn render(stats: &StatsReply, backends: &BackendsReply, endpoints: &[Endpoin
             s.members as f64,
         );
     }
+    o.head(
+        "fulcrum_service_announced",
+        "gauge",
+        "1 while BIRD is told to announce the service's VIP (services with announce = \"bgp\").",
+    );
+    for s in backends.services.iter().filter(|s| s.announce == "bgp") {
+        o.sample(
+            "fulcrum_service_announced",
+            &[("service", &s.service)],
+            f64::from(u8::from(s.announced)),
+        );
+    }
     let per_backend = |o: &mut Out, name: &str, f: &dyn Fn(&BackendInfo) -> Option<f64>| {
         for s in &backends.services {
             for b in &s.backends {
@@ -551,6 +563,9 @@ mod tests {
                 flows_active: 7,
                 flows_established: 5,
                 flows_other: 2,
+                announce: "bgp".into(),
+                announced: true,
+                announce_reason: Some("serving".into()),
                 backends: vec![
                     backend("b\"1", "up", "enabled", None),
                     backend("b2", "drain", "drain", Some("drain")),
@@ -575,6 +590,7 @@ mod tests {
         )));
         assert!(t.contains("fulcrum_backend_up{service=\"web\",backend=\"b\\\"1\"} 1\n"));
         assert!(t.contains("fulcrum_port_link_up{port=\"lan\"} 1\n"));
+        assert!(t.contains("fulcrum_service_announced{service=\"web\"} 1\n"));
         assert!(
             t.contains("fulcrum_kernel_frames_total{direction=\"to_kernel\",outcome=\"sent\"} 7\n")
         );

@@ -112,6 +112,7 @@ pub fn run(
         }
     }
     tracing::info!("stopping");
+    slow.withdraw();
     drop(control);
     drop(metrics);
     let slow_report = slow.report(&engine);

@@ -9,14 +9,19 @@
 //!  <n>-c1: client 10.66.0.50, <n>-b1: backend 10.66.0.11 (DSR, VIP on lo)
 //! ```
 //!
-//! Asserted: the BGP session is Established on both sides and the router's FIB routes the VIP
+//! The second test: the VIP of an `announce = "bgp"` service is announced by BIRD while the
+//! node serves it, and withdrawn (router FIB, measured) within 1 s when the node's disable
+//! file appears, when its pool empties, on a clean stop, and when Fulcrum is killed (-9:
+//! the TAP interface vanishes with the process, BFD notices).
+//!
+//! Asserted in the first: the BGP session is Established on both sides and the router's FIB routes the VIP
 //! via the balancer; ping to the balancer's address is answered; a TCP service of the
 //! balancer's kernel answers through the port; under VIP load no VIP frame reaches the kernel
 //! interface (its receive counter barely moves, the refusal counters stay 0) and every request
 //! is served.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use testkit::{Answer, Balancer, Bird, Client, Net, VIP};
 
@@ -204,4 +209,187 @@ fn bgp_ping_and_tcp_reach_the_kernel_through_the_dpdk_port_and_vip_traffic_never
     drop(speaker);
     drop(router);
     lb.stop();
+}
+
+fn announce_config(net: &Net) -> String {
+    let header = net.balancer_config(&["10.66.0.2/24"]);
+    let dir = net.dir.display();
+    // [global.announce] must follow [global]: put it before the port table.
+    let header = header.replacen(
+        "[[port]]",
+        &format!(
+            "[global.announce]\nbird_file = \"{dir}/vips.conf\"\nbird_socket = \"{dir}/bird-lb.ctl\"\n\
+             disable_file = \"{dir}/disable\"\n\n[[port]]"
+        ),
+        1,
+    );
+    format!(
+        r#"{header}
+kernel_interface = "{IFACE}"
+
+[[service]]
+name = "web"
+vip = "{VIP}"
+port = 80
+announce = "bgp"
+
+[service.health]
+interval_ms = 200
+timeout_ms = 150
+rise = 1
+fall = 1
+
+[[service.backend]]
+name = "b1"
+address = "10.66.0.11"
+"#
+    )
+}
+
+/// BGP with BFD (100 ms x 3) and quick reconnects, on both sides.
+const SESSION: &str = "hold time 9; bfd on; connect retry time 1; error wait time 1, 2;";
+const BFD: &str = "protocol bfd { interface \"*\" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }";
+
+fn router_bird_bfd() -> String {
+    format!(
+        r#"
+router id 10.66.0.1;
+protocol device {{}}
+{BFD}
+protocol kernel {{ ipv4 {{ export all; }}; merge paths on; }}
+protocol bgp lb1 {{
+    local 10.66.0.1 as 65001;
+    neighbor 10.66.0.2 as 65002;
+    {SESSION}
+    ipv4 {{ import all; export none; }};
+}}
+"#
+    )
+}
+
+fn balancer_bird_include(net: &Net) -> String {
+    format!(
+        r#"
+router id 10.66.0.2;
+protocol device {{}}
+{BFD}
+include "{}/vips.conf";
+protocol bgp uplink {{
+    local 10.66.0.2 as 65002;
+    neighbor 10.66.0.1 as 65001;
+    {SESSION}
+    ipv4 {{ import none; export where proto = "fulcrum_vips4"; }};
+}}
+"#,
+        net.dir.display()
+    )
+}
+
+fn routed(net: &Net) -> bool {
+    net.exec("rt", &["ip", "route", "show", &format!("{VIP}/32")])
+        .contains("via 10.66.0.2")
+}
+
+/// Waits (bounded by `limit`) until the router's FIB has (`want`) or lacks the VIP's route;
+/// how long that took from `t0`.
+fn wait_route(net: &Net, want: bool, t0: Instant, limit: Duration, what: &str) -> Duration {
+    loop {
+        if routed(net) == want {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "{what}: the router's route to the VIP still {} after {limit:?}",
+            if want { "missing" } else { "present" }
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn start_announcing(net: &Net) -> Balancer {
+    let lb = Balancer::start(net, &announce_config(net));
+    let file = net.dir.join("vips.conf");
+    let t0 = Instant::now();
+    while !file.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no {}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    lb
+}
+
+#[test]
+fn bgp_announcement_follows_the_pool_the_disable_file_a_stop_and_a_kill() {
+    let mut net = Net::up("ka", 1);
+    net.host("rt", "10.66.0.1/24");
+    let lb = start_announcing(&net);
+    let router = Bird::start(&net, "rt", &router_bird_bfd());
+    let speaker = Bird::start(&net, "lb", &balancer_bird_include(&net));
+    let took = router.wait_established("lb1", Duration::from_secs(30));
+    println!("BGP (with BFD) Established after {took:?}");
+    let limit = Duration::from_secs(1);
+    wait_route(&net, true, Instant::now(), Duration::from_secs(10), "start");
+    let status = lb.ctl_json(&["status"]);
+    println!("announcements: {}", status["announcements"]);
+    assert_eq!(status["announcements"][0]["announced"], true, "{status}");
+
+    // The node's disable file: withdrawn within 1 s, and back when it goes.
+    let disable = net.dir.join("disable");
+    let t0 = Instant::now();
+    std::fs::write(&disable, "").expect("disable file");
+    let gone = wait_route(&net, false, t0, limit, "disable file");
+    let why = lb.ctl_json(&["status"])["announcements"][0]["reason"].clone();
+    assert_eq!(why, "node disabled (disable file)");
+    let t0 = Instant::now();
+    std::fs::remove_file(&disable).expect("remove disable file");
+    let back = wait_route(&net, true, t0, limit, "disable file removed");
+    println!("disable file: withdrawn in {gone:?}, announced again in {back:?}");
+
+    // The pool empties (its one backend stops): withdrawn within a check plus 1 s.
+    let t0 = Instant::now();
+    net.stop(1);
+    let gone = wait_route(
+        &net,
+        false,
+        t0,
+        limit + Duration::from_millis(200),
+        "pool empty",
+    );
+    let why = lb.ctl_json(&["status"])["announcements"][0]["reason"].clone();
+    assert_eq!(why, "pool empty");
+    net.start(1);
+    let back = wait_route(
+        &net,
+        true,
+        Instant::now(),
+        Duration::from_secs(5),
+        "backend back",
+    );
+    println!("pool empty: withdrawn {gone:?} after the backend stopped; back in {back:?}");
+
+    // A clean stop withdraws first.
+    let t0 = Instant::now();
+    lb.signal("TERM");
+    let gone = wait_route(&net, false, t0, limit, "clean stop");
+    lb.stop();
+    println!("clean stop: withdrawn in {gone:?}");
+
+    // Started again: the session comes back over the new TAP interface and the VIP with it.
+    let lb = start_announcing(&net);
+    let t0 = Instant::now();
+    let back = wait_route(&net, true, t0, Duration::from_secs(30), "restart");
+    println!("restart: announced again {back:?} after the balancer served");
+
+    // Killed: nothing can withdraw; the TAP interface goes with the process and BFD
+    // (100 ms x 3) takes the route down on the router.
+    let t0 = Instant::now();
+    lb.signal("KILL");
+    let gone = wait_route(&net, false, t0, limit, "kill -9");
+    println!("kill -9: the router withdrew the route in {gone:?}");
+    drop(lb);
+    drop(speaker);
+    drop(router);
 }

@@ -137,6 +137,30 @@ pub struct Global {
     pub health: HealthGlobal,
     /// Neighbour (ARP) resolution of backends. Live.
     pub neighbors: NeighborSettings,
+    /// Route announcement through BIRD. Live.
+    pub announce: AnnounceSettings,
+}
+
+/// `[global.announce]`: how the VIPs of `announce = "bgp"` services reach BIRD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnounceSettings {
+    /// The file Fulcrum writes with the VIPs to announce (BIRD `include`s it); `None`: no
+    /// service may use `announce = "bgp"`.
+    pub bird_file: Option<PathBuf>,
+    /// BIRD's control socket, told to reconfigure when the file changes.
+    pub bird_socket: PathBuf,
+    /// While this file exists, the node announces nothing.
+    pub disable_file: PathBuf,
+}
+
+impl Default for AnnounceSettings {
+    fn default() -> Self {
+        AnnounceSettings {
+            bird_file: None,
+            bird_socket: PathBuf::from("/run/bird/bird.ctl"),
+            disable_file: PathBuf::from("/etc/fulcrum/disable"),
+        }
+    }
 }
 
 impl Global {
@@ -161,6 +185,7 @@ impl Default for Global {
             control_optional: false,
             health: HealthGlobal::default(),
             neighbors: NeighborSettings::default(),
+            announce: AnnounceSettings::default(),
         }
     }
 }
@@ -440,6 +465,34 @@ pub struct Service {
     pub allow: Vec<IfAddr>,
     /// Source prefixes refused even when `allow` matches.
     pub deny: Vec<IfAddr>,
+    /// How the VIP attracts its traffic.
+    pub announce: Announce,
+    /// While this file exists, the service is not announced.
+    pub disable_file: Option<PathBuf>,
+}
+
+/// How a service's VIP attracts its traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Announce {
+    /// Fulcrum answers ARP / neighbour solicitations for the VIP on its ports (a shared
+    /// segment).
+    #[default]
+    Arp,
+    /// Fulcrum lists the VIP for BIRD while it can serve it (`[global.announce]`); it does not
+    /// answer ARP/ND for it.
+    Bgp,
+    /// Neither: routes to the node are configured elsewhere (static routes).
+    None,
+}
+
+impl Announce {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Announce::Arp => "arp",
+            Announce::Bgp => "bgp",
+            Announce::None => "none",
+        }
+    }
 }
 
 impl Service {

@@ -87,6 +87,9 @@ pub struct GlobalTable {
     /// `[global.neighbors]`. Optional.
     #[serde(default)]
     pub neighbors: NeighborsTable,
+    /// `[global.announce]`. Optional.
+    #[serde(default)]
+    pub announce: AnnounceTable,
 }
 
 /// `[global.health]`: settings every health check shares.
@@ -97,6 +100,15 @@ pub struct HealthGlobalTable {
     pub source_ports: Option<Spanned<String>>,
     /// Random variation of each interval, percent. Default 0, at most 50.
     pub spread_pct: Option<Spanned<Int>>,
+}
+
+/// `[global.announce]`: route announcement through BIRD.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnounceTable {
+    pub bird_file: Option<Spanned<String>>,
+    pub bird_socket: Option<Spanned<String>>,
+    pub disable_file: Option<Spanned<String>>,
 }
 
 /// `[global.neighbors]`: ARP resolution of backends.
@@ -182,6 +194,10 @@ pub struct ServiceTable {
     pub deny: Vec<Spanned<String>>,
     /// `[service.health]`: the check of every backend. Default: no check (always up).
     pub health: Option<Spanned<HealthTable>>,
+    /// How the VIP attracts traffic: "arp", "bgp", "none". Default "arp".
+    pub announce: Option<Spanned<String>>,
+    /// While this file exists, the service is not announced. Default: none.
+    pub disable_file: Option<Spanned<String>>,
 }
 
 /// `[service.health]` and `[service.backend.health]`; a backend's table overrides the

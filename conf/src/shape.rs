@@ -102,6 +102,13 @@ const GLOBAL: &[Key] = &[
     opt("timeouts", Table(TIMEOUTS)),
     opt("health", Table(HEALTH_GLOBAL)),
     opt("neighbors", Table(NEIGHBORS)),
+    opt("announce", Table(ANNOUNCE)),
+];
+
+const ANNOUNCE: &[Key] = &[
+    opt("bird_file", Str),
+    opt("bird_socket", Str),
+    opt("disable_file", Str),
 ];
 
 const HEALTH_GLOBAL: &[Key] = &[opt("source_ports", Str), opt("spread_pct", Int)];
@@ -140,6 +147,8 @@ const SERVICE: &[Key] = &[
     opt("allow", Strs),
     opt("deny", Strs),
     opt("health", Table(HEALTH)),
+    opt("announce", Str),
+    opt("disable_file", Str),
 ];
 
 const HEALTH: &[Key] = &[
@@ -462,7 +471,7 @@ mod tests {
 
         let mut all = Vec::new();
         tables(DOCUMENT, "", &mut all);
-        assert_eq!(all.len(), 12);
+        assert_eq!(all.len(), 13);
         for (path, keys) in all {
             // serde lists the keys it expects when it meets one it does not know.
             let mut doc: toml::Table = toml::from_str(&every_key).expect("sample");

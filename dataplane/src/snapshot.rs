@@ -193,6 +193,8 @@ pub struct ServiceRt {
     pub tier: Tier,
     /// Which sources may reach the service.
     pub acl: Acl,
+    /// How the VIP attracts traffic: only `Arp` VIPs get ARP/ND answers.
+    pub announce: conf::Announce,
 }
 
 /// A prefix in flow-key form: the address's bits from the top of a big-endian u128 (IPv4 in
@@ -276,6 +278,7 @@ impl ServiceRt {
             maglev,
             tier,
             acl: Acl::new(&s.allow, &s.deny),
+            announce: s.announce,
         }
     }
 
@@ -362,6 +365,8 @@ pub struct Snapshot {
     pub backends: Vec<Option<BackendRt>>,
     vips: HashMap<VipKey, ServiceIdx>,
     vip_addrs: HashSet<IpKey>,
+    /// VIPs answered by ARP/ND (see [`Snapshot::answers_neighbor_for`]).
+    neighbor_vips: HashSet<IpKey>,
     own_addrs: HashMap<IpKey, u8>,
     nat_endpoints: HashSet<Endpoint>,
     /// IPv4 VIPs again, for the worker's fast path (same answers as [`Snapshot::service`]).
@@ -386,6 +391,14 @@ impl Snapshot {
                 port: 0,
             })
             .copied()
+    }
+
+    /// Does the balancer answer ARP / neighbour solicitations for this VIP (some service of it
+    /// has `announce = "arp"`)? Several instances announcing a VIP by BGP on one segment must
+    /// not all answer for it.
+    #[inline]
+    pub fn answers_neighbor_for(&self, addr: IpKey) -> bool {
+        self.neighbor_vips.contains(&addr)
     }
 
     /// Is this address a VIP (any protocol or port)?
@@ -456,6 +469,7 @@ impl Snapshot {
         }
         let mut vips = HashMap::new();
         let mut vip_addrs = HashSet::new();
+        let mut neighbor_vips = HashSet::new();
         let mut nat_endpoints = HashSet::new();
         for (si, s) in services.iter().enumerate() {
             let proto = s.protocol.number();
@@ -468,6 +482,9 @@ impl Snapshot {
                 ServiceIdx::new(si as u16),
             );
             vip_addrs.insert(IpKey::from(s.vip));
+            if s.announce == conf::Announce::Arp {
+                neighbor_vips.insert(IpKey::from(s.vip));
+            }
             if s.forwarding != Forwarding::Nat {
                 continue;
             }
@@ -498,6 +515,7 @@ impl Snapshot {
             backends,
             vips,
             vip_addrs,
+            neighbor_vips,
             own_addrs,
             nat_endpoints,
             vip4,
@@ -634,6 +652,8 @@ mod tests {
             state_file: None,
             allow: allow.to_vec(),
             deny: deny.to_vec(),
+            announce: conf::Announce::Arp,
+            disable_file: None,
         };
         for ip in [
             "10.1.1.1",

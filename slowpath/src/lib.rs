@@ -17,6 +17,7 @@
 //! path's frames reach them through a ring they drain when they have time.
 #![deny(unsafe_code)]
 
+pub mod announce;
 pub mod exception;
 pub mod health;
 pub mod hook;
@@ -35,6 +36,7 @@ use dataplane::frame::Frame;
 use dataplane::snapshot::{BackendId, Snapshot};
 use dataplane::wire::ethernet::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, parse_l2};
 
+use announce::Announcer;
 use exception::{Dispatch, Exception};
 use health::runner::{self, Finished, Runner};
 use health::{Health, Monitor};
@@ -111,6 +113,8 @@ pub struct SlowPath {
     runner: Runner,
     publisher: Publisher,
     hooks: Hooks,
+    /// Which VIPs BIRD announces.
+    announcer: Announcer,
     /// Frames to send this turn: (port index, frame).
     outbox: Vec<(u8, Vec<u8>)>,
     finished: Vec<Finished>,
@@ -195,6 +199,7 @@ impl SlowPath {
             runner: Runner::new(cfg.global.health.source_ports.clone(), seed),
             publisher,
             hooks: Hooks::new(cfg),
+            announcer: Announcer::new(cfg),
             outbox: Vec::new(),
             finished: Vec::new(),
             frames: FrameStats::default(),
@@ -209,7 +214,7 @@ impl SlowPath {
         sp.sync(engine);
         // The pools as the first snapshot has them, even when nothing changed.
         if sp.publisher.stats.publications == 0 {
-            sp.hooks.update(&engine.snapshot());
+            sp.pools(&engine.snapshot());
         }
         sp
     }
@@ -281,6 +286,7 @@ impl SlowPath {
         }
         self.publisher.observe(engine);
         self.hooks.poll();
+        self.announcer.poll();
 
         if work > 0 {
             return Duration::ZERO;
@@ -425,7 +431,7 @@ impl SlowPath {
             let t1 = engine.epoch().elapsed();
             self.publish_after = t1 + (t1 - t0) * PUBLISH_HOLDOFF_FACTOR;
             log_changes(&self.monitor, &before, &state.health, generation);
-            self.hooks.update(&engine.snapshot());
+            self.pools(&engine.snapshot());
         }
     }
 
@@ -499,6 +505,7 @@ impl SlowPath {
         self.last_checks.retain(|id, _| kept.contains(id));
         self.neigh.reconfigure(cfg, now);
         self.hooks.reconfigure(cfg);
+        self.announcer.reconfigure(cfg);
         self.cfg = cfg.clone();
         let generation = self.publish_now(engine);
         tracing::info!(
@@ -599,11 +606,28 @@ impl SlowPath {
         Ok((cleared, self.publish_now(engine)))
     }
 
+    /// The pools of a snapshot just published: the hooks and the announcer take them.
+    fn pools(&mut self, snap: &Snapshot) {
+        self.hooks.update(snap);
+        self.announcer.update(snap);
+    }
+
+    /// Every service's route announcement now.
+    pub fn announcements(&self) -> Vec<announce::ServiceAnnouncement> {
+        self.announcer.status()
+    }
+
+    /// A clean stop: withdraws every VIP from BIRD and waits (at most 2 s) for it to take
+    /// that, before the data plane stops forwarding.
+    pub fn withdraw(&mut self) {
+        self.announcer.withdraw_all(Duration::from_secs(2));
+    }
+
     /// Publishes the current config and dynamic state now, whatever the hold-off.
     fn publish_now(&mut self, engine: &mut Engine) -> u64 {
         let state = self.state();
         let generation = self.publisher.publish(engine, &self.cfg, &state);
-        self.hooks.update(&engine.snapshot());
+        self.pools(&engine.snapshot());
         generation
     }
 

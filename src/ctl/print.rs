@@ -88,6 +88,18 @@ pub(super) fn print_status(out: &mut dyn Write, v: &StatusReply) -> io::Result<(
         &[false, false, false, false, true, true, true, true, true],
         &ports,
     )?;
+    for a in &v.announcements {
+        let state = if a.announced {
+            "announced"
+        } else {
+            "withdrawn"
+        };
+        writeln!(
+            out,
+            "BGP: service {} VIP {}: {state} ({})",
+            a.service, a.vip, a.reason
+        )?;
+    }
     if let Some(k) = &v.kernel {
         writeln!(
             out,
@@ -171,6 +183,14 @@ pub(super) fn print_backends(out: &mut dyn Write, v: &BackendsReply) -> io::Resu
             s.flows_established,
             s.flows_other
         )?;
+        if let Some(why) = &s.announce_reason {
+            let state = if s.announced {
+                "announced"
+            } else {
+                "withdrawn"
+            };
+            writeln!(out, "  BGP: {state} ({why})")?;
+        }
         let rows: Vec<Vec<String>> = s
             .backends
             .iter()

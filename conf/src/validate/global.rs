@@ -136,6 +136,34 @@ impl Checker<'_> {
             control_optional: t.control_optional.as_ref().is_some_and(|b| *b.get_ref()),
             health: self.health_global(&t.health),
             neighbors: self.neighbor_settings(&t.neighbors),
+            announce: self.announce_settings(&t.announce),
+        }
+    }
+
+    fn announce_settings(&mut self, t: &schema::AnnounceTable) -> AnnounceSettings {
+        let d = AnnounceSettings::default();
+        let mut path = |v: &Option<toml::Spanned<String>>, key: &str, example: &str| {
+            self.text(v, &format!("global.announce.{key}"), key, example)
+                .map(PathBuf::from)
+        };
+        AnnounceSettings {
+            bird_file: path(
+                &t.bird_file,
+                "bird_file",
+                "a path like \"/run/fulcrum/bird-vips.conf\"",
+            ),
+            bird_socket: path(
+                &t.bird_socket,
+                "bird_socket",
+                "a path like \"/run/bird/bird.ctl\"",
+            )
+            .unwrap_or(d.bird_socket),
+            disable_file: path(
+                &t.disable_file,
+                "disable_file",
+                "a path like \"/etc/fulcrum/disable\"",
+            )
+            .unwrap_or(d.disable_file),
         }
     }
 }

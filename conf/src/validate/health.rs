@@ -217,22 +217,7 @@ impl Checker<'_> {
         si: usize,
     ) -> (Option<String>, Option<PathBuf>) {
         let mut text = |v: &Option<Spanned<String>>, key: &str, example: &str| {
-            let v = v.as_ref()?;
-            let field = format!("service[{si}].{key}");
-            let s = v.get_ref();
-            if s.trim().is_empty() {
-                self.error(
-                    v.span(),
-                    field,
-                    format!("{key} is empty; give {example}, or omit the key"),
-                );
-                return None;
-            }
-            if s.contains('\0') {
-                self.error(v.span(), field, format!("{key} contains a NUL character"));
-                return None;
-            }
-            Some(s.clone())
+            self.text(v, &format!("service[{si}].{key}"), key, example)
         };
         let on_change = text(
             &t.on_change,

@@ -38,7 +38,7 @@ pub(crate) fn validate(
     let dpdk = c.dpdk(&doc.dpdk);
     let global = c.global(&doc.global);
     let ports = c.ports(&doc.port);
-    let services = c.services(&doc.service, &ports);
+    let services = c.services(&doc.service, &ports, global.announce.bird_file.is_some());
     if !c.diags.is_empty() {
         return Err(c.diags);
     }

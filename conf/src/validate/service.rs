@@ -15,6 +15,7 @@ impl Checker<'_> {
         &mut self,
         tables: &[schema::ServiceTable],
         ports: &Ports,
+        bird_file: bool,
     ) -> Vec<Service> {
         let mut names: HashMap<String, (usize, Range<usize>)> = HashMap::new();
         let mut listeners = Listeners::new();
@@ -103,6 +104,35 @@ impl Checker<'_> {
             }
 
             let (on_change, state_file) = self.hook(t, si);
+            let announce = self.choice(
+                &t.announce,
+                &f("announce"),
+                "announce",
+                &[
+                    ("arp", Announce::Arp),
+                    ("bgp", Announce::Bgp),
+                    ("none", Announce::None),
+                ],
+            );
+            if let Some(a) = &t.announce
+                && announce == Announce::Bgp
+                && !bird_file
+            {
+                self.error(
+                    a.span(),
+                    f("announce"),
+                    "announce = \"bgp\" needs [global.announce] bird_file (the file BIRD \
+                     includes, where Fulcrum lists the VIPs to announce)",
+                );
+            }
+            let disable_file = self
+                .text(
+                    &t.disable_file,
+                    &f("disable_file"),
+                    "disable_file",
+                    "a path like \"/etc/fulcrum/disable-web\"",
+                )
+                .map(std::path::PathBuf::from);
             let allow = self.prefixes(&t.allow, &f("allow"));
             let deny = self.prefixes(&t.deny, &f("deny"));
             let health = t
@@ -136,6 +166,8 @@ impl Checker<'_> {
                 state_file,
                 allow,
                 deny,
+                announce,
+                disable_file,
             });
         }
         self.resolve_tracks(&mut services, &tracks);

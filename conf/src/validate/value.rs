@@ -296,6 +296,31 @@ impl Checker<'_> {
         }
     }
 
+    /// A free text value (a command, a path): not blank, no NUL; `example` says what to give.
+    pub(super) fn text(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        field: &str,
+        key: &str,
+        example: &str,
+    ) -> Option<String> {
+        let v = v.as_ref()?;
+        let s = v.get_ref();
+        if s.trim().is_empty() {
+            self.error(
+                v.span(),
+                field,
+                format!("{key} is empty; give {example}, or omit the key"),
+            );
+            return None;
+        }
+        if s.contains('\0') {
+            self.error(v.span(), field, format!("{key} contains a NUL character"));
+            return None;
+        }
+        Some(s.clone())
+    }
+
     /// A Linux interface name (what `ip link` accepts): 1..=15 bytes (IFNAMSIZ less the
     /// NUL), no '/', ':', whitespace, not "." or "..".
     pub(super) fn interface_name(&mut self, v: &Spanned<String>, field: &str) -> Option<String> {

@@ -17,10 +17,11 @@ pub(super) const ALL_NODES: Addr = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 /// ICMPv6 neighbour solicitation.
 const NEIGHBOR_SOLICIT: u8 = 135;
 
-/// Does the balancer answer for `target` on `port`: a VIP, or one of that port's addresses?
+/// Does the balancer answer for `target` on `port`: a VIP announced by ARP/ND, or one of that
+/// port's addresses?
 #[inline]
 fn answers_for(snap: &Snapshot, port: u8, target: IpKey) -> bool {
-    snap.is_vip(target) || snap.own_addr(target) == Some(port)
+    snap.answers_neighbor_for(target) || snap.own_addr(target) == Some(port)
 }
 
 impl Pipeline {
