@@ -16,6 +16,7 @@ mod report;
 mod requests;
 mod run;
 mod signals;
+mod systemd;
 mod which;
 
 pub(crate) const VERSION: &str = concat!(

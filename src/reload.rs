@@ -228,6 +228,8 @@ pub struct Reloads {
     reading: Option<Read>,
     /// Asked while a read was in flight: served by the next read.
     next: Vec<Asker>,
+    /// The last read's outcome in a line, for systemd's STATUS (see [`Reloads::take_outcome`]).
+    outcome: Option<String>,
 }
 
 impl Reloads {
@@ -256,6 +258,11 @@ impl Reloads {
                 self.next.push(asker);
             }
         }
+    }
+
+    /// The outcome of the last finished read, in a line, once.
+    pub fn take_outcome(&mut self) -> Option<String> {
+        self.outcome.take()
     }
 
     /// Whether a read is in flight.
@@ -292,6 +299,11 @@ impl Reloads {
             ),
             Err(e) => tracing::error!(read_ms, "{e}"),
         }
+        self.outcome = Some(match &outcome {
+            Ok(r) => format!("reloaded {}: generation {}", r.config, r.generation),
+            // The refusal and its first reason (the journal has them all).
+            Err(e) => e.to_string().lines().take(2).collect::<Vec<_>>().join(" "),
+        });
         let answered = read.askers.len();
         let response = Response::from_result(
             outcome
