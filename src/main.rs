@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod control;
 mod ctl;
+mod doctor;
 mod metrics;
 mod reload;
 mod replay;
@@ -94,6 +95,18 @@ enum Cmd {
         #[arg(value_name = "FLOW")]
         flows: Vec<String>,
     },
+    /// Check this host before running: hugepages, IOMMU and vfio-pci, each port's driver
+    /// binding and NUMA node, worker CPUs (online, apart from the slow path, isolated,
+    /// frequency governor), the control socket's directory. Each finding is ok, warn or FAIL,
+    /// with the command that fixes it; exit 0 when Fulcrum can run, 1 when a finding fails.
+    Doctor {
+        /// The configuration to check the host against (without it: the host alone).
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Read /sys and /proc under this directory instead of / (tests).
+        #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+        root: PathBuf,
+    },
     /// Talk to a running balancer over its control socket: status, services, backends,
     /// which, drain, enable, disable, clear, reload, stats.
     Ctl {
@@ -152,6 +165,7 @@ fn main() -> ExitCode {
             output,
             timeout,
         } => report(replay::replay(&config, &input, &output, timeout)),
+        Cmd::Doctor { config, root } => doctor(config.as_deref(), &root),
         Cmd::Ctl {
             socket,
             config,
@@ -179,6 +193,26 @@ fn check(path: &std::path::Path) -> ExitCode {
             eprintln!("{e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn doctor(config: Option<&std::path::Path>, root: &std::path::Path) -> ExitCode {
+    let cfg = match config.map(conf::load).transpose() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("{e}");
+            println!("FAIL  config: invalid (errors above)\ncannot run");
+            return ExitCode::FAILURE;
+        }
+    };
+    let findings = doctor::diagnose(root, cfg.as_ref());
+    let mut text = String::new();
+    let can_run = doctor::print(&findings, &mut text);
+    print!("{text}");
+    if can_run {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
