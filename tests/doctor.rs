@@ -11,9 +11,10 @@ use testkit::*;
 #[test]
 fn doctor_reports_this_host_as_it_is() {
     let s = Scratch::new("doctor");
-    let config = fixture("systemd_notify.toml")
+    let config = fixture("idle_ring.toml")
         .set("eal_args", eal_args_toml("doctor"))
         .set("socket", s.join("ctl.sock").display())
+        .set("metrics", "127.0.0.1:0")
         .render();
     let cfg = s.join("fulcrum.toml");
     std::fs::write(&cfg, config).unwrap();

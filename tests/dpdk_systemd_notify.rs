@@ -102,9 +102,10 @@ impl Drop for Killed {
 fn notify_ready_watchdog_reload_and_stop() {
     let s = Scratch::new("notify");
     let ctl_sock = s.join("ctl.sock");
-    let config = fixture("systemd_notify.toml")
+    let config = fixture("idle_ring.toml")
         .set("eal_args", eal_args_toml("notify"))
         .set("socket", ctl_sock.display())
+        .set("metrics", "127.0.0.1:0")
         .render();
     let cfg = s.join("fulcrum.toml");
     std::fs::write(&cfg, &config).unwrap();
