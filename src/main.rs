@@ -225,3 +225,47 @@ fn report<E: std::fmt::Display>(r: Result<(), E>) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod man {
+    //! The man pages the Debian package ships (packaging/man/), rendered from this CLI by
+    //! clap_mangen: `fulcrum.1` and one `fulcrum-COMMAND.1` per command. The test fails when
+    //! they differ from the CLI; `FULCRUM_BLESS=1` writes them anew.
+    use clap::CommandFactory;
+
+    fn render(cmd: clap::Command) -> String {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut out).expect("render");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn man_pages_match_the_cli() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/man");
+        // The package's version, not the build's git commit: the pages change with the CLI only.
+        let top = super::Cli::command().version(env!("CARGO_PKG_VERSION"));
+        let mut pages = vec![("fulcrum.1".to_string(), render(top.clone()))];
+        for sub in top.get_subcommands().filter(|s| s.get_name() != "help") {
+            let name = format!("fulcrum-{}", sub.get_name());
+            // clap names are &'static str without its `string` feature; a test may leak.
+            let name: &'static str = Box::leak(name.into_boxed_str());
+            pages.push((format!("{name}.1"), render(sub.clone().name(name))));
+        }
+        let bless = std::env::var_os("FULCRUM_BLESS").is_some();
+        for (file, text) in &pages {
+            let path = dir.join(file);
+            if bless {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, text).unwrap();
+            }
+            let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                on_disk == *text,
+                "{} differs from the CLI: run FULCRUM_BLESS=1 cargo test --bin fulcrum man",
+                path.display()
+            );
+        }
+        let names: Vec<&str> = pages.iter().map(|(f, _)| f.as_str()).collect();
+        assert!(names.contains(&"fulcrum-doctor.1"), "{names:?}");
+    }
+}
