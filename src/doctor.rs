@@ -608,34 +608,17 @@ mod tests {
         }
     }
 
-    fn config(eal: &str) -> Config {
-        let text = format!(
-            r#"
-[dpdk]
-eal_args = [{eal}]
-workers = [2, 3]
-slowpath_cpu = 1
-
-[[port]]
-name = "lan0"
-device = "0000:03:00.0"
-addresses = ["10.0.0.2/24"]
-
-[[service]]
-name = "web"
-vip = "10.0.0.100"
-port = 80
-
-[[service.backend]]
-name = "b1"
-address = "10.0.0.11"
-"#
-        );
-        conf::parse(&text, Path::new("t.toml")).expect("valid")
-    }
-
+    /// conf/examples/dsr.toml (shipped as /etc/fulcrum/fulcrum.toml): workers on CPUs 2-3,
+    /// the slow path on 1, port `lan0` on the NIC 0000:03:00.0.
     fn pci() -> Config {
-        config(r#""--file-prefix", "t""#)
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/examples/dsr.toml");
+        let cfg = conf::load(&path).expect("the example is valid");
+        assert_eq!(
+            (cfg.dpdk.workers.as_slice(), cfg.dpdk.slowpath_cpu),
+            (&[2, 3][..], Some(1))
+        );
+        assert_eq!(cfg.ports[0].device, "0000:03:00.0");
+        cfg
     }
 
     /// The one finding about `what` that is not ok (panics if there is none or several).
@@ -698,7 +681,9 @@ address = "10.0.0.11"
             "{p:?}"
         );
         assert!(!can_run(&found));
-        let found = f.diagnose(&config(r#""--no-huge", "-m", "1024""#));
+        let mut no_huge = pci();
+        no_huge.dpdk.eal_args = vec!["--no-huge".into(), "-m".into(), "1024".into()];
+        let found = f.diagnose(&no_huge);
         assert_eq!(problem(&found, "hugepages").level, Level::Warn);
     }
 
