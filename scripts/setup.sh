@@ -68,7 +68,8 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     say "installing cargo-fuzz"
     cargo install --locked cargo-fuzz
 fi
-# cargo-deb builds the Debian package (tests/package.rs); pinned, it builds in a few minutes.
+# cargo-deb builds the Debian package (tests/package.rs); pinned. Its release build took 40 min
+# on the shared, busy 2-core development machine (a few minutes on an idle one).
 CARGO_DEB_VERSION=3.8.0
 if [ "$(cargo deb --version 2>/dev/null | awk '{print $2}')" != "$CARGO_DEB_VERSION" ]; then
     say "installing cargo-deb $CARGO_DEB_VERSION"
