@@ -104,7 +104,6 @@ pub fn run(
         if let Some(next_tick) = systemd.tick(now) {
             idle = idle.min(next_tick);
         }
-        let was_reloading = reloads.busy();
         let mut served = 0;
         if let Some(c) = control.as_mut() {
             served += c.poll(&mut engine, &mut slow, &mut reloads);
@@ -115,13 +114,13 @@ pub fn run(
         }
         // The file is read on a thread of its own; its result is applied here when ready.
         served += reloads.poll(&mut engine, &mut slow);
-        match (was_reloading, reloads.busy()) {
-            (false, true) => systemd.reloading(&format!("reloading {}", cfg.path.display())),
-            (true, false) => {
-                let outcome = reloads.take_outcome().unwrap_or_default();
-                systemd.ready(&format!("{forwarding}; {outcome}"));
-            }
-            _ => {}
+        // RELOADING=1 when a read starts, READY=1 once none is left (a read can start and end
+        // within this one turn: both are said, in that order).
+        if reloads.take_started() {
+            systemd.reloading(&format!("reloading {}", cfg.path.display()));
+        }
+        if let Some(outcome) = reloads.take_outcome().filter(|_| !reloads.busy()) {
+            systemd.ready(&format!("{forwarding}; {outcome}"));
         }
         if reloads.busy() {
             // Look for the result again soon, without spinning.
