@@ -73,6 +73,7 @@ pub fn diagnose(root: &Path, cfg: Option<&Config>) -> Vec<Finding> {
     out.extend(host.iommu(!pci.is_empty()));
     if let Some(cfg) = cfg {
         out.extend(host.ports(cfg));
+        out.extend(host.exception_path(cfg));
         out.extend(host.cpus(cfg));
         out.push(host.control_socket(&cfg.global.control_socket));
     } else {
@@ -319,6 +320,35 @@ impl Host<'_> {
             });
         }
         out
+    }
+
+    /// The kernel exception path (`port.kernel_interface`) is a `net_tap` device: it needs
+    /// the TUN/TAP driver's `/dev/net/tun`.
+    fn exception_path(&self, cfg: &Config) -> Vec<Finding> {
+        let ports: Vec<&str> = cfg
+            .ports
+            .iter()
+            .filter(|p| p.kernel_interface.is_some())
+            .map(|p| p.name.as_str())
+            .collect();
+        if ports.is_empty() {
+            return Vec::new();
+        }
+        let what = "exception path";
+        vec![if self.path("/dev/net/tun").exists() {
+            Finding::new(
+                what,
+                Level::Ok,
+                format!("/dev/net/tun present (ports {ports:?})"),
+            )
+        } else {
+            Finding::new(
+                what,
+                Level::Fail,
+                format!("ports {ports:?} have a kernel_interface, but /dev/net/tun is missing"),
+            )
+            .fix("`modprobe tun`")
+        }]
     }
 
     /// Worker and slow-path CPUs: present and online, apart, isolated, at full frequency.
@@ -803,6 +833,20 @@ mod tests {
         cfg.dpdk.slowpath_cpu = None;
         let found = f.diagnose(&cfg);
         assert_eq!(problem(&found, "cpus").level, Level::Warn);
+    }
+
+    #[test]
+    fn an_exception_path_without_dev_net_tun_fails() {
+        let f = Fake::good("tun");
+        let mut cfg = pci();
+        cfg.ports[0].kernel_interface = Some("fulcrum0".into());
+        let found = f.diagnose(&cfg);
+        only(&found, "exception path");
+        let p = problem(&found, "exception path");
+        assert_eq!(p.level, Level::Fail);
+        assert_eq!(p.fix.as_deref(), Some("`modprobe tun`"));
+        f.write("dev/net/tun", "");
+        only(&f.diagnose(&cfg), "none");
     }
 
     #[test]
