@@ -21,6 +21,7 @@ PKGS=(
     nginx-light curl wrk tshark tcpdump socat iperf3 python3
     bird2 iputils-ping  # BGP peers (one BIRD per namespace), ping of own addresses
     valgrind llvm    # perf/callgrind.sh: callgrind, and llvm-symbolizer for inline stacks
+    dpkg-dev systemd man-db  # tests/package.rs: dpkg-shlibdeps (cargo-deb's $auto), systemd-analyze verify, man
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -66,6 +67,13 @@ fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     say "installing cargo-fuzz"
     cargo install --locked cargo-fuzz
+fi
+# cargo-deb builds the Debian package (tests/package.rs); pinned. Its release build took 40 min
+# on the shared, busy 2-core development machine (a few minutes on an idle one).
+CARGO_DEB_VERSION=3.8.0
+if [ "$(cargo deb --version 2>/dev/null | awk '{print $2}')" != "$CARGO_DEB_VERSION" ]; then
+    say "installing cargo-deb $CARGO_DEB_VERSION"
+    cargo install --locked cargo-deb --version "$CARGO_DEB_VERSION"
 fi
 for c in clippy rustfmt; do
     if ! cargo "$c" --version >/dev/null 2>&1; then

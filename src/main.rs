@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod control;
 mod ctl;
+mod doctor;
 mod metrics;
 mod reload;
 mod replay;
@@ -16,6 +17,7 @@ mod report;
 mod requests;
 mod run;
 mod signals;
+mod systemd;
 mod which;
 
 pub(crate) const VERSION: &str = concat!(
@@ -93,6 +95,19 @@ enum Cmd {
         #[arg(value_name = "FLOW")]
         flows: Vec<String>,
     },
+    /// Check this host before running: hugepages, IOMMU and vfio-pci, each port's driver
+    /// binding and NUMA node, worker CPUs (online, apart from the slow path, isolated,
+    /// frequency governor), the kernel exception path's /dev/net/tun, the control socket's
+    /// directory. Each finding is ok, warn or FAIL, with the command that fixes it; exit 0
+    /// when Fulcrum can run, 1 when a finding fails.
+    Doctor {
+        /// The configuration to check the host against (without it: the host alone).
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Read /sys and /proc under this directory instead of / (tests).
+        #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+        root: PathBuf,
+    },
     /// Talk to a running balancer over its control socket: status, services, backends,
     /// which, drain, enable, disable, clear, reload, stats.
     Ctl {
@@ -151,6 +166,7 @@ fn main() -> ExitCode {
             output,
             timeout,
         } => report(replay::replay(&config, &input, &output, timeout)),
+        Cmd::Doctor { config, root } => doctor(config.as_deref(), &root),
         Cmd::Ctl {
             socket,
             config,
@@ -181,6 +197,26 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
+fn doctor(config: Option<&std::path::Path>, root: &std::path::Path) -> ExitCode {
+    let cfg = match config.map(conf::load).transpose() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("{e}");
+            println!("FAIL  config: invalid (errors above)\ncannot run");
+            return ExitCode::FAILURE;
+        }
+    };
+    let findings = doctor::diagnose(root, cfg.as_ref());
+    let mut text = String::new();
+    let can_run = doctor::print(&findings, &mut text);
+    print!("{text}");
+    if can_run {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn report<E: std::fmt::Display>(r: Result<(), E>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -188,5 +224,49 @@ fn report<E: std::fmt::Display>(r: Result<(), E>) -> ExitCode {
             eprintln!("fulcrum: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod man {
+    //! The man pages the Debian package ships (packaging/man/), rendered from this CLI by
+    //! clap_mangen: `fulcrum.1` and one `fulcrum-COMMAND.1` per command. The test fails when
+    //! they differ from the CLI; `FULCRUM_BLESS=1` writes them anew.
+    use clap::CommandFactory;
+
+    fn render(cmd: clap::Command) -> String {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut out).expect("render");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn man_pages_match_the_cli() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/man");
+        // The package's version, not the build's git commit: the pages change with the CLI only.
+        let top = super::Cli::command().version(env!("CARGO_PKG_VERSION"));
+        let mut pages = vec![("fulcrum.1".to_string(), render(top.clone()))];
+        for sub in top.get_subcommands().filter(|s| s.get_name() != "help") {
+            let name = format!("fulcrum-{}", sub.get_name());
+            // clap names are &'static str without its `string` feature; a test may leak.
+            let name: &'static str = Box::leak(name.into_boxed_str());
+            pages.push((format!("{name}.1"), render(sub.clone().name(name))));
+        }
+        let bless = std::env::var_os("FULCRUM_BLESS").is_some();
+        for (file, text) in &pages {
+            let path = dir.join(file);
+            if bless {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, text).unwrap();
+            }
+            let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                on_disk == *text,
+                "{} differs from the CLI: run FULCRUM_BLESS=1 cargo test --bin fulcrum man",
+                path.display()
+            );
+        }
+        let names: Vec<&str> = pages.iter().map(|(f, _)| f.as_str()).collect();
+        assert!(names.contains(&"fulcrum-doctor.1"), "{names:?}");
     }
 }

@@ -228,6 +228,11 @@ pub struct Reloads {
     reading: Option<Read>,
     /// Asked while a read was in flight: served by the next read.
     next: Vec<Asker>,
+    /// A read started since [`Reloads::take_started`] was last asked (for systemd's
+    /// RELOADING=1: a read may start and end within one turn of the loop).
+    started: bool,
+    /// The last read's outcome in a line, for systemd's STATUS (see [`Reloads::take_outcome`]).
+    outcome: Option<String>,
 }
 
 impl Reloads {
@@ -237,6 +242,7 @@ impl Reloads {
     pub fn request(&mut self, asker: Asker, slow: &SlowPath) {
         if self.reading.is_none() {
             self.reading = Some(start(slow, vec![asker]));
+            self.started = true;
             return;
         }
         match asker {
@@ -256,6 +262,16 @@ impl Reloads {
                 self.next.push(asker);
             }
         }
+    }
+
+    /// Whether a read started since the last call (clears it).
+    pub fn take_started(&mut self) -> bool {
+        std::mem::take(&mut self.started)
+    }
+
+    /// The outcome of the last finished read, in a line, once.
+    pub fn take_outcome(&mut self) -> Option<String> {
+        self.outcome.take()
     }
 
     /// Whether a read is in flight.
@@ -292,6 +308,11 @@ impl Reloads {
             ),
             Err(e) => tracing::error!(read_ms, "{e}"),
         }
+        self.outcome = Some(match &outcome {
+            Ok(r) => format!("reloaded {}: generation {}", r.config, r.generation),
+            // The refusal and its first reason (the journal has them all).
+            Err(e) => e.to_string().lines().take(2).collect::<Vec<_>>().join(" "),
+        });
         let answered = read.askers.len();
         let response = Response::from_result(
             outcome
@@ -306,6 +327,7 @@ impl Reloads {
         if !self.next.is_empty() {
             let askers = std::mem::take(&mut self.next);
             self.reading = Some(start(slow, askers));
+            self.started = true;
         }
         answered
     }

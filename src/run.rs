@@ -38,6 +38,8 @@ pub fn run(
     duration: Option<f64>,
     signals: &Signals,
 ) -> Result<(), RunError> {
+    let mut systemd = crate::systemd::Systemd::from_env();
+    systemd.status("reading the config");
     let cfg = conf::load(path)?;
     let t0 = Instant::now();
     // Before DPDK: a second instance on the same socket stops here, touching no EAL file.
@@ -48,6 +50,11 @@ pub fn run(
         return Ok(());
     }
     let devices = cfg.ports.iter().map(|p| p.device.clone()).collect();
+    systemd.status(&format!(
+        "starting DPDK: {} port(s), {} worker(s)",
+        cfg.ports.len(),
+        cfg.dpdk.workers.len()
+    ));
     // Signals that arrive from here on are acted on once the loop below runs.
     let (mut engine, mut slow) = SlowPath::start(&cfg, devices)?;
     tracing::info!(
@@ -71,6 +78,14 @@ pub fn run(
             "port up"
         );
     }
+    // Ports up, workers forwarding on the first snapshot (published before they started).
+    let forwarding = format!(
+        "forwarding: {} port(s) up, {} worker(s), {} service(s)",
+        cfg.ports.len(),
+        cfg.dpdk.workers.len(),
+        cfg.services.len()
+    );
+    systemd.ready(&forwarding);
     let started = Instant::now();
     let until = duration.map(|d| started + Duration::from_secs_f64(d.max(0.0)));
     if signals.hup_pending() {
@@ -85,6 +100,10 @@ pub fn run(
             break;
         }
         let mut idle = slow.turn(&mut engine);
+        // Fed here only: a loop that stops turning stops the ticks (see systemd.rs).
+        if let Some(next_tick) = systemd.tick(now) {
+            idle = idle.min(next_tick);
+        }
         let mut served = 0;
         if let Some(c) = control.as_mut() {
             served += c.poll(&mut engine, &mut slow, &mut reloads);
@@ -95,6 +114,14 @@ pub fn run(
         }
         // The file is read on a thread of its own; its result is applied here when ready.
         served += reloads.poll(&mut engine, &mut slow);
+        // RELOADING=1 when a read starts, READY=1 once none is left (a read can start and end
+        // within this one turn: both are said, in that order).
+        if reloads.take_started() {
+            systemd.reloading(&format!("reloading {}", cfg.path.display()));
+        }
+        if let Some(outcome) = reloads.take_outcome().filter(|_| !reloads.busy()) {
+            systemd.ready(&format!("{forwarding}; {outcome}"));
+        }
         if reloads.busy() {
             // Look for the result again soon, without spinning.
             idle = idle.min(Duration::from_millis(1));
@@ -112,6 +139,7 @@ pub fn run(
         }
     }
     tracing::info!("stopping");
+    systemd.stopping();
     slow.withdraw();
     drop(control);
     drop(metrics);

@@ -95,7 +95,7 @@ pub fn parse_list(s: &str) -> Option<Vec<RangeInclusive<usize>>> {
 }
 
 /// The kernel's notation for a list of ranges.
-fn format_list(set: &[RangeInclusive<usize>]) -> String {
+pub fn format_list(set: &[RangeInclusive<usize>]) -> String {
     if set.is_empty() {
         return "none".to_owned();
     }
@@ -113,7 +113,7 @@ fn format_list(set: &[RangeInclusive<usize>]) -> String {
 }
 
 /// Sorted CPU ids as ranges.
-fn ranges(cpus: &[usize]) -> Vec<RangeInclusive<usize>> {
+pub fn ranges(cpus: &[usize]) -> Vec<RangeInclusive<usize>> {
     let mut v = cpus.to_vec();
     v.sort_unstable();
     v.dedup();

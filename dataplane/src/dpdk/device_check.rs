@@ -19,7 +19,13 @@ const IFACE_KEYS: [&str; 4] = ["iface", "rx_iface", "rx_iface_in", "tx_iface"];
 
 /// Checks `device` (a port's device string) against this host's `/sys`.
 pub fn check_device(device: &str, eal_args: &[String]) -> Result<(), DpdkError> {
-    check_in(Path::new("/sys"), &iface_exists, device, eal_args)
+    check_device_in(Path::new("/sys"), device, eal_args)
+}
+
+/// [`check_device`] against a `/sys` tree at `sys` (`fulcrum doctor` reads a fake one in its
+/// tests); interfaces are still asked of the kernel.
+pub fn check_device_in(sys: &Path, device: &str, eal_args: &[String]) -> Result<(), DpdkError> {
+    check_in(sys, &iface_exists, device, eal_args)
 }
 
 /// Whether this network namespace has an interface `name` (asked of the kernel, not of /sys,
@@ -102,7 +108,7 @@ fn check_in(
 }
 
 /// `DDDD:BB:DD.F` for a PCI address with or without its domain; `None` for anything else.
-fn pci_address(name: &str) -> Option<String> {
+pub fn pci_address(name: &str) -> Option<String> {
     let full = match name.len() {
         7 => format!("0000:{name}"),
         12 => name.to_owned(),

@@ -26,7 +26,7 @@ mod ring;
 pub mod runtime_files;
 
 pub use burst::{Burst, Drain};
-pub use device_check::check_device;
+pub use device_check::{check_device, check_device_in, pci_address};
 pub use eal::Eal;
 pub use error::{DpdkError, MbufError};
 pub use mbuf::Mbuf;
