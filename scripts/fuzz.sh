@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the fuzz targets of fuzz/ (cargo-fuzz, libFuzzer) and runs each for a bounded time,
 # starting from the committed seeds (fuzz/corpus/seed/<target>, made from the golden cases by
-# fuzz/make_seeds.py) plus what earlier runs found (fuzz/corpus/<target>, not committed).
+# fuzz/make_seeds.py; the `config` target's are conf/examples and conf/tests/broken) plus what
+# earlier runs found (fuzz/corpus/<target>, not committed).
 # Prints one line per target and fails if any target crashed, timed out or ran out of memory;
 # the input that did it is in fuzz/artifacts/<target>/ (replay: see fuzz/README.md).
 #
@@ -40,7 +41,12 @@ for t in $targets; do
     before=$(find "artifacts/$t" -type f | wc -l)
     log="artifacts/$t.log"
     status=0
-    cargo fuzz run -s "$san" "$t" "corpus/$t" "corpus/seed/$t" -- \
+    seeds=("corpus/seed/$t")
+    if [ "$t" = config ]; then
+        # The configs README and the diagnostics tests keep: no copy to drift from them.
+        seeds=(../conf/examples ../conf/tests/broken)
+    fi
+    cargo fuzz run -s "$san" "$t" "corpus/$t" "${seeds[@]}" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         >"$log" 2>&1 || status=$?
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

@@ -165,6 +165,12 @@ pub struct StatusReply {
     /// when none has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelCounters>,
+    /// Mbufs out of the packet pool now (in rings, queues, caches and flight), and the pool's
+    /// size: flat under steady load, or something leaks.
+    #[serde(default)]
+    pub mbufs_in_use: u32,
+    #[serde(default)]
+    pub mbufs: u32,
 }
 
 /// A service's route announcement.

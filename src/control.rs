@@ -357,6 +357,8 @@ fn status(engine: &Engine, slow: &SlowPath, started: Instant) -> StatusReply {
             })
             .collect(),
         kernel: kernel(slow),
+        mbufs_in_use: engine.mempool().in_use(),
+        mbufs: engine.mempool().capacity(),
     }
 }
 

@@ -91,3 +91,36 @@ fn shares_follow_weights_or_fail() {
         "unknown backend must fail"
     );
 }
+
+#[test]
+fn by_backend_puts_a_failure_on_the_backend_its_flow_goes_to() {
+    let requests = vec![
+        rec("10.0.0.1", 1000, Some("b1"), None, 2.0),
+        // Failed: no answer says where it went; the placement does.
+        rec("10.0.0.1", 1001, None, Some("timeout"), 5000.0),
+        // Failed after an answer: placed by its flow as well.
+        rec("10.0.0.1", 1000, Some("b1"), Some("bad_status"), 3.0),
+        rec("10.0.0.9", 1, None, Some("refused"), 1.0),
+    ];
+    let streams = vec![
+        rec("10.0.0.1", 1001, Some("b2"), None, 0.0),
+        rec("10.0.0.1", 1000, None, Some("refused"), 0.0),
+    ];
+    let per = by_backend(&requests, &streams, &expected());
+    let b1 = &per["b1"];
+    assert_eq!(
+        (b1.requests, b1.errors, b1.streams, b1.broken),
+        (2, 1, 1, 1)
+    );
+    assert_eq!(b1.max_ms, 3.0);
+    let b2 = &per["b2"];
+    assert_eq!(
+        (b2.requests, b2.errors, b2.streams, b2.broken),
+        (1, 1, 1, 0)
+    );
+    assert_eq!(b2.max_ms, 5000.0);
+    assert_eq!(
+        per["?"].errors, 1,
+        "a failure nothing places is still counted"
+    );
+}

@@ -3,14 +3,18 @@
 //! established DSR and NAT flows with replies, a SYN flood larger than the flow table, and
 //! hostile frames that are dropped, answered or given to the slow path).
 //!
-//! 60 s by default; `FULCRUM_SOAK_SECS=600` for ten minutes. What must hold:
+//! 120 s by default (CI); `perf/soak.sh` runs it for ten minutes (`FULCRUM_SOAK_SECS=600`).
+//! Sampled every second and printed: VmRSS, open file descriptors, mbufs in use and flow-table
+//! occupancy (`ctl status`). What must hold:
 //! - memory: after warm-up (the first fifth of the run: preallocated pools and tables are
-//!   touched for the first time), the process's VmRSS, sampled every second, stays flat;
-//! - mbufs: once stopped, exactly the frames `net_pcap` preloaded for `infinite_rx` are out of
-//!   the pool, however many were forwarded;
+//!   touched for the first time), VmRSS stays flat;
+//! - file descriptors: flat after warm-up (the control socket's connections come and go);
+//! - mbufs: in use while running within a bound of the first sample after warm-up (the
+//!   preload, plus what sits in rings and per-core caches); once stopped, exactly the frames
+//!   `net_pcap` preloaded for `infinite_rx` are out of the pool, however many were forwarded;
 //! - every received packet is accounted (rx = tx + drops + slow path, per worker), and only
 //!   the drop reasons the mix calls for appear;
-//! - the flow table stays within its bound and evicts.
+//! - the flow table stays within its bound at every sample, and evicts.
 
 use std::io::Read;
 use std::process::Stdio;
@@ -21,18 +25,77 @@ use testkit::{Scratch, eal_args_toml, eal_prefix, fixture, fulcrum, must, repo, 
 const CAPACITY: u64 = 4096;
 /// Allowed VmRSS growth after warm-up.
 const RSS_TOLERANCE_KIB: u64 = 4 * 1024;
+/// Allowed spread of mbufs in use after warm-up: the per-core caches (256 each, two cores)
+/// and a few bursts in flight.
+const MBUF_TOLERANCE: u64 = 1024;
+/// Allowed spread of open file descriptors after warm-up (a control connection or two).
+const FD_TOLERANCE: u64 = 4;
 
 fn soak_secs() -> u64 {
     std::env::var("FULCRUM_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(60)
+        .unwrap_or(120)
 }
 
 fn vm_rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn open_fds(pid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
+/// One sample of a running balancer.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    t: f64,
+    rss_kib: u64,
+    fds: u64,
+    mbufs_in_use: u64,
+    flows: u64,
+}
+
+/// A sample of `pid`, whose control socket is `sock`; `None` before it serves (or after).
+fn sample(pid: u32, sock: &str, t: f64) -> Option<Sample> {
+    let out = fulcrum()
+        .args(["ctl", "--json", "-s", sock, "status"])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let flows = v["workers"]
+        .as_array()?
+        .iter()
+        .filter_map(|w| w["flows_active"].as_u64())
+        .sum();
+    Some(Sample {
+        t,
+        rss_kib: vm_rss_kib(pid)?,
+        fds: open_fds(pid)?,
+        mbufs_in_use: v["mbufs_in_use"].as_u64()?,
+        flows,
+    })
+}
+
+/// First, min and max of `f` over the samples; the spread is checked against a bound.
+fn flat(what: &str, after: &[Sample], f: impl Fn(&Sample) -> u64, tolerance: u64) {
+    let first = f(after.first().expect("samples after warm-up"));
+    let (min, max) = after
+        .iter()
+        .map(&f)
+        .fold((u64::MAX, 0), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    println!(
+        "{what}: {} samples after warm-up: first {first}, min {min}, max {max} (spread {}, \
+         tolerance {tolerance})",
+        after.len(),
+        max - min
+    );
+    assert!(
+        max - min <= tolerance,
+        "{what} not flat after warm-up: {min}..{max}; samples {after:?}"
+    );
 }
 
 #[test]
@@ -74,14 +137,15 @@ fn soak_mixed_traffic_flat_memory_and_books() {
         let _ = err_pipe.read_to_string(&mut e);
         e
     });
-    let mut samples: Vec<(f64, u64)> = Vec::new();
+    let sock = format!("/tmp/{}.sock", eal_prefix("soak"));
+    let mut samples: Vec<Sample> = Vec::new();
     let deadline = started + Duration::from_secs(secs + 60);
     let status = loop {
         if let Some(st) = child.try_wait().expect("wait") {
             break st;
         }
-        if let Some(rss) = vm_rss_kib(pid) {
-            samples.push((started.elapsed().as_secs_f64(), rss));
+        if let Some(x) = sample(pid, &sock, started.elapsed().as_secs_f64()) {
+            samples.push(x);
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -179,26 +243,44 @@ fn soak_mixed_traffic_flat_memory_and_books() {
         "mbufs out of the pool after stop = the preload"
     );
 
-    // Memory: flat after warm-up.
-    assert!(samples.len() >= 5, "too few RSS samples: {samples:?}");
+    // Memory, descriptors, mbufs and flows: flat after warm-up, printed every tenth sample.
+    assert!(samples.len() >= 5, "too few samples: {samples:?}");
+    println!("   t s   VmRSS KiB   fds   mbufs in use   flows");
+    let step = (samples.len() / 12).max(1);
+    for x in samples.iter().step_by(step).chain(samples.last()) {
+        println!(
+            "{:6.0} {:11} {:5} {:14} {:7}",
+            x.t, x.rss_kib, x.fds, x.mbufs_in_use, x.flows
+        );
+    }
     let warm = secs as f64 / 5.0;
-    let after: Vec<u64> = samples
+    let after: Vec<Sample> = samples
         .iter()
-        .filter(|(t, _)| *t >= warm && *t <= secs as f64)
-        .map(|(_, r)| *r)
+        .filter(|x| x.t >= warm && x.t <= secs as f64)
+        .copied()
         .collect();
-    let first = *after.first().expect("samples after warm-up");
-    let max = *after.iter().max().expect("samples");
-    let last = *after.last().expect("samples");
+    let first = after.first().expect("samples after warm-up").rss_kib;
+    let max = after.iter().map(|x| x.rss_kib).max().expect("samples");
     println!(
-        "VmRSS: {} samples; {} KiB at {warm:.0} s, max {max} KiB, last {last} KiB \
-         (growth {} KiB, tolerance {RSS_TOLERANCE_KIB} KiB)",
-        samples.len(),
+        "VmRSS: {} KiB at {warm:.0} s, max {max} KiB (growth {} KiB, tolerance \
+         {RSS_TOLERANCE_KIB} KiB)",
         first,
         max.saturating_sub(first)
     );
     assert!(
         max <= first + RSS_TOLERANCE_KIB,
         "VmRSS grew after warm-up: {first} -> {max} KiB; samples {samples:?}"
+    );
+    flat("open fds", &after, |x| x.fds, FD_TOLERANCE);
+    flat("mbufs in use", &after, |x| x.mbufs_in_use, MBUF_TOLERANCE);
+    let flows_max = samples.iter().map(|x| x.flows).max().unwrap_or(0);
+    println!("flow-table occupancy: at most {flows_max} of {CAPACITY} in any sample");
+    assert!(
+        flows_max <= CAPACITY,
+        "flow table over its bound: {samples:?}"
+    );
+    assert!(
+        after.iter().all(|x| x.flows > 0),
+        "the flow table emptied while traffic looped: {after:?}"
     );
 }

@@ -17,7 +17,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use testkit::outcome::*;
-use testkit::{Balancer, Net};
+use testkit::{Balancer, Load, LoadSpec, Net};
 
 const DSR_VIP: &str = "10.77.0.100";
 const NAT_VIP: &str = "10.79.0.200";
@@ -99,40 +99,19 @@ fn which(lb: &Balancer, src: &str, sport: u16) -> String {
     v["backend"].as_str().expect("a backend").to_string()
 }
 
-/// A request loop (tests/tools/client.py) of about `secs` seconds, in the background (the
-/// client queues every request up front, so it is bounded by a count: ~800 requests/s here).
-fn request_loop(tb: &Net, secs: u32) -> Child {
-    let count = (secs * 600).to_string();
-    tb.cmd("c1", "python3")
-        .arg(testkit::repo().join("tests/tools/client.py"))
-        .args([
-            "--host",
-            DSR_VIP,
-            "--count",
-            &count,
-            "--concurrency",
-            "4",
-            "--timeout",
-            "5",
-            "--source",
-            "10.77.0.103",
-            "--source",
-            "10.77.0.104",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("client")
-}
-
-fn loop_result(c: Child) -> serde_json::Value {
-    let out = c.wait_with_output().expect("client");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("client JSON")
+/// A request loop (tests/tools/client.py) of `secs` seconds in the background.
+fn request_loop(tb: &Net, secs: u32) -> Load {
+    Load::start(
+        tb,
+        &LoadSpec {
+            vip: DSR_VIP,
+            sources: &["10.77.0.103", "10.77.0.104"],
+            secs,
+            concurrency: 4,
+            streams: 0,
+            stream_secs: 0,
+        },
+    )
 }
 
 fn ups(lb: &Balancer) -> usize {
@@ -207,7 +186,7 @@ fn e2e_reload_adds_removes_and_refuses_without_breaking_flows() {
         .clone();
     assert_eq!(dsr["members"], 4, "{b}");
 
-    let out = loop_result(requests);
+    let out = requests.finish();
     assert!(
         out["requests"].as_u64().unwrap() > 50,
         "{}",
@@ -258,7 +237,7 @@ fn e2e_reload_adds_removes_and_refuses_without_breaking_flows() {
         lb.log().matches(&format!("fulcrum.toml:{line}:")).count() >= 2
     });
     let requests = request_loop(&tb, 2);
-    let out = loop_result(requests);
+    let out = requests.finish();
     assert_eq!(out["errors"], serde_json::json!({}), "{}", out["errors"]);
     let kept: Vec<&str> = keep.iter().map(|(n, _)| *n).collect();
     for b in out["per_backend"].as_object().unwrap().keys() {

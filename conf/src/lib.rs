@@ -34,7 +34,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
-    match std::str::from_utf8(&bytes) {
+    parse_bytes(&bytes, path)
+}
+
+/// Validates the bytes of a configuration file as [`load`] does once it has read them: text
+/// that is not UTF-8 is refused at its first bad byte, the rest goes to [`parse`]. `path` is
+/// recorded in the result and in every diagnostic.
+pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Config, ConfigError> {
+    match std::str::from_utf8(bytes) {
         Ok(text) => parse(text, path),
         Err(e) => {
             // The valid prefix locates the first bad byte as line:col.

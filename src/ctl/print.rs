@@ -45,8 +45,9 @@ pub(super) fn print_status(out: &mut dyn Write, v: &StatusReply) -> io::Result<(
     writeln!(out, "fulcrum {}", v.version)?;
     writeln!(
         out,
-        "pid {}, up {:.1} s, snapshot generation {}, {} service(s), {} backend(s)",
-        v.pid, v.uptime_s, v.generation, v.services, v.backends
+        "pid {}, up {:.1} s, snapshot generation {}, {} service(s), {} backend(s), mbufs in \
+         use {} of {}",
+        v.pid, v.uptime_s, v.generation, v.services, v.backends, v.mbufs_in_use, v.mbufs
     )?;
     let ports: Vec<Vec<String>> = v
         .ports

@@ -10,6 +10,7 @@
 //!   after themselves; [`TestEal`]: EAL started in the test process;
 //! - [`Bird`]: a real BIRD 2 in a namespace, asked with `birdc`;
 //! - [`fixture`]: config files under `tests/configs/`, templated;
+//! - [`Load`]: a request loop and long streams in the background while a test acts;
 //! - [`outcome`]: judging what real clients saw; [`traffic`]: test frames and pcaps;
 //!   [`readme`]: the commands README shows.
 
@@ -17,6 +18,7 @@ mod balancer;
 mod bird;
 mod eal;
 mod fixture;
+mod load;
 mod net;
 pub mod outcome;
 pub mod readme;
@@ -31,6 +33,7 @@ pub use eal::{
     EalPrefix, Scratch, TestEal, eal_args, eal_args_toml, eal_prefix, runtime_dir_exists,
 };
 pub use fixture::{Fixture, fixture};
+pub use load::{Load, LoadSpec};
 pub use net::{Answer, Client, KeepAlive, LB_ADDR, Net, VIP};
 pub use traffic::{gen_flows, read_pcap, test_frame, write_pcap};
 

@@ -2,7 +2,7 @@
 //! where the config sends that flow, whether shares follow the weights, whether refusals
 //! were immediate. Pure functions, tested on wrong outcomes in tests/checker.rs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::process::Stdio;
 
@@ -17,9 +17,18 @@ pub struct Record {
 }
 
 pub fn records(v: &serde_json::Value) -> Vec<Record> {
-    v["records"]
+    records_under(v, "records")
+}
+
+/// The long streams tests/tools/client.py held (`--streams`), as records (`ms` 0).
+pub fn stream_records(v: &serde_json::Value) -> Vec<Record> {
+    records_under(v, "streams")
+}
+
+fn records_under(v: &serde_json::Value, key: &str) -> Vec<Record> {
+    v[key]
         .as_array()
-        .expect("records")
+        .unwrap_or_else(|| panic!("{key} in the client's JSON"))
         .iter()
         .map(|r| Record {
             src: r["src"].as_str().unwrap_or("").to_string(),
@@ -29,6 +38,46 @@ pub fn records(v: &serde_json::Value) -> Vec<Record> {
             ms: r["ms"].as_f64().unwrap_or(0.0),
         })
         .collect()
+}
+
+/// What one backend's clients saw: requests and streams, how many failed, the slowest
+/// request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    pub requests: usize,
+    pub errors: usize,
+    pub max_ms: f64,
+    pub streams: usize,
+    pub broken: usize,
+}
+
+/// Requests and streams per backend: the one that answered, or for a failure the one
+/// `expected` names for its (source, port) (`?` when neither says).
+pub fn by_backend(
+    requests: &[Record],
+    streams: &[Record],
+    expected: &HashMap<(String, u16), String>,
+) -> BTreeMap<String, Tally> {
+    let mut per: BTreeMap<String, Tally> = BTreeMap::new();
+    let owner = |r: &Record| {
+        r.backend
+            .clone()
+            .filter(|_| r.error.is_none())
+            .or_else(|| expected.get(&(r.src.clone(), r.sport)).cloned())
+            .unwrap_or_else(|| "?".into())
+    };
+    for r in requests {
+        let t = per.entry(owner(r)).or_default();
+        t.requests += 1;
+        t.errors += usize::from(r.error.is_some());
+        t.max_ms = t.max_ms.max(r.ms);
+    }
+    for r in streams {
+        let t = per.entry(owner(r)).or_default();
+        t.streams += 1;
+        t.broken += usize::from(r.error.is_some());
+    }
+    per
 }
 
 /// Every request answered, by the backend `expected` names for its (source, port).
