@@ -81,6 +81,7 @@ pub fn restart_fields(old: &Config, new: &Config) -> Vec<String> {
                 ("name", a.name != b.name),
                 ("device", a.device != b.device),
                 ("mac", a.mac != b.mac),
+                ("mtu", a.mtu != b.mtu),
                 ("addresses", a.addresses != b.addresses),
                 ("neighbors", a.neighbors != b.neighbors),
             ];

@@ -374,6 +374,11 @@ pub struct Port {
     pub device: String,
     /// Overrides the MAC the device reports.
     pub mac: Option<MacAddr>,
+    /// IP MTU of the port's link, bytes ([`Port::MTU_RANGE`]; at least [`Port::MTU_MIN_V6`]
+    /// when the port has an IPv6 address): a forwarded packet whose IP length, plus the
+    /// forwarding mode's encapsulation, exceeds it is answered with ICMP fragmentation needed
+    /// / packet too big. Restart.
+    pub mtu: u16,
     /// The balancer's own addresses on this port (answers ARP/ICMP, sources health checks).
     pub addresses: Vec<IfAddr>,
     /// Static neighbours (IP -> MAC), e.g. a gateway or backends, until ARP resolves them.
@@ -382,6 +387,13 @@ pub struct Port {
     /// addresses that the slow path does not handle itself go to the kernel there, and what
     /// the kernel sends there leaves by this port). `None`: no exception path. Restart.
     pub kernel_interface: Option<String>,
+}
+
+impl Port {
+    pub const MTU_RANGE: RangeInclusive<u16> = 576..=9216;
+    /// IPv6's minimum link MTU (RFC 8200 section 5).
+    pub const MTU_MIN_V6: u16 = 1280;
+    pub const DEFAULT_MTU: u16 = 1500;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

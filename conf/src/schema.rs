@@ -145,6 +145,8 @@ pub struct PortTable {
     pub device: Spanned<String>,
     /// MAC override. Default: the device's own MAC.
     pub mac: Option<Spanned<String>>,
+    /// IP MTU of the port's link, 576..=9216 (>= 1280 with an IPv6 address). Default 1500.
+    pub mtu: Option<Spanned<Int>>,
     /// The balancer's own addresses in CIDR form. Default `[]`.
     pub addresses: Option<Vec<Spanned<String>>>,
     /// Static neighbours. Default `[]`.

@@ -126,6 +126,7 @@ const PORT: &[Key] = &[
     req("name", Str),
     req("device", Str),
     opt("mac", Str),
+    opt("mtu", Int),
     opt("addresses", Strs),
     opt("neighbors", Tables(NEIGHBOR)),
     opt("kernel_interface", Str),

@@ -37,6 +37,7 @@ fn minimal_takes_every_default() {
     assert_eq!(c.dpdk, conf::Dpdk::default());
     assert_eq!(c.global, conf::Global::default());
     assert_eq!(c.global.maglev_table_size, 65537);
+    assert_eq!(c.ports[0].mtu, conf::Port::DEFAULT_MTU);
     let s = &c.services[0];
     assert_eq!(
         (s.protocol, s.forwarding, s.hash, s.on_empty),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::Range;
 
-use super::{Checker, list_or_none};
+use super::{Checker, list_or_none, range_i64};
 use crate::model::*;
 use crate::schema;
 
@@ -135,16 +135,45 @@ impl Checker<'_> {
                 self.unique(&mut kernel_names, k, pi, &field, "kernel interface", "port");
                 self.interface_name(k, &field)
             });
+            let mtu = self.mtu(t, pi, &addresses);
 
             out.ports.push(Port {
                 name: t.name.get_ref().clone(),
                 device: device.clone(),
                 mac,
+                mtu,
                 addresses,
                 neighbors,
                 kernel_interface,
             });
         }
         out
+    }
+
+    /// Port `pi`'s `mtu`: in [`Port::MTU_RANGE`], and at least IPv6's minimum link MTU when
+    /// the port has an IPv6 address (a smaller one could not carry IPv6 at all).
+    fn mtu(&mut self, t: &schema::PortTable, pi: usize, addresses: &[IfAddr]) -> u16 {
+        let field = format!("port[{pi}].mtu");
+        let mtu = self.opt_int(
+            &t.mtu,
+            &field,
+            "mtu",
+            range_i64(&Port::MTU_RANGE),
+            Port::DEFAULT_MTU,
+        );
+        if let (Some(v), Some(a6)) = (&t.mtu, addresses.iter().find(|a| a.addr.is_ipv6()))
+            && mtu < Port::MTU_MIN_V6
+        {
+            self.error(
+                v.span(),
+                field,
+                format!(
+                    "mtu {mtu} is below {}, IPv6's minimum link MTU, and this port has the IPv6 \
+                     address {a6}",
+                    Port::MTU_MIN_V6
+                ),
+            );
+        }
+        mtu
     }
 }
