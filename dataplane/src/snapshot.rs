@@ -145,6 +145,9 @@ pub struct BackendRt {
     pub out_port: u8,
     /// That port's MAC (the source of frames sent to it).
     pub out_mac: [u8; 6],
+    /// That port's IP MTU (`[[port]] mtu`), beside `out_port` so that the forward step's
+    /// size check reads the line it already holds.
+    pub out_mtu: u16,
     pub state: BackendState,
 }
 
@@ -334,6 +337,8 @@ pub enum Choice {
 pub struct PortRt {
     pub name: String,
     pub mac: [u8; 6],
+    /// IP MTU of the port's link (`[[port]] mtu`).
+    pub mtu: u16,
     pub addrs: Vec<IfAddr>,
 }
 
@@ -576,6 +581,7 @@ pub(crate) fn all_up(cfg: &conf::Config) -> Snapshot {
         .map(|p| PortRt {
             name: p.name.clone(),
             mac: p.mac.expect("a port MAC").0,
+            mtu: p.mtu,
             addrs: p.addresses.clone(),
         })
         .collect();
@@ -598,6 +604,7 @@ pub(crate) fn all_up(cfg: &conf::Config) -> Snapshot {
                 mac: b.mac.expect("a backend MAC").0,
                 out_port: out_port as u8,
                 out_mac: ports[out_port].mac,
+                out_mtu: ports[out_port].mtu,
                 state: BackendState::Up,
             }));
         }

@@ -75,6 +75,9 @@ scalar_counters! {
     replies,
     /// Of the replies: TCP RSTs for an empty pool.
     resets,
+    /// Of the replies: ICMP "fragmentation needed" / ICMPv6 "packet too big" for a packet
+    /// too big for the port toward its backend.
+    mtu_exceeded,
     /// New flows created.
     flows_created,
     /// Flows whose backend became unusable and were sent to a new choice.
@@ -415,6 +418,7 @@ mod tests {
                 "forwarded",
                 "replies",
                 "resets",
+                "mtu_exceeded",
                 "flows_created",
                 "flows_rescheduled",
                 "syn_unrecorded",
@@ -423,7 +427,7 @@ mod tests {
                 "flows_active",
             ]
         );
-        assert_eq!(LAYOUT, (15 << 32) | DropReason::COUNT as u64);
+        assert_eq!(LAYOUT, (16 << 32) | DropReason::COUNT as u64);
     }
 
     #[test]

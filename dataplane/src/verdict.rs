@@ -89,6 +89,13 @@ drop_reasons! {
     /// An ICMP(v6) error for a flow whose backend no longer keeps flows (down, maintenance,
     /// removed): its packets would move to a new backend, which never saw the flow.
     IcmpErrorBackendDown = "icmp_error_backend_down",
+    /// An IPv4 packet without DF too big for the port toward its backend (its IP length plus
+    /// the forwarding mode's encapsulation exceeds the port's `mtu`): the balancer does not
+    /// fragment, and a sender that does not set DF expects no "fragmentation needed".
+    MtuExceededNoDf = "mtu_exceeded_no_df",
+    /// A packet too big for the port toward its backend that was owed an ICMP "fragmentation
+    /// needed" / "packet too big", over the worker's rate of such answers.
+    MtuExceededRateLimited = "mtu_exceeded_rate_limited",
     /// Protocol other than TCP/UDP/ICMP to a VIP.
     UnsupportedProtocol = "unsupported_protocol",
     /// The pool is empty and the service drops (or the packet is not a SYN/UDP datagram

@@ -67,6 +67,8 @@ pub struct World {
     pub snap: Snapshot,
     pub timeouts: Timeouts,
     port_mac: [u8; 6],
+    /// Every port's MAC, by port index (the source of frames forwarded out of it).
+    port_macs: Vec<[u8; 6]>,
     services: Vec<Svc>,
     /// Addresses with their family (IPv4 10.0.0.1 and IPv6 a00:1:: have the same [`Addr`]).
     vips: HashSet<IpAddr>,
@@ -88,6 +90,11 @@ fn build_world() -> World {
     let cfg = conf::parse(GOLDEN_TOML, Path::new("golden.toml")).expect("golden.toml is valid");
     let snap = build(&cfg, &mut BackendIds::new(), &Dynamic::default(), 1);
     let port_mac = cfg.ports[0].mac.expect("golden.toml sets the port MAC").0;
+    let port_macs = cfg
+        .ports
+        .iter()
+        .map(|p| p.mac.expect("golden.toml sets the port MACs").0)
+        .collect();
     let mut services = Vec::new();
     let mut nat_endpoints = HashMap::new();
     for s in &cfg.services {
@@ -162,6 +169,7 @@ fn build_world() -> World {
         cfg,
         snap,
         port_mac,
+        port_macs,
         services,
         vips,
         own,
@@ -579,8 +587,11 @@ impl World {
     pub fn check(&self, input: &[u8], v: Verdict, out: &[u8]) {
         match v {
             Verdict::Forward { port } => {
-                assert_eq!(port, 0, "forward to a port that does not exist");
-                self.check_forward(input, out);
+                let mac = self
+                    .port_macs
+                    .get(usize::from(port))
+                    .expect("forward to a port that does not exist");
+                self.check_forward(input, out, mac);
             }
             Verdict::Reply => self.check_reply(input, out),
             Verdict::SlowPath | Verdict::Handoff { .. } => {
@@ -595,7 +606,7 @@ impl World {
         }
     }
 
-    fn check_forward(&self, input: &[u8], out: &[u8]) {
+    fn check_forward(&self, input: &[u8], out: &[u8], port_mac: &[u8; 6]) {
         let ctx = || format!("\n in  {}\n out {}", hex(input), hex(out));
         assert_eq!(
             out.len(),
@@ -608,7 +619,7 @@ impl World {
         assert!(!ip.fragment, "forwarded a fragment{}", ctx());
         assert_eq!(
             &out[6..12],
-            &self.port_mac,
+            port_mac,
             "source MAC is not the port's{}",
             ctx()
         );
@@ -920,7 +931,7 @@ impl World {
             }
             (IPPROTO_ICMPV6, true) => {
                 assert!(
-                    matches!(seg[0], 1 | 129 | 136),
+                    matches!(seg[0], 1 | 2 | 129 | 136),
                     "ICMPv6 type {}{}",
                     seg[0],
                     ctx()

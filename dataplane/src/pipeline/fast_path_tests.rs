@@ -1,7 +1,7 @@
 //! The fast path decides exactly as the general path does: the same random traffic (new,
 //! established, closing and reset TCP flows with and without options and payload, UDP with
-//! and without checksum, DSR, NAT, empty pools with RST and ICMP, frames the fast path must
-//! refuse) through [`Pipeline::process`] and through the general path alone gives the same
+//! and without checksum, DSR, NAT, empty pools with RST and ICMP, packets too big for the
+//! backends' port with and without DF, frames the fast path must refuse) through [`Pipeline::process`] and through the general path alone gives the same
 //! verdicts, the same output bytes, the same counters and the same flow table.
 
 use super::*;
@@ -9,7 +9,7 @@ use crate::frame::VecFrame;
 use crate::wire::tcp;
 use crate::wire::{Ipv4Repr, TcpPacket, TcpRepr, UdpPacket, UdpRepr};
 
-const CONFIG: &str = r#"
+pub(super) const CONFIG: &str = r#"
 [global]
 flow_table_capacity = 4096
 [[port]]
@@ -21,6 +21,7 @@ addresses = ["192.0.2.2/24"]
 name = "in"
 device = "net_null1"
 mac = "02:00:00:00:00:02"
+mtu = 600
 addresses = ["10.1.0.1/16"]
 [[service]]
 name = "dsr"
@@ -93,7 +94,12 @@ fn frame(r: &mut Rng) -> Vec<u8> {
     } else {
         r.pick(&[80, 443, 8080])
     };
-    let payload = (r.next() % 41) as usize;
+    // One in ten is near or over the backends' port MTU (600).
+    let payload = if r.next().is_multiple_of(10) {
+        (540 + r.next() % 60) as usize
+    } else {
+        (r.next() % 41) as usize
+    };
     let ip_opts = if r.next().is_multiple_of(10) { 4 } else { 0 };
     let tcp_opts = if udp { 0 } else { 4 * (r.next() % 4) as usize };
     let l4_len = if udp {
@@ -122,6 +128,9 @@ fn frame(r: &mut Rng) -> Vec<u8> {
         f[16..18].copy_from_slice(&(total as u16).to_be_bytes());
     }
     let mut ip = wire::Ipv4Packet::new_unchecked(&mut f[14..]);
+    if r.next().is_multiple_of(4) {
+        ip.set_dont_frag(false);
+    }
     ip.fill_checksum();
     if r.next().is_multiple_of(20) {
         f[24] ^= 1; // a bad IP checksum
@@ -176,7 +185,7 @@ fn fast_path_decides_as_the_general_path() {
     let snap = crate::snapshot::all_up(&cfg);
     let (mut fast, mut general) = (Pipeline::new(0, 1, 64, 7), Pipeline::new(0, 1, 64, 7));
     let mut r = Rng(11);
-    let mut on_fast = 0;
+    let (mut on_fast, mut no_df) = (0, 0);
     for i in 0..20_000u32 {
         let bytes = frame(&mut r);
         let (mut a, mut b) = (VecFrame::new(&bytes), VecFrame::new(&bytes));
@@ -187,6 +196,7 @@ fn fast_path_decides_as_the_general_path() {
         on_fast += u32::from(fast.fast_parse(&snap, 0, &bytes).is_some());
         let va = fast.process(&snap, 0, &mut a);
         let vb = general.decide(&snap, 0, None, &mut b);
+        no_df += u32::from(va == Verdict::Drop(DropReason::MtuExceededNoDf));
         assert_eq!(va, vb, "frame {i}: {bytes:02x?}");
         assert_eq!(a.to_vec(), b.to_vec(), "frame {i} output");
     }
@@ -203,4 +213,6 @@ fn fast_path_decides_as_the_general_path() {
         "SYNs found the table full (the fast path's flood case)"
     );
     assert!(on_fast > 5_000, "the fast path was taken: {on_fast}");
+    assert!(fast.counters.mtu_exceeded > 0, "too-big packets answered");
+    assert!(no_df > 0, "too-big packets without DF dropped");
 }

@@ -11,6 +11,8 @@
 //!                          -> dst is a VIP? -> service? -> flow hit / Maglev      service.rs
 //!                                                          -> rewrite (DSR MACs | NAT dst)
 //!                                                                                 rewrite/
+//!                                                          -> too big for the egress port?
+//!                                                             ICMP frag needed / PTB   mtu.rs
 //!                                              empty pool -> RST / ICMP unreach     reply/
 //!                                           -> ICMP error? -> quoted flow's backend  icmp.rs
 //!                                                  (flow hit / Maglev; NAT: translate)
@@ -28,6 +30,7 @@
 //! ([`rewrite::to_backend`]) and the replies; a differential test holds them to each other.
 
 mod icmp;
+mod mtu;
 mod nat;
 mod neighbor;
 mod parse;
@@ -64,6 +67,8 @@ pub struct Pipeline {
     /// seed re-indexes no flow and moves no NAT flow to another worker (and hostile traffic
     /// cannot aim at a table whose seed it could read in a config).
     pub local_seed: u64,
+    /// The rate limit of this worker's ICMP "too big" answers.
+    too_big_bucket: mtu::Bucket,
     /// [`Pipeline::process_burst`]'s first pass's results, kept here rather than in a stack
     /// array that would be zeroed (or copied) per burst.
     parsed: Box<[Option<Fast>; MAX_BURST]>,
@@ -84,6 +89,7 @@ impl Pipeline {
             per_backend: Default::default(),
             now_ms: 0,
             local_seed,
+            too_big_bucket: mtu::Bucket::default(),
             parsed: Box::new([None; MAX_BURST]),
         }
     }
@@ -255,7 +261,7 @@ impl Pipeline {
             if fragment {
                 return Verdict::Drop(DropReason::Fragment);
             }
-            return self.nat_reply(snap, p, ports, frame);
+            return self.nat_reply(snap, port, p, ports, frame);
         }
         Verdict::Drop(DropReason::NotVip)
     }

@@ -12,11 +12,14 @@ use super::rewrite::{self, nat::Side};
 use super::{Pipeline, service};
 
 impl Pipeline {
-    /// A packet from a NAT backend: un-NAT it to the client, both halves of the flow
-    /// refreshed; `NatNoFlow` when no flow of this worker expects it.
+    /// A packet from a NAT backend, received on `port`: un-NAT it to the client, both halves
+    /// of the flow refreshed; `NatNoFlow` when no flow of this worker expects it. Too big for
+    /// the client's port, it is answered as a client's packet too big for a backend's port is
+    /// ([`Pipeline::too_big`]), from the VIP: the backend's kernel lowers its path MTU.
     pub(super) fn nat_reply<F: Frame>(
         &mut self,
         snap: &Snapshot,
+        port: u8,
         p: IpMeta,
         ports: Ports,
         frame: &mut F,
@@ -43,9 +46,12 @@ impl Pipeline {
             f.state = service::next_state(f.state, tcp, ports.tcp_flags);
         }
         let out = rev.port;
-        let Some(out_mac) = snap.ports.get(out as usize).map(|p| p.mac) else {
+        let Some((out_mac, out_mtu)) = snap.ports.get(out as usize).map(|p| (p.mac, p.mtu)) else {
             return Verdict::Drop(DropReason::NatNoFlow);
         };
+        if p.l4_off - p.l3_off + p.l4_len > usize::from(out_mtu) {
+            return self.too_big(snap, port, &p, &fkey.dst, out_mtu, 0, frame);
+        }
         let data = frame.data_mut();
         rewrite::nat::rewrite(data, &p, Side::Src, &fkey.dst, fkey.dport);
         rewrite::macs(data, &rev.peer_mac, &out_mac);

@@ -102,7 +102,7 @@ impl Pipeline {
                 fwd,
             )
         {
-            return self.forward(b, false, &x.meta(), x.key.dport, fwd, frame);
+            return self.forward(snap, port, b, false, &x.meta(), x.key.dport, fwd, frame);
         }
         // A DSR SYN into a full table (a SYN flood's every packet): no entry was found and
         // none will be made (a SYN never evicts), so it is Maglev's choice, forwarded as
@@ -113,7 +113,7 @@ impl Pipeline {
             && fwd == Forwarding::Dsr
             && x.tcp_flags & (tcp::SYN | tcp::ACK | tcp::RST) == tcp::SYN
             && x.key.proto == IPPROTO_TCP
-            && let Some(v) = self.unrecorded_syn(snap, &x, frame)
+            && let Some(v) = self.unrecorded_syn(snap, port, &x, frame)
         {
             return v;
         }
@@ -130,14 +130,14 @@ impl Pipeline {
     fn unrecorded_syn<F: Frame>(
         &mut self,
         snap: &Snapshot,
+        port: u8,
         x: &Fast,
         frame: &mut F,
     ) -> Option<Verdict> {
         let b = pick_new(snap, x.si, &x.key)?;
         self.counters.syn_unrecorded += 1;
-        self.per_backend.count(b.id, false, frame.data().len());
-        rewrite::dsr::to_backend(frame.data_mut(), b);
-        Some(Verdict::Forward { port: b.out_port })
+        let (p, dport) = (x.meta(), x.key.dport);
+        Some(self.forward(snap, port, b, false, &p, dport, Forwarding::Dsr, frame))
     }
 
     /// The general path's packet to service `si`: the ACL, the NAT owner, then the flow
@@ -192,11 +192,15 @@ impl Pipeline {
         Some(b)
     }
 
-    /// Sends a client's packet to backend `b` (`new_flow`: its flow's first), rewritten by
-    /// the service's forwarding mode.
+    /// Sends a client's packet (received on `port`) to backend `b` (`new_flow`: its flow's
+    /// first), rewritten by the service's forwarding mode; or, when it would exceed the MTU
+    /// of the port toward `b` once rewritten, answers or drops it ([`Pipeline::too_big`]).
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn forward<F: Frame>(
         &mut self,
+        snap: &Snapshot,
+        port: u8,
         b: &BackendRt,
         new_flow: bool,
         p: &IpMeta,
@@ -204,6 +208,10 @@ impl Pipeline {
         fwd: Forwarding,
         frame: &mut F,
     ) -> Verdict {
+        let overhead = rewrite::overhead(fwd, b);
+        if p.l4_off - p.l3_off + p.l4_len + overhead > usize::from(b.out_mtu) {
+            return self.too_big(snap, port, p, &p.dst, b.out_mtu, overhead, frame);
+        }
         self.per_backend.count(b.id, new_flow, frame.data().len());
         rewrite::to_backend(frame.data_mut(), p, b, fwd, dport);
         Verdict::Forward { port: b.out_port }
@@ -233,7 +241,9 @@ impl Pipeline {
         let mut probe_fresh = true;
         if let Some(idx) = probe.found {
             match self.hit(snap, idx, si, tcp, flags, fwd) {
-                Some(b) => return self.forward(b, false, &p, ports.dport, fwd, frame),
+                Some(b) => {
+                    return self.forward(snap, port, b, false, &p, ports.dport, fwd, frame);
+                }
                 None => {
                     // Its backend is down, in maintenance or gone: this packet goes to the new
                     // choice (the flow is made again below).
@@ -262,7 +272,7 @@ impl Pipeline {
                 probe_fresh,
                 frame,
             );
-        self.forward(b, new_flow, &p, ports.dport, fwd, frame)
+        self.forward(snap, port, b, new_flow, &p, ports.dport, fwd, frame)
     }
 
     /// Records a new flow to backend `b` (NAT: both directions); whether it was recorded

@@ -284,7 +284,7 @@ case("health-check reply to own address goes to the slow path", Ether(src="02:00
 # - VLAN: one or two tags of 0x8100 / 0x88a8 in any order are parsed and kept on forwarded
 #   frames and replies; a third tag is `too_many_vlans`.
 # - Jumbo frames (9000 bytes) are forwarded like any other frame (DSR and NAT) by the
-#   pipeline. On DPDK today a frame longer than one mbuf (2 KiB of data room) arrives as a
+#   pipeline when the egress port's mtu holds them (golden.toml's p0: mtu 9000). On DPDK today a frame longer than one mbuf (2 KiB of data room) arrives as a
 #   chain whose first segment is all the pipeline sees: its IP length is then beyond the data
 #   and it is dropped as malformed_ipv4 / malformed_ipv6 (seen with `fulcrum replay`); a
 #   jumbo MTU needs a bigger mbuf data room.
@@ -632,6 +632,82 @@ for flags in range(256):
         case(f"flags {flags:#04x} to an empty pool: RST|ACK", seg, "reply", rst_for("10.0.0.102", CLIENT, 80, 51000 + flags, ack))
     else:
         case(f"flags {flags:#04x} to an empty pool: dropped", seg, "drop:no_backend")
+
+# ---- Path MTU (port p1, toward the mtu-* services' backends, has mtu 1400; p0 has 9000).
+# A packet whose IP length exceeds the egress port's MTU (DSR and NAT add no encapsulation)
+# is not forwarded. IPv4 with DF: ICMP fragmentation needed (3/4) with next-hop MTU 1400, from
+# the VIP to the client, quoting the IP header and 8 bytes (RFC 792/1191); IPv6: ICMPv6 packet
+# too big (2/0) with MTU 1400, quoting as much as fits in 1280 bytes (RFC 4443 3.2); both
+# back out of the port the packet came in on, VLAN tags kept. A NAT backend's reply too big
+# for the port toward its client is answered the same way, to the backend, from the VIP. IPv4 without DF: dropped as
+# mtu_exceeded_no_df (Fulcrum never fragments). A packet of exactly the MTU is forwarded.
+P1_MAC = "02:00:00:00:01:01"
+
+
+def big(ip, sport, dport, size, flags="PA", l2=None):
+    """A TCP segment to `ip`'s VIP whose IP packet is `size` bytes."""
+    head = (l2 if l2 is not None else eth()) / ip / TCP(sport=sport, dport=dport, flags=flags, seq=7777, ack=1)
+    l3 = len(raw(head)) - len(raw(head[IP] if IP in head else head[IPv6]))
+    return Ether(raw(head / Raw(b"m" * (size - (len(raw(head)) - l3)))))
+
+
+def to_p1(pkt, mac):
+    exp = pkt.copy()
+    exp[Ether].dst, exp[Ether].src = mac, P1_MAC
+    return exp
+
+
+def frag_needed(pkt, mtu, vip, l2=None):
+    quoted = raw(pkt[IP])[:pkt[IP].ihl * 4 + 8]
+    head = l2 if l2 is not None else Ether(src=PORT_MAC, dst=CLIENT_MAC)
+    return rebuilt(head / IP(src=vip, dst=pkt[IP].src, ttl=64, id=0, flags="DF") / ICMP(type=3, code=4, nexthopmtu=mtu) / Raw(quoted))
+
+
+p = big(IP(src=CLIENT, dst="10.0.0.105", flags="DF"), 48000, 80, 1401)
+case("mtu: IPv4 DF, 1401 bytes to a DSR backend behind a 1400 port: fragmentation needed, next-hop MTU 1400, from the VIP",
+     p, "reply", frag_needed(p, 1400, "10.0.0.105"))
+p = big(IP(src=CLIENT, dst="10.0.0.105", flags="DF"), 48000, 80, 1400)
+case("mtu: IPv4 DF, exactly 1400 bytes: forwarded", p, "forward:1", to_p1(p, "02:00:00:00:01:11"))
+p = big(IP(src=CLIENT, dst="10.0.0.105", flags="DF"), 48001, 80, 1500, flags="S")
+case("mtu: a new flow's first packet (a SYN with 1460 bytes of data) too big: answered too",
+     p, "reply", frag_needed(p, 1400, "10.0.0.105"))
+p = big(IP(src=CLIENT, dst="10.0.0.105", flags="DF"), 48002, 443, 1500)
+case("mtu: NAT, IPv4 DF, 1500 bytes: fragmentation needed quoting the client's packet as sent (VIP:443)",
+     p, "reply", frag_needed(p, 1400, "10.0.0.105"))
+p = big(IP(src=CLIENT, dst="10.0.0.105", flags="DF", options=b"\x01\x01\x01\x00"), 48003, 80, 1500)
+case("mtu: IPv4 DF with options: the quote is the 24-byte header and 8 bytes",
+     p, "reply", frag_needed(p, 1400, "10.0.0.105"))
+vl = Ether(src=CLIENT_MAC, dst=PORT_MAC) / Dot1Q(vlan=100)
+p = big(IP(src=CLIENT, dst="10.0.0.105", flags="DF"), 48004, 80, 1500, l2=vl)
+case("mtu: 802.1Q tagged IPv4 DF: the answer keeps the tag",
+     p, "reply", frag_needed(p, 1400, "10.0.0.105", l2=Ether(src=PORT_MAC, dst=CLIENT_MAC) / Dot1Q(vlan=100)))
+p = big(IP(src=CLIENT, dst="10.0.0.105", flags=0), 48005, 80, 1500)
+case("mtu: IPv4 without DF, 1500 bytes: dropped, never fragmented", p, "drop:mtu_exceeded_no_df")
+p = big(IPv6(src=CLIENT6, dst="fd00::105"), 48006, 80, 1500)
+quoted = raw(p[IPv6])[:1280 - 48]
+exp = rebuilt(Ether(src=PORT_MAC, dst=CLIENT_MAC) / IPv6(src="fd00::105", dst=CLIENT6, hlim=64) / ICMPv6PacketTooBig(mtu=1400) / Raw(quoted))
+assert len(raw(exp)) == 14 + 1280
+case("mtu: IPv6, 1500 bytes: packet too big, MTU 1400, from the VIP, quoting 1232 bytes (the answer is 1280)",
+     p, "reply", exp)
+p = big(IPv6(src=CLIENT6, dst="fd00::105"), 48006, 80, 1400)
+case("mtu: IPv6, exactly 1400 bytes: forwarded", p, "forward:1", to_p1(p, "02:00:00:00:01:61"))
+
+# A NAT backend's reply too big for the client's port (p0, mtu 9000): answered to the
+# backend, from the VIP, quoting the reply as the backend sent it (its kernel's socket).
+syn = eth(src=ROUTER_MAC) / IP(src=CLIENT, dst="10.0.0.101") / TCP(sport=48010, dport=80, flags="S", seq=10)
+exp = syn.copy()
+exp[Ether].dst, exp[Ether].src = "02:00:00:00:00:21", PORT_MAC
+exp[IP].dst = "10.0.0.21"
+exp[TCP].dport = 8080
+del exp[IP].chksum
+del exp[TCP].chksum
+case("mtu: a NAT flow to reply on", syn, "forward:0", rebuilt(exp))
+bl2 = Ether(src="02:00:00:00:00:21", dst=PORT_MAC)
+p = big(IP(src="10.0.0.21", dst=CLIENT, flags="DF"), 8080, 48010, 9001, flags="A", l2=bl2)
+case("mtu: NAT reply of 9001 bytes, DF, to a client behind a port of mtu 9000: fragmentation needed to the backend, from the VIP",
+     p, "reply", frag_needed(p, 9000, "10.0.0.101", l2=Ether(src=PORT_MAC, dst="02:00:00:00:00:21")))
+p = big(IP(src="10.0.0.21", dst=CLIENT, flags=0), 8080, 48010, 9001, flags="A", l2=bl2)
+case("mtu: NAT reply of 9001 bytes without DF: dropped", p, "drop:mtu_exceeded_no_df")
 
 # ---- Access lists (service acl-web: allow 10.0.0.0/24 and fd00::/64, deny 10.0.0.66).
 syn = eth() / IP(src=CLIENT, dst="10.0.0.104") / TCP(sport=47000, dport=80, flags="S")

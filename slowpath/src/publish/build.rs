@@ -58,6 +58,7 @@ pub fn build_with(
                 .map(|m| m.0)
                 .or_else(|| dynamic.port_macs.get(i).copied())
                 .unwrap_or([0; 6]),
+            mtu: p.mtu,
             addrs: p.addresses.clone(),
         })
         .collect();
@@ -102,6 +103,9 @@ pub fn build_with(
                 mac: mac.unwrap_or([0; 6]),
                 out_port: out_port as u8,
                 out_mac: ports.get(out_port).map_or([0; 6], |p| p.mac),
+                out_mtu: ports
+                    .get(out_port)
+                    .map_or(conf::Port::DEFAULT_MTU, |p| p.mtu),
                 state: state(admin, health, mac.is_some(), pct),
             });
             ids_of.push(id);

@@ -1,15 +1,22 @@
 //! Frames the balancer answers in place of a backend or as itself: a TCP RST or an ICMP
-//! "unreachable" for an empty pool, an ICMP echo reply, ARP and neighbour advertisements.
-//! Each turns the received frame into its answer, in place, back to where it came from.
+//! "unreachable" for an empty pool, an ICMP "fragmentation needed" / ICMPv6 "packet too
+//! big" for a packet too big for its egress port, an ICMP echo reply, ARP and neighbour
+//! advertisements. Each turns the received frame into its answer, in place, back to where it
+//! came from.
 
 pub(super) mod echo;
 pub(super) mod neighbor;
 pub(super) mod rst;
+pub(super) mod too_big;
 pub(super) mod unreachable;
 
 use crate::flow::v4_of;
+use crate::frame::Frame;
 use crate::snapshot::Addr;
-use crate::wire;
+use crate::verdict::{DropReason, Verdict};
+use crate::wire::{self, IPPROTO_ICMP, IPPROTO_ICMPV6, checksum};
+
+use super::parse::IpMeta;
 
 /// Hop limit of the packets the balancer originates.
 pub(super) const OWN_TTL: u8 = 64;
@@ -52,4 +59,54 @@ pub(super) fn write_ip_header(
         .emit(&mut buf[..20])
         .expect("20 bytes of room");
     }
+}
+
+/// Turns the received packet into an ICMP (IPv4) or ICMPv6 error about it, from `from` (a
+/// VIP) back to its source: `kind` (type, code), the 4 bytes after the checksum
+/// (`rest`: unused, or the MTU), then the first `quote` bytes of the packet from its IP
+/// header on (RFC 792, RFC 4443). In place: the quote moves back over the frame's own bytes
+/// (the frame grows only when the answer is longer than the packet was).
+pub(super) fn icmp_error<F: Frame>(
+    frame: &mut F,
+    p: &IpMeta,
+    our_mac: [u8; 6],
+    from: &Addr,
+    kind: (u8, u8),
+    rest: [u8; 4],
+    quote: usize,
+) -> Verdict {
+    let l3 = p.l3_off;
+    let ip_len = if p.v6 { 40 } else { 20 };
+    let total = l3 + ip_len + 8 + quote;
+    let have = frame.data().len();
+    if have < total && !frame.append(total - have) {
+        return Verdict::Drop(DropReason::NoRoom);
+    }
+    let data = frame.data_mut();
+    data.copy_within(l3..l3 + quote, l3 + ip_len + 8);
+    frame.truncate(total);
+    let data = frame.data_mut();
+    macs_back(data, &our_mac);
+    let icmp_len = 8 + quote;
+    let proto = if p.v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
+    write_ip_header(
+        &mut data[l3..],
+        p.v6,
+        from,
+        &p.src,
+        proto,
+        icmp_len as u16,
+    );
+    let icmp = &mut data[l3 + ip_len..total];
+    icmp[0] = kind.0;
+    icmp[1] = kind.1;
+    icmp[2..4].copy_from_slice(&[0; 2]);
+    icmp[4..8].copy_from_slice(&rest);
+    let c = if p.v6 {
+        checksum::l4_checksum_v6(from, &p.src, IPPROTO_ICMPV6, icmp)
+    } else {
+        !checksum::fold(checksum::sum(icmp, 0))
+    };
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    Verdict::Reply
 }

@@ -17,6 +17,16 @@ pub(super) fn macs(data: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) {
     data[6..12].copy_from_slice(src);
 }
 
+/// Bytes that forwarding mode `fwd` puts in front of a client's packet on its way to backend
+/// `b` (an outer header): what the egress port's MTU must hold beyond the packet's own IP
+/// length. DSR and NAT add nothing.
+#[inline(always)]
+pub(super) fn overhead(fwd: Forwarding, _b: &BackendRt) -> usize {
+    match fwd {
+        Forwarding::Dsr | Forwarding::Nat => 0,
+    }
+}
+
 /// The rewrite of a client's packet to backend `b` by the service's forwarding mode
 /// (`dport`: the client's destination port).
 #[inline(always)]
