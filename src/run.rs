@@ -75,8 +75,19 @@ pub fn run(
             // What the device reports (rte_eth_macaddr_get).
             device_mac = %conf::MacAddr(p.mac),
             mac_filter = %p.mac_filter,
+            mtu = c.mtu,
+            device_mtu = p.device_mtu.map_or("unknown".to_string(), |m| m.to_string()),
             "port up"
         );
+        if let Some(why) = &p.mtu_refused {
+            tracing::warn!(
+                port = %p.name,
+                mtu = c.mtu,
+                error = %why,
+                "the device refused the port's mtu and keeps its own; the balancer still \
+                 answers packets too big for the configured mtu"
+            );
+        }
     }
     // Ports up, workers forwarding on the first snapshot (published before they started).
     let forwarding = format!(

@@ -45,6 +45,11 @@ pub struct PortReport {
     pub mac: [u8; 6],
     /// How the configured MAC reached the device's receive filter.
     pub mac_filter: dpdk::MacFilter,
+    /// The device's MTU as it reports it: at least the configured `mtu`, unless the device
+    /// refused it.
+    pub device_mtu: Option<u16>,
+    /// Why the device refused the configured `mtu` (virtual devices may), if it did.
+    pub mtu_refused: Option<String>,
     pub stats: Option<PortStats>,
 }
 
@@ -108,6 +113,8 @@ pub struct Engine {
     ports: Vec<Port>,
     devices: Vec<String>,
     names: Vec<String>,
+    /// Per port: why the device refused its configured MTU, if it did.
+    mtu_refused: Vec<Option<String>>,
     mempool: Mempool,
     // Dropped last: EAL cleanup runs once every pool, port and ring is gone.
     _eal: Eal,
@@ -225,6 +232,7 @@ impl Engine {
         )?;
 
         let mut ports = Vec::with_capacity(cfg.ports.len());
+        let mut mtu_refused = Vec::with_capacity(cfg.ports.len());
         for (p, device) in cfg.ports.iter().zip(&devices) {
             let setup = PortSetup {
                 name: dpdk::device_name(device).to_string(),
@@ -241,6 +249,17 @@ impl Engine {
                 device: device.clone(),
                 source,
             })?;
+            // The device must take in every frame the link brings: its MTU is raised to the
+            // port's when lower (jumbo frames), never lowered. A NIC set below the link's MTU
+            // drops bigger frames on receipt, before the pipeline could answer them with
+            // "fragmentation needed": a path-MTU black hole. What the balancer sends, the
+            // pipeline and the slow path keep within the port's mtu themselves. A device that
+            // refuses (a virtual one may) keeps its own; the log says so.
+            let refused = match port.mtu() {
+                Ok(now) if now >= p.mtu => None,
+                _ => port.set_mtu(p.mtu).err().map(|e| e.to_string()),
+            };
+            mtu_refused.push(refused);
             ports.push(port);
         }
         let mut kernel = Vec::with_capacity(cfg.ports.len());
@@ -422,6 +441,7 @@ impl Engine {
             slowpath_tx: Some(slow_tx),
             kernel,
             names: cfg.ports.iter().map(|p| p.name.clone()).collect(),
+            mtu_refused,
             ports,
             devices,
             mempool,
@@ -530,11 +550,14 @@ impl Engine {
         self.ports
             .iter()
             .zip(self.names.iter().zip(&self.devices))
-            .map(|(p, (name, device))| PortReport {
+            .zip(&self.mtu_refused)
+            .map(|((p, (name, device)), refused)| PortReport {
                 name: name.clone(),
                 device: device.clone(),
                 mac: p.mac(),
                 mac_filter: p.mac_filter(),
+                device_mtu: p.mtu().ok(),
+                mtu_refused: refused.clone(),
                 stats: p.stats().ok(),
             })
             .collect()

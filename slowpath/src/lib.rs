@@ -183,7 +183,6 @@ impl SlowPath {
                 addrs: p.addrs.clone(),
             })
             .collect();
-        let addrs: Vec<_> = cfg.ports.iter().map(|p| p.addresses.clone()).collect();
         let seed = cfg.global.hash_seed ^ std::process::id() as u64 ^ now.as_nanos() as u64;
         let io = engine.take_slowpath_io();
         let monitor = Monitor::new(cfg, |s, b| publisher.ids().find(s, b), now);
@@ -193,7 +192,7 @@ impl SlowPath {
             tx: io.tx,
             exception: Exception::new(cfg, io.kernel),
             out: Burst::new(),
-            stack: Stack::new(&addrs, seed, now),
+            stack: Stack::new(&cfg.ports, seed, now),
             neigh: Neighbors::new(cfg, l2, now),
             monitor,
             runner: Runner::new(cfg.global.health.source_ports.clone(), seed),

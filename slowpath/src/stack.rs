@@ -14,14 +14,13 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use conf::IfAddr;
 use smoltcp::iface::{Config as IfaceConfig, Interface, PollResult, SocketSet};
 use smoltcp::phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address};
 
-/// The IP MTU of the slow path's packets (standard Ethernet).
-pub const IP_MTU: usize = 1500;
+/// The IP MTU of a device made without a port's (standard Ethernet).
+pub const IP_MTU: usize = conf::Port::DEFAULT_MTU as usize;
 /// Received packets waiting for the stack, per port; more in one turn are dropped.
 const RX_QUEUE: usize = 4096;
 
@@ -31,10 +30,29 @@ pub fn instant(now: Duration) -> Instant {
 }
 
 /// A device made of two queues: packets in (from the workers), packets out (to the wire).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct QueueDevice {
     pub(crate) rx: VecDeque<Vec<u8>>,
     pub(crate) tx: Vec<Vec<u8>>,
+    /// The IP MTU smoltcp sends within: its port's `mtu`.
+    mtu: usize,
+}
+
+impl Default for QueueDevice {
+    fn default() -> Self {
+        QueueDevice::with_mtu(IP_MTU)
+    }
+}
+
+impl QueueDevice {
+    /// A device whose packets are at most `mtu` bytes of IP.
+    pub fn with_mtu(mtu: usize) -> Self {
+        QueueDevice {
+            rx: VecDeque::new(),
+            tx: Vec::new(),
+            mtu,
+        }
+    }
 }
 
 pub struct RxToken(Vec<u8>);
@@ -71,7 +89,7 @@ impl Device for QueueDevice {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ip;
-        caps.max_transmission_unit = IP_MTU;
+        caps.max_transmission_unit = self.mtu;
         let mut sum = ChecksumCapabilities::default();
         sum.ipv4 = Checksum::Tx;
         sum.tcp = Checksum::Tx;
@@ -101,13 +119,14 @@ pub struct Stack {
 
 impl Stack {
     /// One interface per port with its own addresses (up to smoltcp's configured maximum;
-    /// the rest are left out, with a warning).
-    pub fn new(ports: &[Vec<IfAddr>], seed: u64, now: Duration) -> Stack {
+    /// the rest are left out, with a warning) and its MTU.
+    pub fn new(ports: &[conf::Port], seed: u64, now: Duration) -> Stack {
         let ports = ports
             .iter()
             .enumerate()
-            .map(|(i, addrs)| {
-                let mut device = QueueDevice::default();
+            .map(|(i, port)| {
+                let addrs = &port.addresses;
+                let mut device = QueueDevice::with_mtu(usize::from(port.mtu));
                 let mut cfg = IfaceConfig::new(HardwareAddress::Ip);
                 cfg.random_seed = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
                 let mut iface = Interface::new(cfg, &mut device, instant(now));

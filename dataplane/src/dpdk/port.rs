@@ -494,6 +494,17 @@ impl Port {
         }
         Ok(())
     }
+
+    /// The device's MTU now (L3 bytes).
+    pub fn mtu(&self) -> Result<u16, DpdkError> {
+        let mut mtu = 0u16;
+        // SAFETY: open port; `mtu` is a valid place for the answer for the call's duration.
+        let ret = unsafe { sys::rte_eth_dev_get_mtu(self.inner.id, &mut mtu) };
+        if ret != 0 {
+            return Err(DpdkError::from_ret("rte_eth_dev_get_mtu", ret));
+        }
+        Ok(mtu)
+    }
 }
 
 /// Makes configured port `id` receive frames sent to `mac`: as its default address, else as a

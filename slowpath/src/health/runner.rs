@@ -366,7 +366,7 @@ mod tests {
             Some(dataplane::snapshot::BackendId::new(next))
         };
         let monitor = Monitor::new(&cfg, ids, Duration::ZERO);
-        let mut stack = Stack::new(&[cfg.ports[0].addresses.clone()], 1, Duration::ZERO);
+        let mut stack = Stack::new(&cfg.ports[..1], 1, Duration::ZERO);
         let mut runner = Runner::new(cfg.global.health.source_ports.clone(), 1);
         for (i, t) in monitor.targets.iter().enumerate() {
             runner.start(&mut stack, i, t, Duration::ZERO).unwrap();
