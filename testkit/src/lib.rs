@@ -12,6 +12,7 @@
 //! - [`fixture`]: config files under `tests/configs/`, templated;
 //! - [`Load`]: a request loop and long streams in the background while a test acts;
 //! - [`outcome`]: judging what real clients saw; [`traffic`]: test frames and pcaps;
+//!   [`pmtu`]: large uploads and the path MTU a client's kernel learnt;
 //!   [`readme`]: the commands README shows.
 
 mod balancer;
@@ -21,6 +22,7 @@ mod fixture;
 mod load;
 mod net;
 pub mod outcome;
+pub mod pmtu;
 pub mod readme;
 pub mod traffic;
 
