@@ -11,6 +11,16 @@ use std::time::{Duration, Instant};
 use crate::net::{Client, Net};
 use crate::repo;
 
+/// A running sink (tests/tools/upload.py serve), killed on drop.
+pub struct Sink(Child);
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// What one upload saw.
 #[derive(Debug, Clone)]
 pub struct Upload {
@@ -30,8 +40,8 @@ pub struct Upload {
 
 impl Net {
     /// Starts tests/tools/upload.py's sink on `port` in `node` and waits (bounded) until it
-    /// listens. The process dies with the namespace ([`Net`]'s teardown).
-    pub fn sink(&self, node: &str, port: u16) -> Child {
+    /// listens; it runs until the returned guard is dropped.
+    pub fn sink(&self, node: &str, port: u16) -> Sink {
         let child = self
             .cmd(node, "python3")
             .arg(repo().join("tests/tools/upload.py"))
@@ -41,6 +51,7 @@ impl Net {
             .stderr(Stdio::null())
             .spawn()
             .expect("upload.py serve");
+        let sink = Sink(child);
         let mut client = Client::new(&self.ns(node));
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -51,7 +62,7 @@ impl Net {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        child
+        sink
     }
 
     /// Uploads `bytes` from `node` to `to` with the kernel's TCP, bounded by `timeout` per

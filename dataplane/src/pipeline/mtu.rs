@@ -108,7 +108,6 @@ mod tests {
     /// behind port 1 ("in", mtu 600).
     use super::super::fast_path_tests::CONFIG;
 
-
     /// A 1500-byte IPv4 TCP segment with DF from 203.0.113.1:`sport` to the VIP.
     fn big(sport: u16) -> Vec<u8> {
         let mut f = vec![0u8; 14 + 1500];

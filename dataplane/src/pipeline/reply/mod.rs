@@ -89,14 +89,7 @@ pub(super) fn icmp_error<F: Frame>(
     macs_back(data, &our_mac);
     let icmp_len = 8 + quote;
     let proto = if p.v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
-    write_ip_header(
-        &mut data[l3..],
-        p.v6,
-        from,
-        &p.src,
-        proto,
-        icmp_len as u16,
-    );
+    write_ip_header(&mut data[l3..], p.v6, from, &p.src, proto, icmp_len as u16);
     let icmp = &mut data[l3 + ip_len..total];
     icmp[0] = kind.0;
     icmp[1] = kind.1;
