@@ -49,7 +49,7 @@ impl Pipeline {
         let Some((out_mac, out_mtu)) = snap.ports.get(out as usize).map(|p| (p.mac, p.mtu)) else {
             return Verdict::Drop(DropReason::NatNoFlow);
         };
-        if p.l4_off - p.l3_off + p.l4_len > usize::from(out_mtu) {
+        if p.ip_len() > usize::from(out_mtu) {
             return self.too_big(snap, port, &p, &fkey.dst, out_mtu, 0, frame);
         }
         let data = frame.data_mut();

@@ -42,6 +42,12 @@ impl IpMeta {
         IpKey::new(&self.dst, self.v6)
     }
 
+    /// The packet's IP length: its IP header(s) and L4 bytes (Ethernet padding excluded).
+    #[inline(always)]
+    pub fn ip_len(&self) -> usize {
+        self.l4_off - self.l3_off + self.l4_len
+    }
+
     /// The flow key of a TCP/UDP packet with these ports.
     #[inline]
     pub fn flow_key(&self, sport: u16, dport: u16) -> FlowKey {

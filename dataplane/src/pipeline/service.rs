@@ -209,7 +209,7 @@ impl Pipeline {
         frame: &mut F,
     ) -> Verdict {
         let overhead = rewrite::overhead(fwd, b);
-        if p.l4_off - p.l3_off + p.l4_len + overhead > usize::from(b.out_mtu) {
+        if p.ip_len() + overhead > usize::from(b.out_mtu) {
             return self.too_big(snap, port, p, &p.dst, b.out_mtu, overhead, frame);
         }
         self.per_backend.count(b.id, new_flow, frame.data().len());

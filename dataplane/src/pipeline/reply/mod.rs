@@ -61,6 +61,12 @@ pub(super) fn write_ip_header(
     }
 }
 
+/// The quote RFC 792 asks of an ICMP error: the invoking packet's IP header(s) and the first
+/// 8 bytes after them (the ports, and TCP's sequence number, that its sender matches).
+pub(super) fn header_and_8(p: &IpMeta) -> usize {
+    (p.l4_off - p.l3_off) + 8.min(p.l4_len)
+}
+
 /// Turns the received packet into an ICMP (IPv4) or ICMPv6 error about it, from `from` (a
 /// VIP) back to its source: `kind` (type, code), the 4 bytes after the checksum
 /// (`rest`: unused, or the MTU), then the first `quote` bytes of the packet from its IP

@@ -31,13 +31,12 @@ pub(in crate::pipeline) fn build<F: Frame>(
     vip: &Addr,
     mtu: u16,
 ) -> Verdict {
-    let headers = p.l4_off - p.l3_off;
     if p.v6 {
-        let quote = (headers + p.l4_len).min(V6_QUOTE_MAX);
+        let quote = p.ip_len().min(V6_QUOTE_MAX);
         let rest = u32::from(mtu).to_be_bytes();
         super::icmp_error(frame, p, our_mac, vip, (2, 0), rest, quote)
     } else {
-        let quote = headers + 8.min(p.l4_len);
+        let quote = super::header_and_8(p);
         let [m0, m1] = mtu.to_be_bytes();
         super::icmp_error(frame, p, our_mac, vip, (3, 4), [0, 0, m0, m1], quote)
     }
