@@ -161,6 +161,9 @@ pub struct StatusReply {
     /// when none has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelCounters>,
+    /// Where the flow tables came from at start.
+    #[serde(default)]
+    pub flow_tables: FlowTablesStatus,
 }
 
 /// Frames through the kernel exception path (`[[port]] kernel_interface`).
@@ -178,6 +181,19 @@ pub struct KernelCounters {
     pub from_kernel_dropped: u64,
     /// Frames the kernel sent from an address not the port's own (never sent).
     pub from_kernel_refused: u64,
+}
+
+/// The flow tables at start: adopted from the previous process's files, or empty and why.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FlowTablesStatus {
+    /// The directory of the files (absent: in memory, nothing kept).
+    pub dir: Option<String>,
+    /// Entries adopted (a NAT flow counts two).
+    pub adopted: usize,
+    /// Entries found but dropped as inconsistent (torn by a kill).
+    pub dropped: usize,
+    /// Why the tables started empty, in one line (absent: adopted).
+    pub empty: Option<String>,
 }
 
 /// A data port: its names, the MAC it puts on the wire, its link and DPDK's counters.

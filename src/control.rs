@@ -346,6 +346,15 @@ fn status(engine: &Engine, slow: &SlowPath, started: Instant) -> StatusReply {
             })
             .collect(),
         kernel: kernel(slow),
+        flow_tables: {
+            let t = engine.flow_tables();
+            fulcrum::api::FlowTablesStatus {
+                dir: t.dir.as_ref().map(|d| d.display().to_string()),
+                adopted: t.adopted,
+                dropped: t.dropped,
+                empty: t.empty.clone(),
+            }
+        },
     }
 }
 
