@@ -194,4 +194,6 @@ fn kill_9_and_upgrade_keep_every_nat_and_dsr_stream() {
     let text = String::from_utf8_lossy(&lb.ctl(&["status"]).stdout).to_string();
     assert!(text.contains("started empty: "), "{text}");
     lb.stop();
+    // A clean stop keeps the files; this test's are its own to remove.
+    std::fs::remove_dir_all(&dir).expect("the flow-table directory");
 }

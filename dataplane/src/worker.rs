@@ -237,6 +237,7 @@ pub fn run(mut w: WorkerSetup) -> Counters {
     // An lcore id gives this thread a mempool cache; without one it still works, slower.
     let registered = crate::dpdk::Eal::register_thread().is_ok();
 
+    // Taken out: `w` is borrowed whole below. The empty table left behind is a header page.
     let flows = std::mem::replace(&mut w.flows, crate::flow::FlowTable::with_capacity(0));
     let mut pipe = Pipeline::with_table(w.index, w.workers, flows, w.local_seed);
     let mut out = Outboxes {

@@ -80,7 +80,7 @@ unsafe impl<T: MappedSlot + Send> Send for MappedSlots<T> {}
 unsafe impl<T: MappedSlot + Sync> Sync for MappedSlots<T> {}
 
 impl<T: MappedSlot> MappedSlots<T> {
-    const ALIGNED: () = assert!(HEADER_BYTES % align_of::<T>() == 0 && size_of::<T>() > 0);
+    const ALIGNED: () = assert!(HEADER_BYTES.is_multiple_of(align_of::<T>()) && size_of::<T>() > 0);
 
     /// `len` slots, each `fill`, in private anonymous memory (a zero header).
     pub fn anonymous(len: usize, fill: T) -> io::Result<Self> {

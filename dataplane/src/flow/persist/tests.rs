@@ -142,7 +142,8 @@ fn a_compatible_table_is_adopted_and_its_ages_continue() {
 
 #[test]
 fn each_incompatibility_starts_empty_with_its_reason() {
-    let cases: [(&str, fn(&mut Spec), &str); 4] = [
+    type Case = (&'static str, fn(&mut Spec), &'static str);
+    let cases: [Case; 4] = [
         (
             "capacity",
             |s| s.capacity = 2 * CAP,
@@ -214,7 +215,8 @@ fn truncated_zeroed_and_random_files_start_empty() {
     let mut rng = crate::hash::SplitMix(42);
     let good_len = crate::mem::file_bytes::<Slot>(FlowTable::slots_for(CAP));
     let random: Vec<u8> = (0..good_len).map(|_| rng.next_u64() as u8).collect();
-    let cases: [(&str, Box<dyn Fn(&mut Vec<u8>)>, &str); 6] = [
+    type Spoil = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: [(&str, Spoil, &str); 6] = [
         ("empty", Box::new(|b| b.clear()), "not a flow table"),
         (
             "truncated header",
