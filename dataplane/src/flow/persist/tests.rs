@@ -11,12 +11,8 @@ const SEED: u64 = 0x5eed;
 const FP: u64 = 0xf1f1;
 const CAP: usize = 64;
 
-const T: Timeouts = Timeouts {
-    tcp_syn_ms: 1_000,
-    tcp_established_ms: 100_000,
-    tcp_closing_ms: 1_000,
-    udp_ms: 10_000,
-};
+// The flow tests' timeouts.
+use crate::flow::tests::T;
 
 /// A directory of its own under the temp dir, removed on drop.
 struct Dir(PathBuf);
