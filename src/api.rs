@@ -165,6 +165,9 @@ pub struct StatusReply {
     /// when none has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelCounters>,
+    /// Where the flow tables came from at start.
+    #[serde(default)]
+    pub flow_tables: FlowTablesStatus,
     /// Mbufs out of the packet pool now (in rings, queues, caches and flight), and the pool's
     /// size: flat under steady load, or something leaks.
     #[serde(default)]
@@ -198,6 +201,19 @@ pub struct KernelCounters {
     pub from_kernel_dropped: u64,
     /// Frames the kernel sent from an address not the port's own (never sent).
     pub from_kernel_refused: u64,
+}
+
+/// The flow tables at start: adopted from the previous process's files, or empty and why.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FlowTablesStatus {
+    /// The directory of the files (absent: in memory, nothing kept).
+    pub dir: Option<String>,
+    /// Entries adopted (a NAT flow counts two).
+    pub adopted: usize,
+    /// Entries found but dropped as inconsistent (torn by a kill).
+    pub dropped: usize,
+    /// Why the tables started empty, in one line (absent: adopted).
+    pub empty: Option<String>,
 }
 
 /// A data port: its names, the MAC it puts on the wire, its link and DPDK's counters.

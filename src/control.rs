@@ -359,6 +359,15 @@ fn status(engine: &Engine, slow: &SlowPath, started: Instant) -> StatusReply {
         kernel: kernel(slow),
         mbufs_in_use: engine.mempool().in_use(),
         mbufs: engine.mempool().capacity(),
+        flow_tables: {
+            let t = engine.flow_tables();
+            fulcrum::api::FlowTablesStatus {
+                dir: t.dir.as_ref().map(|d| d.display().to_string()),
+                adopted: t.adopted,
+                dropped: t.dropped,
+                empty: t.empty.clone(),
+            }
+        },
     }
 }
 

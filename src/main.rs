@@ -52,6 +52,10 @@ enum Cmd {
         /// Stop by itself after this many seconds (benchmarks, bounded tests).
         #[arg(long, value_name = "SECS")]
         duration: Option<f64>,
+        /// Discard the flow tables (and backend ids) a previous process left in
+        /// `global.flow_state_dir` instead of adopting them: every flow starts again.
+        #[arg(long)]
+        fresh: bool,
     },
     /// Validate a configuration file: exit 0 with a one-line summary, or exit 1 with every
     /// error as FILE:LINE:COL: FIELD: MESSAGE.
@@ -154,7 +158,8 @@ fn main() -> ExitCode {
             config,
             json,
             duration,
-        } => report(run::run(&config, json, duration, &signals)),
+            fresh,
+        } => report(run::run(&config, json, duration, fresh, &signals)),
         Cmd::Which {
             config,
             json,

@@ -55,6 +55,10 @@ pub fn restart_fields(old: &Config, new: &Config) -> Vec<String> {
             a.control_socket != b.control_socket,
         ),
         (
+            "global.flow_state_dir",
+            a.flow_state_dir != b.flow_state_dir,
+        ),
+        (
             "global.metrics_listen",
             a.metrics_listen != b.metrics_listen,
         ),

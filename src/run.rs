@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use conf::ConfigError;
-use dataplane::engine::EngineError;
+use dataplane::engine::{EngineError, FlowStore, FlowTablesReport};
 use serde_json::{Value, json};
 use slowpath::SlowPath;
 
@@ -36,6 +36,7 @@ pub fn run(
     path: &Path,
     json: bool,
     duration: Option<f64>,
+    fresh: bool,
     signals: &Signals,
 ) -> Result<(), RunError> {
     let mut systemd = crate::systemd::Systemd::from_env();
@@ -56,7 +57,12 @@ pub fn run(
         cfg.dpdk.workers.len()
     ));
     // Signals that arrive from here on are acted on once the loop below runs.
-    let (mut engine, mut slow) = SlowPath::start(&cfg, devices)?;
+    let store = FlowStore::Files {
+        dir: cfg.global.flow_state_dir(),
+        fresh,
+    };
+    let (mut engine, mut slow) = SlowPath::start_with(&cfg, devices, &store)?;
+    log_flow_tables(engine.flow_tables());
     tracing::info!(
         workers = cfg.dpdk.workers.len(),
         ports = cfg.ports.len(),
@@ -170,6 +176,24 @@ pub fn run(
         print_slowpath(&slow_report);
     }
     Ok(())
+}
+
+/// One line on where the flow tables came from: adopted (how many entries), or empty and
+/// why.
+fn log_flow_tables(t: &FlowTablesReport) {
+    let dir = t.dir.as_deref().map(|d| d.display().to_string());
+    match &t.empty {
+        None => tracing::info!(
+            dir = dir.as_deref().unwrap_or("memory"),
+            adopted = t.adopted,
+            dropped = t.dropped,
+            "flow tables adopted"
+        ),
+        Some(why) => tracing::warn!(
+            dir = dir.as_deref().unwrap_or("memory"),
+            "flow tables start empty: {why}"
+        ),
+    }
 }
 
 /// Binds the control socket and the metrics endpoint. One that cannot be bound (another

@@ -128,6 +128,9 @@ pub struct Global {
     pub timeouts: Timeouts,
     /// Control socket path. Restart.
     pub control_socket: PathBuf,
+    /// Directory of the workers' flow-table files, which a restart adopts (`None`: beside the
+    /// control socket, see [`Global::flow_state_dir`]). Restart.
+    pub flow_state_dir: Option<PathBuf>,
     /// Prometheus endpoint (`None`: off). Restart.
     pub metrics_listen: Option<SocketAddr>,
     /// A control socket or metrics endpoint that cannot be bound is a warning, not a start-up
@@ -170,6 +173,15 @@ impl Global {
     pub const FLOW_TABLE_CAPACITY_RANGE: RangeInclusive<u32> = 1024..=67_108_864;
     /// `sun_path` is 108 bytes including the terminating NUL.
     pub const CONTROL_SOCKET_MAX_LEN: usize = 107;
+
+    /// Where the workers' flow-table files live: `flow_state_dir`, else the control socket's
+    /// path with the extension `flows` (`/run/fulcrum/fulcrum.flows` by default), so that two
+    /// instances on one host, which need two sockets, never share tables.
+    pub fn flow_state_dir(&self) -> PathBuf {
+        self.flow_state_dir
+            .clone()
+            .unwrap_or_else(|| self.control_socket.with_extension("flows"))
+    }
 }
 
 impl Default for Global {
@@ -181,6 +193,7 @@ impl Default for Global {
             flow_table_capacity: 1 << 20,
             timeouts: Timeouts::default(),
             control_socket: PathBuf::from("/run/fulcrum/fulcrum.sock"),
+            flow_state_dir: None,
             metrics_listen: None,
             control_optional: false,
             health: HealthGlobal::default(),

@@ -74,6 +74,9 @@ pub struct GlobalTable {
     pub flow_table_capacity: Option<Spanned<Int>>,
     /// Control socket path. Default `/run/fulcrum/fulcrum.sock`.
     pub control_socket: Option<Spanned<String>>,
+    /// Directory of the flow-table files. Default: the control socket's path with the
+    /// extension `flows`.
+    pub flow_state_dir: Option<Spanned<String>>,
     /// Prometheus listen address (`IP:port`). Default: no metrics endpoint.
     pub metrics_listen: Option<Spanned<String>>,
     /// Run on without a control socket or metrics endpoint that cannot be bound. Default false.

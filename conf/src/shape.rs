@@ -97,6 +97,7 @@ const GLOBAL: &[Key] = &[
     opt("maglev_table_size", Int),
     opt("flow_table_capacity", Int),
     opt("control_socket", Str),
+    opt("flow_state_dir", Str),
     opt("metrics_listen", Str),
     opt("control_optional", Bool),
     opt("timeouts", Table(TIMEOUTS)),

@@ -13,6 +13,7 @@ use conf::Config;
 use crate::dpdk::{
     self, DpdkError, Eal, MbufRing, Mempool, Port, PortSetup, PortStats, RingProducer,
 };
+use crate::flow;
 use crate::snapshot::{BackendId, Snapshot, SnapshotCell};
 use crate::stats::{Counters, SharedBackendCounters, SharedCounters};
 use crate::worker::{self, FlowQuery, WorkerPort, WorkerProgress, WorkerSetup};
@@ -108,6 +109,8 @@ pub struct Engine {
     retired: Vec<Arc<Snapshot>>,
     /// Counter files of dead processes removed at start.
     stale_counter_files: Vec<std::path::PathBuf>,
+    /// Where the flow tables came from.
+    flow_tables: FlowTablesReport,
     /// DPDK port id -> port index.
     port_index: Vec<u8>,
     ports: Vec<Port>,
@@ -118,6 +121,37 @@ pub struct Engine {
     mempool: Mempool,
     // Dropped last: EAL cleanup runs once every pool, port and ring is gone.
     _eal: Eal,
+}
+
+/// Where the workers' flow tables live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowStore {
+    /// Anonymous memory: a new process starts empty (tests, `fulcrum replay`).
+    Memory,
+    /// One file per worker in `dir`, adopted by the next process when compatible
+    /// ([`flow::persist`]); `fresh` discards what is there.
+    Files {
+        dir: std::path::PathBuf,
+        fresh: bool,
+    },
+}
+
+/// What the engine did with the flow tables at start, for the log and `ctl status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowTablesReport {
+    /// The directory of the files (`None`: in memory).
+    pub dir: Option<std::path::PathBuf>,
+    /// Entries adopted from the files (a NAT pair counts two).
+    pub adopted: usize,
+    /// Entries found but dropped as inconsistent.
+    pub dropped: usize,
+    /// Why the tables started empty, in one line (`None`: adopted, or in memory).
+    pub empty: Option<String>,
+}
+
+/// The [`flow::persist::Header::fingerprint`] of `cfg`: what an adopted entry refers to.
+pub fn flow_fingerprint(cfg: &Config) -> u64 {
+    flow::persist::Header::fingerprint(cfg.ports.iter().map(|p| p.name.as_str()))
 }
 
 /// EAL arguments for a config: its own, its devices, and the main lcore when none is given.
@@ -194,6 +228,18 @@ impl Engine {
         devices: Vec<String>,
         first: impl FnOnce(&[[u8; 6]]) -> Snapshot,
     ) -> Result<Engine, EngineError> {
+        Self::start_with(cfg, devices, &FlowStore::Memory, |macs, _| first(macs))
+    }
+
+    /// [`start`](Self::start) with the flow tables in `store`: adopted from its files when
+    /// they are compatible with `cfg`, else new there. `first` is also told what became of
+    /// the tables (adopted flows want their backends up from the first packet).
+    pub fn start_with(
+        cfg: &Config,
+        devices: Vec<String>,
+        store: &FlowStore,
+        first: impl FnOnce(&[[u8; 6]], &FlowTablesReport) -> Snapshot,
+    ) -> Result<Engine, EngineError> {
         if devices.len() != cfg.ports.len() {
             return Err(EngineError::Setup(format!(
                 "{} device(s) given for {} port(s)",
@@ -212,6 +258,11 @@ impl Engine {
                 source,
             })?;
         }
+        // The workers' clock starts here; adopted entries are rebased onto it. Before EAL: a
+        // table file another process holds stops the start before any device is touched.
+        let epoch = std::time::Instant::now();
+        let (tables, local_seed, flow_tables) = open_flow_tables(cfg, store)?;
+        let mut tables = tables.into_iter();
         let eal = Eal::init(&eal_args(cfg, &devices)).map_err(|e| match e {
             // What EAL says when it cannot create a device given to it (e.g. a vdev whose
             // driver does not exist): name the candidates.
@@ -297,9 +348,8 @@ impl Engine {
         }
 
         let port_macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac()).collect();
-        let snapshots = Arc::new(SnapshotCell::new(first(&port_macs)));
+        let snapshots = Arc::new(SnapshotCell::new(first(&port_macs, &flow_tables)));
         let stop = Arc::new(AtomicBool::new(false));
-        let epoch = std::time::Instant::now();
 
         // handoff[i][j]: worker i -> worker j.
         let mut producers: Vec<Vec<Option<RingProducer>>> =
@@ -328,9 +378,6 @@ impl Engine {
         let (slow_tx, slow_tx_rx) = MbufRing::new("fl_slow_tx", 1024)?.split();
         let mut slow_tx_rx = Some(slow_tx_rx);
 
-        // Random per process: one seed for all workers, unknown outside.
-        let local_seed =
-            std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u64);
         let mut counters = Vec::with_capacity(workers);
         // Readable by other processes when a file can be made; private memory otherwise.
         let stale_counter_files = remove_stale_counter_files(&counter_dir());
@@ -379,7 +426,7 @@ impl Engine {
                 progress: prog,
                 epoch,
                 stop: stop.clone(),
-                flow_capacity: cfg.global.flow_table_capacity as usize,
+                flows: tables.next().expect("one table per worker"),
                 local_seed,
                 burst: cfg.dpdk.burst,
                 idle_sleep: Duration::from_micros(u64::from(cfg.dpdk.idle_sleep_us)),
@@ -432,6 +479,7 @@ impl Engine {
             counters,
             counters_file: shm.is_some().then_some(counters_file),
             stale_counter_files,
+            flow_tables,
             backend_counters,
             queries,
             progress,
@@ -564,6 +612,11 @@ impl Engine {
     }
 
     /// Counter files that processes no longer running had left behind, removed at start.
+    pub fn flow_tables(&self) -> &FlowTablesReport {
+        &self.flow_tables
+    }
+
+    /// Counter files of processes that are gone, removed at start.
     pub fn stale_counter_files_removed(&self) -> &[std::path::PathBuf] {
         &self.stale_counter_files
     }
@@ -616,6 +669,40 @@ fn check_cpus(cfg: &Config) -> Result<(), crate::cpus::CpuError> {
 }
 
 /// Where counter files go: `/dev/shm` (memory only) where it exists.
+/// Every worker's flow table per `store`, the seed their entries are placed with, and what
+/// was done. A new table's seed is random per process (unknown outside); an adopted one keeps
+/// the seed of the process that wrote it.
+fn open_flow_tables(
+    cfg: &Config,
+    store: &FlowStore,
+) -> Result<(Vec<flow::FlowTable>, u64, FlowTablesReport), EngineError> {
+    let seed =
+        std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u64);
+    let (dir, fresh) = match store {
+        FlowStore::Memory => (None, false),
+        FlowStore::Files { dir, fresh } => (Some(dir.clone()), *fresh),
+    };
+    let spec = flow::persist::Spec {
+        dir: dir.clone(),
+        capacity: cfg.global.flow_table_capacity as usize,
+        workers: cfg.dpdk.workers.len() as u16,
+        fingerprint: flow_fingerprint(cfg),
+        seed,
+        clock_origin_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        fresh,
+    };
+    let o = flow::persist::open(&spec).map_err(|e| EngineError::Setup(e.to_string()))?;
+    let report = FlowTablesReport {
+        dir,
+        adopted: o.adopted,
+        dropped: o.dropped,
+        empty: o.empty.map(|e| e.to_string()),
+    };
+    Ok((o.tables, o.seed, report))
+}
+
 fn counter_dir() -> std::path::PathBuf {
     let dir = std::path::Path::new("/dev/shm");
     if dir.is_dir() {

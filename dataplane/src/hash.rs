@@ -106,9 +106,11 @@ pub fn flow_hash(seed: u64, key: &FlowKey) -> u64 {
     finish(mum(a ^ rest ^ P1, b ^ P0))
 }
 
-/// Hashes a flow key for a table private to this process (the flow table's buckets), with a
-/// per-process seed. **Not frozen**, unlike the functions above: nothing outside the process
-/// ever sees its values, so it is free to change. An IPv4 key (the common case, whose
+/// Hashes a flow key for the flow table's buckets, with a seed private to the instance (kept
+/// in its flow-table files). **Not frozen** like the functions above, but a table adopted from
+/// a file was placed with it: a change must bump
+/// [`flow::persist::LAYOUT_VERSION`](crate::flow::persist::LAYOUT_VERSION) (adoption would
+/// otherwise drop every entry as misplaced). An IPv4 key (the common case, whose
 /// addresses are 4 bytes of 16) takes two folded multiplies over its 13 significant bytes
 /// instead of [`flow_hash`]'s four over 38; other keys go through [`flow_hash`].
 #[inline(always)]

@@ -213,7 +213,8 @@ pub struct WorkerSetup {
     /// The engine's clock origin, shared with the slow path.
     pub epoch: Instant,
     pub stop: Arc<AtomicBool>,
-    pub flow_capacity: usize,
+    /// This worker's flow table (new, or adopted from the previous process's file).
+    pub flows: crate::flow::FlowTable,
     /// The process-wide seed of flow-table and NAT-ownership hashes (see `Pipeline`).
     pub local_seed: u64,
     /// Packets per RX burst (<= 64).
@@ -236,7 +237,9 @@ pub fn run(mut w: WorkerSetup) -> Counters {
     // An lcore id gives this thread a mempool cache; without one it still works, slower.
     let registered = crate::dpdk::Eal::register_thread().is_ok();
 
-    let mut pipe = Pipeline::new(w.index, w.workers, w.flow_capacity, w.local_seed);
+    // Taken out: `w` is borrowed whole below. The empty table left behind is a header page.
+    let flows = std::mem::replace(&mut w.flows, crate::flow::FlowTable::with_capacity(0));
+    let mut pipe = Pipeline::with_table(w.index, w.workers, flows, w.local_seed);
     let mut out = Outboxes {
         tx: (0..w.ports.len()).map(|_| Burst::new()).collect(),
         handoff: (0..w.workers).map(|_| Burst::new()).collect(),

@@ -31,7 +31,7 @@ use std::time::Duration;
 use conf::AdminState;
 use conf::Config;
 use dataplane::dpdk::{Burst, Mbuf, RingConsumer, RingProducer};
-use dataplane::engine::{Engine, EngineError};
+use dataplane::engine::{Engine, EngineError, FlowStore};
 use dataplane::frame::Frame;
 use dataplane::snapshot::{BackendId, Snapshot};
 use dataplane::wire::ethernet::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, parse_l2};
@@ -125,6 +125,8 @@ pub struct SlowPath {
     publish_after: Duration,
     /// Each checked backend's last check.
     last_checks: HashMap<BackendId, LastCheck>,
+    /// Where learnt neighbours are saved for the next process (beside the flow tables).
+    neighbors_file: Option<std::path::PathBuf>,
 }
 
 /// Why an operator's admin state was refused.
@@ -155,13 +157,61 @@ pub struct CheckInfo {
     pub last: Option<LastCheck>,
 }
 
+/// The backend-id map's file in the flow-table directory.
+pub const BACKEND_IDS_FILE: &str = "backend-ids";
+/// The learnt neighbours' file in the flow-table directory ([`neigh::save`]).
+pub const NEIGHBORS_FILE: &str = "neighbors";
+
 impl SlowPath {
     /// Starts the data plane for `cfg` (see [`Engine::start`]) with its first snapshot, and
     /// the slow path that keeps it.
     pub fn start(cfg: &Config, devices: Vec<String>) -> Result<(Engine, SlowPath), EngineError> {
-        let mut publisher = Publisher::new(cfg);
-        let mut engine = Engine::start(cfg, devices, |port_macs| {
-            first_snapshot(cfg, &mut publisher, port_macs)
+        Self::start_with(cfg, devices, &FlowStore::Memory)
+    }
+
+    /// [`start`](Self::start) with the flow tables in `store` (see [`Engine::start_with`]).
+    /// With files, the backend ids are kept beside them ([`BACKEND_IDS_FILE`]), so that an
+    /// adopted entry's backend id names the same backend as before the restart.
+    pub fn start_with(
+        cfg: &Config,
+        devices: Vec<String>,
+        store: &FlowStore,
+    ) -> Result<(Engine, SlowPath), EngineError> {
+        // What a previous process learnt of its neighbours (empty with --fresh or none).
+        let neighbors = match store {
+            FlowStore::Files { dir, fresh: false } => neigh::load(&dir.join(NEIGHBORS_FILE)),
+            _ => HashMap::new(),
+        };
+        let ids = match store {
+            FlowStore::Memory => BackendIds::new(),
+            FlowStore::Files { dir, fresh } => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    EngineError::Setup(format!("flow table directory {}: {e}", dir.display()))
+                })?;
+                let file = dir.join(BACKEND_IDS_FILE);
+                if *fresh {
+                    let _ = std::fs::remove_file(&file);
+                }
+                BackendIds::load(&file).unwrap_or_else(|e| {
+                    tracing::warn!(
+                        file = %file.display(),
+                        error = %e,
+                        "backend id file unreadable: ids start again from 1 (adopted flows \
+                         may go to other backends)"
+                    );
+                    let _ = std::fs::remove_file(&file);
+                    BackendIds::load(&file).unwrap_or_default()
+                })
+            }
+        };
+        let mut publisher = Publisher::with_ids(cfg, ids);
+        let mut engine = Engine::start_with(cfg, devices, store, |port_macs, tables| {
+            first_snapshot(
+                cfg,
+                &mut publisher,
+                port_macs,
+                (tables.adopted > 0).then_some(&neighbors),
+            )
         })?;
         let slow = SlowPath::new(cfg, &mut engine, publisher);
         Ok((engine, slow))
@@ -185,7 +235,17 @@ impl SlowPath {
             .collect();
         let seed = cfg.global.hash_seed ^ std::process::id() as u64 ^ now.as_nanos() as u64;
         let io = engine.take_slowpath_io();
-        let monitor = Monitor::new(cfg, |s, b| publisher.ids().find(s, b), now);
+        let mut monitor = Monitor::new(cfg, |s, b| publisher.ids().find(s, b), now);
+        let neighbors_file = engine
+            .flow_tables()
+            .dir
+            .as_ref()
+            .map(|d| d.join(NEIGHBORS_FILE));
+        let adopted = engine.flow_tables().adopted > 0;
+        if adopted {
+            // As the first snapshot has them (see `first_snapshot`).
+            monitor.assume_up();
+        }
         let mut sp = SlowPath {
             cfg: cfg.clone(),
             rings: io.rings,
@@ -205,7 +265,11 @@ impl SlowPath {
             dirty: true,
             publish_after: Duration::ZERO,
             last_checks: HashMap::new(),
+            neighbors_file,
         };
+        if adopted && let Some(f) = &sp.neighbors_file {
+            sp.neigh.seed(&neigh::load(f), now);
+        }
         tracing::info!(
             checked = sp.monitor.targets.len(),
             "slow path: health checks scheduled"
@@ -278,7 +342,14 @@ impl SlowPath {
         work += self.outbox.len();
         self.send(engine);
 
-        self.dirty |= self.neigh.take_changed();
+        if self.neigh.take_changed() {
+            self.dirty = true;
+            if let Some(f) = &self.neighbors_file
+                && let Err(e) = neigh::save(&self.neigh.learnt(), f)
+            {
+                tracing::warn!(file = %f.display(), error = %e, "cannot save the neighbours");
+            }
+        }
         if self.dirty && now >= self.publish_after {
             self.dirty = false;
             self.sync(engine);
@@ -676,14 +747,26 @@ impl SlowPath {
 /// tracking one, is not checked yet and so down until its first check passes (rise/fall in
 /// `health/state.rs`); no neighbour is learnt yet. Offline tools, which run no checks, build
 /// theirs over an empty [`publish::Dynamic`] instead: every backend healthy.
-pub fn first_snapshot(cfg: &Config, publisher: &mut Publisher, port_macs: &[[u8; 6]]) -> Snapshot {
+///
+/// `adopted`: the engine adopted a previous process's flows, and these are the MACs that
+/// process had learnt. Then checked backends start up (the first check decides) and their
+/// MACs are known, so that the adopted flows are forwarded from the first packet.
+pub fn first_snapshot(
+    cfg: &Config,
+    publisher: &mut Publisher,
+    port_macs: &[[u8; 6]],
+    adopted: Option<&HashMap<std::net::IpAddr, [u8; 6]>>,
+) -> Snapshot {
     let ids = publisher.ids();
-    let unchecked = Monitor::new(cfg, |s, b| ids.find(s, b), Duration::ZERO);
+    let mut unchecked = Monitor::new(cfg, |s, b| ids.find(s, b), Duration::ZERO);
+    if adopted.is_some() {
+        unchecked.assume_up();
+    }
     let (health, weight_pct) = unchecked.health_maps();
     let state = State {
         health,
         weight_pct,
-        neighbors: HashMap::new(),
+        neighbors: adopted.cloned().unwrap_or_default(),
     };
     publisher.first(cfg, port_macs, &state)
 }
@@ -807,7 +890,7 @@ mac = "02:00:00:00:00:13"
     fn first_snapshot_has_checked_backends_down() {
         let cfg = conf::parse(CONFIG, Path::new("t.toml")).expect("valid");
         let mut publisher = Publisher::new(&cfg);
-        let snap = first_snapshot(&cfg, &mut publisher, &[[2, 0, 0, 0, 0, 1]]);
+        let snap = first_snapshot(&cfg, &mut publisher, &[[2, 0, 0, 0, 0, 1]], None);
         let state = |s: &str, b: &str| {
             let id = publisher.ids().find(s, b).expect("id");
             snap.backend(id).expect("backend").state
@@ -839,7 +922,7 @@ mac = "02:00:00:00:00:13"
     fn tables_prepared_on_another_thread_are_taken() {
         let cfg = conf::parse(CONFIG, Path::new("t.toml")).expect("valid");
         let mut publisher = Publisher::new(&cfg);
-        let first = first_snapshot(&cfg, &mut publisher, &[[2, 0, 0, 0, 0, 1]]);
+        let first = first_snapshot(&cfg, &mut publisher, &[[2, 0, 0, 0, 0, 1]], None);
         // The reload adds a checked backend to web (down until checked: web's pool stays
         // empty) and an unchecked one to plain (a new pool).
         let backend = |name: &str, n: u8| {

@@ -49,6 +49,16 @@ pub(super) fn print_status(out: &mut dyn Write, v: &StatusReply) -> io::Result<(
          use {} of {}",
         v.pid, v.uptime_s, v.generation, v.services, v.backends, v.mbufs_in_use, v.mbufs
     )?;
+    let t = &v.flow_tables;
+    match (&t.dir, &t.empty) {
+        (None, _) => writeln!(out, "flow tables: in memory (not kept across a restart)")?,
+        (Some(d), None) => writeln!(
+            out,
+            "flow tables: {d}, adopted {} entries ({} dropped as inconsistent)",
+            t.adopted, t.dropped
+        )?,
+        (Some(d), Some(why)) => writeln!(out, "flow tables: {d}, started empty: {why}")?,
+    }
     let ports: Vec<Vec<String>> = v
         .ports
         .iter()

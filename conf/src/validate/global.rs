@@ -84,6 +84,17 @@ impl Checker<'_> {
                 PathBuf::from(s)
             }
         };
+        let flow_state_dir = t.flow_state_dir.as_ref().map(|v| {
+            let s = v.get_ref();
+            if s.is_empty() || s.contains('\0') {
+                self.error(
+                    v.span(),
+                    "global.flow_state_dir",
+                    "flow_state_dir must be a directory path (omit the key for the default)",
+                );
+            }
+            PathBuf::from(s)
+        });
         let metrics_listen = t.metrics_listen.as_ref().and_then(|v| {
             let parsed = v.get_ref().parse::<SocketAddr>();
             if parsed.is_err() {
@@ -132,6 +143,7 @@ impl Checker<'_> {
             flow_table_capacity,
             timeouts,
             control_socket,
+            flow_state_dir,
             metrics_listen,
             control_optional: t.control_optional.as_ref().is_some_and(|b| *b.get_ref()),
             health: self.health_global(&t.health),

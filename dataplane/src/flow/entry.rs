@@ -21,8 +21,16 @@ pub enum FlowState {
     UdpConfirmed = 4,
 }
 
-/// What the table remembers about a flow.
+impl FlowState {
+    /// The greatest discriminant: a state byte above it is not a state (a table adopted from
+    /// a file is checked against it).
+    pub const MAX: u8 = FlowState::UdpConfirmed as u8;
+}
+
+/// What the table remembers about a flow. `#[repr(C)]`: its layout is part of the flow-table
+/// file's ([`persist::LAYOUT_VERSION`](super::persist::LAYOUT_VERSION)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
 pub struct Flow {
     pub state: FlowState,
     /// The service's index in the snapshot current when the flow was made or last seen. It can

@@ -77,6 +77,7 @@ mod evict;
 mod expiry;
 mod insert;
 mod key;
+pub mod persist;
 mod probe;
 mod twins;
 
@@ -87,6 +88,8 @@ pub use key::{FlowKey, v4_addr, v4_of};
 pub use crate::ids::{BackendId, FlowSlot, ServiceIdx};
 
 use std::fmt;
+
+use crate::mem::MappedSlots;
 
 /// `Flow::twin` of an entry that is not linked.
 pub const NO_TWIN: FlowSlot = FlowSlot::NONE;
@@ -195,10 +198,11 @@ const META_SECOND: u16 = 0x8000;
 const META_TAG: u16 = 0x7fff;
 
 /// One entry: exactly one cache line. Field order keeps `meta` in the two bytes between the
-/// 38-byte key and the 4-aligned flow, which would otherwise be padding.
+/// 38-byte key and the 4-aligned flow, which would otherwise be padding. Its layout is the
+/// flow-table file's ([`persist::LAYOUT_VERSION`]); `crate::mem` reads it back from a file.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
-struct Slot {
+pub(crate) struct Slot {
     key: FlowKey,
     /// `META_SECOND` | tag: how to find the entry's other bucket when it must move.
     meta: u16,
@@ -208,6 +212,10 @@ struct Slot {
 const _: () = assert!(size_of::<Slot>() == 64);
 
 impl Slot {
+    /// Where the one byte with invalid bit patterns ([`Flow::state`]) sits.
+    pub(crate) const STATE_OFFSET: usize =
+        std::mem::offset_of!(Slot, flow) + std::mem::offset_of!(Flow, state);
+
     const FREE: Slot = Slot {
         key: FlowKey {
             src: [0; 16],
@@ -230,8 +238,9 @@ impl Slot {
 /// A bounded flow table for one worker. See the module documentation for the layout and
 /// the policy.
 pub struct FlowTable {
-    /// `nbuckets * WAYS` slots; bucket `b` is `slots[b * WAYS..][..WAYS]`.
-    slots: Box<[Slot]>,
+    /// `nbuckets * WAYS` slots; bucket `b` is `slots[b * WAYS..][..WAYS]`. In anonymous
+    /// memory, or in a file that outlives the process ([`persist`]).
+    slots: MappedSlots<Slot>,
     nbuckets: u32,
     /// The bound on live entries (`<= slots.len()`).
     cap: u32,
@@ -250,18 +259,24 @@ impl FlowTable {
     /// A table that holds at most `cap` entries, in `ceil(cap / 8)` buckets of 8 slots. All
     /// memory is allocated (and touched) here.
     pub fn with_capacity(cap: usize) -> Self {
-        let nbuckets = cap.div_ceil(WAYS);
-        assert!(
-            nbuckets * WAYS < NO_TWIN.index(),
-            "flow table capacity {cap} too large"
-        );
-        // Huge pages before the first touch: lookups land anywhere in the table.
-        let mut slots = Vec::with_capacity(nbuckets * WAYS);
-        crate::mem::advise_huge_pages(slots.spare_capacity_mut());
-        slots.resize(nbuckets * WAYS, Slot::FREE);
+        let slots = MappedSlots::anonymous(Self::slots_for(cap), Slot::FREE)
+            .unwrap_or_else(|e| panic!("flow table of {cap} entries: {e}"));
+        Self::over(slots, cap)
+    }
+
+    /// Slots of a table of capacity `cap`: whole buckets.
+    pub(crate) fn slots_for(cap: usize) -> usize {
+        let n = cap.div_ceil(WAYS) * WAYS;
+        assert!(n < NO_TWIN.index(), "flow table capacity {cap} too large");
+        n
+    }
+
+    /// A table of capacity `cap` over `slots` (`slots_for(cap)` of them, all free).
+    pub(crate) fn over(slots: MappedSlots<Slot>, cap: usize) -> Self {
+        debug_assert_eq!(slots.len(), Self::slots_for(cap));
         FlowTable {
-            slots: slots.into_boxed_slice(),
-            nbuckets: nbuckets as u32,
+            nbuckets: (slots.len() / WAYS) as u32,
+            slots,
             cap: cap as u32,
             len: 0,
             hand: 0,

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 const SEED: u64 = 0xf10;
 
-const T: Timeouts = Timeouts {
+pub(super) const T: Timeouts = Timeouts {
     tcp_syn_ms: 1_000,
     tcp_established_ms: 100_000,
     tcp_closing_ms: 1_000,

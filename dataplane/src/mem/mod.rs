@@ -1,10 +1,13 @@
 //! Memory helpers that need `unsafe` and have nothing to do with DPDK: a cache prefetch hint,
-//! huge-page advice for big tables, and counter words in shared memory. With `dpdk`, the
+//! huge-page advice for big tables, counter words in shared memory, and table slots in a
+//! file that outlives the process (`table_file.rs`, the flow tables' storage). With `dpdk`, the
 //! crate's only rooms allowed `unsafe`; every block says why it is sound (`// SAFETY:`).
 
 mod shm;
+mod table_file;
 
 pub use shm::SharedWords;
+pub use table_file::{FILE_GRANULE, HEADER_BYTES, MappedSlot, MappedSlots, OpenError, file_bytes};
 
 /// Asks the CPU to start loading the cache line that holds `r` into all cache levels, without
 /// waiting for it (what DPDK's `rte_prefetch0` does): a hint that lets the lookups of a whole

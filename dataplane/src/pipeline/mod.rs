@@ -81,10 +81,21 @@ impl Pipeline {
     /// A pipeline for worker `worker` of `workers`, with a flow table of `flow_capacity`;
     /// `local_seed` must be the same for all workers of the process.
     pub fn new(worker: u16, workers: u16, flow_capacity: usize, local_seed: u64) -> Self {
+        Self::with_table(
+            worker,
+            workers,
+            FlowTable::with_capacity(flow_capacity),
+            local_seed,
+        )
+    }
+
+    /// [`new`](Self::new) over a table made (or adopted from a file) by the caller;
+    /// `local_seed` must be the one the table's entries were placed with.
+    pub fn with_table(worker: u16, workers: u16, flows: FlowTable, local_seed: u64) -> Self {
         Pipeline {
             worker,
             workers: workers.max(1),
-            flows: FlowTable::with_capacity(flow_capacity),
+            flows,
             counters: Counters::default(),
             per_backend: Default::default(),
             now_ms: 0,

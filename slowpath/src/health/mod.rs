@@ -233,6 +233,14 @@ impl Monitor {
         (health, pct)
     }
 
+    /// Every backend not checked yet starts up ([`CheckState::assume_up`]): after a restart
+    /// that adopted flows.
+    pub fn assume_up(&mut self) {
+        for t in &mut self.targets {
+            t.state.assume_up();
+        }
+    }
+
     /// The health and weight of every target, keyed by backend id, as `Dynamic` holds them.
     /// A tracking backend whose target has no check is left out (it counts as up).
     pub fn health_maps(&self) -> (HashMap<BackendId, Health>, HashMap<BackendId, u32>) {

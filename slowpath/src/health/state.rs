@@ -163,6 +163,15 @@ impl CheckState {
         }
     }
 
+    /// Starts up rather than down, still fresh (so the first outcome decides either way): a
+    /// restart that adopted the previous process's flows keeps them going until the first
+    /// check says otherwise, instead of resetting them for the first interval.
+    pub fn assume_up(&mut self) {
+        if self.fresh {
+            self.up = true;
+        }
+    }
+
     /// Records one outcome; true when [`CheckState::health`] or the weight changed.
     pub fn record(&mut self, outcome: &Outcome) -> bool {
         let before = (self.health(), self.weight_pct);

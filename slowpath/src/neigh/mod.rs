@@ -170,6 +170,22 @@ impl Neighbors {
             .collect()
     }
 
+    /// Starts with the MACs a previous process learnt (`learnt`, from [`load`]): each entry
+    /// this config wants takes its MAC at once, as an unconfirmed one (kept, and asked for
+    /// again now), so that adopted flows are forwarded from the first packet instead of
+    /// waiting for ARP.
+    pub fn seed(&mut self, learnt: &HashMap<IpAddr, [u8; 6]>, now: Duration) {
+        for (ip, e) in &mut self.entries {
+            if let (None, Some(mac)) = (e.mac, learnt.get(ip)) {
+                e.mac = Some(*mac);
+                e.state = State::Unconfirmed;
+                e.next = now;
+                self.changed = true;
+            }
+        }
+        self.next_scan = self.next_scan.min(now);
+    }
+
     /// True once after any learnt MAC appeared or changed.
     pub fn take_changed(&mut self) -> bool {
         std::mem::take(&mut self.changed)
@@ -351,3 +367,29 @@ fn resolvable(ip: IpAddr) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// Saves learnt MACs (one `IP MAC` line each) to `file`, through a new file renamed over it:
+/// what the next process [`Neighbors::seed`]s itself with.
+pub fn save(learnt: &HashMap<IpAddr, [u8; 6]>, file: &std::path::Path) -> std::io::Result<()> {
+    let mut rows: Vec<_> = learnt.iter().collect();
+    rows.sort();
+    let mut text = String::new();
+    for (ip, m) in rows {
+        text.push_str(&format!("{ip} {}\n", conf::MacAddr(*m)));
+    }
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, file)
+}
+
+/// The MACs [`save`] wrote to `file`; lines that do not parse are skipped, a missing file is
+/// an empty map.
+pub fn load(file: &std::path::Path) -> HashMap<IpAddr, [u8; 6]> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (ip, mac) = l.split_once(' ')?;
+            Some((ip.parse().ok()?, mac.parse::<conf::MacAddr>().ok()?.0))
+        })
+        .collect()
+}

@@ -79,7 +79,12 @@ pub struct Publisher {
 impl Publisher {
     /// The publisher of `cfg`: every backend has its id (config order), nothing is built yet.
     pub fn new(cfg: &Config) -> Publisher {
-        let mut ids = BackendIds::new();
+        Publisher::with_ids(cfg, BackendIds::new())
+    }
+
+    /// [`new`](Self::new) keeping the ids already in `ids` (those a previous process gave,
+    /// [`BackendIds::load`]); new backends get the next ones.
+    pub fn with_ids(cfg: &Config, mut ids: BackendIds) -> Publisher {
         ids.allocate(cfg);
         Publisher {
             ids,

@@ -1,0 +1,199 @@
+//! Restarts without losing a flow (issue 21), end to end in the testbed namespaces with real
+//! kernel TCP:
+//!
+//! - `kill -9` of the balancer while 200 NAT and 200 DSR streams run (`GET /stream`, one line
+//!   every 100 ms), then a new process on the same config: it adopts the killed one's flow
+//!   tables (and backend ids and neighbours), and every stream completes intact. Printed: the
+//!   time from the kill to the new process serving, and the longest silence a stream saw
+//!   (the forwarding gap as a client sees it, retransmission backoff included).
+//! - An upgrade by `scripts/upgrade.sh` (SIGTERM, the same files adopted by the new binary)
+//!   under the same load: 0 broken streams, the gap printed.
+//! - A restart with another `flow_table_capacity` starts empty and says why in one log line
+//!   and in `ctl status`.
+//!
+//! FULCRUM_RESTART_STREAMS sets the streams per service (default 200).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use testkit::{Balancer, Net, must, repo};
+
+const DSR_VIP: &str = "10.77.0.100";
+const NAT_VIP: &str = "10.79.0.200";
+/// Seconds each stream lasts: long enough to span a restart on a loaded 2-core host.
+const SECS: u32 = 25;
+
+fn streams_per_service() -> usize {
+    std::env::var("FULCRUM_RESTART_STREAMS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200)
+}
+
+/// `tests/tools/streams.py` in the client namespace: `n` DSR and `n` NAT streams.
+struct Streams {
+    child: Child,
+    ready: PathBuf,
+}
+
+impl Streams {
+    fn start(tb: &Net, n: usize, tag: &str) -> Streams {
+        let ready = tb.dir.join(format!("streams-{tag}.ready"));
+        let _ = std::fs::remove_file(&ready);
+        let child = tb
+            .cmd("c1", "python3")
+            .arg(repo().join("tests/tools/streams.py"))
+            .args([
+                "--target",
+                &format!("{DSR_VIP}:80:10.77.0.101"),
+                "--target",
+                &format!("{NAT_VIP}:80:10.78.0.101"),
+                "--count",
+                &n.to_string(),
+                "--secs",
+                &SECS.to_string(),
+                "--ready",
+            ])
+            .arg(&ready)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("streams.py");
+        Streams { child, ready }
+    }
+
+    /// Waits (bounded) until every stream has its first line.
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.ready.exists() {
+            assert!(Instant::now() < deadline, "streams did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn finish(self) -> serde_json::Value {
+        let out = self.child.wait_with_output().expect("streams.py");
+        assert!(
+            out.status.success(),
+            "streams.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("streams.py JSON")
+    }
+}
+
+/// Asserts that every stream completed, and prints the figures.
+fn check_streams(what: &str, v: &serde_json::Value, n: usize, to_serving: Duration) {
+    println!(
+        "{what}: {} of {} streams intact ({n} DSR + {n} NAT); kill/stop to new process serving \
+         {:.0} ms; longest silence in a stream {} ms (median of the streams' longest {} ms)",
+        v["intact"],
+        v["streams"],
+        to_serving.as_secs_f64() * 1e3,
+        v["max_gap_ms"],
+        v["median_max_gap_ms"],
+    );
+    assert_eq!(v["streams"], 2 * n as u64, "{v}");
+    assert_eq!(v["broken_count"], 0, "{what}: broken streams: {v:#}");
+    assert_eq!(v["intact"], 2 * n as u64, "{v}");
+}
+
+#[test]
+fn kill_9_and_upgrade_keep_every_nat_and_dsr_stream() {
+    let n = streams_per_service();
+    let tb = Net::testbed("rs", 3);
+    let cfg = tb.testbed_config();
+    let lb = Balancer::start(&tb, &cfg);
+    lb.wait_up(6);
+    let status = lb.ctl_json(&["status"]);
+    let dir = status["flow_tables"]["dir"]
+        .as_str()
+        .expect("a directory")
+        .to_string();
+    println!("flow tables in {dir}: {}", status["flow_tables"]);
+
+    // 1. kill -9 under load.
+    let s = Streams::start(&tb, n, "kill");
+    s.wait_ready();
+    std::thread::sleep(Duration::from_secs(2));
+    let killed = Instant::now();
+    testkit::signal(lb.pid(), "KILL");
+    drop(lb); // reaps it and removes its DPDK runtime files
+    let lb = Balancer::start(&tb, &cfg);
+    let to_serving = killed.elapsed();
+    let log = lb.log();
+    assert!(log.contains("flow tables adopted"), "{log}");
+    let st = lb.ctl_json(&["status"]);
+    let adopted = st["flow_tables"]["adopted"].as_u64().expect("adopted");
+    println!("after kill -9: {}", st["flow_tables"]);
+    // Each DSR stream has one entry, each NAT stream two (some may have closed already).
+    assert!(adopted >= 3 * n as u64 * 9 / 10, "adopted {adopted}: {st}");
+    check_streams("kill -9", &s.finish(), n, to_serving);
+
+    // 2. An upgrade with scripts/upgrade.sh: SIGTERM, the new binary adopts the same files.
+    let s = Streams::start(&tb, n, "upgrade");
+    s.wait_ready();
+    std::thread::sleep(Duration::from_secs(2));
+    let t0 = Instant::now();
+    let pid = lb.pid();
+    // The script stops the old process itself (SIGTERM) and waits for it.
+    let script = repo().join("scripts/upgrade.sh");
+    let new_log = tb.dir.join("upgraded.err");
+    let out = must(
+        Command::new(&script)
+            .env("FULCRUM_NETNS", tb.ns("lb"))
+            .env("FULCRUM_LOG_FILE", &new_log)
+            .args(["--pid", &pid.to_string(), "--bin"])
+            .arg(testkit::fulcrum_bin())
+            .arg("--config")
+            .arg(Balancer::config_path(&tb)),
+    );
+    let to_serving = t0.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    println!("upgrade.sh: {}", text.trim());
+    drop(lb);
+    let up_log = std::fs::read_to_string(&new_log).unwrap_or_default();
+    assert!(up_log.contains("flow tables adopted"), "{up_log}");
+    check_streams("upgrade (SIGTERM + start)", &s.finish(), n, to_serving);
+    let new_pid: u32 = text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("pid="))
+        .and_then(|p| p.parse().ok())
+        .expect("upgrade.sh prints pid=");
+    testkit::signal(new_pid, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::path::Path::new(&format!("/proc/{new_pid}")).exists() {
+        assert!(Instant::now() < deadline, "upgraded fulcrum did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // 3. Another capacity: empty, with the reason in one line and in `ctl status`.
+    let bigger = cfg.replace(
+        "flow_table_capacity = 65536",
+        "flow_table_capacity = 131072",
+    );
+    assert_ne!(
+        bigger, cfg,
+        "conf/examples/testbed.toml's capacity changed: update this"
+    );
+    let lb = Balancer::start(&tb, &bigger);
+    let log = lb.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("flow tables start empty"))
+        .unwrap_or_else(|| panic!("no reason logged:\n{log}"));
+    println!("capacity changed: {line}");
+    assert!(
+        line.contains("holds 65536 entries, flow_table_capacity is 131072"),
+        "{line}"
+    );
+    let st = lb.ctl_json(&["status"]);
+    let why = st["flow_tables"]["empty"].as_str().expect("a reason");
+    assert!(why.contains("flow_table_capacity is 131072"), "{st}");
+    let text = String::from_utf8_lossy(&lb.ctl(&["status"]).stdout).to_string();
+    assert!(text.contains("started empty: "), "{text}");
+    lb.stop();
+    // A clean stop keeps the files; this test's are its own to remove.
+    std::fs::remove_dir_all(&dir).expect("the flow-table directory");
+}
