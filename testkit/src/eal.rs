@@ -44,6 +44,10 @@ impl Drop for EalPrefix {
         if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR") {
             let _ = std::fs::remove_dir_all(PathBuf::from(xdg).join("dpdk").join(&self.0));
         }
+        // The flow tables a balancer keeps beside a control socket named after the prefix
+        // (`/tmp/PREFIX.sock` in several fixtures: `flow_state_dir` defaults to
+        // `/tmp/PREFIX.flows`).
+        let _ = std::fs::remove_dir_all(format!("/tmp/{}.flows", self.0));
     }
 }
 
