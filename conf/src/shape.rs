@@ -122,9 +122,12 @@ const PORT: &[Key] = &[
     opt("addresses", Strs),
     opt("neighbors", Tables(NEIGHBOR)),
     opt("kernel_interface", Str),
+    opt("routes", Tables(ROUTE)),
 ];
 
 const NEIGHBOR: &[Key] = &[req("ip", Str), req("mac", Str)];
+
+const ROUTE: &[Key] = &[req("prefix", Str), req("via", Str)];
 
 const SERVICE: &[Key] = &[
     req("name", Str),
@@ -462,7 +465,7 @@ mod tests {
 
         let mut all = Vec::new();
         tables(DOCUMENT, "", &mut all);
-        assert_eq!(all.len(), 12);
+        assert_eq!(all.len(), 13);
         for (path, keys) in all {
             // serde lists the keys it expects when it meets one it does not know.
             let mut doc: toml::Table = toml::from_str(&every_key).expect("sample");

@@ -117,8 +117,9 @@ impl Neighbors {
         };
         for s in &cfg.services {
             for b in &s.backends {
-                if let Some((port, _)) = cfg.route(b.address) {
-                    n.want(b.address, port as u8, now);
+                // A routed backend's frames go to its gateway: that is the neighbour to know.
+                if let Some(path) = cfg.route(b.address) {
+                    n.want(path.next_hop, path.port as u8, now);
                 }
             }
         }
