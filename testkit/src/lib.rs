@@ -31,7 +31,7 @@ pub use eal::{
     EalPrefix, Scratch, TestEal, eal_args, eal_args_toml, eal_prefix, runtime_dir_exists,
 };
 pub use fixture::{Fixture, fixture};
-pub use net::{Answer, Client, KeepAlive, LB_ADDR, Net, VIP};
+pub use net::{Answer, Client, KeepAlive, LB_ADDR, Net, VIP, routed};
 pub use traffic::{gen_flows, read_pcap, test_frame, write_pcap};
 
 /// The workspace root (where README.md, scripts/ and tests/ are).
