@@ -161,6 +161,29 @@ pub struct StatusReply {
     /// when none has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelCounters>,
+    /// Every next hop of the config (each route's gateway, each on-link backend) and whether
+    /// its MAC is known.
+    #[serde(default)]
+    pub next_hops: Vec<NextHopStatus>,
+}
+
+/// A next hop: a route's gateway or an on-link backend, as the neighbour table knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextHopStatus {
+    pub address: String,
+    /// The port it is on.
+    pub port: String,
+    /// The route prefixes through it (empty: an on-link backend).
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// Backends whose frames go to it.
+    pub backends: usize,
+    /// `static` (the config's MAC), `resolved`, `unconfirmed` (a confirmation outstanding or
+    /// unanswered; the MAC is still used), `unresolved` (no MAC: its backends take no flows),
+    /// or `unknown`.
+    pub state: String,
+    /// The MAC frames to it go to.
+    pub mac: Option<String>,
 }
 
 /// Frames through the kernel exception path (`[[port]] kernel_interface`).
@@ -372,6 +395,16 @@ pub struct WhichReply {
     /// The tier of a new flow's backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<String>,
+    /// The backend's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_address: Option<String>,
+    /// The port the backend's frames leave from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// The neighbour they go to: the backend itself on-link, else the gateway of the route
+    /// that reaches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hop: Option<String>,
     /// The worker whose flow table holds the flow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<usize>,
