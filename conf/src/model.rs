@@ -428,8 +428,9 @@ pub struct Port {
 }
 
 impl Port {
-    /// Routes a port may have: the slow path's stack holds this many per port (smoltcp's
-    /// `iface-max-route-count`), and the same table must be the stack's and the workers'.
+    /// Routes a port may have: a static table for a balancer's few gateways (a default route
+    /// and some prefixes), searched linearly by [`route`] for every backend of every
+    /// publication; a longer list is better summarised.
     pub const ROUTES_MAX: usize = 32;
 }
 

@@ -179,8 +179,7 @@ impl Checker<'_> {
                 list[Port::ROUTES_MAX].prefix.span(),
                 format!("port[{pi}].routes"),
                 format!(
-                    "port has {} routes; at most {} (the slow path's stack holds that many per \
-                     port): summarise prefixes or use a default route",
+                    "port has {} routes; at most {}: summarise prefixes or use a default route",
                     list.len(),
                     Port::ROUTES_MAX
                 ),
