@@ -174,6 +174,10 @@ pub struct StatusReply {
     pub mbufs_in_use: u32,
     #[serde(default)]
     pub mbufs: u32,
+    /// Every next hop of the config (each route's gateway, each on-link backend) and whether
+    /// its MAC is known.
+    #[serde(default)]
+    pub next_hops: Vec<NextHopStatus>,
 }
 
 /// A service's route announcement.
@@ -184,6 +188,25 @@ pub struct Announcement {
     pub announced: bool,
     /// `serving`, `pool empty`, `node disabled (disable file)`, ...
     pub reason: String,
+}
+
+/// A next hop: a route's gateway or an on-link backend, as the neighbour table knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextHopStatus {
+    pub address: String,
+    /// The port it is on.
+    pub port: String,
+    /// The route prefixes through it (empty: an on-link backend).
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// Backends whose frames go to it.
+    pub backends: usize,
+    /// `static` (the config's MAC), `resolved`, `unconfirmed` (a confirmation outstanding or
+    /// unanswered; the MAC is still used), `unresolved` (no MAC: its backends take no flows),
+    /// or `unknown`.
+    pub state: String,
+    /// The MAC frames to it go to.
+    pub mac: Option<String>,
 }
 
 /// Frames through the kernel exception path (`[[port]] kernel_interface`).
@@ -417,6 +440,16 @@ pub struct WhichReply {
     /// The tier of a new flow's backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<String>,
+    /// The backend's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_address: Option<String>,
+    /// The port the backend's frames leave from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// The neighbour they go to: the backend itself on-link, else the gateway of the route
+    /// that reaches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hop: Option<String>,
     /// The worker whose flow table holds the flow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<usize>,

@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use dataplane::engine::Engine;
-use dataplane::snapshot::{Choice, Tier};
+use dataplane::snapshot::{BackendRt, Choice, Tier};
 use dataplane::worker::FlowAnswer;
 use fulcrum::api::{
     self, AdminReply, Announcement, BackendInfo, BackendTraffic, BackendsReply, CounterSet,
-    KernelCounters, PortCounters, PortStatus, Reply, Request, ServiceInfo, StatsReply, StatusReply,
-    WhichReply, WorkerAnswer, WorkerStatus,
+    KernelCounters, NextHopStatus, PortCounters, PortStatus, Reply, Request, ServiceInfo,
+    StatsReply, StatusReply, WhichReply, WorkerAnswer, WorkerStatus,
 };
 use fulcrum::flowspec::{self, FlowError};
 use serde::de::DeserializeOwned;
@@ -228,7 +228,7 @@ fn handle(
         Request::Status {} => Reply::Status(status(engine, slow, started)),
         Request::Backends {} => Reply::Backends(backends(engine, slow)),
         Request::Stats {} => Reply::Stats(stats(engine, slow, started)),
-        Request::Which { flow } => Reply::Which(which(engine, flow)?),
+        Request::Which { flow } => Reply::Which(which(engine, slow.config(), flow)?),
         Request::Admin {
             service,
             backend,
@@ -319,6 +319,27 @@ fn ports(engine: &Engine) -> Vec<PortStatus> {
         .collect()
 }
 
+/// The next hops of the config in force, and their resolution.
+fn next_hops(slow: &SlowPath) -> Vec<NextHopStatus> {
+    let ports = &slow.config().ports;
+    slow.next_hops()
+        .into_iter()
+        .map(|h| NextHopStatus {
+            address: h.address.to_string(),
+            port: ports
+                .get(h.port)
+                .map_or_else(|| h.port.to_string(), |p| p.name.clone()),
+            routes: h.routes.iter().map(ToString::to_string).collect(),
+            backends: h.backends,
+            state: h.resolution.map_or("unknown", |r| r.as_str()).into(),
+            mac: h
+                .resolution
+                .and_then(|r| r.mac())
+                .map(|m| conf::MacAddr(m).to_string()),
+        })
+        .collect()
+}
+
 fn status(engine: &Engine, slow: &SlowPath, started: Instant) -> StatusReply {
     let snap = snapshot(engine);
     StatusReply {
@@ -330,6 +351,7 @@ fn status(engine: &Engine, slow: &SlowPath, started: Instant) -> StatusReply {
         services: snap.services.len(),
         backends: snap.backends.iter().flatten().count(),
         ports: ports(engine),
+        next_hops: next_hops(slow),
         workers: engine
             .worker_counters()
             .iter()
@@ -514,7 +536,7 @@ pub fn backends(engine: &Engine, slow: &SlowPath) -> BackendsReply {
 /// Where a flow goes: to its flow-table entry's backend if a worker holds one that may keep
 /// it (each worker is asked through its lock-free question box), else where the running
 /// snapshot sends a new flow (real health and admin states).
-fn which(engine: &Engine, flow: &str) -> Result<WhichReply, ControlError> {
+fn which(engine: &Engine, cfg: &conf::Config, flow: &str) -> Result<WhichReply, ControlError> {
     let flow = flowspec::parse_flow(flow)?;
     let snap = snapshot(engine);
     let mut workers = Vec::new();
@@ -550,13 +572,16 @@ fn which(engine: &Engine, flow: &str) -> Result<WhichReply, ControlError> {
             reason: format!("flow table hit on worker {worker}"),
             slot: None,
             tier: None,
+            backend_address: Some(b.addr.to_string()),
+            port: out_port(&snap, b),
+            next_hop: next_hop(cfg, b),
             worker: Some(worker),
             workers,
             generation: Some(snap.generation),
             assumed: None,
         });
     }
-    let mut reply = new_flow(&snap, flow.text, &flow.key);
+    let mut reply = new_flow(&snap, cfg, flow.text, &flow.key);
     reply.workers = workers;
     Ok(reply)
 }
@@ -564,11 +589,13 @@ fn which(engine: &Engine, flow: &str) -> Result<WhichReply, ControlError> {
 /// Where `snap` sends a new flow, and why (also `fulcrum which`'s answer).
 pub fn new_flow(
     snap: &dataplane::snapshot::Snapshot,
+    cfg: &conf::Config,
     text: String,
     key: &dataplane::flow::FlowKey,
 ) -> WhichReply {
     let name =
         |s: dataplane::snapshot::ServiceIdx| snap.services.get(s.index()).map(|s| s.name.clone());
+    let mut chosen = None;
     let (service, backend, slot, tier, reason) = match snap.choose(key) {
         Choice::NoService => (None, None, None, None, "no service"),
         Choice::Empty { service } => (name(service), None, None, None, "empty pool"),
@@ -579,7 +606,10 @@ pub fn new_flow(
             tier,
         } => (
             name(service),
-            snap.backend(backend).map(|b| b.name.clone()),
+            snap.backend(backend).map(|b| {
+                chosen = Some(b);
+                b.name.clone()
+            }),
             Some(slot),
             Some(tier.as_str().to_string()),
             if tier == Tier::Backup {
@@ -596,11 +626,26 @@ pub fn new_flow(
         reason: reason.into(),
         slot,
         tier,
+        backend_address: chosen.map(|b| b.addr.to_string()),
+        port: chosen.and_then(|b| out_port(snap, b)),
+        next_hop: chosen.and_then(|b| next_hop(cfg, b)),
         worker: None,
         workers: Vec::new(),
         generation: Some(snap.generation),
         assumed: None,
     }
+}
+
+/// The name of the port a backend's frames leave from.
+fn out_port(snap: &dataplane::snapshot::Snapshot, b: &BackendRt) -> Option<String> {
+    snap.ports
+        .get(usize::from(b.out_port))
+        .map(|p| p.name.clone())
+}
+
+/// The neighbour a backend's frames go to ([`conf::Config::route`]).
+fn next_hop(cfg: &conf::Config, b: &BackendRt) -> Option<String> {
+    cfg.route(b.addr).map(|p| p.next_hop.to_string())
 }
 
 #[cfg(test)]

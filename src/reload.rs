@@ -88,6 +88,7 @@ pub fn restart_fields(old: &Config, new: &Config) -> Vec<String> {
                 ("mtu", a.mtu != b.mtu),
                 ("addresses", a.addresses != b.addresses),
                 ("neighbors", a.neighbors != b.neighbors),
+                ("routes", a.routes != b.routes),
             ];
             for (f, _) in fields.iter().filter(|(_, c)| *c) {
                 v.push(format!("port[{i}] ({}).{f}", a.name));

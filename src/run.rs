@@ -258,6 +258,7 @@ fn slowpath_json(r: &slowpath::Report) -> Value {
         "frames_ignored": r.frames.ignored,
         "frames_sent": r.frames.sent,
         "frames_send_dropped": r.frames.send_dropped,
+        "frames_no_route": r.frames.no_route,
         "checks_started": r.checks.started,
         "checks_finished": r.checks.finished,
         "checks_not_started": r.checks.not_started,

@@ -39,7 +39,9 @@ fn run(config: &Path, flows: &[String], json: bool) -> Result<(), WhichError> {
     let mut dynamic = Dynamic::default();
     for s in &cfg.services {
         for b in &s.backends {
-            dynamic.neighbors.insert(b.address, [2, 0, 0, 0, 0, 1]);
+            if let Some(path) = cfg.route(b.address) {
+                dynamic.neighbors.insert(path.next_hop, [2, 0, 0, 0, 0, 1]);
+            }
         }
     }
     let snap = build(&cfg, &mut BackendIds::new(), &dynamic, 1);
@@ -62,7 +64,7 @@ fn run(config: &Path, flows: &[String], json: bool) -> Result<(), WhichError> {
             source,
         })?;
         for flow in parsed {
-            let mut reply = crate::control::new_flow(&snap, flow.text, &flow.key);
+            let mut reply = crate::control::new_flow(&snap, &cfg, flow.text, &flow.key);
             reply.generation = None;
             reply.assumed = Some(ASSUMED.into());
             if json {

@@ -18,7 +18,7 @@ mod schema;
 mod shape;
 mod validate;
 
-use std::path::Path;
+use std::path::Path as FilePath;
 
 use serde::Deserialize;
 use toml::de::DeTable;
@@ -29,7 +29,7 @@ pub use model::*;
 pub use validate::is_prime;
 
 /// Reads and validates the configuration file at `path`.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
+pub fn load(path: &FilePath) -> Result<Config, ConfigError> {
     let bytes = std::fs::read(path).map_err(|source| ConfigError::Io {
         path: path.to_owned(),
         source,
@@ -40,7 +40,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Validates the bytes of a configuration file as [`load`] does once it has read them: text
 /// that is not UTF-8 is refused at its first bad byte, the rest goes to [`parse`]. `path` is
 /// recorded in the result and in every diagnostic.
-pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Config, ConfigError> {
+pub fn parse_bytes(bytes: &[u8], path: &FilePath) -> Result<Config, ConfigError> {
     match std::str::from_utf8(bytes) {
         Ok(text) => parse(text, path),
         Err(e) => {
@@ -63,7 +63,7 @@ pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates configuration text; `path` is recorded in the result and in every
 /// diagnostic.
-pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+pub fn parse(text: &str, path: &FilePath) -> Result<Config, ConfigError> {
     let loc = Locator::new(text, path);
     let (doc, syntax_errors) = DeTable::parse_recoverable(text);
     // Only the first syntax error: after it, the parser's recovery mostly reports echoes of

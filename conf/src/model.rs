@@ -39,17 +39,82 @@ impl Config {
             .flat_map(|p| p.addresses.iter().map(|a| a.addr))
     }
 
-    /// The port that reaches `addr` (the first with an address in the same subnet), and that
-    /// address of the balancer's: where frames to `addr` leave from, and the source of the
-    /// balancer's own packets to it. The one answer for forwarding, health checks and
-    /// neighbour resolution alike.
-    pub fn route(&self, addr: IpAddr) -> Option<(usize, IpAddr)> {
-        self.ports.iter().enumerate().find_map(|(i, p)| {
-            p.addresses
-                .iter()
-                .find(|a| a.contains(addr))
-                .map(|a| (i, a.addr))
+    /// How the balancer reaches `addr`: the port its frames leave from, the balancer's own
+    /// address on that port (the source of its own packets to `addr`), and the next hop whose
+    /// MAC the frames go to. The one answer for forwarding, health checks, neighbour
+    /// resolution, the slow path's own packets and `which`. See [`route`].
+    pub fn route(&self, addr: IpAddr) -> Option<Path> {
+        route(&self.ports, addr)
+    }
+}
+
+/// How `ports` reach `addr`: on-link first (the first port with an address whose subnet
+/// holds `addr`; the next hop is `addr` itself), then the longest route prefix of any port
+/// that holds it (the next hop is that route's `via`, the source the port's address on
+/// `via`'s subnet). `None`: no port reaches it.
+pub fn route(ports: &[Port], addr: IpAddr) -> Option<Path> {
+    let on_link = ports.iter().enumerate().find_map(|(port, p)| {
+        p.addresses.iter().find(|a| a.contains(addr)).map(|a| Path {
+            port,
+            source: a.addr,
+            next_hop: addr,
         })
+    });
+    if on_link.is_some() {
+        return on_link;
+    }
+    let (port, r) = ports
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| p.routes.iter().map(move |r| (i, r)))
+        .filter(|(_, r)| r.prefix.contains(addr))
+        // Ties are refused by validation (one prefix is listed once over every port).
+        .max_by_key(|(_, r)| r.prefix.prefix_len)?;
+    // Validation keeps every `via` on-link on its own port.
+    let source = ports[port]
+        .addresses
+        .iter()
+        .find(|a| a.contains(r.via))?
+        .addr;
+    Some(Path {
+        port,
+        source,
+        next_hop: r.via,
+    })
+}
+
+/// Where frames to an address go: [`Config::route`]'s answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Path {
+    /// Index of the port (in [`Config::ports`]) the frames leave from.
+    pub port: usize,
+    /// The balancer's own address on that port, of the destination's family.
+    pub source: IpAddr,
+    /// The neighbour whose MAC the frames go to: the destination itself when on-link, else
+    /// the gateway of the route that reaches it.
+    pub next_hop: IpAddr,
+}
+
+impl Path {
+    /// True when the destination is on a link of the port (no gateway between).
+    pub fn on_link(&self, addr: IpAddr) -> bool {
+        self.next_hop == addr
+    }
+}
+
+/// A static route of a port: destinations in `prefix` are reached through the gateway `via`,
+/// a neighbour on that port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Route {
+    /// The destinations, e.g. `10.2.0.0/16`; `0.0.0.0/0` and `::/0` are default routes.
+    pub prefix: IfAddr,
+    /// The gateway: on-link in one of the port's subnets.
+    pub via: IpAddr,
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} via {}", self.prefix, self.via)
     }
 }
 
@@ -400,6 +465,16 @@ pub struct Port {
     /// addresses that the slow path does not handle itself go to the kernel there, and what
     /// the kernel sends there leaves by this port). `None`: no exception path. Restart.
     pub kernel_interface: Option<String>,
+    /// Next hops for destinations on no link of any port (longest prefix wins, see
+    /// [`route`]).
+    pub routes: Vec<Route>,
+}
+
+impl Port {
+    /// Routes a port may have: a static table for a balancer's few gateways (a default route
+    /// and some prefixes), searched linearly by [`route`] for every backend of every
+    /// publication; a longer list is better summarised.
+    pub const ROUTES_MAX: usize = 32;
 }
 
 impl Port {
@@ -443,6 +518,18 @@ pub enum Forwarding {
 }
 
 impl Forwarding {
+    /// Whether this mode needs its backends on a link of a port. DSR rewrites only the MACs:
+    /// the frame must reach the backend itself, whose address is not the packet's destination,
+    /// so no router could forward it. NAT rewrites the destination to the backend's address,
+    /// so routers carry it, and a backend behind one works as long as its replies come back
+    /// through the balancer (its route to the clients points here).
+    pub fn needs_link(self) -> bool {
+        match self {
+            Forwarding::Dsr => true,
+            Forwarding::Nat => false,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Forwarding::Dsr => "dsr",

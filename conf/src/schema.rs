@@ -156,6 +156,18 @@ pub struct PortTable {
     pub neighbors: Option<Vec<NeighborTable>>,
     /// Name of the kernel interface of the exception path. Default: none (no exception path).
     pub kernel_interface: Option<Spanned<String>>,
+    /// Static routes: next hops for destinations on no link. Default `[]`.
+    pub routes: Option<Vec<RouteTable>>,
+}
+
+/// One `{ prefix = "...", via = "..." }` of `routes`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTable {
+    /// `addr/len`, no host bits set (a bare address is one host).
+    pub prefix: Spanned<String>,
+    /// The gateway: an address on-link on this port.
+    pub via: Spanned<String>,
 }
 
 /// One `{ ip = "...", mac = "..." }` of `neighbors`.

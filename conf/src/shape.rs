@@ -131,9 +131,12 @@ const PORT: &[Key] = &[
     opt("addresses", Strs),
     opt("neighbors", Tables(NEIGHBOR)),
     opt("kernel_interface", Str),
+    opt("routes", Tables(ROUTE)),
 ];
 
 const NEIGHBOR: &[Key] = &[req("ip", Str), req("mac", Str)];
+
+const ROUTE: &[Key] = &[req("prefix", Str), req("via", Str)];
 
 const SERVICE: &[Key] = &[
     req("name", Str),

@@ -140,6 +140,8 @@ pub struct BackendRt {
     pub port: Option<u16>,
     pub weight: u32,
     pub backup: bool,
+    /// The destination MAC of its frames: its next hop's (its own on-link, else its gateway's,
+    /// per `conf::Config::route`).
     pub mac: [u8; 6],
     /// Index of the port it is reached through.
     pub out_port: u8,
@@ -591,7 +593,7 @@ pub(crate) fn all_up(cfg: &conf::Config) -> Snapshot {
         let first = backends.len() as u32;
         for b in &s.backends {
             assert!(!b.backup, "all_up makes no backup tier");
-            let out_port = cfg.route(b.address).map_or(0, |r| r.0);
+            let out_port = cfg.route(b.address).map_or(0, |r| r.port);
             backends.push(Some(BackendRt {
                 id: BackendId::new(backends.len() as u32),
                 service: ServiceIdx::new(si as u16),

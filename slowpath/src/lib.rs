@@ -9,7 +9,8 @@
 //!                            ND?   -> neigh (NS/NA, same)
 //!                            IP?   -> stack (smoltcp, one interface per port)
 //! monitor (schedule) -> checks (sockets) -> outcomes -> monitor (rise/fall, track)
-//! stack's IP packets -> neigh (Ethernet framing / wait for ARP/ND) --frames--> worker 0 -> wire
+//! stack's IP packets -> Config::route (port, next hop: the workers' table)
+//!                    -> neigh (Ethernet framing / wait for ARP/ND) --frames--> worker 0 -> wire
 //! health or MAC changed -> publish (new snapshot, one atomic swap) -> hooks (empty/nonempty)
 //! ```
 //!
@@ -25,7 +26,8 @@ pub mod neigh;
 pub mod publish;
 pub mod stack;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use conf::AdminState;
@@ -70,6 +72,8 @@ pub struct FrameStats {
     pub sent: u64,
     /// No mbuf, or the ring to the worker full.
     pub send_dropped: u64,
+    /// Packets of the stack to an address no port reaches (no on-link subnet, no route).
+    pub no_route: u64,
 }
 
 /// A backend's state as the last publication has it.
@@ -147,6 +151,21 @@ pub struct LastCheck {
     pub took: Duration,
     /// When it ended, since the engine's epoch.
     pub at: Duration,
+}
+
+/// A next hop of the config (a route's gateway, an on-link backend) and what the neighbour
+/// table knows of it, for `fulcrum ctl status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHopReport {
+    pub address: IpAddr,
+    /// Index of the port it is on.
+    pub port: usize,
+    /// The route prefixes through it (empty: an on-link backend).
+    pub routes: Vec<conf::IfAddr>,
+    /// Backends whose frames go to it.
+    pub backends: usize,
+    /// `None`: the table neither has nor wants it (a backend being removed by a reload).
+    pub resolution: Option<neigh::Resolution>,
 }
 
 /// A backend's checks, for `fulcrum ctl backends`.
@@ -329,12 +348,21 @@ impl SlowPath {
         self.stack.poll(now);
         self.runner.reap(&mut self.stack);
 
-        let neigh = &mut self.neigh;
-        let outbox = &mut self.outbox;
+        let (cfg, neigh, outbox, frames) = (
+            &self.cfg,
+            &mut self.neigh,
+            &mut self.outbox,
+            &mut self.frames,
+        );
         self.stack.take_egress(|port, packet| {
-            if let Some(dst) = stack::destination(&packet)
-                && let Some(frame) = neigh.frame(port, dst, &packet, now)
-            {
+            let Some(dst) = stack::destination(&packet) else {
+                return;
+            };
+            let Some((port, hop)) = next_hop(cfg, port, dst) else {
+                frames.no_route += 1;
+                return;
+            };
+            if let Some(frame) = neigh.frame(port, hop, &packet, now) {
                 outbox.push((port, frame));
             }
         });
@@ -518,6 +546,35 @@ impl SlowPath {
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// Every next hop of the config in force, by port and address, with its resolution.
+    pub fn next_hops(&self) -> Vec<NextHopReport> {
+        let mut hops: BTreeMap<(usize, IpAddr), NextHopReport> = BTreeMap::new();
+        let neigh = &self.neigh;
+        let mut hop = |port: usize, address: IpAddr, f: &dyn Fn(&mut NextHopReport)| {
+            let h = hops
+                .entry((port, address))
+                .or_insert_with(|| NextHopReport {
+                    address,
+                    port,
+                    routes: Vec::new(),
+                    backends: 0,
+                    resolution: neigh.resolution(address),
+                });
+            f(h);
+        };
+        for (i, p) in self.cfg.ports.iter().enumerate() {
+            for r in &p.routes {
+                hop(i, r.via, &|h| h.routes.push(r.prefix));
+            }
+        }
+        for b in self.cfg.services.iter().flat_map(|s| &s.backends) {
+            if let Some(path) = self.cfg.route(b.address) {
+                hop(path.port, path.next_hop, &|h| h.backends += 1);
+            }
+        }
+        hops.into_values().collect()
     }
 
     /// Checks of each checked backend, by id.
@@ -794,6 +851,19 @@ impl Preparer {
     }
 }
 
+/// Where a packet of the stack to `dst` goes, emitted by the interface of `port`: the port
+/// and next hop of [`Config::route`], the table the workers forward by, so a check goes
+/// exactly where the traffic goes (a backend behind a gateway: to the gateway). Multicast (ND
+/// to a solicited-node group, say) stays on its interface's link; a default route must not
+/// take it. `None`: no port reaches `dst`.
+fn next_hop(cfg: &Config, port: u8, dst: IpAddr) -> Option<(u8, IpAddr)> {
+    if dst.is_multicast() {
+        return Some((port, dst));
+    }
+    let path = cfg.route(dst)?;
+    Some((u8::try_from(path.port).ok()?, path.next_hop))
+}
+
 fn flush(tx: &mut RingProducer, out: &mut Burst, frames: &mut FrameStats) {
     let n = out.len();
     let sent = tx.enqueue_burst(out);
@@ -849,6 +919,8 @@ fn thread_cpu_seconds() -> Option<f64> {
 mod tests {
     use super::*;
     use dataplane::snapshot::{BackendState, Tier};
+    use health::runner::Runner;
+    use neigh::PortL2;
     use std::path::Path;
 
     /// `web`'s backends are checked (`b` by tracking `a`); `plain`'s are not.
@@ -914,6 +986,102 @@ mac = "02:00:00:00:00:13"
             .flatten()
             .filter(|b| b.state == BackendState::Up);
         assert_eq!(up.count(), 3, "offline, no check runs: every backend up");
+    }
+
+    /// A NAT backend behind a gateway: 10.2.0.11 through 10.0.0.1.
+    const ROUTED: &str = r#"
+[[port]]
+name = "p"
+device = "net_null0"
+addresses = ["10.0.0.2/24"]
+routes = [{ prefix = "10.2.0.0/16", via = "10.0.0.1" }]
+[[service]]
+name = "web"
+vip = "10.0.0.100"
+port = 80
+forwarding = "nat"
+[[service.backend]]
+name = "far"
+address = "10.2.0.11"
+[service.backend.health]
+interval_ms = 1000
+"#;
+
+    const GATEWAY: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
+
+    /// A check of a backend behind a gateway leaves the stack, waits for the gateway's ARP,
+    /// not the backend's, and goes out to the gateway's MAC with the backend's address inside.
+    /// (The stack's interfaces speak IP: smoltcp consults no route to send, so the route is
+    /// the slow path's alone, `next_hop`.)
+    #[test]
+    fn a_routed_backend_is_checked_through_its_gateway() {
+        let cfg = conf::parse(ROUTED, Path::new("t.toml")).expect("valid");
+        let publisher = Publisher::new(&cfg);
+        let monitor = Monitor::new(&cfg, |s, b| publisher.ids().find(s, b), Duration::ZERO);
+        let (backend, gateway): (IpAddr, IpAddr) =
+            ("10.2.0.11".parse().unwrap(), "10.0.0.1".parse().unwrap());
+        let syn = || {
+            let mut stack = Stack::new(&cfg.ports[..1], 1, Duration::ZERO);
+            let mut runner = Runner::new(cfg.global.health.source_ports.clone(), 1);
+            runner
+                .start(&mut stack, 0, &monitor.targets[0], Duration::ZERO)
+                .expect("started");
+            stack.poll(Duration::ZERO);
+            let mut out = Vec::new();
+            stack.take_egress(|port, p| out.push((port, p)));
+            out
+        };
+        let out = syn();
+        assert_eq!(out.len(), 1, "the SYN");
+        let (port, packet) = &out[0];
+        assert_eq!(stack::destination(packet), Some(backend));
+        assert_eq!(next_hop(&cfg, *port, backend), Some((0, gateway)));
+
+        let l2 = vec![PortL2 {
+            mac: [2, 0, 0, 0, 0, 1],
+            addrs: cfg.ports[0].addresses.clone(),
+        }];
+        let mut neigh = Neighbors::new(&cfg, l2, Duration::ZERO);
+        assert_eq!(
+            neigh.resolution(gateway),
+            Some(neigh::Resolution::Unresolved)
+        );
+        assert_eq!(neigh.resolution(backend), None, "not a neighbour");
+        assert!(neigh.frame(0, gateway, packet, Duration::ZERO).is_none());
+        let released = neigh.learn(0, gateway, GATEWAY, Duration::ZERO);
+        assert_eq!(released.len(), 1, "the SYN waited for the gateway");
+        assert_eq!(released[0][..6], GATEWAY);
+        assert_eq!(&released[0][neigh::ETH_HEADER..], &packet[..]);
+
+        // Multicast stays on its link; what no route reaches goes nowhere.
+        let group: IpAddr = "ff02::1:ff00:11".parse().unwrap();
+        assert_eq!(next_hop(&cfg, 0, group), Some((0, group)));
+        assert_eq!(next_hop(&cfg, 0, "192.0.2.1".parse().unwrap()), None);
+    }
+
+    /// The workers send a routed backend's frames to its gateway's MAC, follow a new one at
+    /// once, and give it no flows while the gateway is unresolved.
+    #[test]
+    fn a_routed_backend_takes_its_gateways_mac() {
+        let cfg = conf::parse(ROUTED, Path::new("t.toml")).expect("valid");
+        let gateway: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut ids = BackendIds::new();
+        let mut at = |mac: Option<[u8; 6]>| {
+            let mut dynamic = Dynamic::default();
+            if let Some(mac) = mac {
+                dynamic.neighbors.insert(gateway, mac);
+            }
+            let snap = publish::build(&cfg, &mut ids, &dynamic, 1);
+            let b = snap
+                .backend(ids.find("web", "far").expect("id"))
+                .expect("backend")
+                .clone();
+            (b.mac, b.state, b.out_port)
+        };
+        assert_eq!(at(Some(GATEWAY)), (GATEWAY, BackendState::Up, 0));
+        let moved = [2, 0, 0, 0, 0, 0xfd];
+        assert_eq!(at(Some(moved)).0, moved);
+        assert_eq!(at(None).1, BackendState::Unresolved);
     }
 
     /// A reload's Maglev tables prepared on another thread are the ones the loop would

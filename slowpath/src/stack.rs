@@ -4,7 +4,9 @@
 //!
 //! The interfaces use smoltcp's IP medium: Ethernet and ARP are the slow path's own business
 //! (one neighbour table for the stack and the workers, packets queued rather than dropped
-//! while a neighbour resolves, no fixed-size cache to outgrow with a thousand backends).
+//! while a neighbour resolves, no fixed-size cache to outgrow with a thousand backends). So is
+//! routing: with the IP medium smoltcp consults no route to send, and each packet it emits
+//! leaves by the port and next hop `conf::Config::route` names, as the workers' frames do.
 //!
 //! Checksums: computed on transmit, not verified on receive (`Checksum::Tx`). Frames reach
 //! the slow path from virtual and real NICs that may leave offloaded checksums partial; the

@@ -143,6 +143,34 @@ pub(super) fn print_status(out: &mut dyn Write, v: &StatusReply) -> io::Result<(
         &["worker", "rx", "tx", "dropped", "flows", "generation"],
         &[true; 6],
         &workers,
+    )?;
+    if v.next_hops.is_empty() {
+        return Ok(());
+    }
+    let hops: Vec<Vec<String>> = v
+        .next_hops
+        .iter()
+        .map(|h| {
+            vec![
+                h.address.clone(),
+                h.port.clone(),
+                h.state.clone(),
+                h.mac.clone().unwrap_or_else(|| "-".into()),
+                h.backends.to_string(),
+                if h.routes.is_empty() {
+                    "on-link".into()
+                } else {
+                    h.routes.join(", ")
+                },
+            ]
+        })
+        .collect();
+    table(
+        out,
+        "",
+        &["next hop", "port", "state", "mac", "backends", "routes"],
+        &[false, false, false, false, true, false],
+        &hops,
     )
 }
 
@@ -266,11 +294,23 @@ pub(super) fn print_backends(out: &mut dyn Write, v: &BackendsReply) -> io::Resu
 
 /// One line per `which` answer (online and offline alike).
 pub fn print_which(out: &mut dyn Write, v: &WhichReply) -> io::Result<()> {
+    // "via gateway 10.0.0.1 on port lan" / "on-link on port lan".
+    let path = match (&v.next_hop, &v.port) {
+        (Some(hop), Some(port)) if Some(hop) == v.backend_address.as_ref() => {
+            format!(", on-link on port {port}")
+        }
+        (Some(hop), Some(port)) => format!(", via gateway {hop} on port {port}"),
+        _ => String::new(),
+    };
     match (&v.service, &v.backend, v.slot) {
         (None, _, _) => writeln!(out, "{}: no service", v.flow),
         (Some(s), None, _) => writeln!(out, "{}: service {s}: empty pool (refused)", v.flow),
         (Some(s), Some(b), None) => {
-            writeln!(out, "{}: service {s}: backend {b} ({})", v.flow, v.reason)
+            writeln!(
+                out,
+                "{}: service {s}: backend {b}{path} ({})",
+                v.flow, v.reason
+            )
         }
         (Some(s), Some(b), Some(slot)) => {
             let mut why = format!(
@@ -283,7 +323,7 @@ pub fn print_which(out: &mut dyn Write, v: &WhichReply) -> io::Result<()> {
             if let Some(a) = &v.assumed {
                 why += &format!("; assuming {a}");
             }
-            writeln!(out, "{}: service {s}: backend {b} ({why})", v.flow)
+            writeln!(out, "{}: service {s}: backend {b}{path} ({why})", v.flow)
         }
     }
 }

@@ -36,7 +36,7 @@ pub use eal::{
 };
 pub use fixture::{Fixture, fixture};
 pub use load::{Load, LoadSpec};
-pub use net::{Answer, Client, KeepAlive, LB_ADDR, Net, VIP};
+pub use net::{Answer, Client, KeepAlive, LB_ADDR, Net, VIP, routed};
 pub use traffic::{gen_flows, read_pcap, test_frame, write_pcap};
 
 /// The workspace root (where README.md, scripts/ and tests/ are).

@@ -1,5 +1,5 @@
 //! `[[service.backend]]`: names and endpoints unique within the service, NAT ports, weights,
-//! admin states, on-link addresses, and each backend's health check or `track`.
+//! admin states, addresses on-link (DSR) or reached by a route (NAT), and each backend's health check or `track`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -173,31 +173,68 @@ impl Checker<'_> {
                 return;
             }
         }
-        if s.ports.subnets_known
-            && !s
-                .ports
-                .ports
-                .iter()
-                .flat_map(|p| &p.addresses)
-                .any(|a| a.contains(addr))
-        {
-            let subnets: Vec<IfAddr> = s
-                .ports
-                .ports
-                .iter()
-                .flat_map(|p| p.addresses.iter().copied())
-                .filter(|a| a.addr.is_ipv4() == addr.is_ipv4())
-                .collect();
+        if !s.ports.subnets_known {
+            return;
+        }
+        let on_link = s
+            .ports
+            .ports
+            .iter()
+            .flat_map(|p| &p.addresses)
+            .any(|a| a.contains(addr));
+        if on_link {
+            return;
+        }
+        let subnets: Vec<IfAddr> = s
+            .ports
+            .ports
+            .iter()
+            .flat_map(|p| p.addresses.iter().copied())
+            .filter(|a| a.addr.is_ipv4() == addr.is_ipv4())
+            .collect();
+        if s.forwarding.needs_link() {
             self.error(
                 span,
                 field,
                 format!(
                     "backend address {addr} is not on-link: it is in no {} subnet of any [[port]] ({}); \
-                     Fulcrum reaches backends directly at layer 2",
+                     forwarding = \"{}\" reaches backends directly at layer 2 (a route's gateway \
+                     cannot carry it)",
                     family(addr),
-                    list_or_none(&subnets)
+                    list_or_none(&subnets),
+                    s.forwarding.as_str()
                 ),
             );
+            return;
+        }
+        if s.ports.routes_known && route(&s.ports.ports, addr).is_none() {
+            let example = if addr.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
+            self.error(
+                span,
+                field,
+                format!(
+                    "no route reaches backend address {addr}: it is in no {} subnet of any [[port]] \
+                     ({}) and no port's `routes` covers it; add one, e.g. routes = [{{ prefix = \
+                     \"{example}\", via = GATEWAY }}] on the port that reaches it",
+                    family(addr),
+                    list_or_none(&subnets),
+                ),
+            );
+            return;
+        }
+        if let Some(mac) = &t.mac {
+            let gateway = route(&s.ports.ports, addr).map(|p| p.next_hop);
+            if let Some(gw) = gateway {
+                self.error(
+                    mac.span(),
+                    field.replace(".address", ".mac"),
+                    format!(
+                        "backend {addr} is reached through the gateway {gw}: its frames go to the \
+                         gateway's MAC, not its own; remove `mac` (a static MAC for the gateway goes \
+                         in its port's `neighbors`)"
+                    ),
+                );
+            }
         }
     }
 }

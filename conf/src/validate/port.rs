@@ -1,11 +1,11 @@
 //! `[[port]]`: names, devices, MACs, the balancer's own addresses (which define the on-link
-//! subnets) and static neighbours.
+//! subnets), static neighbours and routes.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::Range;
 
-use super::{Checker, list_or_none, range_i64};
+use super::{Checker, family, list_or_none, range_i64};
 use crate::model::*;
 use crate::schema;
 
@@ -17,6 +17,9 @@ pub(super) struct Ports {
     /// False when some port address was invalid or no port exists: on-link checks would then
     /// report backends that are in fact fine, so they are skipped.
     pub(super) subnets_known: bool,
+    /// False when some route was invalid: "no route reaches the backend" could then be wrong,
+    /// so it is not said.
+    pub(super) routes_known: bool,
 }
 
 impl Checker<'_> {
@@ -25,6 +28,7 @@ impl Checker<'_> {
             ports: Vec::new(),
             own: HashMap::new(),
             subnets_known: !tables.is_empty(),
+            routes_known: true,
         };
         if tables.is_empty() {
             self.error(
@@ -38,6 +42,9 @@ impl Checker<'_> {
         let mut kernel_names: HashMap<String, (usize, Range<usize>)> = HashMap::new();
         // Own address -> the port and span that first claimed it.
         let mut claimed: HashMap<IpAddr, (usize, Range<usize>)> = HashMap::new();
+        // Route prefix -> the port and span that first listed it (over every port: the same
+        // prefix on two ports would leave the choice of port to file order).
+        let mut prefixes: HashMap<IfAddr, (usize, Range<usize>)> = HashMap::new();
         for (pi, t) in tables.iter().enumerate() {
             let f = |key: &str| format!("port[{pi}].{key}");
             self.name(&t.name, &f("name"), "port");
@@ -136,6 +143,10 @@ impl Checker<'_> {
                 self.interface_name(k, &field)
             });
             let mtu = self.mtu(t, pi, &addresses);
+            if self.dropped.contains(&f("routes")) {
+                out.routes_known = false;
+            }
+            let routes = self.routes(t, pi, &addresses, &mut prefixes, &mut out);
 
             out.ports.push(Port {
                 name: t.name.get_ref().clone(),
@@ -145,6 +156,7 @@ impl Checker<'_> {
                 addresses,
                 neighbors,
                 kernel_interface,
+                routes,
             });
         }
         out
@@ -175,5 +187,117 @@ impl Checker<'_> {
             );
         }
         mtu
+    }
+}
+
+impl Checker<'_> {
+    /// Port `pi`'s routes: each prefix without host bits and listed once over every port, each
+    /// gateway a unicast address of the prefix's family, on-link on this port and not the
+    /// port's own.
+    fn routes(
+        &mut self,
+        t: &schema::PortTable,
+        pi: usize,
+        addresses: &[IfAddr],
+        prefixes: &mut HashMap<IfAddr, (usize, Range<usize>)>,
+        out: &mut Ports,
+    ) -> Vec<Route> {
+        let list = t.routes.as_deref().unwrap_or_default();
+        if list.len() > Port::ROUTES_MAX {
+            self.error(
+                list[Port::ROUTES_MAX].prefix.span(),
+                format!("port[{pi}].routes"),
+                format!(
+                    "port has {} routes; at most {}: summarise prefixes or use a default route",
+                    list.len(),
+                    Port::ROUTES_MAX
+                ),
+            );
+        }
+        let mut routes = Vec::new();
+        for (ri, r) in list.iter().enumerate().take(Port::ROUTES_MAX) {
+            let field = format!("port[{pi}].routes[{ri}]");
+            let prefix = self.prefix(&r.prefix, &format!("{field}.prefix"));
+            let via = self.ip(&r.via, &format!("{field}.via"), "via");
+            let (Some(prefix), Some(via)) = (prefix, via) else {
+                out.routes_known = false;
+                continue;
+            };
+            if !self.route(r, &field, prefix, via, addresses, out.subnets_known) {
+                out.routes_known = false;
+                continue;
+            }
+            if let Some((first, span)) = prefixes.get(&prefix) {
+                let line = self.line_of(span);
+                self.error(
+                    r.prefix.span(),
+                    format!("{field}.prefix"),
+                    format!(
+                        "prefix {prefix} already has a route (port[{first}], line {line}); \
+                         a prefix is listed once"
+                    ),
+                );
+                continue;
+            }
+            prefixes.insert(prefix, (pi, r.prefix.span()));
+            routes.push(Route { prefix, via });
+        }
+        routes
+    }
+
+    /// One route's gateway against its prefix and the port's addresses. False (after
+    /// reporting) when it is unusable.
+    fn route(
+        &mut self,
+        r: &schema::RouteTable,
+        field: &str,
+        prefix: IfAddr,
+        via: IpAddr,
+        addresses: &[IfAddr],
+        subnets_known: bool,
+    ) -> bool {
+        let vf = format!("{field}.via");
+        if !self.unicast_ip(via, r.via.span(), &vf, "via") {
+            return false;
+        }
+        if via.is_ipv4() != prefix.addr.is_ipv4() {
+            self.error(
+                r.via.span(),
+                vf,
+                format!(
+                    "via {via} is {} but the prefix {prefix} is {}; a gateway forwards its own family",
+                    family(via),
+                    family(prefix.addr)
+                ),
+            );
+            return false;
+        }
+        if addresses.iter().any(|a| a.addr == via) {
+            self.error(
+                r.via.span(),
+                vf,
+                format!("via {via} is this port's own address; a gateway is another host"),
+            );
+            return false;
+        }
+        if subnets_known && !addresses.iter().any(|a| a.contains(via)) {
+            let subnets: Vec<IfAddr> = addresses
+                .iter()
+                .copied()
+                .filter(|a| a.addr.is_ipv4() == via.is_ipv4())
+                .collect();
+            self.error(
+                r.via.span(),
+                vf,
+                format!(
+                    "via {via} is not in an {} subnet of this port ({}); a gateway must be on-link \
+                     on the port of its route",
+                    family(via),
+                    list_or_none(&subnets)
+                ),
+            );
+            return false;
+        }
+        true
     }
 }

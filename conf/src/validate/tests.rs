@@ -178,7 +178,8 @@ fn backend_addressing() {
         &d,
         14,
         "service[0].backend[1].address",
-        "not on-link: it is in no IPv4 subnet of any [[port]] (10.0.0.2/24)",
+        "no route reaches backend address 192.0.2.1: it is in no IPv4 subnet of any [[port]] \
+         (10.0.0.2/24)",
     );
     has(
         &d,
@@ -286,4 +287,132 @@ fn defaults_fill_a_minimal_file() {
     assert_eq!(c.global, Global::default());
     assert!(c.services.is_empty());
     assert_eq!(c.ports[0].addresses[0].to_string(), "10.0.0.2/24");
+}
+
+/// Two ports: `a` on 10.0.0.0/24 and 2001:db8:a::/64 with a default route and a /16, `b` on
+/// 10.1.0.0/24 with a more specific /24 inside `a`'s /16.
+const ROUTED: &str = "[[port]]\nname = \"a\"\ndevice = \"net_null0\"\n\
+    addresses = [\"10.0.0.2/24\", \"2001:db8:a::2/64\"]\n\
+    routes = [{ prefix = \"0.0.0.0/0\", via = \"10.0.0.1\" }, \
+              { prefix = \"10.2.0.0/16\", via = \"10.0.0.9\" }, \
+              { prefix = \"::/0\", via = \"2001:db8:a::1\" }]\n\
+    [[port]]\nname = \"b\"\ndevice = \"net_null1\"\naddresses = [\"10.1.0.2/24\"]\n\
+    routes = [{ prefix = \"10.2.3.0/24\", via = \"10.1.0.1\" }, \
+              { prefix = \"10.0.0.0/16\", via = \"10.1.0.1\" }]\n";
+
+/// On-link first, then the longest prefix over every port; the source is the port's own
+/// address on the gateway's subnet.
+#[test]
+fn route_is_on_link_first_then_longest_prefix() {
+    let c = parse(ROUTED, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let path = |a: &str| {
+        c.route(a.parse().unwrap())
+            .map(|p| (p.port, p.source.to_string(), p.next_hop.to_string()))
+    };
+    let p = |port, src: &str, hop: &str| Some((port, src.to_owned(), hop.to_owned()));
+    // On-link on `a`, although `b`'s 10.0.0.0/16 also covers it.
+    assert_eq!(path("10.0.0.7"), p(0, "10.0.0.2", "10.0.0.7"));
+    assert_eq!(path("10.1.0.7"), p(1, "10.1.0.2", "10.1.0.7"));
+    // `b`'s /24 beats `a`'s /16, which beats the default route.
+    assert_eq!(path("10.2.3.4"), p(1, "10.1.0.2", "10.1.0.1"));
+    assert_eq!(path("10.2.4.4"), p(0, "10.0.0.2", "10.0.0.9"));
+    // `b`'s /16 beats `a`'s default route.
+    assert_eq!(path("10.0.9.9"), p(1, "10.1.0.2", "10.1.0.1"));
+    assert_eq!(path("192.0.2.1"), p(0, "10.0.0.2", "10.0.0.1"));
+    // The IPv6 default route: the source is the port's IPv6 address.
+    assert_eq!(
+        path("2001:db8:b::1"),
+        p(0, "2001:db8:a::2", "2001:db8:a::1")
+    );
+    assert_eq!(c.ports[0].routes[1].to_string(), "10.2.0.0/16 via 10.0.0.9");
+
+    // Without the default routes nothing else is reached.
+    let bare = ROUTED
+        .replace("{ prefix = \"0.0.0.0/0\", via = \"10.0.0.1\" }, ", "")
+        .replace(", { prefix = \"::/0\", via = \"2001:db8:a::1\" }", "");
+    let c = parse(&bare, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.route("192.0.2.1".parse().unwrap()), None);
+    assert_eq!(c.route("2001:db8:b::1".parse().unwrap()), None);
+    assert!(c.route("10.2.4.4".parse().unwrap()).is_some());
+}
+
+/// A NAT backend may be routed; a DSR one must be on-link; one no route reaches, or a routed
+/// one with its own MAC, is refused at its value. Every mistake of a route at once.
+#[test]
+fn routes_and_routed_backends() {
+    let backends = "[[service]]\nname = \"n\"\nvip = \"10.0.0.100\"\nforwarding = \"nat\"\n\
+         [[service.backend]]\nname = \"far\"\naddress = \"10.2.3.4\"\n\
+         [[service]]\nname = \"n6\"\nvip = \"2001:db8:a::100\"\nforwarding = \"nat\"\n\
+         [[service.backend]]\nname = \"v6\"\naddress = \"2001:db8:b::1\"\n";
+    let c = parse(&format!("{ROUTED}{backends}"), Path::new("t.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.services[0].backends[0].address.to_string(), "10.2.3.4");
+
+    let only_16 = "[[port]]\nname = \"a\"\ndevice = \"net_null0\"\naddresses = [\"10.0.0.2/24\"]\n\
+        routes = [{ prefix = \"10.2.0.0/16\", via = \"10.0.0.1\" }]\n";
+    let text = format!(
+        "{only_16}\
+         [[service]]\nname = \"n\"\nvip = \"10.0.0.100\"\nforwarding = \"nat\"\n\
+         [[service.backend]]\nname = \"routed\"\naddress = \"10.2.0.5\"\n\
+         [[service.backend]]\nname = \"nowhere\"\naddress = \"10.3.0.5\"\n\
+         [[service.backend]]\nname = \"mac\"\naddress = \"10.2.0.6\"\nmac = \"02:00:00:00:00:06\"\n\
+         [[service]]\nname = \"d\"\nvip = \"10.0.0.101\"\n\
+         [[service.backend]]\nname = \"routed\"\naddress = \"10.2.0.5\"\n"
+    );
+    let d = errors(&text);
+    has(
+        &d,
+        15,
+        "service[0].backend[1].address",
+        "no route reaches backend address 10.3.0.5",
+    );
+    has(
+        &d,
+        19,
+        "service[0].backend[2].mac",
+        "reached through the gateway 10.0.0.1",
+    );
+    has(
+        &d,
+        25,
+        "service[1].backend[0].address",
+        "forwarding = \"dsr\" reaches backends directly",
+    );
+    assert_eq!(d.len(), 3, "{d:#?}");
+
+    // Every route mistake in one run; an invalid route silences "no route reaches".
+    let text = "[[port]]\nname = \"a\"\ndevice = \"net_null0\"\n\
+        addresses = [\"10.0.0.2/24\"]\n\
+        routes = [\n\
+          { prefix = \"10.2.0.0/33\", via = \"10.0.0.1\" },\n\
+          { prefix = \"10.3.0.0/16\", via = \"10.0.0.2\" },\n\
+          { prefix = \"10.4.0.0/16\", via = \"224.0.0.1\" },\n\
+          { prefix = \"10.5.0.0/16\", via = \"gateway\" },\n\
+          { prefix = \"10.6.0.0/16\", via = \"10.0.0.1\" },\n\
+          { prefix = \"10.6.0.0/16\", via = \"10.0.0.3\" },\n\
+        ]\n\
+        [[service]]\nname = \"n\"\nvip = \"10.0.0.100\"\nforwarding = \"nat\"\n\
+        [[service.backend]]\nname = \"b\"\naddress = \"10.9.0.5\"\n";
+    let d = errors(text);
+    has(
+        &d,
+        6,
+        "port[0].routes[0].prefix",
+        "length \"33\" must be a number in 0..=32",
+    );
+    has(&d, 7, "port[0].routes[1].via", "this port's own address");
+    has(&d, 8, "port[0].routes[2].via", "a multicast address");
+    has(
+        &d,
+        9,
+        "port[0].routes[3].via",
+        "host names are not resolved",
+    );
+    has(
+        &d,
+        11,
+        "port[0].routes[5].prefix",
+        "already has a route (port[0], line 10)",
+    );
+    assert_eq!(d.len(), 5, "{d:#?}");
 }

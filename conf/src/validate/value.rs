@@ -129,70 +129,70 @@ impl Checker<'_> {
         false
     }
 
-    /// Source prefixes of an access list: `addr/len` with no host bits set, or a bare address
-    /// (one host).
+    /// Source prefixes of an access list: each as [`Checker::prefix`] takes it.
     pub(super) fn prefixes(&mut self, list: &[Spanned<String>], field: &str) -> Vec<IfAddr> {
-        let mut out = Vec::with_capacity(list.len());
-        for (i, v) in list.iter().enumerate() {
-            let field = format!("{field}[{i}]");
-            let s = v.get_ref();
-            let (addr, len) = s.split_once('/').unwrap_or((s, ""));
-            let Ok(addr) = addr.parse::<IpAddr>() else {
-                self.error(
-                    v.span(),
-                    &field,
-                    format!("prefix {s:?}: {addr:?} is not an IPv4 or IPv6 address"),
-                );
-                continue;
-            };
-            let max = if addr.is_ipv4() { 32u8 } else { 128 };
-            let prefix_len = if len.is_empty() {
-                max
-            } else {
-                match len.parse::<u8>() {
-                    Ok(p) if p <= max => p,
-                    _ => {
-                        self.error(
-                            v.span(),
-                            &field,
-                            format!("prefix {s:?}: length {len:?} must be a number in 0..={max}"),
-                        );
-                        continue;
-                    }
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, v)| self.prefix(v, &format!("{field}[{i}]")))
+            .collect()
+    }
+
+    /// A prefix (of an access list, of a route): `addr/len` with no host bits set, or a bare
+    /// address (one host).
+    pub(super) fn prefix(&mut self, v: &Spanned<String>, field: &str) -> Option<IfAddr> {
+        let s = v.get_ref();
+        let (addr, len) = s.split_once('/').unwrap_or((s, ""));
+        let Ok(addr) = addr.parse::<IpAddr>() else {
+            self.error(
+                v.span(),
+                field,
+                format!("prefix {s:?}: {addr:?} is not an IPv4 or IPv6 address"),
+            );
+            return None;
+        };
+        let max = if addr.is_ipv4() { 32u8 } else { 128 };
+        let prefix_len = if len.is_empty() {
+            max
+        } else {
+            match len.parse::<u8>() {
+                Ok(p) if p <= max => p,
+                _ => {
+                    self.error(
+                        v.span(),
+                        field,
+                        format!("prefix {s:?}: length {len:?} must be a number in 0..={max}"),
+                    );
+                    return None;
                 }
-            };
-            let p = IfAddr { addr, prefix_len };
-            let network = match addr {
-                IpAddr::V4(a) => {
-                    let mask = if prefix_len == 0 {
-                        0
-                    } else {
-                        u32::MAX << (32 - u32::from(prefix_len))
-                    };
-                    IpAddr::from(std::net::Ipv4Addr::from(u32::from(a) & mask))
-                }
-                IpAddr::V6(a) => {
-                    let mask = if prefix_len == 0 {
-                        0
-                    } else {
-                        u128::MAX << (128 - u32::from(prefix_len))
-                    };
-                    IpAddr::from(std::net::Ipv6Addr::from(u128::from(a) & mask))
-                }
-            };
-            if network != addr {
-                self.error(
-                    v.span(),
-                    &field,
-                    format!(
-                        "prefix {s:?} has host bits set; did you mean \"{network}/{prefix_len}\"?"
-                    ),
-                );
-                continue;
             }
-            out.push(p);
+        };
+        let network = match addr {
+            IpAddr::V4(a) => {
+                let mask = if prefix_len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(prefix_len))
+                };
+                IpAddr::from(std::net::Ipv4Addr::from(u32::from(a) & mask))
+            }
+            IpAddr::V6(a) => {
+                let mask = if prefix_len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(prefix_len))
+                };
+                IpAddr::from(std::net::Ipv6Addr::from(u128::from(a) & mask))
+            }
+        };
+        if network != addr {
+            self.error(
+                v.span(),
+                field,
+                format!("prefix {s:?} has host bits set; did you mean \"{network}/{prefix_len}\"?"),
+            );
+            return None;
         }
-        out
+        Some(IfAddr { addr, prefix_len })
     }
 
     /// `addr/prefix`, a unicast host address of its subnet.

@@ -88,7 +88,9 @@ impl Monitor {
                 let Some(id) = id(&s.name, &b.name) else {
                     continue;
                 };
-                let (port_index, source) = cfg.route(b.address).unwrap_or((0, b.address));
+                let (port_index, source) = cfg
+                    .route(b.address)
+                    .map_or((0, b.address), |p| (p.port, p.source));
                 let (rise, fall) = b.health.as_ref().map_or((1, 1), |h| (h.rise, h.fall));
                 index.insert((&s.name, &b.name), m.targets.len());
                 m.targets.push(Target {

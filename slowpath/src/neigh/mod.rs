@@ -63,6 +63,40 @@ struct Entry {
     pending: VecDeque<Vec<u8>>,
 }
 
+/// What the table knows of one neighbour, for `fulcrum ctl status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Its MAC is the config's (a port's `neighbors`, a backend's `mac`); never asked for.
+    Static([u8; 6]),
+    /// Answered recently.
+    Resolved([u8; 6]),
+    /// A confirmation is outstanding or went unanswered: the MAC is kept (broadcast requests
+    /// go out until it answers).
+    Unconfirmed([u8; 6]),
+    /// Asked for, never answered: frames to it wait or are not sent.
+    Unresolved,
+}
+
+impl Resolution {
+    /// Its name in `ctl status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Static(_) => "static",
+            Resolution::Resolved(_) => "resolved",
+            Resolution::Unconfirmed(_) => "unconfirmed",
+            Resolution::Unresolved => "unresolved",
+        }
+    }
+
+    /// The MAC frames to it go to, if any.
+    pub fn mac(self) -> Option<[u8; 6]> {
+        match self {
+            Resolution::Static(m) | Resolution::Resolved(m) | Resolution::Unconfirmed(m) => Some(m),
+            Resolution::Unresolved => None,
+        }
+    }
+}
+
 /// Counters of the neighbour table.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NeighStats {
@@ -91,7 +125,8 @@ pub struct Neighbors {
 }
 
 impl Neighbors {
-    /// The table for `cfg` with every backend without a static MAC to resolve at once.
+    /// The table for `cfg` with every next hop without a static MAC to resolve at once: each
+    /// backend's (itself on-link, else its gateway) and every route's gateway.
     pub fn new(cfg: &Config, ports: Vec<PortL2>, now: Duration) -> Neighbors {
         let mut statics = HashMap::new();
         for p in &cfg.ports {
@@ -117,9 +152,16 @@ impl Neighbors {
         };
         for s in &cfg.services {
             for b in &s.backends {
-                if let Some((port, _)) = cfg.route(b.address) {
-                    n.want(b.address, port as u8, now);
+                // A routed backend's frames go to its gateway: that is the neighbour to know.
+                if let Some(path) = cfg.route(b.address) {
+                    n.want(path.next_hop, path.port as u8, now);
                 }
+            }
+        }
+        // Every gateway, so that the first packet through one does not wait.
+        for (i, p) in cfg.ports.iter().enumerate() {
+            for r in &p.routes {
+                n.want(r.via, i as u8, now);
             }
         }
         n
@@ -160,6 +202,19 @@ impl Neighbors {
             .get(&ip)
             .copied()
             .or_else(|| self.entries.get(&ip).and_then(|e| e.mac))
+    }
+
+    /// What the table knows of `ip`; `None` when it is neither static nor wanted.
+    pub fn resolution(&self, ip: IpAddr) -> Option<Resolution> {
+        if let Some(mac) = self.statics.get(&ip) {
+            return Some(Resolution::Static(*mac));
+        }
+        let e = self.entries.get(&ip)?;
+        Some(match (e.state, e.mac) {
+            (_, None) => Resolution::Unresolved,
+            (State::Unconfirmed, Some(m)) => Resolution::Unconfirmed(m),
+            (_, Some(m)) => Resolution::Resolved(m),
+        })
     }
 
     /// Every MAC learnt by ARP or ND (statics are the config's, which the snapshot reads itself).
@@ -318,8 +373,9 @@ impl Neighbors {
             .collect()
     }
 
-    /// Frames an IP packet of the stack for `dst` on `port`; `None` when it has to wait for
-    /// resolution (it is queued, and a request goes out at the next poll) or cannot be sent.
+    /// Frames an IP packet of the stack for the next hop `dst` (its destination, or the
+    /// gateway that reaches it) on `port`; `None` when it has to wait for resolution (it is
+    /// queued, and a request goes out at the next poll) or cannot be sent.
     pub fn frame(
         &mut self,
         port: u8,

@@ -69,16 +69,21 @@ pub fn build_with(
         let mut ids_of = Vec::with_capacity(s.backends.len());
         for b in &s.backends {
             let id = ids.get(&s.name, &b.name);
-            let out_port = cfg.route(b.address).map_or(0, |(port, _)| port);
+            // Validation leaves no backend without a route; the fallbacks only keep a bug
+            // from panicking.
+            let path = cfg.route(b.address);
+            let out_port = path.map_or(0, |p| p.port);
+            // Frames go to the next hop: the backend on-link, else its gateway.
+            let next_hop = path.map_or(b.address, |p| p.next_hop);
             let mac = b
                 .mac
                 .map(|m| m.0)
-                .or_else(|| dynamic.neighbors.get(&b.address).copied())
+                .or_else(|| dynamic.neighbors.get(&next_hop).copied())
                 .or_else(|| {
                     cfg.ports
                         .iter()
                         .flat_map(|p| p.neighbors.iter())
-                        .find(|(ip, _)| *ip == b.address)
+                        .find(|(ip, _)| *ip == next_hop)
                         .map(|(_, m)| m.0)
                 });
             let admin = dynamic.admin.get(&id).copied().unwrap_or(b.admin);
