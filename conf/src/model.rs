@@ -51,6 +51,14 @@ impl Config {
                 .map(|a| (i, a.addr))
         })
     }
+
+    /// The outer source address of service `s`'s tunnel to `backend`: the service's
+    /// `tunnel_source`, else the balancer's address on the port that reaches the backend
+    /// (of the backend's family, as [`Config::route`] answers). `None` when nothing reaches it.
+    pub fn tunnel_source(&self, s: &Service, backend: IpAddr) -> Option<IpAddr> {
+        s.tunnel_source
+            .or_else(|| self.route(backend).map(|(_, src)| src))
+    }
 }
 
 /// DPDK and threading. Every field here needs a restart to change.
@@ -415,6 +423,12 @@ pub enum Forwarding {
     Dsr,
     /// Destination NAT: VIP:port -> backend:port; replies come back through the balancer.
     Nat,
+    /// IP-in-IP: the packet, unchanged, inside an outer IP header to the backend's address
+    /// (protocol 4 or 41); the backend decapsulates and answers the client directly.
+    Ipip,
+    /// Generic UDP encapsulation (GUE variant 1, direct IP): the packet inside outer IP and
+    /// UDP to the backend's `gue_port`; the backend answers the client directly.
+    Gue,
 }
 
 impl Forwarding {
@@ -422,7 +436,15 @@ impl Forwarding {
         match self {
             Forwarding::Dsr => "dsr",
             Forwarding::Nat => "nat",
+            Forwarding::Ipip => "ipip",
+            Forwarding::Gue => "gue",
         }
+    }
+
+    /// Does this mode carry the packet inside an outer IP header (so the backend may be
+    /// anywhere a route reaches, and may be of the other address family for an IPv4 VIP)?
+    pub fn is_tunnel(self) -> bool {
+        matches!(self, Forwarding::Ipip | Forwarding::Gue)
     }
 }
 
@@ -453,6 +475,11 @@ pub struct Service {
     /// `None`: every port of the VIP.
     pub port: Option<u16>,
     pub forwarding: Forwarding,
+    /// Tunnel modes: the outer source address (`None`: the balancer's own address on the
+    /// port that reaches each backend, of the backend's family). See [`Config::tunnel_source`].
+    pub tunnel_source: Option<IpAddr>,
+    /// `gue` only: the outer UDP destination port ([`Service::DEFAULT_GUE_PORT`]).
+    pub gue_port: u16,
     pub hash: HashKey,
     pub on_empty: OnEmpty,
     pub backends: Vec<Backend>,
@@ -496,6 +523,9 @@ impl Announce {
 }
 
 impl Service {
+    /// The GUE port Katran's and Linux `fou` examples use.
+    pub const DEFAULT_GUE_PORT: u16 = 6080;
+
     /// May packets from `src` reach this service? `deny` wins over `allow`; an empty `allow`
     /// allows every source.
     pub fn admits(&self, src: IpAddr) -> bool {

@@ -17,6 +17,7 @@ use conf::{Forwarding, HashKey, IfAddr, OnEmpty, Protocol};
 
 use crate::flow::{self, v4_addr};
 use crate::maglev;
+use crate::tunnel::Tunnel;
 use crate::vip_index::VipIndex;
 
 pub use crate::ids::{BackendId, ServiceIdx};
@@ -146,6 +147,8 @@ pub struct BackendRt {
     /// That port's MAC (the source of frames sent to it).
     pub out_mac: [u8; 6],
     pub state: BackendState,
+    /// The outer headers of its frames when its service is a tunnel (`ipip`, `gue`).
+    pub tunnel: Option<Tunnel>,
 }
 
 impl BackendRt {
@@ -599,6 +602,7 @@ pub(crate) fn all_up(cfg: &conf::Config) -> Snapshot {
                 out_port: out_port as u8,
                 out_mac: ports[out_port].mac,
                 state: BackendState::Up,
+                tunnel: Tunnel::of_backend(cfg, s, b),
             }));
         }
         let ids: Vec<BackendId> = (first..backends.len() as u32).map(BackendId::new).collect();
@@ -645,6 +649,8 @@ mod tests {
             protocol: Protocol::Tcp,
             port: None,
             forwarding: Forwarding::Dsr,
+            tunnel_source: None,
+            gue_port: conf::Service::DEFAULT_GUE_PORT,
             hash: HashKey::FiveTuple,
             on_empty: OnEmpty::Reset,
             backends: vec![],

@@ -102,7 +102,7 @@ impl Pipeline {
                 fwd,
             )
         {
-            return self.forward(b, false, &x.meta(), x.key.dport, fwd, frame);
+            return self.forward(snap, b, false, &x.meta(), &x.key, fwd, frame);
         }
         // A DSR SYN into a full table (a SYN flood's every packet): no entry was found and
         // none will be made (a SYN never evicts), so it is Maglev's choice, forwarded as
@@ -192,20 +192,26 @@ impl Pipeline {
         Some(b)
     }
 
-    /// Sends a client's packet to backend `b` (`new_flow`: its flow's first), rewritten by
-    /// the service's forwarding mode.
+    /// Sends a client's packet of the flow `key` to backend `b` (`new_flow`: its flow's
+    /// first), rewritten by the service's forwarding mode; counted to the backend at the size
+    /// it arrived with.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn forward<F: Frame>(
         &mut self,
+        snap: &Snapshot,
         b: &BackendRt,
         new_flow: bool,
         p: &IpMeta,
-        dport: u16,
+        key: &FlowKey,
         fwd: Forwarding,
         frame: &mut F,
     ) -> Verdict {
-        self.per_backend.count(b.id, new_flow, frame.data().len());
-        rewrite::to_backend(frame.data_mut(), p, b, fwd, dport);
+        let len = frame.data().len();
+        if !rewrite::to_backend(frame, p, b, fwd, key.dport, key, snap.seed) {
+            return Verdict::Drop(DropReason::NoRoom);
+        }
+        self.per_backend.count(b.id, new_flow, len);
         Verdict::Forward { port: b.out_port }
     }
 
@@ -233,7 +239,7 @@ impl Pipeline {
         let mut probe_fresh = true;
         if let Some(idx) = probe.found {
             match self.hit(snap, idx, si, tcp, flags, fwd) {
-                Some(b) => return self.forward(b, false, &p, ports.dport, fwd, frame),
+                Some(b) => return self.forward(snap, b, false, &p, &key, fwd, frame),
                 None => {
                     // Its backend is down, in maintenance or gone: this packet goes to the new
                     // choice (the flow is made again below).
@@ -262,7 +268,7 @@ impl Pipeline {
                 probe_fresh,
                 frame,
             );
-        self.forward(b, new_flow, &p, ports.dport, fwd, frame)
+        self.forward(snap, b, new_flow, &p, &key, fwd, frame)
     }
 
     /// Records a new flow to backend `b` (NAT: both directions); whether it was recorded

@@ -10,6 +10,7 @@ use dataplane::flow::Timeouts;
 use dataplane::snapshot::{
     BackendId, BackendRt, BackendState, PortRt, ServiceIdx, ServiceRt, Snapshot, Tier, addr_key,
 };
+use dataplane::tunnel::Tunnel;
 
 use super::BackendIds;
 use super::tables::{Prepared, Tables};
@@ -103,6 +104,7 @@ pub fn build_with(
                 out_port: out_port as u8,
                 out_mac: ports.get(out_port).map_or([0; 6], |p| p.mac),
                 state: state(admin, health, mac.is_some(), pct),
+                tunnel: Tunnel::of_backend(cfg, s, b),
             });
             ids_of.push(id);
         }
