@@ -18,8 +18,8 @@ use dataplane::snapshot::{Choice, Tier};
 use dataplane::worker::FlowAnswer;
 use fulcrum::api::{
     self, AdminReply, Announcement, BackendInfo, BackendTraffic, BackendsReply, CounterSet,
-    KernelCounters, PortCounters, PortStatus, Reply, Request, ServiceInfo, StatsReply, StatusReply,
-    WhichReply, WorkerAnswer, WorkerStatus,
+    Encap, KernelCounters, PortCounters, PortStatus, Reply, Request, ServiceInfo, StatsReply,
+    StatusReply, WhichReply, WorkerAnswer, WorkerStatus,
 };
 use fulcrum::flowspec::{self, FlowError};
 use serde::de::DeserializeOwned;
@@ -545,6 +545,7 @@ fn which(engine: &Engine, flow: &str) -> Result<WhichReply, ControlError> {
             workers,
             generation: Some(snap.generation),
             assumed: None,
+            encap: encap(&snap, b, &flow.key),
         });
     }
     let mut reply = new_flow(&snap, flow.text, &flow.key);
@@ -560,6 +561,7 @@ pub fn new_flow(
 ) -> WhichReply {
     let name =
         |s: dataplane::snapshot::ServiceIdx| snap.services.get(s.index()).map(|s| s.name.clone());
+    let mut encap_of = None;
     let (service, backend, slot, tier, reason) = match snap.choose(key) {
         Choice::NoService => (None, None, None, None, "no service"),
         Choice::Empty { service } => (name(service), None, None, None, "empty pool"),
@@ -570,7 +572,10 @@ pub fn new_flow(
             tier,
         } => (
             name(service),
-            snap.backend(backend).map(|b| b.name.clone()),
+            snap.backend(backend).map(|b| {
+                encap_of = encap(snap, b, key);
+                b.name.clone()
+            }),
             Some(slot),
             Some(tier.as_str().to_string()),
             if tier == Tier::Backup {
@@ -591,7 +596,26 @@ pub fn new_flow(
         workers: Vec::new(),
         generation: Some(snap.generation),
         assumed: None,
+        encap: encap_of,
     }
+}
+
+/// The outer headers of `key`'s packets to backend `b`, when its service is a tunnel: the
+/// worker's own values (GUE's source port from the same function).
+fn encap(
+    snap: &dataplane::snapshot::Snapshot,
+    b: &dataplane::snapshot::BackendRt,
+    key: &dataplane::flow::FlowKey,
+) -> Option<Encap> {
+    let t = b.tunnel.as_ref()?;
+    let gue = t.gue_port();
+    Some(Encap {
+        mode: t.mode().as_str().into(),
+        src: t.src().to_string(),
+        dst: t.dst().to_string(),
+        sport: gue.map(|_| dataplane::tunnel::gue_source_port(snap.seed, key)),
+        dport: gue,
+    })
 }
 
 #[cfg(test)]

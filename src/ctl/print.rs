@@ -260,7 +260,13 @@ pub fn print_which(out: &mut dyn Write, v: &WhichReply) -> io::Result<()> {
         (None, _, _) => writeln!(out, "{}: no service", v.flow),
         (Some(s), None, _) => writeln!(out, "{}: service {s}: empty pool (refused)", v.flow),
         (Some(s), Some(b), None) => {
-            writeln!(out, "{}: service {s}: backend {b} ({})", v.flow, v.reason)
+            writeln!(
+                out,
+                "{}: service {s}: backend {b} ({}){}",
+                v.flow,
+                v.reason,
+                encap_text(v)
+            )
         }
         (Some(s), Some(b), Some(slot)) => {
             let mut why = format!(
@@ -273,9 +279,21 @@ pub fn print_which(out: &mut dyn Write, v: &WhichReply) -> io::Result<()> {
             if let Some(a) = &v.assumed {
                 why += &format!("; assuming {a}");
             }
-            writeln!(out, "{}: service {s}: backend {b} ({why})", v.flow)
+            writeln!(
+                out,
+                "{}: service {s}: backend {b} ({why}){}",
+                v.flow,
+                encap_text(v)
+            )
         }
     }
+}
+
+/// `, via ipip 10.0.0.2 -> 10.2.0.5` for a tunnelled flow, else nothing.
+fn encap_text(v: &WhichReply) -> String {
+    v.encap
+        .as_ref()
+        .map_or_else(String::new, |e| format!(", via {e}"))
 }
 
 pub(super) fn print_stats(out: &mut dyn Write, v: &StatsReply) -> io::Result<()> {
