@@ -100,8 +100,8 @@ mac = "02:00:00:00:00:13"
         let v4 = &wire::test_vectors::TCP4_SYN[..];
         let v6 = &wire::test_vectors::TCP6_SYN[..];
         for (id, frame, want) in [(1u32, v4, 20), (2, v4, 40), (3, v6, 48)] {
-            let b = snap.backend(id).unwrap();
-            let fwd = snap.services[usize::from(b.service)].forwarding;
+            let b = snap.backend(crate::ids::BackendId::new(id)).unwrap();
+            let fwd = snap.services[b.service.index()].forwarding;
             assert_eq!(overhead(fwd, b), want);
             let p = if id == 3 {
                 super::super::parse::ipv6(frame, 14).unwrap().0
