@@ -17,9 +17,9 @@ use dataplane::engine::Engine;
 use dataplane::snapshot::{Choice, Tier};
 use dataplane::worker::FlowAnswer;
 use fulcrum::api::{
-    self, AdminReply, Announcement, BackendInfo, BackendTraffic, BackendsReply, CounterSet,
-    Encap, KernelCounters, PortCounters, PortStatus, Reply, Request, ServiceInfo, StatsReply,
-    StatusReply, WhichReply, WorkerAnswer, WorkerStatus,
+    self, AdminReply, Announcement, BackendInfo, BackendTraffic, BackendsReply, CounterSet, Encap,
+    KernelCounters, PortCounters, PortStatus, Reply, Request, ServiceInfo, StatsReply, StatusReply,
+    WhichReply, WorkerAnswer, WorkerStatus,
 };
 use fulcrum::flowspec::{self, FlowError};
 use serde::de::DeserializeOwned;
