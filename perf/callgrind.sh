@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build=1
-only="dsr,nat,syn,pickup,rst,udp"
+only="dsr,nat,ipip,gue,syn,pickup,rst,udp"
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-build) build=0 ;;
@@ -52,6 +52,9 @@ for s in ${only//,/ }; do
     case "$s" in
         dsr) pcap=est; cfg dsr --forwarding dsr ;;
         nat) pcap=est; cfg nat --forwarding nat ;;
+        # The same established flows through a tunnel: IPv4 in IPv4, and in UDP (GUE).
+        ipip) pcap=est; cfg ipip --forwarding ipip ;;
+        gue) pcap=est; cfg gue --forwarding gue ;;
         # A SYN flood: the table holds 1/32 of the SYNs' keys, so ~97% of the counted SYNs
         # find no entry and no room (forwarded unrecorded: a SYN never evicts).
         syn) pcap=flood; cfg syn --forwarding dsr --flow-capacity 1024 ;;

@@ -461,6 +461,44 @@ pub struct WhichReply {
     /// What an offline answer takes for granted (`every backend healthy and resolved`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assumed: Option<String>,
+    /// How the flow's packets reach the backend when its service is a tunnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encap: Option<Encap>,
+}
+
+/// A tunnelled flow's outer headers, as `which` names them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encap {
+    /// `ipip` or `gue`.
+    pub mode: String,
+    /// Outer source address (the balancer's).
+    pub src: String,
+    /// Outer destination address (the backend's).
+    pub dst: String,
+    /// GUE: the flow's outer UDP source port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sport: Option<u16>,
+    /// GUE: the outer UDP destination port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dport: Option<u16>,
+}
+
+impl std::fmt::Display for Encap {
+    /// `ipip 10.0.0.2 -> 10.2.0.5`, `gue 10.0.0.2:51234 -> 10.2.0.5:6080`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = |a: &str, p: Option<u16>| match (p, a.contains(':')) {
+            (None, _) => a.to_string(),
+            (Some(p), false) => format!("{a}:{p}"),
+            (Some(p), true) => format!("[{a}]:{p}"),
+        };
+        write!(
+            f,
+            "{} {} -> {}",
+            self.mode,
+            at(&self.src, self.sport),
+            at(&self.dst, self.dport)
+        )
+    }
 }
 
 /// One worker's flow table on a `which`.

@@ -17,7 +17,7 @@ use dataplane::engine::Engine;
 use dataplane::snapshot::{BackendRt, Choice, Tier};
 use dataplane::worker::FlowAnswer;
 use fulcrum::api::{
-    self, AdminReply, Announcement, BackendInfo, BackendTraffic, BackendsReply, CounterSet,
+    self, AdminReply, Announcement, BackendInfo, BackendTraffic, BackendsReply, CounterSet, Encap,
     KernelCounters, NextHopStatus, PortCounters, PortStatus, Reply, Request, ServiceInfo,
     StatsReply, StatusReply, WhichReply, WorkerAnswer, WorkerStatus,
 };
@@ -579,6 +579,7 @@ fn which(engine: &Engine, cfg: &conf::Config, flow: &str) -> Result<WhichReply, 
             workers,
             generation: Some(snap.generation),
             assumed: None,
+            encap: encap(&snap, b, &flow.key),
         });
     }
     let mut reply = new_flow(&snap, cfg, flow.text, &flow.key);
@@ -633,6 +634,7 @@ pub fn new_flow(
         workers: Vec::new(),
         generation: Some(snap.generation),
         assumed: None,
+        encap: chosen.and_then(|b| encap(snap, b, key)),
     }
 }
 
@@ -646,6 +648,24 @@ fn out_port(snap: &dataplane::snapshot::Snapshot, b: &BackendRt) -> Option<Strin
 /// The neighbour a backend's frames go to ([`conf::Config::route`]).
 fn next_hop(cfg: &conf::Config, b: &BackendRt) -> Option<String> {
     cfg.route(b.addr).map(|p| p.next_hop.to_string())
+}
+
+/// The outer headers of `key`'s packets to backend `b`, when its service is a tunnel: the
+/// worker's own values (GUE's source port from the same function).
+fn encap(
+    snap: &dataplane::snapshot::Snapshot,
+    b: &dataplane::snapshot::BackendRt,
+    key: &dataplane::flow::FlowKey,
+) -> Option<Encap> {
+    let t = b.tunnel.as_ref()?;
+    let gue = t.gue_port();
+    Some(Encap {
+        mode: t.mode().as_str().into(),
+        src: t.src().to_string(),
+        dst: t.dst().to_string(),
+        sport: gue.map(|_| dataplane::tunnel::gue_source_port(snap.seed, key)),
+        dport: gue,
+    })
 }
 
 #[cfg(test)]

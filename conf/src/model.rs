@@ -46,6 +46,14 @@ impl Config {
     pub fn route(&self, addr: IpAddr) -> Option<Path> {
         route(&self.ports, addr)
     }
+
+    /// The outer source address of service `s`'s tunnel to `backend`: the service's
+    /// `tunnel_source`, else the balancer's address on the port that reaches the backend
+    /// (of the backend's family, as [`Config::route`] answers). `None` when nothing reaches it.
+    pub fn tunnel_source(&self, s: &Service, backend: IpAddr) -> Option<IpAddr> {
+        s.tunnel_source
+            .or_else(|| self.route(backend).map(|p| p.source))
+    }
 }
 
 /// How `ports` reach `addr`: on-link first (the first port with an address whose subnet
@@ -515,6 +523,12 @@ pub enum Forwarding {
     Dsr,
     /// Destination NAT: VIP:port -> backend:port; replies come back through the balancer.
     Nat,
+    /// IP-in-IP: the packet, unchanged, inside an outer IP header to the backend's address
+    /// (protocol 4 or 41); the backend decapsulates and answers the client directly.
+    Ipip,
+    /// Generic UDP encapsulation (GUE variant 1, direct IP): the packet inside outer IP and
+    /// UDP to the backend's `gue_port`; the backend answers the client directly.
+    Gue,
 }
 
 impl Forwarding {
@@ -522,11 +536,12 @@ impl Forwarding {
     /// the frame must reach the backend itself, whose address is not the packet's destination,
     /// so no router could forward it. NAT rewrites the destination to the backend's address,
     /// so routers carry it, and a backend behind one works as long as its replies come back
-    /// through the balancer (its route to the clients points here).
+    /// through the balancer (its route to the clients points here). A tunnel's outer header
+    /// is addressed to the backend: routers carry it.
     pub fn needs_link(self) -> bool {
         match self {
             Forwarding::Dsr => true,
-            Forwarding::Nat => false,
+            Forwarding::Nat | Forwarding::Ipip | Forwarding::Gue => false,
         }
     }
 
@@ -534,7 +549,15 @@ impl Forwarding {
         match self {
             Forwarding::Dsr => "dsr",
             Forwarding::Nat => "nat",
+            Forwarding::Ipip => "ipip",
+            Forwarding::Gue => "gue",
         }
+    }
+
+    /// Does this mode carry the packet inside an outer IP header (so the backend may be
+    /// anywhere a route reaches, and may be of the other address family for an IPv4 VIP)?
+    pub fn is_tunnel(self) -> bool {
+        matches!(self, Forwarding::Ipip | Forwarding::Gue)
     }
 }
 
@@ -565,6 +588,11 @@ pub struct Service {
     /// `None`: every port of the VIP.
     pub port: Option<u16>,
     pub forwarding: Forwarding,
+    /// Tunnel modes: the outer source address (`None`: the balancer's own address on the
+    /// port that reaches each backend, of the backend's family). See [`Config::tunnel_source`].
+    pub tunnel_source: Option<IpAddr>,
+    /// `gue` only: the outer UDP destination port ([`Service::DEFAULT_GUE_PORT`]).
+    pub gue_port: u16,
     pub hash: HashKey,
     pub on_empty: OnEmpty,
     pub backends: Vec<Backend>,
@@ -608,6 +636,9 @@ impl Announce {
 }
 
 impl Service {
+    /// The GUE port Katran's and Linux `fou` examples use.
+    pub const DEFAULT_GUE_PORT: u16 = 6080;
+
     /// May packets from `src` reach this service? `deny` wins over `allow`; an empty `allow`
     /// allows every source.
     pub fn admits(&self, src: IpAddr) -> bool {

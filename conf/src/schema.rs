@@ -190,8 +190,13 @@ pub struct ServiceTable {
     pub protocol: Option<Spanned<String>>,
     /// 1..=65535. Default: every port of the VIP.
     pub port: Option<Spanned<Int>>,
-    /// `"dsr"` | `"nat"`. Default `"dsr"`.
+    /// `"dsr"` | `"nat"` | `"ipip"` | `"gue"`. Default `"dsr"`.
     pub forwarding: Option<Spanned<String>>,
+    /// Tunnel modes: outer source address, one of the balancer's own. Default: the egress
+    /// port's address of the backend's family.
+    pub tunnel_source: Option<Spanned<String>>,
+    /// `gue` only: outer UDP destination port, 1..=65535. Default 6080.
+    pub gue_port: Option<Spanned<Int>>,
     /// `"5-tuple"` | `"source-ip"`. Default `"5-tuple"`.
     pub hash: Option<Spanned<String>>,
     /// `"reset"` | `"drop"`. Default `"reset"`.

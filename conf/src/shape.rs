@@ -144,6 +144,8 @@ const SERVICE: &[Key] = &[
     opt("protocol", Str),
     opt("port", Int),
     opt("forwarding", Str),
+    opt("tunnel_source", Str),
+    opt("gue_port", Int),
     opt("hash", Str),
     opt("on_empty", Str),
     opt("backend", Tables(BACKEND)),

@@ -256,3 +256,31 @@ fn reference_health_checks_resolve() {
     );
     assert_eq!(c.services[0].backends[1].health, None);
 }
+
+#[test]
+fn tunnel_is_an_l4_tier_in_front_of_l7_nodes() {
+    let c = example("tunnel.toml");
+    let by_name = |n: &str| c.services.iter().find(|s| s.name == n).unwrap();
+    let https = by_name("www-https");
+    assert_eq!(https.forwarding, Forwarding::Ipip);
+    assert_eq!(https.tunnel_source, Some(ip("10.20.0.2")));
+    let http = by_name("www-http");
+    assert_eq!((http.forwarding, http.gue_port), (Forwarding::Gue, 6080));
+    assert_eq!(http.tunnel_source, None);
+    // Without tunnel_source, each backend's outer source is the L7-facing port's address of
+    // its family.
+    assert_eq!(
+        c.tunnel_source(http, http.backends[0].address),
+        Some(ip("10.20.0.2"))
+    );
+    let v6 = by_name("www6-https");
+    assert_eq!(v6.forwarding, Forwarding::Ipip);
+    assert_eq!(
+        c.tunnel_source(v6, v6.backends[0].address),
+        Some(ip("2001:db8:20::2"))
+    );
+    assert_eq!(
+        c.services.iter().map(|s| s.backends.len()).sum::<usize>(),
+        7
+    );
+}

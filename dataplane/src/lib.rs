@@ -15,6 +15,7 @@ pub mod maglev;
 pub mod pipeline;
 pub mod snapshot;
 pub mod stats;
+pub mod tunnel;
 pub mod verdict;
 pub mod vip_index;
 pub mod wire;

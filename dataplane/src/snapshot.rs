@@ -17,6 +17,7 @@ use conf::{Forwarding, HashKey, IfAddr, OnEmpty, Protocol};
 
 use crate::flow::{self, v4_addr};
 use crate::maglev;
+use crate::tunnel::Tunnel;
 use crate::vip_index::VipIndex;
 
 pub use crate::ids::{BackendId, ServiceIdx};
@@ -151,6 +152,8 @@ pub struct BackendRt {
     /// size check reads the line it already holds.
     pub out_mtu: u16,
     pub state: BackendState,
+    /// The outer headers of its frames when its service is a tunnel (`ipip`, `gue`).
+    pub tunnel: Option<Tunnel>,
 }
 
 impl BackendRt {
@@ -608,6 +611,7 @@ pub(crate) fn all_up(cfg: &conf::Config) -> Snapshot {
                 out_mac: ports[out_port].mac,
                 out_mtu: ports[out_port].mtu,
                 state: BackendState::Up,
+                tunnel: Tunnel::of_backend(cfg, s, b),
             }));
         }
         let ids: Vec<BackendId> = (first..backends.len() as u32).map(BackendId::new).collect();
@@ -654,6 +658,8 @@ mod tests {
             protocol: Protocol::Tcp,
             port: None,
             forwarding: Forwarding::Dsr,
+            tunnel_source: None,
+            gue_port: conf::Service::DEFAULT_GUE_PORT,
             hash: HashKey::FiveTuple,
             on_empty: OnEmpty::Reset,
             backends: vec![],

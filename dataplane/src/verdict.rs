@@ -103,7 +103,8 @@ drop_reasons! {
     NoBackend = "no_backend",
     /// A reply from a NAT backend that matches no flow (e.g. after a restart).
     NatNoFlow = "nat_no_flow",
-    /// A reply could not be built: no headroom or tailroom in the buffer.
+    /// A reply could not be built, or a tunnel's outer header not put in front: no headroom
+    /// or tailroom in the buffer.
     NoRoom = "no_room",
     /// The port's TX queue did not take the packet.
     TxFull = "tx_full",

@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Route::Metrics { .. } = r {
         // httparse skips empty lines before the request line.
-        let start = data.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(0);
+        let start = data
+            .iter()
+            .position(|b| !matches!(b, b'\r' | b'\n'))
+            .unwrap_or(0);
         let line = &data[start..];
         assert!(line.starts_with(b"GET ") || line.starts_with(b"HEAD "));
     }

@@ -10,7 +10,12 @@
 //!   or for a reply from a NAT backend (only the source address, port and checksums change),
 //!   or for an ICMP error to a VIP quoting one of its flows (to a backend of the quoted
 //!   port's service; DSR changes only the MACs, NAT only the destination, the quoted source
-//!   address and port, and checksums); the frame keeps its length;
+//!   address and port, and checksums); the frame keeps its length, except through a tunnel
+//!   (IPIP, GUE): then the same VIP traffic (a TCP/UDP packet to a tunnel service, or an ICMP
+//!   error quoting one of its flows) is carried byte for byte (without Ethernet padding)
+//!   behind the same L2 header in one outer header from an own address to a backend of that
+//!   service, with a right outer IPv4 checksum, GUE's port and UDP checksum (IPv6: right;
+//!   IPv4: 0), and inner checksums as right as they came;
 //! - `Reply` goes back to the sender's MAC from the port's MAC, from a VIP or own address, and
 //!   is an ARP reply, TCP RST|ACK, ICMP echo reply / unreachable or ND advertisement, at most
 //!   one header longer than what it answers (no amplification);
@@ -57,6 +62,8 @@ struct Svc {
     proto: u8,
     port: Option<u16>,
     nat: bool,
+    /// IPIP or GUE (with its port).
+    tunnel: Option<(Forwarding, u16)>,
     /// (address, NAT port, MAC) of each backend.
     backends: Vec<(Addr, Option<u16>, [u8; 6])>,
 }
@@ -119,6 +126,10 @@ fn build_world() -> World {
             proto: s.protocol.number(),
             port: s.port,
             nat,
+            tunnel: s
+                .forwarding
+                .is_tunnel()
+                .then_some((s.forwarding, s.gue_port)),
             backends,
         });
     }
@@ -608,6 +619,10 @@ impl World {
 
     fn check_forward(&self, input: &[u8], out: &[u8], port_mac: &[u8; 6]) {
         let ctx = || format!("\n in  {}\n out {}", hex(input), hex(out));
+        if let Some(svc) = self.tunnel_service(input) {
+            self.check_tunnel(input, out, svc);
+            return;
+        }
         assert_eq!(
             out.len(),
             input.len(),
@@ -736,6 +751,138 @@ impl World {
         } else {
             panic!(
                 "forwarded traffic that is neither for a VIP nor a NAT reply{}",
+                ctx()
+            );
+        }
+    }
+
+    /// The tunnel service a frame is VIP traffic of: a TCP/UDP packet to it, or an ICMP(v6)
+    /// error to its VIP quoting one of its flows.
+    fn tunnel_service(&self, input: &[u8]) -> Option<&Svc> {
+        let ip = parse_ip(input)?;
+        let dst = ip_of(&ip.dst, ip.v6);
+        if !self.vips.contains(&dst) {
+            return None;
+        }
+        let svc = match (ip.proto, ip.v6) {
+            (IPPROTO_ICMP, false) | (IPPROTO_ICMPV6, true) => {
+                let q = quote(input.get(ip.l4 + 8..ip.end)?, ip.v6)?;
+                self.service(dst, q.proto, q.sport)?
+            }
+            _ => self.service(dst, ip.proto, ip.ports?.1)?,
+        };
+        svc.tunnel.is_some().then_some(svc)
+    }
+
+    /// A frame forwarded through a tunnel: see the module documentation.
+    fn check_tunnel(&self, input: &[u8], out: &[u8], svc: &Svc) {
+        let ctx = || format!("\n in  {}\n out {}", hex(input), hex(out));
+        let (mode, gue_port) = svc.tunnel.expect("a tunnel service");
+        let ip = parse_ip(input).expect("tunnel_service parsed it");
+        assert!(!ip.fragment, "tunnelled a fragment{}", ctx());
+        if !ip.v6 {
+            assert_eq!(
+                ipv4_checksum_ok(input),
+                Some(true),
+                "tunnelled an IPv4 header with a wrong checksum{}",
+                ctx()
+            );
+        }
+        let dst_mac: [u8; 6] = out[0..6].try_into().expect("mac");
+        let b = svc
+            .backends
+            .iter()
+            .find(|b| b.2 == dst_mac)
+            .unwrap_or_else(|| panic!("tunnelled to a MAC not of this service{}", ctx()));
+        assert_eq!(&out[6..12], &self.port_mac, "source MAC{}", ctx());
+        assert_eq!(
+            &out[12..ip.l3 - 2],
+            &input[12..ip.l3 - 2],
+            "the VLAN tags changed{}",
+            ctx()
+        );
+        let o = parse_ip(out).unwrap_or_else(|| panic!("the outer header does not parse{}", ctx()));
+        assert_eq!(
+            o.l3,
+            ip.l3,
+            "the outer header is not where the inner was{}",
+            ctx()
+        );
+        assert_eq!(
+            o.dst,
+            b.0,
+            "outer destination is not the backend's{}",
+            ctx()
+        );
+        assert!(
+            self.own.contains(&ip_of(&o.src, o.v6)),
+            "outer source is not an own address{}",
+            ctx()
+        );
+        assert!(!o.fragment, "the outer header is a fragment{}", ctx());
+        if !o.v6 {
+            assert_eq!(
+                ipv4_checksum_ok(out),
+                Some(true),
+                "outer IPv4 checksum{}",
+                ctx()
+            );
+            assert_eq!(out[o.l3 + 6] & 0x40, 0x40, "outer IPv4 without DF{}", ctx());
+        }
+        let inner_at = match mode {
+            Forwarding::Gue => {
+                assert_eq!(o.proto, IPPROTO_UDP, "GUE outer protocol{}", ctx());
+                let (sport, dport) = o.ports.expect("UDP ports");
+                assert_eq!(dport, gue_port, "GUE port{}", ctx());
+                assert!(sport >= 49152, "GUE source port not ephemeral{}", ctx());
+                let udp = UdpPacket::new_checked(&out[o.l4..o.end])
+                    .unwrap_or_else(|_| panic!("GUE UDP header{}", ctx()));
+                assert_eq!(usize::from(udp.len()), o.end - o.l4, "UDP length{}", ctx());
+                if o.v6 {
+                    assert!(
+                        udp.verify_checksum_v6(&o.src, &o.dst),
+                        "GUE UDP checksum{}",
+                        ctx()
+                    );
+                } else {
+                    assert_eq!(
+                        udp.checksum(),
+                        0,
+                        "GUE over IPv4 sends no UDP checksum{}",
+                        ctx()
+                    );
+                }
+                o.l4 + 8
+            }
+            _ => {
+                let want = if ip.v6 { 41 } else { 4 };
+                assert_eq!(o.proto, want, "IPIP outer protocol{}", ctx());
+                o.l4
+            }
+        };
+        assert_eq!(o.end, out.len(), "bytes after the outer packet{}", ctx());
+        assert_eq!(
+            &out[inner_at..],
+            &input[ip.l3..ip.end],
+            "the inner packet changed{}",
+            ctx()
+        );
+        // The inner packet's checksums, read again in a frame of its own.
+        let mut inner = input[..ip.l3].to_vec();
+        inner.extend_from_slice(&out[inner_at..]);
+        if !ip.v6 {
+            assert_eq!(
+                ipv4_checksum_ok(&inner),
+                Some(true),
+                "inner IPv4 checksum{}",
+                ctx()
+            );
+        }
+        if l4_checksum_ok(input) == Some(true) {
+            assert_eq!(
+                l4_checksum_ok(&inner),
+                Some(true),
+                "inner L4 checksum{}",
                 ctx()
             );
         }
@@ -1083,6 +1230,60 @@ mod tests {
 
     fn fails(f: impl FnOnce()) -> bool {
         catch_unwind(AssertUnwindSafe(f)).is_err()
+    }
+
+    /// Tunnelled output passes only as what the golden case says it is: VIP traffic in a
+    /// right outer header, the inner packet intact.
+    #[test]
+    fn oracle_takes_tunnels_and_catches_broken_ones() {
+        let w = world();
+        let client_mac = [2, 0, 0, 0, 0, 0xaa];
+        let c4: IpAddr = "10.0.0.50".parse().unwrap();
+        let c6: IpAddr = "fd00::50".parse().unwrap();
+        let fwd = Verdict::Forward { port: 0 };
+        for (src, vip, proto, dport) in [
+            (c4, "10.0.0.105", IPPROTO_TCP, 80),
+            (c4, "10.0.0.106", IPPROTO_TCP, 80),
+            (c4, "10.0.0.107", IPPROTO_UDP, 53),
+            (c6, "fd00::105", IPPROTO_TCP, 80),
+            (c6, "fd00::107", IPPROTO_TCP, 80),
+        ] {
+            let vip: IpAddr = vip.parse().unwrap();
+            let f = build_l4(
+                w.port_mac,
+                client_mac,
+                src,
+                vip,
+                proto,
+                1234,
+                dport,
+                tcp::SYN,
+                b"abc",
+            );
+            let mut pipes = w.pipelines(1, FLOWS);
+            let (v, out) = w.step(&mut pipes[0], &f);
+            assert_eq!(v, fwd, "{vip}");
+            assert!(out.len() > f.len(), "{vip}: encapsulated");
+            // A wrong outer destination, a changed inner byte, a frame left unencapsulated.
+            let mut bad = out.clone();
+            bad[14
+                + if vip.is_ipv6() || vip == "10.0.0.106".parse::<IpAddr>().unwrap() {
+                    39
+                } else {
+                    19
+                }] ^= 1;
+            assert!(fails(|| w.check(&f, fwd, &bad)), "{vip}: outer destination");
+            let mut bad = out.clone();
+            *bad.last_mut().unwrap() ^= 1;
+            assert!(fails(|| w.check(&f, fwd, &bad)), "{vip}: inner byte");
+            let mut plain = f.clone();
+            plain[0..6].copy_from_slice(&out[0..6]);
+            plain[6..12].copy_from_slice(&w.port_mac);
+            assert!(
+                fails(|| w.check(&f, fwd, &plain)),
+                "{vip}: not encapsulated"
+            );
+        }
     }
 
     /// The oracle refuses what it must refuse.

@@ -308,8 +308,10 @@ pub fn print_which(out: &mut dyn Write, v: &WhichReply) -> io::Result<()> {
         (Some(s), Some(b), None) => {
             writeln!(
                 out,
-                "{}: service {s}: backend {b}{path} ({})",
-                v.flow, v.reason
+                "{}: service {s}: backend {b}{path} ({}){}",
+                v.flow,
+                v.reason,
+                encap_text(v)
             )
         }
         (Some(s), Some(b), Some(slot)) => {
@@ -323,9 +325,21 @@ pub fn print_which(out: &mut dyn Write, v: &WhichReply) -> io::Result<()> {
             if let Some(a) = &v.assumed {
                 why += &format!("; assuming {a}");
             }
-            writeln!(out, "{}: service {s}: backend {b}{path} ({why})", v.flow)
+            writeln!(
+                out,
+                "{}: service {s}: backend {b}{path} ({why}){}",
+                v.flow,
+                encap_text(v)
+            )
         }
     }
+}
+
+/// `, via ipip 10.0.0.2 -> 10.2.0.5` for a tunnelled flow, else nothing.
+fn encap_text(v: &WhichReply) -> String {
+    v.encap
+        .as_ref()
+        .map_or_else(String::new, |e| format!(", via {e}"))
 }
 
 pub(super) fn print_stats(out: &mut dyn Write, v: &StatsReply) -> io::Result<()> {

@@ -34,12 +34,19 @@ impl Checker<'_> {
             );
 
             let port = t.port.as_ref().and_then(|p| {
-                if s.forwarding == Forwarding::Dsr {
+                if s.forwarding != Forwarding::Nat {
+                    let mode = match s.forwarding {
+                        Forwarding::Dsr => "DSR",
+                        _ => "a tunnel",
+                    };
                     self.error(
                         p.span(),
                         f("port"),
-                        "a backend port needs forwarding = \"nat\": DSR forwards the packet unchanged \
-                         and cannot change its port; remove `port` or switch the service to NAT",
+                        format!(
+                            "a backend port needs forwarding = \"nat\": {mode} forwards the packet \
+                             unchanged and cannot change its port; remove `port` or switch the \
+                             service to NAT"
+                        ),
                     );
                     return None;
                 }
@@ -172,6 +179,36 @@ impl Checker<'_> {
                 );
                 return;
             }
+        }
+        if let (true, Some(vip)) = (s.forwarding.is_tunnel(), s.vip)
+            && vip.is_ipv6()
+            && addr.is_ipv4()
+        {
+            self.error(
+                span,
+                field,
+                format!(
+                    "backend address {addr} is IPv4 but the VIP {vip} is IPv6; a tunnel carries \
+                     IPv4 in IPv4 or IPv6, and IPv6 only in IPv6: give the backend an IPv6 address"
+                ),
+            );
+            return;
+        }
+        if let (true, Some(src)) = (s.forwarding.is_tunnel(), s.tunnel_source)
+            && src.is_ipv4() != addr.is_ipv4()
+        {
+            self.error(
+                span,
+                field,
+                format!(
+                    "backend address {addr} is {} but the service's tunnel_source {src} is {}; \
+                     an outer header has one family: remove tunnel_source (each backend then gets \
+                     the egress port's own address of its family) or use backends of one family",
+                    family(addr),
+                    family(src)
+                ),
+            );
+            return;
         }
         if !s.ports.subnets_known {
             return;

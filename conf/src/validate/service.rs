@@ -75,8 +75,14 @@ impl Checker<'_> {
                 &t.forwarding,
                 &f("forwarding"),
                 "forwarding",
-                &[("dsr", Forwarding::Dsr), ("nat", Forwarding::Nat)],
+                &[
+                    ("dsr", Forwarding::Dsr),
+                    ("nat", Forwarding::Nat),
+                    ("ipip", Forwarding::Ipip),
+                    ("gue", Forwarding::Gue),
+                ],
             );
+            let (tunnel_source, gue_port) = self.tunnel_keys(t, si, forwarding, ports);
             let hash = self.choice(
                 &t.hash,
                 &f("hash"),
@@ -147,6 +153,7 @@ impl Checker<'_> {
                 vip,
                 port,
                 forwarding,
+                tunnel_source,
                 ports,
                 vips: &vips,
                 tables,
@@ -159,6 +166,8 @@ impl Checker<'_> {
                 protocol,
                 port,
                 forwarding,
+                tunnel_source,
+                gue_port,
                 hash,
                 on_empty,
                 backends,
@@ -172,6 +181,67 @@ impl Checker<'_> {
         }
         self.resolve_tracks(&mut services, &tracks);
         services
+    }
+
+    /// `tunnel_source` and `gue_port`: only in the modes that use them; the source is one of
+    /// the balancer's own addresses (the backends' ICMP errors about the tunnel, and their
+    /// decapsulators' checks, expect a real address of the balancer).
+    fn tunnel_keys(
+        &mut self,
+        t: &schema::ServiceTable,
+        si: usize,
+        forwarding: Forwarding,
+        ports: &Ports,
+    ) -> (Option<IpAddr>, u16) {
+        let f = |key: &str| format!("service[{si}].{key}");
+        let source = t.tunnel_source.as_ref().and_then(|v| {
+            if !forwarding.is_tunnel() {
+                self.error(
+                    v.span(),
+                    f("tunnel_source"),
+                    format!(
+                        "tunnel_source needs forwarding = \"ipip\" or \"gue\" (this service's is \"{}\"); \
+                         remove it or switch the service to a tunnel",
+                        forwarding.as_str()
+                    ),
+                );
+                return None;
+            }
+            let ip = self.ip(v, &f("tunnel_source"), "tunnel_source")?;
+            if ports.subnets_known && !ports.own.contains_key(&ip) {
+                let mut own: Vec<String> = ports.own.keys().map(ToString::to_string).collect();
+                own.sort();
+                self.error(
+                    v.span(),
+                    f("tunnel_source"),
+                    format!(
+                        "tunnel_source {ip} is not one of the balancer's own addresses ({}); \
+                         use an address of a [[port]]",
+                        if own.is_empty() { "it has none".to_owned() } else { own.join(", ") }
+                    ),
+                );
+                return None;
+            }
+            Some(ip)
+        });
+        let gue_port = match &t.gue_port {
+            Some(p) if forwarding != Forwarding::Gue => {
+                self.error(
+                    p.span(),
+                    f("gue_port"),
+                    format!(
+                        "gue_port needs forwarding = \"gue\" (this service's is \"{}\"); remove it",
+                        forwarding.as_str()
+                    ),
+                );
+                Service::DEFAULT_GUE_PORT
+            }
+            Some(p) => self
+                .int::<u16>(p, &f("gue_port"), "gue_port", 1..=65535)
+                .unwrap_or(Service::DEFAULT_GUE_PORT),
+            None => Service::DEFAULT_GUE_PORT,
+        };
+        (source, gue_port)
     }
 
     /// Records service `si` as the holder of its VIP, protocol and port (or every port), or
@@ -240,6 +310,8 @@ pub(super) struct ServiceCtx<'a> {
     /// The service's port (`None`: every port).
     pub(super) port: Option<u16>,
     pub(super) forwarding: Forwarding,
+    /// The service's `tunnel_source`, checked.
+    pub(super) tunnel_source: Option<IpAddr>,
     pub(super) ports: &'a Ports,
     pub(super) vips: &'a HashMap<IpAddr, usize>,
     pub(super) tables: &'a [schema::ServiceTable],

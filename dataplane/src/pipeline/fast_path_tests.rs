@@ -1,7 +1,8 @@
 //! The fast path decides exactly as the general path does: the same random traffic (new,
 //! established, closing and reset TCP flows with and without options and payload, UDP with
 //! and without checksum, DSR, NAT, empty pools with RST and ICMP, packets too big for the
-//! backends' port with and without DF, frames the fast path must refuse) through [`Pipeline::process`] and through the general path alone gives the same
+//! backends' port with and without DF, frames the fast path must refuse, IPIP and GUE tunnels)
+//! through [`Pipeline::process`] and through the general path alone gives the same
 //! verdicts, the same output bytes, the same counters and the same flow table.
 
 use super::*;
@@ -58,6 +59,30 @@ mac = "02:00:00:01:00:1f"
 name = "b"
 address = "10.1.0.32"
 mac = "02:00:00:01:00:20"
+[[service]]
+name = "ipip"
+vip = "198.51.100.4"
+port = 80
+forwarding = "ipip"
+[[service.backend]]
+name = "a"
+address = "10.1.0.41"
+mac = "02:00:00:01:00:29"
+[[service.backend]]
+name = "b"
+address = "10.1.0.42"
+mac = "02:00:00:01:00:2a"
+[[service]]
+name = "gue"
+vip = "198.51.100.4"
+protocol = "udp"
+port = 53
+forwarding = "gue"
+tunnel_source = "10.1.0.1"
+[[service.backend]]
+name = "a"
+address = "10.1.0.51"
+mac = "02:00:00:01:00:33"
 [[service]]
 name = "empty-tcp"
 vip = "198.51.100.3"

@@ -1,6 +1,7 @@
 //! ICMP(v6) errors to a VIP (a router on the way to a client refusing a packet the VIP
 //! sent: "fragmentation needed" / "packet too big" is path-MTU discovery): sent to the
 //! backend that owns the quoted flow, as Katran and GLB do, so its stack learns the path MTU.
+//! A tunnelled flow's errors go through its tunnel, with the flow's own outer header.
 
 use crate::flow::FlowKey;
 use crate::flow::v4_of;
@@ -90,11 +91,14 @@ impl Pipeline {
             },
         };
         self.per_backend.count(b.id, false, frame.data().len());
-        let data = frame.data_mut();
         if svc.forwarding == conf::Forwarding::Nat {
+            let data = frame.data_mut();
             rewrite::nat::icmp_error(data, &p, &q, &b.addr_key, b.port.unwrap_or(q.sport));
+            rewrite::dsr::to_backend(data, b);
+        } else if !rewrite::to_backend(frame, &p, b, svc.forwarding, q.sport, &key, snap.seed) {
+            // A tunnel's error goes the flow's way: the same outer header (and GUE port).
+            return Verdict::Drop(DropReason::NoRoom);
         }
-        rewrite::dsr::to_backend(data, b);
         Verdict::Forward { port: b.out_port }
     }
 }

@@ -102,7 +102,7 @@ impl Pipeline {
                 fwd,
             )
         {
-            return self.forward(snap, port, b, false, &x.meta(), x.key.dport, fwd, frame);
+            return self.forward(snap, port, b, false, &x.meta(), &x.key, fwd, frame);
         }
         // A DSR SYN into a full table (a SYN flood's every packet): no entry was found and
         // none will be made (a SYN never evicts), so it is Maglev's choice, forwarded as
@@ -136,8 +136,8 @@ impl Pipeline {
     ) -> Option<Verdict> {
         let b = pick_new(snap, x.si, &x.key)?;
         self.counters.syn_unrecorded += 1;
-        let (p, dport) = (x.meta(), x.key.dport);
-        Some(self.forward(snap, port, b, false, &p, dport, Forwarding::Dsr, frame))
+        let p = x.meta();
+        Some(self.forward(snap, port, b, false, &p, &x.key, Forwarding::Dsr, frame))
     }
 
     /// The general path's packet to service `si`: the ACL, the NAT owner, then the flow
@@ -192,9 +192,10 @@ impl Pipeline {
         Some(b)
     }
 
-    /// Sends a client's packet (received on `port`) to backend `b` (`new_flow`: its flow's
-    /// first), rewritten by the service's forwarding mode; or, when it would exceed the MTU
-    /// of the port toward `b` once rewritten, answers or drops it ([`Pipeline::too_big`]).
+    /// Sends a client's packet of the flow `key` (received on `port`) to backend `b`
+    /// (`new_flow`: its flow's first), rewritten by the service's forwarding mode and counted
+    /// to the backend at the size it arrived with; or, when it would exceed the MTU of the port
+    /// toward `b` once rewritten, answers or drops it ([`Pipeline::too_big`]).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn forward<F: Frame>(
@@ -204,7 +205,7 @@ impl Pipeline {
         b: &BackendRt,
         new_flow: bool,
         p: &IpMeta,
-        dport: u16,
+        key: &FlowKey,
         fwd: Forwarding,
         frame: &mut F,
     ) -> Verdict {
@@ -212,8 +213,11 @@ impl Pipeline {
         if p.ip_len() + overhead > usize::from(b.out_mtu) {
             return self.too_big(snap, port, p, &p.dst, b.out_mtu, overhead, frame);
         }
-        self.per_backend.count(b.id, new_flow, frame.data().len());
-        rewrite::to_backend(frame.data_mut(), p, b, fwd, dport);
+        let len = frame.data().len();
+        if !rewrite::to_backend(frame, p, b, fwd, key.dport, key, snap.seed) {
+            return Verdict::Drop(DropReason::NoRoom);
+        }
+        self.per_backend.count(b.id, new_flow, len);
         Verdict::Forward { port: b.out_port }
     }
 
@@ -241,9 +245,7 @@ impl Pipeline {
         let mut probe_fresh = true;
         if let Some(idx) = probe.found {
             match self.hit(snap, idx, si, tcp, flags, fwd) {
-                Some(b) => {
-                    return self.forward(snap, port, b, false, &p, ports.dport, fwd, frame);
-                }
+                Some(b) => return self.forward(snap, port, b, false, &p, &key, fwd, frame),
                 None => {
                     // Its backend is down, in maintenance or gone: this packet goes to the new
                     // choice (the flow is made again below).
@@ -272,7 +274,7 @@ impl Pipeline {
                 probe_fresh,
                 frame,
             );
-        self.forward(snap, port, b, new_flow, &p, ports.dport, fwd, frame)
+        self.forward(snap, port, b, new_flow, &p, &key, fwd, frame)
     }
 
     /// Records a new flow to backend `b` (NAT: both directions); whether it was recorded

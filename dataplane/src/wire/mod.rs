@@ -40,7 +40,7 @@ pub mod tcp;
 pub mod udp;
 
 #[cfg(test)]
-mod test_vectors;
+pub(crate) mod test_vectors;
 #[cfg(test)]
 mod tests;
 

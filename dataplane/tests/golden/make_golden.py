@@ -721,5 +721,120 @@ case("acl: a source outside every allowed prefix is dropped",
 case("acl: also mid-flow (no flow is made for a refused source)",
      eth(src=ROUTER_MAC) / IP(src="198.51.100.7", dst="10.0.0.104") / TCP(sport=47002, dport=80, flags="A"), "drop:acl_denied")
 
+# ---- Tunnels: the client's packet, byte for byte, inside an outer header to the backend.
+# Outer: TTL/hop limit 64, DSCP/ECN copied from the inner packet, IPv4 DF set and ID 0, IPv6
+# flow label 0; source the port's own address of the backend's family. GUE: UDP to the
+# service's gue_port from a source port Fulcrum derives from the flow's frozen hash, which is
+# written again here (flow_hash in dataplane/src/hash.rs, pinned there by golden values);
+# UDP checksum 0 over IPv4, computed by scapy over IPv6.
+M64 = (1 << 64) - 1
+HP = [0xa0761d6478bd642f, 0xe7037ed1a0b428db, 0x8ebc6af09c88c6e3, 0x589965cc75374cc3]
+SEED = 7  # golden.toml's hash_seed
+
+
+def mum(a, b):
+    p = (a & M64) * (b & M64)
+    return (p & M64) ^ (p >> 64)
+
+
+def flow_hash(seed, src, dst, sport, dport, proto):
+    """hash::flow_hash of a flow key: addresses in 16 bytes (IPv4 in the first 4)."""
+    import ipaddress
+    a, b = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+    fam = 6 if a.version == 6 else 4
+    sb, db = a.packed.ljust(16, b"\0"), b.packed.ljust(16, b"\0")
+    s0, s1 = int.from_bytes(sb[:8], "little"), int.from_bytes(sb[8:], "little")
+    d0, d1 = int.from_bytes(db[:8], "little"), int.from_bytes(db[8:], "little")
+    rest = sport | dport << 16 | proto << 32 | fam << 40
+    x = mum(s0 ^ seed ^ HP[0], d0 ^ HP[1])
+    y = mum(s1 ^ seed ^ HP[2], d1 ^ HP[3])
+    return mum(mum(x ^ rest ^ HP[1], y ^ HP[0]) ^ HP[2], HP[3])
+
+
+def gue_sport(src, dst, sport, dport, proto):
+    return 49152 | (flow_hash(SEED, src, dst, sport, dport, proto) >> 50)
+
+
+OWN6 = "fd00::2"
+
+
+def inner_of(pkt):
+    """The first IP packet of a frame, without Ethernet padding, and its DSCP/ECN byte."""
+    l3 = rebuilt(pkt).payload
+    while not isinstance(l3, (IP, IPv6)):
+        l3 = l3.payload
+    b = raw(l3)
+    if isinstance(l3, IP):
+        return b[:l3.len], l3.tos
+    return b[:40 + l3.plen], l3.tc
+
+
+def outer_ip(dst, proto, tos):
+    if ":" in dst:
+        return IPv6(src=OWN6, dst=dst, nh=proto, hlim=64, tc=tos, fl=0)
+    return IP(src=OWN, dst=dst, proto=proto, ttl=64, tos=tos, flags="DF", id=0)
+
+
+def ipip_out(pkt, mac, dst, l2=None):
+    inner, tos = inner_of(pkt)
+    proto = 41 if inner[0] >> 4 == 6 else 4
+    head = Ether(src=PORT_MAC, dst=mac) if l2 is None else l2
+    return rebuilt(head / outer_ip(dst, proto, tos) / Raw(inner))
+
+
+def gue_out(pkt, mac, dst, dport, flow):
+    inner, tos = inner_of(pkt)
+    udp = UDP(sport=gue_sport(*flow), dport=dport)
+    if ":" not in dst:
+        udp.chksum = 0
+    return rebuilt(Ether(src=PORT_MAC, dst=mac) / outer_ip(dst, 17, tos) / udp / Raw(inner))
+
+
+syn = eth() / IP(src=CLIENT, dst="10.0.0.125", tos=0xb9, id=11) / TCP(sport=43000, dport=80, flags="S", seq=9)
+case("ipip: SYN, IPv4 in IPv4 to the backend, DSCP/ECN copied, DF, TTL 64", syn, "forward:0",
+     ipip_out(syn, "02:00:00:00:00:51", "10.0.0.51"))
+data = eth() / IP(src=CLIENT, dst="10.0.0.125", id=12) / TCP(sport=43000, dport=80, flags="PA", seq=10) / Raw(b"y" * 333)
+case("ipip: data of the flow, odd length, same tunnel", data, "forward:0",
+     ipip_out(data, "02:00:00:00:00:51", "10.0.0.51"))
+pad = eth() / IP(src=CLIENT, dst="10.0.0.125") / TCP(sport=43001, dport=80, flags="S") / Padding(b"\0" * 6)
+case("ipip: Ethernet padding is not carried into the tunnel", pad, "forward:0",
+     ipip_out(pad, "02:00:00:00:00:51", "10.0.0.51"))
+vl = eth() / Dot1Q(vlan=100) / IP(src=CLIENT, dst="10.0.0.125") / TCP(sport=43002, dport=80, flags="S")
+case("ipip: 802.1Q tagged, tag kept in front of the outer header", vl, "forward:0",
+     ipip_out(vl, None, "10.0.0.51", l2=Ether(src=PORT_MAC, dst="02:00:00:00:00:51") / Dot1Q(vlan=100)))
+syn6 = eth() / IPv6(src=CLIENT6, dst="fd00::125", tc=0x2e, fl=0x12345) / TCP(sport=43100, dport=80, flags="S")
+case("ipip: IPv6 in IPv6 (next header 41), traffic class copied, flow label 0", syn6, "forward:0",
+     ipip_out(syn6, "02:00:00:00:00:56", "fd00::51"))
+syn46 = eth() / IP(src=CLIENT, dst="10.0.0.126", tos=0x10) / TCP(sport=43200, dport=80, flags="S")
+case("ipip: IPv4 VIP to an IPv6 backend, IPv4 in IPv6 (next header 4)", syn46, "forward:0",
+     ipip_out(syn46, "02:00:00:00:00:52", "fd00::52"))
+q = eth() / IP(src=CLIENT, dst="10.0.0.127", tos=0x20) / UDP(sport=43300, dport=53) / Raw(b"\x12\x34query")
+case("gue: UDP in UDP:6080 over IPv4, source port from the flow hash, UDP checksum 0", q, "forward:0",
+     gue_out(q, "02:00:00:00:00:53", "10.0.0.53", 6080, (CLIENT, "10.0.0.127", 43300, 53, 17)))
+q2 = eth() / IP(src=CLIENT, dst="10.0.0.127") / UDP(sport=43300, dport=53) / Raw(b"\x56\x78again")
+case("gue: the flow's next datagram, same source port", q2, "forward:0",
+     gue_out(q2, "02:00:00:00:00:53", "10.0.0.53", 6080, (CLIENT, "10.0.0.127", 43300, 53, 17)))
+q3 = eth() / IP(src=CLIENT, dst="10.0.0.127") / UDP(sport=43301, dport=53) / Raw(b"other")
+case("gue: another flow, its own source port", q3, "forward:0",
+     gue_out(q3, "02:00:00:00:00:53", "10.0.0.53", 6080, (CLIENT, "10.0.0.127", 43301, 53, 17)))
+syn6 = eth() / IPv6(src=CLIENT6, dst="fd00::127", tc=0xb8) / TCP(sport=43400, dport=80, flags="S") / Raw(b"odd")
+case("gue: IPv6 in UDP:7777 over IPv6, UDP checksum computed", syn6, "forward:0",
+     gue_out(syn6, "02:00:00:00:00:57", "fd00::53", 7777, (CLIENT6, "fd00::127", 43400, 80, 6)))
+
+# ICMP errors quoting a tunnelled flow: the error, unchanged, through that flow's tunnel (GUE:
+# with the flow's source port, the hash of the flow as its client sends it).
+quoted = IP(src="10.0.0.125", dst=CLIENT) / TCP(sport=80, dport=43000, flags="A", seq=1)
+err = eth(src=ROUTER_MAC) / IP(src="10.0.0.1", dst="10.0.0.125", tos=0xc0) / ICMP(type=3, code=4, nexthopmtu=1400) / Raw(raw(quoted)[:28])
+case("icmp error through ipip: fragmentation needed for a tunnelled flow goes through its tunnel", err, "forward:0",
+     ipip_out(err, "02:00:00:00:00:51", "10.0.0.51"))
+quoted46 = IP(src="10.0.0.126", dst=CLIENT) / TCP(sport=80, dport=43200, flags="A")
+err = eth(src=ROUTER_MAC) / IP(src="10.0.0.1", dst="10.0.0.126") / ICMP(type=3, code=4, nexthopmtu=1300) / Raw(raw(quoted46)[:28])
+case("icmp error through ipip: IPv4 error to an IPv6 backend, IPv4 in IPv6", err, "forward:0",
+     ipip_out(err, "02:00:00:00:00:52", "fd00::52"))
+quoted6 = IPv6(src="fd00::127", dst=CLIENT6) / TCP(sport=80, dport=43400, flags="SA")
+err6 = eth(src=ROUTER_MAC) / IPv6(src="fd00::1", dst="fd00::127") / ICMPv6PacketTooBig(mtu=1280) / Raw(raw(quoted6))
+case("icmp error through gue: v6 packet too big goes in the flow's GUE tunnel, its source port", err6, "forward:0",
+     gue_out(err6, "02:00:00:00:00:57", "fd00::53", 7777, (CLIENT6, "fd00::127", 43400, 80, 6)))
+
 json.dump(cases, sys.stdout, indent=1)
 sys.stdout.write("\n")

@@ -10,6 +10,7 @@ use dataplane::flow::Timeouts;
 use dataplane::snapshot::{
     BackendId, BackendRt, BackendState, PortRt, ServiceIdx, ServiceRt, Snapshot, Tier, addr_key,
 };
+use dataplane::tunnel::Tunnel;
 
 use super::BackendIds;
 use super::tables::{Prepared, Tables};
@@ -112,6 +113,7 @@ pub fn build_with(
                     .get(out_port)
                     .map_or(conf::Port::DEFAULT_MTU, |p| p.mtu),
                 state: state(admin, health, mac.is_some(), pct),
+                tunnel: Tunnel::of_backend(cfg, s, b),
             });
             ids_of.push(id);
         }

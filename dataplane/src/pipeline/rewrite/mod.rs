@@ -1,11 +1,17 @@
 //! Rewrites of a forwarded packet: what each forwarding mode changes on its way to a backend
-//! (one file per mode), and the one MAC rewrite every forwarded or answered frame gets.
+//! (one file per mode, and `encap.rs` shared by the tunnels), and the one MAC rewrite every
+//! forwarded or answered frame gets.
 
 pub(super) mod dsr;
+mod encap;
+mod gue;
+mod ipip;
 pub(super) mod nat;
 
 use conf::Forwarding;
 
+use crate::flow::FlowKey;
+use crate::frame::Frame;
 use crate::snapshot::BackendRt;
 
 use super::parse::IpMeta;
@@ -17,22 +23,114 @@ pub(super) fn macs(data: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) {
     data[6..12].copy_from_slice(src);
 }
 
-/// Bytes that forwarding mode `fwd` puts in front of a client's packet on its way to backend
-/// `b` (an outer header): what the egress port's MTU must hold beyond the packet's own IP
-/// length. DSR and NAT add nothing.
+/// The rewrite of a client's packet to backend `b` by the service's forwarding mode
+/// (`dport`: the client's destination port; `key`: the flow as its client sends it; `seed`:
+/// the config's hash seed). `false` when the frame has no headroom for a tunnel's outer
+/// header (nothing is sent then).
 #[inline(always)]
-pub(super) fn overhead(fwd: Forwarding, _b: &BackendRt) -> usize {
+pub(super) fn to_backend<F: Frame>(
+    frame: &mut F,
+    p: &IpMeta,
+    b: &BackendRt,
+    fwd: Forwarding,
+    dport: u16,
+    key: &FlowKey,
+    seed: u64,
+) -> bool {
+    match fwd {
+        Forwarding::Dsr => dsr::to_backend(frame.data_mut(), b),
+        Forwarding::Nat => nat::to_backend(frame.data_mut(), p, b, dport),
+        Forwarding::Ipip => return ipip::to_backend(frame, p, b),
+        Forwarding::Gue => return gue::to_backend(frame, p, b, key, seed),
+    }
+    true
+}
+
+/// Bytes the forwarding mode adds to a packet to backend `b` (the outer headers of a tunnel;
+/// 0 for DSR and NAT), for the path-MTU check.
+#[inline(always)]
+pub(super) fn overhead(fwd: Forwarding, b: &BackendRt) -> usize {
     match fwd {
         Forwarding::Dsr | Forwarding::Nat => 0,
+        Forwarding::Ipip | Forwarding::Gue => b.tunnel.as_ref().map_or(0, |t| t.overhead()),
     }
 }
 
-/// The rewrite of a client's packet to backend `b` by the service's forwarding mode
-/// (`dport`: the client's destination port).
-#[inline(always)]
-pub(super) fn to_backend(data: &mut [u8], p: &IpMeta, b: &BackendRt, fwd: Forwarding, dport: u16) {
-    match fwd {
-        Forwarding::Dsr => dsr::to_backend(data, b),
-        Forwarding::Nat => nat::to_backend(data, p, b, dport),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::VecFrame;
+    use crate::snapshot::all_up;
+    use crate::wire::{self, checksum};
+
+    /// Every tunnel arm grows the frame by exactly `overhead`, leaves the inner packet as it
+    /// was, and writes a valid outer IPv4 header checksum (GUE over IPv6: a valid UDP sum).
+    #[test]
+    fn tunnels_grow_by_their_overhead_and_keep_the_inner_packet() {
+        const CONFIG: &str = r#"
+[[port]]
+name = "p0"
+device = "net_null0"
+mac = "02:00:00:00:00:01"
+addresses = ["10.0.0.2/24", "fd00::2/64"]
+[[service]]
+name = "ipip"
+vip = "10.0.0.100"
+forwarding = "ipip"
+[[service.backend]]
+name = "a"
+address = "10.0.0.11"
+mac = "02:00:00:00:00:11"
+[[service.backend]]
+name = "b"
+address = "fd00::11"
+mac = "02:00:00:00:00:12"
+[[service]]
+name = "gue"
+vip = "fd00::100"
+forwarding = "gue"
+[[service.backend]]
+name = "c"
+address = "fd00::13"
+mac = "02:00:00:00:00:13"
+"#;
+        let cfg = conf::parse(CONFIG, std::path::Path::new("t.toml")).unwrap();
+        let snap = all_up(&cfg);
+        let v4 = &wire::test_vectors::TCP4_SYN[..];
+        let v6 = &wire::test_vectors::TCP6_SYN[..];
+        for (id, frame, want) in [(1u32, v4, 20), (2, v4, 40), (3, v6, 48)] {
+            let b = snap.backend(crate::ids::BackendId::new(id)).unwrap();
+            let fwd = snap.services[b.service.index()].forwarding;
+            assert_eq!(overhead(fwd, b), want);
+            let p = if id == 3 {
+                super::super::parse::ipv6(frame, 14).unwrap().0
+            } else {
+                super::super::parse::ipv4(frame, 14).unwrap().0
+            };
+            let key = p.flow_key(1, 2);
+            let mut f = VecFrame::new(frame);
+            assert!(to_backend(&mut f, &p, b, fwd, 80, &key, 7));
+            let out = f.data();
+            assert_eq!(out.len(), frame.len() + want, "backend {id}");
+            assert_eq!(&out[14 + want..], &frame[14..], "inner packet untouched");
+            assert_eq!(&out[0..6], &b.mac);
+            if want == 20 {
+                assert_eq!(
+                    checksum::ipv4_header(&out[14..34]),
+                    u16::from_be_bytes([out[24], out[25]])
+                );
+            }
+            if id == 3 {
+                let (src, dst) = (
+                    out[22..38].try_into().unwrap(),
+                    out[38..54].try_into().unwrap(),
+                );
+                assert_eq!(checksum::l4_sum_v6(&src, &dst, 17, &out[54..]), 0xffff);
+            }
+            assert_eq!(
+                overhead(conf::Forwarding::Dsr, b) + overhead(conf::Forwarding::Nat, b),
+                0
+            );
+        }
     }
 }

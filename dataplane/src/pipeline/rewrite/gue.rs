@@ -1,0 +1,45 @@
+//! GUE (variant 1, direct IP encapsulation): the client's packet, unchanged, inside outer IP
+//! and UDP from the balancer to the backend's `gue_port`; the UDP source port comes from the
+//! flow ([`gue_source_port`]), so the backend's NIC spreads flows across its queues and keeps
+//! each on one.
+
+use crate::flow::FlowKey;
+use crate::frame::Frame;
+use crate::snapshot::BackendRt;
+use crate::tunnel::gue_source_port;
+use crate::wire::checksum;
+
+use super::super::parse::IpMeta;
+
+/// The packet `p` describes (of the flow `key`, as its client sends it; `seed` the config's
+/// hash seed), encapsulated to backend `b`, and the hop to it; `false` when the frame has no
+/// headroom for the outer headers. The UDP checksum: over IPv6 computed (RFC 8200 requires
+/// it), over IPv4 left 0 (see [`crate::tunnel`]).
+#[inline(always)]
+pub(in crate::pipeline) fn to_backend<F: Frame>(
+    frame: &mut F,
+    p: &IpMeta,
+    b: &BackendRt,
+    key: &FlowKey,
+    seed: u64,
+) -> bool {
+    let Some(t) = &b.tunnel else {
+        return false; // a backend of a tunnel service always has one
+    };
+    let Some(udp) = super::encap::outer(frame, p, t) else {
+        return false;
+    };
+    let data = frame.data_mut();
+    let sport = gue_source_port(seed, key);
+    let len = (data.len() - udp) as u16;
+    data[udp..udp + 2].copy_from_slice(&sport.to_be_bytes());
+    data[udp + 4..udp + 6].copy_from_slice(&len.to_be_bytes());
+    if t.is_v6() {
+        // The pseudo-header's length and the header's are the same number: counted twice.
+        let fixed = checksum::combine(&[t.fixed_sum(), sport, len, len]);
+        let sum = checksum::fold(checksum::sum(&data[udp + 8..], u64::from(fixed)));
+        data[udp + 6..udp + 8].copy_from_slice(&checksum::udp_fill(!sum).to_be_bytes());
+    }
+    super::dsr::to_backend(data, b);
+    true
+}
