@@ -48,9 +48,10 @@ fn ip(args: &[&str]) {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Layout {
+pub(crate) enum Layout {
     Health,
     Testbed,
+    Routed,
 }
 
 /// The namespaces of one test.
@@ -61,13 +62,15 @@ pub struct Net {
     /// Scratch directory: configs, logs, agent files.
     pub dir: PathBuf,
     layout: Layout,
-    servers: Vec<Option<Child>>,
+    pub(crate) servers: Vec<Option<Child>>,
+    /// Routed layout: each backend's tunnel endpoint.
+    pub(crate) decaps: Vec<Option<crate::Decap>>,
     // Dropped after `Drop::drop` has stopped every process.
     _scratch: Scratch,
 }
 
 impl Net {
-    fn new(tag: &str, backends: usize, layout: Layout) -> Net {
+    pub(crate) fn new(tag: &str, backends: usize, layout: Layout) -> Net {
         assert!(tag.len() <= 2, "tag {tag:?}: at most 2 characters");
         let name = format!("{tag}{}", std::process::id() % 10000);
         let scratch = Scratch::new(&format!("net-{name}"));
@@ -77,6 +80,7 @@ impl Net {
             dir: scratch.path.clone(),
             layout,
             servers: Vec::new(),
+            decaps: Vec::new(),
             _scratch: scratch,
         };
         net.teardown(); // leftovers of a crashed run with the same name
@@ -204,6 +208,26 @@ impl Net {
             .replace("fulcrum-testbed", &self.eal_prefix())
     }
 
+    /// [`Net::testbed_config`] with IPv6: the port also owns fd77::2/64 (the backends'
+    /// subnet) and fd78::1/64 (the NAT clients' gateway), and the IPv6 twins of the example's
+    /// services follow (tests/configs/testbed_v6.toml: DSR VIP fd77::100, NAT VIP fd79::200,
+    /// an empty pool on fd77::99).
+    pub fn testbed_config_v6(&self) -> String {
+        let v4 = r#"addresses = ["10.77.0.2/24", "10.78.0.1/24"]"#;
+        let both = r#"addresses = ["10.77.0.2/24", "10.78.0.1/24", "fd77::2/64", "fd78::1/64"]"#;
+        let text = self.testbed_config();
+        assert!(
+            text.contains(v4),
+            "conf/examples/testbed.toml's port addresses changed: update testbed_config_v6"
+        );
+        format!(
+            "{}
+{}",
+            text.replace(v4, both),
+            fixture("testbed_v6.toml").render()
+        )
+    }
+
     /// Testbed layout: runs `scripts/testbed.sh ACTION NAME BACKEND` (stop-backend,
     /// start-backend, freeze-backend, thaw-backend).
     pub fn script(&self, action: &str, backend: &str) {
@@ -220,25 +244,38 @@ impl Net {
         serde_json::from_slice(&out.stdout).expect("client JSON")
     }
 
+    /// `node`'s interface `ifname` on the switch's bridge.
     fn link(&self, node: &str, ifname: &str) {
+        let port = format!("w{}{node}", self.name);
+        self.veth(node, ifname, "sw", &port);
+        self.exec("sw", &["ip", "link", "set", &port, "master", "br0"]);
+    }
+
+    /// A veth from `node`'s `ifname` to `peer`'s `peer_if` (`node`'s namespace made if it
+    /// does not exist yet; `peer`'s must), both ends up.
+    pub(crate) fn veth(&self, node: &str, ifname: &str, peer: &str, peer_if: &str) {
         let ns = self.ns(node);
-        if node != "sw" && !Path::new("/var/run/netns").join(&ns).exists() {
+        if !Path::new("/var/run/netns").join(&ns).exists() {
             ip(&["netns", "add", &ns]);
             self.exec(node, &["ip", "link", "set", "lo", "up"]);
         }
+        // Names unique in the root namespace, where the pair is made.
         let (a, b) = (
             format!("v{}{node}", self.name),
             format!("w{}{node}", self.name),
         );
         ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
         ip(&["link", "set", &a, "netns", &ns]);
-        ip(&["link", "set", &b, "netns", &self.ns("sw")]);
+        ip(&["link", "set", &b, "netns", &self.ns(peer)]);
         self.exec(node, &["ip", "link", "set", &a, "name", ifname]);
-        self.exec(node, &["ip", "link", "set", ifname, "up"]);
-        // Kernel TCP through DPDK's af_packet port needs complete checksums on the wire.
-        self.exec(node, &["ethtool", "-K", ifname, "tx", "off"]);
-        self.exec("sw", &["ip", "link", "set", &b, "master", "br0"]);
-        self.exec("sw", &["ip", "link", "set", &b, "up"]);
+        if b != peer_if {
+            self.exec(peer, &["ip", "link", "set", &b, "name", peer_if]);
+        }
+        for (n, i) in [(node, ifname), (peer, peer_if)] {
+            self.exec(n, &["ip", "link", "set", i, "up"]);
+            // Kernel TCP through DPDK's af_packet port needs complete checksums on the wire.
+            self.exec(n, &["ethtool", "-K", i, "tx", "off"]);
+        }
     }
 
     /// Health layout: a further host `node` on the switch, its interface `eth0` with
@@ -372,6 +409,7 @@ impl Net {
 
     /// Every process in this test's namespaces killed, every namespace removed.
     fn teardown(&mut self) {
+        self.decaps.clear();
         for c in self.servers.iter_mut().flatten() {
             signal(c.id(), "CONT");
             let _ = c.kill();
