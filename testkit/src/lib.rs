@@ -2,8 +2,10 @@
 //! share, so that each exists once.
 //!
 //! - [`Net`]: network namespaces as RAII guards (the health layout built here, the testbed
-//!   layout of `scripts/testbed.sh`), with backend servers and kernel TCP clients
-//!   ([`Client`], [`KeepAlive`]);
+//!   layout of `scripts/testbed.sh`, the routed layout with a router and tunnelled backends),
+//!   with backend servers and kernel TCP clients ([`Client`], [`KeepAlive`]);
+//! - [`Decap`]: a backend's tunnel endpoint (the kernel's devices, or tests/tools/decap.py
+//!   where the kernel has none), counting what it refuses;
 //! - [`Balancer`]: `fulcrum run` in a namespace, waited for until it serves, driven with
 //!   `ctl`, stopped, and its DPDK runtime files removed (also when the test fails);
 //! - [`Scratch`] and [`EalPrefix`]: scratch directories and EAL file prefixes that clean up
@@ -15,11 +17,13 @@
 
 mod balancer;
 mod bird;
+mod decap;
 mod eal;
 mod fixture;
 mod net;
 pub mod outcome;
 pub mod readme;
+mod routed;
 pub mod traffic;
 
 use std::path::PathBuf;
@@ -27,11 +31,13 @@ use std::process::{Command, Output};
 
 pub use balancer::Balancer;
 pub use bird::Bird;
+pub use decap::{Decap, DecapStats, GUE_PORT, kernel_has_tunnels};
 pub use eal::{
     EalPrefix, Scratch, TestEal, eal_args, eal_args_toml, eal_prefix, runtime_dir_exists,
 };
 pub use fixture::{Fixture, fixture};
 pub use net::{Answer, Client, KeepAlive, LB_ADDR, Net, VIP};
+pub use routed::{ROUTED_VIPS, ROUTED_VIPS_V6};
 pub use traffic::{gen_flows, read_pcap, test_frame, write_pcap};
 
 /// The workspace root (where README.md, scripts/ and tests/ are).
