@@ -6,74 +6,13 @@
 //! with IPv6 clients to IPv6 VIPs (the testbed's fd77::/64 and fd78::/64 twins).
 
 use testkit::outcome::*;
+use testkit::spread::{self, client_args, client_sources as sources};
 use testkit::{Balancer, Net};
 
 const CONNECTIONS: usize = 1000;
-/// Absolute tolerance on a backend's share: 1000 connections give a standard deviation of
-/// about 1.4 points for a 25% share, so 5 points is over 3.5 sigma.
-const SHARE_TOLERANCE: f64 = 0.05;
 
-/// The client's four addresses in `net` ("10.77.0" or, IPv6, "fd77").
-fn sources(net: &str) -> Vec<String> {
-    let sep = if net.contains('.') { "." } else { "::" };
-    (101..=104).map(|h| format!("{net}{sep}{h}")).collect()
-}
-
-fn client_args<'a>(host: &'a str, srcs: &'a [String], count: &'a str) -> Vec<&'a str> {
-    let mut a = vec![
-        "--host",
-        host,
-        "--port",
-        "80",
-        "--count",
-        count,
-        "--concurrency",
-        "8",
-        "--timeout",
-        "5",
-    ];
-    for s in srcs {
-        a.push("--source");
-        a.push(s);
-    }
-    a
-}
-
-fn distinct_flows(recs: &[Record]) -> usize {
-    recs.iter()
-        .map(|r| (r.src.clone(), r.sport))
-        .collect::<std::collections::HashSet<_>>()
-        .len()
-}
-
-/// `CONNECTIONS` new connections from `net`'s client addresses to `vip`:80, every one
-/// answered by the backend `fulcrum which` names, shares within `SHARE_TOLERANCE` of
-/// `weights`. The number of distinct client flows.
-fn place(
-    tb: &Net,
-    lb: &Balancer,
-    what: &str,
-    net: &str,
-    vip: &str,
-    weights: &[(&str, f64)],
-) -> usize {
-    let srcs = sources(net);
-    let count = CONNECTIONS.to_string();
-    let out = tb.client(&client_args(vip, &srcs, &count));
-    let recs = records(&out);
-    assert_eq!(recs.len(), CONNECTIONS);
-    let dst = std::net::SocketAddr::new(vip.parse().expect("VIP"), 80).to_string();
-    let expected = expected_backends(&lb.config, &recs, &dst);
-    check_placement(&recs, &expected).unwrap_or_else(|e| panic!("{what}: {e}"));
-    check_shares(&recs, weights, SHARE_TOLERANCE).unwrap_or_else(|e| panic!("{what}: {e}"));
-    println!(
-        "{what}: {} connections to {dst}, per backend {}, p50 {} ms, slowest {} ms",
-        recs.len(),
-        out["per_backend"],
-        out["ms_p50"],
-        out["ms_max"]
-    );
-    distinct_flows(&recs)
+fn place(tb: &Net, lb: &Balancer, what: &str, net: &str, vip: &str, w: &[(&str, f64)]) -> usize {
+    spread::place(tb, lb, what, net, vip, CONNECTIONS, w)
 }
 
 /// The final report of a balancer that served `dsr_flows` DSR and `nat_flows` NAT client

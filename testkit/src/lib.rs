@@ -12,7 +12,8 @@
 //!   after themselves; [`TestEal`]: EAL started in the test process;
 //! - [`Bird`]: a real BIRD 2 in a namespace, asked with `birdc`;
 //! - [`fixture`]: config files under `tests/configs/`, templated;
-//! - [`outcome`]: judging what real clients saw; [`traffic`]: test frames and pcaps;
+//! - [`outcome`]: judging what real clients saw; [`spread`]: many connections placed and
+//!   checked, long-lived streams; [`traffic`]: test frames and pcaps;
 //!   [`readme`]: the commands README shows.
 
 mod balancer;
@@ -24,6 +25,7 @@ mod net;
 pub mod outcome;
 pub mod readme;
 mod routed;
+pub mod spread;
 pub mod traffic;
 
 use std::path::PathBuf;
@@ -38,6 +40,7 @@ pub use eal::{
 pub use fixture::{Fixture, fixture};
 pub use net::{Answer, Client, KeepAlive, LB_ADDR, Net, VIP};
 pub use routed::{ROUTED_VIPS, ROUTED_VIPS_V6};
+pub use spread::Stream;
 pub use traffic::{gen_flows, read_pcap, test_frame, write_pcap};
 
 /// The workspace root (where README.md, scripts/ and tests/ are).
