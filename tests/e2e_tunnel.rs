@@ -103,6 +103,23 @@ fn endpoints_clean(net: &mut Net) -> DecapStats {
     sum
 }
 
+/// The endpoints took packets over each of `used` and none over `unused` (where they tell
+/// carriers apart: the user-space endpoint does, the kernel's devices do not).
+fn carriers(s: &DecapStats, used: &[&str], unused: &[&str]) {
+    for k in used {
+        assert!(
+            s.carried(k).is_none_or(|n| n > 0),
+            "nothing over {k}: {s:?}"
+        );
+    }
+    for k in unused {
+        assert!(
+            s.carried(k).is_none_or(|n| n == 0),
+            "packets over {k}: {s:?}"
+        );
+    }
+}
+
 /// The balancer's final report: every packet accounted for, no reset.
 fn totals_clean(v: &serde_json::Value) {
     let t = &v["totals"];
@@ -207,10 +224,7 @@ fn e2e_tunnel_ipv6_ip6ip6_gue6_and_ipv4_in_ipv6() {
         Some((a + b + c) as u64)
     );
     let s = endpoints_clean(&mut net);
-    for k in ["ip6ip6", "gue6", "ip4ip6"] {
-        assert!(s.received[k] > 0, "{k}: {s:?}");
-    }
-    assert_eq!(s.received["ipip"] + s.received["gue4"], 0, "{s:?}");
+    carriers(&s, &["ip6ip6", "gue6", "ip4ip6"], &["ipip", "gue4"]);
 }
 
 fn wait_for(what: &str, lb: &Balancer, f: impl Fn(&str) -> bool) {
@@ -362,5 +376,48 @@ fn e2e_tunnel_path_mtu_large_upload_and_download() {
     let t = &v["totals"];
     assert_eq!(t["balanced"].as_bool(), Some(true), "{t}");
     println!("totals: {t}");
+    endpoints_clean(&mut net);
+}
+
+/// `[service.health] through_tunnel = true`: besides the check to the backend's own address
+/// (which still passes), a check to VIP:port through the tunnel. A backend whose tunnel
+/// endpoint is gone is taken out instead of black-holing its share.
+#[test]
+fn e2e_tunnel_backend_without_its_endpoint_is_taken_out() {
+    let mut net = Net::routed("tt", 3);
+    let cfg = format!(
+        "{}{}",
+        net.routed_config(),
+        svc("web", "10.80.9.100", "ipip", &[1, 1, 1], false)
+            .replace("fall = 2\n", "fall = 2\nthrough_tunnel = true\n"),
+    );
+    let lb = Balancer::start(&net, &cfg);
+    lb.wait_up(3);
+    let b3 = net.decap_stop(3);
+    println!("b3's endpoint stopped after {} packets", b3.delivered);
+    assert!(
+        b3.delivered > 0,
+        "the through-tunnel checks reached b3: {b3:?}"
+    );
+    wait_for(
+        "b3 goes down once its tunnel endpoint is gone",
+        &lb,
+        |log| {
+            log.lines().any(|l| {
+                l.contains("backend health") && l.contains("b3") && l.contains("to=\"down\"")
+            })
+        },
+    );
+    let srcs = client_sources("10.80.1");
+    let out = net.client(&client_args("10.80.9.100", &srcs, "300"));
+    assert_eq!(out["errors"], serde_json::json!({}), "{out}");
+    assert!(
+        out["per_backend"].get("b3").is_none(),
+        "b3 got new flows: {}",
+        out["per_backend"]
+    );
+    println!("300 connections without b3: {}", out["per_backend"]);
+    let v = lb.stop();
+    totals_clean(&v);
     endpoints_clean(&mut net);
 }

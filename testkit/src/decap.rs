@@ -34,6 +34,13 @@ pub struct DecapStats {
 }
 
 impl DecapStats {
+    /// Datagrams received over `carrier` ("ipip", "gue6", ...); None from the kernel's
+    /// devices, which do not tell carriers apart.
+    pub fn carried(&self, carrier: &str) -> Option<u64> {
+        let user_space = self.received.contains_key("ipip");
+        user_space.then(|| self.received.get(carrier).copied().unwrap_or(0))
+    }
+
     pub fn received_total(&self) -> u64 {
         self.received.values().sum()
     }
@@ -128,16 +135,17 @@ impl Decap {
         }
     }
 
-    /// The kernel's fallback tunnel devices up, taking any remote; GUE on [`GUE_PORT`].
+    /// The kernel's fallback tunnel devices up, taking any remote (ip6tnl0 both IPv4 and IPv6
+    /// inside); GUE on [`GUE_PORT`] (the kernel's GUE takes variant 1, direct IP, too).
     fn kernel(ns: &str) -> Decap {
         let ip = |args: &[&str]| {
             crate::must(Command::new("ip").args(["-n", ns]).args(args));
         };
-        // Creating a device of each type loads the module, which makes the fallback device.
-        ip(&["link", "add", "name", "ipipx", "type", "ipip", "external"]);
-        ip(&[
-            "link", "add", "name", "ip6tnlx", "type", "ip6tnl", "external",
-        ]);
+        // Making (and removing) a device of each type loads its module, which gives every
+        // namespace its fallback device: tunl0 and ip6tnl0 take packets from any remote.
+        // ([`kernel_has_tunnels`] did so for ipip.)
+        ip(&["link", "add", "name", "ip6probe", "type", "ip6tnl"]);
+        ip(&["link", "del", "ip6probe"]);
         ip(&["link", "set", "tunl0", "up"]);
         ip(&["-6", "tunnel", "change", "ip6tnl0", "mode", "any"]);
         ip(&["link", "set", "ip6tnl0", "up"]);
