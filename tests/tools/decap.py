@@ -150,7 +150,8 @@ class Decap:
             self.add(g6, "gue6")
 
     def add(self, s, name):
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        # Room for bursts while Python catches up (FORCE: past rmem_max, as root).
+        s.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 1 << 23)
         s.setblocking(False)
         self.socks[s.fileno()] = (s, name)
 
