@@ -1,6 +1,7 @@
-//! Tunnelled backends end to end, in testkit's routed layout (`Net::routed`): clients in
-//! one subnet, a router, Fulcrum alone on its own subnet (DPDK net_af_packet), backends in a
-//! third subnet behind the router. Fulcrum reaches them through its configured routes and
+//! Tunnelled backends end to end, in testkit's tunnelled layout (`Net::tunnelled`: the routed
+//! layout with IPv6, VIP ranges and tunnel endpoints): clients in one subnet, a router,
+//! Fulcrum alone on its own subnet (DPDK net_af_packet), backends in a third subnet behind
+//! the router. Fulcrum reaches them through its configured routes and
 //! `forwarding = "ipip"` or `"gue"`; each backend's tunnel endpoint (testkit's `Decap`: the
 //! kernel's devices, or tests/tools/decap.py where the kernel has none, as here) hands the
 //! inner packet to its kernel, which answers from the VIP straight to the client through
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use testkit::outcome::*;
 use testkit::spread::{self, client_args, client_sources};
-use testkit::{Balancer, DecapStats, Net, Stream};
+use testkit::{Balancer, DecapStats, Net, Stream, backend_v6, routed};
 
 const CONNECTIONS: usize = 1000;
 
@@ -63,7 +64,7 @@ fn backends(weights: &[u32], v6: bool) -> Vec<(&'static str, String, u32)> {
         .iter()
         .enumerate()
         .map(|(i, w)| {
-            let (a4, a6) = Net::routed_backend(i + 1);
+            let (a4, a6) = (routed::backend(i + 1), backend_v6(i + 1));
             (NAMES[i], if v6 { a6 } else { a4 }, *w)
         })
         .collect()
@@ -131,16 +132,16 @@ fn totals_clean(v: &serde_json::Value) {
 /// IPIP (IPv4 in IPv4) and GUE over IPv4, 1000 connections each, and an empty pool.
 #[test]
 fn e2e_tunnel_ipip_and_gue_spread_by_weight() {
-    let mut net = Net::routed("ti", 3);
+    let mut net = Net::tunnelled("ti", 3);
     let cfg = format!(
         "{}{}{}{}",
-        net.routed_config(),
-        svc("web-ipip", "10.80.9.100", "ipip", &[100, 100, 200], false),
-        svc("web-gue", "10.80.9.101", "gue", &[1, 1, 1], false),
+        net.tunnelled_config(),
+        svc("web-ipip", "10.69.0.100", "ipip", &[100, 100, 200], false),
+        svc("web-gue", "10.69.0.101", "gue", &[1, 1, 1], false),
         // One backend, disabled: an empty pool.
-        service("web-empty", "10.80.9.99", "ipip", &[]).replace(
+        service("web-empty", "10.69.0.99", "ipip", &[]).replace(
             "fall = 2\n",
-            "fall = 2\n\n[[service.backend]]\nname = \"b1\"\naddress = \"10.80.3.11\"\nadmin = \"disabled\"\n"
+            "fall = 2\n\n[[service.backend]]\nname = \"b1\"\naddress = \"10.67.0.11\"\nadmin = \"disabled\"\n"
         ),
     );
     let lb = Balancer::start(&net, &cfg);
@@ -149,8 +150,8 @@ fn e2e_tunnel_ipip_and_gue_spread_by_weight() {
         &net,
         &lb,
         "IPIP",
-        "10.80.1",
-        "10.80.9.100",
+        "10.68.0",
+        "10.69.0.100",
         CONNECTIONS,
         &weights_of(&[100, 100, 200]),
     );
@@ -158,14 +159,14 @@ fn e2e_tunnel_ipip_and_gue_spread_by_weight() {
         &net,
         &lb,
         "GUE",
-        "10.80.1",
-        "10.80.9.101",
+        "10.68.0",
+        "10.69.0.101",
         CONNECTIONS,
         &weights_of(&[1, 1, 1]),
     );
 
-    let srcs = client_sources("10.80.1");
-    let out = net.client(&client_args("10.80.9.99", &srcs, "50"));
+    let srcs = client_sources("10.68.0");
+    let out = net.client(&client_args("10.69.0.99", &srcs, "50"));
     check_refused(&records(&out), 1000.0).unwrap_or_else(|e| panic!("empty pool: {e}"));
     println!(
         "empty pool: 50 SYNs refused, slowest after {} ms",
@@ -194,29 +195,21 @@ fn e2e_tunnel_ipip_and_gue_spread_by_weight() {
 /// backends through IPv4 in IPv6.
 #[test]
 fn e2e_tunnel_ipv6_ip6ip6_gue6_and_ipv4_in_ipv6() {
-    let mut net = Net::routed("t6", 3);
+    let mut net = Net::tunnelled("t6", 3);
     let cfg = format!(
         "{}{}{}{}",
-        net.routed_config(),
-        svc("web-ip6ip6", "fd80:9::100", "ipip", &[100, 100, 200], true),
-        svc("web-gue6", "fd80:9::101", "gue", &[1, 1, 1], true),
-        svc("web-4in6", "10.80.9.102", "ipip", &[1, 1, 1], true),
+        net.tunnelled_config(),
+        svc("web-ip6ip6", "fd69::100", "ipip", &[100, 100, 200], true),
+        svc("web-gue6", "fd69::101", "gue", &[1, 1, 1], true),
+        svc("web-4in6", "10.69.0.102", "ipip", &[1, 1, 1], true),
     );
     let lb = Balancer::start(&net, &cfg);
     lb.wait_up(9);
     let w = weights_of(&[100, 100, 200]);
-    let a = spread::place(
-        &net,
-        &lb,
-        "IP6IP6",
-        "fd80:1",
-        "fd80:9::100",
-        CONNECTIONS,
-        &w,
-    );
+    let a = spread::place(&net, &lb, "IP6IP6", "fd68", "fd69::100", CONNECTIONS, &w);
     let w = weights_of(&[1, 1, 1]);
-    let b = spread::place(&net, &lb, "GUE IPv6", "fd80:1", "fd80:9::101", 600, &w);
-    let c = spread::place(&net, &lb, "IPv4 in IPv6", "10.80.1", "10.80.9.102", 600, &w);
+    let b = spread::place(&net, &lb, "GUE IPv6", "fd68", "fd69::101", 600, &w);
+    let c = spread::place(&net, &lb, "IPv4 in IPv6", "10.68.0", "10.69.0.102", 600, &w);
     let v = lb.stop();
     totals_clean(&v);
     assert_eq!(
@@ -240,24 +233,24 @@ fn wait_for(what: &str, lb: &Balancer, f: impl Fn(&str) -> bool) {
 /// new flow while the others take them all.
 #[test]
 fn e2e_tunnel_stream_survives_reload_and_stopped_backend_gets_no_flows() {
-    let mut net = Net::routed("tr", 3);
-    let header = net.routed_config();
+    let mut net = Net::tunnelled("tr", 3);
+    let header = net.tunnelled_config();
     let first = format!(
         "{header}{}",
-        svc("web", "10.80.9.100", "ipip", &[100, 100, 100], false)
+        svc("web", "10.69.0.100", "ipip", &[100, 100, 100], false)
     );
     let lb = Balancer::start(&net, &first);
     lb.wait_up(3);
 
-    let (src, sport) = ("10.80.1.101", 61501);
-    let which = lb.ctl_json(&["which", &format!("{src}:{sport}"), "10.80.9.100:80"]);
+    let (src, sport) = ("10.68.0.101", 61501);
+    let which = lb.ctl_json(&["which", &format!("{src}:{sport}"), "10.69.0.100:80"]);
     let streamed_to = which["backend"].as_str().expect("a backend").to_owned();
-    let stream = Stream::start(&net, "10.80.9.100", src, sport, 12);
+    let stream = Stream::start(&net, "10.69.0.100", src, sport, 12);
     std::thread::sleep(Duration::from_secs(2));
 
     let second = format!(
         "{header}{}",
-        svc("web", "10.80.9.100", "ipip", &[300, 100, 50], false)
+        svc("web", "10.69.0.100", "ipip", &[300, 100, 50], false)
     );
     std::fs::write(&lb.config, &second).expect("config");
     let r = lb.ctl_json(&["reload"]);
@@ -273,8 +266,8 @@ fn e2e_tunnel_stream_survives_reload_and_stopped_backend_gets_no_flows() {
                 && l.contains("to=\"down\"")
         })
     });
-    let srcs = client_sources("10.80.1");
-    let out = net.client(&client_args("10.80.9.100", &srcs, "300"));
+    let srcs = client_sources("10.68.0");
+    let out = net.client(&client_args("10.69.0.100", &srcs, "300"));
     assert_eq!(out["errors"], serde_json::json!({}), "{out}");
     let per = &out["per_backend"];
     assert!(
@@ -298,14 +291,14 @@ fn e2e_tunnel_stream_survives_reload_and_stopped_backend_gets_no_flows() {
 /// no tunnel on that way) too. IPv4 (IPIP) and IPv6 (IP6IP6).
 #[test]
 fn e2e_tunnel_path_mtu_large_upload_and_download() {
-    let mut net = Net::routed("tm", 1);
+    let mut net = Net::tunnelled("tm", 1);
     let header = net
-        .routed_config()
+        .tunnelled_config()
         .replace("name = \"lan\"\n", "name = \"lan\"\nmtu = 1500\n");
     let cfg = format!(
         "{header}{}{}",
-        svc("up4", "10.80.9.100", "ipip", &[1], false),
-        svc("up6", "fd80:9::100", "ipip", &[1], true),
+        svc("up4", "10.69.0.100", "ipip", &[1], false),
+        svc("up6", "fd69::100", "ipip", &[1], true),
     );
     let lb = Balancer::start(&net, &cfg);
     lb.wait_up(2);
@@ -322,8 +315,8 @@ fn e2e_tunnel_path_mtu_large_upload_and_download() {
             .to_owned()
     };
     for (vip, host, want_mtu) in [
-        ("10.80.9.100", "10.80.9.100".to_owned(), 1480),
-        ("fd80:9::100", "[fd80:9::100]".to_owned(), 1460),
+        ("10.69.0.100", "10.69.0.100".to_owned(), 1480),
+        ("fd69::100", "[fd69::100]".to_owned(), 1460),
     ] {
         let t0 = Instant::now();
         let up = net.exec(
@@ -384,11 +377,11 @@ fn e2e_tunnel_path_mtu_large_upload_and_download() {
 /// endpoint is gone is taken out instead of black-holing its share.
 #[test]
 fn e2e_tunnel_backend_without_its_endpoint_is_taken_out() {
-    let mut net = Net::routed("tt", 3);
+    let mut net = Net::tunnelled("tt", 3);
     let cfg = format!(
         "{}{}",
-        net.routed_config(),
-        svc("web", "10.80.9.100", "ipip", &[1, 1, 1], false)
+        net.tunnelled_config(),
+        svc("web", "10.69.0.100", "ipip", &[1, 1, 1], false)
             .replace("fall = 2\n", "fall = 2\nthrough_tunnel = true\n"),
     );
     let lb = Balancer::start(&net, &cfg);
@@ -408,8 +401,8 @@ fn e2e_tunnel_backend_without_its_endpoint_is_taken_out() {
             })
         },
     );
-    let srcs = client_sources("10.80.1");
-    let out = net.client(&client_args("10.80.9.100", &srcs, "300"));
+    let srcs = client_sources("10.68.0");
+    let out = net.client(&client_args("10.69.0.100", &srcs, "300"));
     assert_eq!(out["errors"], serde_json::json!({}), "{out}");
     assert!(
         out["per_backend"].get("b3").is_none(),

@@ -2,7 +2,8 @@
 //! share, so that each exists once.
 //!
 //! - [`Net`]: network namespaces as RAII guards (the health layout built here, the testbed
-//!   layout of `scripts/testbed.sh`, the routed layout with a router and tunnelled backends),
+//!   layout of `scripts/testbed.sh`, the routed layout with a router, and its tunnelled
+//!   variant with a tunnel endpoint on every backend),
 //!   with backend servers and kernel TCP clients ([`Client`], [`KeepAlive`]);
 //! - [`Decap`]: a backend's tunnel endpoint (the kernel's devices, or tests/tools/decap.py
 //!   where the kernel has none), counting what it refuses;
@@ -24,9 +25,9 @@ mod fixture;
 mod net;
 pub mod outcome;
 pub mod readme;
-mod routed;
 pub mod spread;
 pub mod traffic;
+mod tunnelled;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -38,10 +39,10 @@ pub use eal::{
     EalPrefix, Scratch, TestEal, eal_args, eal_args_toml, eal_prefix, runtime_dir_exists,
 };
 pub use fixture::{Fixture, fixture};
-pub use net::{Answer, Client, KeepAlive, LB_ADDR, Net, VIP};
-pub use routed::{ROUTED_VIPS, ROUTED_VIPS_V6};
+pub use net::{Answer, Client, KeepAlive, LB_ADDR, Net, VIP, routed};
 pub use spread::Stream;
 pub use traffic::{gen_flows, read_pcap, test_frame, write_pcap};
+pub use tunnelled::{LB_ADDR_V6, TUNNEL_VIPS, TUNNEL_VIPS_V6, backend_v6};
 
 /// The workspace root (where README.md, scripts/ and tests/ are).
 pub fn repo() -> PathBuf {

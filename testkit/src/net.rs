@@ -17,6 +17,24 @@
 //! [`Net::start`] and [`Net::freeze`] control. Backends have no MAC in the config: Fulcrum
 //! learns them by ARP.
 //!
+//! The routed layout ([`Net::routed`]), built here: no L2 shared between the balancer, its
+//! clients and its backends; a router namespace (Linux forwarding) between them.
+//!
+//! ```text
+//!  <name>-c1: eth0 10.68.0.50/24 --- eth2 10.68.0.1/24                 (client subnet)
+//!             default via .1            |
+//!                                  <name>-rt (ip_forward=1; VIP 10.66.0.100 via 10.66.0.2)
+//!  <name>-lb: lb0 (DPDK, Fulcrum --- eth0 10.66.0.1/24                 (balancer subnet)
+//!             10.66.0.2, routes via .1) |
+//!                                       eth1 10.67.0.1/24 -- <name>-sw (bridge br0)
+//!                                                             |
+//!                         <name>-b1..bN: eth0 10.67.0.1N/24, default via 10.67.0.1,
+//!                                        VIP on lo (arp_ignore), the health layout's server
+//! ```
+//!
+//! Backends answer clients straight through the router (DSR, tunnels); [`Net::nat_return`]
+//! makes the router send their replies to clients back through the balancer instead (NAT).
+//!
 //! The testbed layout ([`Net::testbed`]) is `scripts/testbed.sh`'s (the demo's): DSR and NAT
 //! clients in 10.77.0.0/24 and 10.78.0.0/24, backends 10.77.0.1N serving :80 and :8080, for
 //! `conf/examples/testbed.toml`; [`Net::script`] runs its backend actions.
@@ -38,6 +56,25 @@ use crate::{Scratch, fixture, must, repo, signal};
 pub const VIP: &str = "10.66.0.100";
 /// The balancer's address in the health layout.
 pub const LB_ADDR: &str = "10.66.0.2";
+
+/// The routed layout's addresses ([`Net::routed`]).
+pub mod routed {
+    /// The router on the balancer's subnet: the balancer's gateway.
+    pub const GATEWAY: &str = "10.66.0.1";
+    /// The backends' subnet, behind the router.
+    pub const BACKENDS: &str = "10.67.0.0/24";
+    /// The router on the backends' subnet: their gateway.
+    pub const BACKEND_GATEWAY: &str = "10.67.0.1";
+    /// The clients' subnet, behind the router.
+    pub const CLIENTS: &str = "10.68.0.0/24";
+    /// The client c1.
+    pub const CLIENT: &str = "10.68.0.50";
+
+    /// Backend `i`'s address (1-based).
+    pub fn backend(i: usize) -> String {
+        format!("10.67.0.{}", 10 + i)
+    }
+}
 
 fn sh(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&must(cmd).stdout).into_owned()
@@ -106,26 +143,82 @@ impl Net {
             net.link(&b, "eth0");
             let addr = format!("10.66.0.{}/24", 10 + i);
             net.exec(&b, &["ip", "addr", "add", &addr, "dev", "eth0"]);
-            net.exec(
-                &b,
-                &["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"],
-            );
-            for k in ["all", "eth0"] {
-                net.exec(
-                    &b,
-                    &[
-                        "sysctl",
-                        "-qw",
-                        &format!("net.ipv4.conf.{k}.arp_ignore=1"),
-                        &format!("net.ipv4.conf.{k}.arp_announce=2"),
-                    ],
-                );
-            }
+            net.vip_on_lo(&b);
             net.agent(i, "up");
             net.servers.push(None);
             net.start(i);
         }
         net
+    }
+
+    /// The routed layout (see the module doc): a client, the balancer's port and `backends`
+    /// backends each on its own subnet, a router between them; each backend's server running
+    /// (the health layout's, on :80 and the agent on :5555). `tag`: as for [`Net::up`].
+    pub fn routed(tag: &str, backends: usize) -> Net {
+        use routed::*;
+        let mut net = Net::new(tag, backends, Layout::Routed);
+        let sw = net.ns("sw");
+        ip(&["netns", "add", &sw]);
+        net.exec("sw", &["ip", "link", "set", "lo", "up"]);
+        net.exec("sw", &["ip", "link", "add", "br0", "type", "bridge"]);
+        net.exec("sw", &["ip", "link", "set", "br0", "up"]);
+        net.pair(("rt", "eth0"), ("lb", "lb0"));
+        net.exec("lb", &["sysctl", "-qw", "net.ipv6.conf.lb0.disable_ipv6=1"]);
+        net.pair(("rt", "eth2"), ("c1", "eth0"));
+        net.link("rt", "eth1");
+        for (ifname, addr) in [
+            ("eth0", GATEWAY),
+            ("eth1", BACKEND_GATEWAY),
+            ("eth2", "10.68.0.1"),
+        ] {
+            net.exec(
+                "rt",
+                &["ip", "addr", "add", &format!("{addr}/24"), "dev", ifname],
+            );
+        }
+        net.exec("rt", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        net.exec(
+            "rt",
+            &["ip", "route", "add", &format!("{VIP}/32"), "via", LB_ADDR],
+        );
+        net.exec(
+            "c1",
+            &["ip", "addr", "add", &format!("{CLIENT}/24"), "dev", "eth0"],
+        );
+        net.exec("c1", &["ip", "route", "add", "default", "via", "10.68.0.1"]);
+        for i in 1..=backends {
+            let b = format!("b{i}");
+            net.link(&b, "eth0");
+            let addr = format!("{}/24", backend(i));
+            net.exec(&b, &["ip", "addr", "add", &addr, "dev", "eth0"]);
+            net.exec(
+                &b,
+                &["ip", "route", "add", "default", "via", BACKEND_GATEWAY],
+            );
+            net.vip_on_lo(&b);
+            net.agent(i, "up");
+            net.servers.push(None);
+            net.start(i);
+        }
+        net
+    }
+
+    /// Routed layout: the router sends what backends send to the clients' subnet through the
+    /// balancer (a policy route), as NAT needs; without it they answer clients directly.
+    pub fn nat_return(&self) {
+        use routed::*;
+        self.exec(
+            "rt",
+            &[
+                "ip", "route", "add", CLIENTS, "via", LB_ADDR, "table", "100",
+            ],
+        );
+        self.exec(
+            "rt",
+            &[
+                "ip", "rule", "add", "from", BACKENDS, "to", CLIENTS, "lookup", "100",
+            ],
+        );
     }
 
     /// The testbed layout of `scripts/testbed.sh` with `backends` backends.
@@ -188,6 +281,19 @@ impl Net {
             .render()
     }
 
+    /// Routed layout: the balancer's `[dpdk]`, `[global]` and `[[port]]` (as
+    /// [`Net::balancer_config`], with 10.66.0.2/24 and routes to the backends' and clients'
+    /// subnets through the router). Services follow.
+    pub fn routed_balancer_config(&self) -> String {
+        use routed::*;
+        let base = self.balancer_config(&[&format!("{LB_ADDR}/24")]);
+        format!(
+            "{}\nroutes = [{{ prefix = \"{BACKENDS}\", via = \"{GATEWAY}\" }}, \
+             {{ prefix = \"{CLIENTS}\", via = \"{GATEWAY}\" }}]\n",
+            base.trim_end()
+        )
+    }
+
     /// The testbed layout's example config (conf/examples/testbed.toml) with this test's
     /// EAL prefix and control socket, and health checks that let a starved backend be slow:
     /// these tests do not measure detection (the health layout's do, with their own
@@ -221,8 +327,7 @@ impl Net {
             "conf/examples/testbed.toml's port addresses changed: update testbed_config_v6"
         );
         format!(
-            "{}
-{}",
+            "{}\n{}",
             text.replace(v4, both),
             fixture("testbed_v6.toml").render()
         )
@@ -244,38 +349,69 @@ impl Net {
         serde_json::from_slice(&out.stdout).expect("client JSON")
     }
 
-    /// `node`'s interface `ifname` on the switch's bridge.
-    fn link(&self, node: &str, ifname: &str) {
-        let port = format!("w{}{node}", self.name);
-        self.veth(node, ifname, "sw", &port);
-        self.exec("sw", &["ip", "link", "set", &port, "master", "br0"]);
+    /// The VIP on `node`'s loopback, not answered for by ARP on eth0 (Fulcrum answers it).
+    fn vip_on_lo(&self, node: &str) {
+        self.exec(
+            node,
+            &["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"],
+        );
+        for k in ["all", "eth0"] {
+            self.exec(
+                node,
+                &[
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv4.conf.{k}.arp_ignore=1"),
+                    &format!("net.ipv4.conf.{k}.arp_announce=2"),
+                ],
+            );
+        }
     }
 
-    /// A veth from `node`'s `ifname` to `peer`'s `peer_if` (`node`'s namespace made if it
-    /// does not exist yet; `peer`'s must), both ends up.
-    pub(crate) fn veth(&self, node: &str, ifname: &str, peer: &str, peer_if: &str) {
+    /// Makes `node`'s namespace (with its loopback up) if it does not exist yet.
+    fn node(&self, node: &str) {
         let ns = self.ns(node);
         if !Path::new("/var/run/netns").join(&ns).exists() {
             ip(&["netns", "add", &ns]);
             self.exec(node, &["ip", "link", "set", "lo", "up"]);
         }
-        // Names unique in the root namespace, where the pair is made.
+    }
+
+    /// A veth pair straight between two nodes (no switch): `(node, interface name)` each,
+    /// up, with TX checksum offload off at both ends (see [`Net::link`]).
+    pub fn pair(&self, a: (&str, &str), b: (&str, &str)) {
+        let (va, vb) = (
+            format!("v{}{}{}", self.name, a.0, b.0),
+            format!("w{}{}{}", self.name, a.0, b.0),
+        );
+        ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb]);
+        for ((node, ifname), veth) in [(a, &va), (b, &vb)] {
+            self.node(node);
+            ip(&["link", "set", veth, "netns", &self.ns(node)]);
+            self.exec(node, &["ip", "link", "set", veth, "name", ifname]);
+            self.exec(node, &["ip", "link", "set", ifname, "up"]);
+            self.exec(node, &["ethtool", "-K", ifname, "tx", "off"]);
+        }
+    }
+
+    fn link(&self, node: &str, ifname: &str) {
+        let ns = self.ns(node);
+        if node != "sw" {
+            self.node(node);
+        }
         let (a, b) = (
             format!("v{}{node}", self.name),
             format!("w{}{node}", self.name),
         );
         ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
         ip(&["link", "set", &a, "netns", &ns]);
-        ip(&["link", "set", &b, "netns", &self.ns(peer)]);
+        ip(&["link", "set", &b, "netns", &self.ns("sw")]);
         self.exec(node, &["ip", "link", "set", &a, "name", ifname]);
-        if b != peer_if {
-            self.exec(peer, &["ip", "link", "set", &b, "name", peer_if]);
-        }
-        for (n, i) in [(node, ifname), (peer, peer_if)] {
-            self.exec(n, &["ip", "link", "set", i, "up"]);
-            // Kernel TCP through DPDK's af_packet port needs complete checksums on the wire.
-            self.exec(n, &["ethtool", "-K", i, "tx", "off"]);
-        }
+        self.exec(node, &["ip", "link", "set", ifname, "up"]);
+        // Kernel TCP through DPDK's af_packet port needs complete checksums on the wire.
+        self.exec(node, &["ethtool", "-K", ifname, "tx", "off"]);
+        self.exec("sw", &["ip", "link", "set", &b, "master", "br0"]);
+        self.exec("sw", &["ip", "link", "set", &b, "up"]);
     }
 
     /// Health layout: a further host `node` on the switch, its interface `eth0` with

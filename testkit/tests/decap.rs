@@ -8,17 +8,17 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
 use std::process::Stdio;
 
-use testkit::{Net, must, repo};
+use testkit::{LB_ADDR, LB_ADDR_V6, Net, backend_v6, must, repo, routed};
 
 #[test]
 fn decap_takes_every_encapsulation_and_refuses_malformed_ones() {
-    let mut net = Net::routed("dc", 1);
+    let mut net = Net::tunnelled("dc", 1);
     // A VIP address of b1 (every VIP is local there) routed to b1 as an outer destination:
     // local, but not b1's own address, so no tunnel endpoint may take it.
-    let wrong_dst = "10.80.9.250";
+    let wrong_dst = "10.69.0.250";
     net.exec(
         "rt",
-        &["ip", "route", "add", wrong_dst, "via", "10.80.3.11"],
+        &["ip", "route", "add", wrong_dst, "via", &routed::backend(1)],
     );
 
     let mut listen = net
@@ -34,22 +34,22 @@ fn decap_takes_every_encapsulation_and_refuses_malformed_ones() {
     out.read_line(&mut line).expect("listen");
     assert_eq!(line.trim(), "ready");
 
-    let (lb_mac, rt_mac) = (net.mac("lb", "lb0"), net.mac("rt", "lb"));
-    let (b4, b6) = Net::routed_backend(1);
+    let (lb_mac, rt_mac) = (net.mac("lb", "lb0"), net.mac("rt", "eth0"));
+    let (b4, b6) = (routed::backend(1), backend_v6(1));
     let sent = must(
         net.cmd("lb", "python3")
             .arg(repo().join("tests/tools/decap_probe.py"))
             .args(["send", "--iface", "lb0", "--src-mac", &lb_mac])
             .args(["--router-mac", &rt_mac, "--backend", &b4, "--backend6", &b6])
-            .args(["--client", "10.80.1.101", "--client6", "fd80:1::101"])
-            .args(["--vip", "10.80.9.100", "--vip6", "fd80:9::100"])
+            .args(["--client", "10.68.0.101", "--client6", "fd68::101"])
+            .args(["--vip", "10.69.0.100", "--vip6", "fd69::100"])
             .args([
                 "--wrong-dst",
                 wrong_dst,
                 "--lb",
-                "10.80.2.2",
+                LB_ADDR,
                 "--lb6",
-                "fd80:2::2",
+                LB_ADDR_V6,
             ]),
     );
     let cases: serde_json::Value = serde_json::from_slice(&sent.stdout).expect("cases JSON");
@@ -65,11 +65,7 @@ fn decap_takes_every_encapsulation_and_refuses_malformed_ones() {
     for s in &seen {
         let (src, dst) = (s["src"].as_str().unwrap(), s["dst"].as_str().unwrap());
         assert!(
-            [
-                ("10.80.9.100", "10.80.1.101"),
-                ("fd80:9::100", "fd80:1::101")
-            ]
-            .contains(&(src, dst)),
+            [("10.69.0.100", "10.68.0.101"), ("fd69::100", "fd68::101")].contains(&(src, dst)),
             "SYN-ACK {s}"
         );
     }
@@ -105,14 +101,14 @@ fn decap_takes_every_encapsulation_and_refuses_malformed_ones() {
     assert_eq!(stats.refused_total(), bad.len() as u64, "{stats:?}");
 }
 
-/// `Net::routed` without Fulcrum: the client reaches a backend's own address through the
-/// router (the path health checks and tunnelled packets take), and the backend serves.
+/// `Net::tunnelled` without Fulcrum: the client reaches each backend's own addresses through
+/// the router (the path health checks and tunnelled packets take), IPv4 and IPv6, and the
+/// backend serves; VIPs are routed to the balancer.
 #[test]
-fn routed_layout_reaches_backends_through_the_router() {
-    let net = Net::routed("rl", 2);
+fn tunnelled_layout_reaches_backends_through_the_router() {
+    let net = Net::tunnelled("rl", 2);
     for i in 1..=2 {
-        let (b4, b6) = Net::routed_backend(i);
-        for addr in [b4, format!("[{b6}]")] {
+        for addr in [routed::backend(i), format!("[{}]", backend_v6(i))] {
             let out = net.exec(
                 "c1",
                 &["curl", "-sS", "-m", "5", &format!("http://{addr}/")],
@@ -120,12 +116,12 @@ fn routed_layout_reaches_backends_through_the_router() {
             assert_eq!(out.trim(), format!("backend=b{i}"), "{addr}");
         }
     }
-    let route = net.exec("c1", &["ip", "route", "get", "10.80.9.100"]);
-    assert!(route.contains("via 10.80.1.1"), "{route}");
-    let hops = net.exec("rt", &["ip", "route", "get", "10.80.9.100"]);
-    assert!(
-        hops.contains("via 10.80.2.2 dev lb"),
-        "VIPs via the balancer: {hops}"
-    );
-    println!("routed layout: 2 backends reached through the router over IPv4 and IPv6");
+    for (vip, via) in [("10.69.0.100", LB_ADDR), ("fd69::100", LB_ADDR_V6)] {
+        let hops = net.exec("rt", &["ip", "route", "get", vip]);
+        assert!(
+            hops.contains(&format!("via {via} dev eth0")),
+            "VIPs via the balancer: {hops}"
+        );
+    }
+    println!("tunnelled layout: 2 backends reached through the router over IPv4 and IPv6");
 }
