@@ -15,11 +15,15 @@
 #   10.78.0.101-104/24              Fulcrum (DPDK          HTTP :80 :8080, agent :5555
 #   route 10.79.0.0/24              net_af_packet) owns    route 10.78.0.0/24 via 10.77.0.2
 #         via 10.78.0.1             10.77.0.2, 10.78.0.1
+#   fd77::101-104/64, fd78::101-104/64   (IPv6: fd77::2,   fd77::1N/64 (DSR VIP fd77::100 on lo)
+#   route fd79::/64 via fd78::1           fd78::1)         route fd78::/64 via fd77::2
 #
 # DSR: clients reach VIP 10.77.0.100 on-link; backends hold it on lo (arp_ignore=1,
 # arp_announce=2) and answer clients directly. NAT: clients reach VIPs in 10.79.0.0/24 from
 # 10.78.0.0/24 through Fulcrum (10.78.0.1); backends route 10.78.0.0/24 back through Fulcrum
-# (10.77.0.2), so replies pass the balancer and are translated back.
+# (10.77.0.2), so replies pass the balancer and are translated back. IPv6 mirrors IPv4 (the
+# addresses above; backends serve both families): a config uses it by giving the balancer's
+# port fd77::2/64 and fd78::1/64 (testkit's `Net::testbed_config_v6`).
 # MAC addresses are fixed: lb0 02:fc:00:00:00:02, bN 02:fc:00:00:00:1N, c1 02:fc:00:00:01:01.
 set -euo pipefail
 
@@ -104,6 +108,12 @@ up() {
         in_ns "$(ns "$name" c1)" ip addr add "10.78.0.$h/24" dev eth0
     done
     in_ns "$(ns "$name" c1)" ip route add 10.79.0.0/24 via 10.78.0.1 src 10.78.0.101
+    # IPv6: the same plan in fd77::/64 (DSR) and fd78::/64 (NAT, VIPs in fd79::/64).
+    for h in 101 102 103 104; do
+        in_ns "$(ns "$name" c1)" ip -6 addr add "fd77::$h/64" dev eth0 nodad
+        in_ns "$(ns "$name" c1)" ip -6 addr add "fd78::$h/64" dev eth0 nodad
+    done
+    in_ns "$(ns "$name" c1)" ip -6 route add fd79::/64 via fd78::1 src fd78::101
     in_ns "$(ns "$name" c1)" sysctl -qw net.ipv4.ip_local_port_range="20000 60999"
     # Connections are short-lived and many: do not run out of ports in TIME_WAIT.
     in_ns "$(ns "$name" c1)" sysctl -qw net.ipv4.tcp_tw_reuse=1
@@ -117,6 +127,11 @@ up() {
         in_ns "$n" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
             net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2
         in_ns "$n" ip route add 10.78.0.0/24 via 10.77.0.2
+        # IPv6: no arp_ignore needed, Linux answers neighbour solicitations only for the
+        # addresses of the interface they arrive on (the VIP is on lo).
+        in_ns "$n" ip -6 addr add "fd77::1$i/64" dev eth0 nodad
+        in_ns "$n" ip -6 addr add fd77::100/128 dev lo
+        in_ns "$n" ip -6 route add fd78::/64 via fd77::2
         start_backend "$name" "$b"
     done
     echo "testbed $name up: lb=$(ns "$name" lb) client=$(ns "$name" c1) backends=$backends"

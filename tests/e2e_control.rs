@@ -13,76 +13,17 @@
 //! - on a quiet balancer every sample of the Prometheus page equals its `ctl` figure.
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use testkit::outcome::*;
-use testkit::{Balancer, Load, LoadSpec, Net};
+use testkit::{Balancer, Load, LoadSpec, Net, Stream};
 
 const DSR_VIP: &str = "10.77.0.100";
 const NAT_VIP: &str = "10.79.0.200";
 
-/// `GET /stream?secs=N` from `src:sport` to the DSR VIP, with curl in the client namespace.
-struct Stream {
-    child: Child,
-    secs: u32,
-}
-
-impl Stream {
-    fn start(tb: &Net, src: &str, sport: u16, secs: u32) -> Stream {
-        Stream::start_to(tb, DSR_VIP, src, sport, secs)
-    }
-
-    /// The same to another VIP (port 80).
-    fn start_to(tb: &Net, vip: &str, src: &str, sport: u16, secs: u32) -> Stream {
-        let child = tb
-            .cmd("c1", "curl")
-            .args([
-                "-sSN",
-                "--max-time",
-                &(secs + 20).to_string(),
-                "--interface",
-                src,
-                "--local-port",
-                &sport.to_string(),
-                &format!("http://{vip}/stream?secs={secs}"),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("curl");
-        Stream { child, secs }
-    }
-
-    /// Waits for the end; checks it completed (curl exit 0, the chunked terminator seen),
-    /// every line from one backend, ticks without a gap. Returns the backend.
-    fn finish(self) -> String {
-        let secs = self.secs;
-        let out = self.child.wait_with_output().expect("curl");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "stream broken ({}): {}\n{text}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let lines: Vec<&str> = text.lines().collect();
-        let backend = lines
-            .first()
-            .and_then(|l| l.split_whitespace().next())
-            .expect("a line")
-            .to_string();
-        for (i, l) in lines.iter().enumerate() {
-            assert_eq!(*l, format!("{backend} tick={i}"), "stream lines:\n{text}");
-        }
-        // The backend writes exactly 10 lines a second (tests/tools/backend.py).
-        assert_eq!(
-            lines.len() as u32,
-            secs * 10,
-            "lines of a {secs} s stream:\n{text}"
-        );
-        backend.trim_start_matches("backend=").to_string()
-    }
+/// `GET /stream?secs=N` from `src:sport` to the DSR VIP.
+fn stream(tb: &Net, src: &str, sport: u16, secs: u32) -> Stream {
+    Stream::start(tb, DSR_VIP, src, sport, secs)
 }
 
 /// What the balancer says of itself, for a failed assertion's message: totals (resets, drops
@@ -157,7 +98,7 @@ fn e2e_reload_adds_removes_and_refuses_without_breaking_flows() {
     // A long-lived connection across every reload below.
     let (src, sport) = ("10.77.0.101", 61501);
     let streamed_to = which(&lb, src, sport);
-    let stream = Stream::start(&tb, src, sport, 20);
+    let stream = stream(&tb, src, sport, 20);
     let requests = request_loop(&tb, 6);
     std::thread::sleep(Duration::from_secs(1));
 
@@ -339,7 +280,7 @@ fn e2e_ctl_which_drain_and_metrics() {
     // Drain the backend a stream goes to: the stream runs on, new flows avoid it.
     let (src, sport) = ("10.77.0.101", 61502);
     let drained = which(&lb, src, sport);
-    let stream = Stream::start(&tb, src, sport, 4);
+    let stream = stream(&tb, src, sport, 4);
     std::thread::sleep(Duration::from_millis(500));
     let r = lb.ctl_json(&["drain", "web-dsr", &drained]);
     assert!(r["generation"].as_u64().is_some(), "{r}");
@@ -568,7 +509,7 @@ fn e2e_active_flows_per_backend_drain_and_close() {
         streams.push((
             *svc,
             b,
-            Stream::start_to(&tb, vip, src, *sport, 14),
+            Stream::start(&tb, vip, src, *sport, 14),
             Instant::now(),
         ));
     }

@@ -2,104 +2,30 @@
 //! in network namespaces (scripts/testbed.sh), with the example config
 //! conf/examples/testbed.toml: DSR and NAT, thousands of connections from several client
 //! addresses and ports, every one answered by the backend the config sends it to
-//! (`fulcrum which`), shares following the weights; an empty pool refuses at once.
+//! (`fulcrum which`), shares following the weights; an empty pool refuses at once. The same
+//! with IPv6 clients to IPv6 VIPs (the testbed's fd77::/64 and fd78::/64 twins).
 
 use testkit::outcome::*;
+use testkit::spread::{self, client_args, client_sources as sources};
 use testkit::{Balancer, Net};
 
 const CONNECTIONS: usize = 1000;
-/// Absolute tolerance on a backend's share: 1000 connections give a standard deviation of
-/// about 1.4 points for a 25% share, so 5 points is over 3.5 sigma.
-const SHARE_TOLERANCE: f64 = 0.05;
 
-fn sources(net: &str) -> Vec<String> {
-    (101..=104).map(|h| format!("{net}.{h}")).collect()
+fn place(tb: &Net, lb: &Balancer, what: &str, net: &str, vip: &str, w: &[(&str, f64)]) -> usize {
+    spread::place(tb, lb, what, net, vip, CONNECTIONS, w)
 }
 
-fn client_args<'a>(host: &'a str, srcs: &'a [String], count: &'a str) -> Vec<&'a str> {
-    let mut a = vec![
-        "--host",
-        host,
-        "--port",
-        "80",
-        "--count",
-        count,
-        "--concurrency",
-        "8",
-        "--timeout",
-        "5",
-    ];
-    for s in srcs {
-        a.push("--source");
-        a.push(s);
-    }
-    a
-}
-
-fn distinct_flows(recs: &[Record]) -> usize {
-    recs.iter()
-        .map(|r| (r.src.clone(), r.sport))
-        .collect::<std::collections::HashSet<_>>()
-        .len()
-}
-
-#[test]
-fn e2e_dsr_and_nat_place_every_connection() {
-    let tb = Net::testbed("tr", 3);
-    let lb = Balancer::start(&tb, &tb.testbed_config());
-    // Three backends in each of two checked services, MACs learnt by ARP.
-    lb.wait_up(6);
-    let count = CONNECTIONS.to_string();
-
-    // DSR: VIP 10.77.0.100 on-link; weights b1:b2:b3 = 100:100:200.
-    let srcs = sources("10.77.0");
-    let out = tb.client(&client_args("10.77.0.100", &srcs, &count));
-    let recs = records(&out);
-    assert_eq!(recs.len(), CONNECTIONS);
-    let dsr_flows = distinct_flows(&recs);
-    let expected = expected_backends(&lb.config, &recs, "10.77.0.100:80");
-    check_placement(&recs, &expected).unwrap_or_else(|e| panic!("DSR: {e}"));
-    check_shares(
-        &recs,
-        &[("b1", 100.0), ("b2", 100.0), ("b3", 200.0)],
-        SHARE_TOLERANCE,
-    )
-    .unwrap_or_else(|e| panic!("DSR: {e}"));
-    println!(
-        "DSR: {} connections, per backend {}",
-        recs.len(),
-        out["per_backend"]
-    );
-
-    // NAT: VIP 10.79.0.200:80 -> backends :8080, from the 10.78.0.0/24 clients.
-    let srcs = sources("10.78.0");
-    let out = tb.client(&client_args("10.79.0.200", &srcs, &count));
-    let recs = records(&out);
-    assert_eq!(recs.len(), CONNECTIONS);
-    let nat_flows = distinct_flows(&recs);
-    let expected = expected_backends(&lb.config, &recs, "10.79.0.200:80");
-    check_placement(&recs, &expected).unwrap_or_else(|e| panic!("NAT: {e}"));
-    check_shares(
-        &recs,
-        &[("b1", 1.0), ("b2", 1.0), ("b3", 1.0)],
-        SHARE_TOLERANCE,
-    )
-    .unwrap_or_else(|e| panic!("NAT: {e}"));
-    println!(
-        "NAT: {} connections, per backend {}",
-        recs.len(),
-        out["per_backend"]
-    );
-
-    let v = lb.stop();
+/// The final report of a balancer that served `dsr_flows` DSR and `nat_flows` NAT client
+/// flows: every packet accounted for, one flow entry per DSR flow and two per NAT flow
+/// (forward and reverse; a port the client reused within the flow timeout finds its flow
+/// again), no reset, every NAT reply matched.
+fn check_totals(v: &serde_json::Value, dsr_flows: usize, nat_flows: usize) {
     let t = &v["totals"];
     assert_eq!(
         t["balanced"].as_bool(),
         Some(true),
         "every packet accounted: {t}"
     );
-    // Every distinct client (address, port) made a flow; NAT makes two entries (forward and
-    // reverse). A port the client reused within the flow timeout finds its flow again.
     assert_eq!(
         t["flows_created"].as_u64().unwrap(),
         (dsr_flows + 2 * nat_flows) as u64,
@@ -114,21 +40,58 @@ fn e2e_dsr_and_nat_place_every_connection() {
 }
 
 #[test]
+fn e2e_dsr_and_nat_place_every_connection() {
+    let tb = Net::testbed("tr", 3);
+    let lb = Balancer::start(&tb, &tb.testbed_config());
+    // Three backends in each of two checked services, MACs learnt by ARP.
+    lb.wait_up(6);
+    // DSR: VIP 10.77.0.100 on-link; weights b1:b2:b3 = 100:100:200.
+    let dsr_weights = [("b1", 100.0), ("b2", 100.0), ("b3", 200.0)];
+    let dsr_flows = place(&tb, &lb, "DSR", "10.77.0", "10.77.0.100", &dsr_weights);
+    // NAT: VIP 10.79.0.200:80 -> backends :8080, from the 10.78.0.0/24 clients.
+    let nat_weights = [("b1", 1.0), ("b2", 1.0), ("b3", 1.0)];
+    let nat_flows = place(&tb, &lb, "NAT", "10.78.0", "10.79.0.200", &nat_weights);
+    check_totals(&lb.stop(), dsr_flows, nat_flows);
+}
+
+/// IPv6 clients to IPv6 VIPs, kernel TCP end to end: DSR (fd77::100 on-link, Fulcrum
+/// answers its neighbour solicitations, backends hold it on lo and answer directly) and NAT
+/// ([fd79::200]:80 -> [backend]:8080, replies back through Fulcrum's fd77::2), backends'
+/// MACs found by neighbour discovery, the IPv4 services running beside them.
+#[test]
+fn e2e_ipv6_dsr_and_nat_place_every_connection() {
+    let tb = Net::testbed("t6", 3);
+    let lb = Balancer::start(&tb, &tb.testbed_config_v6());
+    // Three backends in each of four checked services (two IPv4, two IPv6).
+    lb.wait_up(12);
+    let dsr_weights = [("b1", 100.0), ("b2", 100.0), ("b3", 200.0)];
+    let dsr_flows = place(&tb, &lb, "DSR IPv6", "fd77", "fd77::100", &dsr_weights);
+    let nat_weights = [("b1", 1.0), ("b2", 1.0), ("b3", 1.0)];
+    let nat_flows = place(&tb, &lb, "NAT IPv6", "fd78", "fd79::200", &nat_weights);
+    let v = lb.stop();
+    check_totals(&v, dsr_flows, nat_flows);
+    println!("IPv6 totals: {}", v["totals"]);
+}
+
+#[test]
 fn e2e_empty_pool_refuses_at_once() {
     let tb = Net::testbed("em", 1);
-    let lb = Balancer::start(&tb, &tb.testbed_config());
-    let srcs = sources("10.77.0");
-    let out = tb.client(&client_args("10.77.0.99", &srcs, "50"));
-    let recs = records(&out);
-    check_refused(&recs, 1000.0).unwrap_or_else(|e| panic!("{e}"));
-    println!(
-        "empty pool: 50 connections refused, slowest after {} ms",
-        out["ms_max"]
-    );
+    // With the IPv6 twins: both families' empty pools refuse.
+    let lb = Balancer::start(&tb, &tb.testbed_config_v6());
+    for (net, vip) in [("10.77.0", "10.77.0.99"), ("fd77", "fd77::99")] {
+        let srcs = sources(net);
+        let out = tb.client(&client_args(vip, &srcs, "50"));
+        let recs = records(&out);
+        check_refused(&recs, 1000.0).unwrap_or_else(|e| panic!("{vip}: {e}"));
+        println!(
+            "empty pool {vip}: 50 connections refused, slowest after {} ms",
+            out["ms_max"]
+        );
+    }
     let v = lb.stop();
     let t = &v["totals"];
     assert!(
-        t["resets"].as_u64().unwrap() >= 50,
+        t["resets"].as_u64().unwrap() >= 100,
         "every SYN answered with a RST, counted: {t}"
     );
     assert_eq!(t["balanced"].as_bool(), Some(true));

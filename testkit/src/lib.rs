@@ -2,8 +2,11 @@
 //! share, so that each exists once.
 //!
 //! - [`Net`]: network namespaces as RAII guards (the health layout built here, the testbed
-//!   layout of `scripts/testbed.sh`), with backend servers and kernel TCP clients
-//!   ([`Client`], [`KeepAlive`]);
+//!   layout of `scripts/testbed.sh`, the routed layout with a router, and its tunnelled
+//!   variant with a tunnel endpoint on every backend),
+//!   with backend servers and kernel TCP clients ([`Client`], [`KeepAlive`]);
+//! - [`Decap`]: a backend's tunnel endpoint (the kernel's devices, or tests/tools/decap.py
+//!   where the kernel has none), counting what it refuses;
 //! - [`Balancer`]: `fulcrum run` in a namespace, waited for until it serves, driven with
 //!   `ctl`, stopped, and its DPDK runtime files removed (also when the test fails);
 //! - [`Scratch`] and [`EalPrefix`]: scratch directories and EAL file prefixes that clean up
@@ -11,12 +14,14 @@
 //! - [`Bird`]: a real BIRD 2 in a namespace, asked with `birdc`;
 //! - [`fixture`]: config files under `tests/configs/`, templated;
 //! - [`Load`]: a request loop and long streams in the background while a test acts;
-//! - [`outcome`]: judging what real clients saw; [`traffic`]: test frames and pcaps;
+//! - [`outcome`]: judging what real clients saw; [`spread`]: many connections placed and
+//!   checked, long-lived streams; [`traffic`]: test frames and pcaps;
 //!   [`pmtu`]: large uploads and the path MTU a client's kernel learnt;
 //!   [`readme`]: the commands README shows.
 
 mod balancer;
 mod bird;
+mod decap;
 mod eal;
 mod fixture;
 mod load;
@@ -24,20 +29,25 @@ mod net;
 pub mod outcome;
 pub mod pmtu;
 pub mod readme;
+pub mod spread;
 pub mod traffic;
+mod tunnelled;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
 pub use balancer::Balancer;
 pub use bird::Bird;
+pub use decap::{Decap, DecapStats, GUE_PORT, kernel_has_tunnels};
 pub use eal::{
     EalPrefix, Scratch, TestEal, eal_args, eal_args_toml, eal_prefix, runtime_dir_exists,
 };
 pub use fixture::{Fixture, fixture};
 pub use load::{Load, LoadSpec};
 pub use net::{Answer, Client, KeepAlive, LB_ADDR, Net, VIP, routed};
+pub use spread::Stream;
 pub use traffic::{gen_flows, read_pcap, test_frame, write_pcap};
+pub use tunnelled::{LB_ADDR_V6, TUNNEL_VIPS, TUNNEL_VIPS_V6, backend_v6};
 
 /// The workspace root (where README.md, scripts/ and tests/ are).
 pub fn repo() -> PathBuf {

@@ -85,7 +85,7 @@ fn ip(args: &[&str]) {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Layout {
+pub(crate) enum Layout {
     Health,
     Testbed,
     Routed,
@@ -99,13 +99,15 @@ pub struct Net {
     /// Scratch directory: configs, logs, agent files.
     pub dir: PathBuf,
     layout: Layout,
-    servers: Vec<Option<Child>>,
+    pub(crate) servers: Vec<Option<Child>>,
+    /// Routed layout: each backend's tunnel endpoint.
+    pub(crate) decaps: Vec<Option<crate::Decap>>,
     // Dropped after `Drop::drop` has stopped every process.
     _scratch: Scratch,
 }
 
 impl Net {
-    fn new(tag: &str, backends: usize, layout: Layout) -> Net {
+    pub(crate) fn new(tag: &str, backends: usize, layout: Layout) -> Net {
         assert!(tag.len() <= 2, "tag {tag:?}: at most 2 characters");
         let name = format!("{tag}{}", std::process::id() % 10000);
         let scratch = Scratch::new(&format!("net-{name}"));
@@ -115,6 +117,7 @@ impl Net {
             dir: scratch.path.clone(),
             layout,
             servers: Vec::new(),
+            decaps: Vec::new(),
             _scratch: scratch,
         };
         net.teardown(); // leftovers of a crashed run with the same name
@@ -309,6 +312,25 @@ impl Net {
         );
         text.replace(strict, patient)
             .replace("fulcrum-testbed", &self.eal_prefix())
+    }
+
+    /// [`Net::testbed_config`] with IPv6: the port also owns fd77::2/64 (the backends'
+    /// subnet) and fd78::1/64 (the NAT clients' gateway), and the IPv6 twins of the example's
+    /// services follow (tests/configs/testbed_v6.toml: DSR VIP fd77::100, NAT VIP fd79::200,
+    /// an empty pool on fd77::99).
+    pub fn testbed_config_v6(&self) -> String {
+        let v4 = r#"addresses = ["10.77.0.2/24", "10.78.0.1/24"]"#;
+        let both = r#"addresses = ["10.77.0.2/24", "10.78.0.1/24", "fd77::2/64", "fd78::1/64"]"#;
+        let text = self.testbed_config();
+        assert!(
+            text.contains(v4),
+            "conf/examples/testbed.toml's port addresses changed: update testbed_config_v6"
+        );
+        format!(
+            "{}\n{}",
+            text.replace(v4, both),
+            fixture("testbed_v6.toml").render()
+        )
     }
 
     /// Testbed layout: runs `scripts/testbed.sh ACTION NAME BACKEND` (stop-backend,
@@ -523,6 +545,7 @@ impl Net {
 
     /// Every process in this test's namespaces killed, every namespace removed.
     fn teardown(&mut self) {
+        self.decaps.clear();
         for c in self.servers.iter_mut().flatten() {
             signal(c.id(), "CONT");
             let _ = c.kill();

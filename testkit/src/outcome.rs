@@ -168,7 +168,8 @@ pub fn check_refused(recs: &[Record], max_ms: f64) -> Result<(), String> {
     Ok(())
 }
 
-/// Where `fulcrum which` says each (source, port) -> `dst` flow goes.
+/// Where `fulcrum which` says each (source, port) -> `dst` flow goes (`dst` as
+/// `fulcrum which` takes it: `10.0.0.1:80`, `[fd00::1]:80`).
 pub fn expected_backends(
     config: &std::path::Path,
     recs: &[Record],
@@ -183,7 +184,10 @@ pub fn expected_backends(
         .expect("fulcrum which");
     let input: String = recs
         .iter()
-        .map(|r| format!("{}:{} {dst} tcp\n", r.src, r.sport))
+        .map(|r| {
+            let src: std::net::IpAddr = r.src.parse().expect("client address");
+            format!("{} {dst} tcp\n", std::net::SocketAddr::new(src, r.sport))
+        })
         .collect();
     child
         .stdin

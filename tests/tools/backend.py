@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """A test backend that says who it is: an HTTP server (python's http.server) answering
 `GET /` with `backend=NAME`, `GET /stream?secs=N` with one line every 100 ms for N seconds
-(a long-lived connection), and optionally an agent port that answers every connection with
+(a long-lived connection), `GET /bytes?n=N` with N bytes, `PUT`/`POST` reading the whole body
+and answering its length and SHA-256, and optionally an agent port that answers every connection with
 the text of a file (`up`, `down`, `drain`, `maint`, `50%`...), HAProxy agent-check style.
 
     backend.py --name b1 --port 80 --port 8080 [--agent-port 5555 --agent-file /tmp/b1.agent]
 """
 import argparse
+import hashlib
 import socket
 import socketserver
 import threading
@@ -46,7 +48,41 @@ class Handler(BaseHTTPRequestHandler):
             except (BrokenPipeError, ConnectionResetError):
                 pass
             return
-        body = f"backend={name}\n".encode()
+        if url.path == "/bytes":
+            # A large download: N bytes of a pattern the client can check (bytes i % 251).
+            n = min(int(parse_qs(url.query).get("n", ["0"])[0]), 1 << 30)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            block = bytes(i % 251 for i in range(251 * 256))
+            try:
+                while n > 0:
+                    chunk = block[: min(n, len(block))]
+                    self.wfile.write(chunk)
+                    n -= len(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return
+        self.answer(f"backend={name}\n".encode())
+
+    def do_PUT(self):
+        # A large upload: read the whole body, answer its length and digest.
+        n = int(self.headers.get("Content-Length", "0"))
+        digest = hashlib.sha256()
+        left = n
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 16))
+            if not chunk:
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+        name = self.server.backend_name
+        self.answer(f"backend={name} bytes={n - left} sha256={digest.hexdigest()}\n".encode())
+
+    do_POST = do_PUT
+
+    def answer(self, body):
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
@@ -54,6 +90,21 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+def dual_stack(server_class):
+    """`server_class` listening on IPv6 and, through the same socket, IPv4 (`::` takes both
+    families when IPV6_V6ONLY is off, as `python3 -m http.server` does)."""
+
+    class DualStack(server_class):
+        address_family = socket.AF_INET6
+
+        def server_bind(self):
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            super().server_bind()
+
+    return DualStack
+
+
+@dual_stack
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -70,6 +121,7 @@ class AgentHandler(socketserver.BaseRequestHandler):
         self.request.sendall((text + "\n").encode())
 
 
+@dual_stack
 class AgentServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -79,7 +131,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--name", required=True)
     ap.add_argument("--port", type=int, action="append", required=True)
-    ap.add_argument("--bind", default="0.0.0.0")
+    ap.add_argument("--bind", default="::", help="default: every IPv6 and IPv4 address")
     ap.add_argument("--agent-port", type=int)
     ap.add_argument("--agent-file")
     a = ap.parse_args()

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A bounded HTTP load client for the end-to-end tests: N requests, each on a NEW TCP
-connection from one of several source addresses (ports chosen by the kernel), to HOST:PORT.
+connection from one of several source addresses (ports chosen by the kernel), to HOST:PORT
+(IPv4 or IPv6: the family follows HOST; sources must be of the same family).
 For each it records the source address and port, the backend that answered (`backend=NAME`),
 or how it failed (refused = the connection got a RST; timeout; other) and how long it took.
 Prints one JSON object: a summary and the list of requests.
@@ -28,7 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 def one(host, port, src, timeout, path):
     t0 = time.monotonic()
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
     s.settimeout(timeout)
     rec = {"src": src, "sport": None, "backend": None, "error": None}
     try:

@@ -1,0 +1,144 @@
+//! Connections spread over backends: many new kernel TCP connections from the client
+//! namespace (tests/tools/client.py), each checked against where the config sends it
+//! (`fulcrum which`) and the shares against the weights; and a long-lived stream
+//! ([`Stream`]) that must stay on one backend.
+
+use std::process::{Child, Stdio};
+
+use crate::outcome::{Record, check_placement, check_shares, expected_backends, records};
+use crate::{Balancer, Net};
+
+/// Absolute tolerance on a backend's share: 1000 connections give a standard deviation of
+/// about 1.4 points for a 25% share, so 5 points is over 3.5 sigma.
+pub const SHARE_TOLERANCE: f64 = 0.05;
+
+/// The client's four addresses in `net` ("10.77.0", "10.80.1" or, IPv6, "fd77", "fd80:1").
+pub fn client_sources(net: &str) -> Vec<String> {
+    let sep = if net.contains('.') { "." } else { "::" };
+    (101..=104).map(|h| format!("{net}{sep}{h}")).collect()
+}
+
+/// tests/tools/client.py's arguments: `count` new connections to `host`:80 from `srcs`, 8 at
+/// a time, 5 s timeout each.
+pub fn client_args<'a>(host: &'a str, srcs: &'a [String], count: &'a str) -> Vec<&'a str> {
+    let mut a = vec![
+        "--host",
+        host,
+        "--port",
+        "80",
+        "--count",
+        count,
+        "--concurrency",
+        "8",
+        "--timeout",
+        "5",
+    ];
+    for s in srcs {
+        a.push("--source");
+        a.push(s);
+    }
+    a
+}
+
+/// The distinct client (address, port) pairs: the flows the requests made.
+pub fn distinct_flows(recs: &[Record]) -> usize {
+    recs.iter()
+        .map(|r| (r.src.clone(), r.sport))
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
+/// `count` new connections from `net`'s client addresses ([`client_sources`]) to `vip`:80,
+/// every one answered by the backend `fulcrum which` names, shares within
+/// [`SHARE_TOLERANCE`] of `weights`; prints the figures under `what`. The number of distinct
+/// client flows.
+pub fn place(
+    tb: &Net,
+    lb: &Balancer,
+    what: &str,
+    net: &str,
+    vip: &str,
+    count: usize,
+    weights: &[(&str, f64)],
+) -> usize {
+    let srcs = client_sources(net);
+    let n = count.to_string();
+    let out = tb.client(&client_args(vip, &srcs, &n));
+    let recs = records(&out);
+    assert_eq!(recs.len(), count);
+    let dst = std::net::SocketAddr::new(vip.parse().expect("VIP"), 80).to_string();
+    let expected = expected_backends(&lb.config, &recs, &dst);
+    check_placement(&recs, &expected).unwrap_or_else(|e| panic!("{what}: {e}"));
+    check_shares(&recs, weights, SHARE_TOLERANCE).unwrap_or_else(|e| panic!("{what}: {e}"));
+    println!(
+        "{what}: {} connections to {dst}, per backend {}, p50 {} ms, slowest {} ms",
+        recs.len(),
+        out["per_backend"],
+        out["ms_p50"],
+        out["ms_max"]
+    );
+    distinct_flows(&recs)
+}
+
+/// `GET /stream?secs=N` from `src:sport` to `vip`:80, with curl in the client namespace
+/// (tests/tools/backend.py writes 10 lines a second).
+pub struct Stream {
+    child: Child,
+    secs: u32,
+}
+
+impl Stream {
+    pub fn start(tb: &Net, vip: &str, src: &str, sport: u16, secs: u32) -> Stream {
+        let host = match vip.parse() {
+            Ok(std::net::IpAddr::V6(a)) => format!("[{a}]"),
+            _ => vip.to_owned(),
+        };
+        let child = tb
+            .cmd("c1", "curl")
+            .args([
+                "-sSN",
+                "--max-time",
+                &(secs + 20).to_string(),
+                "--interface",
+                src,
+                "--local-port",
+                &sport.to_string(),
+                &format!("http://{host}/stream?secs={secs}"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("curl");
+        Stream { child, secs }
+    }
+
+    /// Waits for the end; checks it completed (curl exit 0, the chunked terminator seen),
+    /// every line from one backend, ticks without a gap. Returns the backend.
+    pub fn finish(self) -> String {
+        let secs = self.secs;
+        let out = self.child.wait_with_output().expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "stream broken ({}): {}\n{text}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        let backend = lines
+            .first()
+            .and_then(|l| l.split_whitespace().next())
+            .expect("a line")
+            .to_string();
+        for (i, l) in lines.iter().enumerate() {
+            assert_eq!(*l, format!("{backend} tick={i}"), "stream lines:\n{text}");
+        }
+        // The backend writes exactly 10 lines a second (tests/tools/backend.py).
+        assert_eq!(
+            lines.len() as u32,
+            secs * 10,
+            "lines of a {secs} s stream:\n{text}"
+        );
+        backend.trim_start_matches("backend=").to_string()
+    }
+}
