@@ -478,7 +478,7 @@ mod tests {
 
         let mut all = Vec::new();
         tables(DOCUMENT, "", &mut all);
-        assert_eq!(all.len(), 13);
+        assert_eq!(all.len(), 14);
         for (path, keys) in all {
             // serde lists the keys it expects when it meets one it does not know.
             let mut doc: toml::Table = toml::from_str(&every_key).expect("sample");
