@@ -183,7 +183,8 @@ fn run_udp_service(s: &Scratch, tag: &str, dpdk_extra: &str) -> (serde_json::Val
 
 /// A 4000-byte frame is larger than the default mbuf data room (2048): `net_pcap` delivers it
 /// as a chain of mbufs, which the worker drops as `multi_segment` (not as a malformed packet
-/// of the pipeline's); with `mbuf_data_room = 9216` it fits one mbuf and is forwarded whole.
+/// of the pipeline's); with `mbuf_data_room = 9216` it fits one mbuf and is forwarded whole
+/// (the port's `mtu = 9000` lets it through the MTU check).
 #[test]
 fn jumbo_frames_need_a_data_room_that_holds_them() {
     let s = Scratch::new("run-jumbo");

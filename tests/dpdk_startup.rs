@@ -276,7 +276,15 @@ fn a_taken_control_socket_or_metrics_address_refuses_the_start() {
     assert!(ctl_status(&sock), "the first instance lost its socket");
 
     // Opted in: it runs without one, and says so.
-    let optional = second.replace("[global]\n", "[global]\ncontrol_optional = true\n");
+    // (Its flow tables need a directory of their own: by default they sit beside the
+    // control socket, and the first instance holds that one's files.)
+    let optional = second.replace(
+        "[global]\n",
+        &format!(
+            "[global]\ncontrol_optional = true\nflow_state_dir = \"{}\"\n",
+            s.join("second.flows").display()
+        ),
+    );
     let mut r = Run::start(&s, "second", &optional);
     r.wait_log("port up");
     assert!(
