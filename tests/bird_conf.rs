@@ -18,7 +18,10 @@ fn the_shipped_bird_conf_parses_with_the_file_fulcrum_writes() {
     std::fs::write(&vips_file, slowpath::announce::bird_file_text(&vips)).expect("vips file");
     let shipped = std::fs::read_to_string(repo().join("packaging/bird.conf")).expect("bird.conf");
     let include = "include \"/run/fulcrum/bird-vips.conf\";";
-    assert!(shipped.contains(include), "bird.conf includes Fulcrum's file");
+    assert!(
+        shipped.contains(include),
+        "bird.conf includes Fulcrum's file"
+    );
     let conf = scratch.path.join("bird.conf");
     std::fs::write(
         &conf,
