@@ -30,6 +30,12 @@ python3 dataplane/tests/golden/make_golden.py | diff -u dataplane/tests/golden/c
 step "lints"
 cargo clippy --workspace --all-targets -- -D warnings
 
+if [ "$quick" = 0 ]; then
+    step "the next version for the upgrade test (same source, version +next)"
+    FULCRUM_UPGRADE_BIN=$(scripts/build-upgrade-target.sh)
+    export FULCRUM_UPGRADE_BIN
+fi
+
 step "unit, golden and DPDK integration tests"
 filter=()
 [ "$quick" = 1 ] && filter=(-E 'not test(/^e2e_/)')

@@ -22,6 +22,7 @@ mod which;
 
 pub(crate) const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
+    env!("FULCRUM_SUFFIX"),
     " (",
     env!("FULCRUM_GIT"),
     ", DPDK ",

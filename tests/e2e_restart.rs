@@ -6,8 +6,10 @@
 //!   tables (and backend ids and neighbours), and every stream completes intact. Printed: the
 //!   time from the kill to the new process serving, and the longest silence a stream saw
 //!   (the forwarding gap as a client sees it, retransmission backoff included).
-//! - An upgrade by `scripts/upgrade.sh` (SIGTERM, the same files adopted by the new binary)
-//!   under the same load: 0 broken streams, the gap printed.
+//! - An upgrade by `scripts/upgrade.sh` to a rebuilt binary with a bumped version string
+//!   (`scripts/build-upgrade-target.sh`: the same source, `+next`; `$FULCRUM_UPGRADE_BIN` or
+//!   `target/upgrade/fulcrum-next`) under the same load: it adopts the same files, 0 broken
+//!   streams, the gap printed, and `ctl status` then reports the new version.
 //! - A restart with another `flow_table_capacity` starts empty and says why in one log line
 //!   and in `ctl status`.
 //!
@@ -29,6 +31,20 @@ fn streams_per_service() -> usize {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(200)
+}
+
+/// The binary the upgrade moves to: built from the same source with a bumped version string
+/// by `scripts/build-upgrade-target.sh` (scripts/test.sh runs it before the suite builds).
+fn next_version_bin() -> PathBuf {
+    let bin = std::env::var_os("FULCRUM_UPGRADE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/upgrade/fulcrum-next"));
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/build-upgrade-target.sh first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
 }
 
 /// `tests/tools/streams.py` in the client namespace: `n` DSR and `n` NAT streams.
@@ -131,7 +147,10 @@ fn kill_9_and_upgrade_keep_every_nat_and_dsr_stream() {
     assert!(adopted >= 3 * n as u64 * 9 / 10, "adopted {adopted}: {st}");
     check_streams("kill -9", &s.finish(), n, to_serving);
 
-    // 2. An upgrade with scripts/upgrade.sh: SIGTERM, the new binary adopts the same files.
+    // 2. An upgrade with scripts/upgrade.sh to the next version: SIGTERM, the new binary
+    //    adopts the same files.
+    let next = next_version_bin();
+    let old_version = st["version"].as_str().expect("version").to_string();
     let s = Streams::start(&tb, n, "upgrade");
     s.wait_ready();
     std::thread::sleep(Duration::from_secs(2));
@@ -145,17 +164,25 @@ fn kill_9_and_upgrade_keep_every_nat_and_dsr_stream() {
             .env("FULCRUM_NETNS", tb.ns("lb"))
             .env("FULCRUM_LOG_FILE", &new_log)
             .args(["--pid", &pid.to_string(), "--bin"])
-            .arg(testkit::fulcrum_bin())
+            .arg(&next)
             .arg("--config")
             .arg(Balancer::config_path(&tb)),
     );
     let to_serving = t0.elapsed();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     println!("upgrade.sh: {}", text.trim());
+    // The same control socket, now answered by the new binary.
+    let new_version = lb.ctl_json(&["status"])["version"]
+        .as_str()
+        .expect("version")
+        .to_string();
     drop(lb);
     let up_log = std::fs::read_to_string(&new_log).unwrap_or_default();
     assert!(up_log.contains("flow tables adopted"), "{up_log}");
     check_streams("upgrade (SIGTERM + start)", &s.finish(), n, to_serving);
+    println!("upgraded from {old_version} to {new_version}");
+    assert_ne!(old_version, new_version);
+    assert!(new_version.contains("+next"), "{new_version}");
     let new_pid: u32 = text
         .split_whitespace()
         .find_map(|w| w.strip_prefix("pid="))
