@@ -10,13 +10,17 @@ use std::time::Duration;
 
 use conf::Config;
 
-use crate::dpdk::{
-    self, DpdkError, Eal, MbufRing, Mempool, Port, PortSetup, PortStats, RingProducer,
-};
-use crate::flow;
-use crate::snapshot::{BackendId, Snapshot, SnapshotCell};
+use crate::dpdk::{self, DpdkError, Eal, MbufRing, Mempool, Port, PortSetup, RingProducer};
+use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::stats::{Counters, SharedBackendCounters, SharedCounters};
 use crate::worker::{self, FlowQuery, WorkerPort, WorkerProgress, WorkerSetup};
+
+mod report;
+mod storage;
+
+pub use report::{PortReport, Report};
+pub use storage::{FlowStore, FlowTablesReport, flow_fingerprint};
+use storage::{counter_dir, counter_file_path, open_flow_tables, remove_stale_counter_files};
 
 /// Slots in each worker-to-worker ring.
 const HANDOFF_RING: u32 = 4096;
@@ -36,47 +40,6 @@ pub enum EngineError {
     Cpu(#[from] crate::cpus::CpuError),
     #[error("{0}")]
     Setup(String),
-}
-
-/// A port's final figures.
-#[derive(Debug, Clone)]
-pub struct PortReport {
-    pub name: String,
-    pub device: String,
-    pub mac: [u8; 6],
-    /// How the configured MAC reached the device's receive filter.
-    pub mac_filter: dpdk::MacFilter,
-    /// The device's MTU as it reports it: at least the configured `mtu`, unless the device
-    /// refused it.
-    pub device_mtu: Option<u16>,
-    /// Why the device refused the configured `mtu` (virtual devices may), if it did.
-    pub mtu_refused: Option<String>,
-    pub stats: Option<PortStats>,
-}
-
-/// What a stopped engine reports.
-#[derive(Debug, Clone)]
-pub struct Report {
-    pub workers: Vec<Counters>,
-    pub ports: Vec<PortReport>,
-    /// How long the workers ran.
-    pub elapsed: Duration,
-    /// Mbufs of the pool still handed out once the workers stopped (what the ports hold,
-    /// e.g. a `net_pcap` `infinite_rx` preload): stays flat whatever the traffic, unless
-    /// something leaks.
-    pub mempool_in_use: u32,
-    /// Mbufs in the pool.
-    pub mempool_capacity: u32,
-}
-
-impl Report {
-    pub fn totals(&self) -> Counters {
-        let mut t = Counters::default();
-        for w in &self.workers {
-            t.add(w);
-        }
-        t
-    }
 }
 
 /// The running data plane.
@@ -121,37 +84,6 @@ pub struct Engine {
     mempool: Mempool,
     // Dropped last: EAL cleanup runs once every pool, port and ring is gone.
     _eal: Eal,
-}
-
-/// Where the workers' flow tables live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FlowStore {
-    /// Anonymous memory: a new process starts empty (tests, `fulcrum replay`).
-    Memory,
-    /// One file per worker in `dir`, adopted by the next process when compatible
-    /// ([`flow::persist`]); `fresh` discards what is there.
-    Files {
-        dir: std::path::PathBuf,
-        fresh: bool,
-    },
-}
-
-/// What the engine did with the flow tables at start, for the log and `ctl status`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FlowTablesReport {
-    /// The directory of the files (`None`: in memory).
-    pub dir: Option<std::path::PathBuf>,
-    /// Entries adopted from the files (a NAT pair counts two).
-    pub adopted: usize,
-    /// Entries found but dropped as inconsistent.
-    pub dropped: usize,
-    /// Why the tables started empty, in one line (`None`: adopted, or in memory).
-    pub empty: Option<String>,
-}
-
-/// The [`flow::persist::Header::fingerprint`] of `cfg`: what an adopted entry refers to.
-pub fn flow_fingerprint(cfg: &Config) -> u64 {
-    flow::persist::Header::fingerprint(cfg.ports.iter().map(|p| p.name.as_str()))
 }
 
 /// EAL arguments for a config: its own, its devices, and the main lcore when none is given.
@@ -497,45 +429,6 @@ impl Engine {
         })
     }
 
-    /// The workers' counters as last published.
-    pub fn worker_counters(&self) -> Vec<Counters> {
-        self.counters.iter().map(|c| c.read()).collect()
-    }
-
-    /// `[packets, bytes, new flows]` forwarded to backend `id`, summed over the workers (as
-    /// last published, at most 100 ms old).
-    pub fn backend_totals(&self, id: BackendId) -> [u64; 3] {
-        let mut t = [0u64; 3];
-        for c in &self.backend_counters {
-            for (a, b) in t.iter_mut().zip(c.read(id)) {
-                *a += b;
-            }
-        }
-        t
-    }
-
-    /// `[established, other]` active flows of backend `id`, summed over the workers: each
-    /// worker's flow-table census of its last completed expiry pass (refreshed every
-    /// second, published every 100 ms). A NAT flow counts once.
-    pub fn backend_active(&self, id: BackendId) -> [u64; 2] {
-        let mut t = [0u64; 2];
-        for c in &self.backend_counters {
-            for (a, b) in t.iter_mut().zip(c.read_active(id)) {
-                *a += b;
-            }
-        }
-        t
-    }
-
-    /// Sums of the workers' counters.
-    pub fn totals(&self) -> Counters {
-        let mut t = Counters::default();
-        for c in self.worker_counters() {
-            t.add(&c);
-        }
-        t
-    }
-
     /// Swaps in a snapshot the control plane built (its generation is the caller's
     /// business). The one it replaces is kept until no worker holds it, then freed here, so
     /// a worker never pays for freeing Maglev tables.
@@ -593,24 +486,6 @@ impl Engine {
         &self.mempool
     }
 
-    /// Per-port figures now.
-    pub fn port_reports(&self) -> Vec<PortReport> {
-        self.ports
-            .iter()
-            .zip(self.names.iter().zip(&self.devices))
-            .zip(&self.mtu_refused)
-            .map(|((p, (name, device)), refused)| PortReport {
-                name: name.clone(),
-                device: device.clone(),
-                mac: p.mac(),
-                mac_filter: p.mac_filter(),
-                device_mtu: p.mtu().ok(),
-                mtu_refused: refused.clone(),
-                stats: p.stats().ok(),
-            })
-            .collect()
-    }
-
     /// Counter files that processes no longer running had left behind, removed at start.
     pub fn flow_tables(&self) -> &FlowTablesReport {
         &self.flow_tables
@@ -619,11 +494,6 @@ impl Engine {
     /// Counter files of processes that are gone, removed at start.
     pub fn stale_counter_files_removed(&self) -> &[std::path::PathBuf] {
         &self.stale_counter_files
-    }
-
-    /// Each port's link state now (`None` where the driver cannot say), config order.
-    pub fn links(&self) -> Vec<Option<dpdk::Link>> {
-        self.ports.iter().map(|p| p.link().ok()).collect()
     }
 
     /// Stops the workers, waits for them, and reports their final counters.
@@ -666,87 +536,6 @@ fn check_cpus(cfg: &Config) -> Result<(), crate::cpus::CpuError> {
         sets.check("slow-path", cpu)?;
     }
     Ok(())
-}
-
-/// Where counter files go: `/dev/shm` (memory only) where it exists.
-/// Every worker's flow table per `store`, the seed their entries are placed with, and what
-/// was done. A new table's seed is random per process (unknown outside); an adopted one keeps
-/// the seed of the process that wrote it.
-fn open_flow_tables(
-    cfg: &Config,
-    store: &FlowStore,
-) -> Result<(Vec<flow::FlowTable>, u64, FlowTablesReport), EngineError> {
-    let seed =
-        std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u64);
-    let (dir, fresh) = match store {
-        FlowStore::Memory => (None, false),
-        FlowStore::Files { dir, fresh } => (Some(dir.clone()), *fresh),
-    };
-    let spec = flow::persist::Spec {
-        dir: dir.clone(),
-        capacity: cfg.global.flow_table_capacity as usize,
-        workers: cfg.dpdk.workers.len() as u16,
-        fingerprint: flow_fingerprint(cfg),
-        seed,
-        clock_origin_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-        fresh,
-    };
-    let o = flow::persist::open(&spec).map_err(|e| EngineError::Setup(e.to_string()))?;
-    let report = FlowTablesReport {
-        dir,
-        adopted: o.adopted,
-        dropped: o.dropped,
-        empty: o.empty.map(|e| e.to_string()),
-    };
-    Ok((o.tables, o.seed, report))
-}
-
-fn counter_dir() -> std::path::PathBuf {
-    let dir = std::path::Path::new("/dev/shm");
-    if dir.is_dir() {
-        dir.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    }
-}
-
-/// This process's counter file.
-fn counter_file_path() -> std::path::PathBuf {
-    counter_dir().join(counter_file_name(std::process::id()))
-}
-
-fn counter_file_name(pid: u32) -> String {
-    format!("fulcrum-{pid}.counters")
-}
-
-/// Removes the counter files in `dir` of processes that no longer run (a crash or a kill
-/// leaves them behind); returns them. A file whose pid is alive is left alone, whoever it is.
-fn remove_stale_counter_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut removed = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("fulcrum-")?.strip_suffix(".counters"))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if name.to_str() != Some(counter_file_name(pid).as_str())
-            || std::path::Path::new("/proc").join(pid.to_string()).exists()
-        {
-            continue;
-        }
-        if std::fs::remove_file(entry.path()).is_ok() {
-            removed.push(entry.path());
-        }
-    }
-    removed
 }
 
 impl Drop for Engine {
