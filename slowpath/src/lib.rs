@@ -26,11 +26,18 @@ pub mod neigh;
 pub mod publish;
 pub mod stack;
 
-use std::collections::{BTreeMap, HashMap};
+mod admin;
+mod reconfigure;
+mod report;
+
+pub use admin::AdminError;
+pub use reconfigure::Preparer;
+pub use report::{BackendReport, CheckInfo, FrameStats, LastCheck, NextHopReport, Report};
+
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use conf::AdminState;
 use conf::Config;
 use dataplane::dpdk::{Burst, Mbuf, RingConsumer, RingProducer};
 use dataplane::engine::{Engine, EngineError, FlowStore};
@@ -40,13 +47,13 @@ use dataplane::wire::ethernet::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, p
 
 use announce::Announcer;
 use exception::{Dispatch, Exception};
-use health::runner::{self, Finished, Runner};
+use health::runner::{Finished, Runner};
 use health::{Health, Monitor};
 use hook::Hooks;
 use neigh::{Neighbors, PortL2};
 #[cfg(test)]
 use publish::Tables;
-use publish::{BackendIds, Dynamic, Prepared, Publisher, State};
+use publish::{BackendIds, Publisher, State};
 use stack::Stack;
 
 /// The longest the slow path sleeps when idle: frames from the workers (check replies, ARP)
@@ -58,50 +65,6 @@ pub const MAX_IDLE: Duration = Duration::from_millis(1);
 /// published together, and publication never takes more than about a quarter of the slow
 /// path's time, whatever the size of the tables.
 const PUBLISH_HOLDOFF_FACTOR: u32 = 3;
-
-/// Counters of frames through the slow path.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FrameStats {
-    pub received: u64,
-    pub arp: u64,
-    /// ND solicitations and advertisements (IPv6), taken by the neighbour table.
-    pub nd: u64,
-    pub ip: u64,
-    /// Not ARP nor IP, or from an unknown port, or VLAN-tagged.
-    pub ignored: u64,
-    pub sent: u64,
-    /// No mbuf, or the ring to the worker full.
-    pub send_dropped: u64,
-    /// Packets of the stack to an address no port reaches (no on-link subnet, no route).
-    pub no_route: u64,
-}
-
-/// A backend's state as the last publication has it.
-#[derive(Debug, Clone)]
-pub struct BackendReport {
-    pub service: String,
-    pub backend: String,
-    pub state: &'static str,
-    pub checks: u64,
-    pub failures: u64,
-}
-
-/// What the slow path did, for the final report.
-#[derive(Debug, Clone)]
-pub struct Report {
-    pub frames: FrameStats,
-    pub checks: runner::RunnerStats,
-    pub check_failures: u64,
-    pub neighbors: neigh::NeighStats,
-    pub hooks: hook::HookStats,
-    pub publications: u64,
-    pub build_us: publish::Summary,
-    pub visible_us: publish::Summary,
-    pub first_packet_us: publish::Summary,
-    pub backends: Vec<BackendReport>,
-    /// CPU time the slow path's thread used, seconds (`None` where the kernel does not say).
-    pub cpu_s: Option<f64>,
-}
 
 /// The slow path of one running engine.
 pub struct SlowPath {
@@ -131,49 +94,6 @@ pub struct SlowPath {
     last_checks: HashMap<BackendId, LastCheck>,
     /// Where learnt neighbours are saved for the next process (beside the flow tables).
     neighbors_file: Option<std::path::PathBuf>,
-}
-
-/// Why an operator's admin state was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AdminError {
-    #[error("no service {0:?}")]
-    NoService(String),
-    #[error("service {service:?} has no backend {backend:?}")]
-    NoBackend { service: String, backend: String },
-}
-
-/// The latest check of a backend, for `fulcrum ctl backends`.
-#[derive(Debug, Clone, Copy)]
-pub struct LastCheck {
-    /// `None`: passed; otherwise why it failed.
-    pub failure: Option<&'static str>,
-    /// From the start of the check to its verdict.
-    pub took: Duration,
-    /// When it ended, since the engine's epoch.
-    pub at: Duration,
-}
-
-/// A next hop of the config (a route's gateway, an on-link backend) and what the neighbour
-/// table knows of it, for `fulcrum ctl status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NextHopReport {
-    pub address: IpAddr,
-    /// Index of the port it is on.
-    pub port: usize,
-    /// The route prefixes through it (empty: an on-link backend).
-    pub routes: Vec<conf::IfAddr>,
-    /// Backends whose frames go to it.
-    pub backends: usize,
-    /// `None`: the table neither has nor wants it (a backend being removed by a reload).
-    pub resolution: Option<neigh::Resolution>,
-}
-
-/// A backend's checks, for `fulcrum ctl backends`.
-#[derive(Debug, Clone, Copy)]
-pub struct CheckInfo {
-    pub checks: u64,
-    pub failures: u64,
-    pub last: Option<LastCheck>,
 }
 
 /// The backend-id map's file in the flow-table directory.
@@ -548,191 +468,6 @@ impl SlowPath {
         &self.cfg
     }
 
-    /// Every next hop of the config in force, by port and address, with its resolution.
-    pub fn next_hops(&self) -> Vec<NextHopReport> {
-        let mut hops: BTreeMap<(usize, IpAddr), NextHopReport> = BTreeMap::new();
-        let neigh = &self.neigh;
-        let mut hop = |port: usize, address: IpAddr, f: &dyn Fn(&mut NextHopReport)| {
-            let h = hops
-                .entry((port, address))
-                .or_insert_with(|| NextHopReport {
-                    address,
-                    port,
-                    routes: Vec::new(),
-                    backends: 0,
-                    resolution: neigh.resolution(address),
-                });
-            f(h);
-        };
-        for (i, p) in self.cfg.ports.iter().enumerate() {
-            for r in &p.routes {
-                hop(i, r.via, &|h| h.routes.push(r.prefix));
-            }
-        }
-        for b in self.cfg.services.iter().flat_map(|s| &s.backends) {
-            if let Some(path) = self.cfg.route(b.address) {
-                hop(path.port, path.next_hop, &|h| h.backends += 1);
-            }
-        }
-        hops.into_values().collect()
-    }
-
-    /// Checks of each checked backend, by id.
-    pub fn checks(&self) -> HashMap<BackendId, CheckInfo> {
-        self.monitor
-            .targets
-            .iter()
-            .map(|t| {
-                (
-                    t.id,
-                    CheckInfo {
-                        checks: t.checks,
-                        failures: t.failures,
-                        last: self.last_checks.get(&t.id).copied(),
-                    },
-                )
-            })
-            .collect()
-    }
-
-    /// Applies a reloaded, validated config (fields that need a restart are the caller's to
-    /// refuse): backends keep their ids, an unchanged backend with an unchanged check keeps its
-    /// health state and schedule, added ones are resolved and checked (down until their first
-    /// checks pass), removed ones lose their operator overrides. Publishes at once; returns
-    /// the generation.
-    pub fn reconfigure(&mut self, cfg: &Config, engine: &mut Engine) -> u64 {
-        let now = engine.epoch().elapsed();
-        let kept = self.publisher.reconfigure(cfg);
-        let ids = self.publisher.ids();
-        let fresh = Monitor::new(cfg, |s, b| ids.find(s, b), now);
-        let old = std::mem::replace(&mut self.monitor, fresh);
-        let mut map: Vec<Option<usize>> = vec![None; old.targets.len()];
-        for i in 0..self.monitor.targets.len() {
-            let t = &self.monitor.targets[i];
-            let Some(o) = old
-                .targets
-                .iter()
-                .position(|o| o.id == t.id && o.addr == t.addr)
-            else {
-                continue;
-            };
-            let o_t = &old.targets[o];
-            let same_check = o_t.check == t.check
-                && o_t.track.map(|k| old.targets[k].id)
-                    == t.track.map(|k| self.monitor.targets[k].id);
-            if same_check {
-                map[o] = Some(i);
-                self.monitor.adopt(i, o_t);
-            } else {
-                // A check in flight under the old settings is dropped (`map[o]` stays None).
-                self.monitor.adopt_state(i, o_t);
-            }
-        }
-        self.runner.retarget(&map);
-        self.last_checks.retain(|id, _| kept.contains(id));
-        self.neigh.reconfigure(cfg, now);
-        self.hooks.reconfigure(cfg);
-        self.announcer.reconfigure(cfg);
-        self.cfg = cfg.clone();
-        let generation = self.publish_now(engine);
-        tracing::info!(
-            checked = self.monitor.targets.len(),
-            kept = map.iter().flatten().count(),
-            generation,
-            "slow path reconfigured"
-        );
-        generation
-    }
-
-    /// What a thread needs to prepare a new config's Maglev tables off this loop, so that
-    /// applying it ([`SlowPath::reconfigure_prepared`]) computes only the tables of the pools
-    /// that changed meanwhile.
-    pub fn preparer(&self) -> Preparer {
-        let (ids, dynamic) = self.publisher.copy_state();
-        Preparer { ids, dynamic }
-    }
-
-    /// [`SlowPath::reconfigure`] with tables prepared ahead by [`Preparer::prepare`] for
-    /// `cfg`: what still fits is taken, the rest computed.
-    pub fn reconfigure_prepared(
-        &mut self,
-        cfg: &Config,
-        prepared: Prepared,
-        engine: &mut Engine,
-    ) -> u64 {
-        self.publisher.adopt(prepared);
-        self.reconfigure(cfg, engine)
-    }
-
-    /// An operator's admin state for a backend (`ctl drain|enable|disable`), applied at once.
-    /// Returns the generation published.
-    pub fn set_admin(
-        &mut self,
-        engine: &mut Engine,
-        service: &str,
-        backend: &str,
-        state: AdminState,
-    ) -> Result<u64, AdminError> {
-        let Some(s) = self.cfg.services.iter().find(|s| s.name == service) else {
-            return Err(AdminError::NoService(service.to_string()));
-        };
-        // Ids outlive reloads: only the config in force says whether the backend exists.
-        let id = s
-            .backends
-            .iter()
-            .any(|b| b.name == backend)
-            .then(|| self.publisher.ids().find(service, backend))
-            .flatten()
-            .ok_or_else(|| AdminError::NoBackend {
-                service: service.to_string(),
-                backend: backend.to_string(),
-            })?;
-        self.publisher.set_admin(id, state);
-        Ok(self.publish_now(engine))
-    }
-
-    /// The operator's override of a backend's admin state (`ctl drain|enable|disable`), if
-    /// any.
-    pub fn admin_override(&self, id: BackendId) -> Option<AdminState> {
-        self.publisher.admin(id)
-    }
-
-    /// What health checking says of a backend as last published (up when it has no check).
-    pub fn health(&self, id: BackendId) -> Health {
-        self.publisher.health(id)
-    }
-
-    /// Drops the operator's admin overrides of `backend` of `service` (of every backend of
-    /// the service when `None`): the config's admin state applies again. Returns how many
-    /// were dropped and the generation published.
-    pub fn clear_admin(
-        &mut self,
-        engine: &mut Engine,
-        service: &str,
-        backend: Option<&str>,
-    ) -> Result<(usize, u64), AdminError> {
-        let Some(s) = self.cfg.services.iter().find(|s| s.name == service) else {
-            return Err(AdminError::NoService(service.to_string()));
-        };
-        let names: Vec<String> = match backend {
-            Some(b) if !s.backends.iter().any(|x| x.name == b) => {
-                return Err(AdminError::NoBackend {
-                    service: service.to_string(),
-                    backend: b.to_string(),
-                });
-            }
-            Some(b) => vec![b.to_string()],
-            None => s.backends.iter().map(|b| b.name.clone()).collect(),
-        };
-        let mut cleared = 0;
-        for name in names {
-            if let Some(id) = self.publisher.ids().find(service, &name) {
-                cleared += usize::from(self.publisher.clear_admin(id));
-            }
-        }
-        Ok((cleared, self.publish_now(engine)))
-    }
-
     /// The pools of a snapshot just published: the hooks and the announcer take them.
     fn pools(&mut self, snap: &Snapshot) {
         self.hooks.update(snap);
@@ -756,47 +491,6 @@ impl SlowPath {
         let generation = self.publisher.publish(engine, &self.cfg, &state);
         self.pools(&engine.snapshot());
         generation
-    }
-
-    /// The final figures.
-    pub fn report(&self, engine: &Engine) -> Report {
-        let snap = engine.snapshot();
-        let mut counts: HashMap<BackendId, (u64, u64)> = HashMap::new();
-        let mut failures = 0;
-        for t in &self.monitor.targets {
-            counts.insert(t.id, (t.checks, t.failures));
-            failures += t.failures;
-        }
-        let backends = snap
-            .services
-            .iter()
-            .flat_map(|s| s.backends.iter().map(move |id| (s, *id)))
-            .filter_map(|(s, id)| {
-                let b = snap.backend(id)?;
-                let (checks, failures) = counts.get(&id).copied().unwrap_or_default();
-                Some(BackendReport {
-                    service: s.name.clone(),
-                    backend: b.name.clone(),
-                    state: b.state.as_str(),
-                    checks,
-                    failures,
-                })
-            })
-            .collect();
-        let p = &self.publisher.stats;
-        Report {
-            frames: self.frames,
-            checks: self.runner.stats,
-            check_failures: failures,
-            neighbors: self.neigh.stats,
-            hooks: self.hooks.stats,
-            publications: p.publications,
-            build_us: p.build_us.summary(),
-            visible_us: p.visible_us.summary(),
-            first_packet_us: p.first_packet_us.summary(),
-            backends,
-            cpu_s: thread_cpu_seconds(),
-        }
     }
 }
 
@@ -826,29 +520,6 @@ pub fn first_snapshot(
         neighbors: adopted.cloned().unwrap_or_default(),
     };
     publisher.first(cfg, port_macs, &state)
-}
-
-/// The ids and dynamic state of the slow path at one moment: enough to build a new config's
-/// Maglev tables on another thread (issue 15: a reload must not stall checks, ARP/ND and the
-/// control socket while a large config's tables are computed).
-#[derive(Debug, Clone)]
-pub struct Preparer {
-    ids: BackendIds,
-    dynamic: Dynamic,
-}
-
-impl Preparer {
-    /// The tables `cfg`'s snapshot will need if nothing changes meanwhile: a checked backend
-    /// it adds counts as down, as it will be until its first check passes.
-    pub fn prepare(mut self, cfg: &Config) -> Prepared {
-        self.ids.allocate(cfg);
-        let ids = &self.ids;
-        let (health, _) = Monitor::new(cfg, |s, b| ids.find(s, b), Duration::ZERO).health_maps();
-        for (id, h) in health {
-            self.dynamic.health.entry(id).or_insert(h);
-        }
-        publish::prepare(cfg, self.ids, &self.dynamic)
-    }
 }
 
 /// Where a packet of the stack to `dst` goes, emitted by the interface of `port`: the port
@@ -908,19 +579,13 @@ fn log_changes(
     }
 }
 
-/// CPU time of the calling thread, from the scheduler's statistics.
-fn thread_cpu_seconds() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns: u64 = s.split_whitespace().next()?.parse().ok()?;
-    Some(ns as f64 / 1e9)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use dataplane::snapshot::{BackendState, Tier};
     use health::runner::Runner;
     use neigh::PortL2;
+    use publish::Dynamic;
     use std::path::Path;
 
     /// `web`'s backends are checked (`b` by tracking `a`); `plain`'s are not.
