@@ -640,9 +640,7 @@ pub fn new_flow(
 
 /// The name of the port a backend's frames leave from.
 fn out_port(snap: &dataplane::snapshot::Snapshot, b: &BackendRt) -> Option<String> {
-    snap.ports
-        .get(usize::from(b.out_port))
-        .map(|p| p.name.clone())
+    snap.ports.get(b.out_port.index()).map(|p| p.name.clone())
 }
 
 /// The neighbour a backend's frames go to ([`conf::Config::route`]).

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use dataplane::frame::Frame;
+use dataplane::ids::{PortIdx, WorkerIdx};
 use dataplane::pipeline::Pipeline;
 use dataplane::snapshot::Snapshot;
 use dataplane::verdict::Verdict;
@@ -88,13 +89,13 @@ impl Frame for BenchFrame {
 /// `measure_burst`'s so the linker cannot fold the two into one symbol.
 #[inline(never)]
 fn warm_burst(p: &mut Pipeline, s: &Snapshot, b: &mut [BenchFrame], v: &mut [Verdict]) {
-    p.process_burst(s, std::hint::black_box(0), b, v)
+    p.process_burst(s, std::hint::black_box(PortIdx::new(0)), b, v)
 }
 
 /// The measured passes' bursts: callgrind collects exactly these.
 #[inline(never)]
 fn measure_burst(p: &mut Pipeline, s: &Snapshot, b: &mut [BenchFrame], v: &mut [Verdict]) {
-    p.process_burst(s, 0, b, v)
+    p.process_burst(s, PortIdx::new(0), b, v)
 }
 
 /// Frames per burst, as the worker's default.
@@ -109,16 +110,6 @@ fn read_pcap(path: &PathBuf) -> Vec<Vec<u8>> {
         frames.push(p.expect("pcap packet").data.into_owned());
     }
     frames
-}
-
-fn verdict_name(v: Verdict) -> String {
-    match v {
-        Verdict::Forward { port } => format!("forward:{port}"),
-        Verdict::Reply => "reply".into(),
-        Verdict::Handoff { worker } => format!("handoff:{worker}"),
-        Verdict::SlowPath => "slowpath".into(),
-        Verdict::Drop(r) => format!("drop:{}", r.name()),
-    }
 }
 
 fn main() {
@@ -146,7 +137,12 @@ fn main() {
     };
     let snap = build(&cfg, &mut BackendIds::new(), &dynamic, 1);
     let frames = read_pcap(&pcap.expect("--pcap FILE"));
-    let mut pipe = Pipeline::new(0, 1, cfg.global.flow_table_capacity as usize, 1);
+    let mut pipe = Pipeline::new(
+        WorkerIdx::new(0),
+        1,
+        cfg.global.flow_table_capacity as usize,
+        1,
+    );
     // One burst of mbuf-like buffers, reused: each frame is copied in (as net_pcap copies a
     // preloaded frame into a fresh mbuf), then the burst is processed,
     // as the worker does.
@@ -201,7 +197,7 @@ fn main() {
     let out = serde_json::json!({
         "frames": frames.len(),
         "measured_packets": n,
-        "verdicts": verdicts.iter().map(|&(v, n)| (verdict_name(v), n)).collect::<BTreeMap<_, _>>(),
+        "verdicts": verdicts.iter().map(|&(v, n)| (v.to_string(), n)).collect::<BTreeMap<_, _>>(),
         "flows_created": c.flows_created - before.flows_created,
         "flows_evicted": c.flows_evicted - before.flows_evicted,
         "flows_active": pipe.flows.len(),

@@ -11,6 +11,7 @@ use std::time::Duration;
 use conf::Config;
 
 use crate::dpdk::{self, DpdkError, Eal, MbufRing, Mempool, Port, PortSetup, RingProducer};
+use crate::ids::{PortIdx, WorkerIdx};
 use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::stats::{Counters, SharedBackendCounters, SharedCounters};
 use crate::worker::{self, FlowQuery, WorkerPort, WorkerProgress, WorkerSetup};
@@ -75,7 +76,7 @@ pub struct Engine {
     /// Where the flow tables came from.
     flow_tables: FlowTablesReport,
     /// DPDK port id -> port index.
-    port_index: Vec<u8>,
+    port_index: Vec<PortIdx>,
     ports: Vec<Port>,
     devices: Vec<String>,
     names: Vec<String>,
@@ -274,9 +275,9 @@ impl Engine {
             }));
         }
         let max_id = ports.iter().map(|p| p.port_id()).max().unwrap_or(0);
-        let mut port_index = vec![0u8; usize::from(max_id) + 1];
+        let mut port_index = vec![PortIdx::default(); usize::from(max_id) + 1];
         for (i, p) in ports.iter().enumerate() {
-            port_index[usize::from(p.port_id())] = i as u8;
+            port_index[usize::from(p.port_id())] = PortIdx::new(i as u8);
         }
 
         let port_macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac()).collect();
@@ -322,15 +323,17 @@ impl Engine {
         let mut producers = producers.into_iter();
         let mut consumers = consumers.into_iter();
         for (i, cpu) in cfg.dpdk.workers.iter().enumerate() {
+            // Its queue id on every port.
+            let index = WorkerIdx::new(i as u16);
             let mut wports = Vec::with_capacity(ports.len());
             for p in &ports {
                 wports.push(WorkerPort {
-                    rx: p.rx_queue(i as u16)?,
-                    tx: p.tx_queue(i as u16)?,
+                    rx: p.rx_queue(index.get())?,
+                    tx: p.tx_queue(index.get())?,
                 });
             }
             let shared = Arc::new(match &shm {
-                Some(shm) => SharedCounters::in_file(shm, i),
+                Some(shm) => SharedCounters::in_file(shm, index),
                 None => SharedCounters::default(),
             });
             counters.push(shared.clone());
@@ -341,7 +344,7 @@ impl Engine {
             let prog = Arc::new(WorkerProgress::default());
             progress.push(prog.clone());
             let setup = WorkerSetup {
-                index: i as u16,
+                index,
                 workers: workers as u16,
                 // Pinned by the thread itself below, where a failure stops the start.
                 cpu: None,
@@ -476,9 +479,9 @@ impl Engine {
 
     /// The index (config order) of the port with this DPDK port id, as received frames
     /// carry it.
-    pub fn port_of(&self, port_id: u16) -> Option<u8> {
+    pub fn port_of(&self, port_id: u16) -> Option<PortIdx> {
         let i = *self.port_index.get(usize::from(port_id))?;
-        (self.ports.get(usize::from(i))?.port_id() == port_id).then_some(i)
+        (self.ports.get(i.index())?.port_id() == port_id).then_some(i)
     }
 
     /// The mbuf pool (for leak checks and the slow path's own frames).

@@ -20,7 +20,7 @@ use crate::maglev;
 use crate::tunnel::Tunnel;
 use crate::vip_index::VipIndex;
 
-pub use crate::ids::{BackendId, ServiceIdx};
+pub use crate::ids::{BackendId, PortIdx, ServiceIdx, WorkerIdx};
 
 /// An address in flow-key form: IPv4 in the first 4 bytes, the rest zero.
 ///
@@ -145,7 +145,7 @@ pub struct BackendRt {
     /// per `conf::Config::route`).
     pub mac: [u8; 6],
     /// Index of the port it is reached through.
-    pub out_port: u8,
+    pub out_port: PortIdx,
     /// That port's MAC (the source of frames sent to it).
     pub out_mac: [u8; 6],
     /// That port's IP MTU (`[[port]] mtu`), beside `out_port` so that the forward step's
@@ -377,7 +377,7 @@ pub struct Snapshot {
     vip_addrs: HashSet<IpKey>,
     /// VIPs answered by ARP/ND (see [`Snapshot::answers_neighbor_for`]).
     neighbor_vips: HashSet<IpKey>,
-    own_addrs: HashMap<IpKey, u8>,
+    own_addrs: HashMap<IpKey, PortIdx>,
     nat_endpoints: HashSet<Endpoint>,
     /// IPv4 VIPs again, for the worker's fast path (same answers as [`Snapshot::service`]).
     pub vip4: VipIndex,
@@ -419,7 +419,7 @@ impl Snapshot {
 
     /// The port owning this balancer address, if it is one.
     #[inline]
-    pub fn own_addr(&self, addr: IpKey) -> Option<u8> {
+    pub fn own_addr(&self, addr: IpKey) -> Option<PortIdx> {
         self.own_addrs.get(&addr).copied()
     }
 
@@ -474,7 +474,7 @@ impl Snapshot {
         let mut own_addrs = HashMap::new();
         for (i, p) in ports.iter().enumerate() {
             for a in &p.addrs {
-                own_addrs.insert(IpKey::from(a.addr), i as u8);
+                own_addrs.insert(IpKey::from(a.addr), PortIdx::new(i as u8));
             }
         }
         let mut vips = HashMap::new();
@@ -607,7 +607,7 @@ pub(crate) fn all_up(cfg: &conf::Config) -> Snapshot {
                 weight: b.weight,
                 backup: false,
                 mac: b.mac.expect("a backend MAC").0,
-                out_port: out_port as u8,
+                out_port: PortIdx::new(out_port as u8),
                 out_mac: ports[out_port].mac,
                 out_mtu: ports[out_port].mtu,
                 state: BackendState::Up,
@@ -748,8 +748,8 @@ mac = "02:00:00:00:06:15"
         assert!(snap.is_vip(key("10.0.0.1")) && snap.is_vip(key("a00:1::")));
         assert!(!snap.is_vip(key("10.0.0.2")) && !snap.is_vip(key("a00:2::")));
 
-        assert_eq!(snap.own_addr(key("10.0.0.2")), Some(0));
-        assert_eq!(snap.own_addr(key("a00:2::")), Some(1));
+        assert_eq!(snap.own_addr(key("10.0.0.2")), Some(PortIdx::new(0)));
+        assert_eq!(snap.own_addr(key("a00:2::")), Some(PortIdx::new(1)));
         assert_eq!(snap.own_addr(key("10.0.0.1")), None);
 
         // Only the IPv4 service is NAT: its backend's IPv6 twin is no NAT backend.

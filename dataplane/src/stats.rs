@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::ids::BackendId;
+use crate::ids::{BackendId, WorkerIdx};
 use crate::mem::SharedWords;
 
 use crate::verdict::DropReason;
@@ -195,22 +195,23 @@ pub fn read_counter_file(path: &Path) -> io::Result<Vec<Counters>> {
     if w[1].load(Ordering::Relaxed) != LAYOUT || w[3].load(Ordering::Relaxed) != STRIDE as u64 {
         return Err(bad("counter file of another fulcrum version"));
     }
-    let workers = w[2].load(Ordering::Relaxed) as usize;
-    if w.len() < HEADER + workers * STRIDE {
+    let workers = u16::try_from(w[2].load(Ordering::Relaxed))
+        .map_err(|_| bad("counter file with more workers than a worker index holds"))?;
+    if w.len() < HEADER + usize::from(workers) * STRIDE {
         return Err(bad("counter file truncated"));
     }
     let shm = Arc::new(shm);
     Ok((0..workers)
-        .map(|i| SharedCounters::in_file(&shm, i).read())
+        .map(|i| SharedCounters::in_file(&shm, WorkerIdx::new(i)).read())
         .collect())
 }
 
 impl SharedCounters {
     /// Worker `worker`'s block of a counter file made by [`create_counter_file`].
-    pub fn in_file(shm: &Arc<SharedWords>, worker: usize) -> SharedCounters {
+    pub fn in_file(shm: &Arc<SharedWords>, worker: WorkerIdx) -> SharedCounters {
         SharedCounters {
             shm: shm.clone(),
-            base: HEADER + worker * STRIDE,
+            base: HEADER + worker.index() * STRIDE,
         }
     }
 
@@ -380,8 +381,8 @@ mod tests {
         let path = std::env::temp_dir().join(format!("fulcrum-ctr-{}", std::process::id()));
         let shm = create_counter_file(&path, 2).unwrap();
         let (w0, w1) = (
-            SharedCounters::in_file(&shm, 0),
-            SharedCounters::in_file(&shm, 1),
+            SharedCounters::in_file(&shm, WorkerIdx::new(0)),
+            SharedCounters::in_file(&shm, WorkerIdx::new(1)),
         );
         let mut c = Counters {
             rx: 5,

@@ -3,20 +3,36 @@
 //! Each [`DropReason`] has its own per-worker counter; the worker checks
 //! `rx + handoff_in + from_slowpath = tx + handoff_out + to_slowpath + sum(drops)`.
 
+use crate::ids::{PortIdx, WorkerIdx};
+
 /// The fate of one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Send the (rewritten) frame out of this port.
-    Forward { port: u8 },
+    Forward { port: PortIdx },
     /// The frame was turned into a reply (ARP, ICMP echo, RST, ICMP unreachable): send it out
     /// of the port it came in on.
     Reply,
     /// Another worker owns this flow (NAT): hand the untouched frame over.
-    Handoff { worker: u16 },
+    Handoff { worker: WorkerIdx },
     /// For the balancer itself (health-check replies, ARP replies): give it to the slow path.
     SlowPath,
     /// Refused; counted under the reason.
     Drop(DropReason),
+}
+
+/// `forward:1`, `reply`, `handoff:0`, `slowpath`, `drop:<reason>`: how the golden table and
+/// the replay tool name a verdict.
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Forward { port } => write!(f, "forward:{port}"),
+            Verdict::Reply => f.write_str("reply"),
+            Verdict::Handoff { worker } => write!(f, "handoff:{worker}"),
+            Verdict::SlowPath => f.write_str("slowpath"),
+            Verdict::Drop(r) => write!(f, "drop:{}", r.name()),
+        }
+    }
 }
 
 macro_rules! drop_reasons {

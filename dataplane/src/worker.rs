@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::dpdk::{Burst, Mbuf, RingConsumer, RingProducer, RxQueue, TxQueue};
 use crate::flow::FlowKey;
-use crate::ids::BackendId;
+use crate::ids::{BackendId, PortIdx, WorkerIdx};
 use crate::pipeline::Pipeline;
 use crate::snapshot::SnapshotCell;
 use crate::stats::{Counters, SharedBackendCounters, SharedCounters};
@@ -186,14 +186,14 @@ pub struct WorkerPort {
 
 /// Everything a worker thread owns.
 pub struct WorkerSetup {
-    pub index: u16,
+    pub index: WorkerIdx,
     pub workers: u16,
     /// CPU to pin to (`None`: leave the affinity alone).
     pub cpu: Option<usize>,
     /// By port index (config order).
     pub ports: Vec<WorkerPort>,
     /// DPDK port id -> port index.
-    pub port_index: Vec<u8>,
+    pub port_index: Vec<PortIdx>,
     /// Rings from the other workers (flows this worker owns).
     pub handoff_in: Vec<RingConsumer>,
     /// Rings to the other workers, by worker index (`None` at this worker's own index).
@@ -289,26 +289,27 @@ pub fn run(mut w: WorkerSetup) -> Counters {
                 continue;
             }
             let verdicts = &mut [Verdict::SlowPath; 64][..n];
-            pipe.process_burst(&snap, p as u8, rx.as_mut_slice(), verdicts);
+            let rx_port = PortIdx::new(p as u8);
+            pipe.process_burst(&snap, rx_port, rx.as_mut_slice(), verdicts);
             // The common case, a whole burst forwarded out of one port (or answered: a reply
             // leaves by the port it came in on) with nothing queued for that port yet: the
             // received burst is the one to send, as it is.
             let out_port = |v: &Verdict| match *v {
                 Verdict::Forward { port } => Some(port),
-                Verdict::Reply => Some(p as u8),
+                Verdict::Reply => Some(rx_port),
                 _ => None,
             };
             if let Some(to) = verdicts.first().and_then(out_port)
-                && out.tx.get(usize::from(to)).is_some_and(|b| b.is_empty())
+                && out.tx.get(to.index()).is_some_and(|b| b.is_empty())
                 && verdicts.iter().all(|v| out_port(v) == Some(to))
             {
-                let sent = w.ports[usize::from(to)].tx.tx_burst(&mut rx);
+                let sent = w.ports[to.index()].tx.tx_burst(&mut rx);
                 pipe.counters.tx += sent as u64;
                 pipe.counters.drops[DropReason::TxFull as usize] += (n - sent) as u64;
                 continue;
             }
             for (m, &v) in rx.drain().zip(verdicts.iter()) {
-                dispatch(&mut w, &mut pipe.counters, &mut out, p as u8, v, m);
+                dispatch(&mut w, &mut pipe.counters, &mut out, rx_port, v, m);
             }
         }
         for r in 0..w.handoff_in.len() {
@@ -323,7 +324,7 @@ pub fn run(mut w: WorkerSetup) -> Counters {
                     .port_index
                     .get(usize::from(m.port()))
                     .copied()
-                    .unwrap_or(0);
+                    .unwrap_or_default();
                 let v = pipe.process(&snap, p, &mut m);
                 dispatch(&mut w, &mut pipe.counters, &mut out, p, v, m);
             }
@@ -391,14 +392,14 @@ fn dispatch(
     w: &mut WorkerSetup,
     c: &mut Counters,
     out: &mut Outboxes,
-    rx_port: u8,
+    rx_port: PortIdx,
     v: Verdict,
     m: Mbuf,
 ) {
     let queue = match v {
-        Verdict::Forward { port } => &mut out.tx[usize::from(port)],
-        Verdict::Reply => &mut out.tx[usize::from(rx_port)],
-        Verdict::Handoff { worker } => &mut out.handoff[usize::from(worker)],
+        Verdict::Forward { port } => &mut out.tx[port.index()],
+        Verdict::Reply => &mut out.tx[rx_port.index()],
+        Verdict::Handoff { worker } => &mut out.handoff[worker.index()],
         Verdict::SlowPath => &mut out.slowpath,
         Verdict::Drop(r) => {
             c.drop(r);
@@ -409,9 +410,9 @@ fn dispatch(
         // A full outbox goes out now, then takes the packet.
         flush(w, c, out);
         let queue = match v {
-            Verdict::Forward { port } => &mut out.tx[usize::from(port)],
-            Verdict::Reply => &mut out.tx[usize::from(rx_port)],
-            Verdict::Handoff { worker } => &mut out.handoff[usize::from(worker)],
+            Verdict::Forward { port } => &mut out.tx[port.index()],
+            Verdict::Reply => &mut out.tx[rx_port.index()],
+            Verdict::Handoff { worker } => &mut out.handoff[worker.index()],
             _ => &mut out.slowpath,
         };
         if queue.push(m).is_err() {
@@ -501,7 +502,7 @@ mod tests {
     #[test]
     fn flow_query_is_answered_by_the_serving_side() {
         let q = Arc::new(FlowQuery::default());
-        let pipe = Pipeline::new(0, 1, 1024, 7);
+        let pipe = Pipeline::new(WorkerIdx::new(0), 1, 1024, 7);
         let k = FlowKey::v4([10, 0, 0, 1], [10, 0, 0, 100], 40000, 80, 6);
         let stop = Arc::new(AtomicBool::new(false));
         let (q2, s2) = (q.clone(), stop.clone());

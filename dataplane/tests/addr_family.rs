@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::path::Path;
 
 use dataplane::frame::VecFrame;
+use dataplane::ids::{PortIdx, WorkerIdx};
 use dataplane::pipeline::Pipeline;
 use dataplane::snapshot::Snapshot;
 use dataplane::verdict::{DropReason, Verdict};
@@ -269,17 +270,23 @@ fn ip(s: &str) -> IpAddr {
 
 /// Runs one frame received on `port` through a fresh single-worker pipeline.
 fn run(snap: &Snapshot, port: u8, bytes: &[u8]) -> (Verdict, Vec<u8>) {
-    let mut pipe = Pipeline::new(0, 1, 64, 7);
+    let mut pipe = Pipeline::new(WorkerIdx::new(0), 1, 64, 7);
     pipe.now_ms = 1_000;
     let mut f = VecFrame::new(bytes);
-    let v = pipe.process(snap, port, &mut f);
+    let v = pipe.process(snap, PortIdx::new(port), &mut f);
     (v, f.to_vec())
 }
 
 /// Asserts a DSR forward: out of `port`, to `backend_mac`, everything after the MACs as sent.
 fn assert_dsr(snap: &Snapshot, port: u8, bytes: &[u8], out: u8, backend_mac: [u8; 6], what: &str) {
     let (v, o) = run(snap, port, bytes);
-    assert_eq!(v, Verdict::Forward { port: out }, "{what}");
+    assert_eq!(
+        v,
+        Verdict::Forward {
+            port: PortIdx::new(out)
+        },
+        "{what}"
+    );
     assert_eq!(
         o[0..6],
         backend_mac,
@@ -441,7 +448,7 @@ fn an_ipv4_nat_backend_does_not_make_its_ipv6_twin_one() {
     assert_eq!(run(&snap, 1, &f).0, Verdict::Drop(DropReason::NotVip));
 
     // The IPv4 backend's replies are still translated back to the VIP.
-    let mut pipe = Pipeline::new(0, 1, 64, 7);
+    let mut pipe = Pipeline::new(WorkerIdx::new(0), 1, 64, 7);
     pipe.now_ms = 1_000;
     let client = ip("192.0.2.7");
     let syn = l4_frame(
@@ -453,7 +460,12 @@ fn an_ipv4_nat_backend_does_not_make_its_ipv6_twin_one() {
         80,
     );
     let mut f = VecFrame::new(&syn);
-    assert_eq!(pipe.process(&snap, 0, &mut f), Verdict::Forward { port: 0 });
+    assert_eq!(
+        pipe.process(&snap, PortIdx::new(0), &mut f),
+        Verdict::Forward {
+            port: PortIdx::new(0)
+        }
+    );
     let o = f.to_vec();
     assert_eq!(o[30..34], [10, 0, 0, 21], "NAT to the backend");
     assert_eq!(o[36..38], 8080u16.to_be_bytes());
@@ -466,7 +478,12 @@ fn an_ipv4_nat_backend_does_not_make_its_ipv6_twin_one() {
         40000,
     );
     let mut f = VecFrame::new(&reply);
-    assert_eq!(pipe.process(&snap, 0, &mut f), Verdict::Forward { port: 0 });
+    assert_eq!(
+        pipe.process(&snap, PortIdx::new(0), &mut f),
+        Verdict::Forward {
+            port: PortIdx::new(0)
+        }
+    );
     let o = f.to_vec();
     assert_eq!(o[26..30], [10, 0, 0, 101], "the reply leaves from the VIP");
     assert_eq!(o[34..36], 80u16.to_be_bytes());

@@ -14,6 +14,7 @@
 use std::path::Path;
 
 use dataplane::frame::VecFrame;
+use dataplane::ids::{PortIdx, WorkerIdx};
 use dataplane::pipeline::Pipeline;
 use dataplane::snapshot::Snapshot;
 use dataplane::verdict::{DropReason, Verdict};
@@ -74,7 +75,7 @@ struct Established {
 /// Runs a flood of `FLOOD` packets of one kind; returns the NAT replies lost, [TCP, UDP].
 fn flood(kind: &str) -> [u64; 2] {
     let snap = snapshot();
-    let mut pipe = Pipeline::new(0, 1, CAPACITY, 7);
+    let mut pipe = Pipeline::new(WorkerIdx::new(0), 1, CAPACITY, 7);
     pipe.now_ms = 1_000;
     let nat_vip = [10, 0, 0, 101];
     let dsr_vip = [10, 0, 0, 100];
@@ -88,7 +89,7 @@ fn flood(kind: &str) -> [u64; 2] {
     let run = |pipe: &mut Pipeline, f: Vec<u8>| -> Verdict {
         let mut fr = VecFrame::new(&f);
         pipe.counters.rx += 1;
-        let v = pipe.process(&snap, 0, &mut fr);
+        let v = pipe.process(&snap, PortIdx::new(0), &mut fr);
         pipe.account(v);
         v
     };
@@ -103,7 +104,12 @@ fn flood(kind: &str) -> [u64; 2] {
             &mut pipe,
             frame(e.client, nat_vip, proto, e.sport, dport, tcp::SYN),
         );
-        assert_eq!(v, Verdict::Forward { port: 0 });
+        assert_eq!(
+            v,
+            Verdict::Forward {
+                port: PortIdx::new(0)
+            }
+        );
         let reply = frame(
             backend,
             e.client,
@@ -112,13 +118,23 @@ fn flood(kind: &str) -> [u64; 2] {
             e.sport,
             tcp::SYN | tcp::ACK,
         );
-        assert_eq!(run(&mut pipe, reply), Verdict::Forward { port: 0 });
+        assert_eq!(
+            run(&mut pipe, reply),
+            Verdict::Forward {
+                port: PortIdx::new(0)
+            }
+        );
         if !e.udp {
             let v = run(
                 &mut pipe,
                 frame(e.client, nat_vip, proto, e.sport, dport, tcp::ACK),
             );
-            assert_eq!(v, Verdict::Forward { port: 0 });
+            assert_eq!(
+                v,
+                Verdict::Forward {
+                    port: PortIdx::new(0)
+                }
+            );
         }
     }
     // [TCP, UDP]
@@ -193,7 +209,12 @@ fn flood(kind: &str) -> [u64; 2] {
                     dport,
                     tcp::ACK | tcp::PSH,
                 );
-                assert_eq!(run(&mut pipe, fwd), Verdict::Forward { port: 0 });
+                assert_eq!(
+                    run(&mut pipe, fwd),
+                    Verdict::Forward {
+                        port: PortIdx::new(0)
+                    }
+                );
             } else {
                 let back = frame(
                     backend,

@@ -7,9 +7,9 @@
 use std::path::Path;
 
 use dataplane::frame::{Frame, VecFrame};
+use dataplane::ids::{PortIdx, WorkerIdx};
 use dataplane::pipeline::Pipeline;
 use dataplane::snapshot::Snapshot;
-use dataplane::verdict::Verdict;
 use slowpath::publish::{BackendIds, Dynamic, build};
 
 fn hex(s: &str) -> Vec<u8> {
@@ -17,16 +17,6 @@ fn hex(s: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
         .collect()
-}
-
-fn verdict_name(v: Verdict) -> String {
-    match v {
-        Verdict::Forward { port } => format!("forward:{port}"),
-        Verdict::Reply => "reply".into(),
-        Verdict::Handoff { worker } => format!("handoff:{worker}"),
-        Verdict::SlowPath => "slowpath".into(),
-        Verdict::Drop(r) => format!("drop:{}", r.name()),
-    }
 }
 
 struct Case {
@@ -63,15 +53,15 @@ fn golden_cases() {
     let snap = golden_snapshot();
     let cases = load_cases();
     assert!(cases.len() >= 600, "the case table shrank: {}", cases.len());
-    let mut pipe = Pipeline::new(0, 1, 4096, 0x5eed);
+    let mut pipe = Pipeline::new(WorkerIdx::new(0), 1, 4096, 0x5eed);
     pipe.now_ms = 1_000;
     let mut failures = Vec::new();
     for (i, c) in cases.iter().enumerate() {
         let mut f = VecFrame::new(&c.input);
         pipe.counters.rx += 1;
-        let v = pipe.process(&snap, 0, &mut f);
+        let v = pipe.process(&snap, PortIdx::new(0), &mut f);
         pipe.account(v);
-        let got = verdict_name(v);
+        let got = v.to_string();
         if got != c.verdict {
             failures.push(format!(
                 "#{i} {}: verdict {got}, expected {}",

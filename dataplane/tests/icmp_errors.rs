@@ -6,6 +6,7 @@
 use dataplane::flow::{self, FlowKey};
 use dataplane::frame::VecFrame;
 use dataplane::hash;
+use dataplane::ids::{PortIdx, WorkerIdx};
 use dataplane::pipeline::Pipeline;
 use dataplane::snapshot::{Choice, Snapshot};
 use dataplane::verdict::{DropReason, Verdict};
@@ -101,7 +102,7 @@ fn frag_needed(vip: [u8; 4], client_port: u16) -> Vec<u8> {
 
 fn run(p: &mut Pipeline, snap: &Snapshot, bytes: &[u8]) -> (Verdict, Vec<u8>) {
     let mut f = VecFrame::new(bytes);
-    let v = p.process(snap, 0, &mut f);
+    let v = p.process(snap, PortIdx::new(0), &mut f);
     (v, f.to_vec())
 }
 
@@ -122,7 +123,7 @@ fn a_syn_never_evicts_and_the_ack_records_the_flow() {
     let mut ids = BackendIds::new();
     let snap = snapshot(&mut ids, &["a", "b"]);
     let cap = 64;
-    let mut p = Pipeline::new(0, 1, cap, 7);
+    let mut p = Pipeline::new(WorkerIdx::new(0), 1, cap, 7);
     // Fill the table with established DSR flows (SYN, then ACK).
     let mut cport = 1000u16;
     while p.flows.len() < cap {
@@ -146,7 +147,15 @@ fn a_syn_never_evicts_and_the_ack_records_the_flow() {
             c => panic!("{c:?}"),
         };
         let (v, out) = run(&mut p, &snap, &syn(VIP, cp));
-        assert_eq!((v, &out[0..6]), (Verdict::Forward { port: 0 }, &want[..]));
+        assert_eq!(
+            (v, &out[0..6]),
+            (
+                Verdict::Forward {
+                    port: PortIdx::new(0)
+                },
+                &want[..]
+            )
+        );
         assert_eq!(p.flows.lookup(&key, hash::table_hash(7, &key)), None);
     }
     let c1 = p.counters;
@@ -165,7 +174,12 @@ fn a_syn_never_evicts_and_the_ack_records_the_flow() {
     let (v, out) = run(&mut p, &snap, &ack);
     assert_eq!(
         (v, &out[0..6]),
-        (Verdict::Forward { port: 0 }, &syn_out[0..6])
+        (
+            Verdict::Forward {
+                port: PortIdx::new(0)
+            },
+            &syn_out[0..6]
+        )
     );
     assert!(p.flows.lookup(&key, hash::table_hash(7, &key)).is_some());
     assert_eq!(p.counters.flows_created, c1.flows_created + 1);
@@ -188,26 +202,47 @@ fn the_flow_table_wins_over_a_changed_maglev_table() {
     let mut ids = BackendIds::new();
     let only_a = snapshot(&mut ids, &["a"]);
     let a_and_b = snapshot(&mut ids, &["a", "b"]);
-    let mut p = Pipeline::new(0, 1, 256, 7);
+    let mut p = Pipeline::new(WorkerIdx::new(0), 1, 256, 7);
     // Two flows that Maglev sends to b once b exists; the first made while only a does.
     let mut to_b = ports_for(&a_and_b, MAC_B);
     let (cp, other) = (to_b.next().unwrap(), to_b.next().unwrap());
     let (v, out) = run(&mut p, &only_a, &syn(VIP, cp));
-    assert_eq!((v, &out[0..6]), (Verdict::Forward { port: 0 }, &MAC_A[..]));
+    assert_eq!(
+        (v, &out[0..6]),
+        (
+            Verdict::Forward {
+                port: PortIdx::new(0)
+            },
+            &MAC_A[..]
+        )
+    );
     assert_eq!(p.flows.len(), 1);
 
     // Its packets and its ICMP errors stay with a; the error is forwarded untouched
     // but for the MACs.
     let err = frag_needed(VIP, cp);
     let (v, out) = run(&mut p, &a_and_b, &err);
-    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert_eq!(
+        v,
+        Verdict::Forward {
+            port: PortIdx::new(0)
+        }
+    );
     assert_eq!(&out[0..6], &MAC_A);
     assert_eq!(&out[6..12], &PORT_MAC);
     assert_eq!(&out[12..], &err[12..]);
 
     // Without an entry, Maglev's choice (b), and no entry is made.
     let (v, out) = run(&mut p, &a_and_b, &frag_needed(VIP, other));
-    assert_eq!((v, &out[0..6]), (Verdict::Forward { port: 0 }, &MAC_B[..]));
+    assert_eq!(
+        (v, &out[0..6]),
+        (
+            Verdict::Forward {
+                port: PortIdx::new(0)
+            },
+            &MAC_B[..]
+        )
+    );
     assert_eq!(p.flows.len(), 1, "an ICMP error makes no flow");
 
     // a removed: its flow's packets would move to b, which never saw the connection.
@@ -225,25 +260,38 @@ fn the_flow_table_wins_over_a_changed_maglev_table() {
 fn a_nat_error_is_handed_to_the_flow_owner_and_translated_there() {
     let mut ids = BackendIds::new();
     let snap = snapshot(&mut ids, &["a"]);
-    let mut workers = [Pipeline::new(0, 2, 256, 7), Pipeline::new(1, 2, 256, 7)];
+    let mut workers = [
+        Pipeline::new(WorkerIdx::new(0), 2, 256, 7),
+        Pipeline::new(WorkerIdx::new(1), 2, 256, 7),
+    ];
     let cp = 40000;
     let owner = match run(&mut workers[0], &snap, &syn(NAT_VIP, cp)).0 {
-        Verdict::Handoff { worker } => usize::from(worker),
+        Verdict::Handoff { worker } => worker.index(),
         _ => 0,
     };
     let (v, _) = run(&mut workers[owner], &snap, &syn(NAT_VIP, cp));
-    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert_eq!(
+        v,
+        Verdict::Forward {
+            port: PortIdx::new(0)
+        }
+    );
     let err = frag_needed(NAT_VIP, cp);
     let (v, out) = run(&mut workers[1 - owner], &snap, &err);
     assert_eq!(
         v,
         Verdict::Handoff {
-            worker: owner as u16
+            worker: WorkerIdx::new(owner as u16)
         }
     );
     assert_eq!(out, err, "handed over untouched");
     let (v, out) = run(&mut workers[owner], &snap, &err);
-    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert_eq!(
+        v,
+        Verdict::Forward {
+            port: PortIdx::new(0)
+        }
+    );
     // Outer destination and quoted source are the backend; every checksum verifies.
     let backend = [10, 0, 0, 0x11];
     let ip = wire::Ipv4Packet::new_checked(&out[14..]).unwrap();

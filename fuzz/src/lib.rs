@@ -36,7 +36,7 @@ use conf::{Config, Forwarding};
 use dataplane::flow::Timeouts;
 use dataplane::frame::VecFrame;
 use dataplane::pipeline::Pipeline;
-use dataplane::snapshot::{Addr, Snapshot, addr_key};
+use dataplane::snapshot::{Addr, PortIdx, Snapshot, WorkerIdx, addr_key};
 use dataplane::verdict::Verdict;
 use dataplane::wire::{
     self, ArpPacket, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6,
@@ -515,7 +515,7 @@ impl World {
     pub fn pipelines(&self, workers: u16, capacity: usize) -> Vec<Pipeline> {
         let mut pipes: Vec<Pipeline> = (0..workers)
             .map(|i| {
-                let mut p = Pipeline::new(i, workers, capacity, LOCAL_SEED);
+                let mut p = Pipeline::new(WorkerIdx::new(i), workers, capacity, LOCAL_SEED);
                 p.now_ms = 1_000;
                 p
             })
@@ -523,12 +523,12 @@ impl World {
         for f in &self.warm {
             let mut fr = VecFrame::new(f);
             pipes[0].counters.rx += 1;
-            let mut v = pipes[0].process(&self.snap, 0, &mut fr);
+            let mut v = pipes[0].process(&self.snap, PortIdx::new(0), &mut fr);
             pipes[0].account(v);
             if let Verdict::Handoff { worker } = v {
-                let owner = &mut pipes[usize::from(worker)];
+                let owner = &mut pipes[worker.index()];
                 owner.counters.handoff_in += 1;
-                v = owner.process(&self.snap, 0, &mut fr);
+                v = owner.process(&self.snap, PortIdx::new(0), &mut fr);
                 owner.account(v);
             }
             assert!(
@@ -544,7 +544,7 @@ impl World {
     pub fn step(&self, pipe: &mut Pipeline, input: &[u8]) -> (Verdict, Vec<u8>) {
         let mut fr = VecFrame::new(input);
         pipe.counters.rx += 1;
-        let v = pipe.process(&self.snap, 0, &mut fr);
+        let v = pipe.process(&self.snap, PortIdx::new(0), &mut fr);
         pipe.account(v);
         let out = fr.to_vec();
         self.check(input, v, &out);
@@ -557,7 +557,7 @@ impl World {
     pub fn step_handed_over(&self, owner: &mut Pipeline, input: &[u8]) -> (Verdict, Vec<u8>) {
         let mut fr = VecFrame::new(input);
         owner.counters.handoff_in += 1;
-        let v = owner.process(&self.snap, 0, &mut fr);
+        let v = owner.process(&self.snap, PortIdx::new(0), &mut fr);
         assert!(
             !matches!(v, Verdict::Handoff { .. }),
             "the owner handed a handed-over frame on: {v:?}\n{}",
@@ -600,7 +600,7 @@ impl World {
             Verdict::Forward { port } => {
                 let mac = self
                     .port_macs
-                    .get(usize::from(port))
+                    .get(port.index())
                     .expect("forward to a port that does not exist");
                 self.check_forward(input, out, mac);
             }
@@ -1151,7 +1151,7 @@ pub fn run_sequence(data: &[u8]) {
         }
         let (v, _) = w.step(&mut pipes[rx], &bytes);
         if let Verdict::Handoff { worker } = v {
-            let owner = usize::from(worker);
+            let owner = worker.index();
             assert!(owner < 2 && owner != rx, "handoff to {owner} from {rx}");
             w.step_handed_over(&mut pipes[owner], &bytes);
         }
@@ -1240,7 +1240,9 @@ mod tests {
         let client_mac = [2, 0, 0, 0, 0, 0xaa];
         let c4: IpAddr = "10.0.0.50".parse().unwrap();
         let c6: IpAddr = "fd00::50".parse().unwrap();
-        let fwd = Verdict::Forward { port: 0 };
+        let fwd = Verdict::Forward {
+            port: PortIdx::new(0),
+        };
         for (src, vip, proto, dport) in [
             (c4, "10.0.0.105", IPPROTO_TCP, 80),
             (c4, "10.0.0.106", IPPROTO_TCP, 80),
@@ -1320,7 +1322,9 @@ mod tests {
         let mut dsr = syn.clone();
         dsr[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x11]);
         dsr[6..12].copy_from_slice(&port_mac);
-        let fwd = Verdict::Forward { port: 0 };
+        let fwd = Verdict::Forward {
+            port: PortIdx::new(0),
+        };
         assert!(
             !fails(|| w.check(&syn, fwd, &dsr)),
             "a right DSR forward passes"

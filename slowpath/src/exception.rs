@@ -25,6 +25,7 @@ use conf::{Config, IfAddr};
 use dataplane::dpdk::{Burst, Mbuf, Mempool, RingProducer};
 use dataplane::engine::KernelIo;
 use dataplane::frame::Frame;
+use dataplane::ids::PortIdx;
 use dataplane::wire::ethernet::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, parse_l2};
 use dataplane::wire::{Ipv4Packet, Ipv6Packet};
 
@@ -185,8 +186,8 @@ impl Exception {
 
     /// Where a frame to an own address of `port` goes; [`Dispatch::Stack`] for a port
     /// without an exception path (what the slow path did before it existed).
-    pub fn dispatch(&mut self, port: u8, frame: &[u8]) -> Dispatch {
-        let Some(Some(k)) = self.ports.get(usize::from(port)) else {
+    pub fn dispatch(&mut self, port: PortIdx, frame: &[u8]) -> Dispatch {
+        let Some(Some(k)) = self.ports.get(port.index()) else {
             return Dispatch::Stack;
         };
         let d = dispatch(frame, &k.own, &self.health_ports);
@@ -197,8 +198,8 @@ impl Exception {
     }
 
     /// Queues `m` for `port`'s kernel interface (sent by [`Exception::flush`]).
-    pub fn to_kernel(&mut self, port: u8, m: Mbuf) {
-        let Some(Some(k)) = self.ports.get_mut(usize::from(port)) else {
+    pub fn to_kernel(&mut self, port: PortIdx, m: Mbuf) {
+        let Some(Some(k)) = self.ports.get_mut(port.index()) else {
             return;
         };
         if let Err(m) = k.out.push(m) {
@@ -210,7 +211,7 @@ impl Exception {
     }
 
     /// Queues a copy of `frame` for `port`'s kernel interface.
-    pub fn copy_to_kernel(&mut self, pool: &Mempool, port: u8, frame: &[u8]) {
+    pub fn copy_to_kernel(&mut self, pool: &Mempool, port: PortIdx, frame: &[u8]) {
         match Mbuf::from_slice(pool, frame) {
             Ok(m) => self.to_kernel(port, m),
             Err(_) => self.stats.to_kernel_dropped += 1,

@@ -42,6 +42,7 @@ use conf::Config;
 use dataplane::dpdk::{Burst, Mbuf, RingConsumer, RingProducer};
 use dataplane::engine::{Engine, EngineError, FlowStore};
 use dataplane::frame::Frame;
+use dataplane::ids::PortIdx;
 use dataplane::snapshot::{BackendId, Snapshot};
 use dataplane::wire::ethernet::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, parse_l2};
 
@@ -370,7 +371,7 @@ impl SlowPath {
         self.exception.any().then_some(self.exception.stats)
     }
 
-    fn frame_in(&mut self, port: u8, m: &Mbuf, now: Duration) {
+    fn frame_in(&mut self, port: PortIdx, m: &Mbuf, now: Duration) {
         let data = m.data();
         let Ok(l2) = parse_l2(data) else {
             self.frames.ignored += 1;
@@ -386,8 +387,8 @@ impl SlowPath {
         match l2.ethertype {
             ETHERTYPE_ARP => {
                 self.frames.arp += 1;
-                for frame in self.neigh.receive_arp(port, l3, now) {
-                    self.outbox.push((port, frame));
+                for frame in self.neigh.receive_arp(port.get(), l3, now) {
+                    self.outbox.push((port.get(), frame));
                 }
             }
             ETHERTYPE_IPV6 if neigh::nd::is_nd(l3) => {
@@ -396,9 +397,9 @@ impl SlowPath {
                     .get(6..12)
                     .and_then(|s| s.try_into().ok())
                     .unwrap_or_default();
-                let out = self.neigh.receive_nd(port, eth_src, l3, now);
+                let out = self.neigh.receive_nd(port.get(), eth_src, l3, now);
                 for frame in out.into_iter().flatten() {
-                    self.outbox.push((port, frame));
+                    self.outbox.push((port.get(), frame));
                 }
             }
             ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => match stack::trim_ip(l3) {
@@ -743,7 +744,10 @@ interval_ms = 1000
                 .clone();
             (b.mac, b.state, b.out_port)
         };
-        assert_eq!(at(Some(GATEWAY)), (GATEWAY, BackendState::Up, 0));
+        assert_eq!(
+            at(Some(GATEWAY)),
+            (GATEWAY, BackendState::Up, PortIdx::new(0))
+        );
         let moved = [2, 0, 0, 0, 0, 0xfd];
         assert_eq!(at(Some(moved)).0, moved);
         assert_eq!(at(None).1, BackendState::Unresolved);

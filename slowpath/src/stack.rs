@@ -21,6 +21,8 @@ use smoltcp::phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, M
 use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address};
 
+use dataplane::ids::PortIdx;
+
 /// The IP MTU of a device made without a port's (standard Ethernet).
 pub const IP_MTU: usize = conf::Port::DEFAULT_MTU as usize;
 /// Received packets waiting for the stack, per port; more in one turn are dropped.
@@ -163,8 +165,8 @@ impl Stack {
     }
 
     /// Queues an IP packet received on `port` for the stack.
-    pub fn ingress(&mut self, port: u8, packet: &[u8]) {
-        let Some(p) = self.ports.get_mut(usize::from(port)) else {
+    pub fn ingress(&mut self, port: PortIdx, packet: &[u8]) {
+        let Some(p) = self.ports.get_mut(port.index()) else {
             return;
         };
         if p.device.rx.len() >= RX_QUEUE {

@@ -2,6 +2,7 @@
 //! age and NAT twin, and the idle timeout of each state.
 
 use super::*;
+use crate::ids::PortIdx;
 
 /// Where a flow is in its life; picks its idle timeout and its eviction class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,7 +45,7 @@ pub struct Flow {
     /// [`FlowTable::link`], reset on insert; callers read it, never write it.
     pub twin: FlowSlot,
     /// The port the flow arrived on.
-    pub port: u8,
+    pub port: PortIdx,
     /// The L2 source the flow came from, so NAT replies can go back to it.
     pub peer_mac: [u8; 6],
     /// Free for the pipeline, except the bit [`FLAG_REVERSE`], which the [`Census`] reads.
@@ -60,7 +61,7 @@ impl Flow {
             backend,
             last_seen: 0,
             twin: NO_TWIN,
-            port: 0,
+            port: PortIdx::new(0),
             peer_mac: [0; 6],
             flags: 0,
         }

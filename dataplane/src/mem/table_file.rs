@@ -216,7 +216,7 @@ fn lock(f: &File) -> Result<(), OpenError> {
 /// of them except `Flow::state`, a `#[repr(u8)]` enum, whose byte is checked.
 // SAFETY: `Slot` is `#[repr(C, align(64))]` over `FlowKey` (`#[repr(C)]`, integers and byte
 // arrays), a `u16` and `Flow` (`#[repr(C)]`: integers, byte arrays, the `#[repr(transparent)]`
-// integer newtypes `FlowSlot`, `BackendId` (`u32`) and `ServiceIdx` (`u16`), and `FlowState`, `#[repr(u8)]` with the values
+// integer newtypes `FlowSlot`, `BackendId` (`u32`), `ServiceIdx` (`u16`) and `PortIdx` (`u8`), and `FlowState`, `#[repr(u8)]` with the values
 // `0..=FlowState::MAX`): no pointer, no interior mutability, align 64 divides 4096, and the
 // only field with invalid bit patterns is the state byte, which `bits_valid` checks.
 unsafe impl MappedSlot for crate::flow::Slot {

@@ -208,7 +208,10 @@ fn frame(r: &mut Rng) -> Vec<u8> {
 fn fast_path_decides_as_the_general_path() {
     let cfg = conf::parse(CONFIG, std::path::Path::new("test.toml")).unwrap();
     let snap = crate::snapshot::all_up(&cfg);
-    let (mut fast, mut general) = (Pipeline::new(0, 1, 64, 7), Pipeline::new(0, 1, 64, 7));
+    let (mut fast, mut general) = (
+        Pipeline::new(WorkerIdx::new(0), 1, 64, 7),
+        Pipeline::new(WorkerIdx::new(0), 1, 64, 7),
+    );
     let mut r = Rng(11);
     let (mut on_fast, mut no_df) = (0, 0);
     for i in 0..20_000u32 {
@@ -218,9 +221,9 @@ fn fast_path_decides_as_the_general_path() {
             p.now_ms = i / 8;
             p.flows.expire_paced(i / 8, 64, &snap.timeouts);
         }
-        on_fast += u32::from(fast.fast_parse(&snap, 0, &bytes).is_some());
-        let va = fast.process(&snap, 0, &mut a);
-        let vb = general.decide(&snap, 0, None, &mut b);
+        on_fast += u32::from(fast.fast_parse(&snap, PortIdx::new(0), &bytes).is_some());
+        let va = fast.process(&snap, PortIdx::new(0), &mut a);
+        let vb = general.decide(&snap, PortIdx::new(0), None, &mut b);
         no_df += u32::from(va == Verdict::Drop(DropReason::MtuExceededNoDf));
         assert_eq!(va, vb, "frame {i}: {bytes:02x?}");
         assert_eq!(a.to_vec(), b.to_vec(), "frame {i} output");

@@ -43,6 +43,7 @@ use conf::Forwarding;
 use crate::flow::{self, FlowSlot, FlowTable};
 use crate::frame::Frame;
 use crate::hash;
+use crate::ids::{PortIdx, WorkerIdx};
 use crate::snapshot::{Addr, Snapshot};
 use crate::stats::Counters;
 use crate::verdict::{DropReason, Verdict};
@@ -53,7 +54,7 @@ use parse::{Fast, IpMeta};
 /// One worker's packet-processing state: its flow table and counters.
 pub struct Pipeline {
     /// This worker's index.
-    pub worker: u16,
+    pub worker: WorkerIdx,
     /// How many workers share the traffic (NAT flows have one owner among them).
     pub workers: u16,
     pub flows: FlowTable,
@@ -80,7 +81,7 @@ const MAX_BURST: usize = 64;
 impl Pipeline {
     /// A pipeline for worker `worker` of `workers`, with a flow table of `flow_capacity`;
     /// `local_seed` must be the same for all workers of the process.
-    pub fn new(worker: u16, workers: u16, flow_capacity: usize, local_seed: u64) -> Self {
+    pub fn new(worker: WorkerIdx, workers: u16, flow_capacity: usize, local_seed: u64) -> Self {
         Self::with_table(
             worker,
             workers,
@@ -91,7 +92,7 @@ impl Pipeline {
 
     /// [`new`](Self::new) over a table made (or adopted from a file) by the caller;
     /// `local_seed` must be the one the table's entries were placed with.
-    pub fn with_table(worker: u16, workers: u16, flows: FlowTable, local_seed: u64) -> Self {
+    pub fn with_table(worker: WorkerIdx, workers: u16, flows: FlowTable, local_seed: u64) -> Self {
         Pipeline {
             worker,
             workers: workers.max(1),
@@ -108,7 +109,7 @@ impl Pipeline {
     /// Decides one frame received on `port`, rewriting it in place when it is forwarded or
     /// answered.
     #[inline]
-    pub fn process<F: Frame>(&mut self, snap: &Snapshot, port: u8, frame: &mut F) -> Verdict {
+    pub fn process<F: Frame>(&mut self, snap: &Snapshot, port: PortIdx, frame: &mut F) -> Verdict {
         let fast = self.fast_parse(snap, port, frame.data());
         self.decide(snap, port, fast, frame)
     }
@@ -120,7 +121,7 @@ impl Pipeline {
     pub fn process_burst<F: Frame>(
         &mut self,
         snap: &Snapshot,
-        port: u8,
+        port: PortIdx,
         frames: &mut [F],
         verdicts: &mut [Verdict],
     ) {
@@ -149,7 +150,7 @@ impl Pipeline {
     fn decide<F: Frame>(
         &mut self,
         snap: &Snapshot,
-        port: u8,
+        port: PortIdx,
         fast: Option<Fast>,
         frame: &mut F,
     ) -> Verdict {
@@ -177,8 +178,8 @@ impl Pipeline {
     }
 
     /// The general path: Ethernet, then ARP or IP.
-    fn classify<F: Frame>(&mut self, snap: &Snapshot, port: u8, frame: &mut F) -> Verdict {
-        let Some(prt) = snap.ports.get(port as usize) else {
+    fn classify<F: Frame>(&mut self, snap: &Snapshot, port: PortIdx, frame: &mut F) -> Verdict {
+        let Some(prt) = snap.ports.get(port.index()) else {
             return Verdict::Drop(DropReason::L2NotForUs);
         };
         let l2 = match wire::ethernet::parse_l2(frame.data()) {
@@ -216,7 +217,7 @@ impl Pipeline {
     fn l3<F: Frame>(
         &mut self,
         snap: &Snapshot,
-        port: u8,
+        port: PortIdx,
         p: IpMeta,
         fragment: bool,
         frame: &mut F,
@@ -280,11 +281,14 @@ impl Pipeline {
     /// The worker that owns a NAT flow: chosen from what both directions share, the client's
     /// address and port.
     #[inline]
-    fn owner(&self, client: &Addr, client_port: u16) -> u16 {
+    fn owner(&self, client: &Addr, client_port: u16) -> WorkerIdx {
         if self.workers <= 1 {
             return self.worker;
         }
-        (hash::owner_hash(self.local_seed, client, client_port) % u64::from(self.workers)) as u16
+        WorkerIdx::new(
+            (hash::owner_hash(self.local_seed, client, client_port) % u64::from(self.workers))
+                as u16,
+        )
     }
 
     /// Is a service's flow this worker's to decide? Otherwise the worker that owns it: a NAT

@@ -14,6 +14,7 @@
 //! the rest are dropped and counted (`mtu_exceeded_rate_limited`).
 
 use crate::frame::Frame;
+use crate::ids::PortIdx;
 use crate::snapshot::{Addr, Snapshot};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire;
@@ -71,7 +72,7 @@ impl Pipeline {
     pub(super) fn too_big<F: Frame>(
         &mut self,
         snap: &Snapshot,
-        port: u8,
+        port: PortIdx,
         p: &IpMeta,
         vip: &Addr,
         mtu: u16,
@@ -86,7 +87,7 @@ impl Pipeline {
         if !self.too_big_bucket.take(self.now_ms) {
             return Verdict::Drop(DropReason::MtuExceededRateLimited);
         }
-        let Some(prt) = snap.ports.get(usize::from(port)) else {
+        let Some(prt) = snap.ports.get(port.index()) else {
             return Verdict::Drop(DropReason::L2NotForUs); // never: the packet came in on it
         };
         let left = usize::from(mtu).saturating_sub(overhead) as u16;
@@ -102,6 +103,7 @@ impl Pipeline {
 mod tests {
     use super::*;
     use crate::frame::VecFrame;
+    use crate::ids::WorkerIdx;
     use crate::wire::{IPPROTO_TCP, Ipv4Repr, TcpPacket, TcpRepr, tcp};
 
     /// The differential test's world: the DSR VIP 198.51.100.1:80 on port 0, its backends
@@ -146,14 +148,14 @@ mod tests {
     fn a_flood_of_big_packets_gets_a_trickle_of_icmp() {
         let cfg = conf::parse(CONFIG, std::path::Path::new("test.toml")).unwrap();
         let snap = crate::snapshot::all_up(&cfg);
-        let mut pipe = Pipeline::new(0, 1, 1024, 7);
+        let mut pipe = Pipeline::new(WorkerIdx::new(0), 1, 1024, 7);
         let mut replies = Vec::new();
         // 10 000 packets over 100 ms: 100 answered at once, then one a millisecond.
         for i in 0..10_000u32 {
             pipe.now_ms = 1_000 + i / 100;
             let mut f = VecFrame::new(&big(40_000 + (i % 500) as u16));
             pipe.counters.rx += 1;
-            let v = pipe.process(&snap, 0, &mut f);
+            let v = pipe.process(&snap, PortIdx::new(0), &mut f);
             pipe.account(v);
             if v == Verdict::Reply {
                 replies.push(f.to_vec());

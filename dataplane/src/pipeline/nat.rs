@@ -3,6 +3,7 @@
 
 use crate::frame::Frame;
 use crate::hash;
+use crate::ids::PortIdx;
 use crate::snapshot::Snapshot;
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::IPPROTO_TCP;
@@ -19,7 +20,7 @@ impl Pipeline {
     pub(super) fn nat_reply<F: Frame>(
         &mut self,
         snap: &Snapshot,
-        port: u8,
+        port: PortIdx,
         p: IpMeta,
         ports: Ports,
         frame: &mut F,
@@ -46,7 +47,7 @@ impl Pipeline {
             f.state = service::next_state(f.state, tcp, ports.tcp_flags);
         }
         let out = rev.port;
-        let Some((out_mac, out_mtu)) = snap.ports.get(out as usize).map(|p| (p.mac, p.mtu)) else {
+        let Some((out_mac, out_mtu)) = snap.ports.get(out.index()).map(|p| (p.mac, p.mtu)) else {
             return Verdict::Drop(DropReason::NatNoFlow);
         };
         if p.ip_len() > usize::from(out_mtu) {

@@ -3,6 +3,7 @@
 //! builds the answer) and which announcements go to the slow path's neighbour cache.
 
 use crate::frame::Frame;
+use crate::ids::PortIdx;
 use crate::snapshot::{Addr, IpKey, Snapshot};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire;
@@ -20,7 +21,7 @@ const NEIGHBOR_SOLICIT: u8 = 135;
 /// Does the balancer answer for `target` on `port`: a VIP announced by ARP/ND, or one of that
 /// port's addresses?
 #[inline]
-fn answers_for(snap: &Snapshot, port: u8, target: IpKey) -> bool {
+fn answers_for(snap: &Snapshot, port: PortIdx, target: IpKey) -> bool {
     snap.answers_neighbor_for(target) || snap.own_addr(target) == Some(port)
 }
 
@@ -30,7 +31,7 @@ impl Pipeline {
     pub(super) fn arp<F: Frame>(
         &mut self,
         snap: &Snapshot,
-        port: u8,
+        port: PortIdx,
         l3: usize,
         frame: &mut F,
     ) -> Verdict {
@@ -53,7 +54,7 @@ impl Pipeline {
             }
             return Verdict::Drop(DropReason::ArpNotOurs);
         }
-        reply::neighbor::arp(data, l3, snap.ports[port as usize].mac)
+        reply::neighbor::arp(data, l3, snap.ports[port.index()].mac)
     }
 }
 
@@ -61,7 +62,7 @@ impl Pipeline {
 /// slow path, a neighbour solicitation for a VIP is answered; `None` for anything else.
 pub(super) fn ipv6<F: Frame>(
     snap: &Snapshot,
-    port: u8,
+    port: PortIdx,
     p: &IpMeta,
     frame: &mut F,
 ) -> Option<Verdict> {
@@ -85,6 +86,6 @@ pub(super) fn ipv6<F: Frame>(
         frame,
         p,
         target,
-        snap.ports[port as usize].mac,
+        snap.ports[port.index()].mac,
     ))
 }

@@ -7,7 +7,7 @@
 use crate::flow::{FlowKey, FlowSlot};
 use crate::flow::{v4_addr, v4_of};
 use crate::hash;
-use crate::ids::ServiceIdx;
+use crate::ids::{PortIdx, ServiceIdx};
 use crate::snapshot::{Addr, IpKey, Snapshot};
 use crate::wire::{self, IPPROTO_TCP, IPPROTO_UDP, checksum};
 
@@ -115,10 +115,10 @@ impl Pipeline {
     /// and one lookup where it makes two: a service exists only for a VIP); anything else is
     /// `None` and takes the general path. Reads only.
     #[inline(always)]
-    pub(super) fn fast_parse(&self, snap: &Snapshot, port: u8, data: &[u8]) -> Option<Fast> {
+    pub(super) fn fast_parse(&self, snap: &Snapshot, port: PortIdx, data: &[u8]) -> Option<Fast> {
         // Ethernet 14 + IPv4 20 + the 8 bytes every TCP and UDP header starts with.
         let h: &[u8; 42] = data.first_chunk()?;
-        let prt = snap.ports.get(usize::from(port))?;
+        let prt = snap.ports.get(port.index())?;
         if h[0..6] != prt.mac || h[12..15] != [0x08, 0x00, 0x45] {
             return None;
         }

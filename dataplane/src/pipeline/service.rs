@@ -8,7 +8,7 @@ use conf::{Forwarding, OnEmpty};
 use crate::flow::{self, Flow, FlowKey, FlowSlot, FlowState, FlowTable};
 use crate::frame::Frame;
 use crate::hash;
-use crate::ids::ServiceIdx;
+use crate::ids::{PortIdx, ServiceIdx};
 use crate::snapshot::{BackendRt, Snapshot};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::{IPPROTO_TCP, IPPROTO_UDP, tcp};
@@ -78,7 +78,7 @@ impl Pipeline {
     pub(super) fn fast_service<F: Frame>(
         &mut self,
         snap: &Snapshot,
-        port: u8,
+        port: PortIdx,
         x: Fast,
         frame: &mut F,
     ) -> Verdict {
@@ -130,7 +130,7 @@ impl Pipeline {
     fn unrecorded_syn<F: Frame>(
         &mut self,
         snap: &Snapshot,
-        port: u8,
+        port: PortIdx,
         x: &Fast,
         frame: &mut F,
     ) -> Option<Verdict> {
@@ -145,7 +145,7 @@ impl Pipeline {
     pub(super) fn service<F: Frame>(
         &mut self,
         snap: &Snapshot,
-        port: u8,
+        port: PortIdx,
         si: ServiceIdx,
         p: IpMeta,
         ports: Ports,
@@ -201,7 +201,7 @@ impl Pipeline {
     fn forward<F: Frame>(
         &mut self,
         snap: &Snapshot,
-        port: u8,
+        port: PortIdx,
         b: &BackendRt,
         new_flow: bool,
         p: &IpMeta,
@@ -227,7 +227,7 @@ impl Pipeline {
     fn service_probed<F: Frame>(
         &mut self,
         snap: &Snapshot,
-        port: u8,
+        port: PortIdx,
         si: ServiceIdx,
         p: IpMeta,
         ports: Ports,
@@ -283,7 +283,7 @@ impl Pipeline {
     fn record<F: Frame>(
         &mut self,
         snap: &Snapshot,
-        port: u8,
+        port: PortIdx,
         si: ServiceIdx,
         b: &BackendRt,
         p: &IpMeta,
@@ -375,7 +375,7 @@ impl Pipeline {
     fn empty_pool<F: Frame>(
         &mut self,
         snap: &Snapshot,
-        port: u8,
+        port: PortIdx,
         on_empty: OnEmpty,
         p: &IpMeta,
         ports: Ports,
@@ -384,7 +384,7 @@ impl Pipeline {
         if on_empty == OnEmpty::Drop {
             return Verdict::Drop(DropReason::NoBackend);
         }
-        let mac = snap.ports[port as usize].mac;
+        let mac = snap.ports[port.index()].mac;
         match p.proto {
             IPPROTO_TCP if ports.tcp_flags & (tcp::SYN | tcp::ACK | tcp::RST) == tcp::SYN => {
                 let v = reply::rst::build(frame, p, mac);

@@ -387,7 +387,7 @@ mod tests {
             server.device.rx.extend(to_server);
             server.poll(now);
             for p in server.device.tx.drain(..) {
-                stack.ingress(0, &p);
+                stack.ingress(dataplane::ids::PortIdx::new(0), &p);
             }
             now += MS;
         }

@@ -8,7 +8,8 @@ use std::net::IpAddr;
 use conf::{AdminState, Config};
 use dataplane::flow::Timeouts;
 use dataplane::snapshot::{
-    BackendId, BackendRt, BackendState, PortRt, ServiceIdx, ServiceRt, Snapshot, Tier, addr_key,
+    BackendId, BackendRt, BackendState, PortIdx, PortRt, ServiceIdx, ServiceRt, Snapshot, Tier,
+    addr_key,
 };
 use dataplane::tunnel::Tunnel;
 
@@ -107,7 +108,7 @@ pub fn build_with(
                 weight,
                 backup: b.backup,
                 mac: mac.unwrap_or([0; 6]),
-                out_port: out_port as u8,
+                out_port: PortIdx::new(out_port as u8),
                 out_mac: ports.get(out_port).map_or([0; 6], |p| p.mac),
                 out_mtu: ports
                     .get(out_port)

@@ -2,6 +2,7 @@
 
 use crate::flow::v4_of;
 use crate::frame::Frame;
+use crate::ids::PortIdx;
 use crate::snapshot::Snapshot;
 use crate::verdict::{DropReason, Verdict};
 use crate::wire;
@@ -13,11 +14,11 @@ use super::OWN_TTL;
 /// `IcmpUnhandled`.
 pub(in crate::pipeline) fn answer<F: Frame>(
     snap: &Snapshot,
-    port: u8,
+    port: PortIdx,
     p: &IpMeta,
     frame: &mut F,
 ) -> Verdict {
-    let mac = snap.ports[port as usize].mac;
+    let mac = snap.ports[port.index()].mac;
     let data = frame.data_mut();
     let end = p.l4_off + p.l4_len;
     let l3 = p.l3_off;
