@@ -148,15 +148,32 @@ pub struct BackendRt {
     pub out_port: PortIdx,
     /// That port's MAC (the source of frames sent to it).
     pub out_mac: [u8; 6],
-    /// That port's IP MTU (`[[port]] mtu`), beside `out_port` so that the forward step's
-    /// size check reads the line it already holds.
+    /// That port's IP MTU (`[[port]] mtu`).
     pub out_mtu: u16,
+    /// The largest IP packet of a client that still fits `out_mtu` once the forwarding mode
+    /// has added its outer headers ([`BackendRt::max_ip_len_of`]): decided once per snapshot,
+    /// beside `out_port`, so that the forward step's size check is one comparison with a line
+    /// it already holds.
+    pub max_ip_len: u16,
     pub state: BackendState,
     /// The outer headers of its frames when its service is a tunnel (`ipip`, `gue`).
     pub tunnel: Option<Tunnel>,
 }
 
 impl BackendRt {
+    /// What [`BackendRt::max_ip_len`] holds for a backend reached over a link of `out_mtu`
+    /// through `tunnel` (`None`: DSR and NAT add nothing).
+    pub fn max_ip_len_of(out_mtu: u16, tunnel: Option<&Tunnel>) -> u16 {
+        out_mtu.saturating_sub(tunnel.map_or(0, |t| t.overhead() as u16))
+    }
+
+    /// Bytes the forwarding mode adds in front of a client's packet to this backend: its
+    /// tunnel's outer headers; 0 for DSR and NAT (which have no tunnel).
+    #[inline(always)]
+    pub fn overhead(&self) -> usize {
+        self.tunnel.as_ref().map_or(0, Tunnel::overhead)
+    }
+
     /// May an existing flow keep using this backend?
     #[inline]
     pub fn keeps_flows(&self) -> bool {
@@ -597,6 +614,7 @@ pub(crate) fn all_up(cfg: &conf::Config) -> Snapshot {
         for b in &s.backends {
             assert!(!b.backup, "all_up makes no backup tier");
             let out_port = cfg.route(b.address).map_or(0, |r| r.port);
+            let tunnel = Tunnel::of_backend(cfg, s, b);
             backends.push(Some(BackendRt {
                 id: BackendId::new(backends.len() as u32),
                 service: ServiceIdx::new(si as u16),
@@ -610,8 +628,9 @@ pub(crate) fn all_up(cfg: &conf::Config) -> Snapshot {
                 out_port: PortIdx::new(out_port as u8),
                 out_mac: ports[out_port].mac,
                 out_mtu: ports[out_port].mtu,
+                max_ip_len: BackendRt::max_ip_len_of(ports[out_port].mtu, tunnel.as_ref()),
                 state: BackendState::Up,
-                tunnel: Tunnel::of_backend(cfg, s, b),
+                tunnel,
             }));
         }
         let ids: Vec<BackendId> = (first..backends.len() as u32).map(BackendId::new).collect();

@@ -95,7 +95,7 @@ impl Pipeline {
             let data = frame.data_mut();
             rewrite::nat::icmp_error(data, &p, &q, &b.addr_key, b.port.unwrap_or(q.sport));
             rewrite::dsr::to_backend(data, b);
-        } else if !rewrite::to_backend(frame, &p, b, svc.forwarding, q.sport, &key, snap.seed) {
+        } else if !rewrite::to_backend(frame, &p, b, svc.forwarding, &key, snap.seed) {
             // A tunnel's error goes the flow's way: the same outer header (and GUE port).
             return Verdict::Drop(DropReason::NoRoom);
         }

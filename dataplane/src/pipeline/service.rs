@@ -209,12 +209,11 @@ impl Pipeline {
         fwd: Forwarding,
         frame: &mut F,
     ) -> Verdict {
-        let overhead = rewrite::overhead(fwd, b);
-        if p.ip_len() + overhead > usize::from(b.out_mtu) {
-            return self.too_big(snap, port, p, &p.dst, b.out_mtu, overhead, frame);
+        if p.ip_len() > usize::from(b.max_ip_len) {
+            return self.too_big(snap, port, p, &p.dst, b.out_mtu, b.overhead(), frame);
         }
         let len = frame.data().len();
-        if !rewrite::to_backend(frame, p, b, fwd, key.dport, key, snap.seed) {
+        if !rewrite::to_backend(frame, p, b, fwd, key, snap.seed) {
             return Verdict::Drop(DropReason::NoRoom);
         }
         self.per_backend.count(b.id, new_flow, len);

@@ -95,6 +95,10 @@ pub fn build_with(
             let weight = (u64::from(b.weight) * u64::from(pct) / 100)
                 .clamp(1, u64::from(*conf::Backend::WEIGHT_RANGE.end()))
                 as u32;
+            let out_mtu = ports
+                .get(out_port)
+                .map_or(conf::Port::DEFAULT_MTU, |p| p.mtu);
+            let tunnel = Tunnel::of_backend(cfg, s, b);
             if backends.len() <= id.index() {
                 backends.resize(id.index() + 1, None);
             }
@@ -110,11 +114,10 @@ pub fn build_with(
                 mac: mac.unwrap_or([0; 6]),
                 out_port: PortIdx::new(out_port as u8),
                 out_mac: ports.get(out_port).map_or([0; 6], |p| p.mac),
-                out_mtu: ports
-                    .get(out_port)
-                    .map_or(conf::Port::DEFAULT_MTU, |p| p.mtu),
+                out_mtu,
+                max_ip_len: BackendRt::max_ip_len_of(out_mtu, tunnel.as_ref()),
                 state: state(admin, health, mac.is_some(), pct),
-                tunnel: Tunnel::of_backend(cfg, s, b),
+                tunnel,
             });
             ids_of.push(id);
         }

@@ -24,8 +24,7 @@ pub(super) fn macs(data: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) {
 }
 
 /// The rewrite of a client's packet to backend `b` by the service's forwarding mode
-/// (`dport`: the client's destination port; `key`: the flow as its client sends it; `seed`:
-/// the config's hash seed). `false` when the frame has no headroom for a tunnel's outer
+/// (`key`: the flow as its client sends it; `seed`: the config's hash seed). `false` when the frame has no headroom for a tunnel's outer
 /// header (nothing is sent then).
 #[inline(always)]
 pub(super) fn to_backend<F: Frame>(
@@ -33,27 +32,16 @@ pub(super) fn to_backend<F: Frame>(
     p: &IpMeta,
     b: &BackendRt,
     fwd: Forwarding,
-    dport: u16,
     key: &FlowKey,
     seed: u64,
 ) -> bool {
     match fwd {
         Forwarding::Dsr => dsr::to_backend(frame.data_mut(), b),
-        Forwarding::Nat => nat::to_backend(frame.data_mut(), p, b, dport),
+        Forwarding::Nat => nat::to_backend(frame.data_mut(), p, b, key.dport),
         Forwarding::Ipip => return ipip::to_backend(frame, p, b),
         Forwarding::Gue => return gue::to_backend(frame, p, b, key, seed),
     }
     true
-}
-
-/// Bytes the forwarding mode adds to a packet to backend `b` (the outer headers of a tunnel;
-/// 0 for DSR and NAT), for the path-MTU check.
-#[inline(always)]
-pub(super) fn overhead(fwd: Forwarding, b: &BackendRt) -> usize {
-    match fwd {
-        Forwarding::Dsr | Forwarding::Nat => 0,
-        Forwarding::Ipip | Forwarding::Gue => b.tunnel.as_ref().map_or(0, |t| t.overhead()),
-    }
 }
 
 #[cfg(test)]
@@ -101,7 +89,8 @@ mac = "02:00:00:00:00:13"
         for (id, frame, want) in [(1u32, v4, 20), (2, v4, 40), (3, v6, 48)] {
             let b = snap.backend(crate::ids::BackendId::new(id)).unwrap();
             let fwd = snap.services[b.service.index()].forwarding;
-            assert_eq!(overhead(fwd, b), want);
+            assert_eq!(b.overhead(), want);
+            assert_eq!(usize::from(b.max_ip_len), usize::from(b.out_mtu) - want);
             let p = if id == 3 {
                 super::super::parse::ipv6(frame, 14).unwrap().0
             } else {
@@ -109,7 +98,7 @@ mac = "02:00:00:00:00:13"
             };
             let key = p.flow_key(1, 2);
             let mut f = VecFrame::new(frame);
-            assert!(to_backend(&mut f, &p, b, fwd, 80, &key, 7));
+            assert!(to_backend(&mut f, &p, b, fwd, &key, 7));
             let out = f.data();
             assert_eq!(out.len(), frame.len() + want, "backend {id}");
             assert_eq!(&out[14 + want..], &frame[14..], "inner packet untouched");
@@ -127,10 +116,6 @@ mac = "02:00:00:00:00:13"
                 );
                 assert_eq!(checksum::l4_sum_v6(&src, &dst, 17, &out[54..]), 0xffff);
             }
-            assert_eq!(
-                overhead(conf::Forwarding::Dsr, b) + overhead(conf::Forwarding::Nat, b),
-                0
-            );
         }
     }
 }
