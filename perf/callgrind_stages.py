@@ -3,6 +3,7 @@
 pipeline's stages, in instructions per packet.
 
     perf/callgrind_stages.py callgrind.out PACKETS [--json]
+    perf/callgrind_stages.py callgrind.out PACKETS --lines 40   # + the 40 costliest source lines
 
 Release builds inline almost everything into `Pipeline::process`, so callgrind's per-function
 figures say little. Instead every executed instruction is symbolized with its *inline* stack
@@ -152,6 +153,10 @@ def parse_callgrind(path):
     return cost, other, main_ob
 
 
+# addr -> ["file:line" of each inline frame, innermost first] (llvm-symbolizer only), for --lines.
+LINES = collections.defaultdict(list)
+
+
 def symbolize(binary, addrs):
     """addr -> [(function name or None, source file basename)], innermost first.
 
@@ -176,6 +181,7 @@ def _llvm_symbolize(binary, addrs):
         for i in range(0, len(lines) - 1, 2):
             base = src_file(lines[i + 1])
             frames.append((lines[i], base))
+            LINES[a].append(f"{base}:{lines[i + 1].split(':')[1]}")
         out[a] = frames
     return out
 
@@ -206,6 +212,19 @@ def _binutils_symbolize(binary, addrs):
     return out
 
 
+def print_lines(cost, frames, packets, n):
+    """The `n` costliest source lines (the innermost inline frame's file:line), per packet,
+    each with its function and the two frames it was inlined into: where to look first."""
+    by_line = collections.Counter()
+    for a, ir in cost.items():
+        locs = LINES.get(a) or ["?"]
+        names = [f[0] for f in frames.get(a, [])] or ["?"]
+        by_line[(locs[0], " < ".join(names[:3]))] += ir
+    for (loc, names), ir in by_line.most_common(n):
+        print(f"  {ir / packets:7.1f}  {loc:<36} {names}")
+    print()
+
+
 def main():
     path, packets = sys.argv[1], int(sys.argv[2])
     cost, other, binary = parse_callgrind(path)
@@ -216,6 +235,8 @@ def main():
     for ob, ir in other.items():
         stages[f"outside the binary ({(ob or '?').rsplit('/', 1)[-1]})"] += ir
     total = sum(stages.values())
+    if "--lines" in sys.argv:
+        print_lines(cost, frames, packets, int(sys.argv[sys.argv.index("--lines") + 1]))
     rows = [(s, ir / packets) for s, ir in stages.most_common()]
     if "--json" in sys.argv:
         print(json.dumps({"packets": packets, "total_per_packet": total / packets,
