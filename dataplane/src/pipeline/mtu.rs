@@ -65,7 +65,9 @@ impl Bucket {
 impl Pipeline {
     /// A packet received on `port` that, with `overhead` bytes more, is too big for a link
     /// of `mtu`: answered from `vip` (IPv4 with DF, IPv6) with the MTU left for it, or
-    /// dropped. Out of line: the forward step pays one comparison.
+    /// dropped. Out of line: the forward step pays one comparison. `p` and `vip` come by
+    /// value, so that the caller makes them only on its way here: a reference would make
+    /// the forward step build the packet's `IpMeta` in memory for every packet.
     #[inline(never)]
     #[cold]
     #[allow(clippy::too_many_arguments)]
@@ -73,8 +75,8 @@ impl Pipeline {
         &mut self,
         snap: &Snapshot,
         port: PortIdx,
-        p: &IpMeta,
-        vip: &Addr,
+        p: IpMeta,
+        vip: Addr,
         mtu: u16,
         overhead: usize,
         frame: &mut F,
@@ -91,7 +93,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::L2NotForUs); // never: the packet came in on it
         };
         let left = usize::from(mtu).saturating_sub(overhead) as u16;
-        let v = reply::too_big::build(frame, p, prt.mac, vip, left);
+        let v = reply::too_big::build(frame, &p, prt.mac, &vip, left);
         if v == Verdict::Reply {
             self.counters.mtu_exceeded += 1;
         }

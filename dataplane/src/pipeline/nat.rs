@@ -51,7 +51,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::NatNoFlow);
         };
         if p.ip_len() > usize::from(out_mtu) {
-            return self.too_big(snap, port, &p, &fkey.dst, out_mtu, 0, frame);
+            return self.too_big(snap, port, p, fkey.dst, out_mtu, 0, frame);
         }
         let data = frame.data_mut();
         rewrite::nat::rewrite(data, &p, Side::Src, &fkey.dst, fkey.dport);

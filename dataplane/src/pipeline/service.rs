@@ -79,7 +79,7 @@ impl Pipeline {
         &mut self,
         snap: &Snapshot,
         port: PortIdx,
-        x: Fast,
+        x: &Fast,
         frame: &mut F,
     ) -> Verdict {
         let svc = &snap.services[x.si.index()];
@@ -113,7 +113,7 @@ impl Pipeline {
             && fwd == Forwarding::Dsr
             && x.tcp_flags & (tcp::SYN | tcp::ACK | tcp::RST) == tcp::SYN
             && x.key.proto == IPPROTO_TCP
-            && let Some(v) = self.unrecorded_syn(snap, port, &x, frame)
+            && let Some(v) = self.unrecorded_syn(snap, port, x, frame)
         {
             return v;
         }
@@ -210,7 +210,7 @@ impl Pipeline {
         frame: &mut F,
     ) -> Verdict {
         if p.ip_len() > usize::from(b.max_ip_len) {
-            return self.too_big(snap, port, p, &p.dst, b.out_mtu, b.overhead(), frame);
+            return self.too_big(snap, port, *p, p.dst, b.out_mtu, b.overhead(), frame);
         }
         let len = frame.data().len();
         if !rewrite::to_backend(frame, p, b, fwd, key, snap.seed) {
