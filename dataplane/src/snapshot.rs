@@ -19,6 +19,7 @@ use crate::flow::{self, v4_addr};
 use crate::maglev;
 use crate::tunnel::Tunnel;
 use crate::vip_index::VipIndex;
+use crate::wire::checksum;
 
 pub use crate::ids::{BackendId, PortIdx, ServiceIdx, WorkerIdx};
 
@@ -155,6 +156,10 @@ pub struct BackendRt {
     /// beside `out_port`, so that the forward step's size check is one comparison with a line
     /// it already holds.
     pub max_ip_len: u16,
+    /// NAT: what replacing its service's VIP with its address adds to a checksum over both
+    /// ([`BackendRt::nat_delta_of`]), so that the rewrite of a client's packet (always to the
+    /// VIP) updates the IP and L4 checksums without summing either address.
+    pub nat_delta: u16,
     pub state: BackendState,
     /// The outer headers of its frames when its service is a tunnel (`ipip`, `gue`).
     pub tunnel: Option<Tunnel>,
@@ -165,6 +170,14 @@ impl BackendRt {
     /// through `tunnel` (`None`: DSR and NAT add nothing).
     pub fn max_ip_len_of(out_mtu: u16, tunnel: Option<&Tunnel>) -> u16 {
         out_mtu.saturating_sub(tunnel.map_or(0, |t| t.overhead() as u16))
+    }
+
+    /// The ones'-complement difference between the sums of `addr` and `vip` (RFC 1624's
+    /// `~m + m'`, folded): added to a checksum over `vip`, it gives the checksum over `addr`.
+    /// (An IPv4 address's flow-key form ends in zeros, which add nothing.)
+    pub fn nat_delta_of(vip: IpAddr, addr: IpAddr) -> u16 {
+        let sum = |a: IpAddr| checksum::fold(checksum::sum(&addr_key(a), 0));
+        checksum::fold(u64::from(!sum(vip)) + u64::from(sum(addr)))
     }
 
     /// Bytes the forwarding mode adds in front of a client's packet to this backend: its
@@ -629,6 +642,7 @@ pub(crate) fn all_up(cfg: &conf::Config) -> Snapshot {
                 out_mac: ports[out_port].mac,
                 out_mtu: ports[out_port].mtu,
                 max_ip_len: BackendRt::max_ip_len_of(ports[out_port].mtu, tunnel.as_ref()),
+                nat_delta: BackendRt::nat_delta_of(s.vip, b.address),
                 state: BackendState::Up,
                 tunnel,
             }));

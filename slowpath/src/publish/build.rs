@@ -116,6 +116,7 @@ pub fn build_with(
                 out_mac: ports.get(out_port).map_or([0; 6], |p| p.mac),
                 out_mtu,
                 max_ip_len: BackendRt::max_ip_len_of(out_mtu, tunnel.as_ref()),
+                nat_delta: BackendRt::nat_delta_of(s.vip, b.address),
                 state: state(admin, health, mac.is_some(), pct),
                 tunnel,
             });

@@ -17,18 +17,19 @@ pub(in crate::pipeline) enum Side {
     Dst,
 }
 
-/// A client's packet to backend `b`: destination := the backend's address and port (the
-/// client's `dport` when the backend names none), then the hop to it.
+/// A client's packet to backend `b` (a packet to its service's VIP): destination := the
+/// backend's address and port (the client's `dport` when the backend names none), then the
+/// hop to it. The checksums take the backend's precomputed [`BackendRt::nat_delta`].
 #[inline(always)]
 pub(in crate::pipeline) fn to_backend(data: &mut [u8], p: &IpMeta, b: &BackendRt, dport: u16) {
-    rewrite(data, p, Side::Dst, &b.addr_key, b.port.unwrap_or(dport));
+    let port = b.port.unwrap_or(dport);
+    rewrite_by(data, p, Side::Dst, &b.addr_key, b.nat_delta, port);
     super::dsr::to_backend(data, b);
 }
 
 /// Replaces `side`'s address with `addr` and its port with `port`, updating the IPv4 header
 /// checksum and the TCP/UDP checksum (its pseudo-header holds the address). An IPv4 UDP
-/// datagram without checksum stays without one. The IPv4 arithmetic is written out for 4
-/// bytes so that the fast path's call, whose offsets are constants, inlines to a few words.
+/// datagram without checksum stays without one.
 #[inline(always)]
 pub(in crate::pipeline) fn rewrite(
     data: &mut [u8],
@@ -37,8 +38,24 @@ pub(in crate::pipeline) fn rewrite(
     addr: &Addr,
     port: u16,
 ) {
-    let (l3, l4) = (p.l3_off, p.l4_off);
     let old = if side == Side::Dst { &p.dst } else { &p.src };
+    let delta = if p.v6 {
+        checksum::fold(u64::from(!sum16(old)) + u64::from(sum16(addr)))
+    } else {
+        checksum::fold(u64::from(!sum16_4(v4_of(old))) + u64::from(sum16_4(v4_of(addr))))
+    };
+    rewrite_by(data, p, side, addr, delta, port);
+}
+
+/// [`rewrite`] given `delta`, the folded `~sum(old address) + sum(addr)` (RFC 1624's
+/// `~m + m'`): each checksum over the address takes it with one addition, and the L4
+/// checksum takes the port's change in the same fold. Bit for bit the result of updating by
+/// the address and then by the port (ones'-complement addition is associative, and a fold
+/// is zero only for a zero sum).
+#[inline(always)]
+fn rewrite_by(data: &mut [u8], p: &IpMeta, side: Side, addr: &Addr, delta: u16, port: u16) {
+    let l3 = p.l3_off;
+    let l4 = p.l4_off;
     let udp = p.proto == IPPROTO_UDP;
     let csum_at = l4 + if p.proto == IPPROTO_TCP { 16 } else { 6 };
     let port_at = l4 + if side == Side::Dst { 2 } else { 0 };
@@ -49,39 +66,41 @@ pub(in crate::pipeline) fn rewrite(
         return; // the parse checked the L4 header: never taken
     };
     let (cs, old_port) = (u16::from_be_bytes([c0, c1]), u16::from_be_bytes([p0, p1]));
-    let cs = if p.v6 {
+    if p.v6 {
         let at = l3 + if side == Side::Dst { 24 } else { 8 };
         data[at..at + 16].copy_from_slice(addr);
-        checksum::update_bytes(cs, old, addr)
     } else {
-        let (old, new) = (v4_of(old), v4_of(addr));
         let at = l3 + if side == Side::Dst { 16 } else { 12 };
         let ipc = u16::from_be_bytes([data[l3 + 10], data[l3 + 11]]);
-        data[l3 + 10..l3 + 12].copy_from_slice(&update_addr4(ipc, old, new).to_be_bytes());
-        data[at..at + 4].copy_from_slice(&new);
-        update_addr4(cs, old, new)
-    };
+        let ipc = !checksum::fold(u64::from(!ipc) + u64::from(delta));
+        data[l3 + 10..l3 + 12].copy_from_slice(&ipc.to_be_bytes());
+        data[at..at + 4].copy_from_slice(&addr[..4]);
+    }
     data[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
-    if udp && !p.v6 && u16::from_be_bytes([c0, c1]) == 0 {
+    if udp && !p.v6 && cs == 0 {
         return; // an IPv4 UDP datagram without checksum stays without one
     }
-    let mut cs = checksum::update_u16(cs, old_port, port);
+    let mut cs = !checksum::fold(
+        u64::from(!cs) + u64::from(delta) + u64::from(!old_port) + u64::from(port),
+    );
     if udp && cs == 0 {
         cs = 0xffff;
     }
     data[csum_at..csum_at + 2].copy_from_slice(&cs.to_be_bytes());
 }
 
-/// `checksum::update_bytes` for a 4-byte field, written out.
+/// The folded sum of an IPv4 address, written out for 4 bytes.
 #[inline(always)]
-fn update_addr4(cs: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
-    let sum16 = |a: [u8; 4]| {
-        checksum::fold(
-            u64::from(u16::from_be_bytes([a[0], a[1]]))
-                + u64::from(u16::from_be_bytes([a[2], a[3]])),
-        )
-    };
-    !checksum::fold(u64::from(!cs) + u64::from(!sum16(old)) + u64::from(sum16(new)))
+fn sum16_4(a: [u8; 4]) -> u16 {
+    checksum::fold(
+        u64::from(u16::from_be_bytes([a[0], a[1]])) + u64::from(u16::from_be_bytes([a[2], a[3]])),
+    )
+}
+
+/// The folded sum of an IPv6 address.
+#[inline(always)]
+fn sum16(a: &Addr) -> u16 {
+    checksum::fold(checksum::sum(a, 0))
 }
 
 /// NAT for an ICMP(v6) error to a VIP: the backend must see the error as one about its own
