@@ -1,5 +1,17 @@
-//! The one abstraction the pipeline needs from a packet buffer: its bytes, and room to grow
-//! or shrink it in place. Implemented by the DPDK mbuf and by [`VecFrame`] for tests.
+//! The one abstraction the pipeline needs from a packet buffer: its bytes, room to grow or
+//! shrink it in place, and what the NIC already checked of it. Implemented by the DPDK mbuf
+//! and by [`VecFrame`] for tests.
+
+/// What the NIC found of a received frame's IPv4 header checksum (RX checksum offload).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxIpChecksum {
+    /// Not checked (no offload, not IPv4, or the NIC could not tell): the pipeline checks it.
+    Unknown,
+    /// Checked and right: the pipeline does not sum the header again.
+    Good,
+    /// Checked and wrong: the frame is dropped as a malformed IPv4 header is.
+    Bad,
+}
 
 /// A single-segment packet buffer that can be resized in place.
 pub trait Frame {
@@ -15,6 +27,12 @@ pub trait Frame {
     /// Grows the frame by `n` bytes at the end (tailroom); the new bytes are unspecified.
     /// `false` if there is no room; the frame is then unchanged.
     fn append(&mut self, n: usize) -> bool;
+    /// What the NIC said of the frame's IPv4 header checksum: [`RxIpChecksum::Unknown`]
+    /// unless the frame came from a port with the offload.
+    #[inline(always)]
+    fn rx_ip_checksum(&self) -> RxIpChecksum {
+        RxIpChecksum::Unknown
+    }
 }
 
 /// A heap frame with fixed headroom and capacity, standing in for an mbuf in tests.
@@ -23,6 +41,7 @@ pub struct VecFrame {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    rx_ip_checksum: RxIpChecksum,
 }
 
 impl VecFrame {
@@ -40,7 +59,15 @@ impl VecFrame {
             buf,
             start: Self::HEADROOM,
             end: Self::HEADROOM + bytes.len(),
+            rx_ip_checksum: RxIpChecksum::Unknown,
         }
+    }
+
+    /// The frame as a port with RX checksum offload would hand it over, with the NIC's word
+    /// `c` on its IPv4 header checksum.
+    pub fn with_rx_ip_checksum(mut self, c: RxIpChecksum) -> Self {
+        self.rx_ip_checksum = c;
+        self
     }
 
     /// The frame's bytes as an owned vector.
@@ -74,6 +101,9 @@ impl Frame for VecFrame {
         }
         self.end += n;
         true
+    }
+    fn rx_ip_checksum(&self) -> RxIpChecksum {
+        self.rx_ip_checksum
     }
 }
 

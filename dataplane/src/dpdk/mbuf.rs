@@ -12,7 +12,7 @@ use dpdk_sys as sys;
 
 use super::error::MbufError;
 use super::mempool::Mempool;
-use crate::frame::Frame;
+use crate::frame::{Frame, RxIpChecksum};
 
 /// One owned `rte_mbuf`. Same layout as `*mut rte_mbuf` (never null), so arrays of them are
 /// what `rte_eth_rx_burst` and friends read and write.
@@ -220,6 +220,20 @@ impl Frame for Mbuf {
         m.data_len += n as u16;
         m.pkt_len += n as u32;
         true
+    }
+
+    /// From `ol_flags`: GOOD and BAD as the NIC says; UNKNOWN, and NONE (a header the NIC
+    /// found whole whose checksum field is not filled in), are checked in software.
+    #[inline]
+    fn rx_ip_checksum(&self) -> RxIpChecksum {
+        let f = self.raw().ol_flags & u64::from(sys::RTE_MBUF_F_RX_IP_CKSUM_MASK);
+        if f == u64::from(sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD) {
+            RxIpChecksum::Good
+        } else if f == u64::from(sys::RTE_MBUF_F_RX_IP_CKSUM_BAD) {
+            RxIpChecksum::Bad
+        } else {
+            RxIpChecksum::Unknown
+        }
     }
 }
 

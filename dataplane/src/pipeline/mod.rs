@@ -112,7 +112,7 @@ impl Pipeline {
     /// answered.
     #[inline]
     pub fn process<F: Frame>(&mut self, snap: &Snapshot, port: PortIdx, frame: &mut F) -> Verdict {
-        let fast = self.fast_parse(snap, port, frame.data());
+        let fast = self.fast_parse(snap, port, frame.data(), frame.rx_ip_checksum());
         self.decide(snap, port, fast.as_ref(), frame)
     }
 
@@ -135,7 +135,7 @@ impl Pipeline {
             .zip(verdicts.chunks_mut(MAX_BURST))
         {
             for (f, slot) in frames.iter().zip(parsed.iter_mut()) {
-                let x = self.fast_parse(snap, port, f.data());
+                let x = self.fast_parse(snap, port, f.data(), f.rx_ip_checksum());
                 if let Some(x) = &x {
                     self.flows.prefetch(x.home);
                 }
@@ -201,7 +201,11 @@ impl Pipeline {
         let l3_off = l2.l3_offset;
         let (p, fragment) = match l2.ethertype {
             wire::ethernet::ETHERTYPE_ARP => return self.arp(snap, port, l3_off, frame),
-            wire::ethernet::ETHERTYPE_IPV4 => match parse::ipv4(frame.data(), l3_off) {
+            wire::ethernet::ETHERTYPE_IPV4 => match parse::ipv4(
+                frame.data(),
+                l3_off,
+                frame.rx_ip_checksum(),
+            ) {
                 Some(x) => x,
                 None => return Verdict::Drop(DropReason::MalformedIpv4),
             },

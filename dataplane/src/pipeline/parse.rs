@@ -5,6 +5,7 @@
 //! ([`Pipeline::fast_parse`]) into a [`Fast`], with exactly the checks the views make.
 
 use crate::flow::{FlowKey, FlowSlot};
+use crate::frame::RxIpChecksum;
 use crate::flow::{v4_addr, v4_of};
 use crate::hash;
 use crate::ids::{PortIdx, ServiceIdx};
@@ -113,9 +114,17 @@ impl Pipeline {
     /// or UDP to an IPv4 VIP port that has a service. These are exactly the checks the general
     /// path makes before it reaches [`Pipeline::service`] (the same views' `check_len` rules,
     /// and one lookup where it makes two: a service exists only for a VIP); anything else is
-    /// `None` and takes the general path. Reads only.
+    /// `None` and takes the general path. Reads only. The header checksum is summed unless
+    /// the NIC checked it (`ck`, [`RxIpChecksum`]); one it found wrong takes the general
+    /// path, which drops it.
     #[inline(always)]
-    pub(super) fn fast_parse(&self, snap: &Snapshot, port: PortIdx, data: &[u8]) -> Option<Fast> {
+    pub(super) fn fast_parse(
+        &self,
+        snap: &Snapshot,
+        port: PortIdx,
+        data: &[u8],
+        ck: RxIpChecksum,
+    ) -> Option<Fast> {
         // Ethernet 14 + IPv4 20 + the 8 bytes every TCP and UDP header starts with.
         let h: &[u8; 42] = data.first_chunk()?;
         let prt = snap.ports.get(port.index())?;
@@ -126,14 +135,20 @@ impl Pipeline {
         if total < 28 || 14 + total > data.len() || h[20] & 0x3f != 0 || h[21] != 0 {
             return None; // short, truncated, or a fragment (MF or an offset)
         }
-        let mut sum = 0u64;
-        for w in h[14..34].chunks_exact(4) {
-            sum += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
-        }
-        // A native-order sum folds to the byte-swapped big-endian one (RFC 1071), and 0xffff
-        // reads the same both ways.
-        if checksum::fold(sum) != 0xffff {
-            return None;
+        match ck {
+            RxIpChecksum::Good => {}
+            RxIpChecksum::Bad => return None,
+            RxIpChecksum::Unknown => {
+                let mut sum = 0u64;
+                for w in h[14..34].chunks_exact(4) {
+                    sum += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+                }
+                // A native-order sum folds to the byte-swapped big-endian one (RFC 1071), and
+                // 0xffff reads the same both ways.
+                if checksum::fold(sum) != 0xffff {
+                    return None;
+                }
+            }
         }
         let (proto, l4_len) = (h[23], total - 20);
         let tcp_flags = match proto {
@@ -179,10 +194,16 @@ impl Pipeline {
 }
 
 /// The IPv4 header at `l3_off`, and whether the packet is a fragment; `None` when it is
-/// malformed or its header checksum is wrong.
-pub(super) fn ipv4(data: &[u8], l3_off: usize) -> Option<(IpMeta, bool)> {
+/// malformed or its header checksum is wrong (as the NIC says, `ck`, or else as its sum
+/// says).
+pub(super) fn ipv4(data: &[u8], l3_off: usize, ck: RxIpChecksum) -> Option<(IpMeta, bool)> {
     let ip = wire::Ipv4Packet::new_checked(&data[l3_off..]).ok()?;
-    if !ip.verify_checksum() {
+    let good = match ck {
+        RxIpChecksum::Good => true,
+        RxIpChecksum::Bad => false,
+        RxIpChecksum::Unknown => ip.verify_checksum(),
+    };
+    if !good {
         return None;
     }
     let hl = ip.header_len();
@@ -234,5 +255,87 @@ pub(super) fn ports(data: &[u8], p: &IpMeta) -> Option<Ports> {
             dport: u.dst_port(),
             tcp_flags: 0,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Pipeline;
+    use super::super::fast_path_tests::CONFIG;
+    use crate::frame::{RxIpChecksum, VecFrame};
+    use crate::ids::{PortIdx, WorkerIdx};
+    use crate::verdict::{DropReason, Verdict};
+    use crate::wire::{IPPROTO_TCP, Ipv4Repr, TcpPacket, TcpRepr, tcp};
+
+    /// A SYN from 203.0.113.9:40000 to the DSR VIP 198.51.100.1:80, its IPv4 header checksum
+    /// right, or wrong when `corrupt`.
+    fn syn(corrupt: bool) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 40];
+        f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 1, 0xfe]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let (src, dst) = ([203, 0, 113, 9], [198, 51, 100, 1]);
+        Ipv4Repr {
+            src,
+            dst,
+            protocol: IPPROTO_TCP,
+            payload_len: 20,
+            ttl: 64,
+            ident: 1,
+        }
+        .emit(&mut f[14..])
+        .unwrap();
+        TcpRepr {
+            src_port: 40_000,
+            dst_port: 80,
+            seq_number: 1,
+            ack_number: 0,
+            flags: tcp::SYN,
+            window_len: 512,
+        }
+        .emit(&mut f[34..])
+        .unwrap();
+        TcpPacket::new_unchecked(&mut f[34..]).fill_checksum_v4(&src, &dst);
+        if corrupt {
+            f[14 + 10] ^= 0x5a;
+        }
+        f
+    }
+
+    /// The NIC's word on the IPv4 header checksum, through the fast path (`process`) and
+    /// the general path (`classify`) alike: GOOD is taken without summing (a header whose
+    /// sum is wrong passes), BAD is dropped as a malformed header whatever its sum, and
+    /// without a word (UNKNOWN, NONE) the sum decides.
+    #[test]
+    fn the_nics_checksum_verdict_is_taken_and_unknown_is_summed() {
+        let cfg = conf::parse(CONFIG, std::path::Path::new("test.toml")).unwrap();
+        let snap = crate::snapshot::all_up(&cfg);
+        let forward = |v: Verdict| matches!(v, Verdict::Forward { .. });
+        let malformed = Verdict::Drop(DropReason::MalformedIpv4);
+        let cases = [
+            (RxIpChecksum::Unknown, false, true),
+            (RxIpChecksum::Unknown, true, false),
+            (RxIpChecksum::Good, false, true),
+            (RxIpChecksum::Good, true, true),
+            (RxIpChecksum::Bad, false, false),
+            (RxIpChecksum::Bad, true, false),
+        ];
+        for (ck, corrupt, forwarded) in cases {
+            for general in [false, true] {
+                let mut pipe = Pipeline::new(WorkerIdx::new(0), 1, 1024, 7);
+                let mut f = VecFrame::new(&syn(corrupt)).with_rx_ip_checksum(ck);
+                let v = if general {
+                    pipe.classify(&snap, PortIdx::new(0), &mut f)
+                } else {
+                    pipe.process(&snap, PortIdx::new(0), &mut f)
+                };
+                println!("{ck:?}, header sum wrong: {corrupt}, general path: {general}: {v:?}");
+                if forwarded {
+                    assert!(forward(v), "{ck:?} {corrupt} {general}: {v:?}");
+                } else {
+                    assert_eq!(v, malformed, "{ck:?} {corrupt} {general}");
+                }
+            }
+        }
     }
 }

@@ -94,7 +94,9 @@ mac = "02:00:00:00:00:13"
             let p = if id == 3 {
                 super::super::parse::ipv6(frame, 14).unwrap().0
             } else {
-                super::super::parse::ipv4(frame, 14).unwrap().0
+                super::super::parse::ipv4(frame, 14, crate::frame::RxIpChecksum::Unknown)
+                    .unwrap()
+                    .0
             };
             let key = p.flow_key(1, 2);
             let mut f = VecFrame::new(frame);
