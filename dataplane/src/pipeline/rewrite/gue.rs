@@ -6,26 +6,24 @@
 use crate::flow::FlowKey;
 use crate::frame::Frame;
 use crate::snapshot::BackendRt;
-use crate::tunnel::gue_source_port;
+use crate::tunnel::{Tunnel, gue_source_port};
 use crate::wire::checksum;
 
 use super::super::parse::IpMeta;
 
 /// The packet `p` describes (of the flow `key`, as its client sends it; `seed` the config's
-/// hash seed), encapsulated to backend `b`, and the hop to it; `false` when the frame has no
-/// headroom for the outer headers. The UDP checksum: over IPv6 computed (RFC 8200 requires
+/// hash seed), encapsulated in `t` to backend `b` (its tunnel), and the hop to it; `false`
+/// when the frame has no headroom for the outer headers. The UDP checksum: over IPv6 computed (RFC 8200 requires
 /// it), over IPv4 left 0 (see [`crate::tunnel`]).
 #[inline(always)]
 pub(in crate::pipeline) fn to_backend<F: Frame>(
     frame: &mut F,
     p: &IpMeta,
     b: &BackendRt,
+    t: &Tunnel,
     key: &FlowKey,
     seed: u64,
 ) -> bool {
-    let Some(t) = &b.tunnel else {
-        return false; // a backend of a tunnel service always has one
-    };
     let Some(udp) = super::encap::outer(frame, p, t) else {
         return false;
     };

@@ -4,16 +4,19 @@
 
 use crate::frame::Frame;
 use crate::snapshot::BackendRt;
+use crate::tunnel::Tunnel;
 
 use super::super::parse::IpMeta;
 
-/// The packet `p` describes, encapsulated to backend `b`, and the hop to it (the MACs);
-/// `false` when the frame has no headroom for the outer header.
+/// The packet `p` describes, encapsulated in `t` to backend `b` (its tunnel), and the hop to
+/// it (the MACs); `false` when the frame has no headroom for the outer header.
 #[inline(always)]
-pub(in crate::pipeline) fn to_backend<F: Frame>(frame: &mut F, p: &IpMeta, b: &BackendRt) -> bool {
-    let Some(t) = &b.tunnel else {
-        return false; // a backend of a tunnel service always has one
-    };
+pub(in crate::pipeline) fn to_backend<F: Frame>(
+    frame: &mut F,
+    p: &IpMeta,
+    b: &BackendRt,
+    t: &Tunnel,
+) -> bool {
     if super::encap::outer(frame, p, t).is_none() {
         return false;
     }

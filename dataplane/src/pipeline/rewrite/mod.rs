@@ -16,16 +16,19 @@ use crate::snapshot::BackendRt;
 
 use super::parse::IpMeta;
 
-/// The Ethernet header's addresses: destination `dst`, source `src`.
+/// The Ethernet header's addresses: destination `dst`, source `src` (one length check for
+/// both; a frame shorter than an Ethernet header never gets here).
 #[inline(always)]
 pub(super) fn macs(data: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) {
-    data[0..6].copy_from_slice(dst);
-    data[6..12].copy_from_slice(src);
+    if let Some(h) = data.first_chunk_mut::<12>() {
+        h[..6].copy_from_slice(dst);
+        h[6..].copy_from_slice(src);
+    }
 }
 
 /// The rewrite of a client's packet to backend `b` by the service's forwarding mode
-/// (`key`: the flow as its client sends it; `seed`: the config's hash seed). `false` when the frame has no headroom for a tunnel's outer
-/// header (nothing is sent then).
+/// (`key`: the flow as its client sends it; `seed`: the config's hash seed). `false` when
+/// the frame has no headroom for a tunnel's outer header (nothing is sent then).
 #[inline(always)]
 pub(super) fn to_backend<F: Frame>(
     frame: &mut F,
@@ -38,8 +41,17 @@ pub(super) fn to_backend<F: Frame>(
     match fwd {
         Forwarding::Dsr => dsr::to_backend(frame.data_mut(), b),
         Forwarding::Nat => nat::to_backend(frame.data_mut(), p, b, key.dport),
-        Forwarding::Ipip => return ipip::to_backend(frame, p, b),
-        Forwarding::Gue => return gue::to_backend(frame, p, b, key, seed),
+        // Which tunnel, the tunnel says (its mode is the service's): a four-way match on
+        // `fwd` compiles to a jump table that DSR, the cheapest mode, would pay for too.
+        Forwarding::Ipip | Forwarding::Gue => {
+            let Some(t) = &b.tunnel else {
+                return false; // a backend of a tunnel service always has one
+            };
+            return match t.gue_port() {
+                Some(_) => gue::to_backend(frame, p, b, t, key, seed),
+                None => ipip::to_backend(frame, p, b, t),
+            };
+        }
     }
     true
 }
