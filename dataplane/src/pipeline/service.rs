@@ -195,7 +195,7 @@ impl Pipeline {
     /// Sends a client's packet of the flow `key` (received on `port`) to backend `b`
     /// (`new_flow`: its flow's first), rewritten by the service's forwarding mode and counted
     /// to the backend at the size it arrived with; or, when it would exceed the MTU of the port
-    /// toward `b` once rewritten, answers or drops it ([`Pipeline::too_big`]).
+    /// toward `b` once rewritten, answers or drops it ([`Pipeline::too_big_to_backend`]).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn forward<F: Frame>(
@@ -210,7 +210,7 @@ impl Pipeline {
         frame: &mut F,
     ) -> Verdict {
         if p.ip_len() > usize::from(b.max_ip_len) {
-            return self.too_big(snap, port, *p, p.dst, b.out_mtu, b.overhead(), frame);
+            return self.too_big_to_backend(snap, port, p.v6, p.l3_off, b, frame);
         }
         let len = frame.data().len();
         if !rewrite::to_backend(frame, p, b, fwd, key, snap.seed) {
