@@ -141,7 +141,11 @@ impl Pipeline {
                 }
                 *slot = x;
             }
-            for ((f, v), x) in frames.iter_mut().zip(verdicts.iter_mut()).zip(parsed.iter()) {
+            for ((f, v), x) in frames
+                .iter_mut()
+                .zip(verdicts.iter_mut())
+                .zip(parsed.iter())
+            {
                 *v = self.decide(snap, port, x.as_ref(), f);
             }
         }
@@ -201,14 +205,12 @@ impl Pipeline {
         let l3_off = l2.l3_offset;
         let (p, fragment) = match l2.ethertype {
             wire::ethernet::ETHERTYPE_ARP => return self.arp(snap, port, l3_off, frame),
-            wire::ethernet::ETHERTYPE_IPV4 => match parse::ipv4(
-                frame.data(),
-                l3_off,
-                frame.rx_ip_checksum(),
-            ) {
-                Some(x) => x,
-                None => return Verdict::Drop(DropReason::MalformedIpv4),
-            },
+            wire::ethernet::ETHERTYPE_IPV4 => {
+                match parse::ipv4(frame.data(), l3_off, frame.rx_ip_checksum()) {
+                    Some(x) => x,
+                    None => return Verdict::Drop(DropReason::MalformedIpv4),
+                }
+            }
             wire::ethernet::ETHERTYPE_IPV6 => match parse::ipv6(frame.data(), l3_off) {
                 Some(x) => x,
                 None => return Verdict::Drop(DropReason::MalformedIpv6),

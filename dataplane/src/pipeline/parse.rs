@@ -5,8 +5,8 @@
 //! ([`Pipeline::fast_parse`]) into a [`Fast`], with exactly the checks the views make.
 
 use crate::flow::{FlowKey, FlowSlot};
-use crate::frame::RxIpChecksum;
 use crate::flow::{v4_addr, v4_of};
+use crate::frame::RxIpChecksum;
 use crate::hash;
 use crate::ids::{PortIdx, ServiceIdx};
 use crate::snapshot::{Addr, IpKey, Snapshot};

@@ -80,9 +80,8 @@ fn rewrite_by(data: &mut [u8], p: &IpMeta, side: Side, addr: &Addr, delta: u16, 
     if udp && !p.v6 && cs == 0 {
         return; // an IPv4 UDP datagram without checksum stays without one
     }
-    let mut cs = !checksum::fold(
-        u64::from(!cs) + u64::from(delta) + u64::from(!old_port) + u64::from(port),
-    );
+    let mut cs =
+        !checksum::fold(u64::from(!cs) + u64::from(delta) + u64::from(!old_port) + u64::from(port));
     if udp && cs == 0 {
         cs = 0xffff;
     }
