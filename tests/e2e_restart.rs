@@ -16,10 +16,10 @@
 //! FULCRUM_RESTART_STREAMS sets the streams per service (default 200).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use testkit::{Balancer, Net, must, repo};
+use testkit::{Balancer, Net, Streams, must, repo};
 
 const DSR_VIP: &str = "10.77.0.100";
 const NAT_VIP: &str = "10.79.0.200";
@@ -48,55 +48,12 @@ fn next_version_bin() -> PathBuf {
 }
 
 /// `tests/tools/streams.py` in the client namespace: `n` DSR and `n` NAT streams.
-struct Streams {
-    child: Child,
-    ready: PathBuf,
-}
-
-impl Streams {
-    fn start(tb: &Net, n: usize, tag: &str) -> Streams {
-        let ready = tb.dir.join(format!("streams-{tag}.ready"));
-        let _ = std::fs::remove_file(&ready);
-        let child = tb
-            .cmd("c1", "python3")
-            .arg(repo().join("tests/tools/streams.py"))
-            .args([
-                "--target",
-                &format!("{DSR_VIP}:80:10.77.0.101"),
-                "--target",
-                &format!("{NAT_VIP}:80:10.78.0.101"),
-                "--count",
-                &n.to_string(),
-                "--secs",
-                &SECS.to_string(),
-                "--ready",
-            ])
-            .arg(&ready)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("streams.py");
-        Streams { child, ready }
-    }
-
-    /// Waits (bounded) until every stream has its first line.
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !self.ready.exists() {
-            assert!(Instant::now() < deadline, "streams did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn finish(self) -> serde_json::Value {
-        let out = self.child.wait_with_output().expect("streams.py");
-        assert!(
-            out.status.success(),
-            "streams.py: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("streams.py JSON")
-    }
+fn streams(tb: &Net, n: usize, tag: &str) -> Streams {
+    let targets = [
+        format!("{DSR_VIP}:80:10.77.0.101"),
+        format!("{NAT_VIP}:80:10.78.0.101"),
+    ];
+    Streams::start(tb, &targets, n, SECS, tag)
 }
 
 /// Asserts that every stream completed, and prints the figures.
@@ -130,7 +87,7 @@ fn kill_9_and_upgrade_keep_every_nat_and_dsr_stream() {
     println!("flow tables in {dir}: {}", status["flow_tables"]);
 
     // 1. kill -9 under load.
-    let s = Streams::start(&tb, n, "kill");
+    let s = streams(&tb, n, "kill");
     s.wait_ready();
     std::thread::sleep(Duration::from_secs(2));
     let killed = Instant::now();
@@ -151,7 +108,7 @@ fn kill_9_and_upgrade_keep_every_nat_and_dsr_stream() {
     //    adopts the same files.
     let next = next_version_bin();
     let old_version = st["version"].as_str().expect("version").to_string();
-    let s = Streams::start(&tb, n, "upgrade");
+    let s = streams(&tb, n, "upgrade");
     s.wait_ready();
     std::thread::sleep(Duration::from_secs(2));
     let t0 = Instant::now();

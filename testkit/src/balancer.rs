@@ -45,13 +45,35 @@ impl Balancer {
     /// that file) in the balancer namespace; waits until the slow path runs and the config's
     /// control socket (if it names one) accepts connections.
     pub fn start_argv(net: &Net, config: &str, argv: &[OsString]) -> Balancer {
-        let path = Self::config_path(net);
-        std::fs::write(&path, config).expect("config");
+        Self::spawn(net, "lb", &Self::config_path(net), config, argv)
+    }
+
+    /// Writes `config` to `fulcrum-NODE.toml` in `net`'s scratch directory and starts
+    /// `fulcrum run --json -c FILE` in `node`'s namespace (one of several instances, each in
+    /// its own namespace, logging to `fulcrum-NODE.out/.err`); waits until it serves.
+    pub fn start_on(net: &Net, node: &str, config: &str) -> Balancer {
+        let path = net.dir.join(format!("fulcrum-{node}.toml"));
+        let argv: Vec<OsString> = vec![
+            "run".into(),
+            "--json".into(),
+            "-c".into(),
+            path.clone().into(),
+        ];
+        Self::spawn(net, node, &path, config, &argv)
+    }
+
+    fn spawn(net: &Net, node: &str, path: &Path, config: &str, argv: &[OsString]) -> Balancer {
+        std::fs::write(path, config).expect("config");
         let table: Option<toml::Table> = config.parse().ok();
-        let out = net.dir.join("fulcrum.out");
-        let err = net.dir.join("fulcrum.err");
+        let stem = if node == "lb" {
+            "fulcrum".to_owned()
+        } else {
+            format!("fulcrum-{node}")
+        };
+        let out = net.dir.join(format!("{stem}.out"));
+        let err = net.dir.join(format!("{stem}.err"));
         let child = net
-            .cmd("lb", fulcrum_bin())
+            .cmd(node, fulcrum_bin())
             .args(argv)
             .stdout(Stdio::from(File::create(&out).expect("out")))
             .stderr(Stdio::from(File::create(&err).expect("err")))
@@ -59,7 +81,7 @@ impl Balancer {
             .expect("spawn fulcrum");
         let mut b = Balancer {
             child: Some(child),
-            config: path,
+            config: path.to_path_buf(),
             socket: table.as_ref().and_then(control_socket),
             out,
             err,

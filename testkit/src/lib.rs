@@ -12,8 +12,11 @@
 //! - [`Scratch`] and [`EalPrefix`]: scratch directories and EAL file prefixes that clean up
 //!   after themselves; [`TestEal`]: EAL started in the test process;
 //! - [`Bird`]: a real BIRD 2 in a namespace, asked with `birdc`;
+//! - [`Ecmp`]: scale-out, scripts/ecmp-testbed.sh's routed tier: a BIRD router with ECMP
+//!   over three Fulcrum instances that announce the VIP by BGP, backends behind them;
 //! - [`fixture`]: config files under `tests/configs/`, templated;
 //! - [`Load`]: a request loop and long streams in the background while a test acts;
+//!   [`Streams`]: many long streams at once, each of which notices a break;
 //! - [`outcome`]: judging what real clients saw; [`spread`]: many connections placed and
 //!   checked, long-lived streams; [`traffic`]: test frames and pcaps;
 //!   [`pmtu`]: large uploads and the path MTU a client's kernel learnt;
@@ -23,6 +26,7 @@ mod balancer;
 mod bird;
 mod decap;
 mod eal;
+mod ecmp;
 mod fixture;
 mod load;
 mod net;
@@ -42,8 +46,9 @@ pub use decap::{Decap, DecapStats, GUE_PORT, kernel_has_tunnels};
 pub use eal::{
     EalPrefix, Scratch, TestEal, eal_args, eal_args_toml, eal_prefix, runtime_dir_exists,
 };
+pub use ecmp::Ecmp;
 pub use fixture::{Fixture, fixture};
-pub use load::{Load, LoadSpec};
+pub use load::{Load, LoadSpec, Streams};
 pub use net::{Answer, Client, KeepAlive, LB_ADDR, Net, VIP, routed};
 pub use spread::Stream;
 pub use traffic::{gen_flows, read_pcap, test_frame, write_pcap};

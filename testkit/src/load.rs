@@ -1,9 +1,12 @@
 //! Load from real kernel TCP clients running in the background while a test does something
 //! to the balancer (reloads, a flapping backend, crowds on its endpoints): a request loop of a
 //! bounded duration and long streams, by tests/tools/client.py in the client namespace. What
-//! the clients saw is judged with [`crate::outcome`].
+//! the clients saw is judged with [`crate::outcome`]. And many long streams at once
+//! ([`Streams`]), each of which notices a break.
 
+use std::path::PathBuf;
 use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::{Net, repo};
 
@@ -81,5 +84,56 @@ impl Drop for Load {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// tests/tools/streams.py in the client namespace: `count` long streams of `secs` seconds to
+/// each target `VIP:PORT:SOURCE`, each of which notices a break (a missing, repeated or
+/// foreign line, a reset, a silence).
+pub struct Streams {
+    child: Child,
+    ready: PathBuf,
+}
+
+impl Streams {
+    /// Starts them; `tag` names this set's ready file in `net`'s scratch directory.
+    pub fn start(net: &Net, targets: &[String], count: usize, secs: u32, tag: &str) -> Streams {
+        let ready = net.dir.join(format!("streams-{tag}.ready"));
+        let _ = std::fs::remove_file(&ready);
+        let mut cmd = net.cmd("c1", "python3");
+        cmd.arg(repo().join("tests/tools/streams.py"));
+        for t in targets {
+            cmd.args(["--target", t]);
+        }
+        let child = cmd
+            .args(["--count", &count.to_string(), "--secs", &secs.to_string()])
+            .arg("--ready")
+            .arg(&ready)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("streams.py");
+        Streams { child, ready }
+    }
+
+    /// Waits (bounded) until every stream has its first line.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.ready.exists() {
+            assert!(Instant::now() < deadline, "streams did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for the end: streams.py's JSON (`streams`, `intact`, `broken_count`, `broken`,
+    /// `max_gap_ms`, ...).
+    pub fn finish(self) -> serde_json::Value {
+        let out = self.child.wait_with_output().expect("streams.py");
+        assert!(
+            out.status.success(),
+            "streams.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("streams.py JSON")
     }
 }

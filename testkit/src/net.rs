@@ -89,6 +89,8 @@ pub(crate) enum Layout {
     Health,
     Testbed,
     Routed,
+    /// scripts/ecmp-testbed.sh's, built by [`crate::Ecmp`].
+    Ecmp,
 }
 
 /// The namespaces of one test.

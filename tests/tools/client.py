@@ -32,7 +32,8 @@ def one(host, port, src, timeout, path):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
     s.settimeout(timeout)
-    rec = {"src": src, "sport": None, "backend": None, "error": None}
+    # "at": wall-clock start, to place a failure in time against an event a test caused.
+    rec = {"src": src, "sport": None, "backend": None, "error": None, "at": time.time()}
     try:
         s.bind((src, 0))
         rec["sport"] = s.getsockname()[1]
