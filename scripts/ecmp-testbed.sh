@@ -159,13 +159,11 @@ up() {
         in_ns "$name-lb$i" sysctl -qw net.ipv6.conf.up0.disable_ipv6=1 net.ipv6.conf.dn0.disable_ipv6=1
         # A veth that DPDK reads (af_packet) still hands every frame to the kernel as well, and
         # the kernel takes those for its own addresses (on fx0) on any interface: ping and BGP
-        # would be answered twice. Drop them at ingress, after the af_packet tap, as if DPDK
-        # owned the NIC.
-        in_ns "$name-lb$i" nft add table netdev dpdk
-        for dev in up0 dn0; do
-            in_ns "$name-lb$i" nft add chain netdev dpdk "$dev" \
-                "{ type filter hook ingress device $dev priority 0; policy drop; }"
-        done
+        # would be answered twice. Strict reverse-path filtering drops them (the way back to
+        # every peer is fx0, not the veth), as if DPDK owned the NIC; no ARP answers there.
+        in_ns "$name-lb$i" sysctl -qw net.ipv4.conf.all.rp_filter=1 \
+            net.ipv4.conf.up0.rp_filter=1 net.ipv4.conf.dn0.rp_filter=1 \
+            net.ipv4.conf.up0.arp_ignore=8 net.ipv4.conf.dn0.arp_ignore=8
     done
 
     for i in $(seq 1 "$backends"); do
