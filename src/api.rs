@@ -224,6 +224,11 @@ pub struct KernelCounters {
     pub from_kernel_dropped: u64,
     /// Frames the kernel sent from an address not the port's own (never sent).
     pub from_kernel_refused: u64,
+    /// Frames to a VIP that reached the exception path (never given to the kernel; the
+    /// workers never hand VIP traffic to it: stays 0).
+    pub to_kernel_vip: u64,
+    /// Frames the kernel sent from a VIP (never sent).
+    pub from_kernel_vip: u64,
 }
 
 /// The flow tables at start: adopted from the previous process's files, or empty and why.

@@ -403,6 +403,8 @@ fn kernel(slow: &SlowPath) -> Option<KernelCounters> {
         from_kernel: k.from_kernel,
         from_kernel_dropped: k.from_kernel_dropped,
         from_kernel_refused: k.from_kernel_refused,
+        to_kernel_vip: k.to_kernel_vip,
+        from_kernel_vip: k.from_kernel_vip,
     })
 }
 

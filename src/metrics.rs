@@ -243,6 +243,8 @@ pub fn render(stats: &StatsReply, backends: &BackendsReply, endpoints: &[Endpoin
             ("from_kernel", "sent", k.from_kernel),
             ("from_kernel", "dropped", k.from_kernel_dropped),
             ("from_kernel", "refused", k.from_kernel_refused),
+            ("to_kernel", "vip", k.to_kernel_vip),
+            ("from_kernel", "vip", k.from_kernel_vip),
         ] {
             o.sample(
                 name,

@@ -13,7 +13,10 @@
 //! other protocol to the kernel; ARP, neighbour discovery and ICMP go to both (the kernel
 //! resolves its own neighbours; ICMP errors may quote either's packets). Nothing but frames
 //! for the port's own addresses ever reaches the kernel, and nothing but frames from them
-//! leaves it: VIP traffic never crosses, in either direction (each refusal is counted).
+//! leaves it: VIP traffic never crosses, in either direction (each refusal is counted; a
+//! frame to or from a VIP under its own name, `to_kernel_vip` / `from_kernel_vip`: the
+//! workers never hand VIP traffic to the slow path, so these stay 0 by construction, and a
+//! test under load checks they do).
 //! Both directions go through bounded queues of the TAP device, polled by the slow path's
 //! thread; what does not fit is dropped and counted, never waited for.
 
@@ -45,12 +48,19 @@ pub struct KernelStats {
     pub from_kernel: u64,
     /// Frames the kernel sent that the ring to worker 0 did not take.
     pub from_kernel_dropped: u64,
-    /// Frames for the kernel that were not for an own address of the port (e.g. a VIP's):
+    /// Frames for the kernel that were not for an own address of the port nor a VIP:
     /// refused. Stays 0 unless a worker's classification and the slow path's disagree.
     pub to_kernel_refused: u64,
-    /// Frames the kernel sent from an address that is not the port's own (a VIP's, another
+    /// Frames the kernel sent from an address that is not the port's own nor a VIP (another
     /// host's, a forwarded one): refused, so the kernel never forwards traffic.
     pub from_kernel_refused: u64,
+    /// Frames to a VIP that reached the exception path: refused. The workers never hand VIP
+    /// traffic to the slow path, so this stays 0; counted under its own name so that a
+    /// test (and an operator) can see it does.
+    pub to_kernel_vip: u64,
+    /// Frames the kernel sent from a VIP (it holds none; a misconfigured host might):
+    /// refused.
+    pub from_kernel_vip: u64,
 }
 
 /// Where a frame to an own address goes (see the module doc).
@@ -120,6 +130,36 @@ fn is_own(own: &[IfAddr], addr: IpAddr) -> bool {
     own.iter().any(|a| a.addr == addr)
 }
 
+/// The source and destination of an IPv4 or IPv6 frame.
+fn ip_ends(frame: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    let l2 = parse_l2(frame).ok()?;
+    let l3 = &frame[l2.l3_offset..];
+    match l2.ethertype {
+        ETHERTYPE_IPV4 => Ipv4Packet::new_checked(l3)
+            .ok()
+            .map(|ip| (IpAddr::V4(ip.src_ip()), IpAddr::V4(ip.dst_ip()))),
+        ETHERTYPE_IPV6 => Ipv6Packet::new_checked(l3)
+            .ok()
+            .map(|ip| (IpAddr::V6(ip.src_ip()), IpAddr::V6(ip.dst_ip()))),
+        _ => None,
+    }
+}
+
+/// Whether `frame` is addressed to one of `vips`.
+pub fn to_vip(frame: &[u8], vips: &[IpAddr]) -> bool {
+    ip_ends(frame).is_some_and(|(_, dst)| vips.contains(&dst))
+}
+
+/// Whether `frame` comes from one of `vips`.
+pub fn from_vip(frame: &[u8], vips: &[IpAddr]) -> bool {
+    ip_ends(frame).is_some_and(|(src, _)| vips.contains(&src))
+}
+
+/// Every service's VIP.
+fn vips(cfg: &Config) -> Vec<IpAddr> {
+    cfg.services.iter().map(|s| s.vip).collect()
+}
+
 /// Whether the kernel may send `frame` out of a port with own addresses `own`: ARP, and IP
 /// from an own address (IPv6 also from a link-local or the unspecified address: neighbour
 /// discovery, MLD, router solicitations). Anything else would be the kernel forwarding.
@@ -152,6 +192,8 @@ struct KernelPort {
 pub struct Exception {
     ports: Vec<Option<KernelPort>>,
     health_ports: RangeInclusive<u16>,
+    /// Every service's VIP: refusals of frames to or from one are counted apart.
+    vips: Vec<IpAddr>,
     pub stats: KernelStats,
 }
 
@@ -175,8 +217,14 @@ impl Exception {
         Exception {
             ports,
             health_ports: cfg.global.health.source_ports.clone(),
+            vips: vips(cfg),
             stats: KernelStats::default(),
         }
+    }
+
+    /// A reload: the services' VIPs may have changed (ports and their addresses restart).
+    pub fn reconfigure(&mut self, cfg: &Config) {
+        self.vips = vips(cfg);
     }
 
     /// Whether some port has an exception path.
@@ -192,7 +240,11 @@ impl Exception {
         };
         let d = dispatch(frame, &k.own, &self.health_ports);
         if d == Dispatch::Refused {
-            self.stats.to_kernel_refused += 1;
+            if to_vip(frame, &self.vips) {
+                self.stats.to_kernel_vip += 1;
+            } else {
+                self.stats.to_kernel_refused += 1;
+            }
         }
         d
     }
@@ -238,8 +290,16 @@ impl Exception {
                 continue;
             }
             n += got;
-            let own = &k.own;
-            self.stats.from_kernel_refused += burst.retain(|m| may_leave(m.data(), own)) as u64;
+            let (own, vips, stats) = (&k.own, &self.vips, &mut self.stats);
+            burst.retain(|m| {
+                let leaves = may_leave(m.data(), own);
+                if !leaves && from_vip(m.data(), vips) {
+                    stats.from_kernel_vip += 1;
+                } else if !leaves {
+                    stats.from_kernel_refused += 1;
+                }
+                leaves
+            });
             for m in burst.iter_mut() {
                 m.set_port(i as u16);
             }
@@ -392,6 +452,10 @@ mod tests {
             &ports(80, 40000),
         );
         assert!(!may_leave(&from_vip, &own()));
+        // Counted apart from other refusals.
+        let vips: Vec<IpAddr> = vec!["10.0.0.100".parse().unwrap()];
+        assert!(super::to_vip(&to_vip, &vips) && !super::from_vip(&to_vip, &vips));
+        assert!(super::from_vip(&from_vip, &vips) && !super::to_vip(&from_vip, &vips));
         let from_own = ipv4(
             [10, 0, 0, 2],
             [10, 0, 0, 1],

@@ -49,6 +49,7 @@ impl SlowPath {
         self.neigh.reconfigure(cfg, now);
         self.hooks.reconfigure(cfg);
         self.announcer.reconfigure(cfg);
+        self.exception.reconfigure(cfg);
         self.cfg = cfg.clone();
         let generation = self.publish_now(engine);
         tracing::info!(

@@ -114,13 +114,16 @@ pub(super) fn print_status(out: &mut dyn Write, v: &StatusReply) -> io::Result<(
     if let Some(k) = &v.kernel {
         writeln!(
             out,
-            "exception path: to kernel {} (dropped {}, refused {}), from kernel {} (dropped {}, refused {})",
+            "exception path: to kernel {} (dropped {}, refused {}, VIP {}), from kernel {} \
+             (dropped {}, refused {}, VIP {})",
             k.to_kernel,
             k.to_kernel_dropped,
             k.to_kernel_refused,
+            k.to_kernel_vip,
             k.from_kernel,
             k.from_kernel_dropped,
-            k.from_kernel_refused
+            k.from_kernel_refused,
+            k.from_kernel_vip
         )?;
     }
     let workers: Vec<Vec<String>> = v
