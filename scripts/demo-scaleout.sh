@@ -35,8 +35,8 @@ ctl() { "$bin" ctl -s "$work/lb$1.sock" --json "${@:2}"; }
 flows() { ctl "$1" stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["totals"].get("flows_created", 0))'; }
 bird() {
     # bird NODE: BIRD in NODE's namespace with its own config, socket and pid file.
-    in_ns "$1" bird -f -c "$work/bird-$1.conf" -s "$work/bird-$1.ctl" -P "$work/bird-$1.pid" \
-        2>"$work/bird-$1.log" &
+    ip netns exec "$name-$1" bird -f -c "$work/bird-$1.conf" -s "$work/bird-$1.ctl" \
+        -P "$work/bird-$1.pid" 2>"$work/bird-$1.log" &
     pids+=($!)
 }
 
@@ -44,7 +44,8 @@ bold "Testbed $name: router $name-rt (BIRD, ECMP), instances $name-lb1..lb3, bac
 scripts/ecmp-testbed.sh up "$name" "$work"
 bird rt
 for i in 1 2 3; do
-    in_ns "lb$i" "$bin" run -c "$work/fulcrum-lb$i.toml" >"$work/lb$i.out" 2>"$work/lb$i.err" &
+    # `ip netns exec` execs Fulcrum: $! is Fulcrum's pid (kill -9 below).
+    ip netns exec "$name-lb$i" "$bin" run -c "$work/fulcrum-lb$i.toml" >"$work/lb$i.out" 2>"$work/lb$i.err" &
     pids+=($!)
     eval "lb${i}_pid=$!"
     for _ in $(seq 1 300); do [ -f "$work/lb$i-vips.conf" ] && break; sleep 0.1; done
@@ -75,14 +76,20 @@ for _ in $(seq 1 600); do [ -f "$work/ready" ] && break; sleep 0.1; done
 sleep 2
 for i in 1 2 3; do before[i-1]=$(flows "$i"); done
 t0=$(ms)
-kill -9 "$lb2_pid"
+{ kill -9 "$lb2_pid"; wait "$lb2_pid"; } 2>/dev/null || true
 for _ in $(seq 1 1000); do [ "$(hops)" -eq 2 ] && break; sleep 0.01; done
+[ "$(hops)" -eq 2 ] || { echo "the router did not withdraw lb2" >&2; exit 1; }
 echo "   the router withdrew lb2's next hop $(( $(ms) - t0 )) ms after the kill (BFD 100 ms x 3):"
 ip -n "$name-rt" route show "$vip/32" | sed 's/^/   /'
 sleep 2
 for i in 1 3; do echo "   lb$i picked up $(( $(flows "$i") - before[i-1] )) flows mid-stream (Maglev: the same backend)"; done
 wait "$streams" || true
-python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); print(f"   streams: {v[\"intact\"]} of {v[\"streams\"]} intact, {v[\"broken_count\"]} broken, longest silence {v[\"max_gap_ms\"]} ms")' "$work/streams.json"
+python3 - "$work/streams.json" <<'EOF'
+import json, sys
+v = json.load(open(sys.argv[1]))
+print(f"   streams: {v['intact']} of {v['streams']} intact, {v['broken_count']} broken, "
+      f"longest silence {v['max_gap_ms']} ms")
+EOF
 
 bold "3. 300 new connections with lb2 gone: all answered by lb1 and lb3"
 client --host "$vip" --count 300 --concurrency 8 --timeout 5 "${srcs[@]}" --human

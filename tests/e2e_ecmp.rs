@@ -197,8 +197,8 @@ fn ecmp_kill_9_of_one_instance_breaks_at_most_one_percent_of_streams() {
         .filter(|r| r["ms"].as_f64().unwrap_or(0.0) > 900.0)
         .count();
     println!(
-        "streams: {} of {} intact, {} broken (longest silence {} ms); flows created on lb1/lb3 \
-         after the kill (new requests and moved streams): {:?}; requests: {} of {}, failed {} \
+        "flows created per instance before the kill {before:?}; streams: {} of {} intact, {} \
+         broken (longest silence {} ms); flows created on lb1/lb3 after the kill (new requests and moved streams): {:?}; requests: {} of {}, failed {} \
          {:?}, {slow} took over 900 ms (a SYN retransmitted)",
         s["intact"],
         s["streams"],

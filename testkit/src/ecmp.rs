@@ -9,7 +9,6 @@
 //! the instance's own is `uplink`. The router's FIB is read with `ip -n`, so polling it
 //! costs one process per look.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -199,11 +198,6 @@ impl Ecmp {
                 None => 0,
             })
             .collect()
-    }
-
-    /// The config file instance `i` runs with (any instance's places flows as every other's).
-    pub fn config(&self, i: usize) -> PathBuf {
-        self.net.dir.join(format!("fulcrum-{}.toml", Self::node(i)))
     }
 }
 
