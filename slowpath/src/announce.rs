@@ -11,6 +11,13 @@
 //! empties is seen at the publication that empties it. So a withdrawal reaches BIRD within
 //! about 100 ms plus BIRD's reconfiguration, and the router a few ms later.
 //!
+//! A pool that comes back from empty (or the first one at start) is announced only after it
+//! settled ([`settle_time`]): its first backend up is seen one check before the others, and
+//! announcing then would send this node, besides new flows, the established flows the router
+//! moves to it, which its Maglev table (one backend) would place apart from every other
+//! instance's (all backends): measured in tests/e2e_ecmp.rs, two connections reset when an
+//! instance's link to its backends came back.
+//!
 //! A clean stop withdraws everything first ([`Announcer::withdraw_all`]). A killed process
 //! cannot: that bound is the BGP session's. With the kernel exception path, BIRD's session
 //! runs over Fulcrum's TAP interface, which vanishes with the process, so the router stops
@@ -39,6 +46,9 @@ pub enum Reason {
     NotBgp,
     /// No usable backend.
     PoolEmpty,
+    /// Usable again after it was empty; announced once every backend had time for its
+    /// checks ([`settle_time`]).
+    Settling,
     /// The node's disable file exists.
     NodeDisabled,
     /// The service's disable file exists.
@@ -53,6 +63,7 @@ impl Reason {
             Reason::Serving => "serving",
             Reason::NotBgp => "not announced by bgp",
             Reason::PoolEmpty => "pool empty",
+            Reason::Settling => "pool settling (usable again, backends still being checked)",
             Reason::NodeDisabled => "node disabled (disable file)",
             Reason::ServiceDisabled => "service disabled (its disable file)",
             Reason::Stopping => "stopping",
@@ -89,6 +100,27 @@ struct Svc {
     disable_file: Option<PathBuf>,
     disabled: bool,
     usable: bool,
+    /// Since when the pool is usable (`None` while empty).
+    usable_since: Option<Instant>,
+    /// How long a pool that became usable waits before it is announced.
+    settle: Duration,
+}
+
+/// The longest a pool that came back from empty waits to be announced.
+pub const SETTLE_MAX: Duration = Duration::from_secs(5);
+
+/// How long a service's pool, usable again, waits before it is announced: until every
+/// checked backend had time for `rise` checks (interval x rise + timeout, the longest over
+/// its backends), at most [`SETTLE_MAX`]; 0 without checks.
+pub fn settle_time(s: &conf::Service) -> Duration {
+    let longest = s
+        .backends
+        .iter()
+        .filter_map(|b| b.health.as_ref())
+        .map(|h| u64::from(h.interval_ms) * u64::from(h.rise) + u64::from(h.timeout_ms))
+        .max()
+        .unwrap_or(0);
+    Duration::from_millis(longest).min(SETTLE_MAX)
 }
 
 /// The node's announcements.
@@ -136,16 +168,24 @@ impl Announcer {
         self.bird_file = a.bird_file.clone();
         self.bird_socket = a.bird_socket.clone();
         self.node_disable = a.disable_file.clone();
+        // A service kept by a reload keeps its pool's state: a reload does not make it settle
+        // again (the next publication says whether it is usable).
+        let old = std::mem::take(&mut self.services);
         self.services = cfg
             .services
             .iter()
-            .map(|s| Svc {
-                name: s.name.clone(),
-                vip: s.vip,
-                announce: s.announce,
-                disable_file: s.disable_file.clone(),
-                disabled: false,
-                usable: false,
+            .map(|s| {
+                let kept = old.iter().find(|o| o.name == s.name && o.vip == s.vip);
+                Svc {
+                    name: s.name.clone(),
+                    vip: s.vip,
+                    announce: s.announce,
+                    disable_file: s.disable_file.clone(),
+                    disabled: false,
+                    usable: kept.is_some_and(|o| o.usable),
+                    usable_since: kept.and_then(|o| o.usable_since),
+                    settle: settle_time(s),
+                }
             })
             .collect();
         self.next_look = None;
@@ -158,8 +198,14 @@ impl Announcer {
 
     /// Takes the pools of a snapshot just published (services in config order).
     pub fn update(&mut self, snap: &Snapshot) {
+        let now = Instant::now();
         for (a, s) in self.services.iter_mut().zip(&snap.services) {
             a.usable = s.tier != Tier::Empty;
+            a.usable_since = match (a.usable, a.usable_since) {
+                (true, None) => Some(now),
+                (true, since) => since,
+                (false, _) => None,
+            };
         }
     }
 
@@ -174,6 +220,8 @@ impl Announcer {
             Reason::ServiceDisabled
         } else if !s.usable {
             Reason::PoolEmpty
+        } else if s.usable_since.is_none_or(|t| t.elapsed() < s.settle) {
+            Reason::Settling
         } else {
             Reason::Serving
         }
