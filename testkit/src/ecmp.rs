@@ -178,7 +178,9 @@ impl Ecmp {
             assert!(
                 t0.elapsed() < limit,
                 "{what}: the router still routes the VIP via {hops:?} after {limit:?}, not over \
-                 {n} next hops"
+                 {n} next hops; its sessions:\n{}\n{}",
+                self.router.birdc(&["show", "protocols"]),
+                self.router.birdc(&["show", "bfd", "sessions"])
             );
             std::thread::sleep(Duration::from_millis(5));
         }
