@@ -222,8 +222,13 @@ fn fast_path_decides_as_the_general_path() {
             p.flows.expire_paced(i / 8, 64, &snap.timeouts);
         }
         on_fast += u32::from(
-            fast.fast_parse(&snap, PortIdx::new(0), &bytes, crate::frame::RxIpChecksum::Unknown)
-                .is_some(),
+            fast.fast_parse(
+                &snap,
+                PortIdx::new(0),
+                &bytes,
+                crate::frame::RxIpChecksum::Unknown,
+            )
+            .is_some(),
         );
         let va = fast.process(&snap, PortIdx::new(0), &mut a);
         let vb = general.decide(&snap, PortIdx::new(0), None, &mut b);
