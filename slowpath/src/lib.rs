@@ -84,7 +84,7 @@ pub struct SlowPath {
     /// Which VIPs BIRD announces.
     announcer: Announcer,
     /// Frames to send this turn: (port index, frame).
-    outbox: Vec<(u8, Vec<u8>)>,
+    outbox: Vec<(PortIdx, Vec<u8>)>,
     finished: Vec<Finished>,
     frames: FrameStats,
     /// Health or a MAC changed since the last publication check.
@@ -387,8 +387,8 @@ impl SlowPath {
         match l2.ethertype {
             ETHERTYPE_ARP => {
                 self.frames.arp += 1;
-                for frame in self.neigh.receive_arp(port.get(), l3, now) {
-                    self.outbox.push((port.get(), frame));
+                for frame in self.neigh.receive_arp(port, l3, now) {
+                    self.outbox.push((port, frame));
                 }
             }
             ETHERTYPE_IPV6 if neigh::nd::is_nd(l3) => {
@@ -397,9 +397,9 @@ impl SlowPath {
                     .get(6..12)
                     .and_then(|s| s.try_into().ok())
                     .unwrap_or_default();
-                let out = self.neigh.receive_nd(port.get(), eth_src, l3, now);
+                let out = self.neigh.receive_nd(port, eth_src, l3, now);
                 for frame in out.into_iter().flatten() {
-                    self.outbox.push((port.get(), frame));
+                    self.outbox.push((port, frame));
                 }
             }
             ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => match stack::trim_ip(l3) {
@@ -425,7 +425,7 @@ impl SlowPath {
                 self.frames.send_dropped += 1;
                 continue;
             };
-            m.set_port(u16::from(port));
+            m.set_port(u16::from(port.get()));
             if let Err(m) = self.out.push(m) {
                 flush(tx, &mut self.out, &mut self.frames);
                 let _ = self.out.push(m);
@@ -528,12 +528,12 @@ pub fn first_snapshot(
 /// exactly where the traffic goes (a backend behind a gateway: to the gateway). Multicast (ND
 /// to a solicited-node group, say) stays on its interface's link; a default route must not
 /// take it. `None`: no port reaches `dst`.
-fn next_hop(cfg: &Config, port: u8, dst: IpAddr) -> Option<(u8, IpAddr)> {
+fn next_hop(cfg: &Config, port: PortIdx, dst: IpAddr) -> Option<(PortIdx, IpAddr)> {
     if dst.is_multicast() {
         return Some((port, dst));
     }
     let path = cfg.route(dst)?;
-    Some((u8::try_from(path.port).ok()?, path.next_hop))
+    Some((PortIdx::new(u8::try_from(path.port).ok()?), path.next_hop))
 }
 
 fn flush(tx: &mut RingProducer, out: &mut Burst, frames: &mut FrameStats) {
@@ -701,7 +701,10 @@ interval_ms = 1000
         assert_eq!(out.len(), 1, "the SYN");
         let (port, packet) = &out[0];
         assert_eq!(stack::destination(packet), Some(backend));
-        assert_eq!(next_hop(&cfg, *port, backend), Some((0, gateway)));
+        assert_eq!(
+            next_hop(&cfg, *port, backend),
+            Some((PortIdx::new(0), gateway))
+        );
 
         let l2 = vec![PortL2 {
             mac: [2, 0, 0, 0, 0, 1],
@@ -713,16 +716,21 @@ interval_ms = 1000
             Some(neigh::Resolution::Unresolved)
         );
         assert_eq!(neigh.resolution(backend), None, "not a neighbour");
-        assert!(neigh.frame(0, gateway, packet, Duration::ZERO).is_none());
-        let released = neigh.learn(0, gateway, GATEWAY, Duration::ZERO);
+        assert!(
+            neigh
+                .frame(PortIdx::new(0), gateway, packet, Duration::ZERO)
+                .is_none()
+        );
+        let released = neigh.learn(PortIdx::new(0), gateway, GATEWAY, Duration::ZERO);
         assert_eq!(released.len(), 1, "the SYN waited for the gateway");
         assert_eq!(released[0][..6], GATEWAY);
         assert_eq!(&released[0][neigh::ETH_HEADER..], &packet[..]);
 
         // Multicast stays on its link; what no route reaches goes nowhere.
         let group: IpAddr = "ff02::1:ff00:11".parse().unwrap();
-        assert_eq!(next_hop(&cfg, 0, group), Some((0, group)));
-        assert_eq!(next_hop(&cfg, 0, "192.0.2.1".parse().unwrap()), None);
+        let p0 = PortIdx::new(0);
+        assert_eq!(next_hop(&cfg, p0, group), Some((p0, group)));
+        assert_eq!(next_hop(&cfg, p0, "192.0.2.1".parse().unwrap()), None);
     }
 
     /// The workers send a routed backend's frames to its gateway's MAC, follow a new one at

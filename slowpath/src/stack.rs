@@ -200,10 +200,10 @@ impl Stack {
     }
 
     /// Takes the IP packets the stack sent on each port: `(port, packet)`.
-    pub fn take_egress(&mut self, mut out: impl FnMut(u8, Vec<u8>)) {
+    pub fn take_egress(&mut self, mut out: impl FnMut(PortIdx, Vec<u8>)) {
         for (i, p) in self.ports.iter_mut().enumerate() {
             for packet in p.device.tx.drain(..) {
-                out(i as u8, packet);
+                out(PortIdx::new(i as u8), packet);
             }
         }
     }

@@ -35,6 +35,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use conf::{Config, NeighborSettings};
+use dataplane::ids::PortIdx;
 use dataplane::wire::ethernet::ETHERTYPE_IPV6;
 
 use l2::BROADCAST;
@@ -55,7 +56,7 @@ enum State {
 
 #[derive(Debug)]
 struct Entry {
-    port: u8,
+    port: PortIdx,
     mac: Option<[u8; 6]>,
     state: State,
     /// When the next request goes out.
@@ -154,14 +155,14 @@ impl Neighbors {
             for b in &s.backends {
                 // A routed backend's frames go to its gateway: that is the neighbour to know.
                 if let Some(path) = cfg.route(b.address) {
-                    n.want(path.next_hop, path.port as u8, now);
+                    n.want(path.next_hop, PortIdx::new(path.port as u8), now);
                 }
             }
         }
         // Every gateway, so that the first packet through one does not wait.
         for (i, p) in cfg.ports.iter().enumerate() {
             for r in &p.routes {
-                n.want(r.via, i as u8, now);
+                n.want(r.via, PortIdx::new(i as u8), now);
             }
         }
         n
@@ -182,7 +183,7 @@ impl Neighbors {
     }
 
     /// Makes sure `ip` (reached through `port`) gets resolved, starting now.
-    pub fn want(&mut self, ip: IpAddr, port: u8, now: Duration) {
+    pub fn want(&mut self, ip: IpAddr, port: PortIdx, now: Duration) {
         if self.statics.contains_key(&ip) || !resolvable(ip) {
             return;
         }
@@ -252,7 +253,7 @@ impl Neighbors {
     }
 
     /// Sends the requests that are due (`send(port, frame)`).
-    pub fn poll(&mut self, now: Duration, send: &mut impl FnMut(u8, &[u8])) {
+    pub fn poll(&mut self, now: Duration, send: &mut impl FnMut(PortIdx, &[u8])) {
         if now < self.next_scan {
             return;
         }
@@ -271,7 +272,7 @@ impl Neighbors {
                     }
                     State::Unresolved | State::Unconfirmed => None,
                 };
-                if let Some(port) = self.ports.get(usize::from(e.port))
+                if let Some(port) = self.ports.get(e.port.index())
                     && let Some(frame) = match *ip {
                         IpAddr::V4(t) => arp::request(port, t, unicast.unwrap_or(BROADCAST)),
                         IpAddr::V6(t) => nd::solicitation(port, t, unicast),
@@ -289,7 +290,7 @@ impl Neighbors {
 
     /// Takes an ARP frame (reply or announcement) received on `port`; learns the sender if
     /// it is a neighbour of interest, and hands back the packets that waited for it.
-    pub fn receive_arp(&mut self, port: u8, arp: &[u8], now: Duration) -> Vec<Vec<u8>> {
+    pub fn receive_arp(&mut self, port: PortIdx, arp: &[u8], now: Duration) -> Vec<Vec<u8>> {
         match arp::sender(arp) {
             Some((ip, mac)) => self.learn(port, IpAddr::V4(ip), mac, now),
             None => Vec::new(),
@@ -303,7 +304,7 @@ impl Neighbors {
     /// packets that waited, and the answer to a solicitation for one of the port's addresses.
     pub fn receive_nd(
         &mut self,
-        port: u8,
+        port: PortIdx,
         eth_src: [u8; 6],
         packet: &[u8],
         now: Duration,
@@ -329,7 +330,7 @@ impl Neighbors {
                     Some(mac) => self.learn(port, IpAddr::V6(ip), mac, now),
                     None => Vec::new(),
                 };
-                if let Some(p) = self.ports.get(usize::from(port))
+                if let Some(p) = self.ports.get(port.index())
                     && let Some(na) = nd::advertisement(p, target, ip, mac.unwrap_or(eth_src))
                 {
                     out.push(na);
@@ -341,7 +342,13 @@ impl Neighbors {
 
     /// Records `ip` at `mac` (if it is a neighbour of interest); returns its waiting packets,
     /// framed.
-    pub fn learn(&mut self, port: u8, ip: IpAddr, mac: [u8; 6], now: Duration) -> Vec<Vec<u8>> {
+    pub fn learn(
+        &mut self,
+        port: PortIdx,
+        ip: IpAddr,
+        mac: [u8; 6],
+        now: Duration,
+    ) -> Vec<Vec<u8>> {
         if mac[0] & 1 == 1 || mac == [0; 6] {
             return Vec::new();
         }
@@ -364,7 +371,7 @@ impl Neighbors {
         e.state = State::Fresh;
         e.next = now + Duration::from_millis(u64::from(self.settings.refresh_ms));
         let pending: Vec<Vec<u8>> = e.pending.drain(..).collect();
-        let Some(p) = self.ports.get(usize::from(port)) else {
+        let Some(p) = self.ports.get(port.index()) else {
             return Vec::new();
         };
         pending
@@ -378,12 +385,12 @@ impl Neighbors {
     /// queued, and a request goes out at the next poll) or cannot be sent.
     pub fn frame(
         &mut self,
-        port: u8,
+        port: PortIdx,
         dst: IpAddr,
         packet: &[u8],
         now: Duration,
     ) -> Option<Vec<u8>> {
-        let src = self.ports.get(usize::from(port))?.mac;
+        let src = self.ports.get(port.index())?.mac;
         if let Some(mac) = self.lookup(dst) {
             return Some(l2::frame(src, mac, l2::ethertype(dst), packet));
         }

@@ -4,6 +4,8 @@ use dataplane::wire::{ArpPacket, ArpRepr};
 use std::path::Path;
 
 const MS: Duration = Duration::from_millis(1);
+/// The table's one port.
+const P0: PortIdx = PortIdx::new(0);
 const LB: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const B1: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
 
@@ -44,7 +46,7 @@ fn arp_message(operation: u16, from: ([u8; 4], [u8; 6]), to: ([u8; 4], [u8; 6]))
     b
 }
 
-fn sent(n: &mut Neighbors, now: Duration) -> Vec<(u8, Vec<u8>)> {
+fn sent(n: &mut Neighbors, now: Duration) -> Vec<(PortIdx, Vec<u8>)> {
     let mut out = Vec::new();
     n.poll(now, &mut |p, f| out.push((p, f.to_vec())));
     out
@@ -78,7 +80,7 @@ fn resolves_refreshes_and_follows_a_moved_mac() {
     assert!(sent(&mut n, MS * 499).is_empty());
     assert_eq!(sent(&mut n, MS * 500).len(), 1);
     // Answered: learnt, and confirmed by unicast after refresh_ms.
-    n.receive_arp(0, &reply([10, 0, 0, 11], B1), MS * 600);
+    n.receive_arp(P0, &reply([10, 0, 0, 11], B1), MS * 600);
     assert!(n.take_changed());
     assert!(!n.take_changed());
     assert_eq!(n.lookup(a), Some(B1));
@@ -91,21 +93,21 @@ fn resolves_refreshes_and_follows_a_moved_mac() {
     assert_eq!(n.lookup(a), Some(B1));
     // The address moved to another host: the new MAC replaces the old.
     let b2 = [2, 0, 0, 0, 0, 0x22];
-    n.receive_arp(0, &reply([10, 0, 0, 11], b2), MS * 11_200);
+    n.receive_arp(P0, &reply([10, 0, 0, 11], b2), MS * 11_200);
     assert!(n.take_changed());
     assert_eq!(n.learnt().get(&a), Some(&b2));
     assert_eq!(n.stats.changed, 1);
     // Replies from hosts nobody asked about are not learnt.
-    n.receive_arp(0, &reply([10, 0, 0, 99], B1), MS * 11_300);
+    n.receive_arp(P0, &reply([10, 0, 0, 99], B1), MS * 11_300);
     assert_eq!(n.lookup("10.0.0.99".parse().unwrap()), None);
     // A gratuitous request (what Linux sends when an interface's MAC changes) moves it
     // as a reply does; one from a host nobody asked about is not learnt either.
     let b3 = [2, 0, 0, 0, 0, 0x33];
-    n.receive_arp(0, &gratuitous([10, 0, 0, 11], b3), MS * 11_400);
+    n.receive_arp(P0, &gratuitous([10, 0, 0, 11], b3), MS * 11_400);
     assert!(n.take_changed());
     assert_eq!(n.lookup(a), Some(b3));
     assert_eq!(n.stats.changed, 2);
-    n.receive_arp(0, &gratuitous([10, 0, 0, 98], b3), MS * 11_500);
+    n.receive_arp(P0, &gratuitous([10, 0, 0, 98], b3), MS * 11_500);
     assert_eq!(n.lookup("10.0.0.98".parse().unwrap()), None);
     assert!(!n.take_changed());
 }
@@ -115,21 +117,21 @@ fn stack_packets_wait_for_resolution() {
     let mut n = table();
     let dst: IpAddr = "10.0.0.33".parse().unwrap();
     // A packet for an unknown neighbour is queued and makes a request due now.
-    assert!(n.frame(0, dst, b"SYN", MS * 5).is_none());
+    assert!(n.frame(P0, dst, b"SYN", MS * 5).is_none());
     let out = sent(&mut n, MS * 5);
     assert!(out.iter().any(|(_, f)| request_of(f).1 == [10, 0, 0, 33]));
     for i in 0..PENDING_MAX {
-        assert!(n.frame(0, dst, &[i as u8], MS * 6).is_none());
+        assert!(n.frame(P0, dst, &[i as u8], MS * 6).is_none());
     }
     assert_eq!(n.stats.dropped, 1, "the oldest went");
-    let released = n.receive_arp(0, &reply([10, 0, 0, 33], B1), MS * 7);
+    let released = n.receive_arp(P0, &reply([10, 0, 0, 33], B1), MS * 7);
     assert_eq!(released.len(), PENDING_MAX);
     assert_eq!(&released[0][..6], &B1);
     assert_eq!(&released[0][6..12], &LB);
     assert_eq!(&released[0][12..14], &[0x08, 0x00]);
     assert_eq!(&released[0][ETH_HEADER..], &[0]);
     // Resolved: framed at once.
-    let f = n.frame(0, dst, b"ACK", MS * 8).unwrap();
+    let f = n.frame(P0, dst, b"ACK", MS * 8).unwrap();
     assert_eq!(&f[ETH_HEADER..], b"ACK");
 }
 
@@ -186,16 +188,16 @@ fn resolves_ipv6_by_nd_with_the_arp_policy() {
     let mut truncated = good[..40 + 20].to_vec();
     truncated[4..6].copy_from_slice(&20u16.to_be_bytes());
     for bad in [&bad_sum, &bad_hops, &truncated] {
-        assert_eq!(n.receive_nd(0, B1, bad, MS * 600), Some(Vec::new()));
+        assert_eq!(n.receive_nd(P0, B1, bad, MS * 600), Some(Vec::new()));
     }
     assert_eq!(n.stats.nd_invalid, 3);
     let other = advert("2001:db8::99".parse().unwrap(), us, 0x60, Some(B1));
-    assert_eq!(n.receive_nd(0, B1, &other, MS * 600), Some(Vec::new()));
-    assert_eq!(n.receive_nd(0, B1, &good[..40], MS * 600), None, "not ND");
+    assert_eq!(n.receive_nd(P0, B1, &other, MS * 600), Some(Vec::new()));
+    assert_eq!(n.receive_nd(P0, B1, &good[..40], MS * 600), None, "not ND");
     assert!(!n.take_changed());
     assert_eq!(n.lookup(IpAddr::V6(a)), None);
     // Answered: learnt, confirmed by unicast after refresh_ms.
-    assert_eq!(n.receive_nd(0, B1, &good, MS * 600), Some(Vec::new()));
+    assert_eq!(n.receive_nd(P0, B1, &good, MS * 600), Some(Vec::new()));
     assert!(n.take_changed());
     assert_eq!(n.lookup(IpAddr::V6(a)), Some(B1));
     assert!(sent(&mut n, MS * 10_599).is_empty());
@@ -207,9 +209,9 @@ fn resolves_ipv6_by_nd_with_the_arp_policy() {
     assert_eq!(n.lookup(IpAddr::V6(a)), Some(B1));
     // Another MAC without the override flag does not replace it; with it, it does.
     let b2 = [2, 0, 0, 0, 0, 0x22];
-    n.receive_nd(0, b2, &advert(a, us, 0x40, Some(b2)), MS * 11_200);
+    n.receive_nd(P0, b2, &advert(a, us, 0x40, Some(b2)), MS * 11_200);
     assert_eq!(n.lookup(IpAddr::V6(a)), Some(B1));
-    n.receive_nd(0, b2, &advert(a, us, 0x60, Some(b2)), MS * 11_200);
+    n.receive_nd(P0, b2, &advert(a, us, 0x60, Some(b2)), MS * 11_200);
     assert!(n.take_changed());
     assert_eq!(n.learnt().get(&IpAddr::V6(a)), Some(&b2));
 }
@@ -220,7 +222,7 @@ fn ipv6_stack_packets_wait_for_nd() {
     let mut n = table_v6();
     let dst: Ipv6Addr = "2001:db8::33".parse().unwrap();
     let us: Ipv6Addr = "2001:db8::2".parse().unwrap();
-    assert!(n.frame(0, IpAddr::V6(dst), b"SYN", MS * 5).is_none());
+    assert!(n.frame(P0, IpAddr::V6(dst), b"SYN", MS * 5).is_none());
     let out = sent(&mut n, MS * 5);
     assert!(out.iter().any(|(_, f)| solicitation_of(f).2 == dst));
     // Learnt from a solicitation the neighbour sent us (its source option) as well.
@@ -234,7 +236,7 @@ fn ipv6_stack_packets_wait_for_nd() {
     )
     .unwrap();
     // It asks for our address: the packet that waited goes, and the answer.
-    let released = n.receive_nd(0, B1, &ns[ETH_HEADER..], MS * 7).unwrap();
+    let released = n.receive_nd(P0, B1, &ns[ETH_HEADER..], MS * 7).unwrap();
     assert_eq!(released.len(), 2);
     assert_eq!(&released[0][..6], &B1);
     assert_eq!(&released[0][6..12], &LB);
@@ -261,17 +263,17 @@ fn ipv6_stack_packets_wait_for_nd() {
     )
     .unwrap();
     assert_eq!(
-        n.receive_nd(0, B1, &other[ETH_HEADER..], MS * 7),
+        n.receive_nd(P0, B1, &other[ETH_HEADER..], MS * 7),
         Some(Vec::new())
     );
     // Known now; and a later advertisement releases nothing more.
-    let f = n.frame(0, IpAddr::V6(dst), b"ACK", MS * 8).unwrap();
+    let f = n.frame(P0, IpAddr::V6(dst), b"ACK", MS * 8).unwrap();
     assert_eq!(&f[..6], &B1);
-    let again = n.receive_nd(0, B1, &advert(dst, us, 0x60, Some(B1)), MS * 9);
+    let again = n.receive_nd(P0, B1, &advert(dst, us, 0x60, Some(B1)), MS * 9);
     assert_eq!(again, Some(Vec::new()));
     // Multicast destinations (MLD and the like) are framed at once, never asked for.
     let f = n
-        .frame(0, "ff02::16".parse().unwrap(), b"MLD", MS * 10)
+        .frame(P0, "ff02::16".parse().unwrap(), b"MLD", MS * 10)
         .unwrap();
     assert_eq!(&f[..6], &[0x33, 0x33, 0, 0, 0, 0x16]);
 }
