@@ -92,7 +92,7 @@ impl Pipeline {
                 None => return Verdict::Drop(DropReason::IcmpErrorNoBackend),
             },
         };
-        let room = usize::from(b.out_mtu).saturating_sub(rewrite::overhead(svc.forwarding, b));
+        let room = usize::from(b.max_ip_len);
         if p.ip_len() > room && !reply::shorten_error(frame, &mut p, room, q.l4 + 8) {
             return Verdict::Drop(DropReason::NoRoom);
         }

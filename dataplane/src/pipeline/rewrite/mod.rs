@@ -11,7 +11,7 @@ pub(super) mod nat;
 use conf::Forwarding;
 
 use crate::flow::FlowKey;
-use crate::frame::{Frame, VecFrame};
+use crate::frame::{Frame, RxIpChecksum, VecFrame};
 use crate::snapshot::BackendRt;
 use crate::tunnel::Tunnel;
 use crate::wire::{IPPROTO_TCP, IPPROTO_UDP, ethernet};
@@ -68,7 +68,7 @@ pub(crate) fn encapsulate_ip(t: &Tunnel, packet: &[u8], seed: u64) -> Option<Vec
     let mut bytes = vec![0u8; l2 + packet.len()];
     bytes[l2..].copy_from_slice(packet);
     let (p, fragment) = match packet.first()? >> 4 {
-        4 => parse::ipv4(&bytes, l2)?,
+        4 => parse::ipv4(&bytes, l2, RxIpChecksum::Unknown)?,
         6 => parse::ipv6(&bytes, l2)?,
         _ => return None,
     };
