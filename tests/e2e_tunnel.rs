@@ -16,6 +16,9 @@
 //! - path MTU: full-size segments into the tunnel are answered with ICMP fragmentation-needed
 //!   / packet-too-big, the client's kernel lowers its path MTU, a large upload and a large
 //!   download complete.
+//! - the check through the tunnel (`through_tunnel`): a backend whose tunnel endpoint stops
+//!   while its own address still answers is taken out within the check's fall time, gets no
+//!   new flows, and comes back with its endpoint.
 //!
 //! Every tunnel endpoint refuses (and counts) what a kernel would not take: each test asserts
 //! none refused anything, so a malformed encapsulation fails it.
@@ -191,17 +194,22 @@ fn e2e_tunnel_ipip_and_gue_spread_by_weight() {
     );
 }
 
-/// IPv6 clients to IPv6 VIPs through IPv6 in IPv6 and GUE over IPv6; an IPv4 VIP to IPv6
-/// backends through IPv4 in IPv6.
+/// IPv6 clients to IPv6 VIPs through IPv6 in IPv6 and GUE over IPv6, and an empty IPv6
+/// pool; an IPv4 VIP to IPv6 backends through IPv4 in IPv6.
 #[test]
 fn e2e_tunnel_ipv6_ip6ip6_gue6_and_ipv4_in_ipv6() {
     let mut net = Net::tunnelled("t6", 3);
     let cfg = format!(
-        "{}{}{}{}",
+        "{}{}{}{}{}",
         net.tunnelled_config(),
         svc("web-ip6ip6", "fd69::100", "ipip", &[100, 100, 200], true),
         svc("web-gue6", "fd69::101", "gue", &[1, 1, 1], true),
         svc("web-4in6", "10.69.0.102", "ipip", &[1, 1, 1], true),
+        // One backend, disabled: an empty IPv6 pool.
+        service("web6-empty", "fd69::99", "ipip", &[]).replace(
+            "fall = 2\n",
+            "fall = 2\n\n[[service.backend]]\nname = \"b1\"\naddress = \"fd67::11\"\nadmin = \"disabled\"\n"
+        ),
     );
     let lb = Balancer::start(&net, &cfg);
     lb.wait_up(9);
@@ -210,12 +218,18 @@ fn e2e_tunnel_ipv6_ip6ip6_gue6_and_ipv4_in_ipv6() {
     let w = weights_of(&[1, 1, 1]);
     let b = spread::place(&net, &lb, "GUE IPv6", "fd68", "fd69::101", 600, &w);
     let c = spread::place(&net, &lb, "IPv4 in IPv6", "10.68.0", "10.69.0.102", 600, &w);
-    let v = lb.stop();
-    totals_clean(&v);
-    assert_eq!(
-        v["totals"]["flows_created"].as_u64(),
-        Some((a + b + c) as u64)
+    let out = net.client(&client_args("fd69::99", &client_sources("fd68"), "50"));
+    check_refused(&records(&out), 1000.0).unwrap_or_else(|e| panic!("empty IPv6 pool: {e}"));
+    println!(
+        "empty IPv6 pool: 50 SYNs refused, slowest after {} ms",
+        out["ms_max"]
     );
+    let v = lb.stop();
+    let t = &v["totals"];
+    assert_eq!(t["balanced"].as_bool(), Some(true), "{t}");
+    assert!(t["resets"].as_u64().unwrap() >= 50, "{t}");
+    println!("totals: {t}");
+    assert_eq!(t["flows_created"].as_u64(), Some((a + b + c) as u64));
     let s = endpoints_clean(&mut net);
     carriers(&s, &["ip6ip6", "gue6", "ip4ip6"], &["ipip", "gue4"]);
 }
@@ -369,5 +383,94 @@ fn e2e_tunnel_path_mtu_large_upload_and_download() {
     let t = &v["totals"];
     assert_eq!(t["balanced"].as_bool(), Some(true), "{t}");
     println!("totals: {t}");
+    endpoints_clean(&mut net);
+}
+
+/// The `nth` log line "backend health" of service web's `backend` going `to`.
+fn health_line(log: &str, backend: &str, to: &str, nth: usize) -> Option<String> {
+    log.lines()
+        .filter(|l| {
+            l.contains("backend health")
+                && l.contains(&format!("web/{backend} "))
+                && l.contains(&format!("to=\"{to}\""))
+        })
+        .nth(nth - 1)
+        .map(str::to_owned)
+}
+
+/// `[service.health] through_tunnel = true`: besides the HTTP check to each backend's own
+/// address, the same check to the VIP through its tunnel. b3's tunnel endpoint stops (its
+/// own address still answers, so the plain check would keep it): b3 goes down within the
+/// check's fall time (fall 2 x interval 500 ms, timeout 450 ms), named as the tunnel's
+/// failure, gets no new flows while b1 and b2 serve every connection; its endpoint returns
+/// and b3 comes back within its rise time and takes flows again.
+#[test]
+fn e2e_tunnel_backend_without_its_endpoint_is_taken_out() {
+    let mut net = Net::tunnelled("tt", 3);
+    let cfg = format!(
+        "{}{}",
+        net.tunnelled_config(),
+        svc("web", "10.69.0.100", "ipip", &[1, 1, 1], false)
+            .replace("fall = 2\n", "fall = 2\nthrough_tunnel = true\n"),
+    );
+    let lb = Balancer::start(&net, &cfg);
+    lb.wait_up(3);
+    let srcs = client_sources("10.68.0");
+
+    let t0 = Instant::now();
+    let b3 = net.decap_stop(3);
+    println!("b3's endpoint stopped after {} packets", b3.delivered);
+    assert!(
+        b3.delivered > 0,
+        "the checks reached b3 through its tunnel: {b3:?}"
+    );
+    assert_eq!(b3.refused_total(), 0, "{b3:?}");
+    wait_for(
+        "b3 goes down once its tunnel endpoint is gone",
+        &lb,
+        |log| health_line(log, "b3", "down", 1).is_some(),
+    );
+    let down_ms = t0.elapsed().as_millis();
+    let line = health_line(&lb.log(), "b3", "down", 1).expect("seen");
+    assert!(
+        line.contains("reason=\"timeout through the tunnel\""),
+        "down by the check through the tunnel: {line}"
+    );
+    // fall 2: two rounds, each ending at its 450 ms timeout, 500 ms apart, plus the slow
+    // path's turn and the log's poll.
+    println!("b3 down {down_ms} ms after its endpoint stopped: {line}");
+    assert!(down_ms < 2500, "b3 went down after {down_ms} ms");
+
+    let out = net.client(&client_args("10.69.0.100", &srcs, "300"));
+    assert_eq!(out["errors"], serde_json::json!({}), "{out}");
+    let per = &out["per_backend"];
+    assert!(per.get("b3").is_none(), "b3 got new flows: {per}");
+    assert!(
+        per.get("b1").is_some() && per.get("b2").is_some(),
+        "b1 and b2 serve: {per}"
+    );
+    println!("b3 down: 300 connections, per backend {per}");
+
+    let t1 = Instant::now();
+    net.decap_start(3);
+    wait_for("b3 comes back with its endpoint", &lb, |log| {
+        health_line(log, "b3", "up", 2).is_some()
+    });
+    let up_ms = t1.elapsed().as_millis();
+    println!("b3 up {up_ms} ms after its endpoint returned (rise 2)");
+    assert!(up_ms < 2500, "b3 came back after {up_ms} ms");
+    let out = net.client(&client_args("10.69.0.100", &srcs, "300"));
+    assert_eq!(out["errors"], serde_json::json!({}), "{out}");
+    let per = &out["per_backend"];
+    assert!(
+        per.get("b3")
+            .and_then(|n| n.as_u64())
+            .is_some_and(|n| n > 0),
+        "b3 takes flows again: {per}"
+    );
+    println!("b3 back: 300 connections, per backend {per}");
+
+    let v = lb.stop();
+    totals_clean(&v);
     endpoints_clean(&mut net);
 }

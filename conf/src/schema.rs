@@ -252,6 +252,8 @@ pub struct HealthTable {
     pub sni: Option<Spanned<String>>,
     /// agent: text sent before reading the reply. Default: none.
     pub send: Option<Spanned<String>>,
+    /// ipip/gue services: also check the VIP through the backend's tunnel. Default false.
+    pub through_tunnel: Option<Spanned<bool>>,
 }
 
 /// One `[[service.backend]]`.

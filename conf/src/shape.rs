@@ -171,6 +171,7 @@ const HEALTH: &[Key] = &[
     opt("expect_status", Str),
     opt("sni", Str),
     opt("send", Str),
+    opt("through_tunnel", Bool),
 ];
 
 const BACKEND: &[Key] = &[

@@ -206,6 +206,7 @@ fn reference_health_checks_resolve() {
             timeout_ms: 1000,
             rise: 2,
             fall: 3,
+            through_tunnel: false,
         })
     );
     // web-2 follows tls-1 and has no check of its own.
@@ -252,6 +253,7 @@ fn reference_health_checks_resolve() {
             timeout_ms: 1000,
             rise: 2,
             fall: 3,
+            through_tunnel: false,
         })
     );
     assert_eq!(c.services[0].backends[1].health, None);

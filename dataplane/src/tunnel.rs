@@ -168,6 +168,15 @@ impl Tunnel {
         let src = cfg.tunnel_source(s, b.address)?;
         Tunnel::new(s.forwarding, src, b.address, s.vip.is_ipv6(), s.gue_port)
     }
+
+    /// The IP packet `packet` (no link header; TCP or UDP, of the inner family) inside this
+    /// tunnel's outer headers, as the data path encapsulates a client's packet of the same
+    /// flow (GUE: that flow's source port from `seed`, the config's `hash_seed`). For the
+    /// slow path, which checks a backend through its tunnel; it allocates. `None` for a
+    /// packet that is not well-formed TCP or UDP.
+    pub fn encapsulate(&self, packet: &[u8], seed: u64) -> Option<Vec<u8>> {
+        crate::pipeline::encapsulate_ip(self, packet, seed)
+    }
 }
 
 /// The GUE source port of the flow with `key` (as its client sends it): the same for every
@@ -215,5 +224,48 @@ mod tests {
         }
         // 2000 flows over 16384 ports: nearly all distinct (about 115 collisions expected).
         assert!(seen.len() > 1800, "{} distinct ports", seen.len());
+    }
+
+    /// The slow path's packets through a tunnel get the data path's encapsulation: the inner
+    /// packet byte for byte behind the template, a valid outer checksum, GUE's source port of
+    /// the packet's flow; anything but TCP/UDP is refused.
+    #[test]
+    fn encapsulate_an_ip_packet_as_the_data_path_does() {
+        use crate::wire::{checksum, test_vectors};
+        let inner = &test_vectors::TCP4_SYN[14..];
+        let t = Tunnel::new(Forwarding::Ipip, ip("10.0.0.2"), ip("10.2.0.5"), false, 0).unwrap();
+        let out = t.encapsulate(inner, 7).unwrap();
+        assert_eq!(out.len(), 20 + inner.len());
+        assert_eq!(&out[20..], inner);
+        assert_eq!(
+            (out[9], &out[12..16], &out[16..20]),
+            (4, &[10, 0, 0, 2][..], &[10, 2, 0, 5][..])
+        );
+        assert_eq!(
+            checksum::ipv4_header(&out[..20]),
+            u16::from_be_bytes([out[10], out[11]])
+        );
+
+        let t = Tunnel::new(Forwarding::Gue, ip("10.0.0.2"), ip("10.2.0.5"), false, 6080).unwrap();
+        let out = t.encapsulate(inner, 7).unwrap();
+        assert_eq!(&out[28..], inner);
+        let sport = u16::from_be_bytes([inner[20], inner[21]]);
+        let dport = u16::from_be_bytes([inner[22], inner[23]]);
+        let key = FlowKey::v4(
+            inner[12..16].try_into().unwrap(),
+            inner[16..20].try_into().unwrap(),
+            sport,
+            dport,
+            6,
+        );
+        assert_eq!(out[20..22], gue_source_port(7, &key).to_be_bytes());
+        assert_eq!(out[22..24], 6080u16.to_be_bytes());
+
+        let mut icmp = inner.to_vec();
+        icmp[9] = 1;
+        let ck = checksum::ipv4_header(&icmp[..20]);
+        icmp[10..12].copy_from_slice(&ck.to_be_bytes());
+        assert_eq!(t.encapsulate(&icmp, 7), None);
+        assert_eq!(t.encapsulate(&[0x45, 0], 7), None);
     }
 }

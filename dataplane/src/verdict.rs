@@ -120,7 +120,8 @@ drop_reasons! {
     /// A reply from a NAT backend that matches no flow (e.g. after a restart).
     NatNoFlow = "nat_no_flow",
     /// A reply could not be built, or a tunnel's outer header not put in front: no headroom
-    /// or tailroom in the buffer.
+    /// or tailroom in the buffer. Also an ICMP error to forward whose headers alone (with
+    /// its quote's headers and 8 bytes) exceed the backend's link MTU.
     NoRoom = "no_room",
     /// The port's TX queue did not take the packet.
     TxFull = "tx_full",

@@ -15,7 +15,9 @@
 //!   error quoting one of its flows) is carried byte for byte (without Ethernet padding)
 //!   behind the same L2 header in one outer header from an own address to a backend of that
 //!   service, with a right outer IPv4 checksum, GUE's port and UDP checksum (IPv6: right;
-//!   IPv4: 0), and inner checksums as right as they came;
+//!   IPv4: 0), and inner checksums as right as they came; a forwarded ICMP error may instead
+//!   have the end of its quote cut ([`cut_error`]: the quote's headers and 8 bytes stay, its
+//!   lengths and checksums right), which is how it fits the backend's link;
 //! - `Reply` goes back to the sender's MAC from the port's MAC, from a VIP or own address, and
 //!   is an ARP reply, TCP RST|ACK, ICMP echo reply / unreachable or ND advertisement, at most
 //!   one header longer than what it answers (no amplification);
@@ -378,6 +380,31 @@ pub fn l4_checksum_ok(frame: &[u8]) -> Option<bool> {
     Some(ok)
 }
 
+/// `input`, a frame with an ICMP(v6) error, as the pipeline may forward it to fit a link:
+/// its IP packet cut to `ip_len` bytes, the IP length, IPv4 header checksum and ICMP checksum
+/// made right. `None` when `input` is no ICMP error longer than that, or when `ip_len` would
+/// cut into the quoted packet's headers and first 8 bytes.
+pub fn cut_error(input: &[u8], ip_len: usize) -> Option<Vec<u8>> {
+    let ip = parse_ip(input)?;
+    let icmp = if ip.v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
+    if ip.fragment || ip.proto != icmp || ip.l3 + ip_len >= ip.end {
+        return None;
+    }
+    let q = quote(input.get(ip.l4 + 8..ip.end)?, ip.v6)?;
+    if ip.l3 + ip_len < ip.l4 + 8 + q.l4 + 8 {
+        return None;
+    }
+    let mut cut = input[..ip.l3 + ip_len].to_vec();
+    let (at, len) = if ip.v6 {
+        (ip.l3 + 4, ip_len - 40)
+    } else {
+        (ip.l3 + 2, ip_len)
+    };
+    cut[at..at + 2].copy_from_slice(&(len as u16).to_be_bytes());
+    fix_checksums(&mut cut);
+    Some(cut)
+}
+
 /// What the oracle reads of an ICMP error's quote.
 struct Quoted {
     proto: u8,
@@ -623,6 +650,15 @@ impl World {
             self.check_tunnel(input, out, svc);
             return;
         }
+        let cut;
+        let input = match parse_ip(out) {
+            Some(o) if out.len() < input.len() => {
+                cut = cut_error(input, o.end - o.l3)
+                    .unwrap_or_else(|| panic!("a forwarded frame shrank{}", ctx()));
+                &cut[..]
+            }
+            _ => input,
+        };
         assert_eq!(
             out.len(),
             input.len(),
@@ -861,6 +897,15 @@ impl World {
             }
         };
         assert_eq!(o.end, out.len(), "bytes after the outer packet{}", ctx());
+        let cut;
+        let input = if out.len() - inner_at < ip.end - ip.l3 {
+            cut = cut_error(input, out.len() - inner_at)
+                .unwrap_or_else(|| panic!("the inner packet shrank{}", ctx()));
+            &cut[..]
+        } else {
+            input
+        };
+        let ip = parse_ip(input).expect("parsed above");
         assert_eq!(
             &out[inner_at..],
             &input[ip.l3..ip.end],

@@ -242,6 +242,9 @@ impl SlowPath {
                 continue;
             };
             let failure = match f.outcome {
+                health::Outcome::Failure(why) if f.through_tunnel => {
+                    Some(why.name_through_tunnel())
+                }
                 health::Outcome::Failure(why) => Some(why.name()),
                 health::Outcome::Agent(r) if r.down || !r.alive => Some("agent down"),
                 _ => None,
@@ -254,6 +257,9 @@ impl SlowPath {
                     at: now,
                 },
             );
+            if failure.is_some() {
+                self.monitor.targets[f.target].failed_through_tunnel = f.through_tunnel;
+            }
             self.dirty |= self.monitor.finish(f.target, &f.outcome, f.started, now);
             log_outcome(&self.monitor, &f);
         }
@@ -269,13 +275,18 @@ impl SlowPath {
         self.stack.poll(now);
         self.runner.reap(&mut self.stack);
 
-        let (cfg, neigh, outbox, frames) = (
+        let (cfg, neigh, outbox, frames, runner) = (
             &self.cfg,
             &mut self.neigh,
             &mut self.outbox,
             &mut self.frames,
+            &self.runner,
         );
         self.stack.take_egress(|port, packet| {
+            let Some(packet) = runner.wrap(packet, cfg.global.hash_seed) else {
+                frames.send_dropped += 1;
+                return;
+            };
             let Some(dst) = stack::destination(&packet) else {
                 return;
             };
@@ -547,7 +558,12 @@ fn flush(tx: &mut RingProducer, out: &mut Burst, frames: &mut FrameStats) {
 fn log_outcome(m: &Monitor, f: &Finished) {
     let t = &m.targets[f.target];
     if let health::Outcome::Failure(why) = f.outcome {
-        tracing::debug!(backend = %t.label(), reason = why.name(), took_ms = f.took.as_millis() as u64, "check failed");
+        let reason = if f.through_tunnel {
+            why.name_through_tunnel()
+        } else {
+            why.name()
+        };
+        tracing::debug!(backend = %t.label(), reason, took_ms = f.took.as_millis() as u64, "check failed");
     }
 }
 
@@ -565,6 +581,7 @@ fn log_changes(
         let name = |h: Option<&Health>| h.map_or("unchecked", |h| h.as_str());
         let reason = match (new, t.state.last_failure, &t.track) {
             (_, _, Some(_)) => "tracked backend changed",
+            (Some(Health::Down), Some(f), _) if t.failed_through_tunnel => f.name_through_tunnel(),
             (Some(Health::Down), Some(f), _) => f.name(),
             (Some(Health::Down), None, _) => "not checked yet",
             _ => "check passed",

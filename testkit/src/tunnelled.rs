@@ -153,6 +153,15 @@ impl Net {
         self.decaps[i - 1].take().expect("the endpoint runs").stop()
     }
 
+    /// Tunnelled layout: starts backend `i`'s tunnel endpoint again after [`Net::decap_stop`]
+    /// (its counters start from zero).
+    pub fn decap_start(&mut self, i: usize) {
+        assert!(self.decaps[i - 1].is_none(), "b{i}'s endpoint runs already");
+        let ns = self.ns(&format!("b{i}"));
+        let decap = Decap::start(&ns, &[&backend(i), &backend_v6(i)], &self.dir);
+        self.decaps[i - 1] = Some(decap);
+    }
+
     /// Tunnelled layout: stops every backend's tunnel endpoint that still runs; the stats of
     /// each, by backend name.
     pub fn decap_stop_all(&mut self) -> Vec<(String, DecapStats)> {

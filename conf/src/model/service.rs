@@ -230,6 +230,10 @@ pub struct HealthCheck {
     pub rise: u32,
     /// Consecutive failures that bring an up backend down.
     pub fall: u32,
+    /// A tunnelled service's backend is also checked through its tunnel: the same check to
+    /// the VIP, encapsulated as the data path encapsulates a client's packet (`ipip`/`gue`);
+    /// the backend answers from the VIP straight to the balancer. Both must pass.
+    pub through_tunnel: bool,
 }
 
 impl HealthCheck {

@@ -108,6 +108,7 @@ impl Checker<'_> {
             };
             if let (Some(own), Some(merged)) = (&own, &merged) {
                 self.health_keys_apply(own, merged.kind());
+                self.health_tunnel_applies(own, s.forwarding);
             }
             let health = match &t.track {
                 Some(v) => {

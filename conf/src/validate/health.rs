@@ -70,6 +70,7 @@ pub(super) struct Partial {
     expect: Option<At<RangeInclusive<u16>>>,
     sni: Option<At<String>>,
     send: Option<At<String>>,
+    through_tunnel: Option<At<bool>>,
 }
 
 impl Partial {
@@ -92,6 +93,7 @@ impl Partial {
             expect: pick(&self.expect, &over.expect),
             sni: pick(&self.sni, &over.sni),
             send: pick(&self.send, &over.send),
+            through_tunnel: pick(&self.through_tunnel, &over.through_tunnel),
         }
     }
 
@@ -318,6 +320,11 @@ impl Checker<'_> {
         p.send = self.text_value(&t.send, prefix, "send", |s| {
             (s.is_empty() || s.len() > 1024).then(|| "must hold 1 to 1024 bytes".to_owned())
         });
+        p.through_tunnel = t.through_tunnel.as_ref().map(|v| At {
+            v: *v.get_ref(),
+            span: v.span(),
+            field: format!("{prefix}.through_tunnel"),
+        });
         if let Some(v) = &t.expect_status {
             let (field, span) = at("expect_status", v.span());
             match parse_status_range(v.get_ref()) {
@@ -367,6 +374,24 @@ impl Checker<'_> {
                     ),
                 );
             }
+        }
+    }
+
+    /// Reports `through_tunnel = true` in `table` when the service's forwarding is no tunnel.
+    pub(super) fn health_tunnel_applies(&mut self, table: &Partial, forwarding: Forwarding) {
+        let Some(at) = &table.through_tunnel else {
+            return;
+        };
+        if at.v && !forwarding.is_tunnel() {
+            self.error(
+                at.span.clone(),
+                at.field.clone(),
+                format!(
+                    "through_tunnel needs forwarding = \"ipip\" or \"gue\" (this service's is \"{}\"): \
+                     without a tunnel there is nothing to check through",
+                    forwarding.as_str()
+                ),
+            );
         }
     }
 
@@ -467,6 +492,7 @@ impl Checker<'_> {
             timeout_ms,
             rise: p.rise.as_ref().map_or(HealthCheck::DEFAULT_RISE, |a| a.v),
             fall: p.fall.as_ref().map_or(HealthCheck::DEFAULT_FALL, |a| a.v),
+            through_tunnel: p.through_tunnel.as_ref().is_some_and(|a| a.v),
         })
     }
 

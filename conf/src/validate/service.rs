@@ -147,6 +147,7 @@ impl Checker<'_> {
                 .map(|h| self.health_table(h, &f("health")));
             if let Some(h) = &health {
                 self.health_keys_apply(h, h.kind());
+                self.health_tunnel_applies(h, forwarding);
             }
             let ctx = ServiceCtx {
                 si,

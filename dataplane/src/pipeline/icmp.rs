@@ -1,7 +1,9 @@
 //! ICMP(v6) errors to a VIP (a router on the way to a client refusing a packet the VIP
 //! sent: "fragmentation needed" / "packet too big" is path-MTU discovery): sent to the
 //! backend that owns the quoted flow, as Katran and GLB do, so its stack learns the path MTU.
-//! A tunnelled flow's errors go through its tunnel, with the flow's own outer header.
+//! A tunnelled flow's errors go through its tunnel, with the flow's own outer header. An
+//! error too big for the backend's link once encapsulated (it may quote up to 1232 bytes,
+//! or more over IPv4) is not dropped: its quote is cut to fit ([`reply::shorten_error`]).
 
 use crate::flow::FlowKey;
 use crate::flow::v4_of;
@@ -12,7 +14,7 @@ use crate::verdict::{DropReason, Verdict};
 use crate::wire;
 
 use super::parse::IpMeta;
-use super::{Pipeline, rewrite, service};
+use super::{Pipeline, reply, rewrite, service};
 
 /// Is the ICMP(v6) message at `p.l4_off` an error quoting a packet (v4: destination
 /// unreachable, time exceeded, parameter problem; v6: those and packet too big)? Messages
@@ -47,7 +49,7 @@ impl Pipeline {
     pub(super) fn icmp_error<F: Frame>(
         &mut self,
         snap: &Snapshot,
-        p: IpMeta,
+        mut p: IpMeta,
         frame: &mut F,
     ) -> Verdict {
         let q = {
@@ -90,6 +92,10 @@ impl Pipeline {
                 None => return Verdict::Drop(DropReason::IcmpErrorNoBackend),
             },
         };
+        let room = usize::from(b.max_ip_len);
+        if p.ip_len() > room && !reply::shorten_error(frame, &mut p, room, q.l4 + 8) {
+            return Verdict::Drop(DropReason::NoRoom);
+        }
         self.per_backend.count(b.id, false, frame.data().len());
         if svc.forwarding == conf::Forwarding::Nat {
             let data = frame.data_mut();

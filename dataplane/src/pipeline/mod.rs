@@ -38,6 +38,8 @@ mod reply;
 mod rewrite;
 mod service;
 
+pub(crate) use rewrite::encapsulate_ip;
+
 use conf::Forwarding;
 
 use crate::flow::{self, FlowSlot, FlowTable};

@@ -836,5 +836,38 @@ err6 = eth(src=ROUTER_MAC) / IPv6(src="fd00::1", dst="fd00::127") / ICMPv6Packet
 case("icmp error through gue: v6 packet too big goes in the flow's GUE tunnel, its source port", err6, "forward:0",
      gue_out(err6, "02:00:00:00:00:57", "fd00::53", 7777, (CLIENT6, "fd00::127", 43400, 80, 6)))
 
+# ICMP errors forwarded to a backend respect its link's MTU too: one that would not fit once
+# encapsulated (p1, toward the mtu-* backends, has mtu 1400) has the end of its quote cut so
+# that it does (RFC 1812 4.3.2.3 / RFC 4443 2.4: the quote is as much of the invoking packet
+# as fits), with its lengths and checksums made right; the quoted headers stay. The outer
+# source is p1's own address. Without a tunnel the same holds for the link alone.
+def icmp4_err(vip, quoted, n):
+    return eth(src=ROUTER_MAC) / IP(src="10.0.0.1", dst=vip, id=5) / ICMP(type=3, code=4, nexthopmtu=1300) / Raw(raw(quoted)[:n])
+
+
+def icmp6_err(vip, quoted, n):
+    return eth(src=ROUTER_MAC) / IPv6(src="fd00::1", dst=vip) / ICMPv6PacketTooBig(mtu=1300) / Raw(raw(quoted)[:n])
+
+
+quoted = IP(src="10.0.0.128", dst=CLIENT, flags="DF") / TCP(sport=80, dport=43500, flags="PA", seq=1) / Raw(b"q" * 1500)
+err = icmp4_err("10.0.0.128", quoted, 1400 - 28)
+assert len(raw(err[IP])) == 1400
+inner, _ = inner_of(icmp4_err("10.0.0.128", quoted, 1380 - 28))
+case("icmp error through ipip, 1400 bytes, to a backend behind a 1400 port: its quote cut so that it is 1380 bytes inside the tunnel",
+     err, "forward:1",
+     rebuilt(Ether(src=P1_MAC, dst="02:00:00:00:01:13") / IP(src="10.9.0.2", dst="10.9.0.13", proto=4, ttl=64, tos=0, flags="DF", id=0) / Raw(inner)))
+quoted6 = IPv6(src="fd00::128", dst=CLIENT6) / TCP(sport=80, dport=43600, flags="PA", seq=1) / Raw(b"q" * 1500)
+err6 = icmp6_err("fd00::128", quoted6, 1400 - 48)
+assert len(raw(err6[IPv6])) == 1400
+inner, _ = inner_of(icmp6_err("fd00::128", quoted6, 1352 - 48))
+case("icmp error through gue over IPv6, 1400 bytes (more than RFC 4443's 1280): its quote cut so that it is 1352 bytes inside the tunnel",
+     err6, "forward:1",
+     rebuilt(Ether(src=P1_MAC, dst="02:00:00:00:01:63") / IPv6(src="fd09::2", dst="fd09::13", nh=17, hlim=64, tc=0, fl=0)
+             / UDP(sport=gue_sport(CLIENT6, "fd00::128", 43600, 80, 6), dport=6080) / Raw(inner)))
+quoted = IP(src="10.0.0.105", dst=CLIENT, flags="DF") / TCP(sport=80, dport=43700, flags="PA", seq=1) / Raw(b"q" * 1500)
+err = icmp4_err("10.0.0.105", quoted, 1500 - 28)
+case("icmp error to a DSR backend, 1500 bytes, behind a 1400 port: its quote cut so that it is 1400 bytes",
+     err, "forward:1", to_p1(icmp4_err("10.0.0.105", quoted, 1400 - 28), "02:00:00:00:01:11"))
+
 json.dump(cases, sys.stdout, indent=1)
 sys.stdout.write("\n")

@@ -7,6 +7,10 @@
 //! [`probe`] knows what each check type sends and how it judges the reply; the [`runner`]
 //! does the talking over smoltcp.
 //!
+//! A tunnelled backend whose check has `through_tunnel` is checked twice per round, at once:
+//! at its own address, and at the VIP through its tunnel ([`TunnelLeg`]); the round passes
+//! when both do (see [`runner`]).
+//!
 //! Scheduling: each backend's first check starts at a random moment within its first
 //! interval, so a thousand backends configured alike do not all fire at once; later checks
 //! start one interval (varied by `spread_pct`) after the previous start. A backend never has
@@ -23,6 +27,7 @@ use std::time::Duration;
 
 use conf::{Config, HealthCheck};
 use dataplane::snapshot::BackendId;
+use dataplane::tunnel::Tunnel;
 
 pub use state::{AgentMode, AgentReply, CheckState, Failure, Health, Outcome};
 
@@ -38,6 +43,10 @@ pub struct Target {
     pub source: IpAddr,
     /// Its own check (`None` when it tracks another backend).
     pub check: Option<HealthCheck>,
+    /// The same check through the backend's tunnel, when the check asks for it.
+    pub through_tunnel: Option<TunnelLeg>,
+    /// The last failed round failed through the tunnel (its own address answered).
+    pub failed_through_tunnel: bool,
     /// The target it follows.
     pub track: Option<usize>,
     pub state: CheckState,
@@ -52,6 +61,48 @@ impl Target {
     /// `service/backend`, for logs.
     pub fn label(&self) -> String {
         format!("{}/{}", self.service, self.backend)
+    }
+}
+
+/// Where a check through a backend's tunnel goes: to the service's VIP, from the balancer's
+/// own address of the VIP's family on the port that reaches the backend, its packets inside
+/// the backend's tunnel as the data path builds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelLeg {
+    pub vip: IpAddr,
+    pub source: IpAddr,
+    pub tunnel: Tunnel,
+}
+
+impl TunnelLeg {
+    /// The leg of backend `b` of service `s`, whose own check leaves by port `port`: `None`
+    /// unless its check asks for one, or when the port has no address of the VIP's family
+    /// for the answer to come back to (an IPv4 VIP over IPv6 backends needs an IPv4 one).
+    fn of(cfg: &Config, s: &conf::Service, b: &conf::Backend, port: usize) -> Option<TunnelLeg> {
+        if !b.health.as_ref().is_some_and(|h| h.through_tunnel) {
+            return None;
+        }
+        let tunnel = Tunnel::of_backend(cfg, s, b)?;
+        let source = cfg
+            .ports
+            .get(port)?
+            .addresses
+            .iter()
+            .find_map(|a| (a.addr.is_ipv6() == s.vip.is_ipv6()).then_some(a.addr));
+        let Some(source) = source else {
+            tracing::warn!(
+                service = %s.name,
+                backend = %b.name,
+                "through_tunnel: the port that reaches the backend has no address of the VIP's \
+                 family to check from; checking the backend's own address only"
+            );
+            return None;
+        };
+        Some(TunnelLeg {
+            vip: s.vip,
+            source,
+            tunnel,
+        })
     }
 }
 
@@ -101,6 +152,8 @@ impl Monitor {
                     port_index: port_index as u8,
                     source,
                     check: b.health.clone(),
+                    through_tunnel: TunnelLeg::of(cfg, s, b, port_index),
+                    failed_through_tunnel: false,
                     track: None,
                     state: CheckState::new(rise, fall),
                     due: now,

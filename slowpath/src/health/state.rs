@@ -69,6 +69,17 @@ impl Failure {
             Failure::NoResources => "no resources",
         }
     }
+
+    /// The name of this failure of a check through the backend's tunnel to the VIP.
+    pub fn name_through_tunnel(self) -> &'static str {
+        match self {
+            Failure::Refused => "refused through the tunnel",
+            Failure::Timeout => "timeout through the tunnel",
+            Failure::BadReply => "bad reply through the tunnel",
+            Failure::Closed => "closed early through the tunnel",
+            Failure::NoResources => "no resources through the tunnel",
+        }
+    }
 }
 
 /// What the agent asked for beyond up/down.

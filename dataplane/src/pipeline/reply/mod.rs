@@ -67,6 +67,46 @@ pub(super) fn header_and_8(p: &IpMeta) -> usize {
     (p.l4_off - p.l3_off) + 8.min(p.l4_len)
 }
 
+/// Cuts the end off the quote of the received ICMP(v6) error `p` describes, so that its IP
+/// packet is `ip_len` bytes and fits the link (and tunnel) it is forwarded over: an error's
+/// quote is "as much of the invoking packet as fits" (RFC 1812 4.3.2.3, RFC 4443 2.4), and
+/// the invoking packet's headers and first 8 bytes (`keep` bytes after the ICMP header)
+/// stay, which is all its receiver matches. Its IP length, IPv4 header checksum and ICMP
+/// checksum are made right again; `p` follows. `false` (nothing changed) when the headers
+/// and `keep` do not fit in `ip_len`. Cold: errors this big are rare.
+#[cold]
+pub(super) fn shorten_error<F: Frame>(
+    frame: &mut F,
+    p: &mut IpMeta,
+    ip_len: usize,
+    keep: usize,
+) -> bool {
+    let headers = p.l4_off - p.l3_off;
+    if ip_len < headers + 8 + keep || ip_len >= p.ip_len() {
+        return false;
+    }
+    p.l4_len = ip_len - headers;
+    frame.truncate(p.l4_off + p.l4_len);
+    let data = frame.data_mut();
+    let l3 = p.l3_off;
+    if p.v6 {
+        data[l3 + 4..l3 + 6].copy_from_slice(&((ip_len - 40) as u16).to_be_bytes());
+    } else {
+        data[l3 + 2..l3 + 4].copy_from_slice(&(ip_len as u16).to_be_bytes());
+        let c = checksum::ipv4_header(&data[l3..p.l4_off]);
+        data[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+    }
+    let icmp = &mut data[p.l4_off..];
+    icmp[2..4].copy_from_slice(&[0; 2]);
+    let c = if p.v6 {
+        checksum::l4_checksum_v6(&p.src, &p.dst, IPPROTO_ICMPV6, icmp)
+    } else {
+        !checksum::fold(checksum::sum(icmp, 0))
+    };
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
 /// Turns the received packet into an ICMP (IPv4) or ICMPv6 error about it, from `from` (a
 /// VIP) back to its source: `kind` (type, code), the 4 bytes after the checksum
 /// (`rest`: unused, or the MTU), then the first `quote` bytes of the packet from its IP

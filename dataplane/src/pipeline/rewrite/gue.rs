@@ -24,6 +24,23 @@ pub(in crate::pipeline) fn to_backend<F: Frame>(
     key: &FlowKey,
     seed: u64,
 ) -> bool {
+    if !encapsulate(frame, p, t, key, seed) {
+        return false;
+    }
+    super::dsr::to_backend(frame.data_mut(), b);
+    true
+}
+
+/// The packet `p` describes inside `t`'s outer IP and UDP headers, the UDP source port and
+/// checksum those of the flow `key`; `false` without headroom.
+#[inline(always)]
+pub(super) fn encapsulate<F: Frame>(
+    frame: &mut F,
+    p: &IpMeta,
+    t: &Tunnel,
+    key: &FlowKey,
+    seed: u64,
+) -> bool {
     let Some(udp) = super::encap::outer(frame, p, t) else {
         return false;
     };
@@ -38,6 +55,5 @@ pub(in crate::pipeline) fn to_backend<F: Frame>(
         let sum = checksum::fold(checksum::sum(&data[udp + 8..], u64::from(fixed)));
         data[udp + 6..udp + 8].copy_from_slice(&checksum::udp_fill(!sum).to_be_bytes());
     }
-    super::dsr::to_backend(data, b);
     true
 }

@@ -11,10 +11,12 @@ pub(super) mod nat;
 use conf::Forwarding;
 
 use crate::flow::FlowKey;
-use crate::frame::Frame;
+use crate::frame::{Frame, RxIpChecksum, VecFrame};
 use crate::snapshot::BackendRt;
+use crate::tunnel::Tunnel;
+use crate::wire::{IPPROTO_TCP, IPPROTO_UDP, ethernet};
 
-use super::parse::IpMeta;
+use super::parse::{self, IpMeta};
 
 /// The Ethernet header's addresses: destination `dst`, source `src` (one length check for
 /// both; a frame shorter than an Ethernet header never gets here).
@@ -54,6 +56,33 @@ pub(super) fn to_backend<F: Frame>(
         }
     }
     true
+}
+
+/// An IP packet (no link header) that the balancer itself sends to a VIP, inside `t`'s outer
+/// headers exactly as a client's packet of the same flow would be (the same encapsulation
+/// code, and GUE's source port of that flow; `seed`: the config's hash seed). For the slow
+/// path's health checks through a tunnel, off the per-packet path. `None` unless `packet`
+/// is a well-formed TCP or UDP packet of the tunnel's inner family.
+pub(crate) fn encapsulate_ip(t: &Tunnel, packet: &[u8], seed: u64) -> Option<Vec<u8>> {
+    let l2 = ethernet::HEADER_LEN;
+    let mut bytes = vec![0u8; l2 + packet.len()];
+    bytes[l2..].copy_from_slice(packet);
+    let (p, fragment) = match packet.first()? >> 4 {
+        4 => parse::ipv4(&bytes, l2, RxIpChecksum::Unknown)?,
+        6 => parse::ipv6(&bytes, l2)?,
+        _ => return None,
+    };
+    if fragment || !matches!(p.proto, IPPROTO_TCP | IPPROTO_UDP) {
+        return None;
+    }
+    let ports = parse::ports(&bytes, &p)?;
+    let key = p.flow_key(ports.sport, ports.dport);
+    let mut frame = VecFrame::new(&bytes);
+    let done = match t.mode() {
+        Forwarding::Gue => gue::encapsulate(&mut frame, &p, t, &key, seed),
+        _ => encap::outer(&mut frame, &p, t).is_some(),
+    };
+    done.then(|| frame.data()[l2..].to_vec())
 }
 
 #[cfg(test)]
