@@ -19,7 +19,7 @@ use dataplane::worker::FlowAnswer;
 use fulcrum::api::{
     self, AdminReply, Announcement, BackendInfo, BackendTraffic, BackendsReply, CounterSet, Encap,
     KernelCounters, NextHopStatus, PortCounters, PortStatus, Reply, Request, ServiceInfo,
-    StatsReply, StatusReply, WhichReply, WorkerAnswer, WorkerStatus,
+    StatsReply, StatusReply, SyncPeer, SyncStatus, WhichReply, WorkerAnswer, WorkerStatus,
 };
 use fulcrum::flowspec::{self, FlowError};
 use serde::de::DeserializeOwned;
@@ -228,7 +228,7 @@ fn handle(
         Request::Status {} => Reply::Status(status(engine, slow, started)),
         Request::Backends {} => Reply::Backends(backends(engine, slow)),
         Request::Stats {} => Reply::Stats(stats(engine, slow, started)),
-        Request::Which { flow } => Reply::Which(which(engine, slow.config(), flow)?),
+        Request::Which { flow } => Reply::Which(which(engine, slow, flow)?),
         Request::Admin {
             service,
             backend,
@@ -379,6 +379,7 @@ fn status(engine: &Engine, slow: &SlowPath, started: Instant) -> StatusReply {
             })
             .collect(),
         kernel: kernel(slow),
+        sync: sync_status(slow),
         mbufs_in_use: engine.mempool().in_use(),
         mbufs: engine.mempool().capacity(),
         flow_tables: {
@@ -408,6 +409,42 @@ fn kernel(slow: &SlowPath) -> Option<KernelCounters> {
     })
 }
 
+/// Instance sync's figures, if it is on.
+fn sync_status(slow: &SlowPath) -> Option<SyncStatus> {
+    let r = slow.sync_report()?;
+    Some(SyncStatus {
+        port: r.port,
+        local: r.local as u64,
+        learnt: r.learnt as u64,
+        published: r.published as u64,
+        messages_sent: r.messages_sent,
+        bytes_sent: r.bytes_sent,
+        backlog: r.backlog as u64,
+        dropped_no_room: r.dropped_no_room,
+        expired: r.expired,
+        unknown_source: r.unknown_source,
+        rate_limited: r.rate_limited,
+        unknown_backend: r.unknown_backend,
+        send_failed: r.send_failed,
+        waiting: r.waiting,
+        peers: r
+            .peers
+            .iter()
+            .map(|p| SyncPeer {
+                address: p.address.to_string(),
+                held: p.held,
+                messages: p.stats.messages,
+                entries: p.stats.entries,
+                requests: p.stats.requests,
+                unauthenticated: p.stats.unauthenticated,
+                replayed: p.stats.replayed,
+                stale: p.stats.stale,
+                malformed: p.stats.malformed,
+            })
+            .collect(),
+    })
+}
+
 /// Every counter now: what `ctl stats` prints and the metrics endpoint exports.
 pub fn stats(engine: &Engine, slow: &SlowPath, started: Instant) -> StatsReply {
     let workers = engine.worker_counters();
@@ -423,6 +460,7 @@ pub fn stats(engine: &Engine, slow: &SlowPath, started: Instant) -> StatsReply {
         ports: ports(engine),
         backends: backend_counters(engine),
         kernel: kernel(slow),
+        sync: sync_status(slow),
     }
 }
 
@@ -538,8 +576,15 @@ pub fn backends(engine: &Engine, slow: &SlowPath) -> BackendsReply {
 /// Where a flow goes: to its flow-table entry's backend if a worker holds one that may keep
 /// it (each worker is asked through its lock-free question box), else where the running
 /// snapshot sends a new flow (real health and admin states).
-fn which(engine: &Engine, cfg: &conf::Config, flow: &str) -> Result<WhichReply, ControlError> {
+fn which(engine: &Engine, slow: &SlowPath, flow: &str) -> Result<WhichReply, ControlError> {
+    let cfg = slow.config();
     let flow = flowspec::parse_flow(flow)?;
+    // A peer's exception for this flow (instance sync), when its backend is this one.
+    let from_peer = |b: &BackendRt| {
+        slow.sync_learnt(&flow.key)
+            .filter(|(_, addr, port)| *addr == b.addr && *port == b.port)
+            .map(|(peer, _, _)| peer.to_string())
+    };
     let snap = snapshot(engine);
     let mut workers = Vec::new();
     let mut hit = None;
@@ -567,11 +612,16 @@ fn which(engine: &Engine, cfg: &conf::Config, flow: &str) -> Result<WhichReply, 
         });
     }
     if let Some((worker, b)) = hit.and_then(|(w, id)| Some((w, snap.backend(id)?))) {
+        let peer = from_peer(b);
         return Ok(WhichReply {
+            reason: match &peer {
+                Some(p) => format!("flow table hit on worker {worker}, backend from peer {p}"),
+                None => format!("flow table hit on worker {worker}"),
+            },
+            from_peer: peer,
             flow: flow.text,
             service: snap.services.get(b.service.index()).map(|s| s.name.clone()),
             backend: Some(b.name.clone()),
-            reason: format!("flow table hit on worker {worker}"),
             slot: None,
             tier: None,
             backend_address: Some(b.addr.to_string()),
@@ -582,6 +632,33 @@ fn which(engine: &Engine, cfg: &conf::Config, flow: &str) -> Result<WhichReply, 
             generation: Some(snap.generation),
             assumed: None,
             encap: encap(&snap, b, &flow.key),
+        });
+    }
+    // A miss: the workers consult the exceptions before Maglev, and so does this answer.
+    let excepted = engine
+        .exceptions()
+        .lookup(&flow.key)
+        .and_then(|e| snap.backend(e.backend))
+        .filter(|b| b.keeps_flows());
+    if let Some(b) = excepted
+        && let Some(peer) = from_peer(b)
+    {
+        return Ok(WhichReply {
+            flow: flow.text,
+            service: snap.services.get(b.service.index()).map(|s| s.name.clone()),
+            backend: Some(b.name.clone()),
+            reason: format!("exception from peer {peer} (not Maglev's choice)"),
+            slot: None,
+            tier: None,
+            backend_address: Some(b.addr.to_string()),
+            port: out_port(&snap, b),
+            next_hop: next_hop(cfg, b),
+            worker: None,
+            workers,
+            generation: Some(snap.generation),
+            assumed: None,
+            encap: encap(&snap, b, &flow.key),
+            from_peer: Some(peer),
         });
     }
     let mut reply = new_flow(&snap, cfg, flow.text, &flow.key);
@@ -637,6 +714,7 @@ pub fn new_flow(
         generation: Some(snap.generation),
         assumed: None,
         encap: chosen.and_then(|b| encap(snap, b, key)),
+        from_peer: None,
     }
 }
 

@@ -38,6 +38,8 @@ mod reply;
 mod rewrite;
 mod service;
 
+pub use service::exception_of;
+
 use conf::Forwarding;
 
 use crate::flow::{self, FlowSlot, FlowTable};
@@ -50,6 +52,10 @@ use crate::verdict::{DropReason, Verdict};
 use crate::wire::{self, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
 use parse::{Fast, IpMeta};
+
+use std::sync::Arc;
+
+use crate::exceptions::ExceptionCell;
 
 /// One worker's packet-processing state: its flow table and counters.
 pub struct Pipeline {
@@ -75,6 +81,10 @@ pub struct Pipeline {
     /// the second pass, which reads each in place (a copy of a `Fast` costs 8 instructions a
     /// packet, and a copy makes every field a stack load anyway).
     parsed: Box<[Option<Fast>]>,
+    /// Flows peer instances placed on a backend Maglev would not choose now (instance
+    /// sync): a miss consults it before Maglev. Empty unless the worker is given the
+    /// engine's cell.
+    pub exceptions: Arc<ExceptionCell>,
 }
 
 /// Frames [`Pipeline::process_burst`] handles per pass (the bursts the worker receives).
@@ -105,6 +115,7 @@ impl Pipeline {
             local_seed,
             too_big_bucket: mtu::Bucket::default(),
             parsed: vec![None; MAX_BURST].into_boxed_slice(),
+            exceptions: Arc::new(ExceptionCell::default()),
         }
     }
 
@@ -337,5 +348,7 @@ fn evicted_entries(e: &flow::Evicted) -> u64 {
     1 + u64::from(e.twin.is_some())
 }
 
+#[cfg(test)]
+mod exception_tests;
 #[cfg(test)]
 mod fast_path_tests;
