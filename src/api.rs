@@ -379,6 +379,42 @@ pub struct SyncStatus {
     pub peers: Vec<SyncPeer>,
 }
 
+impl From<&slowpath::sync::SyncReport> for SyncStatus {
+    fn from(r: &slowpath::sync::SyncReport) -> SyncStatus {
+        SyncStatus {
+            port: r.port,
+            local: r.local as u64,
+            learnt: r.learnt as u64,
+            published: r.published as u64,
+            messages_sent: r.messages_sent,
+            bytes_sent: r.bytes_sent,
+            backlog: r.backlog as u64,
+            dropped_no_room: r.dropped_no_room,
+            expired: r.expired,
+            unknown_source: r.unknown_source,
+            rate_limited: r.rate_limited,
+            unknown_backend: r.unknown_backend,
+            send_failed: r.send_failed,
+            waiting: r.waiting,
+            peers: r
+                .peers
+                .iter()
+                .map(|p| SyncPeer {
+                    address: p.address.to_string(),
+                    held: p.held,
+                    messages: p.stats.messages,
+                    entries: p.stats.entries,
+                    requests: p.stats.requests,
+                    unauthenticated: p.stats.unauthenticated,
+                    replayed: p.stats.replayed,
+                    stale: p.stats.stale,
+                    malformed: p.stats.malformed,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// What one peer sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncPeer {

@@ -19,7 +19,7 @@ use dataplane::worker::FlowAnswer;
 use fulcrum::api::{
     self, AdminReply, Announcement, BackendInfo, BackendTraffic, BackendsReply, CounterSet, Encap,
     KernelCounters, NextHopStatus, PortCounters, PortStatus, Reply, Request, ServiceInfo,
-    StatsReply, StatusReply, SyncPeer, SyncStatus, WhichReply, WorkerAnswer, WorkerStatus,
+    StatsReply, StatusReply, SyncStatus, WhichReply, WorkerAnswer, WorkerStatus,
 };
 use fulcrum::flowspec::{self, FlowError};
 use serde::de::DeserializeOwned;
@@ -379,7 +379,7 @@ fn status(engine: &Engine, slow: &SlowPath, started: Instant) -> StatusReply {
             })
             .collect(),
         kernel: kernel(slow),
-        sync: sync_status(slow),
+        sync: slow.sync_report().as_ref().map(SyncStatus::from),
         mbufs_in_use: engine.mempool().in_use(),
         mbufs: engine.mempool().capacity(),
         flow_tables: {
@@ -409,42 +409,6 @@ fn kernel(slow: &SlowPath) -> Option<KernelCounters> {
     })
 }
 
-/// Instance sync's figures, if it is on.
-fn sync_status(slow: &SlowPath) -> Option<SyncStatus> {
-    let r = slow.sync_report()?;
-    Some(SyncStatus {
-        port: r.port,
-        local: r.local as u64,
-        learnt: r.learnt as u64,
-        published: r.published as u64,
-        messages_sent: r.messages_sent,
-        bytes_sent: r.bytes_sent,
-        backlog: r.backlog as u64,
-        dropped_no_room: r.dropped_no_room,
-        expired: r.expired,
-        unknown_source: r.unknown_source,
-        rate_limited: r.rate_limited,
-        unknown_backend: r.unknown_backend,
-        send_failed: r.send_failed,
-        waiting: r.waiting,
-        peers: r
-            .peers
-            .iter()
-            .map(|p| SyncPeer {
-                address: p.address.to_string(),
-                held: p.held,
-                messages: p.stats.messages,
-                entries: p.stats.entries,
-                requests: p.stats.requests,
-                unauthenticated: p.stats.unauthenticated,
-                replayed: p.stats.replayed,
-                stale: p.stats.stale,
-                malformed: p.stats.malformed,
-            })
-            .collect(),
-    })
-}
-
 /// Every counter now: what `ctl stats` prints and the metrics endpoint exports.
 pub fn stats(engine: &Engine, slow: &SlowPath, started: Instant) -> StatsReply {
     let workers = engine.worker_counters();
@@ -460,7 +424,7 @@ pub fn stats(engine: &Engine, slow: &SlowPath, started: Instant) -> StatsReply {
         ports: ports(engine),
         backends: backend_counters(engine),
         kernel: kernel(slow),
-        sync: sync_status(slow),
+        sync: slow.sync_report().as_ref().map(SyncStatus::from),
     }
 }
 
@@ -611,55 +575,40 @@ fn which(engine: &Engine, slow: &SlowPath, flow: &str) -> Result<WhichReply, Con
             FlowAnswer::NoAnswer => answer("no answer"),
         });
     }
-    if let Some((worker, b)) = hit.and_then(|(w, id)| Some((w, snap.backend(id)?))) {
+    // A hit; else a peer's exception (the workers consult them on a miss before Maglev).
+    let held = hit
+        .and_then(|(w, id)| Some((Some(w), snap.backend(id)?)))
+        .or_else(|| {
+            let id = engine.exceptions().lookup(&flow.key)?.backend;
+            Some((None, snap.backend(id).filter(|b| b.keeps_flows())?))
+        });
+    if let Some((worker, b)) = held {
         let peer = from_peer(b);
-        return Ok(WhichReply {
-            reason: match &peer {
-                Some(p) => format!("flow table hit on worker {worker}, backend from peer {p}"),
-                None => format!("flow table hit on worker {worker}"),
-            },
-            from_peer: peer,
-            flow: flow.text,
-            service: snap.services.get(b.service.index()).map(|s| s.name.clone()),
-            backend: Some(b.name.clone()),
-            slot: None,
-            tier: None,
-            backend_address: Some(b.addr.to_string()),
-            port: out_port(&snap, b),
-            next_hop: next_hop(cfg, b),
-            worker: Some(worker),
-            workers,
-            generation: Some(snap.generation),
-            assumed: None,
-            encap: encap(&snap, b, &flow.key),
-        });
-    }
-    // A miss: the workers consult the exceptions before Maglev, and so does this answer.
-    let excepted = engine
-        .exceptions()
-        .lookup(&flow.key)
-        .and_then(|e| snap.backend(e.backend))
-        .filter(|b| b.keeps_flows());
-    if let Some(b) = excepted
-        && let Some(peer) = from_peer(b)
-    {
-        return Ok(WhichReply {
-            flow: flow.text,
-            service: snap.services.get(b.service.index()).map(|s| s.name.clone()),
-            backend: Some(b.name.clone()),
-            reason: format!("exception from peer {peer} (not Maglev's choice)"),
-            slot: None,
-            tier: None,
-            backend_address: Some(b.addr.to_string()),
-            port: out_port(&snap, b),
-            next_hop: next_hop(cfg, b),
-            worker: None,
-            workers,
-            generation: Some(snap.generation),
-            assumed: None,
-            encap: encap(&snap, b, &flow.key),
-            from_peer: Some(peer),
-        });
+        if worker.is_some() || peer.is_some() {
+            let at = worker.map_or("exception (not Maglev's choice)".into(), |w| {
+                format!("flow table hit on worker {w}")
+            });
+            let reason = peer
+                .as_ref()
+                .map_or(at.clone(), |p| format!("{at}, backend from peer {p}"));
+            return Ok(WhichReply {
+                reason,
+                from_peer: peer,
+                flow: flow.text,
+                service: snap.services.get(b.service.index()).map(|s| s.name.clone()),
+                backend: Some(b.name.clone()),
+                slot: None,
+                tier: None,
+                backend_address: Some(b.addr.to_string()),
+                port: out_port(&snap, b),
+                next_hop: next_hop(cfg, b),
+                worker,
+                workers,
+                generation: Some(snap.generation),
+                assumed: None,
+                encap: encap(&snap, b, &flow.key),
+            });
+        }
     }
     let mut reply = new_flow(&snap, cfg, flow.text, &flow.key);
     reply.workers = workers;

@@ -146,7 +146,6 @@ impl std::fmt::Debug for SyncKey {
     }
 }
 
-
 /// `[global.announce]`: how the VIPs of `announce = "bgp"` services reach BIRD.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnnounceSettings {
