@@ -134,7 +134,13 @@ fn run(net: &Net, sync: bool) -> Run {
     let msgs = (after.0.0 + after.1.0) - (before.0.0 + before.1.0);
     let bytes = (after.0.1 + after.1.1) - (before.0.1 + before.1.1);
     let stats = b.ctl_json(&["stats"]);
-    let used = stats["totals"]["exceptions_used"].as_u64().unwrap_or(0);
+    let t = &stats["totals"];
+    let used = t["exceptions_used"].as_u64().unwrap_or(0);
+    println!(
+        "{tag}: lb2 created {} flows, rescheduled {}, used {used} exceptions, dropped {}; \
+         broken streams (first 20): {}",
+        t["flows_created"], t["flows_rescheduled"], t["dropped"], v["broken"]
+    );
     if sync {
         let s = b.ctl_json(&["status"]);
         let p = &s["sync"]["peers"][0];

@@ -49,6 +49,8 @@ const GONE_AFTER_MS: u64 = 5 * SWEEP_MS as u64 / 2;
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// What is due to send, and expiry, are looked at this often (each passes every entry).
 const TICK: Duration = Duration::from_millis(50);
+/// The longest a part-filled message waits for more entries.
+const BATCH_WAIT: Duration = Duration::from_millis(200);
 /// Datagrams a socket buffers each way.
 const SOCKET_PACKETS: usize = 256;
 
@@ -156,6 +158,8 @@ pub struct PeerSync {
     local: HashMap<FlowKey, Local>,
     /// Entries to send, in order.
     queue: VecDeque<Entry>,
+    /// When the oldest entry in `queue` was queued.
+    queued_at: Option<Duration>,
     /// A request for our exceptions came: everything held goes out again.
     resend_all: bool,
     tx_bucket: Bucket,
@@ -244,6 +248,7 @@ impl PeerSync {
             receiver,
             local: HashMap::new(),
             queue: VecDeque::new(),
+            queued_at: None,
             resend_all: false,
             seq: start_seq,
             sockets,
@@ -348,7 +353,21 @@ impl PeerSync {
     fn due(&mut self, snap: &Snapshot, now: Duration) {
         let refresh = Duration::from_millis(u64::from(self.settings.refresh_ms));
         let gone = Duration::from_millis(GONE_AFTER_MS);
-        let resend = std::mem::take(&mut self.resend_all);
+        // Refreshes go together: once one is due, every entry sent more than half a refresh
+        // ago goes with it, so after the first period they fill whole messages instead of
+        // following the sweep's spread in small ones.
+        // A peer's request: everything goes again.
+        let refresh = if std::mem::take(&mut self.resend_all) {
+            Duration::ZERO
+        } else if self
+            .local
+            .values()
+            .any(|l| l.sent.is_some_and(|s| now.saturating_sub(s) >= refresh))
+        {
+            refresh / 2
+        } else {
+            refresh
+        };
         let queue = &mut self.queue;
         self.local.retain(|k, l| {
             if now.saturating_sub(l.seen) > gone {
@@ -359,7 +378,7 @@ impl PeerSync {
                 }
                 return false;
             }
-            if resend || l.sent.is_none_or(|s| now.saturating_sub(s) >= refresh) {
+            if l.sent.is_none_or(|s| now.saturating_sub(s) >= refresh) {
                 if let Some(e) = wire_entry(snap, *k, l.backend, Op::Holds) {
                     queue.push_back(e);
                 }
@@ -372,6 +391,17 @@ impl PeerSync {
     /// Sends queued entries in messages of up to [`MAX_ENTRIES`], within the rate.
     fn send(&mut self, stack: &mut Stack, now: Duration) -> usize {
         let mut n = 0;
+        // A part-filled message waits up to BATCH_WAIT for more (the sweep finds new
+        // exceptions over its whole pass).
+        if self.queue.is_empty() {
+            self.queued_at = None;
+            return 0;
+        }
+        let since = *self.queued_at.get_or_insert(now);
+        if self.queue.len() < MAX_ENTRIES && now.saturating_sub(since) < BATCH_WAIT {
+            return 0;
+        }
+        self.queued_at = None;
         while !self.queue.is_empty() && self.tx_bucket.take(now) {
             let k = self.queue.len().min(MAX_ENTRIES);
             let entries: Vec<Entry> = self.queue.drain(..k).collect();
