@@ -11,8 +11,8 @@ use std::time::Duration;
 use conf::Config;
 
 use crate::dpdk::{self, DpdkError, Eal, MbufRing, Mempool, Port, PortSetup, RingProducer};
-use crate::ids::{PortIdx, WorkerIdx};
 use crate::exceptions::{ExceptionCell, ExceptionTable, Reports};
+use crate::ids::{PortIdx, WorkerIdx};
 use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::stats::{Counters, SharedBackendCounters, SharedCounters};
 use crate::worker::{self, FlowQuery, WorkerPort, WorkerProgress, WorkerSetup};

@@ -8,7 +8,7 @@ use super::*;
 use crate::exceptions::{Exception, ExceptionCell, ExceptionTable};
 use crate::flow::{Flow, FlowKey, FlowState};
 use crate::frame::VecFrame;
-use crate::ids::{BackendId, ServiceIdx};
+use crate::ids::{BackendId, PortIdx, ServiceIdx, WorkerIdx};
 use crate::wire::tcp;
 use crate::wire::{Ipv4Repr, TcpPacket, TcpRepr};
 
@@ -76,7 +76,7 @@ fn other(snap: &Snapshot, k: &FlowKey) -> BackendId {
 fn a_miss_mid_stream_takes_the_peers_backend_a_syn_takes_maglevs() {
     let cfg = conf::parse(CONFIG, std::path::Path::new("test.toml")).unwrap();
     let snap = crate::snapshot::all_up(&cfg);
-    let mut pipe = Pipeline::new(0, 1, 1024, 7);
+    let mut pipe = Pipeline::new(WorkerIdx::new(0), 1, 1024, 7);
     let cell = Arc::new(ExceptionCell::default());
     pipe.exceptions = cell.clone();
     let (moved, fresh) = (key(40000), key(40001));
@@ -100,20 +100,20 @@ fn a_miss_mid_stream_takes_the_peers_backend_a_syn_takes_maglevs() {
     // The moved connection's next packet (an ACK) misses the flow table: the peer's backend.
     let mut f = VecFrame::new(&tcp_frame(40000, tcp::ACK));
     assert!(matches!(
-        pipe.process(&snap, 0, &mut f),
+        pipe.process(&snap, PortIdx::new(0), &mut f),
         Verdict::Forward { .. }
     ));
     assert_eq!(sent_to(&snap, &f), peer_choice);
     assert_eq!(pipe.counters.exceptions_used, 1);
     // ... and it is recorded: the next packet is a hit, to the same backend.
     let mut f = VecFrame::new(&tcp_frame(40000, tcp::ACK | tcp::PSH));
-    pipe.process(&snap, 0, &mut f);
+    pipe.process(&snap, PortIdx::new(0), &mut f);
     assert_eq!(sent_to(&snap, &f), peer_choice);
     assert_eq!(pipe.counters.exceptions_used, 1);
 
     // A SYN of a key a peer told of is a new connection: Maglev's choice.
     let mut f = VecFrame::new(&tcp_frame(40001, tcp::SYN));
-    pipe.process(&snap, 0, &mut f);
+    pipe.process(&snap, PortIdx::new(0), &mut f);
     assert_eq!(
         sent_to(&snap, &f),
         snap.services[0].pick_new(snap.seed, &fresh).unwrap()
@@ -124,10 +124,10 @@ fn a_miss_mid_stream_takes_the_peers_backend_a_syn_takes_maglevs() {
     let mut down = crate::snapshot::all_up(&cfg);
     down.backends[peer_choice.index()].as_mut().unwrap().state =
         crate::snapshot::BackendState::Down;
-    let mut pipe2 = Pipeline::new(0, 1, 1024, 7);
+    let mut pipe2 = Pipeline::new(WorkerIdx::new(0), 1, 1024, 7);
     pipe2.exceptions = cell;
     let mut f = VecFrame::new(&tcp_frame(40000, tcp::ACK));
-    pipe2.process(&down, 0, &mut f);
+    pipe2.process(&down, PortIdx::new(0), &mut f);
     assert_ne!(sent_to(&down, &f), peer_choice);
     assert_eq!(pipe2.counters.exceptions_used, 0);
 }
@@ -136,9 +136,9 @@ fn a_miss_mid_stream_takes_the_peers_backend_a_syn_takes_maglevs() {
 fn without_exceptions_a_miss_is_maglevs() {
     let cfg = conf::parse(CONFIG, std::path::Path::new("test.toml")).unwrap();
     let snap = crate::snapshot::all_up(&cfg);
-    let mut pipe = Pipeline::new(0, 1, 1024, 7);
+    let mut pipe = Pipeline::new(WorkerIdx::new(0), 1, 1024, 7);
     let mut f = VecFrame::new(&tcp_frame(40000, tcp::ACK));
-    pipe.process(&snap, 0, &mut f);
+    pipe.process(&snap, PortIdx::new(0), &mut f);
     assert_eq!(
         sent_to(&snap, &f),
         snap.services[0].pick_new(snap.seed, &key(40000)).unwrap()
