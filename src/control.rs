@@ -19,7 +19,7 @@ use dataplane::worker::FlowAnswer;
 use fulcrum::api::{
     self, AdminReply, Announcement, BackendInfo, BackendTraffic, BackendsReply, CounterSet, Encap,
     KernelCounters, NextHopStatus, PortCounters, PortStatus, Reply, Request, ServiceInfo,
-    StatsReply, StatusReply, WhichReply, WorkerAnswer, WorkerStatus,
+    StatsReply, StatusReply, SyncStatus, WhichReply, WorkerAnswer, WorkerStatus,
 };
 use fulcrum::flowspec::{self, FlowError};
 use serde::de::DeserializeOwned;
@@ -228,7 +228,7 @@ fn handle(
         Request::Status {} => Reply::Status(status(engine, slow, started)),
         Request::Backends {} => Reply::Backends(backends(engine, slow)),
         Request::Stats {} => Reply::Stats(stats(engine, slow, started)),
-        Request::Which { flow } => Reply::Which(which(engine, slow.config(), flow)?),
+        Request::Which { flow } => Reply::Which(which(engine, slow, flow)?),
         Request::Admin {
             service,
             backend,
@@ -379,6 +379,7 @@ fn status(engine: &Engine, slow: &SlowPath, started: Instant) -> StatusReply {
             })
             .collect(),
         kernel: kernel(slow),
+        sync: slow.sync_report().as_ref().map(SyncStatus::from),
         mbufs_in_use: engine.mempool().in_use(),
         mbufs: engine.mempool().capacity(),
         flow_tables: {
@@ -423,6 +424,7 @@ pub fn stats(engine: &Engine, slow: &SlowPath, started: Instant) -> StatsReply {
         ports: ports(engine),
         backends: backend_counters(engine),
         kernel: kernel(slow),
+        sync: slow.sync_report().as_ref().map(SyncStatus::from),
     }
 }
 
@@ -538,8 +540,15 @@ pub fn backends(engine: &Engine, slow: &SlowPath) -> BackendsReply {
 /// Where a flow goes: to its flow-table entry's backend if a worker holds one that may keep
 /// it (each worker is asked through its lock-free question box), else where the running
 /// snapshot sends a new flow (real health and admin states).
-fn which(engine: &Engine, cfg: &conf::Config, flow: &str) -> Result<WhichReply, ControlError> {
+fn which(engine: &Engine, slow: &SlowPath, flow: &str) -> Result<WhichReply, ControlError> {
+    let cfg = slow.config();
     let flow = flowspec::parse_flow(flow)?;
+    // A peer's exception for this flow (instance sync), when its backend is this one.
+    let from_peer = |b: &BackendRt| {
+        slow.sync_learnt(&flow.key)
+            .filter(|(_, addr, port)| *addr == b.addr && *port == b.port)
+            .map(|(peer, _, _)| peer.to_string())
+    };
     let snap = snapshot(engine);
     let mut workers = Vec::new();
     let mut hit = None;
@@ -566,23 +575,40 @@ fn which(engine: &Engine, cfg: &conf::Config, flow: &str) -> Result<WhichReply, 
             FlowAnswer::NoAnswer => answer("no answer"),
         });
     }
-    if let Some((worker, b)) = hit.and_then(|(w, id)| Some((w, snap.backend(id)?))) {
-        return Ok(WhichReply {
-            flow: flow.text,
-            service: snap.services.get(b.service.index()).map(|s| s.name.clone()),
-            backend: Some(b.name.clone()),
-            reason: format!("flow table hit on worker {worker}"),
-            slot: None,
-            tier: None,
-            backend_address: Some(b.addr.to_string()),
-            port: out_port(&snap, b),
-            next_hop: next_hop(cfg, b),
-            worker: Some(worker),
-            workers,
-            generation: Some(snap.generation),
-            assumed: None,
-            encap: encap(&snap, b, &flow.key),
+    // A hit; else a peer's exception (the workers consult them on a miss before Maglev).
+    let held = hit
+        .and_then(|(w, id)| Some((Some(w), snap.backend(id)?)))
+        .or_else(|| {
+            let id = engine.exceptions().lookup(&flow.key)?.backend;
+            Some((None, snap.backend(id).filter(|b| b.keeps_flows())?))
         });
+    if let Some((worker, b)) = held {
+        let peer = from_peer(b);
+        if worker.is_some() || peer.is_some() {
+            let at = worker.map_or("exception (not Maglev's choice)".into(), |w| {
+                format!("flow table hit on worker {w}")
+            });
+            let reason = peer
+                .as_ref()
+                .map_or(at.clone(), |p| format!("{at}, backend from peer {p}"));
+            return Ok(WhichReply {
+                reason,
+                from_peer: peer,
+                flow: flow.text,
+                service: snap.services.get(b.service.index()).map(|s| s.name.clone()),
+                backend: Some(b.name.clone()),
+                slot: None,
+                tier: None,
+                backend_address: Some(b.addr.to_string()),
+                port: out_port(&snap, b),
+                next_hop: next_hop(cfg, b),
+                worker,
+                workers,
+                generation: Some(snap.generation),
+                assumed: None,
+                encap: encap(&snap, b, &flow.key),
+            });
+        }
     }
     let mut reply = new_flow(&snap, cfg, flow.text, &flow.key);
     reply.workers = workers;
@@ -637,6 +663,7 @@ pub fn new_flow(
         generation: Some(snap.generation),
         assumed: None,
         encap: chosen.and_then(|b| encap(snap, b, key)),
+        from_peer: None,
     }
 }
 

@@ -253,6 +253,9 @@ pub fn render(stats: &StatsReply, backends: &BackendsReply, endpoints: &[Endpoin
             );
         }
     }
+    if let Some(s) = &stats.sync {
+        sync_series(&mut o, s);
+    }
     o.head(
         "fulcrum_port_link_up",
         "gauge",
@@ -489,6 +492,82 @@ pub fn render(stats: &StatsReply, backends: &BackendsReply, endpoints: &[Endpoin
     o.0
 }
 
+/// Instance sync's series: exceptions held, messages sent, what each peer sent (accepted and
+/// refused, by reason) and what was dropped.
+fn sync_series(o: &mut Out, s: &fulcrum::api::SyncStatus) {
+    let name = "fulcrum_sync_exceptions";
+    o.head(
+        name,
+        "gauge",
+        "Exceptions (flows not on Maglev's choice): own (local), learnt from peers, and of \
+         those published to the workers.",
+    );
+    for (kind, v) in [
+        ("local", s.local),
+        ("learnt", s.learnt),
+        ("published", s.published),
+    ] {
+        o.sample(name, &[("kind", kind)], v as f64);
+    }
+    for (name, help, v) in [
+        (
+            "fulcrum_sync_messages_sent_total",
+            "Sync messages sent (one per peer).",
+            s.messages_sent,
+        ),
+        (
+            "fulcrum_sync_bytes_sent_total",
+            "Bytes of sync messages sent (UDP payload).",
+            s.bytes_sent,
+        ),
+    ] {
+        o.head(name, "counter", help);
+        o.sample(name, &[], v as f64);
+    }
+    let name = "fulcrum_sync_dropped_total";
+    o.head(
+        name,
+        "counter",
+        "Sync entries or datagrams dropped, by reason.",
+    );
+    for (reason, v) in [
+        ("no_room", s.dropped_no_room),
+        ("expired", s.expired),
+        ("unknown_source", s.unknown_source),
+        ("rate_limited", s.rate_limited),
+        ("unknown_backend", s.unknown_backend),
+        ("send_failed", s.send_failed),
+    ] {
+        o.sample(name, &[("reason", reason)], v as f64);
+    }
+    let name = "fulcrum_sync_received_total";
+    o.head(
+        name,
+        "counter",
+        "Sync messages from each peer, accepted or refused (by reason).",
+    );
+    for p in &s.peers {
+        for (outcome, v) in [
+            ("accepted", p.messages),
+            ("unauthenticated", p.unauthenticated),
+            ("replayed", p.replayed),
+            ("stale", p.stale),
+            ("malformed", p.malformed),
+        ] {
+            o.sample(
+                name,
+                &[("peer", &p.address), ("outcome", outcome)],
+                v as f64,
+            );
+        }
+    }
+    let name = "fulcrum_sync_held";
+    o.head(name, "gauge", "Exceptions held that each peer told of.");
+    for p in &s.peers {
+        o.sample(name, &[("peer", &p.address)], p.held as f64);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,6 +630,15 @@ mod tests {
                 to_kernel: 7,
                 ..Default::default()
             }),
+            sync: Some(fulcrum::api::SyncStatus {
+                learnt: 3,
+                peers: vec![fulcrum::api::SyncPeer {
+                    address: "10.0.0.3".into(),
+                    unauthenticated: 5,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
         };
         let backends = BackendsReply {
             generation: 4,
@@ -596,6 +684,10 @@ mod tests {
         assert!(
             t.contains("fulcrum_kernel_frames_total{direction=\"to_kernel\",outcome=\"sent\"} 7\n")
         );
+        assert!(t.contains("fulcrum_sync_exceptions{kind=\"learnt\"} 3\n"));
+        assert!(t.contains(
+            "fulcrum_sync_received_total{peer=\"10.0.0.3\",outcome=\"unauthenticated\"} 5\n"
+        ));
         assert!(t.contains(
             "fulcrum_backend_flows_active{service=\"web\",backend=\"b\\\"1\",state=\"established\"} 5\n"
         ));

@@ -93,6 +93,29 @@ pub struct GlobalTable {
     /// `[global.announce]`. Optional.
     #[serde(default)]
     pub announce: AnnounceTable,
+    /// `[global.sync]`. Optional.
+    #[serde(default)]
+    pub sync: SyncTable,
+}
+
+/// `[global.sync]`: instance sync (exceptions shared with peer instances).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncTable {
+    /// Peer instances' addresses. Default none (sync off).
+    #[serde(default)]
+    pub peers: Vec<Spanned<String>>,
+    /// File holding the shared key (at least 16 bytes). Required with peers.
+    pub key_file: Option<Spanned<String>>,
+    /// UDP port. Default 7600.
+    pub port: Option<Spanned<Int>>,
+    /// Own address to send from. Default: the first of the port toward each peer.
+    pub source: Option<Spanned<String>>,
+    pub max_exceptions: Option<Spanned<Int>>,
+    pub max_messages_per_sec: Option<Spanned<Int>>,
+    pub refresh_ms: Option<Spanned<Int>>,
+    pub expiry_ms: Option<Spanned<Int>>,
+    pub startup_wait_ms: Option<Spanned<Int>>,
 }
 
 /// `[global.health]`: settings every health check shares.

@@ -104,6 +104,19 @@ const GLOBAL: &[Key] = &[
     opt("health", Table(HEALTH_GLOBAL)),
     opt("neighbors", Table(NEIGHBORS)),
     opt("announce", Table(ANNOUNCE)),
+    opt("sync", Table(SYNC)),
+];
+
+const SYNC: &[Key] = &[
+    opt("peers", Strs),
+    opt("key_file", Str),
+    opt("port", Int),
+    opt("source", Str),
+    opt("max_exceptions", Int),
+    opt("max_messages_per_sec", Int),
+    opt("refresh_ms", Int),
+    opt("expiry_ms", Int),
+    opt("startup_wait_ms", Int),
 ];
 
 const ANNOUNCE: &[Key] = &[
@@ -479,7 +492,7 @@ mod tests {
 
         let mut all = Vec::new();
         tables(DOCUMENT, "", &mut all);
-        assert_eq!(all.len(), 14);
+        assert_eq!(all.len(), 15);
         for (path, keys) in all {
             // serde lists the keys it expects when it meets one it does not know.
             let mut doc: toml::Table = toml::from_str(&every_key).expect("sample");

@@ -116,6 +116,11 @@ fn reference_sets_every_key() {
     assert_eq!(c.ports[0].addresses.len(), 2);
     let b = &c.services[0].backends[0];
     assert_eq!(b.mac, Some("02:00:00:00:00:11".parse().unwrap()));
+    let s = c.global.sync.as_ref().expect("[global.sync] with peers");
+    assert_eq!(s.peers, [ip("10.0.0.3")]);
+    assert_eq!((s.port, s.refresh_ms, s.expiry_ms), (7600, 5000, 15000));
+    assert!(s.key_file.ends_with("examples/sync.key.example"));
+    assert!(s.key.0.len() >= conf::SyncSettings::MIN_KEY_LEN);
 }
 
 /// reference.toml documents every key the schema accepts. The key lists come from the schema

@@ -11,6 +11,7 @@ use std::time::Duration;
 use conf::Config;
 
 use crate::dpdk::{self, DpdkError, Eal, MbufRing, Mempool, Port, PortSetup, RingProducer};
+use crate::exceptions::{ExceptionCell, ExceptionTable, Reports};
 use crate::ids::{PortIdx, WorkerIdx};
 use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::stats::{Counters, SharedBackendCounters, SharedCounters};
@@ -25,6 +26,9 @@ use storage::{counter_dir, counter_file_path, open_flow_tables, remove_stale_cou
 
 /// Slots in each worker-to-worker ring.
 const HANDOFF_RING: u32 = 4096;
+/// Exceptions a worker's sweep may have waiting for the slow path (instance sync): the slow
+/// path drains them every turn; a sweep pass reports each exception once a second.
+const REPORTS_PER_WORKER: usize = 65536;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -71,6 +75,12 @@ pub struct Engine {
     /// Snapshots replaced but maybe still held by a worker: freed here, by the slow path,
     /// once nobody else holds them, so a worker never pays for freeing Maglev tables.
     retired: Vec<Arc<Snapshot>>,
+    /// Exceptions learnt from peer instances, as the workers read them (instance sync).
+    exceptions: Arc<ExceptionCell>,
+    /// Exception tables replaced but maybe still held by a worker (as `retired`).
+    retired_exceptions: Vec<Arc<ExceptionTable>>,
+    /// Each worker's reports of its own exceptions (empty when sync is off).
+    reports: Vec<Arc<Reports>>,
     /// Counter files of dead processes removed at start.
     stale_counter_files: Vec<std::path::PathBuf>,
     /// Where the flow tables came from.
@@ -318,6 +328,8 @@ impl Engine {
         let shm = crate::stats::create_counter_file(&counters_file, workers).ok();
         let mut backend_counters = Vec::with_capacity(workers);
         let mut queries = Vec::with_capacity(workers);
+        let exceptions = Arc::new(ExceptionCell::default());
+        let mut reports = Vec::new();
         let mut progress = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
         let mut producers = producers.into_iter();
@@ -359,6 +371,12 @@ impl Engine {
                 backend_counters: per_backend,
                 query,
                 progress: prog,
+                exceptions: exceptions.clone(),
+                reports: cfg.global.sync.as_ref().map(|_| {
+                    let r = Arc::new(Reports::new(REPORTS_PER_WORKER));
+                    reports.push(r.clone());
+                    r
+                }),
                 epoch,
                 stop: stop.clone(),
                 flows: tables.next().expect("one table per worker"),
@@ -419,6 +437,9 @@ impl Engine {
             queries,
             progress,
             retired: Vec::new(),
+            exceptions,
+            retired_exceptions: Vec::new(),
+            reports,
             port_index,
             slowpath_rings,
             slowpath_tx: Some(slow_tx),
@@ -435,6 +456,24 @@ impl Engine {
     /// Swaps in a snapshot the control plane built (its generation is the caller's
     /// business). The one it replaces is kept until no worker holds it, then freed here, so
     /// a worker never pays for freeing Maglev tables.
+    /// Publishes the exceptions learnt from peers; the table replaced is freed here, on the
+    /// slow path, once no worker holds it.
+    pub fn install_exceptions(&mut self, t: ExceptionTable) {
+        let old = self.exceptions.swap(t);
+        self.retired_exceptions.push(old);
+        self.retired_exceptions.retain(|t| Arc::strong_count(t) > 1);
+    }
+
+    /// The exceptions the workers consult now.
+    pub fn exceptions(&self) -> Arc<ExceptionTable> {
+        self.exceptions.load_full()
+    }
+
+    /// Each worker's queue of its own exceptions (empty when sync is off).
+    pub fn reports(&self) -> &[Arc<Reports>] {
+        &self.reports
+    }
+
     pub fn install(&mut self, s: Snapshot) {
         let old = self.snapshots.swap(Arc::new(s));
         self.retired.push(old);

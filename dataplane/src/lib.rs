@@ -7,6 +7,7 @@
 
 pub mod cpus;
 pub mod engine;
+pub mod exceptions;
 pub mod flow;
 pub mod frame;
 pub mod hash;

@@ -93,6 +93,15 @@ scalar_counters! {
     flows_expired,
     /// Flows currently in the table (a gauge).
     flows_active,
+    /// New flows (a flow-table miss mid-stream) sent to the backend a peer instance holds
+    /// them on, not to Maglev's choice (instance sync).
+    exceptions_used,
+    /// Exceptions the expiry sweep reported to the slow path: flows of this table whose
+    /// backend is not Maglev's choice now (each live one once per sweep pass).
+    exceptions_reported,
+    /// Reports of exceptions dropped because the queue to the slow path was full (the flow
+    /// is reported again by the next pass).
+    exceptions_report_full,
 }
 
 impl Counters {
@@ -426,9 +435,12 @@ mod tests {
                 "flows_evicted",
                 "flows_expired",
                 "flows_active",
+                "exceptions_used",
+                "exceptions_reported",
+                "exceptions_report_full",
             ]
         );
-        assert_eq!(LAYOUT, (16 << 32) | DropReason::COUNT as u64);
+        assert_eq!(LAYOUT, (19 << 32) | DropReason::COUNT as u64);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::dpdk::{Burst, Mbuf, RingConsumer, RingProducer, RxQueue, TxQueue};
+use crate::exceptions::{ExceptionCell, Reports};
 use crate::flow::FlowKey;
 use crate::ids::{BackendId, PortIdx, WorkerIdx};
 use crate::pipeline::Pipeline;
@@ -210,6 +211,11 @@ pub struct WorkerSetup {
     /// The control plane's flow-table questions.
     pub query: Arc<FlowQuery>,
     pub progress: Arc<WorkerProgress>,
+    /// Exceptions learnt from peer instances, consulted on a flow-table miss.
+    pub exceptions: Arc<ExceptionCell>,
+    /// Where the expiry sweep reports this worker's own exceptions (`None`: sync is off,
+    /// and the sweep looks for none).
+    pub reports: Option<Arc<Reports>>,
     /// The engine's clock origin, shared with the slow path.
     pub epoch: Instant,
     pub stop: Arc<AtomicBool>,
@@ -240,6 +246,7 @@ pub fn run(mut w: WorkerSetup) -> Counters {
     // Taken out: `w` is borrowed whole below. The empty table left behind is a header page.
     let flows = std::mem::replace(&mut w.flows, crate::flow::FlowTable::with_capacity(0));
     let mut pipe = Pipeline::with_table(w.index, w.workers, flows, w.local_seed);
+    pipe.exceptions = w.exceptions.clone();
     let mut out = Outboxes {
         tx: (0..w.ports.len()).map(|_| Burst::new()).collect(),
         handoff: (0..w.workers).map(|_| Burst::new()).collect(),
@@ -357,8 +364,16 @@ pub fn run(mut w: WorkerSetup) -> Counters {
         } else {
             EXPIRE_BUDGET
         };
-        pipe.counters.flows_expired +=
-            pipe.flows.expire_paced(pipe.now_ms, budget, &snap.timeouts) as u64;
+        pipe.counters.flows_expired += match &w.reports {
+            None => pipe.flows.expire_paced(pipe.now_ms, budget, &snap.timeouts),
+            Some(reports) => {
+                let c = &mut pipe.counters;
+                pipe.flows
+                    .expire_paced_visit(pipe.now_ms, budget, &snap.timeouts, &mut |k, f| {
+                        report_exception(&snap, reports, c, k, f)
+                    })
+            }
+        } as u64;
         pipe.counters.flows_active = pipe.flows.len() as u64;
         drop(snap);
         w.counters.publish(&pipe.counters);
@@ -385,6 +400,25 @@ pub fn run(mut w: WorkerSetup) -> Counters {
         crate::dpdk::Eal::unregister_thread();
     }
     pipe.counters
+}
+
+/// The sweep's look at one live entry (instance sync): an exception goes to the slow path,
+/// or is counted as dropped when the queue is full.
+#[inline]
+fn report_exception(
+    snap: &crate::snapshot::Snapshot,
+    reports: &Reports,
+    c: &mut Counters,
+    k: &FlowKey,
+    f: &crate::flow::Flow,
+) {
+    if let Some(r) = crate::pipeline::exception_of(snap, k, f) {
+        if reports.push(r) {
+            c.exceptions_reported += 1;
+        } else {
+            c.exceptions_report_full += 1;
+        }
+    }
 }
 
 #[inline(always)]

@@ -194,6 +194,8 @@ pub struct Exception {
     health_ports: RangeInclusive<u16>,
     /// Every service's VIP: refusals of frames to or from one are counted apart.
     vips: Vec<IpAddr>,
+    /// Instance sync's UDP port: its datagrams are the stack's, not the kernel's.
+    sync_port: Option<u16>,
     pub stats: KernelStats,
 }
 
@@ -218,6 +220,7 @@ impl Exception {
             ports,
             health_ports: cfg.global.health.source_ports.clone(),
             vips: vips(cfg),
+            sync_port: cfg.global.sync.as_ref().map(|s| s.port),
             stats: KernelStats::default(),
         }
     }
@@ -238,7 +241,13 @@ impl Exception {
         let Some(Some(k)) = self.ports.get(port.index()) else {
             return Dispatch::Stack;
         };
-        let d = dispatch(frame, &k.own, &self.health_ports);
+        let mut d = dispatch(frame, &k.own, &self.health_ports);
+        if d == Dispatch::Kernel
+            && let Some(p) = self.sync_port
+            && dispatch(frame, &k.own, &(p..=p)) == Dispatch::Stack
+        {
+            d = Dispatch::Stack;
+        }
         if d == Dispatch::Refused {
             if to_vip(frame, &self.vips) {
                 self.stats.to_kernel_vip += 1;

@@ -25,6 +25,7 @@ pub mod hook;
 pub mod neigh;
 pub mod publish;
 pub mod stack;
+pub mod sync;
 
 mod admin;
 mod reconfigure;
@@ -56,6 +57,7 @@ use neigh::{Neighbors, PortL2};
 use publish::Tables;
 use publish::{BackendIds, Publisher, State};
 use stack::Stack;
+use sync::PeerSync;
 
 /// The longest the slow path sleeps when idle: frames from the workers (check replies, ARP)
 /// wait at most this long, which bounds what it adds to a check's measured time.
@@ -83,6 +85,8 @@ pub struct SlowPath {
     hooks: Hooks,
     /// Which VIPs BIRD announces.
     announcer: Announcer,
+    /// Exceptions shared with peer instances (`None`: `[global.sync]` has no peers).
+    sync: Option<PeerSync>,
     /// Frames to send this turn: (port index, frame).
     outbox: Vec<(PortIdx, Vec<u8>)>,
     finished: Vec<Finished>,
@@ -186,13 +190,16 @@ impl SlowPath {
             // As the first snapshot has them (see `first_snapshot`).
             monitor.assume_up();
         }
+        let mut stack = Stack::new(&cfg.ports, seed, now);
+        let sync = PeerSync::new(cfg, &mut stack, now);
         let mut sp = SlowPath {
             cfg: cfg.clone(),
+            sync,
             rings: io.rings,
             tx: io.tx,
             exception: Exception::new(cfg, io.kernel),
             out: Burst::new(),
-            stack: Stack::new(&cfg.ports, seed, now),
+            stack,
             neigh: Neighbors::new(cfg, l2, now),
             monitor,
             runner: Runner::new(cfg.global.health.source_ports.clone(), seed),
@@ -272,6 +279,9 @@ impl SlowPath {
                 self.dirty |= self.monitor.finish(i, &o, now, now);
             }
         }
+        if let Some(s) = self.sync.as_mut() {
+            work += s.turn(engine, &mut self.stack, now);
+        }
         self.stack.poll(now);
         self.runner.reap(&mut self.stack);
 
@@ -316,7 +326,10 @@ impl SlowPath {
         }
         self.publisher.observe(engine);
         self.hooks.poll();
-        self.announcer.poll();
+        // A starting instance announces once its peers told it their exceptions.
+        if self.sync.as_ref().is_none_or(|s| s.ready(now)) {
+            self.announcer.poll();
+        }
 
         if work > 0 {
             return Duration::ZERO;
@@ -375,6 +388,20 @@ impl SlowPath {
             n += self.exception.receive(tx);
         }
         n
+    }
+
+    /// Instance sync's figures; `None` when it is off.
+    pub fn sync_report(&self) -> Option<sync::SyncReport> {
+        self.sync.as_ref().map(PeerSync::report)
+    }
+
+    /// The peer that told of flow `key`'s exception, and its backend's address and port
+    /// (`ctl which`); `None` when no peer did.
+    pub fn sync_learnt(
+        &self,
+        key: &dataplane::flow::FlowKey,
+    ) -> Option<(IpAddr, IpAddr, Option<u16>)> {
+        self.sync.as_ref()?.learnt(key)
     }
 
     /// The exception path's counters; `None` when no port has one.

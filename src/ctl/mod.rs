@@ -286,6 +286,7 @@ fn run(path: &Path, cmd: CtlCmd, json: bool, out: &mut dyn Write) -> Result<(), 
                 ports: Vec::new(),
                 backends: Vec::new(),
                 kernel: None,
+                sync: None,
             };
             if json {
                 print_json(out, &v, true)?;
@@ -418,6 +419,7 @@ mod tests {
                 traffic("b2", b2.0, b2.0 * 10, b2.1),
             ],
             kernel: None,
+            sync: None,
         }
     }
 

@@ -111,6 +111,9 @@ pub(super) fn print_status(out: &mut dyn Write, v: &StatusReply) -> io::Result<(
             a.service, a.vip, a.reason
         )?;
     }
+    if let Some(s) = &v.sync {
+        print_sync(out, s)?;
+    }
     if let Some(k) = &v.kernel {
         writeln!(
             out,
@@ -343,6 +346,52 @@ fn encap_text(v: &WhichReply) -> String {
     v.encap
         .as_ref()
         .map_or_else(String::new, |e| format!(", via {e}"))
+}
+
+/// Instance sync in a few lines: what is held, sent, and what each peer sent.
+fn print_sync(out: &mut dyn Write, s: &fulcrum::api::SyncStatus) -> io::Result<()> {
+    writeln!(
+        out,
+        "sync (udp {}): {} local, {} learnt ({} in use), sent {} messages / {} bytes, backlog {}{}",
+        s.port,
+        s.local,
+        s.learnt,
+        s.published,
+        s.messages_sent,
+        s.bytes_sent,
+        s.backlog,
+        if s.waiting {
+            ", waiting for peers before announcing"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(
+        out,
+        "sync dropped: no room {}, expired {}, unknown source {}, rate limited {}, unknown backend {}, send failed {}",
+        s.dropped_no_room,
+        s.expired,
+        s.unknown_source,
+        s.rate_limited,
+        s.unknown_backend,
+        s.send_failed
+    )?;
+    for p in &s.peers {
+        writeln!(
+            out,
+            "sync peer {}: holds {}, accepted {} ({} entries, {} requests), refused: unauthenticated {}, replayed {}, stale {}, malformed {}",
+            p.address,
+            p.held,
+            p.messages,
+            p.entries,
+            p.requests,
+            p.unauthenticated,
+            p.replayed,
+            p.stale,
+            p.malformed
+        )?;
+    }
+    Ok(())
 }
 
 pub(super) fn print_stats(out: &mut dyn Write, v: &StatsReply) -> io::Result<()> {

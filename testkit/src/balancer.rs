@@ -154,6 +154,13 @@ impl Balancer {
         }
     }
 
+    /// Writes `config` over its config file and reloads it (`ctl reload`, which answers once
+    /// the new config is applied); panics if the reload is refused.
+    pub fn reload(&self, config: &str) -> serde_json::Value {
+        std::fs::write(&self.config, config).expect("config");
+        self.ctl_json(&["reload"])
+    }
+
     /// Sends a signal (e.g. "HUP") to the balancer.
     pub fn signal(&self, sig: &str) {
         must(Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]));

@@ -205,6 +205,39 @@ impl Net {
         net
     }
 
+    /// Health layout: a second balancer `lb2` on the switch, its port lb0 (DPDK af_packet, no
+    /// kernel address), for tests of several instances. With VIPs that no instance answers
+    /// ARP for (`announce = "none"`), [`Net::vip_at`] says which instance the client's VIP
+    /// traffic reaches: moving it moves every flow at once, as an ECMP change does.
+    pub fn second_balancer(&self) {
+        assert_eq!(self.layout, Layout::Health, "the health layout's switch");
+        self.link("lb2", "lb0");
+        self.exec(
+            "lb2",
+            &["sysctl", "-qw", "net.ipv6.conf.lb0.disable_ipv6=1"],
+        );
+    }
+
+    /// Health layout: the client sends what it sends to the VIP to `mac` from now on (a
+    /// permanent neighbour entry, replaced at once).
+    pub fn vip_at(&self, mac: &str) {
+        self.exec(
+            "c1",
+            &[
+                "ip",
+                "neigh",
+                "replace",
+                VIP,
+                "lladdr",
+                mac,
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ],
+        );
+    }
+
     /// Routed layout: the router sends what backends send to the clients' subnet through the
     /// balancer (a policy route), as NAT needs; without it they answer clients directly.
     pub fn nat_return(&self) {

@@ -1,6 +1,6 @@
 //! The `[dpdk]` and `[global]` tables: threads, pools, queues, and the balancer-wide settings.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
@@ -93,6 +93,57 @@ pub struct Global {
     pub neighbors: NeighborSettings,
     /// Route announcement through BIRD. Live.
     pub announce: AnnounceSettings,
+    /// Instance sync with peers (`None`: off). Restart.
+    pub sync: Option<SyncSettings>,
+}
+
+/// `[global.sync]`: which peers this instance shares its exceptions with (flows whose backend
+/// is not the one Maglev picks now), and the bounds of that traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncSettings {
+    pub peers: Vec<IpAddr>,
+    pub key_file: PathBuf,
+    /// The key read from `key_file` at validation (never printed).
+    pub key: SyncKey,
+    pub port: u16,
+    /// Own address to send from (`None`: the first own address of the port toward the peer).
+    pub source: Option<IpAddr>,
+    /// Exceptions learnt from peers held at most.
+    pub max_exceptions: u32,
+    /// Messages sent per second at most (all peers), and accepted per second per peer.
+    pub max_messages_per_sec: u32,
+    /// A held exception is sent again this often.
+    pub refresh_ms: u32,
+    /// A learnt exception not refreshed for this long is forgotten.
+    pub expiry_ms: u32,
+    /// How long a starting instance waits for its peers' exceptions before it announces.
+    pub startup_wait_ms: u32,
+}
+
+impl SyncSettings {
+    pub const PORT: u16 = 7600;
+    pub const MAX_EXCEPTIONS: u32 = 65536;
+    pub const MAX_EXCEPTIONS_RANGE: RangeInclusive<u32> = 1..=16_777_216;
+    pub const MAX_MESSAGES_PER_SEC: u32 = 1000;
+    pub const MAX_MESSAGES_PER_SEC_RANGE: RangeInclusive<u32> = 1..=100_000;
+    pub const REFRESH_MS: u32 = 5000;
+    pub const REFRESH_MS_RANGE: RangeInclusive<u32> = 500..=600_000;
+    pub const EXPIRY_MS: u32 = 15000;
+    pub const EXPIRY_MS_RANGE: RangeInclusive<u32> = 1000..=3_600_000;
+    pub const STARTUP_WAIT_MS: u32 = 2000;
+    pub const STARTUP_WAIT_MS_RANGE: RangeInclusive<u32> = 0..=60_000;
+    /// The shortest key accepted.
+    pub const MIN_KEY_LEN: usize = 16;
+}
+
+/// The shared key of instance sync: its bytes, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SyncKey(pub Vec<u8>);
+
+impl std::fmt::Debug for SyncKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SyncKey({} bytes)", self.0.len())
+    }
 }
 
 /// `[global.announce]`: how the VIPs of `announce = "bgp"` services reach BIRD.
@@ -150,6 +201,7 @@ impl Default for Global {
             health: HealthGlobal::default(),
             neighbors: NeighborSettings::default(),
             announce: AnnounceSettings::default(),
+            sync: None,
         }
     }
 }

@@ -149,6 +149,8 @@ impl Checker<'_> {
             health: self.health_global(&t.health),
             neighbors: self.neighbor_settings(&t.neighbors),
             announce: self.announce_settings(&t.announce),
+            // Checked with the ports (`sync.rs`): a peer must not be an own address.
+            sync: None,
         }
     }
 

@@ -17,6 +17,7 @@ mod global;
 mod health;
 mod port;
 mod service;
+mod sync;
 mod value;
 
 pub use global::is_prime;
@@ -36,8 +37,9 @@ pub(crate) fn validate(
         seen: HashSet::new(),
     };
     let dpdk = c.dpdk(&doc.dpdk);
-    let global = c.global(&doc.global);
+    let mut global = c.global(&doc.global);
     let ports = c.ports(&doc.port);
+    global.sync = c.sync(&doc.global.sync, &ports.ports);
     let services = c.services(&doc.service, &ports, global.announce.bird_file.is_some());
     if !c.diags.is_empty() {
         return Err(c.diags);

@@ -15,6 +15,18 @@ impl FlowTable {
     ///
     /// Every live entry it passes and keeps is counted in the [`census`](Self::census).
     pub fn expire_step(&mut self, now: u32, budget: usize, t: &Timeouts) -> usize {
+        self.expire_step_visit(now, budget, t, &mut |_, _| {})
+    }
+
+    /// [`expire_step`](Self::expire_step) that also shows `visit` every live entry it keeps
+    /// (instance sync looks for exceptions there: no cost per packet).
+    pub fn expire_step_visit(
+        &mut self,
+        now: u32,
+        budget: usize,
+        t: &Timeouts,
+        visit: &mut impl FnMut(&FlowKey, &Flow),
+    ) -> usize {
         let n = self.slots.len() as u32;
         if self.len == 0 {
             self.census.empty();
@@ -33,7 +45,9 @@ impl FlowTable {
                     };
                     self.remove(FlowSlot::new(i));
                 } else {
-                    self.census.count(&self.slots[i as usize].flow);
+                    let s = &self.slots[i as usize];
+                    self.census.count(&s.flow);
+                    visit(&s.key, &s.flow);
                 }
             }
             self.census.visited(n);
@@ -52,6 +66,18 @@ impl FlowTable {
     /// times a second, and each pass over a cold slot is a cache line fetched for nothing but
     /// evicting a hot flow's; this way expiry costs the same few lines per second at any rate.
     pub fn expire_paced(&mut self, now: u32, max: usize, t: &Timeouts) -> usize {
+        self.expire_paced_visit(now, max, t, &mut |_, _| {})
+    }
+
+    /// [`expire_paced`](Self::expire_paced) with [`expire_step_visit`](Self::expire_step_visit)'s
+    /// visitor.
+    pub fn expire_paced_visit(
+        &mut self,
+        now: u32,
+        max: usize,
+        t: &Timeouts,
+        visit: &mut impl FnMut(&FlowKey, &Flow),
+    ) -> usize {
         let slots = self.slots.len() as u64;
         // A gap (idle worker, first call) is worth one sweep at most.
         let dt = u64::from(now.wrapping_sub(self.sweep_at).min(SWEEP_MS));
@@ -62,7 +88,7 @@ impl FlowTable {
         if visits == 0 {
             return 0;
         }
-        self.expire_step(now, visits as usize, t)
+        self.expire_step_visit(now, visits as usize, t, visit)
     }
 }
 

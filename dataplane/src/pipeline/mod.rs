@@ -39,6 +39,7 @@ mod rewrite;
 mod service;
 
 pub(crate) use rewrite::encapsulate_ip;
+pub use service::exception_of;
 
 use conf::Forwarding;
 
@@ -52,6 +53,10 @@ use crate::verdict::{DropReason, Verdict};
 use crate::wire::{self, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
 use parse::{Fast, IpMeta};
+
+use std::sync::Arc;
+
+use crate::exceptions::ExceptionCell;
 
 /// One worker's packet-processing state: its flow table and counters.
 pub struct Pipeline {
@@ -77,6 +82,10 @@ pub struct Pipeline {
     /// the second pass, which reads each in place (a copy of a `Fast` costs 8 instructions a
     /// packet, and a copy makes every field a stack load anyway).
     parsed: Box<[Option<Fast>]>,
+    /// Flows peer instances placed on a backend Maglev would not choose now (instance
+    /// sync): a miss consults it before Maglev. Empty unless the worker is given the
+    /// engine's cell.
+    pub exceptions: Arc<ExceptionCell>,
 }
 
 /// Frames [`Pipeline::process_burst`] handles per pass (the bursts the worker receives).
@@ -107,6 +116,7 @@ impl Pipeline {
             local_seed,
             too_big_bucket: mtu::Bucket::default(),
             parsed: vec![None; MAX_BURST].into_boxed_slice(),
+            exceptions: Arc::new(ExceptionCell::default()),
         }
     }
 
@@ -339,5 +349,7 @@ fn evicted_entries(e: &flow::Evicted) -> u64 {
     1 + u64::from(e.twin.is_some())
 }
 
+#[cfg(test)]
+mod exception_tests;
 #[cfg(test)]
 mod fast_path_tests;

@@ -5,11 +5,12 @@
 
 use conf::{Forwarding, OnEmpty};
 
+use crate::exceptions::Report;
 use crate::flow::{self, Flow, FlowKey, FlowSlot, FlowState, FlowTable};
 use crate::frame::Frame;
 use crate::hash;
-use crate::ids::{PortIdx, ServiceIdx};
-use crate::snapshot::{BackendRt, Snapshot};
+use crate::ids::{BackendId, PortIdx, ServiceIdx};
+use crate::snapshot::{BackendRt, IpKey, Snapshot};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::{IPPROTO_TCP, IPPROTO_UDP, tcp};
 
@@ -24,8 +25,39 @@ pub(super) fn flow_backend<'s>(
     f: &Flow,
     si: ServiceIdx,
 ) -> Option<&'s BackendRt> {
-    snap.backend(f.backend)
+    keeps_flow(snap, f.backend, si)
+}
+
+/// Backend `id` if it still takes an existing flow of service `si`: up or draining, and
+/// still that service's. The one test for a flow-table entry and a peer's exception alike.
+#[inline(always)]
+fn keeps_flow(snap: &Snapshot, id: BackendId, si: ServiceIdx) -> Option<&BackendRt> {
+    snap.backend(id)
         .filter(|b| b.service == si && b.keeps_flows())
+}
+
+/// Whether the entry `f` of `key` is an *exception* (instance sync): a flow whose backend
+/// still takes it but is not the one Maglev picks for its key now, so an instance that did
+/// not see its start would send it elsewhere. Only what a peer must keep: the forward half
+/// of a NAT pair, established TCP (or closing, so peers forget it), confirmed UDP; never a
+/// half-open or one-datagram flow (a flood's). Called by the expiry sweep, never per packet.
+pub fn exception_of(snap: &Snapshot, key: &FlowKey, f: &Flow) -> Option<Report> {
+    if f.flags & flow::FLAG_REVERSE != 0
+        || matches!(f.state, FlowState::TcpSynSeen | FlowState::Udp)
+    {
+        return None;
+    }
+    let dst = IpKey::new(&key.dst, key.family == flow::FAMILY_V6);
+    let si = snap.service(dst, key.proto, key.dport)?;
+    keeps_flow(snap, f.backend, si)?;
+    if pick_new(snap, si, key).is_some_and(|b| b.id == f.backend) {
+        return None;
+    }
+    Some(Report {
+        key: *key,
+        backend: f.backend,
+        closing: f.state == FlowState::TcpClosing,
+    })
 }
 
 /// Where a new flow of service `si` goes: Maglev's choice, with the config's seed so that
@@ -254,9 +286,21 @@ impl Pipeline {
                 }
             }
         }
-        let Some(b) = pick_new(snap, si, &key) else {
+        // A packet that opens nothing (mid-stream TCP, UDP) may be a flow a peer instance
+        // placed (it moved here): its backend, when the peer told and it still takes flows.
+        // A SYN is a new connection: Maglev's, so a SYN flood never probes the exceptions.
+        let opens = tcp && flags & tcp::SYN != 0;
+        let from_peer = if opens {
+            None
+        } else {
+            self.peer_backend(snap, si, &key)
+        };
+        let Some(b) = from_peer.or_else(|| pick_new(snap, si, &key)) else {
             return self.empty_pool(snap, port, svc.on_empty, &p, ports, frame);
         };
+        if from_peer.is_some() {
+            self.counters.exceptions_used += 1;
+        }
         // A RST makes no entry, though it counts as a new flow of its backend (a miss).
         let is_rst = tcp && flags & tcp::RST != 0;
         let new_flow = is_rst
@@ -274,6 +318,19 @@ impl Pipeline {
                 frame,
             );
         self.forward(snap, port, b, new_flow, &p, &key, fwd, frame)
+    }
+
+    /// The backend a peer instance holds the flow `key` of service `si` on, if it told of
+    /// one and that backend still takes flows here. One relaxed load while no peer told of
+    /// any flow.
+    #[inline]
+    fn peer_backend<'s>(
+        &self,
+        snap: &'s Snapshot,
+        si: ServiceIdx,
+        key: &FlowKey,
+    ) -> Option<&'s BackendRt> {
+        keeps_flow(snap, self.exceptions.lookup(key)?.backend, si)
     }
 
     /// Records a new flow to backend `b` (NAT: both directions); whether it was recorded
