@@ -104,7 +104,10 @@ const GLOBAL: &[Key] = &[
     opt("health", Table(HEALTH_GLOBAL)),
     opt("neighbors", Table(NEIGHBORS)),
     opt("announce", Table(ANNOUNCE)),
+    opt("fullnat", Table(FULLNAT)),
 ];
+
+const FULLNAT: &[Key] = &[opt("local_ports", Str), opt("port_quiet_ms", Int)];
 
 const ANNOUNCE: &[Key] = &[
     opt("bird_file", Str),
@@ -146,6 +149,7 @@ const SERVICE: &[Key] = &[
     opt("forwarding", Str),
     opt("tunnel_source", Str),
     opt("gue_port", Int),
+    opt("local_addresses", Strs),
     opt("hash", Str),
     opt("on_empty", Str),
     opt("backend", Tables(BACKEND)),
@@ -478,7 +482,7 @@ mod tests {
 
         let mut all = Vec::new();
         tables(DOCUMENT, "", &mut all);
-        assert_eq!(all.len(), 14);
+        assert_eq!(all.len(), 15);
         for (path, keys) in all {
             // serde lists the keys it expects when it meets one it does not know.
             let mut doc: toml::Table = toml::from_str(&every_key).expect("sample");

@@ -11,6 +11,7 @@ pub mod flow;
 pub mod frame;
 pub mod hash;
 pub mod ids;
+pub mod local_ports;
 pub mod maglev;
 pub mod pipeline;
 pub mod snapshot;

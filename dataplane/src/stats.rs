@@ -93,6 +93,12 @@ scalar_counters! {
     flows_expired,
     /// Flows currently in the table (a gauge).
     flows_active,
+    /// New FullNAT flows refused for want of a rested local port (answered or dropped; see
+    /// the `no_local_port` drop reason).
+    local_ports_exhausted,
+    /// FullNAT local ports held by this worker's flows, over every local address (a gauge;
+    /// per address in `ctl status`).
+    local_ports_in_use,
 }
 
 impl Counters {
@@ -426,9 +432,11 @@ mod tests {
                 "flows_evicted",
                 "flows_expired",
                 "flows_active",
+                "local_ports_exhausted",
+                "local_ports_in_use",
             ]
         );
-        assert_eq!(LAYOUT, (16 << 32) | DropReason::COUNT as u64);
+        assert_eq!(LAYOUT, (18 << 32) | DropReason::COUNT as u64);
     }
 
     #[test]

@@ -357,8 +357,7 @@ pub fn run(mut w: WorkerSetup) -> Counters {
         } else {
             EXPIRE_BUDGET
         };
-        pipe.counters.flows_expired +=
-            pipe.flows.expire_paced(pipe.now_ms, budget, &snap.timeouts) as u64;
+        pipe.counters.flows_expired += pipe.expire(budget, &snap.timeouts) as u64;
         pipe.counters.flows_active = pipe.flows.len() as u64;
         drop(snap);
         w.counters.publish(&pipe.counters);

@@ -15,6 +15,19 @@ impl FlowTable {
     ///
     /// Every live entry it passes and keeps is counted in the [`census`](Self::census).
     pub fn expire_step(&mut self, now: u32, budget: usize, t: &Timeouts) -> usize {
+        self.expire_step_with(now, budget, t, |_, _| {})
+    }
+
+    /// [`expire_step`](Self::expire_step), calling `reaped` with each entry it removes (both
+    /// halves of a pair) before removing it, so the caller can release what it held (a
+    /// FullNAT local port).
+    pub fn expire_step_with(
+        &mut self,
+        now: u32,
+        budget: usize,
+        t: &Timeouts,
+        mut reaped_one: impl FnMut(&FlowKey, &Flow),
+    ) -> usize {
         let n = self.slots.len() as u32;
         if self.len == 0 {
             self.census.empty();
@@ -26,10 +39,15 @@ impl FlowTable {
             self.hand = if i + 1 >= n { 0 } else { i + 1 };
             if self.slots[i as usize].is_live() {
                 if self.pair_expired(FlowSlot::new(i), now, t) {
-                    reaped += if self.twin_of(FlowSlot::new(i)).is_some() {
-                        2
-                    } else {
-                        1
+                    let s = &self.slots[i as usize];
+                    reaped_one(&s.key, &s.flow);
+                    reaped += match self.twin_of(FlowSlot::new(i)) {
+                        Some(tw) => {
+                            let s = &self.slots[tw.index()];
+                            reaped_one(&s.key, &s.flow);
+                            2
+                        }
+                        None => 1,
                     };
                     self.remove(FlowSlot::new(i));
                 } else {
@@ -52,6 +70,18 @@ impl FlowTable {
     /// times a second, and each pass over a cold slot is a cache line fetched for nothing but
     /// evicting a hot flow's; this way expiry costs the same few lines per second at any rate.
     pub fn expire_paced(&mut self, now: u32, max: usize, t: &Timeouts) -> usize {
+        self.expire_paced_with(now, max, t, |_, _| {})
+    }
+
+    /// [`expire_paced`](Self::expire_paced), calling `reaped` with each entry it removes
+    /// ([`expire_step_with`](Self::expire_step_with)).
+    pub fn expire_paced_with(
+        &mut self,
+        now: u32,
+        max: usize,
+        t: &Timeouts,
+        reaped: impl FnMut(&FlowKey, &Flow),
+    ) -> usize {
         let slots = self.slots.len() as u64;
         // A gap (idle worker, first call) is worth one sweep at most.
         let dt = u64::from(now.wrapping_sub(self.sweep_at).min(SWEEP_MS));
@@ -62,7 +92,7 @@ impl FlowTable {
         if visits == 0 {
             return 0;
         }
-        self.expire_step(now, visits as usize, t)
+        self.expire_step_with(now, visits as usize, t, reaped)
     }
 }
 
