@@ -127,8 +127,11 @@ fn frame(
     f
 }
 
+/// An address and a port.
+type End = (IpAddr, u16);
+
 /// The frame's MACs, addresses and ports, after checking every checksum with smoltcp.
-fn read(f: &[u8]) -> ([u8; 6], [u8; 6], (IpAddr, u16), (IpAddr, u16)) {
+fn read(f: &[u8]) -> ([u8; 6], [u8; 6], End, End) {
     let macs = (f[0..6].try_into().unwrap(), f[6..12].try_into().unwrap());
     let (src, dst, proto, l4) = if f[12..14] == [0x08, 0x00] {
         let p = sm::Ipv4Packet::new_checked(&f[14..]).unwrap();
