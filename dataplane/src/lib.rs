@@ -14,6 +14,7 @@ pub mod ids;
 pub mod local_ports;
 pub mod maglev;
 pub mod pipeline;
+pub mod rss;
 pub mod snapshot;
 pub mod stats;
 pub mod tunnel;

@@ -195,6 +195,31 @@ impl LocalPorts {
             .pop(now, quiet)
     }
 
+    /// [`take`](Self::take) for a NIC that hashes: a rested free port on `addr` whose reply
+    /// `admits` (reaches this worker's queue: [`crate::rss::ReplySteer::queue`]), among at
+    /// most `tries` of them; the ports passed over go back to the tail with the time they
+    /// were freed (a rested one may then wait behind a resting one: an early "exhausted",
+    /// never an early reuse).
+    pub fn take_where(
+        &mut self,
+        addr: IpKey,
+        now: u32,
+        tries: usize,
+        admits: impl Fn(u16) -> bool,
+    ) -> Option<u16> {
+        let quiet = self.quiet_ms;
+        let pool = self.pools.iter_mut().find(|p| p.addr == addr)?;
+        for _ in 0..tries.min(pool.len as usize) {
+            let freed = pool.ring[pool.head as usize].1;
+            let port = pool.pop(now, quiet)?;
+            if admits(port) {
+                return Some(port);
+            }
+            pool.push(port, freed);
+        }
+        None
+    }
+
     /// Gives back `port` on `addr`, freed at `now`. Ports outside this worker's share (a
     /// range changed by a reload) are not kept.
     #[inline]
@@ -270,5 +295,34 @@ mod tests {
         );
         lp.give(a, 9, 0); // outside the share: ignored
         assert_eq!(lp.total_in_use(), 3);
+    }
+
+    /// With a NIC that hashes (Fulcrum's symmetric key, a 128-entry RETA over 2 queues),
+    /// every port worker 1 takes for a backend has a reply that the reference Toeplitz hash
+    /// of the whole reply tuple sends to queue 1, until none is left; the ports passed over
+    /// stay free for the other queue's backends.
+    #[test]
+    fn ports_taken_for_a_queue_hash_to_it() {
+        use crate::rss::{ReplySteer, SYMMETRIC_KEY, toeplitz, tuple_input};
+        let reta: Box<[u16]> = (0..128u16).map(|i| i % 2).collect();
+        let steer = ReplySteer::new(SYMMETRIC_KEY, reta.clone());
+        let (local, backend): (std::net::IpAddr, std::net::IpAddr) =
+            ("10.1.0.1".parse().unwrap(), "10.1.0.11".parse().unwrap());
+        let a = IpKey::from(local);
+        let mut lp = LocalPorts::new(0, 1);
+        lp.sync(&(20000..=20255), 0, &[a], 0);
+        let base = steer.base(backend, 8080, local);
+        let mut got = Vec::new();
+        while let Some(p) = lp.take_where(a, 0, 8, |p| steer.queue(base, false, p) == 1) {
+            let (input, n) = tuple_input(backend, local, 8080, p);
+            assert_eq!(
+                reta[toeplitz(&SYMMETRIC_KEY, &input[..n]) as usize & 127],
+                1,
+                "{p}"
+            );
+            got.push(p);
+        }
+        assert!(got.len() > 64, "{} ports for queue 1 of 256", got.len());
+        assert_eq!(lp.total_in_use(), got.len() as u64);
     }
 }
