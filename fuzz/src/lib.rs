@@ -160,6 +160,7 @@ fn build_world() -> World {
     let nat4: IpAddr = "10.0.0.101".parse().expect("ip");
     let nat6: IpAddr = "fd00::101".parse().expect("ip");
     let fullnat4: IpAddr = "10.0.0.110".parse().expect("ip");
+    let local_ports = cfg.global.fullnat.local_ports.clone();
     let warm = vec![
         build_l4(
             port_mac,
@@ -216,7 +217,7 @@ fn build_world() -> World {
         vips,
         own,
         nat_endpoints,
-        local_ports: cfg.global.fullnat.local_ports.clone(),
+        local_ports,
         fullnat_locals,
         warm,
     }
@@ -737,7 +738,12 @@ impl World {
                 .find(|b| b.2 == dst_mac)
                 .unwrap_or_else(|| panic!("forwarded to a MAC not of this service{}", ctx()));
             if svc.fullnat {
-                assert_eq!(o.dst, b.0, "FullNAT destination is not the backend's{}", ctx());
+                assert_eq!(
+                    o.dst,
+                    b.0,
+                    "FullNAT destination is not the backend's{}",
+                    ctx()
+                );
                 assert_eq!(odport, b.1.unwrap_or(dport), "FullNAT port{}", ctx());
                 self.check_local(o.src, osport, ip.v6, &ctx);
                 assert!(
@@ -786,7 +792,10 @@ impl World {
                             .any(|b| b.0 == ip.src && b.1.or(s.port) == Some(sport))
                 })
                 .unwrap_or_else(|| {
-                    panic!("a FullNAT reply leaves as a VIP:port whose service has not this backend{}", ctx())
+                    panic!(
+                        "a FullNAT reply leaves as a VIP:port whose service has not this backend{}",
+                        ctx()
+                    )
                 });
             let _ = svc;
             assert!(
@@ -1091,7 +1100,12 @@ impl World {
         );
         let q = quote(&msg[8..], ip.v6)
             .unwrap_or_else(|| panic!("forwarded an error without a TCP/UDP quote{}", ctx()));
-        assert_eq!(q.src, ip.dst, "the quote is not from the error's destination{}", ctx());
+        assert_eq!(
+            q.src,
+            ip.dst,
+            "the quote is not from the error's destination{}",
+            ctx()
+        );
         let o = parse_ip(out).expect("checked by the caller");
         let oq = quote(&out[o.l4 + 8..o.end], o.v6)
             .unwrap_or_else(|| panic!("translated quote does not parse{}", ctx()));
@@ -1106,10 +1120,19 @@ impl World {
                 .iter()
                 .find(|b| b.0 == o.dst && out[0..6] == b.2)
                 .unwrap_or_else(|| panic!("an error sent to no backend of the service{}", ctx()));
-            assert_eq!((oq.src, oq.sport), (b.0, b.1.unwrap_or(q.sport)), "quoted backend{}", ctx());
+            assert_eq!(
+                (oq.src, oq.sport),
+                (b.0, b.1.unwrap_or(q.sport)),
+                "quoted backend{}",
+                ctx()
+            );
             self.check_local(oq.dst, oq.dport, ip.v6, &ctx);
         } else {
-            assert!(self.local_ports.contains(&q.sport), "quoted local port{}", ctx());
+            assert!(
+                self.local_ports.contains(&q.sport),
+                "quoted local port{}",
+                ctx()
+            );
             let svc = self
                 .services
                 .iter()
@@ -1119,7 +1142,12 @@ impl World {
                         && s.port == Some(oq.dport)
                         && s.backends.iter().any(|b| b.0 == q.dst)
                 })
-                .unwrap_or_else(|| panic!("an error sent about no FullNAT service of the quoted backend{}", ctx()));
+                .unwrap_or_else(|| {
+                    panic!(
+                        "an error sent about no FullNAT service of the quoted backend{}",
+                        ctx()
+                    )
+                });
             let _ = svc;
             assert_eq!(o.dst, oq.src, "sent to the quoted client{}", ctx());
         }
@@ -1414,11 +1442,11 @@ mod tests {
             port: PortIdx::new(0),
         };
         for (src, vip, proto, dport) in [
-            (c4, "10.0.0.105", IPPROTO_TCP, 80),
-            (c4, "10.0.0.106", IPPROTO_TCP, 80),
-            (c4, "10.0.0.107", IPPROTO_UDP, 53),
-            (c6, "fd00::105", IPPROTO_TCP, 80),
-            (c6, "fd00::107", IPPROTO_TCP, 80),
+            (c4, "10.0.0.125", IPPROTO_TCP, 80),
+            (c4, "10.0.0.126", IPPROTO_TCP, 80),
+            (c4, "10.0.0.127", IPPROTO_UDP, 53),
+            (c6, "fd00::125", IPPROTO_TCP, 80),
+            (c6, "fd00::127", IPPROTO_TCP, 80),
         ] {
             let vip: IpAddr = vip.parse().unwrap();
             let f = build_l4(
@@ -1439,7 +1467,7 @@ mod tests {
             // A wrong outer destination, a changed inner byte, a frame left unencapsulated.
             let mut bad = out.clone();
             bad[14
-                + if vip.is_ipv6() || vip == "10.0.0.106".parse::<IpAddr>().unwrap() {
+                + if vip.is_ipv6() || vip == "10.0.0.126".parse::<IpAddr>().unwrap() {
                     39
                 } else {
                     19
@@ -1455,6 +1483,51 @@ mod tests {
                 fails(|| w.check(&f, fwd, &plain)),
                 "{vip}: not encapsulated"
             );
+        }
+    }
+
+    /// FullNAT output passes only from a local address and port, to a backend, with nothing
+    /// else changed; checksums fixed after each corruption, so that only the rule can fail.
+    #[test]
+    fn oracle_takes_fullnat_and_catches_broken_output() {
+        let w = world();
+        let client_mac = [2, 0, 0, 0, 0, 0xaa];
+        let fwd = Verdict::Forward { port: 0 };
+        for (src, vip) in [("10.0.0.50", "10.0.0.110"), ("fd00::50", "fd00::110")] {
+            let (src, vip): (IpAddr, IpAddr) = (src.parse().unwrap(), vip.parse().unwrap());
+            let f = build_l4(
+                w.port_mac,
+                client_mac,
+                src,
+                vip,
+                IPPROTO_TCP,
+                1234,
+                80,
+                tcp::SYN,
+                b"abc",
+            );
+            let mut pipes = w.pipelines(1, FLOWS);
+            let (v, out) = w.step(&mut pipes[0], &f);
+            assert_eq!(v, fwd, "{vip}");
+            let ip = parse_ip(&out).unwrap();
+            let broken = |at: usize| {
+                let mut bad = out.clone();
+                bad[at] ^= 1;
+                fix_checksums(&mut bad);
+                fails(|| w.check(&f, fwd, &bad))
+            };
+            let (src_at, dst_at) = if ip.v6 {
+                (ip.l3 + 8, ip.l3 + 24)
+            } else {
+                (ip.l3 + 12, ip.l3 + 16)
+            };
+            assert!(
+                broken(src_at + 2),
+                "{vip}: a source that is not a local address"
+            );
+            assert!(broken(ip.l4), "{vip}: a source port outside local_ports");
+            assert!(broken(dst_at + 3), "{vip}: not to the backend");
+            assert!(broken(ip.l4 + 4), "{vip}: the sequence number changed");
         }
     }
 
