@@ -1492,7 +1492,9 @@ mod tests {
     fn oracle_takes_fullnat_and_catches_broken_output() {
         let w = world();
         let client_mac = [2, 0, 0, 0, 0, 0xaa];
-        let fwd = Verdict::Forward { port: 0 };
+        let fwd = Verdict::Forward {
+            port: PortIdx::new(0),
+        };
         for (src, vip) in [("10.0.0.50", "10.0.0.110"), ("fd00::50", "fd00::110")] {
             let (src, vip): (IpAddr, IpAddr) = (src.parse().unwrap(), vip.parse().unwrap());
             let f = build_l4(
