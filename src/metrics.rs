@@ -121,11 +121,14 @@ impl Out {
     }
 }
 
+/// The per-worker counters that are gauges (a level, not a count of events).
+pub const WORKER_GAUGES: [&str; 2] = ["flows_active", "local_ports_in_use"];
+
 /// The per-worker counters and their metric names: `fulcrum_<counter>_total`, except the
-/// gauge `flows_active`.
+/// gauges ([`WORKER_GAUGES`]), `fulcrum_<counter>`.
 pub fn worker_metric(counter: &str) -> (String, &'static str) {
-    if counter == "flows_active" {
-        ("fulcrum_flows_active".into(), "gauge")
+    if WORKER_GAUGES.contains(&counter) {
+        (format!("fulcrum_{counter}"), "gauge")
     } else {
         (format!("fulcrum_{counter}_total"), "counter")
     }

@@ -733,8 +733,8 @@ fn e2e_metrics_equal_ctl_stats_when_quiet() {
             if !v.is_u64() || k == "dropped" {
                 continue;
             }
-            let name = if k == "flows_active" {
-                "fulcrum_flows_active".to_string()
+            let name = if k == "flows_active" || k == "local_ports_in_use" {
+                format!("fulcrum_{k}")
             } else {
                 format!("fulcrum_{k}_total")
             };
@@ -875,8 +875,8 @@ fn e2e_metrics_equal_ctl_stats_when_quiet() {
         if !v.is_u64() || k == "dropped" {
             continue;
         }
-        let name = if k == "flows_active" {
-            "fulcrum_flows_active".to_string()
+        let name = if k == "flows_active" || k == "local_ports_in_use" {
+            format!("fulcrum_{k}")
         } else {
             format!("fulcrum_{k}_total")
         };

@@ -60,6 +60,25 @@ impl Config {
         s.tunnel_source
             .or_else(|| self.route(backend).map(|p| p.source))
     }
+
+    /// The local addresses a FullNAT service `s` connects to `backend` from: those of the
+    /// service's `local_addresses` of the backend's family, else the own addresses of that
+    /// family on the port that reaches the backend. Empty when nothing reaches it.
+    pub fn fullnat_locals(&self, s: &Service, backend: IpAddr) -> Vec<IpAddr> {
+        let family = |a: &IpAddr| a.is_ipv6() == backend.is_ipv6();
+        if !s.local_addresses.is_empty() {
+            return s.local_addresses.iter().copied().filter(family).collect();
+        }
+        let Some(path) = self.route(backend) else {
+            return Vec::new();
+        };
+        self.ports[path.port]
+            .addresses
+            .iter()
+            .map(|a| a.addr)
+            .filter(family)
+            .collect()
+    }
 }
 
 /// How `ports` reach `addr`: on-link first (the first port with an address whose subnet

@@ -96,6 +96,9 @@ pub struct GlobalTable {
     /// `[global.sync]`. Optional.
     #[serde(default)]
     pub sync: SyncTable,
+    /// `[global.fullnat]`. Optional.
+    #[serde(default)]
+    pub fullnat: FullNatTable,
 }
 
 /// `[global.sync]`: instance sync (exceptions shared with peer instances).
@@ -116,6 +119,17 @@ pub struct SyncTable {
     pub refresh_ms: Option<Spanned<Int>>,
     pub expiry_ms: Option<Spanned<Int>>,
     pub startup_wait_ms: Option<Spanned<Int>>,
+}
+
+/// `[global.fullnat]`: the local ports of every `forwarding = "fullnat"` service.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FullNatTable {
+    /// `"FIRST-LAST"`, ports in 1024..=65535, at least 64, disjoint from the health checks'
+    /// `source_ports`. Default `"1024-32767"`.
+    pub local_ports: Option<Spanned<String>>,
+    /// Rest of a freed local port before its reuse, ms, 0..=600000. Default 2000.
+    pub port_quiet_ms: Option<Spanned<Int>>,
 }
 
 /// `[global.health]`: settings every health check shares.
@@ -213,13 +227,17 @@ pub struct ServiceTable {
     pub protocol: Option<Spanned<String>>,
     /// 1..=65535. Default: every port of the VIP.
     pub port: Option<Spanned<Int>>,
-    /// `"dsr"` | `"nat"` | `"ipip"` | `"gue"`. Default `"dsr"`.
+    /// `"dsr"` | `"nat"` | `"fullnat"` | `"ipip"` | `"gue"`. Default `"dsr"`.
     pub forwarding: Option<Spanned<String>>,
     /// Tunnel modes: outer source address, one of the balancer's own. Default: the egress
     /// port's address of the backend's family.
     pub tunnel_source: Option<Spanned<String>>,
     /// `gue` only: outer UDP destination port, 1..=65535. Default 6080.
     pub gue_port: Option<Spanned<Int>>,
+    /// `fullnat` only: source addresses toward backends, each one of the balancer's own.
+    /// Default: the egress port's own addresses of the backend's family.
+    #[serde(default)]
+    pub local_addresses: Vec<Spanned<String>>,
     /// `"5-tuple"` | `"source-ip"`. Default `"5-tuple"`.
     pub hash: Option<Spanned<String>>,
     /// `"reset"` | `"drop"`. Default `"reset"`.

@@ -105,6 +105,7 @@ const GLOBAL: &[Key] = &[
     opt("neighbors", Table(NEIGHBORS)),
     opt("announce", Table(ANNOUNCE)),
     opt("sync", Table(SYNC)),
+    opt("fullnat", Table(FULLNAT)),
 ];
 
 const SYNC: &[Key] = &[
@@ -118,6 +119,8 @@ const SYNC: &[Key] = &[
     opt("expiry_ms", Int),
     opt("startup_wait_ms", Int),
 ];
+
+const FULLNAT: &[Key] = &[opt("local_ports", Str), opt("port_quiet_ms", Int)];
 
 const ANNOUNCE: &[Key] = &[
     opt("bird_file", Str),
@@ -159,6 +162,7 @@ const SERVICE: &[Key] = &[
     opt("forwarding", Str),
     opt("tunnel_source", Str),
     opt("gue_port", Int),
+    opt("local_addresses", Strs),
     opt("hash", Str),
     opt("on_empty", Str),
     opt("backend", Tables(BACKEND)),
@@ -492,7 +496,7 @@ mod tests {
 
         let mut all = Vec::new();
         tables(DOCUMENT, "", &mut all);
-        assert_eq!(all.len(), 15);
+        assert_eq!(all.len(), 16);
         for (path, keys) in all {
             // serde lists the keys it expects when it meets one it does not know.
             let mut doc: toml::Table = toml::from_str(&every_key).expect("sample");

@@ -103,6 +103,32 @@ fn nat_backends_have_ports() {
     assert!(c.services[2].vip.is_ipv6() && c.services[2].backends[0].address.is_ipv6());
 }
 
+/// FullNAT's local addresses: the listed ones, of each backend's family; else the own
+/// addresses of that family on the port that reaches the backend (through a route too).
+#[test]
+fn fullnat_locals_are_listed_or_the_egress_ports() {
+    let c = example("fullnat.toml");
+    assert_eq!(c.global.fullnat.local_ports, 1024..=32767);
+    assert_eq!(c.global.fullnat.port_quiet_ms, 2000);
+    let web = &c.services[0];
+    assert_eq!(web.forwarding, Forwarding::FullNat);
+    assert_eq!(
+        c.fullnat_locals(web, web.backends[0].address),
+        vec![ip("10.1.0.1"), ip("10.1.0.2")]
+    );
+    let dns = &c.services[1];
+    assert_eq!(
+        c.fullnat_locals(dns, dns.backends[0].address),
+        vec![ip("10.1.0.1"), ip("10.1.0.2")],
+        "the inside port's IPv4 addresses"
+    );
+    let v6 = &c.services[2];
+    assert_eq!(
+        c.fullnat_locals(v6, v6.backends[0].address),
+        vec![ip("2001:db8:1::1")]
+    );
+}
+
 #[test]
 fn reference_sets_every_key() {
     let c = example("reference.toml");

@@ -163,6 +163,38 @@ pub struct BackendRt {
     pub state: BackendState,
     /// The outer headers of its frames when its service is a tunnel (`ipip`, `gue`).
     pub tunnel: Option<Tunnel>,
+    /// FullNAT: the local addresses its flows come from, in the order they are tried
+    /// ([`conf::Config::fullnat_locals`]); empty for every other mode.
+    pub locals: Box<[IpKey]>,
+}
+
+/// A FullNAT service's backend's local addresses: see [`BackendRt::locals`].
+pub fn fullnat_locals(cfg: &conf::Config, s: &conf::Service, b: &conf::Backend) -> Box<[IpKey]> {
+    if s.forwarding != Forwarding::FullNat {
+        return Box::default();
+    }
+    cfg.fullnat_locals(s, b.address)
+        .into_iter()
+        .map(IpKey::from)
+        .collect()
+}
+
+/// What FullNAT's workers share: the local ports (`[global.fullnat]`) and every local
+/// address a backend's flows may come from, whose replies the workers take.
+#[derive(Debug, Clone)]
+pub struct FullNatRt {
+    pub ports: std::ops::RangeInclusive<u16>,
+    pub quiet_ms: u32,
+    /// Every backend's local addresses, once each.
+    pub locals: Vec<IpKey>,
+}
+
+impl FullNatRt {
+    /// Is `addr:port` (as a destination) where a FullNAT backend's reply comes to?
+    #[inline]
+    pub fn is_reply_to(&self, addr: IpKey, port: u16) -> bool {
+        !self.locals.is_empty() && self.ports.contains(&port) && self.locals.contains(&addr)
+    }
 }
 
 impl BackendRt {
@@ -411,6 +443,8 @@ pub struct Snapshot {
     nat_endpoints: HashSet<Endpoint>,
     /// IPv4 VIPs again, for the worker's fast path (same answers as [`Snapshot::service`]).
     pub vip4: VipIndex,
+    /// FullNAT's local ports and addresses ([`Snapshot::with_fullnat`] sets the ports).
+    pub fullnat: FullNatRt,
 }
 
 impl Snapshot {
@@ -540,6 +574,20 @@ impl Snapshot {
                 });
             }
         }
+        let mut locals: Vec<IpKey> = Vec::new();
+        for b in backends.iter().flatten() {
+            for a in b.locals.iter() {
+                if !locals.contains(a) {
+                    locals.push(*a);
+                }
+            }
+        }
+        let d = conf::FullNatSettings::default();
+        let fullnat = FullNatRt {
+            ports: d.local_ports,
+            quiet_ms: d.port_quiet_ms,
+            locals,
+        };
         let vip4 = VipIndex::build(
             services
                 .iter()
@@ -559,7 +607,15 @@ impl Snapshot {
             own_addrs,
             nat_endpoints,
             vip4,
+            fullnat,
         }
+    }
+
+    /// This snapshot with `[global.fullnat]`'s settings.
+    pub fn with_fullnat(mut self, g: &conf::FullNatSettings) -> Snapshot {
+        self.fullnat.ports = g.local_ports.clone();
+        self.fullnat.quiet_ms = g.port_quiet_ms;
+        self
     }
 
     /// A snapshot that forwards nothing (before the first config is applied).
@@ -645,6 +701,7 @@ pub(crate) fn all_up(cfg: &conf::Config) -> Snapshot {
                 nat_delta: BackendRt::nat_delta_of(s.vip, b.address),
                 state: BackendState::Up,
                 tunnel,
+                locals: fullnat_locals(cfg, s, b),
             }));
         }
         let ids: Vec<BackendId> = (first..backends.len() as u32).map(BackendId::new).collect();
@@ -665,7 +722,7 @@ pub(crate) fn all_up(cfg: &conf::Config) -> Snapshot {
         services.push(ServiceRt::new(s, ids.clone(), ids, tier, table));
     }
     let timeouts = flow::Timeouts::from(&cfg.global.timeouts);
-    Snapshot::new(1, seed, timeouts, ports, services, backends)
+    Snapshot::new(1, seed, timeouts, ports, services, backends).with_fullnat(&cfg.global.fullnat)
 }
 
 #[cfg(test)]
@@ -693,6 +750,7 @@ mod tests {
             forwarding: Forwarding::Dsr,
             tunnel_source: None,
             gue_port: conf::Service::DEFAULT_GUE_PORT,
+            local_addresses: vec![],
             hash: HashKey::FiveTuple,
             on_empty: OnEmpty::Reset,
             backends: vec![],

@@ -102,6 +102,12 @@ scalar_counters! {
     /// Reports of exceptions dropped because the queue to the slow path was full (the flow
     /// is reported again by the next pass).
     exceptions_report_full,
+    /// New FullNAT flows refused for want of a rested local port (answered or dropped; see
+    /// the `no_local_port` drop reason).
+    local_ports_exhausted,
+    /// FullNAT local ports held by this worker's flows, over every local address (a gauge;
+    /// per address in `ctl status`).
+    local_ports_in_use,
 }
 
 impl Counters {
@@ -438,9 +444,11 @@ mod tests {
                 "exceptions_used",
                 "exceptions_reported",
                 "exceptions_report_full",
+                "local_ports_exhausted",
+                "local_ports_in_use",
             ]
         );
-        assert_eq!(LAYOUT, (19 << 32) | DropReason::COUNT as u64);
+        assert_eq!(LAYOUT, (21 << 32) | DropReason::COUNT as u64);
     }
 
     #[test]

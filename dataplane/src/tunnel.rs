@@ -64,7 +64,7 @@ impl Tunnel {
         let gue_port = match mode {
             Forwarding::Ipip => None,
             Forwarding::Gue => Some(gue_port),
-            Forwarding::Dsr | Forwarding::Nat => return None,
+            Forwarding::Dsr | Forwarding::Nat | Forwarding::FullNat => return None,
         };
         let proto = match (gue_port, inner_v6) {
             (Some(_), _) => IPPROTO_UDP,

@@ -119,6 +119,14 @@ drop_reasons! {
     NoBackend = "no_backend",
     /// A reply from a NAT backend that matches no flow (e.g. after a restart).
     NatNoFlow = "nat_no_flow",
+    /// A new FullNAT flow found no rested free local port on any of its backend's local
+    /// addresses (answered per the service's `on_empty` when it can be: RST for a SYN, ICMP
+    /// unreachable for UDP, counted under `resets`/`replies`; otherwise dropped here). A live
+    /// tuple is never reused.
+    NoLocalPort = "no_local_port",
+    /// A packet to a FullNAT local address and port that matches no flow (a backend's reply
+    /// after its flow ended, a restart), or a client's RST that opens no FullNAT flow.
+    FullNatNoFlow = "fullnat_no_flow",
     /// A reply could not be built, or a tunnel's outer header not put in front: no headroom
     /// or tailroom in the buffer. Also an ICMP error to forward whose headers alone (with
     /// its quote's headers and 8 bytes) exceed the backend's link MTU.

@@ -364,16 +364,8 @@ pub fn run(mut w: WorkerSetup) -> Counters {
         } else {
             EXPIRE_BUDGET
         };
-        pipe.counters.flows_expired += match &w.reports {
-            None => pipe.flows.expire_paced(pipe.now_ms, budget, &snap.timeouts),
-            Some(reports) => {
-                let c = &mut pipe.counters;
-                pipe.flows
-                    .expire_paced_visit(pipe.now_ms, budget, &snap.timeouts, &mut |k, f| {
-                        report_exception(&snap, reports, c, k, f)
-                    })
-            }
-        } as u64;
+        let exceptions = w.reports.as_ref().map(|r| (&**snap, &**r));
+        pipe.counters.flows_expired += pipe.expire(budget, &snap.timeouts, exceptions) as u64;
         pipe.counters.flows_active = pipe.flows.len() as u64;
         drop(snap);
         w.counters.publish(&pipe.counters);
@@ -400,25 +392,6 @@ pub fn run(mut w: WorkerSetup) -> Counters {
         crate::dpdk::Eal::unregister_thread();
     }
     pipe.counters
-}
-
-/// The sweep's look at one live entry (instance sync): an exception goes to the slow path,
-/// or is counted as dropped when the queue is full.
-#[inline]
-fn report_exception(
-    snap: &crate::snapshot::Snapshot,
-    reports: &Reports,
-    c: &mut Counters,
-    k: &FlowKey,
-    f: &crate::flow::Flow,
-) {
-    if let Some(r) = crate::pipeline::exception_of(snap, k, f) {
-        if reports.push(r) {
-            c.exceptions_reported += 1;
-        } else {
-            c.exceptions_report_full += 1;
-        }
-    }
 }
 
 #[inline(always)]

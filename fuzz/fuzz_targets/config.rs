@@ -11,7 +11,10 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let path = Path::new("fuzz.toml");
     match conf::parse_bytes(data, path) {
-        Ok(cfg) => assert!(!cfg.ports.is_empty(), "a config without a port was accepted"),
+        Ok(cfg) => assert!(
+            !cfg.ports.is_empty(),
+            "a config without a port was accepted"
+        ),
         Err(e) => {
             let text = e.to_string();
             assert!(

@@ -8,6 +8,12 @@
 //! - `Forward` only for traffic to a VIP (to one of its service's backends; DSR leaves every
 //!   byte after the MACs alone, NAT changes only the destination address, port and checksums)
 //!   or for a reply from a NAT backend (only the source address, port and checksums change),
+//!   FullNAT: VIP traffic leaves from a local address of the backend's family and a local
+//!   port (both addresses, both ports and checksums change), and only a packet to a local
+//!   address and port from one of the service's backends goes back, as the VIP's; an ICMP
+//!   error about a FullNAT flow, to its VIP or to a local address, is translated to the
+//!   backend or to the client (the outer destination, the quoted addresses and ports, and
+//!   checksums change),
 //!   or for an ICMP error to a VIP quoting one of its flows (to a backend of the quoted
 //!   port's service; DSR changes only the MACs, NAT only the destination, the quoted source
 //!   address and port, and checksums); the frame keeps its length, except through a tunnel
@@ -64,6 +70,8 @@ struct Svc {
     proto: u8,
     port: Option<u16>,
     nat: bool,
+    /// FullNAT.
+    fullnat: bool,
     /// IPIP or GUE (with its port).
     tunnel: Option<(Forwarding, u16)>,
     /// (address, NAT port, MAC) of each backend.
@@ -84,6 +92,9 @@ pub struct World {
     own: HashSet<IpAddr>,
     /// NAT backend endpoint (address, proto, port) -> index in `services`.
     nat_endpoints: HashMap<(IpAddr, u8, u16), usize>,
+    /// FullNAT: every backend's local addresses, and the local ports.
+    fullnat_locals: HashSet<IpAddr>,
+    local_ports: std::ops::RangeInclusive<u16>,
     /// Frames that open NAT flows, run into every fresh pipeline so that NAT replies have
     /// something to match.
     warm: Vec<Vec<u8>>,
@@ -106,6 +117,7 @@ fn build_world() -> World {
         .collect();
     let mut services = Vec::new();
     let mut nat_endpoints = HashMap::new();
+    let mut fullnat_locals = HashSet::new();
     for s in &cfg.services {
         let backends: Vec<_> = s
             .backends
@@ -116,6 +128,12 @@ fn build_world() -> World {
             })
             .collect();
         let nat = s.forwarding == Forwarding::Nat;
+        let fullnat = s.forwarding == Forwarding::FullNat;
+        if fullnat {
+            for b in &s.backends {
+                fullnat_locals.extend(cfg.fullnat_locals(s, b.address));
+            }
+        }
         if nat {
             for b in &s.backends {
                 let port = b.port.or(s.port).expect("golden NAT services have ports");
@@ -128,6 +146,7 @@ fn build_world() -> World {
             proto: s.protocol.number(),
             port: s.port,
             nat,
+            fullnat,
             tunnel: s
                 .forwarding
                 .is_tunnel()
@@ -142,6 +161,8 @@ fn build_world() -> World {
     let client6: IpAddr = "fd00::50".parse().expect("ip");
     let nat4: IpAddr = "10.0.0.101".parse().expect("ip");
     let nat6: IpAddr = "fd00::101".parse().expect("ip");
+    let fullnat4: IpAddr = "10.0.0.110".parse().expect("ip");
+    let local_ports = cfg.global.fullnat.local_ports.clone();
     let warm = vec![
         build_l4(
             port_mac,
@@ -176,6 +197,17 @@ fn build_world() -> World {
             tcp::SYN,
             b"",
         ),
+        build_l4(
+            port_mac,
+            client_mac,
+            client4,
+            fullnat4,
+            IPPROTO_TCP,
+            52000,
+            80,
+            tcp::SYN,
+            b"",
+        ),
     ];
     World {
         timeouts: snap.timeouts,
@@ -187,6 +219,8 @@ fn build_world() -> World {
         vips,
         own,
         nat_endpoints,
+        local_ports,
+        fullnat_locals,
         warm,
     }
 }
@@ -723,6 +757,12 @@ impl World {
             })
         };
         let (src, dst) = (ip_of(&ip.src, ip.v6), ip_of(&ip.dst, ip.v6));
+        // Both addresses (FullNAT rewrites both).
+        let addrs = if ip.v6 {
+            ip.l3 + 8..ip.l3 + 40
+        } else {
+            ip.l3 + 12..ip.l3 + 20
+        };
         if self.vips.contains(&dst) {
             let svc = self
                 .service(dst, ip.proto, dport)
@@ -733,6 +773,22 @@ impl World {
                 .iter()
                 .find(|b| b.2 == dst_mac)
                 .unwrap_or_else(|| panic!("forwarded to a MAC not of this service{}", ctx()));
+            if svc.fullnat {
+                assert_eq!(
+                    o.dst,
+                    b.0,
+                    "FullNAT destination is not the backend's{}",
+                    ctx()
+                );
+                assert_eq!(odport, b.1.unwrap_or(dport), "FullNAT port{}", ctx());
+                self.check_local(o.src, osport, ip.v6, &ctx);
+                assert!(
+                    same_except(addrs, ip.l4..ip.l4 + 4),
+                    "FullNAT changed more than it should{}",
+                    ctx()
+                );
+                return;
+            }
             if svc.nat {
                 assert_eq!(o.dst, b.0, "NAT destination is not the backend's{}", ctx());
                 assert_eq!(odport, b.1.unwrap_or(dport), "NAT port{}", ctx());
@@ -759,6 +815,30 @@ impl World {
                     ctx()
                 );
             }
+        } else if self.fullnat_locals.contains(&dst) && self.local_ports.contains(&dport) {
+            let svc = self
+                .services
+                .iter()
+                .filter(|s| s.fullnat && s.proto == ip.proto)
+                .find(|s| {
+                    s.vip == o.src
+                        && s.port == Some(osport)
+                        && s.backends
+                            .iter()
+                            .any(|b| b.0 == ip.src && b.1.or(s.port) == Some(sport))
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "a FullNAT reply leaves as a VIP:port whose service has not this backend{}",
+                        ctx()
+                    )
+                });
+            let _ = svc;
+            assert!(
+                same_except(addrs, ip.l4..ip.l4 + 4),
+                "FullNAT's way back changed more than it should{}",
+                ctx()
+            );
         } else if let Some(&si) = self.nat_endpoints.get(&(src, ip.proto, sport)) {
             let svc = &self.services[si];
             assert_eq!(o.src, svc.vip, "a NAT reply leaves from its VIP{}", ctx());
@@ -940,6 +1020,10 @@ impl World {
     fn check_icmp_error_forward(&self, input: &[u8], out: &[u8], ip: &Ip) {
         let ctx = || format!("\n in  {}\n out {}", hex(input), hex(out));
         let dst = ip_of(&ip.dst, ip.v6);
+        if self.fullnat_locals.contains(&dst) || self.fullnat_vip(dst) {
+            self.check_fullnat_error(input, out, ip);
+            return;
+        }
         assert!(
             self.vips.contains(&dst),
             "forwarded ICMP that is not to a VIP{}",
@@ -1021,6 +1105,120 @@ impl World {
         assert!(
             (12..input.len()).all(|i| input[i] == out[i] || allowed.iter().any(|r| r.contains(&i))),
             "NAT changed more of an error than it should{}",
+            ctx()
+        );
+    }
+
+    /// Is `addr` the VIP of a FullNAT service?
+    fn fullnat_vip(&self, addr: IpAddr) -> bool {
+        self.services.iter().any(|s| s.fullnat && s.vip_ip == addr)
+    }
+
+    /// A FullNAT source: a local address of the packet's family and a local port.
+    fn check_local(&self, src: Addr, sport: u16, v6: bool, ctx: &dyn Fn() -> String) {
+        assert!(
+            self.fullnat_locals.contains(&ip_of(&src, v6)),
+            "FullNAT source is not a local address{}",
+            ctx()
+        );
+        assert!(
+            self.local_ports.contains(&sport),
+            "FullNAT source port {sport} is not a local port{}",
+            ctx()
+        );
+    }
+
+    /// A forwarded ICMP(v6) error about a FullNAT flow: to its VIP about a reply (VIP:vport ->
+    /// client), sent to a backend of the quoted port's service about backend:bport ->
+    /// local:lport; or to a local address about a forwarded packet (local:lport ->
+    /// backend:bport), sent to the client about client:cport -> VIP:vport of a service with
+    /// that backend. Only the outer destination, the quoted addresses and ports, and the
+    /// checksums over them change.
+    fn check_fullnat_error(&self, input: &[u8], out: &[u8], ip: &Ip) {
+        let ctx = || format!("\n in  {}\n out {}", hex(input), hex(out));
+        let msg = &input[ip.l4..ip.end];
+        let errors: &[u8] = if ip.v6 { &[1, 2, 3, 4] } else { &[3, 11, 12] };
+        assert!(
+            msg.len() >= 8 && errors.contains(&msg[0]),
+            "forwarded ICMP that is not an error{}",
+            ctx()
+        );
+        let q = quote(&msg[8..], ip.v6)
+            .unwrap_or_else(|| panic!("forwarded an error without a TCP/UDP quote{}", ctx()));
+        assert_eq!(
+            q.src,
+            ip.dst,
+            "the quote is not from the error's destination{}",
+            ctx()
+        );
+        let o = parse_ip(out).expect("checked by the caller");
+        let oq = quote(&out[o.l4 + 8..o.end], o.v6)
+            .unwrap_or_else(|| panic!("translated quote does not parse{}", ctx()));
+        assert_eq!(oq.proto, q.proto, "quoted protocol{}", ctx());
+        let dst = ip_of(&ip.dst, ip.v6);
+        if self.fullnat_vip(dst) {
+            let svc = self.service(dst, q.proto, q.sport).unwrap_or_else(|| {
+                panic!("forwarded an error for a VIP port without service{}", ctx())
+            });
+            let b = svc
+                .backends
+                .iter()
+                .find(|b| b.0 == o.dst && out[0..6] == b.2)
+                .unwrap_or_else(|| panic!("an error sent to no backend of the service{}", ctx()));
+            assert_eq!(
+                (oq.src, oq.sport),
+                (b.0, b.1.unwrap_or(q.sport)),
+                "quoted backend{}",
+                ctx()
+            );
+            self.check_local(oq.dst, oq.dport, ip.v6, &ctx);
+        } else {
+            assert!(
+                self.local_ports.contains(&q.sport),
+                "quoted local port{}",
+                ctx()
+            );
+            let svc = self
+                .services
+                .iter()
+                .find(|s| {
+                    s.fullnat
+                        && s.vip == oq.dst
+                        && s.port == Some(oq.dport)
+                        && s.backends.iter().any(|b| b.0 == q.dst)
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "an error sent about no FullNAT service of the quoted backend{}",
+                        ctx()
+                    )
+                });
+            let _ = svc;
+            assert_eq!(o.dst, oq.src, "sent to the quoted client{}", ctx());
+        }
+        let alen = if ip.v6 { 16 } else { 4 };
+        let (quote_at, l4_at) = (ip.l4 + 8, ip.l4 + 8 + q.l4);
+        let qcsum = l4_at + if q.proto == IPPROTO_TCP { 16 } else { 6 };
+        let qaddrs = if ip.v6 {
+            quote_at + 8..quote_at + 8 + 2 * alen
+        } else {
+            quote_at + 10..quote_at + 20
+        };
+        let allowed = [
+            if ip.v6 {
+                ip.l3 + 24..ip.l3 + 40
+            } else {
+                ip.l3 + 16..ip.l3 + 20
+            },
+            if ip.v6 { 0..0 } else { ip.l3 + 10..ip.l3 + 12 },
+            ip.l4 + 2..ip.l4 + 4,
+            qaddrs,
+            l4_at..l4_at + 4,
+            qcsum..qcsum + 2,
+        ];
+        assert!(
+            (12..input.len()).all(|i| input[i] == out[i] || allowed.iter().any(|r| r.contains(&i))),
+            "FullNAT changed more of an error than it should{}",
             ctx()
         );
     }
@@ -1289,11 +1487,11 @@ mod tests {
             port: PortIdx::new(0),
         };
         for (src, vip, proto, dport) in [
-            (c4, "10.0.0.105", IPPROTO_TCP, 80),
-            (c4, "10.0.0.106", IPPROTO_TCP, 80),
-            (c4, "10.0.0.107", IPPROTO_UDP, 53),
-            (c6, "fd00::105", IPPROTO_TCP, 80),
-            (c6, "fd00::107", IPPROTO_TCP, 80),
+            (c4, "10.0.0.125", IPPROTO_TCP, 80),
+            (c4, "10.0.0.126", IPPROTO_TCP, 80),
+            (c4, "10.0.0.127", IPPROTO_UDP, 53),
+            (c6, "fd00::125", IPPROTO_TCP, 80),
+            (c6, "fd00::127", IPPROTO_TCP, 80),
         ] {
             let vip: IpAddr = vip.parse().unwrap();
             let f = build_l4(
@@ -1314,7 +1512,7 @@ mod tests {
             // A wrong outer destination, a changed inner byte, a frame left unencapsulated.
             let mut bad = out.clone();
             bad[14
-                + if vip.is_ipv6() || vip == "10.0.0.106".parse::<IpAddr>().unwrap() {
+                + if vip.is_ipv6() || vip == "10.0.0.126".parse::<IpAddr>().unwrap() {
                     39
                 } else {
                     19
@@ -1330,6 +1528,53 @@ mod tests {
                 fails(|| w.check(&f, fwd, &plain)),
                 "{vip}: not encapsulated"
             );
+        }
+    }
+
+    /// FullNAT output passes only from a local address and port, to a backend, with nothing
+    /// else changed; checksums fixed after each corruption, so that only the rule can fail.
+    #[test]
+    fn oracle_takes_fullnat_and_catches_broken_output() {
+        let w = world();
+        let client_mac = [2, 0, 0, 0, 0, 0xaa];
+        let fwd = Verdict::Forward {
+            port: PortIdx::new(0),
+        };
+        for (src, vip) in [("10.0.0.50", "10.0.0.110"), ("fd00::50", "fd00::110")] {
+            let (src, vip): (IpAddr, IpAddr) = (src.parse().unwrap(), vip.parse().unwrap());
+            let f = build_l4(
+                w.port_mac,
+                client_mac,
+                src,
+                vip,
+                IPPROTO_TCP,
+                1234,
+                80,
+                tcp::SYN,
+                b"abc",
+            );
+            let mut pipes = w.pipelines(1, FLOWS);
+            let (v, out) = w.step(&mut pipes[0], &f);
+            assert_eq!(v, fwd, "{vip}");
+            let ip = parse_ip(&out).unwrap();
+            let broken = |at: usize| {
+                let mut bad = out.clone();
+                bad[at] ^= 1;
+                fix_checksums(&mut bad);
+                fails(|| w.check(&f, fwd, &bad))
+            };
+            let (src_at, dst_at) = if ip.v6 {
+                (ip.l3 + 8, ip.l3 + 24)
+            } else {
+                (ip.l3 + 12, ip.l3 + 16)
+            };
+            assert!(
+                broken(src_at + 2),
+                "{vip}: a source that is not a local address"
+            );
+            assert!(broken(ip.l4), "{vip}: a source port outside local_ports");
+            assert!(broken(dst_at + 3), "{vip}: not to the backend");
+            assert!(broken(ip.l4 + 4), "{vip}: the sequence number changed");
         }
     }
 

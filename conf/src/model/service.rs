@@ -45,6 +45,9 @@ pub enum Forwarding {
     /// Generic UDP encapsulation (GUE variant 1, direct IP): the packet inside outer IP and
     /// UDP to the backend's `gue_port`; the backend answers the client directly.
     Gue,
+    /// Full NAT: client:port -> VIP:port becomes local address:local port -> backend:port,
+    /// so the backend answers the balancer wherever it is, with no change on it.
+    FullNat,
 }
 
 impl Forwarding {
@@ -57,7 +60,7 @@ impl Forwarding {
     pub fn needs_link(self) -> bool {
         match self {
             Forwarding::Dsr => true,
-            Forwarding::Nat | Forwarding::Ipip | Forwarding::Gue => false,
+            Forwarding::Nat | Forwarding::FullNat | Forwarding::Ipip | Forwarding::Gue => false,
         }
     }
 
@@ -67,6 +70,7 @@ impl Forwarding {
             Forwarding::Nat => "nat",
             Forwarding::Ipip => "ipip",
             Forwarding::Gue => "gue",
+            Forwarding::FullNat => "fullnat",
         }
     }
 
@@ -109,6 +113,10 @@ pub struct Service {
     pub tunnel_source: Option<IpAddr>,
     /// `gue` only: the outer UDP destination port ([`Service::DEFAULT_GUE_PORT`]).
     pub gue_port: u16,
+    /// `fullnat` only: the source addresses of connections to backends, each one of the
+    /// balancer's own (empty: the egress port's own addresses of the backend's family). See
+    /// [`Config::fullnat_locals`](crate::Config::fullnat_locals).
+    pub local_addresses: Vec<IpAddr>,
     pub hash: HashKey,
     pub on_empty: OnEmpty,
     pub backends: Vec<Backend>,

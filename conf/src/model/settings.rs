@@ -95,6 +95,8 @@ pub struct Global {
     pub announce: AnnounceSettings,
     /// Instance sync with peers (`None`: off). Restart.
     pub sync: Option<SyncSettings>,
+    /// FullNAT's local ports. Live.
+    pub fullnat: FullNatSettings,
 }
 
 /// `[global.sync]`: which peers this instance shares its exceptions with (flows whose backend
@@ -143,6 +145,36 @@ pub struct SyncKey(pub Vec<u8>);
 impl std::fmt::Debug for SyncKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SyncKey({} bytes)", self.0.len())
+    }
+}
+
+/// `[global.fullnat]`: the local ports every `forwarding = "fullnat"` service shares (on
+/// each local address, each worker takes its own share of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FullNatSettings {
+    /// The source ports of connections to backends. Disjoint from the health checks'
+    /// `source_ports` (the slow path owns those on the same addresses) and, by default,
+    /// below Linux's ephemeral range (32768-60999), which the kernel exception path's own
+    /// connections use.
+    pub local_ports: RangeInclusive<u16>,
+    /// How long a local port rests, after its flow's entry is gone, before it opens a new
+    /// flow. See reference.toml for the default's reasoning.
+    pub port_quiet_ms: u32,
+}
+
+impl FullNatSettings {
+    /// Below 1024 are the well-known ports; fewer than 64 would leave a worker a handful.
+    pub const LOCAL_PORT_MIN: u16 = 1024;
+    pub const LOCAL_PORTS_MIN_COUNT: u32 = 64;
+    pub const QUIET_RANGE_MS: RangeInclusive<u32> = 0..=600_000;
+}
+
+impl Default for FullNatSettings {
+    fn default() -> Self {
+        FullNatSettings {
+            local_ports: 1024..=32767,
+            port_quiet_ms: 2_000,
+        }
     }
 }
 
@@ -202,6 +234,7 @@ impl Default for Global {
             neighbors: NeighborSettings::default(),
             announce: AnnounceSettings::default(),
             sync: None,
+            fullnat: FullNatSettings::default(),
         }
     }
 }

@@ -34,7 +34,7 @@ impl Checker<'_> {
             );
 
             let port = t.port.as_ref().and_then(|p| {
-                if s.forwarding != Forwarding::Nat {
+                if !matches!(s.forwarding, Forwarding::Nat | Forwarding::FullNat) {
                     let mode = match s.forwarding {
                         Forwarding::Dsr => "DSR",
                         _ => "a tunnel",
@@ -166,7 +166,7 @@ impl Checker<'_> {
             );
             return;
         }
-        if let (Forwarding::Nat, Some(vip)) = (s.forwarding, s.vip) {
+        if let (Forwarding::Nat | Forwarding::FullNat, Some(vip)) = (s.forwarding, s.vip) {
             if vip.is_ipv4() != addr.is_ipv4() {
                 self.error(
                     span,
@@ -191,6 +191,25 @@ impl Checker<'_> {
                 format!(
                     "backend address {addr} is IPv4 but the VIP {vip} is IPv6; a tunnel carries \
                      IPv4 in IPv4 or IPv6, and IPv6 only in IPv6: give the backend an IPv6 address"
+                ),
+            );
+            return;
+        }
+        if s.forwarding == Forwarding::FullNat
+            && !s.local_addresses.is_empty()
+            && !s
+                .local_addresses
+                .iter()
+                .any(|l| l.is_ipv4() == addr.is_ipv4())
+        {
+            self.error(
+                span,
+                field,
+                format!(
+                    "backend address {addr} is {} but none of the service's local_addresses is; \
+                     add a local address of that family (or remove local_addresses: each backend \
+                     then gets the egress port's own addresses of its family)",
+                    family(addr),
                 ),
             );
             return;

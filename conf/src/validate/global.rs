@@ -137,6 +137,8 @@ impl Checker<'_> {
             ),
             udp: self.opt_int(&tt.udp, "global.timeouts.udp", "udp", range, dt.udp),
         };
+        let health = self.health_global(&t.health);
+        let fullnat = self.fullnat_settings(&t.fullnat, &health, t.health.source_ports.as_ref());
         Global {
             hash_seed,
             maglev_table_size,
@@ -146,7 +148,8 @@ impl Checker<'_> {
             flow_state_dir,
             metrics_listen,
             control_optional: t.control_optional.as_ref().is_some_and(|b| *b.get_ref()),
-            health: self.health_global(&t.health),
+            health,
+            fullnat,
             neighbors: self.neighbor_settings(&t.neighbors),
             announce: self.announce_settings(&t.announce),
             // Checked with the ports (`sync.rs`): a peer must not be an own address.

@@ -153,7 +153,28 @@ impl Checker<'_> {
     }
 
     fn source_ports(&mut self, v: &Spanned<String>) -> Option<RangeInclusive<u16>> {
-        let field = "global.health.source_ports";
+        self.port_range(
+            v,
+            "global.health.source_ports",
+            "source_ports",
+            "61000-65000",
+            HealthGlobal::SOURCE_PORT_MIN,
+            HealthGlobal::SOURCE_PORTS_MIN_COUNT,
+        )
+    }
+
+    /// A `"FIRST-LAST"` range of ports from `min` up, with at least `min_count` ports (a
+    /// pool the balancer rotates through, so that a port is not reused while a backend still
+    /// remembers its last connection).
+    pub(super) fn port_range(
+        &mut self,
+        v: &Spanned<String>,
+        field: &str,
+        key: &str,
+        example: &str,
+        min: u16,
+        min_count: u32,
+    ) -> Option<RangeInclusive<u16>> {
         let s = v.get_ref();
         let parsed = s.split_once('-').and_then(|(a, b)| {
             Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
@@ -162,29 +183,27 @@ impl Checker<'_> {
             self.error(
                 v.span(),
                 field,
-                format!("source_ports {s:?} is not a port range; write it as \"FIRST-LAST\", e.g. \"61000-65000\""),
+                format!("{key} {s:?} is not a port range; write it as \"FIRST-LAST\", e.g. \"{example}\""),
             );
             return None;
         };
         let count = u32::from(last) + 1 - u32::from(first.min(last));
-        let problem = if first < HealthGlobal::SOURCE_PORT_MIN {
+        let problem = if first < min {
             Some(format!(
-                "starts at {first}, among the well-known ports; start at {} or above",
-                HealthGlobal::SOURCE_PORT_MIN
+                "starts at {first}, among the well-known ports; start at {min} or above"
             ))
         } else if first > last {
             Some(format!("starts at {first}, after its end {last}"))
-        } else if count < HealthGlobal::SOURCE_PORTS_MIN_COUNT {
+        } else if count < min_count {
             Some(format!(
-                "holds {count} port(s); at least {} are needed so a port is not reused while \
-                 the backend still remembers its last connection",
-                HealthGlobal::SOURCE_PORTS_MIN_COUNT
+                "holds {count} port(s); at least {min_count} are needed so a port is not reused \
+                 while the backend still remembers its last connection"
             ))
         } else {
             None
         };
         if let Some(problem) = problem {
-            self.error(v.span(), field, format!("source_ports {s:?} {problem}"));
+            self.error(v.span(), field, format!("{key} {s:?} {problem}"));
             return None;
         }
         Some(first..=last)

@@ -13,6 +13,7 @@ use crate::schema::Document;
 
 mod backend;
 mod dpdk;
+mod fullnat;
 mod global;
 mod health;
 mod port;

@@ -78,11 +78,13 @@ impl Checker<'_> {
                 &[
                     ("dsr", Forwarding::Dsr),
                     ("nat", Forwarding::Nat),
+                    ("fullnat", Forwarding::FullNat),
                     ("ipip", Forwarding::Ipip),
                     ("gue", Forwarding::Gue),
                 ],
             );
             let (tunnel_source, gue_port) = self.tunnel_keys(t, si, forwarding, ports);
+            let local_addresses = self.local_addresses(t, si, forwarding, ports);
             let hash = self.choice(
                 &t.hash,
                 &f("hash"),
@@ -155,6 +157,7 @@ impl Checker<'_> {
                 port,
                 forwarding,
                 tunnel_source,
+                local_addresses: &local_addresses,
                 ports,
                 vips: &vips,
                 tables,
@@ -169,6 +172,7 @@ impl Checker<'_> {
                 forwarding,
                 tunnel_source,
                 gue_port,
+                local_addresses: local_addresses.clone(),
                 hash,
                 on_empty,
                 backends,
@@ -313,6 +317,8 @@ pub(super) struct ServiceCtx<'a> {
     pub(super) forwarding: Forwarding,
     /// The service's `tunnel_source`, checked.
     pub(super) tunnel_source: Option<IpAddr>,
+    /// The service's `local_addresses`, checked (FullNAT).
+    pub(super) local_addresses: &'a [IpAddr],
     pub(super) ports: &'a Ports,
     pub(super) vips: &'a HashMap<IpAddr, usize>,
     pub(super) tables: &'a [schema::ServiceTable],

@@ -8,6 +8,21 @@ use super::*;
 /// expired entry is reaped at most about this long after it expired.
 pub const SWEEP_MS: u32 = 1_000;
 
+/// What the expiry hand shows its caller as it passes (no cost per packet): each live entry
+/// it keeps, and each entry it removes, before it goes.
+pub trait SweepVisitor {
+    /// A live entry the hand keeps (instance sync looks for exceptions here).
+    #[inline]
+    fn kept(&mut self, _key: &FlowKey, _flow: &Flow) {}
+    /// An entry the hand removes (both halves of a pair, each once), so the caller can
+    /// release what it held (a FullNAT local port).
+    #[inline]
+    fn reaped(&mut self, _key: &FlowKey, _flow: &Flow) {}
+}
+
+/// Nothing to show.
+impl SweepVisitor for () {}
+
 impl FlowTable {
     /// Moves the hand over `budget` slots, removing expired entries (and pairs whose halves
     /// have both expired). Returns how many entries were removed. The worker calls this once
@@ -15,17 +30,16 @@ impl FlowTable {
     ///
     /// Every live entry it passes and keeps is counted in the [`census`](Self::census).
     pub fn expire_step(&mut self, now: u32, budget: usize, t: &Timeouts) -> usize {
-        self.expire_step_visit(now, budget, t, &mut |_, _| {})
+        self.expire_step_with(now, budget, t, &mut ())
     }
 
-    /// [`expire_step`](Self::expire_step) that also shows `visit` every live entry it keeps
-    /// (instance sync looks for exceptions there: no cost per packet).
-    pub fn expire_step_visit(
+    /// [`expire_step`](Self::expire_step), showing `v` what it keeps and what it removes.
+    pub fn expire_step_with(
         &mut self,
         now: u32,
         budget: usize,
         t: &Timeouts,
-        visit: &mut impl FnMut(&FlowKey, &Flow),
+        v: &mut impl SweepVisitor,
     ) -> usize {
         let n = self.slots.len() as u32;
         if self.len == 0 {
@@ -38,16 +52,21 @@ impl FlowTable {
             self.hand = if i + 1 >= n { 0 } else { i + 1 };
             if self.slots[i as usize].is_live() {
                 if self.pair_expired(FlowSlot::new(i), now, t) {
-                    reaped += if self.twin_of(FlowSlot::new(i)).is_some() {
-                        2
-                    } else {
-                        1
+                    let s = &self.slots[i as usize];
+                    v.reaped(&s.key, &s.flow);
+                    reaped += match self.twin_of(FlowSlot::new(i)) {
+                        Some(tw) => {
+                            let s = &self.slots[tw.index()];
+                            v.reaped(&s.key, &s.flow);
+                            2
+                        }
+                        None => 1,
                     };
                     self.remove(FlowSlot::new(i));
                 } else {
                     let s = &self.slots[i as usize];
                     self.census.count(&s.flow);
-                    visit(&s.key, &s.flow);
+                    v.kept(&s.key, &s.flow);
                 }
             }
             self.census.visited(n);
@@ -66,17 +85,17 @@ impl FlowTable {
     /// times a second, and each pass over a cold slot is a cache line fetched for nothing but
     /// evicting a hot flow's; this way expiry costs the same few lines per second at any rate.
     pub fn expire_paced(&mut self, now: u32, max: usize, t: &Timeouts) -> usize {
-        self.expire_paced_visit(now, max, t, &mut |_, _| {})
+        self.expire_paced_with(now, max, t, &mut ())
     }
 
-    /// [`expire_paced`](Self::expire_paced) with [`expire_step_visit`](Self::expire_step_visit)'s
-    /// visitor.
-    pub fn expire_paced_visit(
+    /// [`expire_paced`](Self::expire_paced), showing `v` what it keeps and what it removes
+    /// ([`expire_step_with`](Self::expire_step_with)).
+    pub fn expire_paced_with(
         &mut self,
         now: u32,
         max: usize,
         t: &Timeouts,
-        visit: &mut impl FnMut(&FlowKey, &Flow),
+        v: &mut impl SweepVisitor,
     ) -> usize {
         let slots = self.slots.len() as u64;
         // A gap (idle worker, first call) is worth one sweep at most.
@@ -88,7 +107,7 @@ impl FlowTable {
         if visits == 0 {
             return 0;
         }
-        self.expire_step_visit(now, visits as usize, t, visit)
+        self.expire_step_with(now, visits as usize, t, v)
     }
 }
 

@@ -82,7 +82,7 @@ mod probe;
 mod twins;
 
 pub use entry::{Flow, FlowState, Timeouts};
-pub use expiry::{Census, SWEEP_MS};
+pub use expiry::{Census, SWEEP_MS, SweepVisitor};
 pub use key::{FlowKey, v4_addr, v4_of};
 
 pub use crate::ids::{BackendId, FlowSlot, ServiceIdx};

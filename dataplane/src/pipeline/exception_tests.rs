@@ -193,10 +193,15 @@ fn the_sweep_finds_exactly_the_exceptions() {
         .unwrap();
     t.insert(k2, 2, flow(FlowState::TcpEstablished, m2), 0, &timeouts)
         .unwrap();
-    let mut found = Vec::new();
-    t.expire_step_visit(1, 2048, &timeouts, &mut |key, f| {
-        found.extend(exception_of(&snap, key, f))
-    });
+    struct Found<'a>(&'a Snapshot, Vec<crate::exceptions::Report>);
+    impl crate::flow::SweepVisitor for Found<'_> {
+        fn kept(&mut self, key: &FlowKey, f: &Flow) {
+            self.1.extend(exception_of(self.0, key, f))
+        }
+    }
+    let mut v = Found(&snap, Vec::new());
+    t.expire_step_with(1, 2048, &timeouts, &mut v);
+    let found = v.1;
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].key, k);
 }

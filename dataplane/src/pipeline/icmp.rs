@@ -82,7 +82,30 @@ impl Pipeline {
             return v;
         }
         let fhash = hash::table_hash(self.local_seed, &key);
-        let b = match self.flows.probe(&key, fhash).found {
+        let found = self.flows.probe(&key, fhash).found;
+        if svc.forwarding == conf::Forwarding::FullNat {
+            // About a reply the VIP sent (VIP:vport -> client:cport): the backend's packet
+            // was backend:bport -> local:lport, which only the flow's pair knows.
+            let Some((b, rkey)) = found.and_then(|idx| {
+                let b = service::flow_backend(snap, self.flows.get(idx), si)?;
+                Some((b, self.local_of(idx)?))
+            }) else {
+                return Verdict::Drop(DropReason::FullNatNoFlow);
+            };
+            self.per_backend.count(b.id, false, frame.data().len());
+            let data = frame.data_mut();
+            rewrite::fullnat::icmp_error(
+                data,
+                &p,
+                &q,
+                &rkey.src,
+                (&rkey.src, rkey.sport),
+                (&rkey.dst, rkey.dport),
+            );
+            rewrite::dsr::to_backend(data, b);
+            return Verdict::Forward { port: b.out_port };
+        }
+        let b = match found {
             Some(idx) => match service::flow_backend(snap, self.flows.get(idx), si) {
                 Some(b) => b,
                 None => return Verdict::Drop(DropReason::IcmpErrorBackendDown),

@@ -18,6 +18,7 @@
 //!                                                  (flow hit / Maglev; NAT: translate)
 //!                                           -> ICMP echo? -> reply            reply/echo.rs
 //!                          -> own address?  -> ICMP echo reply | slow path
+//!                          -> to a FullNAT local port? -> owner's pair -> to client fullnat.rs
 //!                          -> from a NAT backend? -> owner's reverse flow -> un-NAT   nat.rs
 //!                          -> drop(not_vip)
 //! ```
@@ -29,6 +30,7 @@
 //! ([`Service::pick_new`](crate::snapshot::Service::pick_new)), the rewrite
 //! ([`rewrite::to_backend`]) and the replies; a differential test holds them to each other.
 
+mod fullnat;
 mod icmp;
 mod mtu;
 mod nat;
@@ -37,6 +39,7 @@ mod parse;
 mod reply;
 mod rewrite;
 mod service;
+mod sweep;
 
 pub(crate) use rewrite::encapsulate_ip;
 pub use service::exception_of;
@@ -77,6 +80,10 @@ pub struct Pipeline {
     pub local_seed: u64,
     /// The rate limit of this worker's ICMP "too big" answers.
     too_big_bucket: mtu::Bucket,
+    /// FullNAT: this worker's share of the local ports on each local address.
+    local_ports: crate::local_ports::LocalPorts,
+    /// The snapshot generation `local_ports` was last brought up to.
+    local_ports_gen: u64,
     /// [`Pipeline::process_burst`]'s first pass's results ([`MAX_BURST`] of them), kept here
     /// rather than in a stack array that would be zeroed per burst. Taken out of `self` for
     /// the second pass, which reads each in place (a copy of a `Fast` costs 8 instructions a
@@ -115,6 +122,8 @@ impl Pipeline {
             now_ms: 0,
             local_seed,
             too_big_bucket: mtu::Bucket::default(),
+            local_ports: crate::local_ports::LocalPorts::new(worker.get(), workers.max(1)),
+            local_ports_gen: u64::MAX,
             parsed: vec![None; MAX_BURST].into_boxed_slice(),
             exceptions: Arc::new(ExceptionCell::default()),
         }
@@ -124,6 +133,7 @@ impl Pipeline {
     /// answered.
     #[inline]
     pub fn process<F: Frame>(&mut self, snap: &Snapshot, port: PortIdx, frame: &mut F) -> Verdict {
+        self.sync_local_ports(snap);
         let fast = self.fast_parse(snap, port, frame.data(), frame.rx_ip_checksum());
         self.decide(snap, port, fast.as_ref(), frame)
     }
@@ -140,6 +150,7 @@ impl Pipeline {
         verdicts: &mut [Verdict],
     ) {
         debug_assert_eq!(frames.len(), verdicts.len());
+        self.sync_local_ports(snap);
         // An empty boxed slice in its place meanwhile: no allocation.
         let mut parsed = std::mem::take(&mut self.parsed);
         for (frames, verdicts) in frames
@@ -267,6 +278,10 @@ impl Pipeline {
                 _ => Verdict::Drop(DropReason::UnsupportedProtocol),
             };
         }
+        // FullNAT's replies come to the balancer's own addresses, on ports of their own.
+        if let Some(v) = self.fullnat_inbound(snap, port, &p, fragment, frame) {
+            return v;
+        }
         if snap.own_addr(dst).is_some() {
             if fragment {
                 return Verdict::Drop(DropReason::Fragment);
@@ -314,10 +329,11 @@ impl Pipeline {
     }
 
     /// Is a service's flow this worker's to decide? Otherwise the worker that owns it: a NAT
-    /// flow's two directions must meet one flow table (DSR flows have no owner).
+    /// or FullNAT flow's two directions must meet one flow table (DSR flows have no owner;
+    /// a FullNAT flow's replies come to the owner's local ports).
     #[inline]
     fn handoff(&self, fwd: Forwarding, client: &Addr, client_port: u16) -> Option<Verdict> {
-        if fwd == Forwarding::Nat {
+        if matches!(fwd, Forwarding::Nat | Forwarding::FullNat) {
             let owner = self.owner(client, client_port);
             if owner != self.worker {
                 return Some(Verdict::Handoff { worker: owner });
@@ -334,6 +350,7 @@ impl Pipeline {
                 self.counters.flows_created += 1;
                 if let Some(e) = &ins.evicted {
                     self.counters.flows_evicted += evicted_entries(e);
+                    self.forget_evicted(e);
                 }
                 Some(ins.idx)
             }
@@ -353,3 +370,5 @@ fn evicted_entries(e: &flow::Evicted) -> u64 {
 mod exception_tests;
 #[cfg(test)]
 mod fast_path_tests;
+#[cfg(test)]
+mod fullnat_tests;

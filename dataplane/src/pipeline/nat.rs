@@ -1,6 +1,7 @@
 //! NAT's way back: a backend's reply (backend:port -> client) finds its flow's reverse
 //! entry on the flow's owner and leaves as the VIP's (VIP:port -> client).
 
+use crate::flow::{Flow, FlowKey};
 use crate::frame::Frame;
 use crate::hash;
 use crate::ids::PortIdx;
@@ -30,22 +31,10 @@ impl Pipeline {
             return Verdict::Handoff { worker: owner };
         }
         let rkey = p.flow_key(ports.sport, ports.dport);
-        let rhash = hash::table_hash(self.local_seed, &rkey);
-        let Some(ridx) = self.flows.lookup(&rkey, rhash) else {
+        let Some((fkey, rev)) = self.reverse_hit(&rkey, p.proto == IPPROTO_TCP, ports.tcp_flags)
+        else {
             return Verdict::Drop(DropReason::NatNoFlow);
         };
-        let rev = *self.flows.get(ridx);
-        if rev.twin == crate::flow::NO_TWIN {
-            return Verdict::Drop(DropReason::NatNoFlow);
-        }
-        let fkey = *self.flows.key(rev.twin);
-        let tcp = p.proto == IPPROTO_TCP;
-        let now = self.now_ms;
-        for idx in [ridx, rev.twin] {
-            let f = self.flows.get_mut(idx);
-            f.last_seen = now;
-            f.state = service::next_state(f.state, tcp, ports.tcp_flags);
-        }
         let out = rev.port;
         let Some((out_mac, out_mtu)) = snap.ports.get(out.index()).map(|p| (p.mac, p.mtu)) else {
             return Verdict::Drop(DropReason::NatNoFlow);
@@ -57,5 +46,30 @@ impl Pipeline {
         rewrite::nat::rewrite(data, &p, Side::Src, &fkey.dst, fkey.dport);
         rewrite::macs(data, &rev.peer_mac, &out_mac);
         Verdict::Forward { port: out }
+    }
+
+    /// A reply's pair, NAT's or FullNAT's: the reverse entry keyed `rkey` and the forward
+    /// half's key (the flow as its client sends it), both halves refreshed; `None` when no
+    /// whole pair has that reverse key.
+    pub(super) fn reverse_hit(
+        &mut self,
+        rkey: &FlowKey,
+        tcp: bool,
+        flags: u8,
+    ) -> Option<(FlowKey, Flow)> {
+        let rhash = hash::table_hash(self.local_seed, rkey);
+        let ridx = self.flows.lookup(rkey, rhash)?;
+        let rev = *self.flows.get(ridx);
+        if rev.twin == crate::flow::NO_TWIN {
+            return None;
+        }
+        let fkey = *self.flows.key(rev.twin);
+        let now = self.now_ms;
+        for idx in [ridx, rev.twin] {
+            let f = self.flows.get_mut(idx);
+            f.last_seen = now;
+            f.state = service::next_state(f.state, tcp, flags);
+        }
+        Some((fkey, rev))
     }
 }

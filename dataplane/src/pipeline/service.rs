@@ -119,8 +119,9 @@ impl Pipeline {
             return Verdict::Drop(DropReason::AclDenied);
         }
         let fwd = svc.forwarding;
-        if fwd == Forwarding::Nat && self.workers > 1 {
-            // Another worker may own it: the general path decides (and hands it over).
+        if (fwd == Forwarding::Nat && self.workers > 1) || fwd == Forwarding::FullNat {
+            // Another worker may own it: the general path decides (and hands it over). A
+            // FullNAT packet's source comes from its pair's other half: the general path too.
             return self.service(snap, port, x.si, x.meta(), x.ports(), frame);
         }
         let probe = self.flows.probe_home(x.home, &x.key, x.hash);
@@ -218,7 +219,10 @@ impl Pipeline {
         let (old, new) = (fm.state, next_state(fm.state, tcp, flags));
         fm.state = new;
         let twin = fm.twin;
-        if fwd == Forwarding::Nat && new != old && twin != flow::NO_TWIN {
+        if matches!(fwd, Forwarding::Nat | Forwarding::FullNat)
+            && new != old
+            && twin != flow::NO_TWIN
+        {
             sync_twin(&mut self.flows, twin, now, tcp, flags);
         }
         Some(b)
@@ -230,7 +234,7 @@ impl Pipeline {
     /// toward `b` once rewritten, answers or drops it ([`Pipeline::too_big_to_backend`]).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn forward<F: Frame>(
+    pub(super) fn forward<F: Frame>(
         &mut self,
         snap: &Snapshot,
         port: PortIdx,
@@ -276,11 +280,14 @@ impl Pipeline {
         let mut probe_fresh = true;
         if let Some(idx) = probe.found {
             match self.hit(snap, idx, si, tcp, flags, fwd) {
+                Some(b) if fwd == Forwarding::FullNat => {
+                    return self.fullnat_forward(snap, port, idx, b, &p, &key, frame);
+                }
                 Some(b) => return self.forward(snap, port, b, false, &p, &key, fwd, frame),
                 None => {
                     // Its backend is down, in maintenance or gone: this packet goes to the new
                     // choice (the flow is made again below).
-                    self.flows.remove(idx);
+                    self.remove_flow(idx);
                     self.counters.flows_rescheduled += 1;
                     probe_fresh = false;
                 }
@@ -296,10 +303,14 @@ impl Pipeline {
             self.peer_backend(snap, si, &key)
         };
         let Some(b) = from_peer.or_else(|| pick_new(snap, si, &key)) else {
-            return self.empty_pool(snap, port, svc.on_empty, &p, ports, frame);
+            let reason = DropReason::NoBackend;
+            return self.empty_pool(snap, port, svc.on_empty, &p, ports, reason, frame);
         };
         if from_peer.is_some() {
             self.counters.exceptions_used += 1;
+        }
+        if fwd == Forwarding::FullNat {
+            return self.fullnat_new(snap, port, si, b, &p, ports, key, fhash, frame);
         }
         // A RST makes no entry, though it counts as a new flow of its backend (a miss).
         let is_rst = tcp && flags & tcp::RST != 0;
@@ -354,34 +365,8 @@ impl Pipeline {
         let flags = ports.tcp_flags;
         let is_syn = tcp && flags & tcp::SYN != 0 && flags & tcp::ACK == 0;
         let now = self.now_ms;
-        let state = if !tcp {
-            FlowState::Udp
-        } else if is_syn {
-            FlowState::TcpSynSeen
-        } else {
-            // Mid-stream pickup (after a restart or a move between instances): Maglev
-            // chose the same backend as before, so keep it. Half-open until a second
-            // packet (either way) confirms it: a flood of spoofed ACKs then displaces
-            // itself from a full table, as a SYN flood does, not the established flows.
-            if flags & (tcp::FIN | tcp::RST) != 0 {
-                FlowState::TcpClosing
-            } else {
-                FlowState::TcpSynSeen
-            }
-        };
-        let peer_mac: [u8; 6] = frame.data()[6..12].try_into().expect("ethernet checked");
-        let fl = Flow {
-            state,
-            service: si,
-            backend: b.id,
-            last_seen: now,
-            twin: flow::NO_TWIN,
-            port,
-            peer_mac,
-            flags: 0,
-        };
+        let fl = self.new_entry(si, b, p, ports, port, frame);
         if snap.services[si.index()].forwarding == Forwarding::Nat {
-            // Both halves at once: room for both is made first, so neither evicts the other.
             let rkey = FlowKey {
                 src: b.addr_key,
                 dst: p.src,
@@ -395,15 +380,7 @@ impl Pipeline {
                 flags: flow::FLAG_REVERSE,
                 ..fl
             };
-            if let Ok(ins) =
-                self.flows
-                    .insert_pair((key, fhash, fl), (rkey, rhash, rf), now, &snap.timeouts)
-            {
-                self.counters.flows_created += 2;
-                for e in ins.evicted.iter().flatten() {
-                    self.counters.flows_evicted += evicted_entries(e);
-                }
-            }
+            self.record_pair(snap, (key, fhash, fl), (rkey, rhash, rf));
         } else if probe_fresh && is_syn {
             // A SYN never evicts (it is all a spoofed flood sends): it takes a free slot,
             // or none. Unrecorded, it still goes to Maglev's choice, and the handshake's
@@ -427,18 +404,85 @@ impl Pipeline {
         true
     }
 
-    /// No backend takes new flows: refuse fast so the client moves on.
-    fn empty_pool<F: Frame>(
+    /// The entry of a new flow to backend `b` (arrived on `port`), its state from the first
+    /// packet's flags.
+    pub(super) fn new_entry<F: Frame>(
+        &self,
+        si: ServiceIdx,
+        b: &BackendRt,
+        p: &IpMeta,
+        ports: Ports,
+        port: PortIdx,
+        frame: &F,
+    ) -> Flow {
+        let tcp = p.proto == IPPROTO_TCP;
+        let flags = ports.tcp_flags;
+        let is_syn = tcp && flags & tcp::SYN != 0 && flags & tcp::ACK == 0;
+        let state = if !tcp {
+            FlowState::Udp
+        } else if is_syn {
+            FlowState::TcpSynSeen
+        } else {
+            // Mid-stream pickup (after a restart or a move between instances): Maglev
+            // chose the same backend as before, so keep it. Half-open until a second
+            // packet (either way) confirms it: a flood of spoofed ACKs then displaces
+            // itself from a full table, as a SYN flood does, not the established flows.
+            if flags & (tcp::FIN | tcp::RST) != 0 {
+                FlowState::TcpClosing
+            } else {
+                FlowState::TcpSynSeen
+            }
+        };
+        let peer_mac: [u8; 6] = frame.data()[6..12].try_into().expect("ethernet checked");
+        Flow {
+            state,
+            service: si,
+            backend: b.id,
+            last_seen: self.now_ms,
+            twin: flow::NO_TWIN,
+            port,
+            peer_mac,
+            flags: 0,
+        }
+    }
+
+    /// Records both halves of a NAT or FullNAT flow at once (room for both is made first, so
+    /// neither evicts the other); whether they were recorded.
+    pub(super) fn record_pair(
+        &mut self,
+        snap: &Snapshot,
+        fwd: (FlowKey, u64, Flow),
+        rev: (FlowKey, u64, Flow),
+    ) -> bool {
+        let now = self.now_ms;
+        match self.flows.insert_pair(fwd, rev, now, &snap.timeouts) {
+            Ok(ins) => {
+                self.counters.flows_created += 2;
+                for e in ins.evicted.iter().flatten() {
+                    self.counters.flows_evicted += evicted_entries(e);
+                    self.forget_evicted(e);
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// No backend takes new flows (`reason` `NoBackend`), or none can be reached from a free
+    /// local port (`NoLocalPort`): refuse fast so the client moves on.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn empty_pool<F: Frame>(
         &mut self,
         snap: &Snapshot,
         port: PortIdx,
         on_empty: OnEmpty,
         p: &IpMeta,
         ports: Ports,
+        reason: DropReason,
         frame: &mut F,
     ) -> Verdict {
         if on_empty == OnEmpty::Drop {
-            return Verdict::Drop(DropReason::NoBackend);
+            return Verdict::Drop(reason);
         }
         let mac = snap.ports[port.index()].mac;
         match p.proto {
@@ -450,7 +494,7 @@ impl Pipeline {
                 v
             }
             IPPROTO_UDP => reply::unreachable::build(frame, p, mac),
-            _ => Verdict::Drop(DropReason::NoBackend),
+            _ => Verdict::Drop(reason),
         }
     }
 }

@@ -869,5 +869,113 @@ err = icmp4_err("10.0.0.105", quoted, 1500 - 28)
 case("icmp error to a DSR backend, 1500 bytes, behind a 1400 port: its quote cut so that it is 1400 bytes",
      err, "forward:1", to_p1(icmp4_err("10.0.0.105", quoted, 1400 - 28), "02:00:00:00:01:11"))
 
+# ==== FullNAT: client:cport -> VIP:vport leaves as local:lport -> backend:bport (local: p0's
+# own address of the backend's family, ports from 20000 in order, one pool per local
+# address); the backend's replies to local:lport leave as VIP:vport -> client:cport toward the
+# MAC the flow came from. ICMP errors either way are translated as the packet they quote was:
+# to the VIP about a reply (-> the backend, about backend:bport -> local:lport), to the local
+# address about a forwarded packet (-> the client, about client:cport -> VIP:vport).
+FN_MAC = "02:00:00:00:00:71"
+
+
+def fn_out(pkt, mac, src, sport, dst, dport):
+    exp = pkt.copy()
+    exp[Ether].dst, exp[Ether].src = mac, PORT_MAC
+    l3 = exp[IPv6] if IPv6 in exp else exp[IP]
+    l4 = exp[TCP] if TCP in exp else exp[UDP]
+    l3.src, l3.dst, l4.sport, l4.dport = src, dst, sport, dport
+    if IP in exp:
+        del exp[IP].chksum
+    del l4.chksum
+    return rebuilt(exp)
+
+
+syn = eth(src=ROUTER_MAC) / IP(src=CLIENT, dst="10.0.0.110", id=11) / TCP(sport=52000, dport=80, flags="S", seq=900, options=[("MSS", 1460)])
+case("fullnat: SYN leaves from local 10.0.0.2:20000 to backend:8080", syn, "forward:0",
+     fn_out(syn, FN_MAC, OWN, 20000, "10.0.0.61", 8080))
+rep = Ether(src=FN_MAC, dst=PORT_MAC) / IP(src="10.0.0.61", dst=OWN, id=12) / TCP(sport=8080, dport=20000, flags="SA", seq=300, ack=901)
+case("fullnat: backend's SYN-ACK to the local port leaves as VIP:80 -> client toward the SYN's MAC", rep, "forward:0",
+     fn_out(rep, ROUTER_MAC, "10.0.0.110", 80, CLIENT, 52000))
+data = eth(src=ROUTER_MAC) / IP(src=CLIENT, dst="10.0.0.110") / TCP(sport=52000, dport=80, flags="PA", seq=901, ack=301) / Raw(b"y" * 101)
+case("fullnat: the flow's data keeps its local port", data, "forward:0",
+     fn_out(data, FN_MAC, OWN, 20000, "10.0.0.61", 8080))
+q = eth() / IP(src=CLIENT, dst="10.0.0.110") / UDP(sport=52001, dport=53) / Raw(b"\x43\x21query")
+case("fullnat: UDP to VIP:53 leaves from 10.0.0.2:20001 to backend:5353", q, "forward:0",
+     fn_out(q, "02:00:00:00:00:72", OWN, 20001, "10.0.0.62", 5353))
+a = Ether(src="02:00:00:00:00:72", dst=PORT_MAC) / IP(src="10.0.0.62", dst=OWN) / UDP(sport=5353, dport=20001) / Raw(b"\x43\x21answer!")
+case("fullnat: UDP answer back to the client from VIP:53", a, "forward:0",
+     fn_out(a, CLIENT_MAC, "10.0.0.110", 53, CLIENT, 52001))
+q0 = eth() / IP(src=CLIENT, dst="10.0.0.110") / UDP(sport=52002, dport=53, chksum=0) / Raw(b"nochecksum")
+exp = q0.copy()
+exp[Ether].dst, exp[Ether].src = "02:00:00:00:00:72", PORT_MAC
+exp[IP].src, exp[IP].dst, exp[UDP].sport, exp[UDP].dport = OWN, "10.0.0.62", 20002, 5353
+del exp[IP].chksum
+case("fullnat: UDP without checksum stays without one", q0, "forward:0", rebuilt(exp))
+syn6 = eth(src=ROUTER_MAC) / IPv6(src=CLIENT6, dst="fd00::110") / TCP(sport=52003, dport=80, flags="S", seq=7)
+case("fullnat v6: SYN leaves from [fd00::2]:20000 (its own pool) to [fd00::61]:8080", syn6, "forward:0",
+     fn_out(syn6, "02:00:00:00:00:76", "fd00::2", 20000, "fd00::61", 8080))
+rep6 = Ether(src="02:00:00:00:00:76", dst=PORT_MAC) / IPv6(src="fd00::61", dst="fd00::2") / TCP(sport=8080, dport=20000, flags="SA", ack=8) / Raw(b"odd")
+case("fullnat v6: reply back as [fd00::110]:80 -> client", rep6, "forward:0",
+     fn_out(rep6, ROUTER_MAC, "fd00::110", 80, CLIENT6, 52003))
+stray = Ether(src=FN_MAC, dst=PORT_MAC) / IP(src="10.0.0.61", dst=OWN) / TCP(sport=8080, dport=20050, flags="A")
+case("fullnat: a reply to a local port no flow holds", stray, "drop:fullnat_no_flow")
+rst = eth() / IP(src=CLIENT, dst="10.0.0.110") / TCP(sport=52999, dport=80, flags="R")
+case("fullnat: a RST of no flow opens none (no local port to send it from)", rst, "drop:fullnat_no_flow")
+hc = Ether(src=FN_MAC, dst=PORT_MAC) / IP(src="10.0.0.61", dst=OWN) / TCP(sport=8080, dport=61000, flags="SA")
+case("fullnat: a health check's reply to the same address still goes to the slow path", hc, "slowpath")
+
+
+def fn_err(outer, icmp, quoted_in, quoted_out, mac, to, cut_at=None):
+    qi, qo = raw(quoted_in), raw(quoted_out)
+    if cut_at is not None:
+        qi, qo = qi[:cut_at], qo[:cut_at]
+    inp = eth(src=ROUTER_MAC) / outer / icmp / Raw(qi)
+    o = outer.copy()
+    o.dst = to
+    exp = Ether(src=PORT_MAC, dst=mac) / o / icmp.copy() / Raw(qo)
+    return inp, rebuilt(exp)
+
+
+inp, exp = fn_err(IP(src="10.0.0.1", dst="10.0.0.110", id=78), ICMP(type=3, code=4, nexthopmtu=1400),
+                  IP(src="10.0.0.110", dst=CLIENT, id=6) / TCP(sport=80, dport=52000, flags="A", seq=301),
+                  IP(src="10.0.0.61", dst=OWN, id=6) / TCP(sport=8080, dport=20000, flags="A", seq=301),
+                  FN_MAC, "10.0.0.61", cut_at=28)
+case("icmp error fullnat: to the VIP about a reply, to the backend about backend:8080 -> local:20000", inp, "forward:0", exp)
+inp, exp = fn_err(IP(src="10.0.0.1", dst=OWN, id=79), ICMP(type=3, code=4, nexthopmtu=1300),
+                  IP(src=OWN, dst="10.0.0.61", id=8) / TCP(sport=20000, dport=8080, flags="PA", seq=901) / Raw(b"y" * 20),
+                  IP(src=CLIENT, dst="10.0.0.110", id=8) / TCP(sport=52000, dport=80, flags="PA", seq=901) / Raw(b"y" * 20),
+                  ROUTER_MAC, CLIENT)
+case("icmp error fullnat: to the local address about a forwarded packet, to the client about client -> VIP:80, quoted TCP checksum too", inp, "forward:0", exp)
+inp, exp = fn_err(IP(src="10.0.0.1", dst=OWN), ICMP(type=3, code=3),
+                  IP(src=OWN, dst="10.0.0.62") / UDP(sport=20001, dport=5353) / Raw(b"\x43\x21query"),
+                  IP(src=CLIENT, dst="10.0.0.110") / UDP(sport=52001, dport=53) / Raw(b"\x43\x21query"),
+                  CLIENT_MAC, CLIENT)
+case("icmp error fullnat: port unreachable from the backend's side, UDP quoted whole", inp, "forward:0", exp)
+inp, exp = fn_err(IPv6(src="fd00::1", dst="fd00::110", hlim=60), ICMPv6PacketTooBig(mtu=1280),
+                  IPv6(src="fd00::110", dst=CLIENT6) / TCP(sport=80, dport=52003, flags="A", seq=9) / Raw(b"reply"),
+                  IPv6(src="fd00::61", dst="fd00::2") / TCP(sport=8080, dport=20000, flags="A", seq=9) / Raw(b"reply"),
+                  "02:00:00:00:00:76", "fd00::61")
+case("icmp error fullnat v6: packet too big to the VIP, to the backend, ICMPv6 pseudo-header checksum", inp, "forward:0", exp)
+inp, exp = fn_err(IPv6(src="fd00::1", dst="fd00::2", hlim=60), ICMPv6PacketTooBig(mtu=1280),
+                  IPv6(src="fd00::2", dst="fd00::61") / TCP(sport=20000, dport=8080, flags="A", seq=8) / Raw(b"ask"),
+                  IPv6(src=CLIENT6, dst="fd00::110") / TCP(sport=52003, dport=80, flags="A", seq=8) / Raw(b"ask"),
+                  ROUTER_MAC, CLIENT6)
+case("icmp error fullnat v6: packet too big toward the backend, to the client", inp, "forward:0", exp)
+nf = IP(src="10.0.0.110", dst=CLIENT) / TCP(sport=80, dport=52998, flags="A")
+err = eth(src=ROUTER_MAC) / IP(src="10.0.0.1", dst="10.0.0.110") / ICMP(type=3, code=4, nexthopmtu=1400) / Raw(raw(nf)[:28])
+case("icmp error fullnat: about a flow not in the table (no local tuple to translate to)", err, "drop:fullnat_no_flow")
+
+# Exhaustion: fullnat-tight has 10.0.0.3 alone, 64 ports; the 65th flow is refused with a
+# RST (on_empty = "reset"), a non-SYN without a port is dropped; no live tuple is reused.
+for i in range(64):
+    syn = eth() / IP(src=CLIENT, dst="10.0.0.111") / TCP(sport=53000 + i, dport=80, flags="S", seq=i)
+    case(f"fullnat exhaustion: flow {i + 1} of 64 takes 10.0.0.3:{20000 + i}", syn, "forward:0",
+         fn_out(syn, "02:00:00:00:00:73", "10.0.0.3", 20000 + i, "10.0.0.63", 80))
+syn = eth() / IP(src=CLIENT, dst="10.0.0.111") / TCP(sport=53064, dport=80, flags="S", seq=41)
+case("fullnat exhaustion: the 65th SYN is refused with RST|ACK from the VIP", syn, "reply",
+     rst_for("10.0.0.111", CLIENT, 80, 53064, 42))
+ack = eth() / IP(src=CLIENT, dst="10.0.0.111") / TCP(sport=53065, dport=80, flags="A")
+case("fullnat exhaustion: a non-SYN without a port is dropped under its own reason", ack, "drop:no_local_port")
+
 json.dump(cases, sys.stdout, indent=1)
 sys.stdout.write("\n")

@@ -119,6 +119,7 @@ pub fn build_with(
                 nat_delta: BackendRt::nat_delta_of(s.vip, b.address),
                 state: state(admin, health, mac.is_some(), pct),
                 tunnel,
+                locals: dataplane::snapshot::fullnat_locals(cfg, s, b),
             });
             ids_of.push(id);
         }
@@ -133,7 +134,8 @@ pub fn build_with(
         services.push(ServiceRt::new(s, ids_of, members, tier, maglev));
     }
     let timeouts = Timeouts::from(&cfg.global.timeouts);
-    let snap = Snapshot::new(generation, seed, timeouts, ports, services, backends);
+    let snap = Snapshot::new(generation, seed, timeouts, ports, services, backends)
+        .with_fullnat(&cfg.global.fullnat);
     (snap, reused)
 }
 

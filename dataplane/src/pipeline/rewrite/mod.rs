@@ -4,6 +4,7 @@
 
 pub(super) mod dsr;
 mod encap;
+pub(super) mod fullnat;
 mod gue;
 mod ipip;
 pub(super) mod nat;
@@ -42,7 +43,9 @@ pub(super) fn to_backend<F: Frame>(
 ) -> bool {
     match fwd {
         Forwarding::Dsr => dsr::to_backend(frame.data_mut(), b),
-        Forwarding::Nat => nat::to_backend(frame.data_mut(), p, b, key.dport),
+        // FullNAT: NAT's half here; the source half needs the flow's local port
+        // (`fullnat::source`, after the MTU check).
+        Forwarding::Nat | Forwarding::FullNat => nat::to_backend(frame.data_mut(), p, b, key.dport),
         // Which tunnel, the tunnel says (its mode is the service's): a four-way match on
         // `fwd` compiles to a jump table that DSR, the cheapest mode, would pay for too.
         Forwarding::Ipip | Forwarding::Gue => {
