@@ -19,7 +19,8 @@ use dataplane::worker::FlowAnswer;
 use fulcrum::api::{
     self, AdminReply, Announcement, BackendInfo, BackendTraffic, BackendsReply, CounterSet, Encap,
     KernelCounters, NextHopStatus, PortCounters, PortStatus, Reply, Request, ServiceInfo,
-    StatsReply, StatusReply, WhichReply, WorkerAnswer, WorkerStatus,
+    StatsReply, StatusReply, VrrpCmd, VrrpReply, VrrpStatus, WhichReply, WorkerAnswer,
+    WorkerStatus,
 };
 use fulcrum::flowspec::{self, FlowError};
 use serde::de::DeserializeOwned;
@@ -267,6 +268,20 @@ fn handle(
                 generation,
             })
         }
+        Request::Vrrp { state, holder } => {
+            let role = match state {
+                VrrpCmd::Master => slowpath::vrrp::Role::Master,
+                VrrpCmd::Backup => slowpath::vrrp::Role::Backup,
+                VrrpCmd::Fault => slowpath::vrrp::Role::Fault,
+            };
+            let (previous, generation) = slow.set_vrrp(engine, role, *holder);
+            Reply::Vrrp(VrrpReply {
+                state: role.as_str().into(),
+                previous: previous.as_str().into(),
+                vips: slow.vrrp_vips().iter().map(ToString::to_string).collect(),
+                generation,
+            })
+        }
         // Answered by `Reloads` once the file is read; never reaches here.
         Request::Reload {} => {
             return Err(ControlError::Refused(
@@ -379,6 +394,7 @@ fn status(engine: &Engine, slow: &SlowPath, started: Instant) -> StatusReply {
             })
             .collect(),
         kernel: kernel(slow),
+        vrrp: vrrp(engine, slow, started),
         mbufs_in_use: engine.mempool().in_use(),
         mbufs: engine.mempool().capacity(),
         flow_tables: {
@@ -393,6 +409,34 @@ fn status(engine: &Engine, slow: &SlowPath, started: Instant) -> StatusReply {
     }
 }
 
+/// The node's VRRP role, when some service follows it or a role was set.
+fn vrrp(engine: &Engine, slow: &SlowPath, started: Instant) -> Option<VrrpStatus> {
+    let v = slow.vrrp();
+    let vips = slow.vrrp_vips();
+    if vips.is_empty() && v.transitions == 0 {
+        return None;
+    }
+    let snap = snapshot(engine);
+    let answered = vips
+        .first()
+        .is_some_and(|vip| snap.answers_neighbor_for(dataplane::snapshot::IpKey::from(*vip)));
+    let since = if v.transitions == 0 {
+        started.elapsed()
+    } else {
+        engine.epoch().elapsed().saturating_sub(v.since())
+    };
+    Some(VrrpStatus {
+        state: v.role().as_str().into(),
+        since_s: since.as_secs_f64(),
+        holder: v.holder(),
+        vips: vips.iter().map(ToString::to_string).collect(),
+        answered,
+        transitions: v.transitions,
+        holder_lost: v.holder_lost,
+        gratuitous_sent: slow.neighbor_stats().gratuitous,
+    })
+}
+
 /// The exception path's counters, if some port has one.
 fn kernel(slow: &SlowPath) -> Option<KernelCounters> {
     let k = slow.kernel_stats()?;
@@ -405,6 +449,8 @@ fn kernel(slow: &SlowPath) -> Option<KernelCounters> {
         from_kernel_refused: k.from_kernel_refused,
         to_kernel_vip: k.to_kernel_vip,
         from_kernel_vip: k.from_kernel_vip,
+        vrrp_to_kernel: k.vrrp_to_kernel,
+        vrrp_from_kernel: k.vrrp_from_kernel,
     })
 }
 
@@ -423,6 +469,7 @@ pub fn stats(engine: &Engine, slow: &SlowPath, started: Instant) -> StatsReply {
         ports: ports(engine),
         backends: backend_counters(engine),
         kernel: kernel(slow),
+        vrrp: vrrp(engine, slow, started),
     }
 }
 

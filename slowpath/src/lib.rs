@@ -25,6 +25,7 @@ pub mod hook;
 pub mod neigh;
 pub mod publish;
 pub mod stack;
+pub mod vrrp;
 
 mod admin;
 mod reconfigure;
@@ -83,6 +84,8 @@ pub struct SlowPath {
     hooks: Hooks,
     /// Which VIPs BIRD announces.
     announcer: Announcer,
+    /// The node's VRRP role (`announce = "vrrp"` services).
+    vrrp: vrrp::Vrrp,
     /// Frames to send this turn: (port index, frame).
     outbox: Vec<(u8, Vec<u8>)>,
     finished: Vec<Finished>,
@@ -199,6 +202,7 @@ impl SlowPath {
             publisher,
             hooks: Hooks::new(cfg),
             announcer: Announcer::new(cfg),
+            vrrp: vrrp::Vrrp::default(),
             outbox: Vec::new(),
             finished: Vec::new(),
             frames: FrameStats::default(),
@@ -306,6 +310,13 @@ impl SlowPath {
         self.publisher.observe(engine);
         self.hooks.poll();
         self.announcer.poll();
+        if self.vrrp.holder_gone(now) {
+            tracing::warn!(
+                holder = self.vrrp.holder(),
+                "vrrp: the keepalived that made this node master is gone: backup"
+            );
+            self.set_vrrp(engine, vrrp::Role::Backup, None);
+        }
 
         if work > 0 {
             return Duration::ZERO;
@@ -315,6 +326,7 @@ impl SlowPath {
             self.monitor.next_due(),
             self.runner.next_deadline(),
             self.neigh.next_due(),
+            self.vrrp.next_due(),
             self.stack.poll_delay(now).map(|d| now + d),
             self.dirty.then_some(self.publish_after),
         ]

@@ -29,6 +29,23 @@ pub fn request(port: &PortL2, target: Ipv4Addr, dst: [u8; 6]) -> Option<Vec<u8>>
     Some(l2::frame(port.mac, dst, ETHERTYPE_ARP, &arp))
 }
 
+/// A gratuitous ARP request announcing that `addr` is at `port`'s MAC (sender and target
+/// address both `addr`, to broadcast), as Linux and keepalived send on taking an address
+/// over: every host on the segment that knows `addr` updates its cache at once.
+pub fn gratuitous(port: &PortL2, addr: Ipv4Addr) -> Vec<u8> {
+    let repr = ArpRepr {
+        operation: OP_REQUEST,
+        sender_hw_addr: port.mac,
+        sender_proto_addr: addr.octets(),
+        target_hw_addr: [0; 6],
+        target_proto_addr: addr.octets(),
+    };
+    let mut arp = vec![0u8; repr.buffer_len()];
+    // `arp` has exactly the length the representation asks for.
+    let _ = repr.emit(&mut arp);
+    l2::frame(port.mac, l2::BROADCAST, ETHERTYPE_ARP, &arp)
+}
+
 /// The sender (address, MAC) of an Ethernet/IPv4 ARP message, request or reply; `None` for
 /// anything else or anything too short.
 pub fn sender(arp: &[u8]) -> Option<(Ipv4Addr, [u8; 6])> {
@@ -77,6 +94,28 @@ mod tests {
         for len in 0..good.len() {
             assert_eq!(sender(&good[..len]), None, "cut at {len}");
         }
+    }
+
+    #[test]
+    fn a_gratuitous_request_names_the_address_twice_and_the_ports_mac() {
+        let port = PortL2 {
+            mac: [2, 0, 0, 0, 0, 1],
+            addrs: vec![],
+        };
+        let f = gratuitous(&port, Ipv4Addr::new(10, 0, 0, 100));
+        assert_eq!(&f[..6], &l2::BROADCAST);
+        assert_eq!(&f[6..12], &port.mac);
+        assert_eq!(&f[12..14], &[0x08, 0x06]);
+        let arp = ArpRepr::parse(&ArpPacket::new_checked(&f[14..]).unwrap());
+        assert_eq!(arp.operation, OP_REQUEST);
+        assert_eq!(arp.sender_hw_addr, port.mac);
+        assert_eq!(arp.sender_proto_addr, [10, 0, 0, 100]);
+        assert_eq!(arp.target_proto_addr, [10, 0, 0, 100]);
+        // What the neighbour table of another balancer learns from it.
+        assert_eq!(
+            sender(&f[14..]),
+            Some((Ipv4Addr::new(10, 0, 0, 100), port.mac))
+        );
     }
 
     #[test]
