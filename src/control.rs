@@ -19,8 +19,7 @@ use dataplane::worker::FlowAnswer;
 use fulcrum::api::{
     self, AdminReply, Announcement, BackendInfo, BackendTraffic, BackendsReply, CounterSet, Encap,
     KernelCounters, NextHopStatus, PortCounters, PortStatus, Reply, Request, ServiceInfo,
-    StatsReply, StatusReply, VrrpCmd, VrrpReply, VrrpStatus, WhichReply, WorkerAnswer,
-    WorkerStatus,
+    StatsReply, StatusReply, WhichReply, WorkerAnswer, WorkerStatus,
 };
 use fulcrum::flowspec::{self, FlowError};
 use serde::de::DeserializeOwned;
@@ -269,18 +268,7 @@ fn handle(
             })
         }
         Request::Vrrp { state, holder } => {
-            let role = match state {
-                VrrpCmd::Master => slowpath::vrrp::Role::Master,
-                VrrpCmd::Backup => slowpath::vrrp::Role::Backup,
-                VrrpCmd::Fault => slowpath::vrrp::Role::Fault,
-            };
-            let (previous, generation) = slow.set_vrrp(engine, role, *holder);
-            Reply::Vrrp(VrrpReply {
-                state: role.as_str().into(),
-                previous: previous.as_str().into(),
-                vips: slow.vrrp_vips().iter().map(ToString::to_string).collect(),
-                generation,
-            })
+            Reply::Vrrp(crate::vrrp::set(engine, slow, *state, *holder))
         }
         // Answered by `Reloads` once the file is read; never reaches here.
         Request::Reload {} => {
@@ -394,7 +382,7 @@ fn status(engine: &Engine, slow: &SlowPath, started: Instant) -> StatusReply {
             })
             .collect(),
         kernel: kernel(slow),
-        vrrp: vrrp(engine, slow, started),
+        vrrp: crate::vrrp::status(engine, slow, started),
         mbufs_in_use: engine.mempool().in_use(),
         mbufs: engine.mempool().capacity(),
         flow_tables: {
@@ -407,34 +395,6 @@ fn status(engine: &Engine, slow: &SlowPath, started: Instant) -> StatusReply {
             }
         },
     }
-}
-
-/// The node's VRRP role, when some service follows it or a role was set.
-fn vrrp(engine: &Engine, slow: &SlowPath, started: Instant) -> Option<VrrpStatus> {
-    let v = slow.vrrp();
-    let vips = slow.vrrp_vips();
-    if vips.is_empty() && v.transitions == 0 {
-        return None;
-    }
-    let snap = snapshot(engine);
-    let answered = vips
-        .first()
-        .is_some_and(|vip| snap.answers_neighbor_for(dataplane::snapshot::IpKey::from(*vip)));
-    let since = if v.transitions == 0 {
-        started.elapsed()
-    } else {
-        engine.epoch().elapsed().saturating_sub(v.since())
-    };
-    Some(VrrpStatus {
-        state: v.role().as_str().into(),
-        since_s: since.as_secs_f64(),
-        holder: v.holder(),
-        vips: vips.iter().map(ToString::to_string).collect(),
-        answered,
-        transitions: v.transitions,
-        holder_lost: v.holder_lost,
-        gratuitous_sent: slow.neighbor_stats().gratuitous,
-    })
 }
 
 /// The exception path's counters, if some port has one.
@@ -469,7 +429,7 @@ pub fn stats(engine: &Engine, slow: &SlowPath, started: Instant) -> StatsReply {
         ports: ports(engine),
         backends: backend_counters(engine),
         kernel: kernel(slow),
-        vrrp: vrrp(engine, slow, started),
+        vrrp: crate::vrrp::status(engine, slow, started),
     }
 }
 
