@@ -20,6 +20,7 @@ PKGS=(
     iproute2 ethtool procps psmisc
     nginx-light curl wrk tshark tcpdump socat iperf3 python3
     bird2 iputils-ping  # BGP peers (one BIRD per namespace), ping of own addresses
+    keepalived       # VRRP pairs (tests/e2e_vrrp.rs: one keepalived per namespace)
     valgrind llvm    # perf/callgrind.sh: callgrind, and llvm-symbolizer for inline stacks
     dpkg-dev systemd man-db  # tests/package.rs: dpkg-shlibdeps (cargo-deb's $auto), systemd-analyze verify, man
 )
@@ -42,6 +43,14 @@ if systemctl is-active --quiet nginx 2>/dev/null; then systemctl stop nginx || t
 if systemctl is-active --quiet bird 2>/dev/null; then systemctl stop bird || true; fi
 if [ -f /run/bird/bird.pid ] && ! systemctl is-system-running >/dev/null 2>&1; then
     kill "$(cat /run/bird/bird.pid)" 2>/dev/null || true
+fi
+# keepalived's system service (it starts only once /etc/keepalived/keepalived.conf exists):
+# the tests run one per namespace, each with its own config and pid files; a system one
+# would speak VRRP in the root namespace and run notify hooks nobody asked for.
+if systemctl is-active --quiet keepalived 2>/dev/null; then systemctl stop keepalived || true; fi
+if systemctl is-enabled --quiet keepalived 2>/dev/null; then systemctl disable keepalived || true; fi
+if [ -f /run/keepalived.pid ] && ! systemctl is-system-running >/dev/null 2>&1; then
+    kill "$(cat /run/keepalived.pid)" 2>/dev/null || true
 fi
 
 # scapy: the independent dissector and pcap generator of the tests.

@@ -43,6 +43,23 @@ pub enum Request {
     },
     /// Re-read the config file.
     Reload {},
+    /// The node's VRRP role, from keepalived's notify hooks: only the master answers ARP/ND
+    /// for the VIPs of `announce = "vrrp"` services. `holder`: the keepalived process that
+    /// made it master; when it dies, the node falls back to backup.
+    Vrrp {
+        state: VrrpCmd,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        holder: Option<u32>,
+    },
+}
+
+/// The VRRP role keepalived's notify hooks set with `ctl vrrp master|backup|fault`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VrrpCmd {
+    Master,
+    Backup,
+    Fault,
 }
 
 /// The admin state an operator sets with `ctl drain|enable|disable`.
@@ -142,6 +159,38 @@ pub enum Reply {
     Which(WhichReply),
     Admin(AdminReply),
     Reload(ReloadReply),
+    Vrrp(VrrpReply),
+}
+
+/// `vrrp`: the role set, the one before, and the snapshot that answers accordingly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VrrpReply {
+    pub state: String,
+    pub previous: String,
+    /// The VIPs of `announce = "vrrp"` services: answered by ARP/ND while master.
+    pub vips: Vec<String>,
+    pub generation: u64,
+}
+
+/// The node's VRRP role in `status` (present when a service has `announce = "vrrp"` or a
+/// role was set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VrrpStatus {
+    /// `master`, `backup` (also at start) or `fault`.
+    pub state: String,
+    /// Seconds since the role last changed (since start while it never has).
+    pub since_s: f64,
+    /// The keepalived process holding the master role, if it said.
+    pub holder: Option<u32>,
+    /// The VIPs of `announce = "vrrp"` services, and whether ARP/ND answers them now.
+    pub vips: Vec<String>,
+    pub answered: bool,
+    /// Role changes since start.
+    pub transitions: u64,
+    /// Master roles dropped because their keepalived died.
+    pub holder_lost: u64,
+    /// Gratuitous ARP requests and unsolicited neighbour advertisements sent.
+    pub gratuitous_sent: u64,
 }
 
 /// `status`.
@@ -168,6 +217,9 @@ pub struct StatusReply {
     /// Instance sync (`[global.sync]`); absent when it is off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncStatus>,
+    /// The node's VRRP role, when a service has `announce = "vrrp"` (or a role was set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp: Option<VrrpStatus>,
     /// Where the flow tables came from at start.
     #[serde(default)]
     pub flow_tables: FlowTablesStatus,
@@ -232,6 +284,12 @@ pub struct KernelCounters {
     pub to_kernel_vip: u64,
     /// Frames the kernel sent from a VIP (never sent).
     pub from_kernel_vip: u64,
+    /// VRRP adverts given to the kernel (among `to_kernel`).
+    #[serde(default)]
+    pub vrrp_to_kernel: u64,
+    /// VRRP adverts the kernel sent out of the data port (among `from_kernel`).
+    #[serde(default)]
+    pub vrrp_from_kernel: u64,
 }
 
 /// The flow tables at start: adopted from the previous process's files, or empty and why.
@@ -343,6 +401,9 @@ pub struct StatsReply {
     pub kernel: Option<KernelCounters>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncStatus>,
+    /// The node's VRRP role (as in `status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp: Option<VrrpStatus>,
 }
 
 /// Instance sync: the exceptions shared with peer instances (flows whose backend is not
@@ -707,6 +768,14 @@ mod tests {
                 service: "web".into(),
                 backend: Some("b1".into()),
             },
+            Request::Vrrp {
+                state: VrrpCmd::Master,
+                holder: Some(4242),
+            },
+            Request::Vrrp {
+                state: VrrpCmd::Fault,
+                holder: None,
+            },
         ];
         for r in reqs {
             let line = encode(&r);
@@ -741,6 +810,9 @@ mod tests {
             br#"{"cmd":"status","extra":1}"#,
             br#"{"cmd":"reload","force":true}"#,
             br#"{"cmd":"admin","service":"s","backend":"b","state":"pause"}"#,
+            br#"{"cmd":"vrrp","state":"primary"}"#,
+            br#"{"cmd":"vrrp","state":"master","holder":-1}"#,
+            br#"{"cmd":"vrrp"}"#,
             b"\xff\xfe",
         ] {
             let e = decode_request(bad).unwrap_err();

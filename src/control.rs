@@ -267,6 +267,9 @@ fn handle(
                 generation,
             })
         }
+        Request::Vrrp { state, holder } => {
+            Reply::Vrrp(crate::vrrp::set(engine, slow, *state, *holder))
+        }
         // Answered by `Reloads` once the file is read; never reaches here.
         Request::Reload {} => {
             return Err(ControlError::Refused(
@@ -380,6 +383,7 @@ fn status(engine: &Engine, slow: &SlowPath, started: Instant) -> StatusReply {
             .collect(),
         kernel: kernel(slow),
         sync: slow.sync_report().as_ref().map(SyncStatus::from),
+        vrrp: crate::vrrp::status(engine, slow, started),
         mbufs_in_use: engine.mempool().in_use(),
         mbufs: engine.mempool().capacity(),
         flow_tables: {
@@ -406,6 +410,8 @@ fn kernel(slow: &SlowPath) -> Option<KernelCounters> {
         from_kernel_refused: k.from_kernel_refused,
         to_kernel_vip: k.to_kernel_vip,
         from_kernel_vip: k.from_kernel_vip,
+        vrrp_to_kernel: k.vrrp_to_kernel,
+        vrrp_from_kernel: k.vrrp_from_kernel,
     })
 }
 
@@ -425,6 +431,7 @@ pub fn stats(engine: &Engine, slow: &SlowPath, started: Instant) -> StatsReply {
         backends: backend_counters(engine),
         kernel: kernel(slow),
         sync: slow.sync_report().as_ref().map(SyncStatus::from),
+        vrrp: crate::vrrp::status(engine, slow, started),
     }
 }
 

@@ -18,6 +18,7 @@ mod requests;
 mod run;
 mod signals;
 mod systemd;
+mod vrrp;
 mod which;
 
 pub(crate) const VERSION: &str = concat!(

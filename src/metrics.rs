@@ -255,6 +255,59 @@ pub fn render(stats: &StatsReply, backends: &BackendsReply, endpoints: &[Endpoin
                 v as f64,
             );
         }
+        let name = "fulcrum_kernel_vrrp_frames_total";
+        o.head(
+            name,
+            "counter",
+            "VRRP adverts through the kernel exception path (among fulcrum_kernel_frames_total).",
+        );
+        for (direction, v) in [
+            ("to_kernel", k.vrrp_to_kernel),
+            ("from_kernel", k.vrrp_from_kernel),
+        ] {
+            o.sample(name, &[("direction", direction)], v as f64);
+        }
+    }
+    if let Some(r) = &stats.vrrp {
+        let name = "fulcrum_vrrp_state";
+        o.head(
+            name,
+            "gauge",
+            "The node's VRRP role (1 for the current one), as keepalived's notify hooks set it.",
+        );
+        for state in ["master", "backup", "fault"] {
+            o.sample(
+                name,
+                &[("state", state)],
+                f64::from(u8::from(r.state == state)),
+            );
+        }
+        o.head(
+            "fulcrum_vrrp_answered",
+            "gauge",
+            "1 while the VIPs of announce = \"vrrp\" services are answered by ARP/ND.",
+        );
+        o.sample(
+            "fulcrum_vrrp_answered",
+            &[],
+            f64::from(u8::from(r.answered)),
+        );
+        o.head(
+            "fulcrum_vrrp_transitions_total",
+            "counter",
+            "Changes of the node's VRRP role.",
+        );
+        o.sample("fulcrum_vrrp_transitions_total", &[], r.transitions as f64);
+        o.head(
+            "fulcrum_gratuitous_sent_total",
+            "counter",
+            "Gratuitous ARP requests and unsolicited neighbour advertisements sent for VIPs taken over.",
+        );
+        o.sample(
+            "fulcrum_gratuitous_sent_total",
+            &[],
+            r.gratuitous_sent as f64,
+        );
     }
     if let Some(s) = &stats.sync {
         sync_series(&mut o, s);
@@ -631,6 +684,7 @@ mod tests {
             backends: vec![],
             kernel: Some(fulcrum::api::KernelCounters {
                 to_kernel: 7,
+                vrrp_to_kernel: 4,
                 ..Default::default()
             }),
             sync: Some(fulcrum::api::SyncStatus {
@@ -641,6 +695,16 @@ mod tests {
                     ..Default::default()
                 }],
                 ..Default::default()
+            }),
+            vrrp: Some(fulcrum::api::VrrpStatus {
+                state: "master".into(),
+                since_s: 2.0,
+                holder: Some(42),
+                vips: vec!["10.0.0.100".into()],
+                answered: true,
+                transitions: 1,
+                holder_lost: 0,
+                gratuitous_sent: 3,
             }),
         };
         let backends = BackendsReply {
@@ -694,6 +758,11 @@ mod tests {
         assert!(t.contains(
             "fulcrum_backend_flows_active{service=\"web\",backend=\"b\\\"1\",state=\"established\"} 5\n"
         ));
+        assert!(t.contains("fulcrum_kernel_vrrp_frames_total{direction=\"to_kernel\"} 4\n"));
+        assert!(t.contains("fulcrum_vrrp_state{state=\"master\"} 1\n"));
+        assert!(t.contains("fulcrum_vrrp_state{state=\"backup\"} 0\n"));
+        assert!(t.contains("fulcrum_vrrp_answered 1\n"));
+        assert!(t.contains("fulcrum_gratuitous_sent_total 3\n"));
         // Drain and maint no longer read alike: the state and admin enum gauges tell them apart.
         assert!(t.contains("fulcrum_backend_up{service=\"web\",backend=\"b2\"} 0\n"));
         assert!(t.contains("fulcrum_backend_up{service=\"web\",backend=\"b3\"} 0\n"));

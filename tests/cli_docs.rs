@@ -13,7 +13,7 @@ fn readme_documents_every_option_of_every_command() {
     let mut seen = 0;
     let ctl = [
         "status", "services", "backends", "which", "drain", "enable", "disable", "clear", "reload",
-        "stats",
+        "stats", "vrrp",
     ];
     let commands = ["run", "check", "replay", "which", "ctl"]
         .map(|c| vec![c])

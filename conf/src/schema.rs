@@ -257,7 +257,7 @@ pub struct ServiceTable {
     pub deny: Vec<Spanned<String>>,
     /// `[service.health]`: the check of every backend. Default: no check (always up).
     pub health: Option<Spanned<HealthTable>>,
-    /// How the VIP attracts traffic: "arp", "bgp", "none". Default "arp".
+    /// How the VIP attracts traffic: "arp", "bgp", "none", "vrrp". Default "arp".
     pub announce: Option<Spanned<String>>,
     /// While this file exists, the service is not announced. Default: none.
     pub disable_file: Option<Spanned<String>>,

@@ -317,3 +317,19 @@ fn tunnel_is_an_l4_tier_in_front_of_l7_nodes() {
         7
     );
 }
+
+#[test]
+fn vrrp_follows_keepalived_over_the_kernel_interface() {
+    let c = example("vrrp.toml");
+    assert_eq!(c.ports[0].kernel_interface.as_deref(), Some("fulcrum0"));
+    assert_eq!(c.services.len(), 1);
+    assert_eq!(c.services[0].announce, conf::Announce::Vrrp);
+    assert_eq!(c.services[0].forwarding, Forwarding::Dsr);
+    // packaging/keepalived.conf speaks VRRP on that interface, for that VIP.
+    let keepalived = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/keepalived.conf"),
+    )
+    .unwrap();
+    assert!(keepalived.contains("interface fulcrum0"));
+    assert!(keepalived.contains(&format!("{}/32 dev fulcrum0", c.services[0].vip)));
+}

@@ -263,8 +263,11 @@ pub struct ServiceRt {
     pub tier: Tier,
     /// Which sources may reach the service.
     pub acl: Acl,
-    /// How the VIP attracts traffic: only `Arp` VIPs get ARP/ND answers.
+    /// How the VIP attracts traffic (the config's `announce`).
     pub announce: conf::Announce,
+    /// Whether the workers answer ARP/ND for the VIP: `announce = "arp"`, or `"vrrp"` while
+    /// this node is the VRRP master (the slow path sets it when it builds the snapshot).
+    pub answers_neighbor: bool,
 }
 
 /// A prefix in flow-key form: the address's bits from the top of a big-endian u128 (IPv4 in
@@ -349,6 +352,7 @@ impl ServiceRt {
             tier,
             acl: Acl::new(&s.allow, &s.deny),
             announce: s.announce,
+            answers_neighbor: s.announce == conf::Announce::Arp,
         }
     }
 
@@ -468,7 +472,7 @@ impl Snapshot {
     }
 
     /// Does the balancer answer ARP / neighbour solicitations for this VIP (some service of it
-    /// has `announce = "arp"`)? Several instances announcing a VIP by BGP on one segment must
+    /// has `announce = "arp"`, or `"vrrp"` on the VRRP master)? Several instances announcing a VIP by BGP on one segment must
     /// not all answer for it.
     #[inline]
     pub fn answers_neighbor_for(&self, addr: IpKey) -> bool {
@@ -556,7 +560,7 @@ impl Snapshot {
                 ServiceIdx::new(si as u16),
             );
             vip_addrs.insert(IpKey::from(s.vip));
-            if s.announce == conf::Announce::Arp {
+            if s.answers_neighbor {
                 neighbor_vips.insert(IpKey::from(s.vip));
             }
             if s.forwarding != Forwarding::Nat {

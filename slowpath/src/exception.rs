@@ -17,6 +17,11 @@
 //! frame to or from a VIP under its own name, `to_kernel_vip` / `from_kernel_vip`: the
 //! workers never hand VIP traffic to the slow path, so these stay 0 by construction, and a
 //! test under load checks they do).
+//! The one exception is VRRP (IP protocol 112 to its group, 224.0.0.18 or ff02::12), which is
+//! for keepalived on the kernel interface, both ways (counted apart); ARP the kernel sends
+//! must be from an own address too, so a kernel holding a VIP (keepalived's
+//! `virtual_ipaddress`) never answers for it: whether a VIP is answered is Fulcrum's
+//! decision (`announce`, `ctl vrrp`).
 //! Both directions go through bounded queues of the TAP device, polled by the slow path's
 //! thread; what does not fit is dropped and counted, never waited for.
 
@@ -30,7 +35,7 @@ use dataplane::engine::KernelIo;
 use dataplane::frame::Frame;
 use dataplane::ids::PortIdx;
 use dataplane::wire::ethernet::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, parse_l2};
-use dataplane::wire::{Ipv4Packet, Ipv6Packet};
+use dataplane::wire::{ArpPacket, Ipv4Packet, Ipv6Packet, is_vrrp};
 
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_TCP: u8 = 6;
@@ -61,6 +66,10 @@ pub struct KernelStats {
     /// Frames the kernel sent from a VIP (it holds none; a misconfigured host might):
     /// refused.
     pub from_kernel_vip: u64,
+    /// VRRP adverts given to a kernel interface (included in `to_kernel`).
+    pub vrrp_to_kernel: u64,
+    /// VRRP adverts the kernel sent that left by the data port (included in `from_kernel`).
+    pub vrrp_from_kernel: u64,
 }
 
 /// Where a frame to an own address goes (see the module doc).
@@ -89,6 +98,9 @@ pub fn dispatch(frame: &[u8], own: &[IfAddr], health_ports: &RangeInclusive<u16>
             let Ok(ip) = Ipv4Packet::new_checked(l3) else {
                 return Dispatch::Stack;
             };
+            if is_vrrp(ip.protocol(), IpAddr::V4(ip.dst_ip())) {
+                return Dispatch::Kernel;
+            }
             if !is_own(own, IpAddr::V4(ip.dst_ip())) {
                 return Dispatch::Refused;
             }
@@ -102,6 +114,9 @@ pub fn dispatch(frame: &[u8], own: &[IfAddr], health_ports: &RangeInclusive<u16>
                 return Dispatch::Stack;
             };
             let dst = ip.dst_ip();
+            if is_vrrp(ul.protocol, IpAddr::V6(dst)) {
+                return Dispatch::Kernel;
+            }
             // Neighbour discovery arrives at multicast groups too (all-nodes, solicited-node).
             let nd = ul.protocol == IPPROTO_ICMPV6 && crate::neigh::nd::is_nd(l3);
             let ours = is_own(own, IpAddr::V6(dst)) || (nd && dst.is_multicast());
@@ -160,16 +175,21 @@ fn vips(cfg: &Config) -> Vec<IpAddr> {
     cfg.services.iter().map(|s| s.vip).collect()
 }
 
-/// Whether the kernel may send `frame` out of a port with own addresses `own`: ARP, and IP
-/// from an own address (IPv6 also from a link-local or the unspecified address: neighbour
-/// discovery, MLD, router solicitations). Anything else would be the kernel forwarding.
+/// Whether the kernel may send `frame` out of a port with own addresses `own`: ARP from an
+/// own address (or 0.0.0.0: a probe), and IP from an own address (IPv6 also from a
+/// link-local or the unspecified address: neighbour discovery, MLD, router solicitations,
+/// VRRP). Anything else would be the kernel forwarding, or answering for an address that is
+/// not its own (a VIP keepalived put on the interface).
 pub fn may_leave(frame: &[u8], own: &[IfAddr]) -> bool {
     let Ok(l2) = parse_l2(frame) else {
         return false;
     };
     let l3 = &frame[l2.l3_offset..];
     match l2.ethertype {
-        ETHERTYPE_ARP => true,
+        ETHERTYPE_ARP => ArpPacket::new_checked(l3).is_ok_and(|arp| {
+            let sender = std::net::Ipv4Addr::from(arp.sender_proto_addr());
+            sender.is_unspecified() || is_own(own, IpAddr::V4(sender))
+        }),
         ETHERTYPE_IPV4 => {
             Ipv4Packet::new_checked(l3).is_ok_and(|ip| is_own(own, IpAddr::V4(ip.src_ip())))
         }
@@ -248,12 +268,11 @@ impl Exception {
         {
             d = Dispatch::Stack;
         }
-        if d == Dispatch::Refused {
-            if to_vip(frame, &self.vips) {
-                self.stats.to_kernel_vip += 1;
-            } else {
-                self.stats.to_kernel_refused += 1;
-            }
+        match d {
+            Dispatch::Refused if to_vip(frame, &self.vips) => self.stats.to_kernel_vip += 1,
+            Dispatch::Refused => self.stats.to_kernel_refused += 1,
+            Dispatch::Kernel if is_vrrp_frame(frame) => self.stats.vrrp_to_kernel += 1,
+            _ => {}
         }
         d
     }
@@ -312,13 +331,33 @@ impl Exception {
             for m in burst.iter_mut() {
                 m.set_port(i as u16);
             }
+            let vrrp = burst.iter().filter(|m| is_vrrp_frame(m.data())).count();
             let len = burst.len();
             let sent = tx.enqueue_burst(&mut burst);
             self.stats.from_kernel += sent as u64;
+            // A VRRP advert the ring did not take counts among the dropped only.
+            self.stats.vrrp_from_kernel += vrrp.min(sent) as u64;
             self.stats.from_kernel_dropped += (len - sent) as u64;
             burst.clear();
         }
         n
+    }
+}
+
+/// Whether an Ethernet frame is a VRRP advert (see [`is_vrrp`]).
+fn is_vrrp_frame(frame: &[u8]) -> bool {
+    let Ok(l2) = parse_l2(frame) else {
+        return false;
+    };
+    let l3 = &frame[l2.l3_offset..];
+    match l2.ethertype {
+        ETHERTYPE_IPV4 => Ipv4Packet::new_checked(l3)
+            .is_ok_and(|ip| is_vrrp(ip.protocol(), IpAddr::V4(ip.dst_ip()))),
+        ETHERTYPE_IPV6 => Ipv6Packet::new_checked(l3).is_ok_and(|ip| {
+            ip.upper_layer()
+                .is_ok_and(|ul| is_vrrp(ul.protocol, IpAddr::V6(ip.dst_ip())))
+        }),
+        _ => false,
     }
 }
 
@@ -412,6 +451,60 @@ mod tests {
 
     const HEALTH: RangeInclusive<u16> = 61000..=65000;
 
+    /// An ARP reply from `sender` (at some MAC) to 10.0.0.1.
+    fn arp(sender: [u8; 4]) -> Vec<u8> {
+        let repr = dataplane::wire::ArpRepr {
+            operation: dataplane::wire::arp::OP_REPLY,
+            sender_hw_addr: [2, 0, 0, 0, 0, 2],
+            sender_proto_addr: sender,
+            target_hw_addr: [2, 0, 0, 0, 0, 1],
+            target_proto_addr: [10, 0, 0, 1],
+        };
+        let mut b = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut b).unwrap();
+        eth(ETHERTYPE_ARP, &b)
+    }
+
+    /// An IPv6 packet (next header `proto`, 8 bytes of payload) from `src` to `dst`.
+    fn ipv6(src: &str, dst: &str, proto: u8) -> Vec<u8> {
+        let mut ip = vec![0x60, 0, 0, 0, 0, 8, proto, 255];
+        ip.extend_from_slice(&src.parse::<std::net::Ipv6Addr>().unwrap().octets());
+        ip.extend_from_slice(&dst.parse::<std::net::Ipv6Addr>().unwrap().octets());
+        ip.extend_from_slice(&[0u8; 8]);
+        eth(ETHERTYPE_IPV6, &ip)
+    }
+
+    #[test]
+    fn vrrp_adverts_cross_both_ways_and_kernel_arp_for_a_vip_does_not() {
+        // keepalived's adverts from the peer, to the VRRP group: to the kernel.
+        let v4 = ipv4(
+            [10, 0, 0, 3],
+            [224, 0, 0, 18],
+            112,
+            &[0x31, 51, 100, 1, 0, 0, 0, 0],
+        );
+        assert_eq!(dispatch(&v4, &own(), &HEALTH), Dispatch::Kernel);
+        assert!(is_vrrp_frame(&v4));
+        let v6 = ipv6("fe80::3", "ff02::12", 112);
+        assert_eq!(dispatch(&v6, &own(), &HEALTH), Dispatch::Kernel);
+        assert!(is_vrrp_frame(&v6));
+        // Protocol 112 to another group, or another protocol to the VRRP group: refused.
+        let other_group = ipv4([10, 0, 0, 3], [224, 0, 0, 19], 112, &[0u8; 8]);
+        assert_eq!(dispatch(&other_group, &own(), &HEALTH), Dispatch::Refused);
+        let udp_to_group = ipv4([10, 0, 0, 3], [224, 0, 0, 18], IPPROTO_UDP, &ports(1, 2));
+        assert_eq!(dispatch(&udp_to_group, &own(), &HEALTH), Dispatch::Refused);
+        assert!(!is_vrrp_frame(&udp_to_group));
+        // This node's adverts leave (from its own address, IPv6 from its link-local).
+        let mine = ipv4([10, 0, 0, 2], [224, 0, 0, 18], 112, &[0u8; 8]);
+        assert!(may_leave(&mine, &own()));
+        assert!(may_leave(&ipv6("fe80::2", "ff02::12", 112), &own()));
+        // A kernel that holds the VIP (keepalived's virtual_ipaddress) neither answers ARP
+        // for it nor sends from it.
+        assert!(!may_leave(&arp([10, 0, 0, 100]), &own()));
+        let from_vip = ipv4([10, 0, 0, 100], [224, 0, 0, 18], 112, &[0u8; 8]);
+        assert!(!may_leave(&from_vip, &own()));
+    }
+
     #[test]
     fn bgp_goes_to_the_kernel_and_check_replies_to_the_stack() {
         let bgp = ipv4(
@@ -472,7 +565,15 @@ mod tests {
             &ports(179, 40000),
         );
         assert!(may_leave(&from_own, &own()));
-        assert!(may_leave(&eth(ETHERTYPE_ARP, &[0u8; 28]), &own()));
+        assert!(
+            may_leave(&arp([10, 0, 0, 2]), &own()),
+            "the kernel's own ARP"
+        );
+        assert!(may_leave(&arp([0, 0, 0, 0]), &own()), "a probe");
+        assert!(
+            !may_leave(&eth(ETHERTYPE_ARP, &[0u8; 28]), &own()),
+            "not ARP/IPv4"
+        );
         assert!(!may_leave(&eth(0x88cc, &[0u8; 28]), &own()), "LLDP");
     }
 

@@ -26,6 +26,7 @@ pub mod neigh;
 pub mod publish;
 pub mod stack;
 pub mod sync;
+pub mod vrrp;
 
 mod admin;
 mod reconfigure;
@@ -87,6 +88,8 @@ pub struct SlowPath {
     announcer: Announcer,
     /// Exceptions shared with peer instances (`None`: `[global.sync]` has no peers).
     sync: Option<PeerSync>,
+    /// The node's VRRP role (`announce = "vrrp"` services).
+    vrrp: vrrp::Vrrp,
     /// Frames to send this turn: (port index, frame).
     outbox: Vec<(PortIdx, Vec<u8>)>,
     finished: Vec<Finished>,
@@ -206,6 +209,7 @@ impl SlowPath {
             publisher,
             hooks: Hooks::new(cfg),
             announcer: Announcer::new(cfg),
+            vrrp: vrrp::Vrrp::default(),
             outbox: Vec::new(),
             finished: Vec::new(),
             frames: FrameStats::default(),
@@ -330,6 +334,13 @@ impl SlowPath {
         if self.sync.as_ref().is_none_or(|s| s.ready(now)) {
             self.announcer.poll();
         }
+        if self.vrrp.holder_gone(now) {
+            tracing::warn!(
+                holder = self.vrrp.holder(),
+                "vrrp: the keepalived that made this node master is gone: backup"
+            );
+            self.set_vrrp(engine, vrrp::Role::Backup, None);
+        }
 
         if work > 0 {
             return Duration::ZERO;
@@ -339,6 +350,7 @@ impl SlowPath {
             self.monitor.next_due(),
             self.runner.next_deadline(),
             self.neigh.next_due(),
+            self.vrrp.next_due(),
             self.stack.poll_delay(now).map(|d| now + d),
             self.dirty.then_some(self.publish_after),
         ]

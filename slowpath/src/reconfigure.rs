@@ -50,8 +50,18 @@ impl SlowPath {
         self.hooks.reconfigure(cfg);
         self.announcer.reconfigure(cfg);
         self.exception.reconfigure(cfg);
+        let vrrp_before = self.vrrp_vips();
         self.cfg = cfg.clone();
         let generation = self.publish_now(engine);
+        if self.vrrp.role() == crate::vrrp::Role::Master {
+            // A master announces the VRRP VIPs the reload added, as it did the others.
+            let added: Vec<std::net::IpAddr> = self
+                .vrrp_vips()
+                .into_iter()
+                .filter(|v| !vrrp_before.contains(v))
+                .collect();
+            self.neigh.announce(&added, now);
+        }
         tracing::info!(
             checked = self.monitor.targets.len(),
             kept = map.iter().flatten().count(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use fulcrum::api::{
     AdminCmd, AdminReply, BackendsReply, CounterSet, ReloadReply, Request, StatsReply, StatusReply,
-    WhichReply,
+    VrrpCmd, VrrpReply, WhichReply,
 };
 use fulcrum::flowspec::{self, FlowError};
 use serde::Serialize;
@@ -92,6 +92,18 @@ pub enum CtlCmd {
     },
     /// Re-read the config file and apply it live (an invalid one changes nothing).
     Reload,
+    /// Set this node's VRRP role, as keepalived's notify hooks do: only the master answers
+    /// ARP/ND for the VIPs of `announce = "vrrp"` services, and on becoming master sends
+    /// gratuitous ARP (unsolicited NA) for them. A node starts as backup.
+    Vrrp {
+        /// `master`, `backup` or `fault` (answers nothing, like backup).
+        #[arg(value_enum)]
+        state: VrrpState,
+        /// The keepalived process that sets it (in a notify script: `$PPID`): when it dies,
+        /// the node falls back to backup.
+        #[arg(long, value_name = "PID")]
+        holder: Option<u32>,
+    },
     /// Counters; with --watch, rates per port and worker every --interval seconds.
     Stats {
         /// Print rates every --interval seconds instead of the counters once.
@@ -108,6 +120,24 @@ pub enum CtlCmd {
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
     },
+}
+
+/// `ctl vrrp`'s role argument.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum VrrpState {
+    Master,
+    Backup,
+    Fault,
+}
+
+impl From<VrrpState> for VrrpCmd {
+    fn from(s: VrrpState) -> VrrpCmd {
+        match s {
+            VrrpState::Master => VrrpCmd::Master,
+            VrrpState::Backup => VrrpCmd::Backup,
+            VrrpState::Fault => VrrpCmd::Fault,
+        }
+    }
 }
 
 /// Why a `ctl` command failed.
@@ -246,6 +276,29 @@ fn run(path: &Path, cmd: CtlCmd, json: bool, out: &mut dyn Write) -> Result<(), 
                 )?;
             }
         }
+        CtlCmd::Vrrp { state, holder } => {
+            let req = Request::Vrrp {
+                state: state.into(),
+                holder,
+            };
+            let v: VrrpReply = request(path, &req)?;
+            if json {
+                print_json(out, &v, false)?;
+            } else {
+                let vips = if v.vips.is_empty() {
+                    "no VIP has announce = \"vrrp\"".to_string()
+                } else if v.state == "master" {
+                    format!("answering ARP/ND for {}", v.vips.join(", "))
+                } else {
+                    format!("not answering for {}", v.vips.join(", "))
+                };
+                writeln!(
+                    out,
+                    "vrrp: {} (was {}): {vips} (generation {})",
+                    v.state, v.previous, v.generation
+                )?;
+            }
+        }
         CtlCmd::Reload => {
             let v: ReloadReply = request(path, &Request::Reload {})?;
             if json {
@@ -287,6 +340,7 @@ fn run(path: &Path, cmd: CtlCmd, json: bool, out: &mut dyn Write) -> Result<(), 
                 backends: Vec::new(),
                 kernel: None,
                 sync: None,
+                vrrp: None,
             };
             if json {
                 print_json(out, &v, true)?;
@@ -420,6 +474,7 @@ mod tests {
             ],
             kernel: None,
             sync: None,
+            vrrp: None,
         }
     }
 

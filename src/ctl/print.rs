@@ -117,16 +117,39 @@ pub(super) fn print_status(out: &mut dyn Write, v: &StatusReply) -> io::Result<(
     if let Some(k) = &v.kernel {
         writeln!(
             out,
-            "exception path: to kernel {} (dropped {}, refused {}, VIP {}), from kernel {} \
-             (dropped {}, refused {}, VIP {})",
+            "exception path: to kernel {} (dropped {}, refused {}, VIP {}, vrrp {}), from kernel {} \
+             (dropped {}, refused {}, VIP {}, vrrp {})",
             k.to_kernel,
             k.to_kernel_dropped,
             k.to_kernel_refused,
             k.to_kernel_vip,
+            k.vrrp_to_kernel,
             k.from_kernel,
             k.from_kernel_dropped,
             k.from_kernel_refused,
-            k.from_kernel_vip
+            k.from_kernel_vip,
+            k.vrrp_from_kernel
+        )?;
+    }
+    if let Some(r) = &v.vrrp {
+        let vips = if r.vips.is_empty() {
+            "no VIP with announce = \"vrrp\"".to_string()
+        } else {
+            let answered = if r.answered {
+                "answered"
+            } else {
+                "not answered"
+            };
+            format!("VIPs {} {answered} by ARP/ND", r.vips.join(", "))
+        };
+        let holder = r
+            .holder
+            .map(|p| format!(", held by keepalived pid {p}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "VRRP: {} for {:.1} s{holder}: {vips}; {} transitions, {} gratuitous ARP/NA sent",
+            r.state, r.since_s, r.transitions, r.gratuitous_sent
         )?;
     }
     let workers: Vec<Vec<String>> = v

@@ -161,6 +161,15 @@ impl Balancer {
         self.ctl_json(&["reload"])
     }
 
+    /// `kill -9`, as a crash: no final report, no cleanup (dropping it still removes the
+    /// DPDK runtime files).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Sends a signal (e.g. "HUP") to the balancer.
     pub fn signal(&self, sig: &str) {
         must(Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]));

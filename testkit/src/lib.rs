@@ -14,6 +14,7 @@
 //! - [`Bird`]: a real BIRD 2 in a namespace, asked with `birdc`;
 //! - [`Ecmp`]: scale-out, scripts/ecmp-testbed.sh's routed tier: a BIRD router with ECMP
 //!   over three Fulcrum instances that announce the VIP by BGP, backends behind them;
+//! - [`Keepalived`]: a real keepalived in a namespace, speaking VRRP;
 //! - [`fixture`]: config files under `tests/configs/`, templated;
 //! - [`Load`]: a request loop and long streams in the background while a test acts;
 //!   [`Streams`]: many long streams at once, each of which notices a break;
@@ -28,6 +29,7 @@ mod decap;
 mod eal;
 mod ecmp;
 mod fixture;
+mod keepalived;
 mod load;
 mod net;
 pub mod outcome;
@@ -48,6 +50,7 @@ pub use eal::{
 };
 pub use ecmp::Ecmp;
 pub use fixture::{Fixture, fixture};
+pub use keepalived::Keepalived;
 pub use load::{Load, LoadSpec, Streams};
 pub use net::{Answer, Client, KeepAlive, LB_ADDR, Net, VIP, routed};
 pub use spread::Stream;

@@ -449,6 +449,19 @@ impl Net {
         self.exec("sw", &["ip", "link", "set", &b, "up"]);
     }
 
+    /// Health layout: a further balancer port on the switch, as the `lb` node's: `node`'s
+    /// interface `lb0`, no kernel address (DPDK's af_packet reads it), IPv6 off. For a
+    /// second instance ([`crate::Balancer::start_on`]).
+    pub fn balancer_port(&self, node: &str) {
+        assert_eq!(
+            self.layout,
+            Layout::Health,
+            "balancers join the health layout's switch"
+        );
+        self.link(node, "lb0");
+        self.exec(node, &["sysctl", "-qw", "net.ipv6.conf.lb0.disable_ipv6=1"]);
+    }
+
     /// Health layout: a further host `node` on the switch, its interface `eth0` with
     /// `address` (CIDR), e.g. a router peering with the balancer.
     pub fn host(&self, node: &str, address: &str) {

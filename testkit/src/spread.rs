@@ -123,30 +123,40 @@ impl Stream {
     /// Waits for the end; checks it completed (curl exit 0, the chunked terminator seen),
     /// every line from one backend, ticks without a gap. Returns the backend.
     pub fn finish(self) -> String {
+        self.outcome().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Stream::finish`]'s checks, saying what broke instead of failing the test: for tests
+    /// that count broken streams.
+    pub fn outcome(self) -> Result<String, String> {
         let secs = self.secs;
         let out = self.child.wait_with_output().expect("curl");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "stream broken ({}): {}\n{text}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() {
+            return Err(format!(
+                "stream broken ({}): {}\n{text}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
         let lines: Vec<&str> = text.lines().collect();
         let backend = lines
             .first()
             .and_then(|l| l.split_whitespace().next())
-            .expect("a line")
+            .ok_or_else(|| format!("no line: {text}"))?
             .to_string();
         for (i, l) in lines.iter().enumerate() {
-            assert_eq!(*l, format!("{backend} tick={i}"), "stream lines:\n{text}");
+            if *l != format!("{backend} tick={i}") {
+                return Err(format!("line {i} is {l:?}; stream lines:\n{text}"));
+            }
         }
         // The backend writes exactly 10 lines a second (tests/tools/backend.py).
-        assert_eq!(
-            lines.len() as u32,
-            secs * 10,
-            "lines of a {secs} s stream:\n{text}"
-        );
-        backend.trim_start_matches("backend=").to_string()
+        if lines.len() as u32 != secs * 10 {
+            return Err(format!(
+                "{} lines of a {secs} s stream:\n{text}",
+                lines.len()
+            ));
+        }
+        Ok(backend.trim_start_matches("backend=").to_string())
     }
 }

@@ -147,6 +147,10 @@ pub enum Announce {
     Bgp,
     /// Neither: routes to the node are configured elsewhere (static routes).
     None,
+    /// Answered by ARP/ND like `Arp`, but only while this node is the VRRP master
+    /// (`fulcrum ctl vrrp master`, from keepalived's notify hooks); a backup, a faulty node
+    /// and a node that just started answer nothing for it.
+    Vrrp,
 }
 
 impl Announce {
@@ -155,6 +159,7 @@ impl Announce {
             Announce::Arp => "arp",
             Announce::Bgp => "bgp",
             Announce::None => "none",
+            Announce::Vrrp => "vrrp",
         }
     }
 }

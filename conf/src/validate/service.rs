@@ -120,6 +120,7 @@ impl Checker<'_> {
                     ("arp", Announce::Arp),
                     ("bgp", Announce::Bgp),
                     ("none", Announce::None),
+                    ("vrrp", Announce::Vrrp),
                 ],
             );
             if let Some(a) = &t.announce
@@ -131,6 +132,18 @@ impl Checker<'_> {
                     f("announce"),
                     "announce = \"bgp\" needs [global.announce] bird_file (the file BIRD \
                      includes, where Fulcrum lists the VIPs to announce)",
+                );
+            }
+            if let Some(a) = &t.announce
+                && announce == Announce::Vrrp
+                && ports.subnets_known
+                && !ports.ports.iter().any(|p| p.kernel_interface.is_some())
+            {
+                self.error(
+                    a.span(),
+                    f("announce"),
+                    "announce = \"vrrp\" needs a [[port]] with kernel_interface (keepalived \
+                     speaks VRRP through it)",
                 );
             }
             let disable_file = self

@@ -312,6 +312,10 @@ impl Pipeline {
             }
             return self.nat_reply(snap, port, p, ports, frame);
         }
+        if !fragment && wire::is_vrrp(p.proto, p.dst_ip()) {
+            // keepalived's adverts: the slow path hands them to the kernel interface.
+            return Verdict::SlowPath;
+        }
         Verdict::Drop(DropReason::NotVip)
     }
 

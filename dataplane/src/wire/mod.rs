@@ -83,6 +83,23 @@ pub const IPPROTO_ICMPV6: u8 = 58;
 pub const IPPROTO_NONE: u8 = 59;
 /// IPv6 Destination Options extension header.
 pub const IPPROTO_DSTOPTS: u8 = 60;
+/// Virtual Router Redundancy Protocol (RFC 5798).
+pub const IPPROTO_VRRP: u8 = 112;
+/// The group VRRP adverts go to: 224.0.0.18 (IPv4), ff02::12 (IPv6).
+pub const VRRP_GROUP_V4: std::net::Ipv4Addr = std::net::Ipv4Addr::new(224, 0, 0, 18);
+pub const VRRP_GROUP_V6: std::net::Ipv6Addr =
+    std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+
+/// Is a packet of protocol `proto` to `dst` a VRRP advert (to its group)? Such frames are
+/// for keepalived on the kernel exception path, never for a VIP.
+#[inline]
+pub fn is_vrrp(proto: u8, dst: std::net::IpAddr) -> bool {
+    proto == IPPROTO_VRRP
+        && match dst {
+            std::net::IpAddr::V4(a) => a == VRRP_GROUP_V4,
+            std::net::IpAddr::V6(a) => a == VRRP_GROUP_V6,
+        }
+}
 
 /// Byte ranges of header fields, as in smoltcp: each module's `mod field` is built from these.
 mod field {

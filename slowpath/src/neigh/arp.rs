@@ -17,16 +17,29 @@ pub fn request(port: &PortL2, target: Ipv4Addr, dst: [u8; 6]) -> Option<Vec<u8>>
     let IpAddr::V4(source) = port.source_for(IpAddr::V4(target))? else {
         return None;
     };
+    Some(who_has(port.mac, source, target, dst))
+}
+
+/// A gratuitous ARP request announcing that `addr` is at `port`'s MAC (sender and target
+/// address both `addr`, to broadcast), as Linux and keepalived send on taking an address
+/// over: every host on the segment that knows `addr` updates its cache at once.
+pub fn gratuitous(port: &PortL2, addr: Ipv4Addr) -> Vec<u8> {
+    who_has(port.mac, addr, addr, l2::BROADCAST)
+}
+
+/// An ARP request frame from `mac` and `sender` for `target`, to `dst`.
+fn who_has(mac: [u8; 6], sender: Ipv4Addr, target: Ipv4Addr, dst: [u8; 6]) -> Vec<u8> {
     let repr = ArpRepr {
         operation: OP_REQUEST,
-        sender_hw_addr: port.mac,
-        sender_proto_addr: source.octets(),
+        sender_hw_addr: mac,
+        sender_proto_addr: sender.octets(),
         target_hw_addr: [0; 6],
         target_proto_addr: target.octets(),
     };
     let mut arp = vec![0u8; repr.buffer_len()];
-    repr.emit(&mut arp).ok()?;
-    Some(l2::frame(port.mac, dst, ETHERTYPE_ARP, &arp))
+    // `arp` has exactly the length the representation asks for: emitting cannot fail.
+    let _ = repr.emit(&mut arp);
+    l2::frame(mac, dst, ETHERTYPE_ARP, &arp)
 }
 
 /// The sender (address, MAC) of an Ethernet/IPv4 ARP message, request or reply; `None` for
@@ -77,6 +90,28 @@ mod tests {
         for len in 0..good.len() {
             assert_eq!(sender(&good[..len]), None, "cut at {len}");
         }
+    }
+
+    #[test]
+    fn a_gratuitous_request_names_the_address_twice_and_the_ports_mac() {
+        let port = PortL2 {
+            mac: [2, 0, 0, 0, 0, 1],
+            addrs: vec![],
+        };
+        let f = gratuitous(&port, Ipv4Addr::new(10, 0, 0, 100));
+        assert_eq!(&f[..6], &l2::BROADCAST);
+        assert_eq!(&f[6..12], &port.mac);
+        assert_eq!(&f[12..14], &[0x08, 0x06]);
+        let arp = ArpRepr::parse(&ArpPacket::new_checked(&f[14..]).unwrap());
+        assert_eq!(arp.operation, OP_REQUEST);
+        assert_eq!(arp.sender_hw_addr, port.mac);
+        assert_eq!(arp.sender_proto_addr, [10, 0, 0, 100]);
+        assert_eq!(arp.target_proto_addr, [10, 0, 0, 100]);
+        // What the neighbour table of another balancer learns from it.
+        assert_eq!(
+            sender(&f[14..]),
+            Some((Ipv4Addr::new(10, 0, 0, 100), port.mac))
+        );
     }
 
     #[test]

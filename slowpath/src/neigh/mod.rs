@@ -25,6 +25,13 @@
 //! own addresses (the answers to its solicitations are) or to all-nodes (unsolicited ones,
 //! which Linux sends when an interface's MAC changes, with `ndisc_notify`): one with the
 //! override flag moves a backend to its new MAC at once.
+//!
+//! The other way round, the table announces addresses this node takes over ([`Neighbors::announce`]:
+//! the VIPs of `announce = "vrrp"` services when keepalived makes the node master): a
+//! gratuitous ARP request (IPv6: an unsolicited advertisement with the override flag) on
+//! every port with an address of the family, at once and [`GRATUITOUS_REPEATS`] - 1 more
+//! times [`GRATUITOUS_INTERVAL`] apart, so that one lost frame does not strand the clients on
+//! the old master.
 
 pub mod arp;
 pub mod l2;
@@ -43,6 +50,11 @@ pub use l2::{ETH_HEADER, PortL2};
 
 /// Packets kept per unresolved neighbour; older ones are dropped first.
 const PENDING_MAX: usize = 8;
+
+/// Gratuitous announcements of an address taken over: this many in all...
+pub const GRATUITOUS_REPEATS: u32 = 3;
+/// ... this far apart (keepalived's default repeats 5 at once, then again after 5 s).
+pub const GRATUITOUS_INTERVAL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -109,6 +121,8 @@ pub struct NeighStats {
     pub dropped: u64,
     /// ND solicitations and advertisements refused (hop limit, checksum, length, options).
     pub nd_invalid: u64,
+    /// Gratuitous ARP requests and unsolicited advertisements sent ([`Neighbors::announce`]).
+    pub gratuitous: u64,
 }
 
 /// The neighbour table of every port.
@@ -122,6 +136,8 @@ pub struct Neighbors {
     next_scan: Duration,
     /// The learnt MACs changed since [`Neighbors::take_changed`].
     changed: bool,
+    /// Announcements of addresses taken over, still to send: (when, address).
+    gratuitous: Vec<(Duration, IpAddr)>,
     pub stats: NeighStats,
 }
 
@@ -149,6 +165,7 @@ impl Neighbors {
             entries: HashMap::new(),
             next_scan: now,
             changed: false,
+            gratuitous: Vec::new(),
             stats: NeighStats::default(),
         };
         for s in &cfg.services {
@@ -249,11 +266,59 @@ impl Neighbors {
 
     /// When a request is due next.
     pub fn next_due(&self) -> Option<Duration> {
-        (!self.entries.is_empty()).then_some(self.next_scan)
+        let gratuitous = self.gratuitous.iter().map(|(t, _)| *t).min();
+        let scan = (!self.entries.is_empty()).then_some(self.next_scan);
+        [gratuitous, scan].into_iter().flatten().min()
     }
 
-    /// Sends the requests that are due (`send(port, frame)`).
+    /// Announces that `addrs` are this node's now (see the module doc): the first round goes
+    /// out at the next [`Neighbors::poll`]. Replaces what was still to send for them.
+    pub fn announce(&mut self, addrs: &[IpAddr], now: Duration) {
+        self.gratuitous.retain(|(_, a)| !addrs.contains(a));
+        for i in 0..GRATUITOUS_REPEATS {
+            for a in addrs {
+                self.gratuitous.push((now + GRATUITOUS_INTERVAL * i, *a));
+            }
+        }
+    }
+
+    /// Forgets the announcements not sent yet (the node no longer holds the addresses).
+    pub fn cancel_announcements(&mut self) {
+        self.gratuitous.clear();
+    }
+
+    /// Sends the announcements that are due, on every port with an address of their family.
+    fn send_gratuitous(&mut self, now: Duration, send: &mut impl FnMut(PortIdx, &[u8])) {
+        let ports = &self.ports;
+        let stats = &mut self.stats;
+        self.gratuitous.retain(|&(at, addr)| {
+            if at > now {
+                return true;
+            }
+            for (i, port) in ports.iter().enumerate() {
+                if !port
+                    .addrs
+                    .iter()
+                    .any(|a| a.addr.is_ipv6() == addr.is_ipv6())
+                {
+                    continue;
+                }
+                let frame = match addr {
+                    IpAddr::V4(a) => Some(arp::gratuitous(port, a)),
+                    IpAddr::V6(a) => nd::unsolicited(port, a),
+                };
+                if let Some(frame) = frame {
+                    send(PortIdx::new(i as u8), &frame);
+                    stats.gratuitous += 1;
+                }
+            }
+            false
+        });
+    }
+
+    /// Sends the requests and announcements that are due (`send(port, frame)`).
     pub fn poll(&mut self, now: Duration, send: &mut impl FnMut(PortIdx, &[u8])) {
+        self.send_gratuitous(now, send);
         if now < self.next_scan {
             return;
         }

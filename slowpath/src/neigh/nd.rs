@@ -111,6 +111,22 @@ pub fn advertisement(
     na.frame(port, target, (to, to_mac))
 }
 
+/// ff02::1, the link's all-nodes group.
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+/// An unsolicited Neighbor Advertisement of `target` at `port`'s MAC, with the override flag,
+/// from `target` to all-nodes (RFC 4861 §7.2.6), as an Ethernet frame: IPv6's gratuitous
+/// ARP, which moves every neighbour's cache entry for `target` to this MAC at once.
+pub fn unsolicited(port: &PortL2, target: Ipv6Addr) -> Option<Vec<u8>> {
+    let na = Message {
+        kind: NEIGHBOR_ADVERT,
+        flags: FLAG_OVERRIDE,
+        target,
+        option: OPT_TLLA,
+    };
+    na.frame(port, target, (ALL_NODES, multicast_mac(ALL_NODES)))
+}
+
 /// An NS or NA the slow path sends: about `target`, with `port`'s MAC in a link-layer
 /// address option.
 struct Message {

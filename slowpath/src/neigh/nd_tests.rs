@@ -276,3 +276,26 @@ fn refill(p: &mut [u8]) {
         icmp.fill_checksum(&s, &d);
     }
 }
+
+#[test]
+fn an_unsolicited_advertisement_goes_to_all_nodes_with_override() {
+    let vip = ip("2001:db8:1::100");
+    let f = unsolicited(&port(), vip).unwrap();
+    assert_eq!(&f[..6], &[0x33, 0x33, 0, 0, 0, 1]);
+    assert_eq!(&f[6..12], &LB);
+    assert_eq!(&f[12..14], &ETHERTYPE_IPV6.to_be_bytes());
+    let packet = &f[14..];
+    let ipv6 = Ipv6Packet::new_checked(packet).unwrap();
+    assert_eq!(ipv6.dst_ip(), ip("ff02::1"));
+    assert_eq!(ipv6.src_ip(), vip);
+    // Read back as any neighbour reads it (checksum, hop limit and option checked): the VIP
+    // at this port's MAC, replacing whatever MAC the neighbour had.
+    assert_eq!(
+        parse(LB, packet),
+        Some(Nd::Advert {
+            ip: vip,
+            mac: LB,
+            override_: true
+        })
+    );
+}

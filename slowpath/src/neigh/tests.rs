@@ -277,3 +277,37 @@ fn ipv6_stack_packets_wait_for_nd() {
         .unwrap();
     assert_eq!(&f[..6], &[0x33, 0x33, 0, 0, 0, 0x16]);
 }
+
+#[test]
+fn an_address_taken_over_is_announced_three_times_half_a_second_apart() {
+    let mut n = table();
+    let vip: IpAddr = "10.0.0.100".parse().unwrap();
+    let v6: IpAddr = "2001:db8::100".parse().unwrap();
+    let t0 = Duration::from_secs(5);
+    // The port has no IPv6 address: the IPv6 VIP is announced nowhere.
+    n.announce(&[vip, v6], t0);
+    let mut times = Vec::new();
+    for ms in (0..2000).step_by(50) {
+        let now = t0 + MS * ms;
+        for (port, f) in sent(&mut n, now) {
+            if f[12..14] != [0x08, 0x06] || f[..6] != l2::BROADCAST {
+                continue;
+            }
+            let arp = ArpRepr::parse(&ArpPacket::new_checked(&f[ETH_HEADER..]).unwrap());
+            if arp.sender_proto_addr == arp.target_proto_addr {
+                assert_eq!(port, PortIdx::new(0));
+                assert_eq!(arp.sender_proto_addr, [10, 0, 0, 100]);
+                assert_eq!(arp.sender_hw_addr, LB);
+                times.push(ms);
+            }
+        }
+    }
+    assert_eq!(times, [0, 500, 1000]);
+    assert_eq!(n.stats.gratuitous, 3);
+    // Cancelled (the node lost the master role) before the repeats: nothing more.
+    n.announce(&[vip], t0 + MS * 3000);
+    sent(&mut n, t0 + MS * 3000);
+    n.cancel_announcements();
+    sent(&mut n, t0 + MS * 5000);
+    assert_eq!(n.stats.gratuitous, 4);
+}

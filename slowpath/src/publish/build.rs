@@ -30,6 +30,9 @@ pub struct Dynamic {
     pub neighbors: HashMap<IpAddr, [u8; 6]>,
     /// Weights set by an agent, in percent of the configured weight (no entry: 100%).
     pub weight_pct: HashMap<BackendId, u32>,
+    /// This node is the VRRP master (`ctl vrrp master`): the VIPs of `announce = "vrrp"`
+    /// services are answered by ARP/ND. False at start: a node starts as backup.
+    pub vrrp_master: bool,
 }
 
 /// Builds a complete snapshot from a validated config and the dynamic state; backends new to
@@ -131,7 +134,11 @@ pub fn build_with(
         let (maglev, taken) =
             tables.table(&s.name, &of_members, cfg.global.maglev_table_size, seed);
         reused += usize::from(taken);
-        services.push(ServiceRt::new(s, ids_of, members, tier, maglev));
+        let mut rt = ServiceRt::new(s, ids_of, members, tier, maglev);
+        if s.announce == conf::Announce::Vrrp {
+            rt.answers_neighbor = dynamic.vrrp_master;
+        }
+        services.push(rt);
     }
     let timeouts = Timeouts::from(&cfg.global.timeouts);
     let snap = Snapshot::new(generation, seed, timeouts, ports, services, backends)

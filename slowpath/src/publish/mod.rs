@@ -186,6 +186,12 @@ impl Publisher {
         self.dynamic.admin.insert(id, state);
     }
 
+    /// Whether the next publication answers ARP/ND for the VIPs of `announce = "vrrp"`
+    /// services (this node is the VRRP master).
+    pub fn set_vrrp_master(&mut self, master: bool) {
+        self.dynamic.vrrp_master = master;
+    }
+
     /// The operator's override of a backend's admin state, if any.
     pub fn admin(&self, id: BackendId) -> Option<AdminState> {
         self.dynamic.admin.get(&id).copied()
