@@ -681,7 +681,7 @@ impl World {
     fn check_forward(&self, input: &[u8], out: &[u8], port_mac: &[u8; 6]) {
         let ctx = || format!("\n in  {}\n out {}", hex(input), hex(out));
         if let Some(svc) = self.tunnel_service(input) {
-            self.check_tunnel(input, out, svc);
+            self.check_tunnel(input, out, svc, port_mac);
             return;
         }
         let cut;
@@ -891,7 +891,7 @@ impl World {
     }
 
     /// A frame forwarded through a tunnel: see the module documentation.
-    fn check_tunnel(&self, input: &[u8], out: &[u8], svc: &Svc) {
+    fn check_tunnel(&self, input: &[u8], out: &[u8], svc: &Svc, port_mac: &[u8; 6]) {
         let ctx = || format!("\n in  {}\n out {}", hex(input), hex(out));
         let (mode, gue_port) = svc.tunnel.expect("a tunnel service");
         let ip = parse_ip(input).expect("tunnel_service parsed it");
@@ -910,7 +910,7 @@ impl World {
             .iter()
             .find(|b| b.2 == dst_mac)
             .unwrap_or_else(|| panic!("tunnelled to a MAC not of this service{}", ctx()));
-        assert_eq!(&out[6..12], &self.port_mac, "source MAC{}", ctx());
+        assert_eq!(&out[6..12], port_mac, "source MAC{}", ctx());
         assert_eq!(
             &out[12..ip.l3 - 2],
             &input[12..ip.l3 - 2],
