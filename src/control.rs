@@ -381,7 +381,7 @@ fn status(engine: &Engine, slow: &SlowPath, started: Instant) -> StatusReply {
                 reason: a.reason.as_str().into(),
             })
             .collect(),
-        kernel: kernel(slow),
+        kernel: slow.kernel_stats().as_ref().map(KernelCounters::from),
         sync: slow.sync_report().as_ref().map(SyncStatus::from),
         vrrp: crate::vrrp::status(engine, slow, started),
         mbufs_in_use: engine.mempool().in_use(),
@@ -398,23 +398,6 @@ fn status(engine: &Engine, slow: &SlowPath, started: Instant) -> StatusReply {
     }
 }
 
-/// The exception path's counters, if some port has one.
-fn kernel(slow: &SlowPath) -> Option<KernelCounters> {
-    let k = slow.kernel_stats()?;
-    Some(KernelCounters {
-        to_kernel: k.to_kernel,
-        to_kernel_dropped: k.to_kernel_dropped,
-        to_kernel_refused: k.to_kernel_refused,
-        from_kernel: k.from_kernel,
-        from_kernel_dropped: k.from_kernel_dropped,
-        from_kernel_refused: k.from_kernel_refused,
-        to_kernel_vip: k.to_kernel_vip,
-        from_kernel_vip: k.from_kernel_vip,
-        vrrp_to_kernel: k.vrrp_to_kernel,
-        vrrp_from_kernel: k.vrrp_from_kernel,
-    })
-}
-
 /// Every counter now: what `ctl stats` prints and the metrics endpoint exports.
 pub fn stats(engine: &Engine, slow: &SlowPath, started: Instant) -> StatsReply {
     let workers = engine.worker_counters();
@@ -429,7 +412,7 @@ pub fn stats(engine: &Engine, slow: &SlowPath, started: Instant) -> StatsReply {
         totals: CounterSet::new(&totals),
         ports: ports(engine),
         backends: backend_counters(engine),
-        kernel: kernel(slow),
+        kernel: slow.kernel_stats().as_ref().map(KernelCounters::from),
         sync: slow.sync_report().as_ref().map(SyncStatus::from),
         vrrp: crate::vrrp::status(engine, slow, started),
     }
