@@ -528,7 +528,8 @@ impl Engine {
         &self.mempool
     }
 
-    /// Counter files that processes no longer running had left behind, removed at start.
+    /// What became of the per-worker flow-table files at start: adopted, or started empty and
+    /// why.
     pub fn flow_tables(&self) -> &FlowTablesReport {
         &self.flow_tables
     }
