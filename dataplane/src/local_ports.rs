@@ -109,10 +109,27 @@ impl Pool {
         Some(port)
     }
 
+    /// Takes the ports `held` marks (indexed by port, relative to `base`) out of the free
+    /// ring, keeping the others in their order; the ring then starts at slot 0.
+    fn drop_held(&mut self, base: u16, held: &[u64]) {
+        let is_held = |p: u16| {
+            let i = usize::from(p.wrapping_sub(base));
+            held.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+        };
+        let cap = self.cap();
+        let free: Vec<(u16, u32)> = (0..self.len)
+            .map(|i| self.ring[((self.head + i) % cap) as usize])
+            .filter(|&(p, _)| !is_held(p))
+            .collect();
+        self.ring[..free.len()].copy_from_slice(&free);
+        self.head = 0;
+        self.len = free.len() as u32;
+    }
+
     #[inline]
     fn push(&mut self, port: u16, now: u32) {
         if self.len == self.cap() {
-            return; // already all free: a port freed twice (an adopted flow's) is once here
+            return; // already all free: a port given back twice is kept once
         }
         let mut at = self.head + self.len;
         if at >= self.cap() {
@@ -157,9 +174,18 @@ impl LocalPorts {
 
     /// Takes a snapshot's settings and local addresses: a new range rebuilds every ring (a
     /// live flow's port outside the new share is then not taken back), a new address gets
-    /// its ring. Called when the snapshot changes, not per packet.
-    pub fn sync(&mut self, range: &RangeInclusive<u16>, quiet_ms: u32, locals: &[IpKey], now: u32) {
+    /// its ring. Called when the snapshot changes, not per packet. Whether a ring was made:
+    /// the caller then [`hold`](Self::hold)s the ports its live flows have (a table adopted
+    /// from the previous process holds pairs that these new rings count as free).
+    pub fn sync(
+        &mut self,
+        range: &RangeInclusive<u16>,
+        quiet_ms: u32,
+        locals: &[IpKey],
+        now: u32,
+    ) -> bool {
         self.quiet_ms = quiet_ms;
+        let mut made = false;
         if *range != self.range {
             self.range = range.clone();
             self.share = share(range, self.worker, self.workers);
@@ -168,6 +194,35 @@ impl LocalPorts {
         for a in locals {
             if !self.pools.iter().any(|p| p.addr == *a) {
                 self.pools.push(Pool::new(*a, &self.share, now, quiet_ms));
+                made = true;
+            }
+        }
+        made
+    }
+
+    /// Takes out of the free rings every `(local address, port)` in `held`: the ports of live
+    /// flows (an adopted table's FullNAT pairs), which come back through
+    /// [`give`](Self::give) when their flows leave. Ports outside this worker's share or on
+    /// an address it has no ring for are ignored. Between packets: one pass over `held` and
+    /// one over each ring.
+    pub fn hold(&mut self, held: impl IntoIterator<Item = (IpKey, u16)>) {
+        let base = *self.share.start();
+        let words = (range_len(&self.share) as usize).div_ceil(64);
+        let mut marks: Vec<Vec<u64>> = self.pools.iter().map(|_| vec![0; words]).collect();
+        let mut any = false;
+        for (addr, port) in held {
+            if !self.share.contains(&port) {
+                continue;
+            }
+            if let Some(i) = self.pools.iter().position(|p| p.addr == addr) {
+                let bit = usize::from(port - base);
+                marks[i][bit / 64] |= 1 << (bit % 64);
+                any = true;
+            }
+        }
+        if any {
+            for (pool, m) in self.pools.iter_mut().zip(&marks) {
+                pool.drop_held(base, m);
             }
         }
     }
@@ -295,6 +350,33 @@ mod tests {
         );
         lp.give(a, 9, 0); // outside the share: ignored
         assert_eq!(lp.total_in_use(), 3);
+    }
+
+    /// A table adopted from the previous process holds FullNAT pairs that new rings count
+    /// as free: `hold` takes their ports out, the others keep their order, and a held port
+    /// comes back (once) when its flow leaves.
+    #[test]
+    fn held_ports_of_adopted_flows_are_not_handed_out() {
+        let (a, b) = (IpKey::v4([10, 0, 0, 2]), IpKey::v4([10, 0, 0, 3]));
+        let mut lp = LocalPorts::new(0, 1);
+        assert!(lp.sync(&(2000..=2005), 0, &[a, b], 10_000), "rings made");
+        assert!(!lp.sync(&(2000..=2005), 0, &[a, b], 10_000), "nothing new");
+        // 2001 and 2004 on a, 2002 on b; one outside the share and one on an unknown address.
+        lp.hold([
+            (a, 2001),
+            (a, 2004),
+            (b, 2002),
+            (a, 9),
+            (IpKey::v4([10, 0, 0, 9]), 2003),
+        ]);
+        assert_eq!(lp.total_in_use(), 3);
+        let got: Vec<u16> = std::iter::from_fn(|| lp.take(a, 10_000)).collect();
+        assert_eq!(got, [2000, 2002, 2003, 2005]);
+        let got: Vec<u16> = std::iter::from_fn(|| lp.take(b, 10_000)).collect();
+        assert_eq!(got, [2000, 2001, 2003, 2004, 2005]);
+        lp.give(a, 2004, 10_000);
+        assert_eq!(lp.take(a, 10_000), Some(2004));
+        assert_eq!(lp.take(a, 10_000), None);
     }
 
     /// With a NIC that hashes (Fulcrum's symmetric key, a 128-entry RETA over 2 queues),

@@ -28,35 +28,69 @@ use super::{Pipeline, icmp, rewrite};
 pub(super) const FLAG_FULLNAT: u8 = 0x02;
 
 /// Ports a new flow takes from one local address's pool at most before trying the next
-/// address: a port whose tuple to this backend is still live (a flow adopted from the
-/// previous process's table, which the pools did not know) is skipped, and comes back when
-/// that flow ends.
+/// address: a port whose tuple to this backend is still live is skipped, and comes back when
+/// that flow ends. The pools leave out the ports of adopted pairs
+/// ([`Pipeline::sync_local_ports`]), so this is a guard that no live tuple is ever opened
+/// twice, not the way adopted flows are kept.
 const TAKE_TRIES: usize = 4;
+
+/// The local address of a FullNAT pair's reverse half keyed `key` (the backend answers to
+/// it; the port is `key.dport`).
+#[inline]
+fn local_of(key: &FlowKey) -> IpKey {
+    IpKey::new(&key.dst, key.family == flow::FAMILY_V6)
+}
 
 /// Gives back the local port of `f` (keyed `key`) if it is a FullNAT pair's reverse half.
 #[inline]
 pub(super) fn release_into(lp: &mut LocalPorts, now: u32, key: &FlowKey, f: &Flow) {
     const BOTH: u8 = FLAG_FULLNAT | flow::FLAG_REVERSE;
     if f.flags & BOTH == BOTH {
-        lp.give(
-            IpKey::new(&key.dst, key.family == flow::FAMILY_V6),
-            key.dport,
-            now,
-        );
+        lp.give(local_of(key), key.dport, now);
     }
 }
 
 impl Pipeline {
     /// Brings this worker's local-port pools up to the snapshot: once per snapshot, so a new
-    /// address's pool is made between packets, never for one.
-    #[inline]
+    /// address's pool is made between packets, never for one. A new pool leaves out the
+    /// ports that live pairs of the table hold (a table adopted from the previous process:
+    /// its pairs' ports were never handed out by these pools), so no port is handed out
+    /// twice; they come back when their pairs leave, as any port does.
+    #[inline(always)]
     pub(super) fn sync_local_ports(&mut self, snap: &Snapshot) {
         if snap.generation != self.local_ports_gen {
-            self.local_ports_gen = snap.generation;
-            let fx = &snap.fullnat;
-            self.local_ports
-                .sync(&fx.ports, fx.quiet_ms, &fx.locals, self.now_ms);
+            self.resync_local_ports(snap);
         }
+    }
+
+    /// [`sync_local_ports`](Self::sync_local_ports) for a new snapshot. Out of line: the
+    /// burst loop it precedes keeps its registers.
+    #[cold]
+    #[inline(never)]
+    fn resync_local_ports(&mut self, snap: &Snapshot) {
+        self.local_ports_gen = snap.generation;
+        let fx = &snap.fullnat;
+        let made = self
+            .local_ports
+            .sync(&fx.ports, fx.quiet_ms, &fx.locals, self.now_ms);
+        if made && !self.flows.is_empty() {
+            self.hold_adopted_ports();
+        }
+    }
+
+    /// Takes the local ports of the table's FullNAT pairs out of the pools: one pass over
+    /// the table, when a pool is made (the first snapshot after an adoption; a new address
+    /// or range), never for a packet.
+    #[cold]
+    #[inline(never)]
+    fn hold_adopted_ports(&mut self) {
+        const BOTH: u8 = FLAG_FULLNAT | flow::FLAG_REVERSE;
+        let held = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.flags & BOTH == BOTH)
+            .map(|(k, _)| (local_of(k), k.dport));
+        self.local_ports.hold(held);
     }
 
     /// This worker's local ports in use, per local address.
@@ -182,17 +216,7 @@ impl Pipeline {
             }
         }
         let Some((rkey, rhash)) = found else {
-            self.counters.local_ports_exhausted += 1;
-            let on_empty = snap.services[si.index()].on_empty;
-            return self.empty_pool(
-                snap,
-                port,
-                on_empty,
-                p,
-                ports,
-                DropReason::NoLocalPort,
-                frame,
-            );
+            return self.local_ports_exhausted(snap, port, si, p, ports, frame);
         };
         let fl = Flow {
             flags: FLAG_FULLNAT,
@@ -211,6 +235,25 @@ impl Pipeline {
             return Verdict::Drop(DropReason::FullNatNoFlow);
         }
         self.fullnat_send(snap, port, b, true, p, &key, &rkey, frame)
+    }
+
+    /// No local port for a new flow: refused (counted) as the service's `on_empty` says.
+    /// Out of line: [`Pipeline::empty_pool`] is inlined where it is called.
+    #[cold]
+    #[inline(never)]
+    fn local_ports_exhausted<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        port: PortIdx,
+        si: crate::ids::ServiceIdx,
+        p: &IpMeta,
+        ports: Ports,
+        frame: &mut F,
+    ) -> Verdict {
+        self.counters.local_ports_exhausted += 1;
+        let on_empty = snap.services[si.index()].on_empty;
+        let reason = DropReason::NoLocalPort;
+        self.empty_pool(snap, port, on_empty, p, ports, reason, frame)
     }
 
     /// A packet to one of FullNAT's local addresses that belongs to a flow: a backend's reply

@@ -379,3 +379,62 @@ fn exhaustion_refuses_with_a_reset_and_recovers_after_the_quiet_time() {
     );
     assert!((20000..=20063).contains(&read(f.data()).2.1));
 }
+
+/// A new process adopts the old one's table: its pools leave out the ports the adopted pairs
+/// hold, so every new flow gets a port no live pair has, the rest of the range is used to
+/// the last port, and the adopted pairs keep forwarding with theirs.
+#[test]
+fn adopted_pairs_keep_their_ports_and_new_flows_take_the_others() {
+    let cfg = conf::parse(CONFIG, std::path::Path::new("t.toml")).unwrap();
+    let snap = all_up(&cfg);
+    let syn = |cport: u16, flags: u8| {
+        VecFrame::new(&frame(
+            OUT_MAC,
+            (ip("203.0.113.7"), cport),
+            (ip("198.51.100.1"), 80),
+            Some(flags),
+        ))
+    };
+    let forwarded = Verdict::Forward {
+        port: PortIdx::new(1),
+    };
+    let mut old = Pipeline::new(WorkerIdx::new(0), 1, 4096, 0x5eed);
+    old.now_ms = 5_000;
+    let mut adopted = std::collections::HashMap::new();
+    for cport in 0..16 {
+        let mut f = syn(30000 + cport, tcp::SYN);
+        assert_eq!(old.process(&snap, PortIdx::new(0), &mut f), forwarded);
+        adopted.insert(30000 + cport, read(f.data()).2.1);
+    }
+    // The next process: the same table (as `flow::persist` adopts it), new pools.
+    let mut p = Pipeline::with_table(WorkerIdx::new(0), 1, old.flows, 0x5eed);
+    p.now_ms = 6_000;
+    let mut taken = std::collections::HashSet::new();
+    for cport in 0..48 {
+        let mut f = syn(31000 + cport, tcp::SYN);
+        assert_eq!(
+            p.process(&snap, PortIdx::new(0), &mut f),
+            forwarded,
+            "new flow {cport}"
+        );
+        let lport = read(f.data()).2.1;
+        assert!(
+            !adopted.values().any(|&a| a == lport) && taken.insert(lport),
+            "port {lport} handed out while a live pair holds it"
+        );
+    }
+    let mut f = syn(32000, tcp::SYN);
+    assert_eq!(
+        p.process(&snap, PortIdx::new(0), &mut f),
+        Verdict::Reply,
+        "64 ports, 64 live pairs: a RST"
+    );
+    assert_eq!(p.counters.local_ports_exhausted, 1);
+    // The adopted flows go on from their own ports.
+    for (cport, lport) in adopted {
+        let mut f = syn(cport, tcp::ACK);
+        assert_eq!(p.process(&snap, PortIdx::new(0), &mut f), forwarded);
+        assert_eq!(read(f.data()).2.1, lport, "adopted flow {cport}");
+    }
+    println!("16 adopted pairs kept their ports; 48 new flows took the other 48");
+}
