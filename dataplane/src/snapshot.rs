@@ -408,9 +408,26 @@ pub enum Choice {
 pub struct PortRt {
     pub name: String,
     pub mac: [u8; 6],
+    /// `mac` as the low 48 bits of a little-endian word: what the fast parse compares the
+    /// first 8 bytes of a frame with (masked), in one compare instead of a 6-byte one.
+    pub mac_word: u64,
     /// IP MTU of the port's link (`[[port]] mtu`).
     pub mtu: u16,
     pub addrs: Vec<IfAddr>,
+}
+
+impl PortRt {
+    pub fn new(name: String, mac: [u8; 6], mtu: u16, addrs: Vec<IfAddr>) -> PortRt {
+        let mut w = [0u8; 8];
+        w[..6].copy_from_slice(&mac);
+        PortRt {
+            name,
+            mac,
+            mac_word: u64::from_le_bytes(w),
+            mtu,
+            addrs,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -673,11 +690,9 @@ pub(crate) fn all_up(cfg: &conf::Config) -> Snapshot {
     let ports: Vec<PortRt> = cfg
         .ports
         .iter()
-        .map(|p| PortRt {
-            name: p.name.clone(),
-            mac: p.mac.expect("a port MAC").0,
-            mtu: p.mtu,
-            addrs: p.addresses.clone(),
+        .map(|p| {
+            let mac = p.mac.expect("a port MAC").0;
+            PortRt::new(p.name.clone(), mac, p.mtu, p.addresses.clone())
         })
         .collect();
     let mut backends = vec![None];

@@ -367,11 +367,12 @@ pub fn run(mut w: WorkerSetup) -> Counters {
         let exceptions = w.reports.as_ref().map(|r| (&**snap, &**r));
         pipe.counters.flows_expired += pipe.expire(budget, &snap.timeouts, exceptions) as u64;
         pipe.counters.flows_active = pipe.flows.len() as u64;
+        let ids = snap.backends.len();
         drop(snap);
         w.counters.publish(&pipe.counters);
         if now_ns - backends_published >= BACKEND_PUBLISH_NS {
             backends_published = now_ns;
-            w.backend_counters.publish(&pipe.per_backend);
+            w.backend_counters.publish(&pipe.per_backend, ids);
             w.backend_counters
                 .publish_active(pipe.flows.census().completed());
         }
@@ -385,7 +386,8 @@ pub fn run(mut w: WorkerSetup) -> Counters {
     // Whatever is still queued for others is dropped and counted, so the books balance.
     flush(&mut w, &mut pipe.counters, &mut out);
     w.counters.publish(&pipe.counters);
-    w.backend_counters.publish(&pipe.per_backend);
+    w.backend_counters
+        .publish(&pipe.per_backend, crate::stats::MAX_BACKEND_IDS);
     w.backend_counters
         .publish_active(pipe.flows.census().completed());
     if registered {

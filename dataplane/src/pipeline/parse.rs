@@ -137,7 +137,13 @@ impl Pipeline {
         // Ethernet 14 + IPv4 20 + the 8 bytes every TCP and UDP header starts with.
         let h: &[u8; 42] = data.first_chunk()?;
         let prt = snap.ports.get(port.index())?;
-        if h[0..6] != prt.mac || h[12..15] != [0x08, 0x00, 0x45] {
+        // The destination MAC (bytes 0..6) is the port's, the ethertype (12..14) IPv4, the
+        // version and header length (14) 0x45: two masked words, two compares.
+        let w0 = u64::from_le_bytes(*h.first_chunk::<8>()?);
+        let w1 = u64::from_le_bytes(h[8..16].try_into().ok()?);
+        if w0 & 0xffff_ffff_ffff != prt.mac_word
+            || w1 & 0x00ff_ffff_0000_0000 != 0x0045_0008_0000_0000
+        {
             return None;
         }
         let total = usize::from(u16::from_be_bytes([h[16], h[17]]));

@@ -137,37 +137,49 @@ impl Pipeline {
         {
             return self.forward(snap, port, b, false, &x.meta(), &x.key, fwd, frame);
         }
-        // A DSR SYN into a full table (a SYN flood's every packet): no entry was found and
-        // none will be made (a SYN never evicts), so it is Maglev's choice, forwarded as
-        // `service_probed` would, without its new-flow bookkeeping. Anything else (room in
-        // the table, an empty pool) is decided there.
-        if self.flows.len() >= self.flows.capacity()
-            && probe.found.is_none()
-            && fwd == Forwarding::Dsr
-            && x.tcp_flags & (tcp::SYN | tcp::ACK | tcp::RST) == tcp::SYN
+        // A SYN of no flow (a SYN flood's every packet) takes one of two short ways, decided
+        // as `service_probed` would decide them, without its new-flow bookkeeping: to an
+        // empty pool, the refusal; a DSR one into a full table, Maglev's choice unrecorded
+        // (none will be made: a SYN never evicts). Anything else (room in the table, a
+        // packet a peer may have placed) is decided there.
+        if probe.found.is_none()
             && x.key.proto == IPPROTO_TCP
-            && let Some(v) = self.unrecorded_syn(snap, port, x, frame)
+            && x.tcp_flags & tcp::SYN != 0
+            && let Some(v) = self.syn_of_no_flow(snap, port, x, frame)
         {
             return v;
         }
         let (p, ports) = (x.meta(), x.ports());
-        self.service_probed(snap, port, x.si, p, ports, x.key, x.hash, probe, frame)
+        self.service_probed(snap, port, x.si, &p, ports, &x.key, x.hash, &probe, frame)
     }
 
-    /// The fast path's DSR SYN into a full table (a SYN flood's every packet): no entry was
-    /// found and none will be made (a SYN never evicts), so it goes to Maglev's choice,
-    /// forwarded and counted as [`Pipeline::service_probed`] would, without its new-flow
-    /// bookkeeping; `None` (nothing done) for an empty pool, which that decides. Out of line:
-    /// the established path stays as compact as it was.
+    /// The fast path's SYN of no flow (a SYN flood's every packet), when it takes a short
+    /// way: to an empty pool, refused (no backend takes new flows, and a SYN never consults
+    /// a peer's placements); a DSR SYN into a full table, forwarded to Maglev's choice
+    /// unrecorded (none will be made: a SYN never evicts). Both decided and counted as
+    /// [`Pipeline::service_probed`] would, without its new-flow bookkeeping; `None` (nothing
+    /// done) for any other, which that decides. Out of line: the established path keeps
+    /// its registers (callgrind: DSR +9 instructions a packet with these checks inlined).
     #[inline(never)]
-    fn unrecorded_syn<F: Frame>(
+    fn syn_of_no_flow<F: Frame>(
         &mut self,
         snap: &Snapshot,
         port: PortIdx,
         x: &Fast,
         frame: &mut F,
     ) -> Option<Verdict> {
-        let b = pick_new(snap, x.si, &x.key)?;
+        let svc = &snap.services[x.si.index()];
+        let unrecorded = self.flows.len() >= self.flows.capacity()
+            && svc.forwarding == Forwarding::Dsr
+            && x.tcp_flags & (tcp::ACK | tcp::RST) == 0;
+        if !unrecorded && !svc.maglev.entries().is_empty() {
+            return None; // a SYN with room in the table: recorded there
+        }
+        let Some(b) = pick_new(snap, x.si, &x.key) else {
+            let reason = DropReason::NoBackend;
+            let (p, ports) = (x.meta(), x.ports());
+            return Some(self.empty_pool(snap, port, svc.on_empty, &p, ports, reason, frame));
+        };
         self.counters.syn_unrecorded += 1;
         let p = x.meta();
         Some(self.forward(snap, port, b, false, &p, &x.key, Forwarding::Dsr, frame))
@@ -195,7 +207,7 @@ impl Pipeline {
         let key = p.flow_key(ports.sport, ports.dport);
         let fhash = hash::table_hash(self.local_seed, &key);
         let probe = self.flows.probe(&key, fhash);
-        self.service_probed(snap, port, si, p, ports, key, fhash, probe, frame)
+        self.service_probed(snap, port, si, &p, ports, &key, fhash, &probe, frame)
     }
 
     /// A packet of the flow in slot `idx` of service `si`: its entry refreshed (and its NAT
@@ -264,11 +276,11 @@ impl Pipeline {
         snap: &Snapshot,
         port: PortIdx,
         si: ServiceIdx,
-        p: IpMeta,
+        p: &IpMeta,
         ports: Ports,
-        key: FlowKey,
+        key: &FlowKey,
         fhash: u64,
-        probe: flow::Probe,
+        probe: &flow::Probe,
         frame: &mut F,
     ) -> Verdict {
         let svc = &snap.services[si.index()];
@@ -281,9 +293,9 @@ impl Pipeline {
         if let Some(idx) = probe.found {
             match self.hit(snap, idx, si, tcp, flags, fwd) {
                 Some(b) if fwd == Forwarding::FullNat => {
-                    return self.fullnat_forward(snap, port, idx, b, &p, &key, frame);
+                    return self.fullnat_forward(snap, port, idx, b, p, key, frame);
                 }
-                Some(b) => return self.forward(snap, port, b, false, &p, &key, fwd, frame),
+                Some(b) => return self.forward(snap, port, b, false, p, key, fwd, frame),
                 None => {
                     // Its backend is down, in maintenance or gone: this packet goes to the new
                     // choice (the flow is made again below).
@@ -293,24 +305,18 @@ impl Pipeline {
                 }
             }
         }
-        // A packet that opens nothing (mid-stream TCP, UDP) may be a flow a peer instance
-        // placed (it moved here): its backend, when the peer told and it still takes flows.
         // A SYN is a new connection: Maglev's, so a SYN flood never probes the exceptions.
-        let opens = tcp && flags & tcp::SYN != 0;
-        let from_peer = if opens {
-            None
+        let b = if tcp && flags & tcp::SYN != 0 {
+            pick_new(snap, si, key)
         } else {
-            self.peer_backend(snap, si, &key)
+            self.peer_or_pick(snap, si, key)
         };
-        let Some(b) = from_peer.or_else(|| pick_new(snap, si, &key)) else {
+        let Some(b) = b else {
             let reason = DropReason::NoBackend;
-            return self.empty_pool(snap, port, svc.on_empty, &p, ports, reason, frame);
+            return self.empty_pool(snap, port, svc.on_empty, p, ports, reason, frame);
         };
-        if from_peer.is_some() {
-            self.counters.exceptions_used += 1;
-        }
         if fwd == Forwarding::FullNat {
-            return self.fullnat_new(snap, port, si, b, &p, ports, key, fhash, frame);
+            return self.fullnat_new(snap, port, si, b, p, ports, *key, fhash, frame);
         }
         // A RST makes no entry, though it counts as a new flow of its backend (a miss).
         let is_rst = tcp && flags & tcp::RST != 0;
@@ -320,28 +326,35 @@ impl Pipeline {
                 port,
                 si,
                 b,
-                &p,
+                p,
                 ports,
-                key,
+                *key,
                 fhash,
-                &probe,
+                probe,
                 probe_fresh,
                 frame,
             );
-        self.forward(snap, port, b, new_flow, &p, &key, fwd, frame)
+        self.forward(snap, port, b, new_flow, p, key, fwd, frame)
     }
 
-    /// The backend a peer instance holds the flow `key` of service `si` on, if it told of
-    /// one and that backend still takes flows here. One relaxed load while no peer told of
-    /// any flow.
+    /// The backend of a packet that opens nothing (mid-stream TCP, UDP) and found no entry:
+    /// the one a peer instance placed the flow on (it moved here), when the peer told and
+    /// that backend still takes flows here (counted); else Maglev's. One relaxed load more
+    /// than [`pick_new`] while no peer told of any flow.
     #[inline]
-    fn peer_backend<'s>(
-        &self,
+    fn peer_or_pick<'s>(
+        &mut self,
         snap: &'s Snapshot,
         si: ServiceIdx,
         key: &FlowKey,
     ) -> Option<&'s BackendRt> {
-        keeps_flow(snap, self.exceptions.lookup(key)?.backend, si)
+        if let Some(e) = self.exceptions.lookup(key)
+            && let Some(b) = keeps_flow(snap, e.backend, si)
+        {
+            self.counters.exceptions_used += 1;
+            return Some(b);
+        }
+        pick_new(snap, si, key)
     }
 
     /// Records a new flow to backend `b` (NAT: both directions); whether it was recorded
@@ -469,8 +482,10 @@ impl Pipeline {
     }
 
     /// No backend takes new flows (`reason` `NoBackend`), or none can be reached from a free
-    /// local port (`NoLocalPort`): refuse fast so the client moves on.
+    /// local port (`NoLocalPort`): refuse fast so the client moves on. Inlined, so that each
+    /// call site's reason is a constant (a SYN flood to an empty pool pays no call).
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub(super) fn empty_pool<F: Frame>(
         &mut self,
         snap: &Snapshot,

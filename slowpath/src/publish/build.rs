@@ -56,15 +56,13 @@ pub fn build_with(
         .ports
         .iter()
         .enumerate()
-        .map(|(i, p)| PortRt {
-            name: p.name.clone(),
-            mac: p
+        .map(|(i, p)| {
+            let mac = p
                 .mac
                 .map(|m| m.0)
                 .or_else(|| dynamic.port_macs.get(i).copied())
-                .unwrap_or([0; 6]),
-            mtu: p.mtu,
-            addrs: p.addresses.clone(),
+                .unwrap_or([0; 6]);
+            PortRt::new(p.name.clone(), mac, p.mtu, p.addresses.clone())
         })
         .collect();
 
