@@ -391,47 +391,35 @@ fn e2e_tunnel_path_mtu_large_upload_and_download() {
         let s = lb.ctl_json(&["stats"]);
         s["totals"]["mtu_exceeded"].as_u64().expect("mtu_exceeded")
     };
+    // curl in the client, bounded; its output and how long it took.
+    let curl = |args: &[&str]| {
+        let t0 = Instant::now();
+        let out = net.exec("c1", &[&["curl", "-sS", "-m", "60"], args].concat());
+        (out, t0.elapsed().as_secs_f64())
+    };
     for (fam, want_mtu) in [(V4, 1480), (V6, 1460)] {
         let vip = fam.vips[0];
         let host = endpoint(vip, 80);
         assert_eq!(net.route_mtu("c1", vip), None, "no path MTU to {vip} yet");
         let before = answered();
-        let t0 = Instant::now();
-        let up = net.exec(
-            "c1",
-            &[
-                "curl",
-                "-sS",
-                "-m",
-                "60",
-                "-T",
-                blob.to_str().expect("path"),
-                &format!("http://{host}/upload"),
-            ],
-        );
-        let up_s = t0.elapsed().as_secs_f64();
+        let (up, up_s) = curl(&[
+            "-T",
+            blob.to_str().expect("path"),
+            &format!("http://{host}/upload"),
+        ]);
         assert_eq!(
             up.trim(),
             format!("backend=b1 bytes={SIZE} sha256={digest}"),
             "upload to {vip}"
         );
         let too_big = answered() - before;
-        let t0 = Instant::now();
-        let down = net.exec(
-            "c1",
-            &[
-                "curl",
-                "-sS",
-                "-m",
-                "60",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{size_download} %{http_code}",
-                &format!("http://{host}/bytes?n={SIZE}"),
-            ],
-        );
-        let down_s = t0.elapsed().as_secs_f64();
+        let (down, down_s) = curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download} %{http_code}",
+            &format!("http://{host}/bytes?n={SIZE}"),
+        ]);
         assert_eq!(down.trim(), format!("{SIZE} 200"), "download from {vip}");
         let learnt = net.route_mtu("c1", vip);
         println!(
