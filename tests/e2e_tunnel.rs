@@ -38,6 +38,7 @@ const CONNECTIONS: usize = 1000;
 /// its backends' addresses.
 #[derive(Clone, Copy)]
 struct Family {
+    /// IPv6 clients, VIPs and backend addresses (`backend_v6`), else IPv4 (`routed::backend`).
     v6: bool,
     /// The client subnet, as [`client_sources`] takes it.
     clients: &'static str,
@@ -81,8 +82,8 @@ fn endpoint(addr: &str, port: u16) -> String {
     SocketAddr::new(addr.parse().expect("address"), port).to_string()
 }
 
-/// 50 SYNs from `clients` to `vip`, whose pool is empty: each answered by a RST within 1 s.
-/// Prints the slowest.
+/// 50 SYNs from `clients` to `vip`, whose pool is empty: each answered by a RST within 1 s
+/// (before the client's kernel would send its SYN again). Prints the slowest.
 fn empty_pool_refuses(net: &Net, clients: &str, vip: &str) {
     let out = net.client(&client_args(vip, &client_sources(clients), "50"));
     check_refused(&records(&out), 1000.0).unwrap_or_else(|e| panic!("empty pool {vip}: {e}"));
