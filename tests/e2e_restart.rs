@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use testkit::{Balancer, Net, Streams, must, repo};
+use testkit::{Balancer, Net, Streams, must, repo, tunnel_service};
 
 const DSR_VIP: &str = "10.77.0.100";
 const NAT_VIP: &str = "10.79.0.200";
@@ -56,13 +56,21 @@ fn streams(tb: &Net, n: usize, tag: &str) -> Streams {
     Streams::start(tb, &targets, n, SECS, tag)
 }
 
-/// Asserts that every stream completed, and prints the figures.
-fn check_streams(what: &str, v: &serde_json::Value, n: usize, to_serving: Duration) {
+/// Asserts that every stream completed (`n` of each of `kinds`), and prints the figures.
+fn check_streams(
+    what: &str,
+    v: &serde_json::Value,
+    n: usize,
+    kinds: [&str; 2],
+    to_serving: Duration,
+) {
     println!(
-        "{what}: {} of {} streams intact ({n} DSR + {n} NAT); kill/stop to new process serving \
+        "{what}: {} of {} streams intact ({n} {} + {n} {}); kill/stop to new process serving \
          {:.0} ms; longest silence in a stream {} ms (median of the streams' longest {} ms)",
         v["intact"],
         v["streams"],
+        kinds[0],
+        kinds[1],
         to_serving.as_secs_f64() * 1e3,
         v["max_gap_ms"],
         v["median_max_gap_ms"],
@@ -70,6 +78,21 @@ fn check_streams(what: &str, v: &serde_json::Value, n: usize, to_serving: Durati
     assert_eq!(v["streams"], 2 * n as u64, "{v}");
     assert_eq!(v["broken_count"], 0, "{what}: broken streams: {v:#}");
     assert_eq!(v["intact"], 2 * n as u64, "{v}");
+}
+
+/// `kill -9` of the balancer, then a new process on `cfg`: it must adopt the killed one's
+/// flow tables. The new process, the time from the kill to it serving, and `ctl status`.
+fn kill_9_and_start(lb: Balancer, tb: &Net, cfg: &str) -> (Balancer, Duration, serde_json::Value) {
+    let killed = Instant::now();
+    testkit::signal(lb.pid(), "KILL");
+    drop(lb); // reaps it and removes its DPDK runtime files
+    let lb = Balancer::start(tb, cfg);
+    let to_serving = killed.elapsed();
+    let log = lb.log();
+    assert!(log.contains("flow tables adopted"), "{log}");
+    let st = lb.ctl_json(&["status"]);
+    println!("after kill -9: {}", st["flow_tables"]);
+    (lb, to_serving, st)
 }
 
 #[test]
@@ -90,19 +113,11 @@ fn kill_9_and_upgrade_keep_every_nat_and_dsr_stream() {
     let s = streams(&tb, n, "kill");
     s.wait_ready();
     std::thread::sleep(Duration::from_secs(2));
-    let killed = Instant::now();
-    testkit::signal(lb.pid(), "KILL");
-    drop(lb); // reaps it and removes its DPDK runtime files
-    let lb = Balancer::start(&tb, &cfg);
-    let to_serving = killed.elapsed();
-    let log = lb.log();
-    assert!(log.contains("flow tables adopted"), "{log}");
-    let st = lb.ctl_json(&["status"]);
+    let (lb, to_serving, st) = kill_9_and_start(lb, &tb, &cfg);
     let adopted = st["flow_tables"]["adopted"].as_u64().expect("adopted");
-    println!("after kill -9: {}", st["flow_tables"]);
     // Each DSR stream has one entry, each NAT stream two (some may have closed already).
     assert!(adopted >= 3 * n as u64 * 9 / 10, "adopted {adopted}: {st}");
-    check_streams("kill -9", &s.finish(), n, to_serving);
+    check_streams("kill -9", &s.finish(), n, ["DSR", "NAT"], to_serving);
 
     // 2. An upgrade with scripts/upgrade.sh to the next version: SIGTERM, the new binary
     //    adopts the same files.
@@ -136,7 +151,13 @@ fn kill_9_and_upgrade_keep_every_nat_and_dsr_stream() {
     drop(lb);
     let up_log = std::fs::read_to_string(&new_log).unwrap_or_default();
     assert!(up_log.contains("flow tables adopted"), "{up_log}");
-    check_streams("upgrade (SIGTERM + start)", &s.finish(), n, to_serving);
+    check_streams(
+        "upgrade (SIGTERM + start)",
+        &s.finish(),
+        n,
+        ["DSR", "NAT"],
+        to_serving,
+    );
     println!("upgraded from {old_version} to {new_version}");
     assert_ne!(old_version, new_version);
     assert!(new_version.contains("+next"), "{new_version}");
@@ -179,5 +200,59 @@ fn kill_9_and_upgrade_keep_every_nat_and_dsr_stream() {
     assert!(text.contains("started empty: "), "{text}");
     lb.stop();
     // A clean stop keeps the files; this test's are its own to remove.
+    std::fs::remove_dir_all(&dir).expect("the flow-table directory");
+}
+
+/// `kill -9` while streams run through tunnels (testkit's tunnelled layout: clients behind a
+/// router, backends in another subnet reached by IPIP and by GUE, each answering the client
+/// directly), then a new process on the same config: it adopts the tables, every stream
+/// completes, and no tunnel endpoint refused a packet. A quarter of
+/// FULCRUM_RESTART_STREAMS per service (50 by default): each stream's packets pass through
+/// a Python endpoint on its backend.
+#[test]
+fn kill_9_keeps_every_ipip_and_gue_stream() {
+    let n = (streams_per_service() / 4).max(10);
+    let mut net = Net::tunnelled("rk", 3);
+    let (ipip_vip, gue_vip) = ("10.69.0.100", "10.69.0.101");
+    let cfg = format!(
+        "{}{}{}",
+        net.tunnelled_config(),
+        tunnel_service("ipip", ipip_vip, "ipip", &[1, 1, 1], false),
+        tunnel_service("gue", gue_vip, "gue", &[1, 1, 1], false),
+    );
+    let lb = Balancer::start(&net, &cfg);
+    lb.wait_up(6);
+    let dir = lb.ctl_json(&["status"])["flow_tables"]["dir"]
+        .as_str()
+        .expect("a directory")
+        .to_string();
+    let targets = [
+        format!("{ipip_vip}:80:10.68.0.101"),
+        format!("{gue_vip}:80:10.68.0.102"),
+    ];
+    let s = Streams::start(&net, &targets, n, SECS, "tunnel");
+    s.wait_ready();
+    std::thread::sleep(Duration::from_secs(2));
+    let (lb, to_serving, st) = kill_9_and_start(lb, &net, &cfg);
+    let adopted = st["flow_tables"]["adopted"].as_u64().expect("adopted");
+    // One entry per stream.
+    assert!(adopted >= 2 * n as u64 * 9 / 10, "adopted {adopted}: {st}");
+    check_streams(
+        "kill -9, tunnels",
+        &s.finish(),
+        n,
+        ["IPIP", "GUE"],
+        to_serving,
+    );
+    let v = lb.stop();
+    assert_eq!(v["totals"]["balanced"].as_bool(), Some(true), "{v}");
+    let d = net.decap_stop_all_clean();
+    println!("tunnel endpoints: received {:?}", d.received);
+    for carrier in ["ipip", "gue4"] {
+        assert!(
+            d.received.get(carrier).is_some_and(|&n| n > 0),
+            "{carrier}: {d:?}"
+        );
+    }
     std::fs::remove_dir_all(&dir).expect("the flow-table directory");
 }

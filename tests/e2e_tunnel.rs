@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use testkit::outcome::*;
 use testkit::spread::{self, client_args, client_sources};
-use testkit::{Balancer, DecapStats, Net, Stream, backend_v6, routed};
+use testkit::{Balancer, DecapStats, Net, Stream, service_with, tunnel_backends, tunnel_service};
 
 const CONNECTIONS: usize = 1000;
 
@@ -93,80 +93,11 @@ fn empty_pool_refuses(net: &Net, clients: &str, vip: &str) {
     );
 }
 
-/// One `[[service]]` with an HTTP check (to each backend's own address, through the route)
-/// and `backends` as (name, address, weight).
-fn service(name: &str, vip: &str, forwarding: &str, backends: &[(&str, &str, u32)]) -> String {
-    let mut s = format!(
-        r#"
-[[service]]
-name = "{name}"
-vip = "{vip}"
-port = 80
-forwarding = "{forwarding}"
-on_empty = "reset"
-
-[service.health]
-type = "http"
-path = "/"
-interval_ms = 500
-timeout_ms = 450
-rise = 2
-fall = 2
-"#
-    );
-    for (b, addr, weight) in backends {
-        s += &format!(
-            "\n[[service.backend]]\nname = \"{b}\"\naddress = \"{addr}\"\nweight = {weight}\n"
-        );
-    }
-    s
-}
-
-/// Backends b1..bN of the routed layout with `weights`, IPv4 (`v6` false) or IPv6 addresses.
-fn backends(weights: &[u32], v6: bool) -> Vec<(&'static str, String, u32)> {
-    const NAMES: [&str; 4] = ["b1", "b2", "b3", "b4"];
-    weights
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            let (a4, a6) = (routed::backend(i + 1), backend_v6(i + 1));
-            (NAMES[i], if v6 { a6 } else { a4 }, *w)
-        })
-        .collect()
-}
-
-fn svc(name: &str, vip: &str, fwd: &str, weights: &[u32], v6: bool) -> String {
-    let b = backends(weights, v6);
-    let refs: Vec<(&str, &str, u32)> = b.iter().map(|(n, a, w)| (*n, a.as_str(), *w)).collect();
-    service(name, vip, fwd, &refs)
-}
-
 fn weights_of(w: &[u32]) -> Vec<(&'static str, f64)> {
     ["b1", "b2", "b3", "b4"]
         .into_iter()
         .zip(w.iter().map(|&w| f64::from(w)))
         .collect()
-}
-
-/// Stops every tunnel endpoint; each must have refused nothing. The stats summed, printed.
-fn endpoints_clean(net: &mut Net) -> DecapStats {
-    let mut sum = DecapStats::default();
-    for (b, s) in net.decap_stop_all() {
-        println!(
-            "{b} endpoint: received {:?}, delivered {}, refused {:?}",
-            s.received, s.delivered, s.refused
-        );
-        assert_eq!(
-            s.refused_total(),
-            0,
-            "{b}'s endpoint refused packets: {s:?}"
-        );
-        for (k, n) in s.received {
-            *sum.received.entry(k).or_default() += n;
-        }
-        sum.delivered += s.delivered;
-    }
-    sum
 }
 
 /// The endpoints took packets over each of `used` and none over `unused` (where they tell
@@ -203,16 +134,16 @@ fn spread_by_weight(tag: &str, fam: Family, ipv4_in_ipv6: bool) {
     let mut cfg = format!(
         "{}{}{}",
         net.tunnelled_config(),
-        svc("web-ipip", ipip_vip, "ipip", &[100, 100, 200], fam.v6),
-        svc("web-gue", gue_vip, "gue", &[1, 1, 1], fam.v6),
+        tunnel_service("web-ipip", ipip_vip, "ipip", &[100, 100, 200], fam.v6),
+        tunnel_service("web-gue", gue_vip, "gue", &[1, 1, 1], fam.v6),
     );
     let disabled = format!(
         "fall = 2\n\n[[service.backend]]\nname = \"b1\"\naddress = \"{}\"\nadmin = \"disabled\"\n",
-        backends(&[1], fam.v6)[0].1
+        tunnel_backends(&[1], fam.v6)[0].1
     );
-    cfg += &service("web-empty", empty_vip, "ipip", &[]).replace("fall = 2\n", &disabled);
+    cfg += &service_with("web-empty", empty_vip, "ipip", &[]).replace("fall = 2\n", &disabled);
     if ipv4_in_ipv6 {
-        cfg += &svc("web-4in6", "10.69.0.102", "ipip", &[1, 1, 1], true);
+        cfg += &tunnel_service("web-4in6", "10.69.0.102", "ipip", &[1, 1, 1], true);
     }
     let lb = Balancer::start(&net, &cfg);
     lb.wait_up(if ipv4_in_ipv6 { 9 } else { 6 });
@@ -237,7 +168,7 @@ fn spread_by_weight(tag: &str, fam: Family, ipv4_in_ipv6: bool) {
     assert!(t["resets"].as_u64().unwrap() >= 50, "{t}");
     assert_eq!(t["flows_created"].as_u64(), Some(flows as u64), "{t}");
     println!("totals: {t}");
-    let s = endpoints_clean(&mut net);
+    let s = net.decap_stop_all_clean();
     let (mut used, mut unused) = (vec![ipip[0], gue[0]], vec![ipip[1], gue[1]]);
     if ipv4_in_ipv6 { &mut used } else { &mut unused }.push("ip4ip6");
     carriers(&s, &used, &unused);
@@ -296,7 +227,7 @@ fn stream_survives_reload_and_stopped_backend_gets_no_flows(tag: &str, fam: Fami
     let vip = fam.vips[0];
     let first = format!(
         "{header}{}",
-        svc("web", vip, "ipip", &[100, 100, 100], fam.v6)
+        tunnel_service("web", vip, "ipip", &[100, 100, 100], fam.v6)
     );
     let lb = Balancer::start(&net, &first);
     lb.wait_up(3);
@@ -310,7 +241,7 @@ fn stream_survives_reload_and_stopped_backend_gets_no_flows(tag: &str, fam: Fami
 
     let second = format!(
         "{header}{}",
-        svc("web", vip, "ipip", &[300, 100, 50], fam.v6)
+        tunnel_service("web", vip, "ipip", &[300, 100, 50], fam.v6)
     );
     println!("reload: {}", lb.reload(&second));
 
@@ -343,7 +274,7 @@ fn stream_survives_reload_and_stopped_backend_gets_no_flows(tag: &str, fam: Fami
     let v = lb.stop();
     totals_clean(&v);
     let [used, unused] = fam.carriers("ipip");
-    carriers(&endpoints_clean(&mut net), &[used], &[unused]);
+    carriers(&net.decap_stop_all_clean(), &[used], &[unused]);
 }
 
 #[test]
@@ -371,8 +302,8 @@ fn e2e_tunnel_path_mtu_large_upload_and_download() {
         .replace("name = \"lan\"\n", "name = \"lan\"\nmtu = 1500\n");
     let cfg = format!(
         "{header}{}{}",
-        svc("up4", V4.vips[0], "ipip", &[1], false),
-        svc("up6", V6.vips[0], "ipip", &[1], true),
+        tunnel_service("up4", V4.vips[0], "ipip", &[1], false),
+        tunnel_service("up6", V6.vips[0], "ipip", &[1], true),
     );
     let lb = Balancer::start(&net, &cfg);
     lb.wait_up(2);
@@ -440,7 +371,7 @@ fn e2e_tunnel_path_mtu_large_upload_and_download() {
     let t = &v["totals"];
     assert_eq!(t["balanced"].as_bool(), Some(true), "{t}");
     println!("totals: {t}");
-    endpoints_clean(&mut net);
+    net.decap_stop_all_clean();
 }
 
 /// `[service.health] through_tunnel = true` on two services, IPIP and GUE: besides the HTTP
@@ -458,7 +389,7 @@ fn backend_without_its_endpoint_is_taken_out(tag: &str, fam: Family) {
     ];
     let mut cfg = net.tunnelled_config();
     for (name, fwd, vip) in services {
-        cfg += &svc(name, vip, fwd, &[1, 1, 1], fam.v6)
+        cfg += &tunnel_service(name, vip, fwd, &[1, 1, 1], fam.v6)
             .replace("fall = 2\n", "fall = 2\nthrough_tunnel = true\n");
     }
     let lb = Balancer::start(&net, &cfg);
@@ -534,7 +465,7 @@ fn backend_without_its_endpoint_is_taken_out(tag: &str, fam: Family) {
 
     let v = lb.stop();
     totals_clean(&v);
-    let s = endpoints_clean(&mut net);
+    let s = net.decap_stop_all_clean();
     for (_, fwd, _) in services {
         let [used, unused] = fam.carriers(fwd);
         carriers(&s, &[used], &[unused]);

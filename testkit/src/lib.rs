@@ -55,7 +55,10 @@ pub use load::{Load, LoadSpec, Streams};
 pub use net::{Answer, Client, KeepAlive, LB_ADDR, Net, VIP, routed};
 pub use spread::Stream;
 pub use traffic::{gen_flows, read_pcap, test_frame, write_pcap};
-pub use tunnelled::{LB_ADDR_V6, TUNNEL_VIPS, TUNNEL_VIPS_V6, backend_v6};
+pub use tunnelled::{
+    LB_ADDR_V6, TUNNEL_VIPS, TUNNEL_VIPS_V6, backend_v6, service_with, tunnel_backends,
+    tunnel_service,
+};
 
 /// The workspace root (where README.md, scripts/ and tests/ are).
 pub fn repo() -> PathBuf {

@@ -162,6 +162,29 @@ impl Net {
         self.decaps[i - 1] = Some(decap);
     }
 
+    /// Tunnelled layout: stops every endpoint that still runs, prints what each took, asserts
+    /// that none refused anything (a malformed encapsulation fails the test), and returns
+    /// their sum.
+    pub fn decap_stop_all_clean(&mut self) -> DecapStats {
+        let mut sum = DecapStats::default();
+        for (b, s) in self.decap_stop_all() {
+            println!(
+                "{b} endpoint: received {:?}, delivered {}, refused {:?}",
+                s.received, s.delivered, s.refused
+            );
+            assert_eq!(
+                s.refused_total(),
+                0,
+                "{b}'s endpoint refused packets: {s:?}"
+            );
+            for (k, n) in s.received {
+                *sum.received.entry(k).or_default() += n;
+            }
+            sum.delivered += s.delivered;
+        }
+        sum
+    }
+
     /// Tunnelled layout: stops every backend's tunnel endpoint that still runs; the stats of
     /// each, by backend name.
     pub fn decap_stop_all(&mut self) -> Vec<(String, DecapStats)> {
@@ -173,4 +196,60 @@ impl Net {
             .map(|i| (format!("b{i}"), self.decap_stop(i)))
             .collect()
     }
+}
+
+/// One `[[service]]` of the tunnelled layout with an HTTP check (to each backend's own
+/// address, through the route), `on_empty = "reset"`, and `backends` as (name, address,
+/// weight).
+pub fn service_with(
+    name: &str,
+    vip: &str,
+    forwarding: &str,
+    backends: &[(&str, &str, u32)],
+) -> String {
+    let mut s = format!(
+        r#"
+[[service]]
+name = "{name}"
+vip = "{vip}"
+port = 80
+forwarding = "{forwarding}"
+on_empty = "reset"
+
+[service.health]
+type = "http"
+path = "/"
+interval_ms = 500
+timeout_ms = 450
+rise = 2
+fall = 2
+"#
+    );
+    for (b, addr, weight) in backends {
+        s += &format!(
+            "\n[[service.backend]]\nname = \"{b}\"\naddress = \"{addr}\"\nweight = {weight}\n"
+        );
+    }
+    s
+}
+
+/// Backends b1..bN of the tunnelled layout with `weights`, IPv4 (`v6` false) or IPv6
+/// addresses, as (name, address, weight).
+pub fn tunnel_backends(weights: &[u32], v6: bool) -> Vec<(&'static str, String, u32)> {
+    const NAMES: [&str; 4] = ["b1", "b2", "b3", "b4"];
+    weights
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let (a4, a6) = (backend(i + 1), backend_v6(i + 1));
+            (NAMES[i], if v6 { a6 } else { a4 }, *w)
+        })
+        .collect()
+}
+
+/// [`service_with`] over b1..bN weighted `weights` ([`tunnel_backends`]).
+pub fn tunnel_service(name: &str, vip: &str, fwd: &str, weights: &[u32], v6: bool) -> String {
+    let b = tunnel_backends(weights, v6);
+    let refs: Vec<(&str, &str, u32)> = b.iter().map(|(n, a, w)| (*n, a.as_str(), *w)).collect();
+    service_with(name, vip, fwd, &refs)
 }
