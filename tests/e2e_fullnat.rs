@@ -1,0 +1,303 @@
+//! FullNAT end to end (issue 19; issue 21's restart case): Fulcrum on DPDK (net_af_packet,
+//! two workers on two queue pairs) in testkit's routed layout with its backends left as they
+//! come (`Net::routed_plain`): no VIP on their loopback, their default route the router's,
+//! no route back to the clients through the balancer. Real kernel TCP and UDP clients on
+//! another subnet reach them through the router and the balancer, which connects to each
+//! backend from its own address 10.66.0.2 and a local port of the worker that owns the flow.
+//!
+//! - thousands of connections: every one answered by the backend `fulcrum which` names,
+//!   shares per the weights, each backend seeing 10.66.0.2 and a local port as its peer
+//!   (tests/tools/backend.py's `X-Peer`); a UDP request/response exchange likewise; the
+//!   local ports in use per worker and local address in `ctl status` and the metrics, and
+//!   all of them back once the flows expire;
+//! - `kill -9` during long streams, then a new process on the same config adopts the flow
+//!   tables: no stream breaks, and new connections through it succeed;
+//! - long streams through a live reload that adds a backend, which then takes new flows;
+//! - a local-port range sized small on purpose: the excess SYNs are refused at once (RST,
+//!   `local_ports_exhausted`), and new connections succeed again once the held ones close
+//!   and their ports have rested.
+//!
+//! FULCRUM_FULLNAT_CONNECTIONS sets the connections of the first case (default 2000),
+//! FULCRUM_FULLNAT_STREAMS the streams of the restart and reload cases (default 100).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use testkit::outcome::{check_placement, expected_backends_of, records};
+use testkit::spread::{client_sources, place_json};
+use testkit::{Balancer, LB_ADDR, Net, VIP, routed};
+
+/// The client's own addresses the connections come from (`spread::client_sources`).
+const CLIENT_NET: &str = "10.68.0";
+/// The default `[global.fullnat] local_ports`, and each worker's share of it.
+const LOCAL_PORTS: std::ops::RangeInclusive<u16> = 1024..=32767;
+const SHARE: u64 = 15872;
+
+fn env_or(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The routed layout with plain backends, the client's four source addresses added.
+fn net(tag: &str, backends: usize) -> Net {
+    let net = Net::routed_plain(tag, backends);
+    for a in client_sources(CLIENT_NET) {
+        net.exec(
+            "c1",
+            &["ip", "addr", "add", &format!("{a}/24"), "dev", "eth0"],
+        );
+    }
+    net
+}
+
+/// The balancer: two workers (one queue pair each), metrics on the namespace's loopback,
+/// `global` tables (`[global.timeouts]`, `[global.fullnat]`) added, then a FullNAT TCP
+/// service "web" on VIP:80 with `backends` (name, weight), and with `udp` a FullNAT UDP
+/// service "echo" on VIP:80 over b1 and b2.
+fn config(net: &Net, global: &str, backends: &[(&str, u32)], udp: bool) -> String {
+    let header = net
+        .routed_balancer_config()
+        .replacen("workers = [1]", "workers = [0, 1]", 1)
+        .replacen("slowpath_cpu = 0\n", "", 1)
+        .replacen("iface=lb0\"", "iface=lb0,qpairs=2\"", 1)
+        .replacen(
+            "\n[[port]]",
+            &format!("metrics_listen = \"127.0.0.1:9180\"\n{global}\n[[port]]"),
+            1,
+        );
+    assert!(header.contains("qpairs=2") && header.contains("workers = [0, 1]"));
+    let mut text = format!(
+        r#"{header}
+[[service]]
+name = "web"
+vip = "{VIP}"
+port = 80
+forwarding = "fullnat"
+
+[service.health]
+type = "http"
+interval_ms = 500
+timeout_ms = 450
+rise = 1
+fall = 5
+"#
+    );
+    for (name, weight) in backends {
+        let i: usize = name[1..].parse().expect("bN");
+        text += &format!(
+            "\n[[service.backend]]\nname = \"{name}\"\naddress = \"{}\"\nweight = {weight}\n",
+            routed::backend(i)
+        );
+    }
+    if udp {
+        text += &format!(
+            r#"
+[[service]]
+name = "echo"
+vip = "{VIP}"
+port = 80
+protocol = "udp"
+forwarding = "fullnat"
+
+[service.health]
+type = "tcp"
+port = 80
+interval_ms = 500
+timeout_ms = 450
+rise = 1
+fall = 5
+"#
+        );
+        for name in ["b1", "b2"] {
+            let i: usize = name[1..].parse().expect("bN");
+            text += &format!(
+                "\n[[service.backend]]\nname = \"{name}\"\naddress = \"{}\"\n",
+                routed::backend(i)
+            );
+        }
+    }
+    text
+}
+
+/// The peer a backend saw, parsed.
+fn peer_of(rec: &serde_json::Value) -> SocketAddr {
+    rec["peer"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no peer in {rec}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("peer of {rec}: {e}"))
+}
+
+/// Checks that every backend saw the balancer's own address and a local port from the
+/// range as the peer, and that no (local port, backend) served two client flows; the
+/// connections per worker share that the peers' ports tell.
+fn check_peers(what: &str, recs: &[serde_json::Value]) -> [usize; 2] {
+    let mut per_share = [0usize; 2];
+    let mut tuples = HashMap::new();
+    for r in recs {
+        let peer = peer_of(r);
+        assert_eq!(
+            peer.ip().to_string(),
+            LB_ADDR,
+            "{what}: the backend saw {peer}, not the balancer's address: {r}"
+        );
+        assert!(
+            LOCAL_PORTS.contains(&peer.port()),
+            "{what}: local port {} outside {LOCAL_PORTS:?}",
+            peer.port()
+        );
+        let backend = r["backend"].as_str().unwrap_or("?").to_string();
+        // A client that reuses its own port while the flow is still in the table (it closed
+        // second, so it holds no TIME_WAIT) gets the same flow, and the same local port.
+        let client = (r["src"].clone(), r["sport"].clone());
+        if let Some(other) = tuples.insert((peer.port(), backend.clone()), client.clone())
+            && other != client
+        {
+            panic!("{what}: local tuple {peer} to {backend} of two client flows: {other:?}, {r}");
+        }
+        per_share[usize::from(u64::from(peer.port() - LOCAL_PORTS.start()) >= SHARE)] += 1;
+    }
+    per_share
+}
+
+/// `local_ports` of `ctl status`: in use by (worker, address), with the share.
+fn local_ports(lb: &Balancer) -> BTreeMap<(u64, String), (u64, u64)> {
+    let st = lb.ctl_json(&["status"]);
+    st["local_ports"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no local_ports in status: {st}"))
+        .iter()
+        .map(|r| {
+            (
+                (
+                    r["worker"].as_u64().expect("worker"),
+                    r["address"].as_str().expect("address").to_string(),
+                ),
+                (
+                    r["in_use"].as_u64().expect("in_use"),
+                    r["share"].as_u64().expect("share"),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Waits (bounded) until no local port is in use on any worker; how long it took.
+fn wait_ports_back(lb: &Balancer, within: Duration) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        let lp = local_ports(lb);
+        if lp.values().all(|(in_use, _)| *in_use == 0) {
+            return t0.elapsed();
+        }
+        assert!(t0.elapsed() < within, "local ports still in use: {lp:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn e2e_fullnat_connections_udp_and_local_ports() {
+    let count = env_or("FULCRUM_FULLNAT_CONNECTIONS", 2000);
+    let net = net("fn", 2);
+    // The backends as they come: no VIP anywhere on them, the router their way out.
+    for b in ["b1", "b2"] {
+        let addrs = net.exec(b, &["ip", "-4", "-o", "addr", "show"]);
+        assert!(!addrs.contains(VIP), "{b} holds the VIP: {addrs}");
+        let route = net.exec(b, &["ip", "route", "get", routed::CLIENT]);
+        assert!(
+            route.contains(&format!("via {}", routed::BACKEND_GATEWAY)),
+            "{b} reaches the clients through the router: {route}"
+        );
+    }
+    let global = "[global.timeouts]\ntcp_closing = 2\nudp = 3\n";
+    let cfg = config(&net, global, &[("b1", 1), ("b2", 2)], true);
+    let lb = Balancer::start(&net, &cfg);
+    let t0 = Instant::now();
+    lb.wait_up(4);
+    println!("backends up {} ms after start", t0.elapsed().as_millis());
+
+    // TCP: every connection to the backend `which` names, the shares per the weights.
+    let t0 = Instant::now();
+    let out = place_json(
+        &net,
+        &lb,
+        "FullNAT TCP",
+        CLIENT_NET,
+        VIP,
+        count,
+        &[("b1", 1.0), ("b2", 2.0)],
+    );
+    let tcp_secs = t0.elapsed().as_secs_f64();
+    let recs = out["records"].as_array().expect("records");
+    let per_share = check_peers("TCP", recs);
+    println!(
+        "{count} connections in {tcp_secs:.1} s, every backend saw {LB_ADDR} as the peer; \
+         local ports from worker 0's share {}, worker 1's {}",
+        per_share[0], per_share[1]
+    );
+    assert!(
+        per_share.iter().all(|n| *n > count / 4),
+        "both workers open flows: {per_share:?}"
+    );
+
+    // UDP: request/response datagrams, each from a new client port.
+    let srcs = client_sources(CLIENT_NET);
+    let mut args = vec!["--host", VIP, "--port", "80", "--count", "300"];
+    for s in &srcs {
+        args.extend(["--source", s.as_str()]);
+    }
+    let udp = net.udp_client(&args);
+    let urecs = records(&udp);
+    let expected = expected_backends_of(&lb.config, &urecs, &format!("{VIP}:80"), "udp");
+    check_placement(&urecs, &expected).unwrap_or_else(|e| panic!("UDP: {e}"));
+    let uper = check_peers("UDP", udp["records"].as_array().expect("records"));
+    println!(
+        "UDP: {} exchanges answered, per backend {}, resent {}, local ports per worker share \
+         {uper:?}",
+        udp["ok"], udp["per_backend"], udp["resent"]
+    );
+    assert_eq!(udp["ok"], 300, "{}", udp["errors"]);
+
+    // Local ports in use, per worker and local address, in `ctl status` and the metrics.
+    let lp = local_ports(&lb);
+    println!("local ports in use (worker, address) -> (in use, share): {lp:?}");
+    assert_eq!(lp.len(), 2, "one pool per worker on {LB_ADDR}: {lp:?}");
+    for w in 0..2u64 {
+        let (in_use, share) = lp[&(w, LB_ADDR.to_string())];
+        assert_eq!(share, SHARE, "worker {w}");
+        assert!(in_use > 0 && in_use <= share, "worker {w}: {in_use}");
+    }
+    let (_, m) = testkit::metrics::scrape(&net);
+    for w in 0..2 {
+        let series =
+            format!("fulcrum_local_address_ports_in_use{{worker=\"{w}\",address=\"{LB_ADDR}\"}}");
+        let v = m.get(&series).copied();
+        println!("{series} {v:?}");
+        assert!(v.is_some_and(|v| v > 0.0), "{series}: {v:?}");
+        let share = format!("fulcrum_local_address_ports{{worker=\"{w}\",address=\"{LB_ADDR}\"}}");
+        assert_eq!(m.get(&share).copied(), Some(SHARE as f64), "{share}");
+        let gauge = format!("fulcrum_local_ports_in_use{{worker=\"{w}\"}}");
+        assert!(m.get(&gauge).is_some_and(|v| *v > 0.0), "{gauge}");
+    }
+    // Every port comes back once the flows close and expire.
+    let back = wait_ports_back(&lb, Duration::from_secs(20));
+    println!("every local port back {} ms later", back.as_millis());
+    let (_, m) = testkit::metrics::scrape(&net);
+    for w in 0..2 {
+        let series =
+            format!("fulcrum_local_address_ports_in_use{{worker=\"{w}\",address=\"{LB_ADDR}\"}}");
+        assert_eq!(m.get(&series).copied(), Some(0.0), "{series}");
+    }
+
+    let v = lb.stop();
+    let t = &v["totals"];
+    println!(
+        "handed over {} packets between workers; drops {}",
+        t["handoff_out"], t["drops"]
+    );
+    assert_eq!(t["balanced"].as_bool(), Some(true), "{v}");
+    assert_eq!(t["local_ports_exhausted"], 0, "{t}");
+}
