@@ -14,25 +14,28 @@
 //!   tables: no stream breaks, and new connections through it succeed;
 //! - long streams through a live reload that adds a backend, which then takes new flows;
 //! - a local-port range sized small on purpose: the excess SYNs are refused at once (RST,
-//!   `local_ports_exhausted`), and new connections succeed again once the held ones close
-//!   and their ports have rested.
+//!   `local_ports_exhausted`; with `on_empty = "drop"` dropped under `no_local_port`), and
+//!   new connections succeed again once the held ones close and their ports have rested.
 //!
 //! FULCRUM_FULLNAT_CONNECTIONS sets the connections of the first case (default 2000),
 //! FULCRUM_FULLNAT_STREAMS the streams of the restart and reload cases (default 100).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
-use testkit::outcome::{check_placement, expected_backends_of, records};
+use testkit::outcome::{check_placement, check_refused, expected_backends_of, records};
 use testkit::spread::{client_args, client_sources, place_json};
 use testkit::{Balancer, LB_ADDR, Net, Streams, VIP, routed};
 
 /// The client's own addresses the connections come from (`spread::client_sources`).
 const CLIENT_NET: &str = "10.68.0";
 /// The default `[global.fullnat] local_ports`, and each worker's share of it.
-const LOCAL_PORTS: std::ops::RangeInclusive<u16> = 1024..=32767;
+const LOCAL_PORTS: RangeInclusive<u16> = 1024..=32767;
 const SHARE: u64 = 15872;
+/// The exhaustion case's range: the least the config takes, 32 ports per worker.
+const FEW_PORTS: RangeInclusive<u16> = 40000..=40063;
 
 fn env_or(var: &str, default: usize) -> usize {
     std::env::var(var)
@@ -131,10 +134,11 @@ fn peer_of(rec: &serde_json::Value) -> SocketAddr {
         .unwrap_or_else(|e| panic!("peer of {rec}: {e}"))
 }
 
-/// Checks that every backend saw the balancer's own address and a local port from the
-/// range as the peer, and that no (local port, backend) served two client flows; the
-/// connections per worker share that the peers' ports tell.
-fn check_peers(what: &str, recs: &[serde_json::Value]) -> [usize; 2] {
+/// Checks that every backend saw the balancer's own address and a local port from `range`
+/// as the peer, and that no (local port, backend) served two client flows; the connections
+/// per worker share (of two) that the peers' ports tell.
+fn check_peers(what: &str, recs: &[serde_json::Value], range: &RangeInclusive<u16>) -> [usize; 2] {
+    let share = (u32::from(*range.end()) - u32::from(*range.start()) + 1) / 2;
     let mut per_share = [0usize; 2];
     let mut tuples = HashMap::new();
     for r in recs {
@@ -145,8 +149,8 @@ fn check_peers(what: &str, recs: &[serde_json::Value]) -> [usize; 2] {
             "{what}: the backend saw {peer}, not the balancer's address: {r}"
         );
         assert!(
-            LOCAL_PORTS.contains(&peer.port()),
-            "{what}: local port {} outside {LOCAL_PORTS:?}",
+            range.contains(&peer.port()),
+            "{what}: local port {} outside {range:?}",
             peer.port()
         );
         let backend = r["backend"].as_str().unwrap_or("?").to_string();
@@ -158,7 +162,7 @@ fn check_peers(what: &str, recs: &[serde_json::Value]) -> [usize; 2] {
         {
             panic!("{what}: local tuple {peer} to {backend} of two client flows: {other:?}, {r}");
         }
-        per_share[usize::from(u64::from(peer.port() - LOCAL_PORTS.start()) >= SHARE)] += 1;
+        per_share[usize::from(u32::from(peer.port() - range.start()) >= share)] += 1;
     }
     per_share
 }
@@ -239,7 +243,7 @@ fn e2e_fullnat_connections_udp_and_local_ports() {
     );
     let tcp_secs = t0.elapsed().as_secs_f64();
     let recs = out["records"].as_array().expect("records");
-    let per_share = check_peers("TCP", recs);
+    let per_share = check_peers("TCP", recs, &LOCAL_PORTS);
     println!(
         "{count} connections in {tcp_secs:.1} s, every backend saw {LB_ADDR} as the peer; \
          local ports from worker 0's share {}, worker 1's {}",
@@ -260,7 +264,11 @@ fn e2e_fullnat_connections_udp_and_local_ports() {
     let urecs = records(&udp);
     let expected = expected_backends_of(&lb.config, &urecs, &format!("{VIP}:80"), "udp");
     check_placement(&urecs, &expected).unwrap_or_else(|e| panic!("UDP: {e}"));
-    let uper = check_peers("UDP", udp["records"].as_array().expect("records"));
+    let uper = check_peers(
+        "UDP",
+        udp["records"].as_array().expect("records"),
+        &LOCAL_PORTS,
+    );
     println!(
         "UDP: {} exchanges answered, per backend {}, resent {}, local ports per worker share \
          {uper:?}",
@@ -329,7 +337,12 @@ fn check_streams(what: &str, v: &serde_json::Value, n: usize) {
 
 /// `count` new connections from the client's addresses while something else goes on:
 /// every one answered, each backend seeing the balancer's address.
-fn new_connections(net: &Net, what: &str, count: usize) -> serde_json::Value {
+fn new_connections(
+    net: &Net,
+    what: &str,
+    count: usize,
+    range: &RangeInclusive<u16>,
+) -> serde_json::Value {
     let srcs = client_sources(CLIENT_NET);
     let n = count.to_string();
     let out = net.client(&client_args(VIP, &srcs, &n));
@@ -344,7 +357,7 @@ fn new_connections(net: &Net, what: &str, count: usize) -> serde_json::Value {
         .filter(|r| r["error"].is_null())
         .cloned()
         .collect();
-    check_peers(what, &answered);
+    check_peers(what, &answered, range);
     out
 }
 
@@ -384,7 +397,7 @@ fn e2e_fullnat_kill_9_adopts_the_flows() {
     // New flows beside the adopted ones: every one answered (a local port whose tuple an
     // adopted flow holds is never handed out again). The backends serve at once: the new
     // process takes their states with the tables ("pool state nonempty").
-    let out = new_connections(&net, "after the restart", 300);
+    let out = new_connections(&net, "after the restart", 300, &LOCAL_PORTS);
     let after = local_ports(&lb);
     println!("after the restart, local ports (worker, address) -> (in use, share): {after:?}");
     let exhausted = total(&lb, "local_ports_exhausted");
@@ -408,4 +421,156 @@ fn e2e_fullnat_kill_9_adopts_the_flows() {
     assert_eq!(refused, exhausted, "every refusal was a local-port refusal");
     let v = lb.stop();
     assert_eq!(v["totals"]["balanced"].as_bool(), Some(true), "{v}");
+}
+
+#[test]
+fn e2e_fullnat_streams_survive_a_live_reload() {
+    let n = env_or("FULCRUM_FULLNAT_STREAMS", 100);
+    let net = net("fr", 3);
+    let two = config(&net, "", &[("b1", 1), ("b2", 1)], false);
+    let lb = Balancer::start(&net, &two);
+    lb.wait_up(2);
+
+    let s = streams(&net, n, 10, "reload");
+    s.wait_ready();
+    std::thread::sleep(Duration::from_secs(1));
+    // A third backend: Maglev moves about a third of the table to it; the streams keep
+    // their pairs (and backends), new flows follow the new table.
+    let three = config(&net, "", &[("b1", 1), ("b2", 1), ("b3", 1)], false);
+    let t0 = Instant::now();
+    let reply = lb.reload(&three);
+    println!(
+        "reload answered in {} ms: {reply}",
+        t0.elapsed().as_millis()
+    );
+    lb.wait_up(3);
+    let placed = place_json(
+        &net,
+        &lb,
+        "after the reload",
+        CLIENT_NET,
+        VIP,
+        600,
+        &[("b1", 1.0), ("b2", 1.0), ("b3", 1.0)],
+    );
+    check_peers(
+        "after the reload",
+        placed["records"].as_array().expect("records"),
+        &LOCAL_PORTS,
+    );
+    check_streams("live reload adding b3", &s.finish(), n);
+    let v = lb.stop();
+    assert_eq!(v["totals"]["balanced"].as_bool(), Some(true), "{v}");
+}
+
+#[test]
+fn e2e_fullnat_exhaustion_refuses_at_once_and_recovers() {
+    // 64 local ports (the least the config takes), 32 per worker, resting 500 ms.
+    const HELD: usize = 120;
+    let net = net("fx", 2);
+    let global = format!(
+        "[global.timeouts]\ntcp_closing = 1\n\n[global.fullnat]\nlocal_ports = \"{}-{}\"\n\
+         port_quiet_ms = 500\n",
+        FEW_PORTS.start(),
+        FEW_PORTS.end()
+    );
+    let cfg = config(&net, &global, &[("b1", 1), ("b2", 1)], false);
+    let lb = Balancer::start(&net, &cfg);
+    lb.wait_up(2);
+
+    // More long streams than ports: each worker fills its 32, the rest are refused.
+    let s = streams(&net, HELD, 8, "hold");
+    s.wait_ready();
+    let lp = local_ports(&lb);
+    println!("held: local ports (worker, address) -> (in use, share): {lp:?}");
+    for w in 0..2u64 {
+        assert_eq!(
+            lp[&(w, LB_ADDR.to_string())],
+            (32, 32),
+            "worker {w}: {lp:?}"
+        );
+    }
+    // While they hold every port, new connections are refused at once (a RST, not a
+    // timeout), and counted.
+    let before = total(&lb, "local_ports_exhausted");
+    let resets_before = total(&lb, "resets");
+    let srcs = client_sources(CLIENT_NET);
+    let out = net.client(&client_args(VIP, &srcs, "40"));
+    let recs = records(&out);
+    check_refused(&recs, 500.0).unwrap_or_else(|e| panic!("while exhausted: {e}"));
+    let exhausted = total(&lb, "local_ports_exhausted") - before;
+    let resets = total(&lb, "resets") - resets_before;
+    println!(
+        "while exhausted: {} of 40 new connections refused, slowest {} ms; \
+         local_ports_exhausted +{exhausted}, resets +{resets}",
+        recs.len(),
+        out["ms_max"]
+    );
+    assert_eq!(exhausted, 40);
+    assert_eq!(resets, 40);
+    // With `on_empty = "drop"` (a live reload) the SYNs are dropped instead, under the drop
+    // reason `no_local_port`: the clients time out.
+    let dropping = cfg.replacen(
+        "forwarding = \"fullnat\"\n",
+        "forwarding = \"fullnat\"\non_empty = \"drop\"\n",
+        1,
+    );
+    lb.reload(&dropping);
+    let drops = |lb: &Balancer| {
+        lb.ctl_json(&["stats"])["totals"]["drops"]["no_local_port"]
+            .as_u64()
+            .expect("no_local_port")
+    };
+    let (drops_before, exhausted_before) = (drops(&lb), total(&lb, "local_ports_exhausted"));
+    let mut args = client_args(VIP, &srcs, "8");
+    args.extend(["--timeout", "0.5"]);
+    let out = net.client(&args);
+    let (dropped, exhausted) = (
+        drops(&lb) - drops_before,
+        total(&lb, "local_ports_exhausted") - exhausted_before,
+    );
+    println!(
+        "on_empty = \"drop\": new connections {}, drops no_local_port +{dropped}, \
+         local_ports_exhausted +{exhausted}",
+        out["errors"]
+    );
+    assert_eq!(out["errors"]["timeout"], 8, "{}", out["errors"]);
+    assert!(
+        dropped >= 8 && dropped == exhausted,
+        "{dropped} {exhausted}"
+    );
+    let v = s.finish();
+    println!(
+        "{} streams: {} held a port and completed, {} refused",
+        HELD, v["intact"], v["broken_count"]
+    );
+    assert_eq!(v["intact"], 64, "{v}");
+    assert_eq!(v["broken_count"], (HELD - 64) as u64, "{v}");
+    for b in v["broken"].as_array().expect("broken") {
+        let e = b["error"].as_str().unwrap_or("");
+        assert!(e.contains("after 0 lines"), "refused at connect: {b}");
+    }
+
+    // The streams closed: their ports come back after the closing timeout and the quiet
+    // time, and new connections succeed again.
+    let back = wait_ports_back(&lb, Duration::from_secs(15));
+    println!(
+        "every local port back {} ms after the streams ended",
+        back.as_millis()
+    );
+    // 32 connections: however the owner hash spreads them, no worker needs more than its
+    // 32 ports.
+    let out = new_connections(&net, "after recovery", 32, &FEW_PORTS);
+    assert_eq!(out["ok"], 32, "{}", out["errors"]);
+    let v = lb.stop();
+    let t = &v["totals"];
+    println!(
+        "local_ports_exhausted {}, drops no_local_port {}",
+        t["local_ports_exhausted"], t["drops"]["no_local_port"]
+    );
+    assert!(
+        t["local_ports_exhausted"].as_u64() >= Some((HELD - 64 + 40 + 8) as u64),
+        "{t}"
+    );
+    assert_eq!(t["balanced"].as_bool(), Some(true), "{v}");
 }
