@@ -138,7 +138,9 @@ fn peer_of(rec: &serde_json::Value) -> SocketAddr {
 /// as the peer, and that no (local port, backend) served two client flows; the connections
 /// per worker share (of two) that the peers' ports tell.
 fn check_peers(what: &str, recs: &[serde_json::Value], range: &RangeInclusive<u16>) -> [usize; 2] {
-    let share = (u32::from(*range.end()) - u32::from(*range.start()) + 1) / 2;
+    // Worker 0's share: the first half (`local_ports::share`).
+    let ports = u32::from(*range.end()) + 1 - u32::from(*range.start());
+    let share = ports / 2;
     let mut per_share = [0usize; 2];
     let mut tuples = HashMap::new();
     for r in recs {
