@@ -198,16 +198,20 @@ fn total(lb: &Balancer, counter: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {counter}"))
 }
 
-/// Waits (bounded) until no local port is in use on any worker; how long it took.
-fn wait_ports_back(lb: &Balancer, within: Duration) -> Duration {
+/// Waits (bounded) until every worker's local ports in use are `in_use` (the figures are
+/// published every 100 ms); how long it took.
+fn wait_ports(lb: &Balancer, in_use: u64, within: Duration) -> Duration {
     let t0 = Instant::now();
     loop {
         let lp = local_ports(lb);
-        if lp.values().all(|(in_use, _)| *in_use == 0) {
+        if lp.values().all(|(n, _)| *n == in_use) {
             return t0.elapsed();
         }
-        assert!(t0.elapsed() < within, "local ports still in use: {lp:?}");
-        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            t0.elapsed() < within,
+            "local ports in use not {in_use} everywhere: {lp:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -279,6 +283,9 @@ fn e2e_fullnat_connections_udp_and_local_ports() {
     assert_eq!(udp["ok"], 300, "{}", udp["errors"]);
 
     // Local ports in use, per worker and local address, in `ctl status` and the metrics.
+    let human = String::from_utf8_lossy(&lb.ctl(&["status"]).stdout).to_string();
+    println!("{human}");
+    assert!(human.contains("local address"), "{human}");
     let lp = local_ports(&lb);
     println!("local ports in use (worker, address) -> (in use, share): {lp:?}");
     assert_eq!(lp.len(), 2, "one pool per worker on {LB_ADDR}: {lp:?}");
@@ -300,7 +307,7 @@ fn e2e_fullnat_connections_udp_and_local_ports() {
         assert!(m.get(&gauge).is_some_and(|v| *v > 0.0), "{gauge}");
     }
     // Every port comes back once the flows close and expire.
-    let back = wait_ports_back(&lb, Duration::from_secs(20));
+    let back = wait_ports(&lb, 0, Duration::from_secs(20));
     println!("every local port back {} ms later", back.as_millis());
     let (_, m) = testkit::metrics::scrape(&net);
     for w in 0..2 {
@@ -483,6 +490,7 @@ fn e2e_fullnat_exhaustion_refuses_at_once_and_recovers() {
     // More long streams than ports: each worker fills its 32, the rest are refused.
     let s = streams(&net, HELD, 8, "hold");
     s.wait_ready();
+    wait_ports(&lb, 32, Duration::from_secs(2));
     let lp = local_ports(&lb);
     println!("held: local ports (worker, address) -> (in use, share): {lp:?}");
     for w in 0..2u64 {
@@ -555,7 +563,7 @@ fn e2e_fullnat_exhaustion_refuses_at_once_and_recovers() {
 
     // The streams closed: their ports come back after the closing timeout and the quiet
     // time, and new connections succeed again.
-    let back = wait_ports_back(&lb, Duration::from_secs(15));
+    let back = wait_ports(&lb, 0, Duration::from_secs(15));
     println!(
         "every local port back {} ms after the streams ended",
         back.as_millis()
