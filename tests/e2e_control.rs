@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use testkit::metrics::{parse_prometheus, scrape};
+use testkit::metrics::scrape;
 use testkit::outcome::*;
 use testkit::{Balancer, Load, LoadSpec, Net, Stream};
 
@@ -287,19 +287,7 @@ fn e2e_ctl_which_drain_and_metrics() {
 
     // Metrics: the text format, and the same counters as `ctl stats`. Health checks keep
     // frames moving, so the stats reading must fall between two scrapes.
-    let scrape = || {
-        let out = tb
-            .cmd("lb", "curl")
-            .args(["-sS", "--max-time", "5", "http://127.0.0.1:9180/metrics"])
-            .output()
-            .expect("curl");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        parse_prometheus(&String::from_utf8_lossy(&out.stdout))
-    };
+    let scrape = || scrape(&tb).1;
     let file = lb.ctl_json(&["status"])["counters_file"]
         .as_str()
         .expect("a counter file")

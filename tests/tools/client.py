@@ -131,6 +131,17 @@ def request_loop(a):
     return recs
 
 
+def tally(recs):
+    """Answers per backend, and failures per kind (also tests/tools/udp_client.py's)."""
+    per, errors = {}, {}
+    for r in recs:
+        if r["error"]:
+            errors[r["error"]] = errors.get(r["error"], 0) + 1
+        else:
+            per[r["backend"]] = per.get(r["backend"], 0) + 1
+    return per, errors
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", required=True)
@@ -162,13 +173,7 @@ def main():
                     futs.append(ex.submit(one, a.host, a.port, a.source[i % len(a.source)], a.timeout, a.path))
                 recs = [f.result() for f in futs]
         streams = [f.result() for f in sfuts]
-    per = {}
-    errors = {}
-    for r in recs:
-        if r["error"]:
-            errors[r["error"]] = errors.get(r["error"], 0) + 1
-        else:
-            per[r["backend"]] = per.get(r["backend"], 0) + 1
+    per, errors = tally(recs)
     ms = sorted(r["ms"] for r in recs) or [0]
     out = {
         "requests": len(recs),

@@ -17,6 +17,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from client import tally  # tests/tools/client.py, beside this file
+
 
 def exchange(host, port, src, n, timeout, tries):
     t0 = time.monotonic()
@@ -63,12 +65,7 @@ def main():
         futs = [ex.submit(exchange, a.host, a.port, a.source[i % len(a.source)], i, a.timeout,
                           a.tries) for i in range(a.count)]
         recs = [f.result() for f in futs]
-    per, errors = {}, {}
-    for r in recs:
-        if r["error"]:
-            errors[r["error"]] = errors.get(r["error"], 0) + 1
-        else:
-            per[r["backend"]] = per.get(r["backend"], 0) + 1
+    per, errors = tally(recs)
     json.dump({
         "requests": len(recs),
         "ok": sum(per.values()),
