@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod fullnat;
 mod sync;
+pub use fullnat::{LocalPortsInUse, local_ports_in_use};
 pub use sync::{SyncPeer, SyncStatus};
 
 /// A request longer than this is refused (a request is a short line).
@@ -236,6 +238,9 @@ pub struct StatusReply {
     /// its MAC is known.
     #[serde(default)]
     pub next_hops: Vec<NextHopStatus>,
+    /// FullNAT's local ports in use per worker and local address (absent without FullNAT).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_ports: Vec<LocalPortsInUse>,
 }
 
 /// A service's route announcement.
@@ -424,6 +429,9 @@ pub struct StatsReply {
     /// The node's VRRP role (as in `status`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vrrp: Option<VrrpStatus>,
+    /// FullNAT's local ports in use per worker and local address (as in `status`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_ports: Vec<LocalPortsInUse>,
 }
 
 /// Traffic counters of one backend.

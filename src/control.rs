@@ -355,6 +355,7 @@ fn status(engine: &Engine, slow: &SlowPath, started: Instant) -> StatusReply {
         backends: snap.backends.iter().flatten().count(),
         ports: ports(engine),
         next_hops: next_hops(slow),
+        local_ports: fulcrum::api::local_ports_in_use(&engine.local_ports_in_use()),
         workers: engine
             .worker_counters()
             .iter()
@@ -415,6 +416,7 @@ pub fn stats(engine: &Engine, slow: &SlowPath, started: Instant) -> StatsReply {
         kernel: slow.kernel_stats().as_ref().map(KernelCounters::from),
         sync: slow.sync_report().as_ref().map(SyncStatus::from),
         vrrp: crate::vrrp::status(engine, slow, started),
+        local_ports: fulcrum::api::local_ports_in_use(&engine.local_ports_in_use()),
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use dataplane::engine::Engine;
 use dataplane::snapshot::BackendState;
-use fulcrum::api::{BackendInfo, BackendsReply, StatsReply};
+use fulcrum::api::{BackendInfo, BackendsReply, LocalPortsInUse, StatsReply};
 use fulcrum::http;
 use slowpath::SlowPath;
 
@@ -311,6 +311,30 @@ pub fn render(stats: &StatsReply, backends: &BackendsReply, endpoints: &[Endpoin
     }
     if let Some(s) = &stats.sync {
         sync_series(&mut o, s);
+    }
+    type LocalPortsField = fn(&LocalPortsInUse) -> u32;
+    let local_ports_fields: [(&str, &str, LocalPortsField); 2] = [
+        (
+            "fulcrum_local_address_ports_in_use",
+            "FullNAT local ports in use, by worker and local address.",
+            |p| p.in_use,
+        ),
+        (
+            "fulcrum_local_address_ports",
+            "FullNAT local ports of the worker's share on the local address (the most it holds).",
+            |p| p.share,
+        ),
+    ];
+    for (name, help, f) in local_ports_fields {
+        if stats.local_ports.is_empty() {
+            break;
+        }
+        o.head(name, "gauge", help);
+        for p in &stats.local_ports {
+            let w = p.worker.to_string();
+            let labels = [("worker", w.as_str()), ("address", p.address.as_str())];
+            o.sample(name, &labels, f64::from(f(p)));
+        }
     }
     o.head(
         "fulcrum_port_link_up",
@@ -706,6 +730,12 @@ mod tests {
                 holder_lost: 0,
                 gratuitous_sent: 3,
             }),
+            local_ports: vec![fulcrum::api::LocalPortsInUse {
+                worker: 1,
+                address: "10.0.0.2".into(),
+                in_use: 12,
+                share: 15872,
+            }],
         };
         let backends = BackendsReply {
             generation: 4,
@@ -763,6 +793,12 @@ mod tests {
         assert!(t.contains("fulcrum_vrrp_state{state=\"backup\"} 0\n"));
         assert!(t.contains("fulcrum_vrrp_answered 1\n"));
         assert!(t.contains("fulcrum_gratuitous_sent_total 3\n"));
+        assert!(t.contains(
+            "fulcrum_local_address_ports_in_use{worker=\"1\",address=\"10.0.0.2\"} 12\n"
+        ));
+        assert!(
+            t.contains("fulcrum_local_address_ports{worker=\"1\",address=\"10.0.0.2\"} 15872\n")
+        );
         // Drain and maint no longer read alike: the state and admin enum gauges tell them apart.
         assert!(t.contains("fulcrum_backend_up{service=\"web\",backend=\"b2\"} 0\n"));
         assert!(t.contains("fulcrum_backend_up{service=\"web\",backend=\"b3\"} 0\n"));

@@ -93,6 +93,17 @@ impl From<IpAddr> for IpKey {
     }
 }
 
+impl From<IpKey> for IpAddr {
+    fn from(k: IpKey) -> IpAddr {
+        let a = k.addr;
+        if k.v6 {
+            IpAddr::from(a)
+        } else {
+            IpAddr::from([a[0], a[1], a[2], a[3]])
+        }
+    }
+}
+
 /// A backend's effective state in this snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendState {

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ids::{BackendId, WorkerIdx};
+use crate::local_ports::InUse;
 use crate::mem::SharedWords;
+use crate::snapshot::IpKey;
 
 use crate::verdict::DropReason;
 
@@ -286,12 +288,21 @@ impl BackendCounters {
     }
 }
 
-/// One worker's published per-backend counters, read by anyone.
+/// Local addresses a worker publishes its FullNAT ports in use for (in the order it met
+/// them); further ones are used but not shown.
+pub const MAX_LOCAL_ADDRS: usize = 64;
+
+/// One worker's published per-backend counters, and its FullNAT local ports in use per
+/// local address (published with them, at the same low rate), read by anyone.
 pub struct SharedBackendCounters {
     words: Box<[AtomicU64]>,
     /// Active flows by backend id from the flow table's census: established in the low 32
     /// bits, the others in the high 32, so a reader sees the two of one pass together.
     active: Box<[AtomicU64]>,
+    /// Local ports: how many addresses are published, then per address its 16 bytes (two
+    /// words) and `in_use | share << 32 | v6 << 63` (one word, so a reader sees a pool's
+    /// two figures of one publication together).
+    local_ports: Box<[AtomicU64]>,
 }
 
 impl Default for SharedBackendCounters {
@@ -301,6 +312,9 @@ impl Default for SharedBackendCounters {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             active: (0..MAX_BACKEND_IDS).map(|_| AtomicU64::new(0)).collect(),
+            local_ports: (0..1 + 3 * MAX_LOCAL_ADDRS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         }
     }
 }
@@ -333,6 +347,45 @@ impl SharedBackendCounters {
         };
         let w = w.load(Ordering::Relaxed);
         [w & 0xffff_ffff, w >> 32]
+    }
+
+    /// Called by the owning worker only: its local ports in use per local address
+    /// ([`LocalPorts::in_use`](crate::local_ports::LocalPorts::in_use)), the first
+    /// [`MAX_LOCAL_ADDRS`] of them.
+    pub fn publish_local_ports(&self, pools: impl Iterator<Item = InUse>) {
+        let mut n = 0;
+        for (i, p) in pools.take(MAX_LOCAL_ADDRS).enumerate() {
+            let a = p.addr.addr();
+            let w = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+            let slot = &self.local_ports[1 + 3 * i..4 + 3 * i];
+            slot[0].store(w(&a[..8]), Ordering::Relaxed);
+            slot[1].store(w(&a[8..]), Ordering::Relaxed);
+            let figures =
+                u64::from(p.in_use) | u64::from(p.share) << 32 | u64::from(p.addr.is_v6()) << 63;
+            slot[2].store(figures, Ordering::Relaxed);
+            n = i + 1;
+        }
+        self.local_ports[0].store(n as u64, Ordering::Relaxed);
+    }
+
+    /// The local ports in use per local address as last published (each pool's figures
+    /// exact; pools may be a publication apart).
+    pub fn read_local_ports(&self) -> Vec<InUse> {
+        let n = (self.local_ports[0].load(Ordering::Relaxed) as usize).min(MAX_LOCAL_ADDRS);
+        (0..n)
+            .map(|i| {
+                let slot = &self.local_ports[1 + 3 * i..4 + 3 * i];
+                let mut a = [0u8; 16];
+                a[..8].copy_from_slice(&slot[0].load(Ordering::Relaxed).to_le_bytes());
+                a[8..].copy_from_slice(&slot[1].load(Ordering::Relaxed).to_le_bytes());
+                let figures = slot[2].load(Ordering::Relaxed);
+                InUse {
+                    addr: IpKey::new(&a, figures >> 63 == 1),
+                    in_use: figures as u32,
+                    share: (figures >> 32) as u32 & 0x7fff_ffff,
+                }
+            })
+            .collect()
     }
 
     /// `[packets, bytes, new flows]` of backend `id` as last published.
@@ -394,6 +447,40 @@ mod tests {
             s.read_active(BackendId::new(MAX_BACKEND_IDS as u32)),
             [0, 0]
         );
+    }
+
+    #[test]
+    fn local_ports_publish_and_read_per_address() {
+        let s = SharedBackendCounters::default();
+        assert!(s.read_local_ports().is_empty(), "nothing published yet");
+        let v6 = IpKey::from("2001:db8::1".parse::<std::net::IpAddr>().unwrap());
+        let pools = [
+            InUse {
+                addr: IpKey::v4([10, 66, 0, 2]),
+                in_use: 12,
+                share: 15872,
+            },
+            InUse {
+                addr: v6,
+                in_use: 65535,
+                share: 65535,
+            },
+        ];
+        s.publish_local_ports(pools.iter().copied());
+        assert_eq!(s.read_local_ports(), pools);
+        // More addresses than published: the first MAX_LOCAL_ADDRS.
+        let many = (0..=MAX_LOCAL_ADDRS as u8).map(|i| InUse {
+            addr: IpKey::v4([10, 0, 0, i]),
+            in_use: u32::from(i),
+            share: 32,
+        });
+        s.publish_local_ports(many);
+        let read = s.read_local_ports();
+        assert_eq!(read.len(), MAX_LOCAL_ADDRS);
+        assert_eq!(read[63].addr, IpKey::v4([10, 0, 0, 63]));
+        assert_eq!(read[63].in_use, 63);
+        s.publish_local_ports(std::iter::empty());
+        assert!(s.read_local_ports().is_empty());
     }
 
     #[test]

@@ -28,7 +28,7 @@ const EXPIRE_BUDGET: usize = 64;
 /// census of active flows keep up (a 1M-entry table with turns up to 4 ms apart); with no
 /// packet waiting the longer step delays nothing.
 const IDLE_EXPIRE_BUDGET: usize = 4096;
-/// How often a worker publishes its per-backend counters.
+/// How often a worker publishes its per-backend counters (and its local ports in use).
 const BACKEND_PUBLISH_NS: u64 = 100_000_000;
 
 /// What a worker tells the slow path about snapshots, so it can measure how long a
@@ -375,6 +375,8 @@ pub fn run(mut w: WorkerSetup) -> Counters {
             w.backend_counters.publish(&pipe.per_backend, ids);
             w.backend_counters
                 .publish_active(pipe.flows.census().completed());
+            w.backend_counters
+                .publish_local_ports(pipe.local_ports().in_use());
         }
         w.query.serve(&mut queries_done, &pipe);
 
@@ -390,6 +392,8 @@ pub fn run(mut w: WorkerSetup) -> Counters {
         .publish(&pipe.per_backend, crate::stats::MAX_BACKEND_IDS);
     w.backend_counters
         .publish_active(pipe.flows.census().completed());
+    w.backend_counters
+        .publish_local_ports(pipe.local_ports().in_use());
     if registered {
         crate::dpdk::Eal::unregister_thread();
     }

@@ -341,6 +341,7 @@ fn run(path: &Path, cmd: CtlCmd, json: bool, out: &mut dyn Write) -> Result<(), 
                 kernel: None,
                 sync: None,
                 vrrp: None,
+                local_ports: Vec::new(),
             };
             if json {
                 print_json(out, &v, true)?;
@@ -475,6 +476,7 @@ mod tests {
             kernel: None,
             sync: None,
             vrrp: None,
+            local_ports: Vec::new(),
         }
     }
 

@@ -173,6 +173,27 @@ pub(super) fn print_status(out: &mut dyn Write, v: &StatusReply) -> io::Result<(
         &[true; 6],
         &workers,
     )?;
+    if !v.local_ports.is_empty() {
+        let rows: Vec<Vec<String>> = v
+            .local_ports
+            .iter()
+            .map(|p| {
+                vec![
+                    p.worker.to_string(),
+                    p.address.clone(),
+                    p.in_use.to_string(),
+                    p.share.to_string(),
+                ]
+            })
+            .collect();
+        table(
+            out,
+            "",
+            &["worker", "local address", "ports in use", "of"],
+            &[true, false, true, true],
+            &rows,
+        )?;
+    }
     if v.next_hops.is_empty() {
         return Ok(());
     }

@@ -21,7 +21,7 @@
 //! - [`outcome`]: judging what real clients saw; [`spread`]: many connections placed and
 //!   checked, long-lived streams; [`traffic`]: test frames and pcaps;
 //!   [`pmtu`]: large uploads and the path MTU a client's kernel learnt;
-//!   [`readme`]: the commands README shows.
+//!   [`readme`]: the commands README shows; [`metrics`]: the Prometheus endpoint scraped.
 
 mod balancer;
 mod bird;
@@ -31,6 +31,7 @@ mod ecmp;
 mod fixture;
 mod keepalived;
 mod load;
+pub mod metrics;
 mod net;
 pub mod outcome;
 pub mod pmtu;

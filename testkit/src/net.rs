@@ -12,8 +12,9 @@
 //! ```
 //!
 //! DSR: clients reach the VIP on-link (Fulcrum answers its ARP), backends answer directly.
-//! Backends run tests/tools/backend.py (HTTP on :80 answering `backend=NAME`, an agent on
-//! :5555 answering the text of a file), one server per backend that [`Net::stop`],
+//! Backends run tests/tools/backend.py (HTTP on :80 answering `backend=NAME` with the peer it
+//! saw in `X-Peer`, UDP on :80 answering each datagram, an agent on :5555 answering the text
+//! of a file), one server per backend that [`Net::stop`],
 //! [`Net::start`] and [`Net::freeze`] control. Backends have no MAC in the config: Fulcrum
 //! learns them by ARP.
 //!
@@ -34,6 +35,8 @@
 //!
 //! Backends answer clients straight through the router (DSR, tunnels); [`Net::nat_return`]
 //! makes the router send their replies to clients back through the balancer instead (NAT).
+//! [`Net::routed_plain`] leaves the VIP off the backends (FullNAT: they answer the
+//! balancer's own address, through the router, and need nothing else).
 //!
 //! The testbed layout ([`Net::testbed`]) is `scripts/testbed.sh`'s (the demo's): DSR and NAT
 //! clients in 10.77.0.0/24 and 10.78.0.0/24, backends 10.77.0.1N serving :80 and :8080, for
@@ -157,6 +160,17 @@ impl Net {
     /// backends each on its own subnet, a router between them; each backend's server running
     /// (the health layout's, on :80 and the agent on :5555). `tag`: as for [`Net::up`].
     pub fn routed(tag: &str, backends: usize) -> Net {
+        Net::routed_layout(tag, backends, true)
+    }
+
+    /// The routed layout with backends left as they come (FullNAT's): no VIP on their
+    /// loopback, their default route the router's, nothing that leads back through the
+    /// balancer. Their servers are the same.
+    pub fn routed_plain(tag: &str, backends: usize) -> Net {
+        Net::routed_layout(tag, backends, false)
+    }
+
+    fn routed_layout(tag: &str, backends: usize, vip_on_lo: bool) -> Net {
         use routed::*;
         let mut net = Net::new(tag, backends, Layout::Routed);
         let sw = net.ns("sw");
@@ -197,7 +211,9 @@ impl Net {
                 &b,
                 &["ip", "route", "add", "default", "via", BACKEND_GATEWAY],
             );
-            net.vip_on_lo(&b);
+            if vip_on_lo {
+                net.vip_on_lo(&b);
+            }
             net.agent(i, "up");
             net.servers.push(None);
             net.start(i);
@@ -376,12 +392,24 @@ impl Net {
 
     /// Runs tests/tools/client.py in the client namespace and returns its JSON.
     pub fn client(&self, args: &[&str]) -> serde_json::Value {
+        self.client_tool("client.py", args)
+    }
+
+    /// Runs tests/tools/udp_client.py (UDP request/response) in the client namespace and
+    /// returns its JSON.
+    pub fn udp_client(&self, args: &[&str]) -> serde_json::Value {
+        self.client_tool("udp_client.py", args)
+    }
+
+    fn client_tool(&self, tool: &str, args: &[&str]) -> serde_json::Value {
         let out = must(
             self.cmd("c1", "python3")
-                .arg(repo().join("tests/tools/client.py"))
+                .arg(repo().join("tests/tools").join(tool))
                 .args(args),
         );
-        serde_json::from_slice(&out.stdout).expect("client JSON")
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("{tool} JSON: {e}: {}", String::from_utf8_lossy(&out.stdout))
+        })
     }
 
     /// The VIP on `node`'s loopback, not answered for by ARP on eth0 (Fulcrum answers it).
@@ -492,6 +520,8 @@ impl Net {
                 "--name",
                 &b,
                 "--port",
+                "80",
+                "--udp-port",
                 "80",
                 "--agent-port",
                 "5555",

@@ -175,6 +175,16 @@ pub fn expected_backends(
     recs: &[Record],
     dst: &str,
 ) -> HashMap<(String, u16), String> {
+    expected_backends_of(config, recs, dst, "tcp")
+}
+
+/// [`expected_backends`] for flows of `proto` ("tcp" or "udp").
+pub fn expected_backends_of(
+    config: &std::path::Path,
+    recs: &[Record],
+    dst: &str,
+    proto: &str,
+) -> HashMap<(String, u16), String> {
     let mut child = crate::fulcrum()
         .args(["which", "--json", "-c"])
         .arg(config)
@@ -186,7 +196,10 @@ pub fn expected_backends(
         .iter()
         .map(|r| {
             let src: std::net::IpAddr = r.src.parse().expect("client address");
-            format!("{} {dst} tcp\n", std::net::SocketAddr::new(src, r.sport))
+            format!(
+                "{} {dst} {proto}\n",
+                std::net::SocketAddr::new(src, r.sport)
+            )
         })
         .collect();
     child

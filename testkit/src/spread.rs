@@ -69,6 +69,22 @@ pub fn place(
     count: usize,
     weights: &[(&str, f64)],
 ) -> usize {
+    distinct_flows(&records(&place_json(
+        tb, lb, what, net, vip, count, weights,
+    )))
+}
+
+/// [`place`], returning what tests/tools/client.py printed: each connection's record with
+/// the peer its backend saw (`peer`).
+pub fn place_json(
+    tb: &Net,
+    lb: &Balancer,
+    what: &str,
+    net: &str,
+    vip: &str,
+    count: usize,
+    weights: &[(&str, f64)],
+) -> serde_json::Value {
     let srcs = client_sources(net);
     let n = count.to_string();
     let out = tb.client(&client_args(vip, &srcs, &n));
@@ -85,7 +101,7 @@ pub fn place(
         out["ms_p50"],
         out["ms_max"]
     );
-    distinct_flows(&recs)
+    out
 }
 
 /// `GET /stream?secs=N` from `src:sport` to `vip`:80, with curl in the client namespace

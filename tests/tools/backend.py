@@ -4,8 +4,12 @@
 (a long-lived connection), `GET /bytes?n=N` with N bytes, `PUT`/`POST` reading the whole body
 and answering its length and SHA-256, and optionally an agent port that answers every connection with
 the text of a file (`up`, `down`, `drain`, `maint`, `50%`...), HAProxy agent-check style.
+Every answer of `GET /`, `PUT` and `POST` carries the connection's peer as this server saw it
+(`X-Peer: ADDR:PORT`: the client, or a FullNAT balancer's local address and port). With
+`--udp-port`, each datagram to that port is answered with `backend=NAME peer=ADDR:PORT
+echo=DATAGRAM` to its sender.
 
-    backend.py --name b1 --port 80 --port 8080 [--agent-port 5555 --agent-file /tmp/b1.agent]
+    backend.py --name b1 --port 80 --port 8080 [--udp-port 80] [--agent-port 5555 --agent-file /tmp/b1.agent]
 """
 import argparse
 import hashlib
@@ -85,9 +89,16 @@ class Handler(BaseHTTPRequestHandler):
     def answer(self, body):
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
+        self.send_header("X-Peer", peer(self.client_address))
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+def peer(addr):
+    """`ADDR:PORT` of a peer, an IPv4 one without the dual-stack socket's `::ffff:` prefix."""
+    host = addr[0].removeprefix("::ffff:")
+    return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
 
 
 def dual_stack(server_class):
@@ -127,11 +138,26 @@ class AgentServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
 
 
+class UdpHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        data, sock = self.request
+        name = self.server.backend_name
+        text = data.decode(errors="replace").strip()
+        sock.sendto(f"backend={name} peer={peer(self.client_address)} echo={text}\n".encode(),
+                    self.client_address)
+
+
+@dual_stack
+class UdpServer(socketserver.UDPServer):
+    pass
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--name", required=True)
     ap.add_argument("--port", type=int, action="append", required=True)
     ap.add_argument("--bind", default="::", help="default: every IPv6 and IPv4 address")
+    ap.add_argument("--udp-port", type=int, help="answer datagrams on this port")
     ap.add_argument("--agent-port", type=int)
     ap.add_argument("--agent-file")
     a = ap.parse_args()
@@ -140,6 +166,10 @@ def main():
         s = Server((a.bind, p), Handler)
         s.backend_name = a.name
         servers.append(s)
+    if a.udp_port:
+        u = UdpServer((a.bind, a.udp_port), UdpHandler)
+        u.backend_name = a.name
+        servers.append(u)
     if a.agent_port:
         ag = AgentServer((a.bind, a.agent_port), AgentHandler)
         ag.agent_file = a.agent_file or "/dev/null"

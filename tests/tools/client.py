@@ -2,8 +2,9 @@
 """A bounded HTTP load client for the end-to-end tests: N requests, each on a NEW TCP
 connection from one of several source addresses (ports chosen by the kernel), to HOST:PORT
 (IPv4 or IPv6: the family follows HOST; sources must be of the same family).
-For each it records the source address and port, the backend that answered (`backend=NAME`),
-or how it failed (refused = the connection got a RST; timeout; other) and how long it took.
+For each it records the source address and port, the backend that answered (`backend=NAME`)
+and the peer it saw (its `X-Peer` header, when it sends one), or how it failed (refused = the
+connection got a RST; timeout; other) and how long it took.
 Prints one JSON object: a summary and the list of requests.
 
 With `--duration SECS` it is a request loop instead: `--concurrency` workers each make
@@ -33,7 +34,8 @@ def one(host, port, src, timeout, path):
     s = socket.socket(family, socket.SOCK_STREAM)
     s.settimeout(timeout)
     # "at": wall-clock start, to place a failure in time against an event a test caused.
-    rec = {"src": src, "sport": None, "backend": None, "error": None, "at": time.time()}
+    rec = {"src": src, "sport": None, "backend": None, "peer": None, "error": None,
+           "at": time.time()}
     try:
         s.bind((src, 0))
         rec["sport"] = s.getsockname()[1]
@@ -49,6 +51,8 @@ def one(host, port, src, timeout, path):
         if " 200 " not in text.split("\r\n", 1)[0]:
             rec["error"] = "bad_status"
         for line in text.splitlines():
+            if line.lower().startswith("x-peer:"):
+                rec["peer"] = line.split(":", 1)[1].strip()
             if line.startswith("backend="):
                 rec["backend"] = line.split("=", 1)[1].split()[0]
                 break
@@ -127,6 +131,17 @@ def request_loop(a):
     return recs
 
 
+def tally(recs):
+    """Answers per backend, and failures per kind (also tests/tools/udp_client.py's)."""
+    per, errors = {}, {}
+    for r in recs:
+        if r["error"]:
+            errors[r["error"]] = errors.get(r["error"], 0) + 1
+        else:
+            per[r["backend"]] = per.get(r["backend"], 0) + 1
+    return per, errors
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", required=True)
@@ -158,13 +173,7 @@ def main():
                     futs.append(ex.submit(one, a.host, a.port, a.source[i % len(a.source)], a.timeout, a.path))
                 recs = [f.result() for f in futs]
         streams = [f.result() for f in sfuts]
-    per = {}
-    errors = {}
-    for r in recs:
-        if r["error"]:
-            errors[r["error"]] = errors.get(r["error"], 0) + 1
-        else:
-            per[r["backend"]] = per.get(r["backend"], 0) + 1
+    per, errors = tally(recs)
     ms = sorted(r["ms"] for r in recs) or [0]
     out = {
         "requests": len(recs),

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::dpdk::{self, PortStats};
+use crate::local_ports::InUse;
 use crate::snapshot::BackendId;
 use crate::stats::Counters;
 
@@ -79,6 +80,15 @@ impl Engine {
             }
         }
         t
+    }
+
+    /// Each worker's FullNAT local ports in use per local address, by worker index (as last
+    /// published, at most 100 ms old; empty for a worker that met no local address).
+    pub fn local_ports_in_use(&self) -> Vec<Vec<InUse>> {
+        self.backend_counters
+            .iter()
+            .map(|c| c.read_local_ports())
+            .collect()
     }
 
     /// Sums of the workers' counters.

@@ -39,11 +39,7 @@ impl IpMeta {
 
     /// The destination address (off the per-packet path: it builds an `IpAddr`).
     pub fn dst_ip(&self) -> std::net::IpAddr {
-        if self.v6 {
-            std::net::IpAddr::V6(self.dst.into())
-        } else {
-            std::net::IpAddr::V4([self.dst[0], self.dst[1], self.dst[2], self.dst[3]].into())
-        }
+        self.dst_key().into()
     }
 
     /// The destination address as the snapshot's maps key it (with its family).
