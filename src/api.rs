@@ -566,6 +566,11 @@ pub struct WhichReply {
     /// The peer instance whose exception placed the flow on this backend (instance sync).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_peer: Option<String>,
+    /// FullNAT: the balancer's side of the connection as the backend sees it: `addr:port`
+    /// for a flow a worker holds, else the local addresses and port range a new flow's
+    /// source is taken from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
 }
 
 /// A tunnelled flow's outer headers, as `which` names them.

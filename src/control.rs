@@ -552,10 +552,10 @@ fn which(engine: &Engine, slow: &SlowPath, flow: &str) -> Result<WhichReply, Con
             backend_id: None,
         };
         workers.push(match q.ask(&flow.key, Duration::from_millis(200)) {
-            FlowAnswer::Hit(id) => {
+            FlowAnswer::Hit { backend: id, local } => {
                 let b = snap.backend(id);
                 if hit.is_none() && b.is_some_and(|b| b.keeps_flows()) {
-                    hit = Some((i, id));
+                    hit = Some((i, id, local));
                 }
                 WorkerAnswer {
                     backend: b.map(|b| b.name.clone()),
@@ -569,12 +569,12 @@ fn which(engine: &Engine, slow: &SlowPath, flow: &str) -> Result<WhichReply, Con
     }
     // A hit; else a peer's exception (the workers consult them on a miss before Maglev).
     let held = hit
-        .and_then(|(w, id)| Some((Some(w), snap.backend(id)?)))
+        .and_then(|(w, id, local)| Some((Some(w), snap.backend(id)?, local)))
         .or_else(|| {
             let id = engine.exceptions().lookup(&flow.key)?.backend;
-            Some((None, snap.backend(id).filter(|b| b.keeps_flows())?))
+            Some((None, snap.backend(id).filter(|b| b.keeps_flows())?, None))
         });
-    if let Some((worker, b)) = held {
+    if let Some((worker, b, local)) = held {
         let peer = from_peer(b);
         if worker.is_some() || peer.is_some() {
             let at = worker.map_or("exception (not Maglev's choice)".into(), |w| {
@@ -599,6 +599,7 @@ fn which(engine: &Engine, slow: &SlowPath, flow: &str) -> Result<WhichReply, Con
                 generation: Some(snap.generation),
                 assumed: None,
                 encap: encap(&snap, b, &flow.key),
+                local: local.map(|a| a.to_string()),
             });
         }
     }
@@ -656,7 +657,28 @@ pub fn new_flow(
         assumed: None,
         encap: chosen.and_then(|b| encap(snap, b, key)),
         from_peer: None,
+        local: chosen.and_then(|b| new_flow_local(snap, b)),
     }
+}
+
+/// A FullNAT backend's new flow: the local addresses its port is taken from, and the range
+/// (`10.0.0.2 (a port of 1024-32767)`); `None` for any other mode.
+fn new_flow_local(snap: &dataplane::snapshot::Snapshot, b: &BackendRt) -> Option<String> {
+    if b.locals.is_empty() {
+        return None;
+    }
+    let addrs: Vec<String> = b
+        .locals
+        .iter()
+        .map(|a| std::net::IpAddr::from(*a).to_string())
+        .collect();
+    let r = &snap.fullnat.ports;
+    Some(format!(
+        "{} (a port of {}-{})",
+        addrs.join(" or "),
+        r.start(),
+        r.end()
+    ))
 }
 
 /// The name of the port a backend's frames leave from.

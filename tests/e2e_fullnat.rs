@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use testkit::outcome::{check_placement, check_refused, expected_backends_of, records};
 use testkit::spread::{client_args, client_sources, place_json};
-use testkit::{Balancer, LB_ADDR, Net, Streams, VIP, routed};
+use testkit::{Balancer, LB_ADDR, Net, Stream, Streams, VIP, routed};
 
 /// The client's own addresses the connections come from (`spread::client_sources`).
 const CLIENT_NET: &str = "10.68.0";
@@ -281,6 +281,29 @@ fn e2e_fullnat_connections_udp_and_local_ports() {
         udp["ok"], udp["per_backend"], udp["resent"]
     );
     assert_eq!(udp["ok"], 300, "{}", udp["errors"]);
+
+    // `ctl which` of a live flow: the worker that holds it names the local address and port
+    // the backend sees, from that worker's share.
+    let (src, sport) = (&srcs[0], 61777);
+    let stream = Stream::start(&net, VIP, src, sport, 3);
+    std::thread::sleep(Duration::from_secs(1));
+    let flow = [format!("{src}:{sport}"), format!("{VIP}:80")];
+    let w = lb.ctl_json(&["which", &flow[0], &flow[1]]);
+    let local: SocketAddr = w["local"]
+        .as_str()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("no local side in {w}"));
+    let worker = w["worker"].as_u64().expect("the worker that holds it") as u16;
+    let share = dataplane::local_ports::share(&LOCAL_PORTS, worker, 2);
+    assert_eq!(local.ip().to_string(), LB_ADDR, "{w}");
+    assert!(
+        share.contains(&local.port()),
+        "{local}: worker {worker}'s share {share:?}"
+    );
+    let text = String::from_utf8_lossy(&lb.ctl(&["which", &flow[0], &flow[1]]).stdout).to_string();
+    println!("{}", text.trim());
+    assert!(text.contains(&format!(", from local {local}")), "{text}");
+    assert_eq!(Some(stream.finish().as_str()), w["backend"].as_str(), "{w}");
 
     // Local ports in use, per worker and local address, in `ctl status` and the metrics.
     let human = String::from_utf8_lossy(&lb.ctl(&["status"]).stdout).to_string();

@@ -13,7 +13,7 @@ use crate::exceptions::{ExceptionCell, Reports};
 use crate::flow::FlowKey;
 use crate::ids::{BackendId, PortIdx, WorkerIdx};
 use crate::pipeline::Pipeline;
-use crate::snapshot::SnapshotCell;
+use crate::snapshot::{IpKey, SnapshotCell};
 use crate::stats::{Counters, SharedBackendCounters, SharedCounters};
 use crate::verdict::{DropReason, Verdict};
 
@@ -87,15 +87,20 @@ pub struct FlowQuery {
     key: [AtomicU64; 5],
     request: AtomicU64,
     answered: AtomicU64,
-    /// Bit 63: found; bits 0..32: the backend id.
+    /// Bit 63: found; bit 62: a FullNAT pair, whose reverse half's key the worker wrote
+    /// back into `key`; bits 0..32: the backend id.
     answer: AtomicU64,
 }
 
 /// What a worker answered a [`FlowQuery`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlowAnswer {
-    /// Its flow table holds the flow, for this backend id.
-    Hit(BackendId),
+    /// Its flow table holds the flow, for this backend id; for a FullNAT flow, with the
+    /// balancer's side of the connection as the backend sees it (local address and port).
+    Hit {
+        backend: BackendId,
+        local: Option<std::net::SocketAddr>,
+    },
     Miss,
     /// No answer in time (the worker is stopped or stalled).
     NoAnswer,
@@ -145,10 +150,18 @@ impl FlowQuery {
         loop {
             if self.answered.load(Ordering::Acquire) == n {
                 let a = self.answer.load(Ordering::Relaxed);
-                return if a >> 63 == 1 {
-                    FlowAnswer::Hit(BackendId::new(a as u32))
-                } else {
-                    FlowAnswer::Miss
+                if a >> 63 == 0 {
+                    return FlowAnswer::Miss;
+                }
+                let local = (a >> 62 & 1 == 1).then(|| {
+                    let k =
+                        Self::unpack(std::array::from_fn(|i| self.key[i].load(Ordering::Relaxed)));
+                    let addr = IpKey::new(&k.dst, k.family == crate::flow::FAMILY_V6);
+                    std::net::SocketAddr::new(addr.into(), k.dport)
+                });
+                return FlowAnswer::Hit {
+                    backend: BackendId::new(a as u32),
+                    local,
                 };
             }
             if Instant::now() >= until {
@@ -160,7 +173,7 @@ impl FlowQuery {
 
     /// The worker's side: answers a pending request, if any.
     #[inline]
-    fn serve(&self, done: &mut u64, pipe: &Pipeline) {
+    pub(crate) fn serve(&self, done: &mut u64, pipe: &Pipeline) {
         let n = self.request.load(Ordering::Relaxed);
         if n == *done {
             return;
@@ -170,7 +183,17 @@ impl FlowQuery {
         // The flow table's own hash (as the pipeline's lookups compute it).
         let hash = crate::hash::table_hash(pipe.local_seed, &key);
         let a = match pipe.flows.lookup(&key, hash) {
-            Some(idx) => 1u64 << 63 | u64::from(pipe.flows.get(idx).backend.get()),
+            Some(idx) => {
+                let mut a = 1u64 << 63 | u64::from(pipe.flows.get(idx).backend.get());
+                if let Some(rkey) = pipe.fullnat_local(idx) {
+                    // Written where the question was: the asker reads it after `answered`.
+                    for (slot, v) in self.key.iter().zip(Self::pack(rkey)) {
+                        slot.store(v, Ordering::Relaxed);
+                    }
+                    a |= 1 << 62;
+                }
+                a
+            }
             None => 0,
         };
         self.answer.store(a, Ordering::Relaxed);

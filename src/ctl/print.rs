@@ -385,11 +385,18 @@ pub fn print_which(out: &mut dyn Write, v: &WhichReply) -> io::Result<()> {
     }
 }
 
-/// `, via ipip 10.0.0.2 -> 10.2.0.5` for a tunnelled flow, else nothing.
+/// `, via ipip 10.0.0.2 -> 10.2.0.5` for a tunnelled flow, `, from local 10.0.0.2:20345` for
+/// a FullNAT one, else nothing.
 fn encap_text(v: &WhichReply) -> String {
-    v.encap
+    let via = v
+        .encap
         .as_ref()
-        .map_or_else(String::new, |e| format!(", via {e}"))
+        .map_or_else(String::new, |e| format!(", via {e}"));
+    let local = v
+        .local
+        .as_ref()
+        .map_or_else(String::new, |l| format!(", from local {l}"));
+    via + &local
 }
 
 /// Instance sync in a few lines: what is held, sent, and what each peer sent.

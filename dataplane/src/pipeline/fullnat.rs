@@ -93,6 +93,22 @@ impl Pipeline {
         self.local_ports.hold(held);
     }
 
+    /// The reverse half's key of the FullNAT pair with a half in slot `idx`: its
+    /// destination is the balancer's side of the connection as the backend sees it (local
+    /// address and port). `None` for any other flow, or a pair whose other half is gone.
+    /// For `ctl which`, not the packet path.
+    pub fn fullnat_local(&self, idx: FlowSlot) -> Option<&FlowKey> {
+        let f = self.flows.get(idx);
+        if f.flags & FLAG_FULLNAT == 0 {
+            return None;
+        }
+        if f.flags & flow::FLAG_REVERSE != 0 {
+            return Some(self.flows.key(idx));
+        }
+        let tw = f.twin;
+        (self.flows.is_live(tw) && self.flows.get(tw).twin == idx).then(|| self.flows.key(tw))
+    }
+
     /// This worker's local ports in use, per local address.
     pub fn local_ports(&self) -> &LocalPorts {
         &self.local_ports

@@ -438,3 +438,63 @@ fn adopted_pairs_keep_their_ports_and_new_flows_take_the_others() {
     }
     println!("16 adopted pairs kept their ports; 48 new flows took the other 48");
 }
+
+/// `ctl which` of a FullNAT flow asks the worker, which answers with the pair's local side:
+/// the local address and port the backend sees, for the client's key and the reverse key.
+#[test]
+fn a_flow_query_answers_the_local_address_and_port() {
+    use crate::flow::FlowKey;
+    use crate::worker::{FlowAnswer, FlowQuery};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+    let cfg = conf::parse(CONFIG, std::path::Path::new("t.toml")).unwrap();
+    let snap = all_up(&cfg);
+    let mut p = Pipeline::new(WorkerIdx::new(0), 1, 4096, 0x5eed);
+    p.now_ms = 5_000;
+    let (client, vip) = (ip("203.0.113.7"), ip("198.51.100.1"));
+    let mut f = VecFrame::new(&frame(OUT_MAC, (client, 40000), (vip, 80), Some(tcp::SYN)));
+    assert!(matches!(
+        p.process(&snap, PortIdx::new(0), &mut f),
+        Verdict::Forward { .. }
+    ));
+    let (_, _, (local, lport), (backend, bport)) = read(f.data());
+    let want = Some(std::net::SocketAddr::new(local, lport));
+    let fwd = FlowKey::v4([203, 0, 113, 7], [198, 51, 100, 1], 40000, 80, 6);
+    let sm::IpAddress::Ipv4(l) = sm_addr(local) else {
+        panic!("v4")
+    };
+    let sm::IpAddress::Ipv4(b) = sm_addr(backend) else {
+        panic!("v4")
+    };
+    let rev = FlowKey::v4(b.octets(), l.octets(), bport, lport, 6);
+    let other = FlowKey::v4([203, 0, 113, 8], [198, 51, 100, 1], 40000, 80, 6);
+
+    let q = Arc::new(FlowQuery::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (q2, s2) = (q.clone(), stop.clone());
+    let t = std::thread::spawn(move || {
+        let mut done = 0;
+        while !s2.load(Ordering::Relaxed) {
+            q2.serve(&mut done, &p);
+            std::thread::yield_now();
+        }
+    });
+    let b1 = snap.backends[1].as_ref().unwrap().id;
+    for key in [fwd, rev] {
+        assert_eq!(
+            q.ask(&key, Duration::from_secs(5)),
+            FlowAnswer::Hit {
+                backend: b1,
+                local: want
+            }
+        );
+    }
+    assert_eq!(q.ask(&other, Duration::from_secs(5)), FlowAnswer::Miss);
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    println!(
+        "which: {client}:40000 -> {vip}:80 leaves as {}:{lport}",
+        local
+    );
+}
