@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build=1
-only="dsr,nat,ipip,gue,syn,pickup,rst,udp"
+only="dsr,nat,ipip,gue,fullnat,syn,pickup,rst,udp"
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-build) build=0 ;;
@@ -55,6 +55,9 @@ for s in ${only//,/ }; do
         # The same established flows through a tunnel: IPv4 in IPv4, and in UDP (GUE).
         ipip) pcap=est; cfg ipip --forwarding ipip ;;
         gue) pcap=est; cfg gue --forwarding gue ;;
+        # The same flows through FullNAT: the warm-up pass opens each pair (a local port),
+        # the counted pass rewrites source and destination.
+        fullnat) pcap=est; cfg fullnat --forwarding fullnat ;;
         # A SYN flood: the table holds 1/32 of the SYNs' keys, so ~97% of the counted SYNs
         # find no entry and no room (forwarded unrecorded: a SYN never evicts).
         syn) pcap=flood; cfg syn --forwarding dsr --flow-capacity 1024 ;;

@@ -3,7 +3,7 @@
 serves it.
 
     perf/workload.py pcap   --out FILE [--flows N] [--packets N] [--syn-share F] ...
-    perf/workload.py config --out FILE --rx-device DEV --tx-device DEV [--forwarding dsr|nat|ipip|gue]
+    perf/workload.py config --out FILE --rx-device DEV --tx-device DEV [--forwarding dsr|nat|ipip|gue|fullnat]
                             [--backends N] [--empty] ...
 
 Both subcommands agree on one address plan, so any pcap made here is served by any config
@@ -281,7 +281,7 @@ def main():
     c.add_argument("--burst", type=int, default=32)
     c.add_argument("--flow-capacity", type=int, default=1 << 20)
     c.add_argument("--maglev-size", type=int, default=65537)
-    c.add_argument("--forwarding", choices=["dsr", "nat", "ipip", "gue"], default="dsr")
+    c.add_argument("--forwarding", choices=["dsr", "nat", "ipip", "gue", "fullnat"], default="dsr")
     c.add_argument("--backends", type=int, default=10)
     c.add_argument("--empty", action="store_true", help="no backends: SYNs get a RST")
     c.add_argument("--vips", type=int, default=1)

@@ -120,9 +120,9 @@ impl Pipeline {
         }
         let fwd = svc.forwarding;
         if (fwd == Forwarding::Nat && self.workers > 1) || fwd == Forwarding::FullNat {
-            // Another worker may own it: the general path decides (and hands it over). A
-            // FullNAT packet's source comes from its pair's other half: the general path too.
-            return self.service(snap, port, x.si, x.meta(), x.ports(), frame);
+            // Another worker may own it, and a FullNAT packet's source comes from its pair's
+            // other half: decided out of line, as the general path decides.
+            return self.owned_service(snap, port, x, fwd, frame);
         }
         let probe = self.flows.probe_home(x.home, &x.key, x.hash);
         if let Some(idx) = probe.found
@@ -149,6 +149,28 @@ impl Pipeline {
         {
             return v;
         }
+        let (p, ports) = (x.meta(), x.ports());
+        self.service_probed(snap, port, x.si, &p, ports, &x.key, x.hash, &probe, frame)
+    }
+
+    /// The fast path's packet of a service whose flows have an owner among the workers (NAT
+    /// with several workers, FullNAT): handed to the owner, or decided here by
+    /// [`Pipeline::service_probed`] as the general path would, with the parse's key, hash
+    /// and home slot rather than computed again (the ACL was checked by the caller). Out of
+    /// line: the DSR path keeps its registers.
+    #[inline(never)]
+    fn owned_service<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        port: PortIdx,
+        x: &Fast,
+        fwd: Forwarding,
+        frame: &mut F,
+    ) -> Verdict {
+        if let Some(v) = self.handoff(fwd, &x.key.src, x.key.sport) {
+            return v;
+        }
+        let probe = self.flows.probe_home(x.home, &x.key, x.hash);
         let (p, ports) = (x.meta(), x.ports());
         self.service_probed(snap, port, x.si, &p, ports, &x.key, x.hash, &probe, frame)
     }
