@@ -76,6 +76,7 @@ pub fn diagnose(root: &Path, cfg: Option<&Config>) -> Vec<Finding> {
         out.extend(host.exception_path(cfg));
         out.extend(host.cpus(cfg));
         out.push(host.control_socket(&cfg.global.control_socket));
+        out.push(host.flow_state_dir(&cfg.global.flow_state_dir()));
     } else {
         out.push(Finding::new(
             "config",
@@ -485,6 +486,25 @@ impl Host<'_> {
     }
 
     /// The control socket: its directory can be made, no other instance serves on it.
+    /// The flow tables' directory (`global.flow_state_dir`) on a memory file system.
+    fn flow_state_dir(&self, dir: &Path) -> Finding {
+        let what = "flow state dir";
+        let mounts = self.read("/proc/mounts").unwrap_or_default();
+        match flow_state_dir_warning(&mounts, dir) {
+            Some(w) => Finding::new(what, Level::Warn, w)
+                .fix("set global.flow_state_dir under /run (tmpfs) or a hugetlbfs mount"),
+            None => Finding::new(
+                what,
+                Level::Ok,
+                format!(
+                    "{}: {}",
+                    dir.display(),
+                    fs_type_of(&mounts, dir).unwrap_or_else(|| "file system unknown".into())
+                ),
+            ),
+        }
+    }
+
     fn control_socket(&self, socket: &Path) -> Finding {
         let at = self.root.join(socket.strip_prefix("/").unwrap_or(socket));
         let what = "control socket";
@@ -530,6 +550,39 @@ impl Host<'_> {
         )
         .fix("choose another global.control_socket")
     }
+}
+
+/// File systems whose pages live in memory only: flow tables mapped from a file there cost
+/// no disk I/O (a disk-backed file's dirty pages are written back every few seconds).
+const MEMORY_FS: [&str; 3] = ["tmpfs", "hugetlbfs", "ramfs"];
+
+/// The type of the file system that holds `path` (absolute), from `/proc/mounts`'s text:
+/// the mount whose point is the longest prefix of `path` (or of its nearest ancestor: the
+/// directory may not exist yet).
+pub fn fs_type_of(mounts: &str, path: &Path) -> Option<String> {
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_dev, dir, fstype) = (f.next()?, f.next()?, f.next()?);
+            // /proc/mounts escapes spaces as \040: such a mount point is not matched.
+            (!dir.contains('\\') && path.starts_with(dir)).then_some((dir.len(), fstype))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, t)| t.to_string())
+}
+
+/// When the flow tables' directory `dir` is not on a memory file system: the warning's text
+/// (also logged by `fulcrum run` at start). `None` when it is, or when unknown.
+pub fn flow_state_dir_warning(mounts: &str, dir: &Path) -> Option<String> {
+    let t = fs_type_of(mounts, dir)?;
+    (!MEMORY_FS.contains(&t.as_str())).then(|| {
+        format!(
+            "{}: on a {t} file system: the flow tables' dirty pages are written back to disk \
+             (I/O every few seconds, and the tables outlive a reboot that should clear them)",
+            dir.display()
+        )
+    })
 }
 
 /// `2 MiB`, `1 GiB`.
@@ -883,6 +936,31 @@ mod tests {
         let p = problem(&found, "governor");
         assert_eq!(p.detail, "CPU 3: powersave");
         assert!(p.fix.as_ref().unwrap().contains("echo performance"));
+    }
+
+    #[test]
+    fn a_flow_state_dir_on_a_disk_warns() {
+        let mounts = "/dev/vda1 / ext4 rw 0 0\ntmpfs /run tmpfs rw 0 0\n\
+                      nodev /dev/hugepages hugetlbfs rw 0 0\ntmpfs /run/a\\040b tmpfs rw 0 0\n";
+        let at = |d: &str| fs_type_of(mounts, Path::new(d));
+        assert_eq!(at("/run/fulcrum/fulcrum.flows").as_deref(), Some("tmpfs"));
+        assert_eq!(at("/dev/hugepages/fulcrum").as_deref(), Some("hugetlbfs"));
+        assert_eq!(at("/var/lib/fulcrum").as_deref(), Some("ext4"));
+        assert_eq!(
+            at("/run/a b").as_deref(),
+            Some("tmpfs"),
+            "the escaped mount is skipped"
+        );
+        assert_eq!(
+            flow_state_dir_warning(mounts, Path::new("/run/fulcrum")),
+            None
+        );
+        let w = flow_state_dir_warning(mounts, Path::new("/var/lib/fulcrum")).expect("a warning");
+        assert!(
+            w.starts_with("/var/lib/fulcrum: on a ext4 file system"),
+            "{w}"
+        );
+        assert_eq!(fs_type_of("", Path::new("/run")), None);
     }
 
     #[test]

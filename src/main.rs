@@ -104,7 +104,7 @@ enum Cmd {
     /// Check this host before running: hugepages, IOMMU and vfio-pci, each port's driver
     /// binding and NUMA node, worker CPUs (online, apart from the slow path, isolated,
     /// frequency governor), the kernel exception path's /dev/net/tun, the control socket's
-    /// directory. Each finding is ok, warn or FAIL, with the command that fixes it; exit 0
+    /// directory, the flow tables' directory on a memory file system. Each finding is ok, warn or FAIL, with the command that fixes it; exit 0
     /// when Fulcrum can run, 1 when a finding fails.
     Doctor {
         /// The configuration to check the host against (without it: the host alone).

@@ -181,6 +181,12 @@ pub fn run(
 /// One line on where the flow tables came from: adopted (how many entries), or empty and
 /// why.
 fn log_flow_tables(t: &FlowTablesReport) {
+    if let Some(d) = &t.dir {
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        if let Some(w) = crate::doctor::flow_state_dir_warning(&mounts, d) {
+            tracing::warn!("flow_state_dir {w}: put it under /run (tmpfs) or on hugetlbfs");
+        }
+    }
     let dir = t.dir.as_deref().map(|d| d.display().to_string());
     match &t.empty {
         None => tracing::info!(
