@@ -38,7 +38,7 @@ fi
 
 step "unit, golden and DPDK integration tests"
 filter=()
-[ "$quick" = 1 ] && filter=(-E 'not test(/^e2e_/)')
+[ "$quick" = 1 ] && filter=(-E 'not (test(/^e2e_/) | binary(/^e2e_/))')
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo nextest run --workspace "${filter[@]}" 2>&1 | tee "$log"
