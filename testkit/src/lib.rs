@@ -13,7 +13,8 @@
 //!   after themselves; [`TestEal`]: EAL started in the test process;
 //! - [`Bird`]: a real BIRD 2 in a namespace, asked with `birdc`;
 //! - [`Ecmp`]: scale-out, scripts/ecmp-testbed.sh's routed tier: a BIRD router with ECMP
-//!   over three Fulcrum instances that announce the VIP by BGP, backends behind them;
+//!   over three Fulcrum instances that announce the VIP by BGP, backends behind them,
+//!   optionally with instance sync between them ([`EcmpOptions`]);
 //! - [`Keepalived`]: a real keepalived in a namespace, speaking VRRP;
 //! - [`fixture`]: config files under `tests/configs/`, templated;
 //! - [`Load`]: a request loop and long streams in the background while a test acts;
@@ -49,7 +50,7 @@ pub use decap::{Decap, DecapStats, GUE_PORT, kernel_has_tunnels};
 pub use eal::{
     EalPrefix, Scratch, TestEal, eal_args, eal_args_toml, eal_prefix, runtime_dir_exists,
 };
-pub use ecmp::Ecmp;
+pub use ecmp::{Ecmp, EcmpOptions, SyncFigures};
 pub use fixture::{Fixture, fixture};
 pub use keepalived::Keepalived;
 pub use load::{Load, LoadSpec, Streams};
