@@ -260,7 +260,10 @@ fn join_run(sync: bool) -> Run {
     );
     if sync {
         // It asked its peers before announcing: it knows every exception they hold.
-        assert_eq!(learnt, p.exceptions, "lb3 announced before it learnt them all");
+        assert_eq!(
+            learnt, p.exceptions,
+            "lb3 announced before it learnt them all"
+        );
     }
     std::thread::sleep(AFTER);
     let counts = (
@@ -284,7 +287,10 @@ fn report(what: &str, with: &Run, without: &Run) {
         without.broken,
         without.moved.iter().sum::<u64>()
     );
-    assert_eq!(with.broken, 0, "{what} with sync: established streams broke");
+    assert_eq!(
+        with.broken, 0,
+        "{what} with sync: established streams broke"
+    );
     assert!(
         with.used.iter().sum::<u64>() > 0,
         "{what} with sync: no moved flow took a peer's backend, so sync was not exercised"

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::net::Layout;
 use crate::spread::client_sources;
-use crate::{Balancer, Bird, Net, must, repo, routed};
+use crate::{Balancer, Bird, Net, SyncFigures, must, repo, routed};
 
 /// Fulcrum instances in the testbed.
 pub const INSTANCES: usize = 3;
@@ -47,17 +47,6 @@ impl Default for EcmpOptions {
             sync: false,
         }
     }
-}
-
-/// One instance's sync figures (`ctl status`'s `sync`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SyncFigures {
-    /// Its own exceptions.
-    pub local: u64,
-    /// Learnt from peers and published to its workers.
-    pub published: u64,
-    pub messages_sent: u64,
-    pub bytes_sent: u64,
 }
 
 /// The testbed with its router, instances and backends running. Dropping it stops every
@@ -252,7 +241,10 @@ impl Ecmp {
     /// a running instance's config gets it by live reload, which must be applied, and its
     /// check must pass (bounded); a stopped one's config file gets it for its next start.
     pub fn add_backend(&self, b: usize) {
-        assert!(b > POOL && b <= self.net.backends, "backend b{b} has no server");
+        assert!(
+            b > POOL && b <= self.net.backends,
+            "backend b{b} has no server"
+        );
         let block = format!(
             "\n[[service.backend]]\nname = \"b{b}\"\naddress = \"{}\"\n",
             routed::backend(b)
@@ -293,46 +285,19 @@ impl Ecmp {
 
     /// Instance `i`'s sync figures now.
     pub fn sync(&self, i: usize) -> SyncFigures {
-        let s = self.lb(i).ctl_json(&["status"]);
-        let n = |k: &str| s["sync"][k].as_u64().unwrap_or(0);
-        SyncFigures {
-            local: n("local"),
-            published: n("published"),
-            messages_sent: n("messages_sent"),
-            bytes_sent: n("bytes_sent"),
-        }
+        SyncFigures::of(self.lb(i))
     }
 
     /// Waits (bounded by `limit`) until every running instance's exceptions have reached
-    /// every other: each instance's own count unchanged over a whole sweep pass (the sweep
-    /// finds them over a pass of a second), and each instance publishing exactly the others'
-    /// together. Each instance's figures then.
+    /// every other ([`crate::sync::wait_synced`]); each one's figures then.
     pub fn wait_synced(&self, limit: Duration) -> Vec<(usize, SyncFigures)> {
-        let t0 = Instant::now();
-        let pass = Duration::from_millis(dataplane::flow::SWEEP_MS as u64 + 200);
-        let mut stable: Option<(Instant, Vec<u64>)> = None;
-        loop {
-            let now: Vec<(usize, SyncFigures)> =
-                self.running().into_iter().map(|i| (i, self.sync(i))).collect();
-            let locals: Vec<u64> = now.iter().map(|(_, f)| f.local).collect();
-            let total: u64 = locals.iter().sum();
-            let spread = now.iter().all(|(_, f)| f.published == total - f.local);
-            let since = match &stable {
-                Some((at, l)) if *l == locals => *at,
-                _ => {
-                    stable = Some((Instant::now(), locals.clone()));
-                    Instant::now()
-                }
-            };
-            if total > 0 && spread && since.elapsed() >= pass {
-                return now;
-            }
-            assert!(
-                t0.elapsed() < limit,
-                "exceptions not spread after {limit:?}: {now:?}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let running = self.running();
+        let lbs: Vec<&Balancer> = running.iter().map(|&i| self.lb(i)).collect();
+        running
+            .iter()
+            .copied()
+            .zip(crate::sync::wait_synced(&lbs, limit))
+            .collect()
     }
 
     /// Instance `i`'s counters over its workers (`ctl stats` totals: `rx`, `tx`,
