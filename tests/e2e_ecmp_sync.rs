@@ -111,15 +111,30 @@ struct Prepared {
     traffic: Traffic,
     /// Exceptions the instances held, all together (0 without sync: nothing counts them).
     exceptions: u64,
+    /// Per instance, before the route change.
+    created: Vec<u64>,
+    used: Vec<u64>,
+}
+
+/// The testbed: four backends running, `started` instances, sync on or off.
+fn testbed(tag: &str, started: usize, sync: bool) -> Ecmp {
+    Ecmp::with(
+        tag,
+        EcmpOptions {
+            backends: ADDED,
+            started,
+            sync,
+        },
+    )
 }
 
 /// The streams, the backend added, sync awaited (or, without it, about what sync's wait
-/// takes: a sweep pass and a second).
+/// takes: a sweep pass and a second); the figures before the route change.
 fn prepare(e: &Ecmp, sync: bool, tag: &str) -> Prepared {
     let streams = Streams::start(&e.net, &Ecmp::targets(3), PER_SOURCE, SECS, tag);
     streams.wait_ready();
     let ready = Instant::now();
-    let traffic = Traffic::start(e);
+    let mut traffic = Traffic::start(e);
     let t = Instant::now();
     e.add_backend(ADDED);
     let added = t.elapsed();
@@ -140,29 +155,32 @@ fn prepare(e: &Ecmp, sync: bool, tag: &str) -> Prepared {
         std::thread::sleep(Duration::from_secs(2));
         0
     };
+    // Every instance's last figures before the change (a killed one's too).
+    traffic.look(e);
     Prepared {
         streams,
         ready,
         traffic,
         exceptions,
+        created: e.per_instance("flows_created"),
+        used: e.per_instance("exceptions_used"),
     }
 }
 
-/// The streams' end: the run's figures, printed; the streams must have outlived the route
-/// change by [`AFTER`] and more.
-fn finish(
-    e: &Ecmp,
-    tag: &str,
-    p: Prepared,
-    (moved, used): (Vec<u64>, Vec<u64>),
-    changed_at: f64,
-) -> Run {
+/// [`AFTER`] the route change, the streams' end: the run's figures, printed; the streams
+/// must have outlived the change and the pause after it.
+fn finish(e: &Ecmp, tag: &str, p: Prepared, changed_at: f64) -> Run {
+    std::thread::sleep(AFTER);
     let Prepared {
         streams,
         ready,
         mut traffic,
         exceptions,
+        created,
+        used,
     } = p;
+    let moved = e.since("flows_created", &created);
+    let used = e.since("exceptions_used", &used);
     traffic.look(e);
     let left = f64::from(SECS) - ready.elapsed().as_secs_f64();
     assert!(
@@ -205,19 +223,8 @@ fn finish(
 /// Streams, b4 added, then `kill -9` of lb2.
 fn kill_run(sync: bool) -> Run {
     let tag = if sync { "ks" } else { "kn" };
-    let mut e = Ecmp::with(
-        tag,
-        EcmpOptions {
-            backends: ADDED,
-            sync,
-            ..EcmpOptions::default()
-        },
-    );
-    let mut p = prepare(&e, sync, tag);
-    // lb2's last figures before it goes.
-    p.traffic.look(&e);
-    let created = e.per_instance("flows_created");
-    let used = e.per_instance("exceptions_used");
+    let mut e = testbed(tag, 3, sync);
+    let p = prepare(&e, sync, tag);
     let killed_at = now_s();
     let t0 = e.kill(2);
     let gone = e.wait_nexthops(2, t0, Duration::from_secs(10), "kill -9");
@@ -225,28 +232,14 @@ fn kill_run(sync: bool) -> Run {
         "{tag}: kill -9 lb2; the router's FIB dropped it in {:.0} ms",
         gone.as_secs_f64() * 1e3
     );
-    std::thread::sleep(AFTER);
-    let counts = (
-        e.since("flows_created", &created),
-        e.since("exceptions_used", &used),
-    );
-    finish(&e, tag, p, counts, killed_at)
+    finish(&e, tag, p, killed_at)
 }
 
 /// lb1 and lb2 only; streams, b4 added, then lb3 starts (its config with b4).
 fn join_run(sync: bool) -> Run {
     let tag = if sync { "js" } else { "jn" };
-    let mut e = Ecmp::with(
-        tag,
-        EcmpOptions {
-            backends: ADDED,
-            started: 2,
-            sync,
-        },
-    );
+    let mut e = testbed(tag, 2, sync);
     let p = prepare(&e, sync, tag);
-    let created = e.per_instance("flows_created");
-    let used = e.per_instance("exceptions_used");
     let started_at = now_s();
     let t0 = Instant::now();
     e.start(3);
@@ -265,12 +258,7 @@ fn join_run(sync: bool) -> Run {
             "lb3 announced before it learnt them all"
         );
     }
-    std::thread::sleep(AFTER);
-    let counts = (
-        e.since("flows_created", &created),
-        e.since("exceptions_used", &used),
-    );
-    finish(&e, tag, p, counts, started_at)
+    finish(&e, tag, p, started_at)
 }
 
 fn report(what: &str, with: &Run, without: &Run) {
