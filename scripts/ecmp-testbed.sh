@@ -6,11 +6,11 @@
 # instances' Fulcrum configs; who starts Fulcrum and BIRD is the caller's (testkit's `Ecmp`,
 # scripts/demo-scaleout.sh).
 #
-#   scripts/ecmp-testbed.sh up NAME DIR [BACKENDS] [sync]  # default 3 backends; configs into DIR;
-#                                                   # "sync": instance sync between the instances
-#   scripts/ecmp-testbed.sh down NAME               # every namespace and process of NAME
-#   scripts/ecmp-testbed.sh cut NAME lbN            # lbN's link to the backend segment down
-#   scripts/ecmp-testbed.sh mend NAME lbN           # ... and up again
+#   scripts/ecmp-testbed.sh up NAME DIR [BACKENDS] [sync]  # default 3 backends; configs into
+#                                                          # DIR; "sync": instance sync on
+#   scripts/ecmp-testbed.sh down NAME                      # every namespace and process of NAME
+#   scripts/ecmp-testbed.sh cut NAME lbN                   # lbN's link to the backend segment down
+#   scripts/ecmp-testbed.sh mend NAME lbN                  # ... and up again
 #
 # NAME: at most 6 characters (interface names are short).
 #
