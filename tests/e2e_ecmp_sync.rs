@@ -17,7 +17,7 @@
 //! prints how many broke and fails if none did (the scenario would show nothing). Sync's wait
 //! is on the instances' own figures (`ctl status`: every instance's exceptions found and
 //! learnt by all the others), not a blind sleep. The sync traffic (messages and bytes a
-//! second, every instance together, from the reload to the end) is printed.
+//! second, every instance together, from the reload to 3 s after the route change) is printed.
 //!
 //! Four testbeds of three DPDK processes, four BIRDs and Python clients and backends: on
 //! 2 cores the binary runs alone (.config/nextest.toml).
@@ -193,7 +193,7 @@ fn finish(e: &Ecmp, tag: &str, p: Prepared, changed_at: f64) -> Run {
     println!(
         "{tag}: {} of {} streams intact, {broken} broken; picked up mid-stream per instance \
          {moved:?}, of those sent to a peer's backend {used:?}; sync traffic {:.1} messages/s, \
-         {:.0} bytes/s (every instance, reload to end, {:.1} s)",
+         {:.0} bytes/s (every instance, from the reload to 3 s after the change: {:.1} s)",
         s["intact"],
         s["streams"],
         rates.0,
