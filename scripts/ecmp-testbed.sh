@@ -6,10 +6,11 @@
 # instances' Fulcrum configs; who starts Fulcrum and BIRD is the caller's (testkit's `Ecmp`,
 # scripts/demo-scaleout.sh).
 #
-#   scripts/ecmp-testbed.sh up NAME DIR [BACKENDS]  # default 3 backends; configs into DIR
-#   scripts/ecmp-testbed.sh down NAME               # every namespace and process of NAME
-#   scripts/ecmp-testbed.sh cut NAME lbN            # lbN's link to the backend segment down
-#   scripts/ecmp-testbed.sh mend NAME lbN           # ... and up again
+#   scripts/ecmp-testbed.sh up NAME DIR [BACKENDS] [sync]  # default 3 backends; configs into
+#                                                          # DIR; "sync": instance sync on
+#   scripts/ecmp-testbed.sh down NAME                      # every namespace and process of NAME
+#   scripts/ecmp-testbed.sh cut NAME lbN                   # lbN's link to the backend segment down
+#   scripts/ecmp-testbed.sh mend NAME lbN                  # ... and up again
 #
 # NAME: at most 6 characters (interface names are short).
 #
@@ -30,7 +31,10 @@
 # Files written into DIR: bird-rt.conf, bird-lbI.conf (packaging/bird.conf with this
 # instance's addresses, AS and the file Fulcrum writes, DIR/lbI-vips.conf), fulcrum-lbI.toml
 # (tests/configs/ecmp.toml: control socket DIR/lbI.sock, disable file DIR/lbI.disable, BIRD
-# socket DIR/bird-lbI.ctl, EAL prefix fulcrum-NAME-lbI), bI.agent.
+# socket DIR/bird-lbI.ctl, EAL prefix fulcrum-NAME-lbI), bI.agent. The instances' pool is
+# b1..b3 whatever BACKENDS says (more backends run, for a test to add them by reload). With
+# "sync", each config has a [global.sync] naming the other instances and the shared key
+# DIR/sync.key (32 random bytes); without, no sync table.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -93,12 +97,29 @@ bird_configs() {
     done
 }
 
+sync_table() {
+    # sync_table DIR I: instance I's [global.sync]: every other instance a peer, one key.
+    local dir=$1 i=$2 j peers=""
+    for j in $(seq 1 $instances); do
+        [ "$j" = "$i" ] || peers+="${peers:+, }\"$(instance_addr "$j")\""
+    done
+    printf '[global.sync]\npeers = [%s]\nkey_file = "%s"\n' "$peers" "$dir/sync.key"
+}
+
 fulcrum_configs() {
-    local name=$1 dir=$2 i
+    local name=$1 dir=$2 sync=$3 i
+    if [ "$sync" = sync ]; then
+        head -c 32 /dev/urandom > "$dir/sync.key"
+        chmod 600 "$dir/sync.key"
+    fi
     for i in $(seq 1 $instances); do
         local prefix="fulcrum-$name-lb$i"
         local eal="eal_args = [\"--no-huge\", \"-m\", \"512\", \"--no-pci\", \"--file-prefix\", \"$prefix\", \"--log-level\", \"*:warning\"]"
-        sed -e "s|{{eal_args}}|$eal|" -e "s|{{dir}}|$dir|g" -e "s|{{node}}|lb$i|g" \
+        local table="$dir/sync-lb$i.toml"
+        if [ "$sync" = sync ]; then sync_table "$dir" "$i" > "$table"; else : > "$table"; fi
+        # {{sync}} stands alone on its line: replaced by the table (or nothing).
+        sed -e "/^{{sync}}\$/{r $table" -e "d}" \
+            -e "s|{{eal_args}}|$eal|" -e "s|{{dir}}|$dir|g" -e "s|{{node}}|lb$i|g" \
             -e "s|{{up}}|$(instance_addr "$i")|" -e "s|{{down}}|10.67.0.$(( i + 1 ))|" \
             "$here/tests/configs/ecmp.toml" > "$dir/fulcrum-lb$i.toml"
         ! grep -q '{{' "$dir/fulcrum-lb$i.toml" || die "tests/configs/ecmp.toml: a placeholder left"
@@ -118,7 +139,8 @@ start_backend() {
 }
 
 up() {
-    local name=$1 dir=$2 backends=${3:-3} i
+    local name=$1 dir=$2 backends=${3:-3} sync=${4:-} i
+    [ -z "$sync" ] || [ "$sync" = sync ] || die "up: the 4th argument is \"sync\" or nothing"
     [ ${#name} -le 6 ] || die "NAME at most 6 characters"
     mkdir -p "$dir"
     node "$name" sw
@@ -179,7 +201,7 @@ up() {
     done
 
     bird_configs "$dir"
-    fulcrum_configs "$name" "$dir"
+    fulcrum_configs "$name" "$dir" "$sync"
 }
 
 down() {
@@ -196,9 +218,9 @@ cut() {
 }
 
 case "${1:-}" in
-    up) [ $# -ge 3 ] || die "up NAME DIR [BACKENDS]"; down "$2"; up "$2" "$3" "${4:-3}" ;;
+    up) [ $# -ge 3 ] || die "up NAME DIR [BACKENDS] [sync]"; down "$2"; up "$2" "$3" "${4:-3}" "${5:-}" ;;
     down) [ $# -eq 2 ] || die "down NAME"; down "$2" ;;
     cut) [ $# -eq 3 ] || die "cut NAME lbN"; cut "$2" "$3" down ;;
     mend) [ $# -eq 3 ] || die "mend NAME lbN"; cut "$2" "$3" up ;;
-    *) die "usage: up NAME DIR [BACKENDS] | down NAME | cut NAME lbN | mend NAME lbN" ;;
+    *) die "usage: up NAME DIR [BACKENDS] [sync] | down NAME | cut NAME lbN | mend NAME lbN" ;;
 esac

@@ -15,6 +15,7 @@ fn doctor_reports_this_host_as_it_is() {
         .set("eal_args", eal_args_toml("doctor"))
         .set("socket", s.join("ctl.sock").display())
         .set("metrics", "127.0.0.1:0")
+        .set("sync", "")
         .render();
     let cfg = s.join("fulcrum.toml");
     std::fs::write(&cfg, config).unwrap();

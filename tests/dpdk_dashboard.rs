@@ -132,10 +132,17 @@ fn every_dashboard_query_names_an_exported_metric() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()
     };
+    // With a sync peer (nothing answers on the ring), so that sync's series are exported.
+    std::fs::write(s.join("sync.key"), b"dashboard test key, not secret").unwrap();
+    let sync = format!(
+        "[global.sync]\npeers = [\"10.0.0.3\"]\nkey_file = \"{}\"",
+        s.join("sync.key").display()
+    );
     let config = fixture("idle_ring.toml")
         .set("eal_args", eal_args_toml("dashboard"))
         .set("socket", s.join("ctl.sock").display())
         .set("metrics", &addr)
+        .set("sync", sync)
         .render();
     let cfg = s.join("fulcrum.toml");
     std::fs::write(&cfg, config).unwrap();
@@ -198,6 +205,12 @@ fn every_dashboard_query_names_an_exported_metric() {
         "fulcrum_backend_state",
         "fulcrum_backend_last_check_seconds",
         "fulcrum_port_rx_missed_total",
+        "fulcrum_sync_exceptions",
+        "fulcrum_exceptions_used_total",
+        "fulcrum_sync_messages_sent_total",
+        "fulcrum_sync_bytes_sent_total",
+        "fulcrum_sync_received_total",
+        "fulcrum_sync_dropped_total",
     ] {
         assert!(used.contains(must), "the dashboard has no {must}");
     }

@@ -106,6 +106,7 @@ fn notify_ready_watchdog_reload_and_stop() {
         .set("eal_args", eal_args_toml("notify"))
         .set("socket", ctl_sock.display())
         .set("metrics", "127.0.0.1:0")
+        .set("sync", "")
         .render();
     let cfg = s.join("fulcrum.toml");
     std::fs::write(&cfg, &config).unwrap();

@@ -31,23 +31,6 @@ fn now_s() -> f64 {
         .as_secs_f64()
 }
 
-/// `VIP:80:SOURCE` for each of the first `n` client addresses.
-fn targets(n: usize) -> Vec<String> {
-    client_sources(Ecmp::CLIENTS)
-        .into_iter()
-        .take(n)
-        .map(|s| format!("{VIP}:80:{s}"))
-        .collect()
-}
-
-fn deltas(after: &[u64], before: &[u64]) -> Vec<u64> {
-    after
-        .iter()
-        .zip(before)
-        .map(|(a, b)| a.saturating_sub(*b))
-        .collect()
-}
-
 /// A request loop of `secs` from the last client address, 4 at a time.
 fn request_loop(e: &Ecmp, secs: u32) -> Load {
     let src = client_sources(Ecmp::CLIENTS)[3].clone();
@@ -135,8 +118,8 @@ fn ecmp_flows_spread_over_three_instances_and_bgp_rides_the_exception_path() {
         count,
         &THIRDS,
     );
-    let created = deltas(&e.per_instance("flows_created"), &created);
-    let forwarded = deltas(&e.per_instance("forwarded"), &forwarded);
+    let created = e.since("flows_created", &created);
+    let forwarded = e.since("forwarded", &forwarded);
     let rx: Vec<u64> = (1..=3).map(|i| fx0_rx(&e, i) - rx[i - 1]).collect();
     println!(
         "per instance: flows created {created:?}, packets forwarded {forwarded:?}; frames to \
@@ -165,7 +148,7 @@ fn ecmp_flows_spread_over_three_instances_and_bgp_rides_the_exception_path() {
 #[test]
 fn ecmp_kill_9_of_one_instance_breaks_at_most_one_percent_of_streams() {
     let mut e = Ecmp::up("ek");
-    let streams = Streams::start(&e.net, &targets(3), 100, 20, "kill");
+    let streams = Streams::start(&e.net, &Ecmp::targets(3), 100, 20, "kill");
     streams.wait_ready();
     let load = request_loop(&e, 12);
     std::thread::sleep(Duration::from_secs(3));
@@ -186,7 +169,7 @@ fn ecmp_kill_9_of_one_instance_breaks_at_most_one_percent_of_streams() {
         withdrawn.as_secs_f64() * 1e3
     );
     std::thread::sleep(Duration::from_secs(2));
-    let picked = deltas(&e.per_instance("flows_created"), &before);
+    let picked = e.since("flows_created", &before);
     let s = streams.finish();
     let l = load.finish();
     let failed = failures(&l);
@@ -238,7 +221,7 @@ fn ecmp_kill_9_of_one_instance_breaks_at_most_one_percent_of_streams() {
 #[test]
 fn ecmp_disable_file_drains_an_instance_within_a_second_without_a_break() {
     let e = Ecmp::up("ed");
-    let streams = Streams::start(&e.net, &targets(3), 50, 12, "disable");
+    let streams = Streams::start(&e.net, &Ecmp::targets(3), 50, 12, "disable");
     streams.wait_ready();
     let load = request_loop(&e, 8);
     std::thread::sleep(Duration::from_secs(1));
@@ -250,7 +233,7 @@ fn ecmp_disable_file_drains_an_instance_within_a_second_without_a_break() {
     std::thread::sleep(Duration::from_secs(2));
     let forwarded = e.per_instance("forwarded");
     std::thread::sleep(Duration::from_secs(1));
-    let drained = deltas(&e.per_instance("forwarded"), &forwarded);
+    let drained = e.since("forwarded", &forwarded);
     let t1 = Instant::now();
     e.disable(1, false);
     let back = e.wait_nexthops(3, t1, Duration::from_secs(5), "disable file removed");
@@ -318,7 +301,7 @@ fn ecmp_an_instance_that_returns_takes_flows_back_without_a_break() {
     e.stop(3);
     e.wait_nexthops(2, Instant::now(), Duration::from_secs(5), "clean stop");
     let n = 200;
-    let streams = Streams::start(&e.net, &targets(2), n / 2, 15, "return");
+    let streams = Streams::start(&e.net, &Ecmp::targets(2), n / 2, 15, "return");
     streams.wait_ready();
     std::thread::sleep(Duration::from_secs(1));
     let before = e.per_instance("flows_created");
@@ -326,7 +309,7 @@ fn ecmp_an_instance_that_returns_takes_flows_back_without_a_break() {
     e.start(3);
     let back = e.wait_nexthops(3, t0, Duration::from_secs(30), "return");
     std::thread::sleep(Duration::from_secs(2));
-    let moved = deltas(&e.per_instance("flows_created"), &before);
+    let moved = e.since("flows_created", &before);
     let s = streams.finish();
     let total: u64 = moved.iter().sum();
     println!(

@@ -8,15 +8,46 @@
 //! Instances are numbered 1..=3 (`lbI`); the router's BGP protocol for instance `I` is `lbI`,
 //! the instance's own is `uplink`. The router's FIB is read with `ip -n`, so polling it
 //! costs one process per look.
+//!
+//! [`Ecmp::with`] builds variants: more backend servers than the pool's three (a test adds
+//! them to every instance by live reload, [`Ecmp::add_backend`]), instances left to start
+//! later, and instance sync between the instances (`[global.sync]`, every other instance a
+//! peer, one key file), whose spreading of exceptions [`Ecmp::wait_synced`] waits for.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::net::Layout;
-use crate::{Balancer, Bird, Net, must, repo};
+use crate::spread::client_sources;
+use crate::{Balancer, Bird, Net, SyncFigures, must, repo, routed};
 
 /// Fulcrum instances in the testbed.
 pub const INSTANCES: usize = 3;
+
+/// The backends in every instance's pool at start (tests/configs/ecmp.toml's b1..b3).
+pub const POOL: usize = 3;
+
+/// What [`Ecmp::with`] builds.
+#[derive(Debug, Clone, Copy)]
+pub struct EcmpOptions {
+    /// Backend servers running (b1..bN, at least [`POOL`]); those above the pool's wait for
+    /// [`Ecmp::add_backend`].
+    pub backends: usize,
+    /// Instances started by [`Ecmp::with`] (lb1..lbN); the others by [`Ecmp::start`].
+    pub started: usize,
+    /// Instance sync between the instances.
+    pub sync: bool,
+}
+
+impl Default for EcmpOptions {
+    fn default() -> EcmpOptions {
+        EcmpOptions {
+            backends: POOL,
+            started: INSTANCES,
+            sync: false,
+        }
+    }
+}
 
 /// The testbed with its router, instances and backends running. Dropping it stops every
 /// process and removes every namespace.
@@ -39,11 +70,20 @@ impl Ecmp {
     /// BIRD and the three instances, and waits (bounded) until the router's FIB spreads the
     /// VIP over all three.
     pub fn up(tag: &str) -> Ecmp {
-        let net = Net::new(tag, 3, Layout::Ecmp);
+        Self::with(tag, EcmpOptions::default())
+    }
+
+    /// [`Ecmp::up`] with `o`'s backends, instances started and sync; waits until the router's
+    /// FIB spreads the VIP over the instances started.
+    pub fn with(tag: &str, o: EcmpOptions) -> Ecmp {
+        assert!(o.backends >= POOL && (1..=INSTANCES).contains(&o.started));
+        let net = Net::new(tag, o.backends, Layout::Ecmp);
         must(
             Command::new(repo().join("scripts/ecmp-testbed.sh"))
                 .args(["up", &net.name])
-                .arg(&net.dir),
+                .arg(&net.dir)
+                .arg(o.backends.to_string())
+                .args(o.sync.then_some("sync")),
         );
         let router = Bird::start(&net, "rt", &read(&net.dir.join("bird-rt.conf")));
         let mut e = Ecmp {
@@ -53,18 +93,29 @@ impl Ecmp {
             net,
         };
         let t0 = Instant::now();
-        for i in 1..=INSTANCES {
+        for i in 1..=o.started {
             e.start(i);
         }
-        let took = e.wait_nexthops(INSTANCES, t0, Duration::from_secs(60), "start");
+        let took = e.wait_nexthops(o.started, t0, Duration::from_secs(60), "start");
         println!(
-            "ECMP testbed {}: {INSTANCES} instances announced, the router's FIB spreads {} over {:?} \
-             ({took:?} after the first start)",
+            "ECMP testbed {} (sync {}): {} instances announced, the router's FIB spreads {} over \
+             {:?} ({took:?} after the first start)",
             e.net.name,
+            if o.sync { "on" } else { "off" },
+            o.started,
             Self::VIP,
             e.nexthops()
         );
         e
+    }
+
+    /// `VIP:80:SOURCE` for each of the first `n` client addresses: [`crate::Streams`]' targets.
+    pub fn targets(n: usize) -> Vec<String> {
+        client_sources(Self::CLIENTS)
+            .into_iter()
+            .take(n)
+            .map(|s| format!("{}:80:{s}", Self::VIP))
+            .collect()
     }
 
     /// Instance `i`'s address on the router's segment (its BGP session's and the next hop's).
@@ -186,6 +237,69 @@ impl Ecmp {
         }
     }
 
+    /// Backend `b` (its server runs: [`EcmpOptions::backends`]) joins every instance's pool:
+    /// a running instance's config gets it by live reload, which must be applied, and its
+    /// check must pass (bounded); a stopped one's config file gets it for its next start.
+    pub fn add_backend(&self, b: usize) {
+        assert!(
+            b > POOL && b <= self.net.backends,
+            "backend b{b} has no server"
+        );
+        let block = format!(
+            "\n[[service.backend]]\nname = \"b{b}\"\naddress = \"{}\"\n",
+            routed::backend(b)
+        );
+        for i in 1..=INSTANCES {
+            let path = self.net.dir.join(format!("fulcrum-{}.toml", Self::node(i)));
+            let config = read(&path) + &block;
+            match &self.lbs[i - 1] {
+                Some(lb) => {
+                    lb.reload(&config);
+                }
+                None => std::fs::write(&path, config).expect("config"),
+            }
+        }
+        let t0 = Instant::now();
+        for i in self.running() {
+            loop {
+                let v = self.lb(i).ctl_json(&["backends"]);
+                let members = v["services"][0]["members"].as_u64().unwrap_or(0);
+                if members as usize == b {
+                    break;
+                }
+                assert!(
+                    t0.elapsed() < Duration::from_secs(20),
+                    "lb{i}: b{b} did not join the pool ({members} members):\n{v:#}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// The instances running now.
+    pub fn running(&self) -> Vec<usize> {
+        (1..=INSTANCES)
+            .filter(|i| self.lbs[i - 1].is_some())
+            .collect()
+    }
+
+    /// Instance `i`'s sync figures now.
+    pub fn sync(&self, i: usize) -> SyncFigures {
+        SyncFigures::of(self.lb(i))
+    }
+
+    /// Waits (bounded by `limit`) until every running instance's exceptions have reached
+    /// every other ([`crate::sync::wait_synced`]); each one's figures then.
+    pub fn wait_synced(&self, limit: Duration) -> Vec<(usize, SyncFigures)> {
+        let running = self.running();
+        let lbs: Vec<&Balancer> = running.iter().map(|&i| self.lb(i)).collect();
+        running
+            .iter()
+            .copied()
+            .zip(crate::sync::wait_synced(&lbs, limit))
+            .collect()
+    }
+
     /// Instance `i`'s counters over its workers (`ctl stats` totals: `rx`, `tx`,
     /// `forwarded`, `flows_created`, drops...).
     pub fn totals(&self, i: usize) -> serde_json::Value {
@@ -199,6 +313,15 @@ impl Ecmp {
                 Some(_) => self.totals(i)[key].as_u64().unwrap_or(0),
                 None => 0,
             })
+            .collect()
+    }
+
+    /// What `per_instance(key)` grew by since `before` (an instance gone since counts 0).
+    pub fn since(&self, key: &str, before: &[u64]) -> Vec<u64> {
+        self.per_instance(key)
+            .iter()
+            .zip(before)
+            .map(|(a, b)| a.saturating_sub(*b))
             .collect()
     }
 }

@@ -13,7 +13,10 @@
 //!   after themselves; [`TestEal`]: EAL started in the test process;
 //! - [`Bird`]: a real BIRD 2 in a namespace, asked with `birdc`;
 //! - [`Ecmp`]: scale-out, scripts/ecmp-testbed.sh's routed tier: a BIRD router with ECMP
-//!   over three Fulcrum instances that announce the VIP by BGP, backends behind them;
+//!   over three Fulcrum instances that announce the VIP by BGP, backends behind them,
+//!   optionally with instance sync between them ([`EcmpOptions`]);
+//! - [`SyncFigures`], [`wait_synced`]: instance sync's figures, and the wait until every
+//!   instance's exceptions reached every other;
 //! - [`Keepalived`]: a real keepalived in a namespace, speaking VRRP;
 //! - [`fixture`]: config files under `tests/configs/`, templated;
 //! - [`Load`]: a request loop and long streams in the background while a test acts;
@@ -37,6 +40,7 @@ pub mod outcome;
 pub mod pmtu;
 pub mod readme;
 pub mod spread;
+mod sync;
 pub mod traffic;
 mod tunnelled;
 
@@ -49,12 +53,13 @@ pub use decap::{Decap, DecapStats, GUE_PORT, kernel_has_tunnels};
 pub use eal::{
     EalPrefix, Scratch, TestEal, eal_args, eal_args_toml, eal_prefix, runtime_dir_exists,
 };
-pub use ecmp::Ecmp;
+pub use ecmp::{Ecmp, EcmpOptions};
 pub use fixture::{Fixture, fixture};
 pub use keepalived::Keepalived;
 pub use load::{Load, LoadSpec, Streams};
 pub use net::{Answer, Client, KeepAlive, LB_ADDR, Net, VIP, routed};
 pub use spread::Stream;
+pub use sync::{SyncFigures, wait_synced};
 pub use traffic::{gen_flows, read_pcap, test_frame, write_pcap};
 pub use tunnelled::{
     LB_ADDR_V6, TUNNEL_VIPS, TUNNEL_VIPS_V6, backend_v6, service_with, tunnel_backends,

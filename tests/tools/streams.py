@@ -3,8 +3,9 @@
 VIP:PORT:SOURCE, --count connections from SOURCE (kernel-chosen ports) each reading
 `GET /stream?secs=S` (tests/tools/backend.py: one line `backend=NAME tick=I` every 100 ms, then
 the chunked terminator). Writes --ready FILE once every connection has its first line; prints
-one JSON object when all are done: how many completed intact, the broken ones and why, and the
-longest silence each stream saw (the forwarding gap of a restart shows up there).
+one JSON object when all are done: how many completed intact, the broken ones and why (and
+when: `at`, Unix time), and the longest silence each stream saw (the forwarding gap of a
+restart shows up there).
 
     streams.py --target 10.77.0.100:80:10.77.0.101 --count 200 --secs 20 --ready /tmp/r
 """
@@ -66,6 +67,8 @@ def stream(host, port, src, secs, result, first_line):
     finally:
         s.close()
         first_line.set()
+        if rec["error"]:
+            rec["at"] = round(time.time(), 3)
     result.append(rec)
 
 
