@@ -59,6 +59,11 @@ pub enum Kind {
     Exceptions = 1,
     /// "Send me every exception you hold": an instance that starts, before it announces.
     Request = 2,
+    /// "Every exception I held when your request came has been sent" (no entries): the
+    /// end of the answer to a [`Kind::Request`], sent even when there was nothing to send,
+    /// so that a starting instance need not wait out `startup_wait_ms` for a peer with no
+    /// exceptions.
+    Answered = 3,
 }
 
 /// What an entry says of its flow.
@@ -158,13 +163,14 @@ impl Message {
         let kind = match body[4] {
             1 => Kind::Exceptions,
             2 => Kind::Request,
+            3 => Kind::Answered,
             _ => return Err(ParseError::Malformed),
         };
         let count = usize::from(u16::from_be_bytes([body[6], body[7]]));
         if body[5] != 0 || count > MAX_ENTRIES || body.len() != HEADER_LEN + count * ENTRY_LEN {
             return Err(ParseError::Malformed);
         }
-        if kind == Kind::Request && count != 0 {
+        if kind != Kind::Exceptions && count != 0 {
             return Err(ParseError::Malformed);
         }
         let u64_at = |i: usize| u64::from_be_bytes(body[i..i + 8].try_into().expect("8 bytes"));
@@ -325,6 +331,26 @@ mod tests {
             entries: vec![],
         };
         assert_eq!(Message::open(&r.seal(&key()), &key()), Ok(r));
+        let a = Message {
+            kind: Kind::Answered,
+            seq: 9,
+            timestamp_ms: 11,
+            entries: vec![],
+        };
+        assert_eq!(Message::open(&a.seal(&key()), &key()), Ok(a.clone()));
+        // A request or an end of answer carries no entry.
+        for kind in [Kind::Request, Kind::Answered] {
+            let bad = Message {
+                kind,
+                entries: vec![entry(1)],
+                ..a.clone()
+            };
+            assert_eq!(
+                Message::open(&bad.seal(&key()), &key()),
+                Err(ParseError::Malformed),
+                "{kind:?} with an entry"
+            );
+        }
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //! stack of the health checks): it needs no kernel interface, reaches peers wherever the
 //! ports' routes do, and leaves from an address the peers' configs name. A starting
 //! instance sends each peer a request and holds its BGP announcement until every peer
-//! answered or `startup_wait_ms` passed ([`PeerSync::ready`]).
+//! answered (all it held, then an end-of-answer message, even with nothing to send) and the
+//! answers are in the workers' table, or `startup_wait_ms` passed ([`PeerSync::ready`]).
 
 pub mod message;
 pub mod table;
@@ -143,7 +144,7 @@ struct Peer {
     addr: IpAddr,
     /// The port and source address toward it (`None`: no port reaches it now).
     path: Option<(u8, IpAddr)>,
-    /// It answered our start-up request (any accepted message counts).
+    /// It said it answered our start-up request ([`Kind::Answered`]).
     answered: bool,
     rx_bucket: Bucket,
 }
@@ -162,6 +163,11 @@ pub struct PeerSync {
     queued_at: Option<Duration>,
     /// A request for our exceptions came: everything held goes out again.
     resend_all: bool,
+    /// That resend is queued: once the queue is sent, a [`Kind::Answered`] follows it.
+    answer_queued: bool,
+    /// Every peer answered our start-up request and the table the workers hold has what
+    /// they sent (set by [`PeerSync::turn`] after an install, never cleared).
+    answered_all: bool,
     tx_bucket: Bucket,
     seq: u64,
     /// One socket per port with an address, by port index.
@@ -250,6 +256,8 @@ impl PeerSync {
             queue: VecDeque::new(),
             queued_at: None,
             resend_all: false,
+            answer_queued: false,
+            answered_all: false,
             seq: start_seq,
             sockets,
             published_at: Duration::ZERO,
@@ -262,10 +270,13 @@ impl PeerSync {
         Some(me)
     }
 
-    /// Until every peer answered our request or `startup_wait_ms` passed: the VIPs are not
-    /// announced meanwhile, so no flow moves here before its exceptions are known.
+    /// Until every peer answered our request ([`Kind::Answered`], after all it held) and
+    /// what they sent is in the workers' table, or `startup_wait_ms` passed: the VIPs are
+    /// not announced meanwhile, so no flow moves here before its exceptions are known.
+    /// Once ready, it stays so (a later refresh that is not yet in the table does not hold
+    /// the announcements back).
     pub fn ready(&self, now: Duration) -> bool {
-        now >= self.ready_at || self.peers.iter().all(|p| p.answered)
+        self.answered_all || now >= self.ready_at
     }
 
     /// The peer index of `addr`, if it is one.
@@ -309,6 +320,7 @@ impl PeerSync {
         self.report.local = self.local.len();
         self.report.learnt = self.receiver.len();
         self.report.backlog = self.queue.len();
+        self.answered_all |= !self.dirty && self.peers.iter().all(|p| p.answered);
         self.report.waiting = !self.ready(now);
         work
     }
@@ -356,8 +368,9 @@ impl PeerSync {
         // Refreshes go together: once one is due, every entry sent more than half a refresh
         // ago goes with it, so after the first period they fill whole messages instead of
         // following the sweep's spread in small ones.
-        // A peer's request: everything goes again.
+        // A peer's request: everything goes again, then the end of the answer.
         let refresh = if std::mem::take(&mut self.resend_all) {
+            self.answer_queued = true;
             Duration::ZERO
         } else if self
             .local
@@ -388,13 +401,19 @@ impl PeerSync {
         });
     }
 
-    /// Sends queued entries in messages of up to [`MAX_ENTRIES`], within the rate.
+    /// Sends queued entries in messages of up to [`MAX_ENTRIES`], within the rate; once a
+    /// requested resend is all sent, the end of the answer.
     fn send(&mut self, stack: &mut Stack, now: Duration) -> usize {
         let mut n = 0;
         // A part-filled message waits up to BATCH_WAIT for more (the sweep finds new
         // exceptions over its whole pass).
         if self.queue.is_empty() {
             self.queued_at = None;
+            if self.answer_queued && self.tx_bucket.take(now) {
+                self.answer_queued = false;
+                self.send_all(stack, Kind::Answered, &[]);
+                return 1;
+            }
             return 0;
         }
         let since = *self.queued_at.get_or_insert(now);
@@ -475,11 +494,10 @@ impl PeerSync {
                     continue;
                 }
                 // A refusal is counted per peer by the receiver.
-                if let Ok(kind) = self.receiver.accept(i, &buf[..len], now_ms, unix) {
-                    self.peers[i].answered = true;
-                    if kind == Kind::Request {
-                        self.resend_all = true;
-                    }
+                match self.receiver.accept(i, &buf[..len], now_ms, unix) {
+                    Ok(Kind::Request) => self.resend_all = true,
+                    Ok(Kind::Answered) => self.peers[i].answered = true,
+                    Ok(Kind::Exceptions) | Err(_) => {}
                 }
             }
         }
