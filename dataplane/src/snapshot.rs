@@ -266,6 +266,8 @@ pub struct ServiceRt {
     pub forwarding: Forwarding,
     pub hash: HashKey,
     pub on_empty: OnEmpty,
+    /// FullNAT TCP: each connection to a backend starts with a PROXY v2 header.
+    pub proxy_v2: bool,
     /// Every backend of the service (all tiers, all states), by id.
     pub backends: Vec<BackendId>,
     /// Maglev members: the ids of the backends that take new flows, in the table's index order.
@@ -357,6 +359,7 @@ impl ServiceRt {
             forwarding: s.forwarding,
             hash: s.hash,
             on_empty: s.on_empty,
+            proxy_v2: s.proxy_protocol == Some(conf::ProxyProtocol::V2),
             backends,
             members: members.into_boxed_slice(),
             maglev,
@@ -781,6 +784,7 @@ mod tests {
             tunnel_source: None,
             gue_port: conf::Service::DEFAULT_GUE_PORT,
             local_addresses: vec![],
+            proxy_protocol: None,
             hash: HashKey::FiveTuple,
             on_empty: OnEmpty::Reset,
             backends: vec![],

@@ -15,6 +15,8 @@
 //! - [`Ecmp`]: scale-out, scripts/ecmp-testbed.sh's routed tier: a BIRD router with ECMP
 //!   over three Fulcrum instances that announce the VIP by BGP, backends behind them;
 //! - [`Keepalived`]: a real keepalived in a namespace, speaking VRRP;
+//! - [`Nginx`]: a real nginx as a backend that reads the PROXY protocol and logs the client
+//!   it names ([`Net::nginx_proxy_protocol`]);
 //! - [`fixture`]: config files under `tests/configs/`, templated;
 //! - [`Load`]: a request loop and long streams in the background while a test acts;
 //!   [`Streams`]: many long streams at once, each of which notices a break;
@@ -33,6 +35,7 @@ mod keepalived;
 mod load;
 pub mod metrics;
 mod net;
+mod nginx;
 pub mod outcome;
 pub mod pmtu;
 pub mod readme;
@@ -54,6 +57,7 @@ pub use fixture::{Fixture, fixture};
 pub use keepalived::Keepalived;
 pub use load::{Load, LoadSpec, Streams};
 pub use net::{Answer, Client, KeepAlive, LB_ADDR, Net, VIP, routed};
+pub use nginx::{LogLine, Nginx};
 pub use spread::Stream;
 pub use traffic::{gen_flows, read_pcap, test_frame, write_pcap};
 pub use tunnelled::{
