@@ -15,10 +15,14 @@
 //! - long streams through a live reload that adds a backend, which then takes new flows;
 //! - a local-port range sized small on purpose: the excess SYNs are refused at once (RST,
 //!   `local_ports_exhausted`; with `on_empty = "drop"` dropped under `no_local_port`), and
-//!   new connections succeed again once the held ones close and their ports have rested.
+//!   new connections succeed again once the held ones close and their ports have rested;
+//! - `proxy_protocol = "v2"` to a real nginx on each backend (`listen ... proxy_protocol`):
+//!   each connection's client address and port in the access log of the backend that
+//!   answered, and 1 MiB uploads and downloads intact.
 //!
 //! FULCRUM_FULLNAT_CONNECTIONS sets the connections of the first case (default 2000),
-//! FULCRUM_FULLNAT_STREAMS the streams of the restart and reload cases (default 100).
+//! FULCRUM_FULLNAT_STREAMS the streams of the restart and reload cases (default 100),
+//! FULCRUM_PROXY_V2_CONNECTIONS the connections of the PROXY v2 case (default 400).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -27,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use testkit::outcome::{check_placement, check_refused, expected_backends_of, records};
 use testkit::spread::{client_args, client_sources, place_json};
-use testkit::{Balancer, LB_ADDR, Net, Streams, VIP, routed};
+use testkit::{Balancer, LB_ADDR, LogLine, Net, Nginx, Streams, VIP, routed};
 
 /// The client's own addresses the connections come from (`spread::client_sources`).
 const CLIENT_NET: &str = "10.68.0";
@@ -61,17 +65,7 @@ fn net(tag: &str, backends: usize) -> Net {
 /// service "web" on VIP:80 with `backends` (name, weight), and with `udp` a FullNAT UDP
 /// service "echo" on VIP:80 over b1 and b2.
 fn config(net: &Net, global: &str, backends: &[(&str, u32)], udp: bool) -> String {
-    let header = net
-        .routed_balancer_config()
-        .replacen("workers = [1]", "workers = [0, 1]", 1)
-        .replacen("slowpath_cpu = 0\n", "", 1)
-        .replacen("iface=lb0\"", "iface=lb0,qpairs=2\"", 1)
-        .replacen(
-            "\n[[port]]",
-            &format!("metrics_listen = \"127.0.0.1:9180\"\n{global}\n[[port]]"),
-            1,
-        );
-    assert!(header.contains("qpairs=2") && header.contains("workers = [0, 1]"));
+    let header = header(net, global);
     let mut text = format!(
         r#"{header}
 [[service]]
@@ -96,8 +90,32 @@ fall = 5
         );
     }
     if udp {
-        text += &format!(
-            r#"
+        text += &udp_service();
+    }
+    text
+}
+
+/// The balancer's part of the config: two workers (one queue pair each), metrics on the
+/// namespace's loopback, `global` tables added.
+fn header(net: &Net, global: &str) -> String {
+    let header = net
+        .routed_balancer_config()
+        .replacen("workers = [1]", "workers = [0, 1]", 1)
+        .replacen("slowpath_cpu = 0\n", "", 1)
+        .replacen("iface=lb0\"", "iface=lb0,qpairs=2\"", 1)
+        .replacen(
+            "\n[[port]]",
+            &format!("metrics_listen = \"127.0.0.1:9180\"\n{global}\n[[port]]"),
+            1,
+        );
+    assert!(header.contains("qpairs=2") && header.contains("workers = [0, 1]"));
+    header
+}
+
+/// A FullNAT UDP service "echo" on VIP:80 over b1 and b2.
+fn udp_service() -> String {
+    let mut text = format!(
+        r#"
 [[service]]
 name = "echo"
 vip = "{VIP}"
@@ -113,14 +131,13 @@ timeout_ms = 450
 rise = 1
 fall = 5
 "#
+    );
+    for name in ["b1", "b2"] {
+        let i: usize = name[1..].parse().expect("bN");
+        text += &format!(
+            "\n[[service.backend]]\nname = \"{name}\"\naddress = \"{}\"\n",
+            routed::backend(i)
         );
-        for name in ["b1", "b2"] {
-            let i: usize = name[1..].parse().expect("bN");
-            text += &format!(
-                "\n[[service.backend]]\nname = \"{name}\"\naddress = \"{}\"\n",
-                routed::backend(i)
-            );
-        }
     }
     text
 }
@@ -587,4 +604,182 @@ fn e2e_fullnat_exhaustion_refuses_at_once_and_recovers() {
         "{t}"
     );
     assert_eq!(t["balanced"].as_bool(), Some(true), "{v}");
+}
+
+/// `len` bytes of a pattern no two offsets of which repeat within 251 bytes (a shifted or
+/// reordered range would not compare equal).
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ seed ^ (i >> 16) as u8)
+        .collect()
+}
+
+/// curl in the client namespace: `args`, then `-w` of the local address and port, the
+/// status and the bytes moved; the four as text.
+fn curl(net: &Net, args: &[&str]) -> (SocketAddr, u16, u64) {
+    let mut a = vec!["curl", "-sS", "--max-time", "30"];
+    a.extend_from_slice(args);
+    a.extend([
+        "-w",
+        "%{local_ip} %{local_port} %{http_code} %{size_upload} %{size_download}",
+    ]);
+    let out = net.exec("c1", &a);
+    let f: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(f.len(), 5, "curl {args:?}: {out:?}");
+    let local = format!("{}:{}", f[0], f[1]).parse().expect("local");
+    let moved = f[3].parse::<u64>().expect("up") + f[4].parse::<u64>().expect("down");
+    (local, f[2].parse().expect("status"), moved)
+}
+
+/// PROXY protocol v2 to a real nginx (`listen 8080 proxy_protocol`) on each backend: every
+/// connection's client address and port, as the client used them, in the access log of the
+/// backend that answered, beside the balancer's own address and local port as the TCP peer;
+/// 1 MiB uploads (PUT, stored by nginx) and downloads intact byte for byte.
+/// FULCRUM_PROXY_V2_CONNECTIONS sets the connections (default 400).
+#[test]
+fn e2e_fullnat_proxy_v2_to_nginx() {
+    let count = env_or("FULCRUM_PROXY_V2_CONNECTIONS", 400);
+    let mut net = net("pp", 2);
+    let nginx: Vec<Nginx> = ["b1", "b2"]
+        .iter()
+        .map(|b| net.nginx_proxy_protocol(b, 8080))
+        .collect();
+    const MIB: usize = 1 << 20;
+    let down = pattern(MIB, 0x5a);
+    for n in &nginx {
+        std::fs::write(n.root.join("big.bin"), &down).expect("big.bin");
+    }
+    // Checks connect to nginx's port without a header (nginx closes them): `tcp`, not `http`.
+    let mut cfg = format!(
+        r#"{}
+[[service]]
+name = "web"
+vip = "{VIP}"
+port = 80
+forwarding = "fullnat"
+proxy_protocol = "v2"
+
+[service.health]
+type = "tcp"
+interval_ms = 500
+timeout_ms = 450
+rise = 1
+fall = 5
+"#,
+        header(&net, "")
+    );
+    for i in 1..=2 {
+        cfg += &format!(
+            "\n[[service.backend]]\nname = \"b{i}\"\naddress = \"{}\"\nport = 8080\n",
+            routed::backend(i)
+        );
+    }
+    let lb = Balancer::start(&net, &cfg);
+    lb.wait_up(2);
+
+    // Many connections, each from a new client port: placed as `which` says, each logged
+    // by its backend's nginx with the client's own address and port.
+    let t0 = Instant::now();
+    let out = place_json(
+        &net,
+        &lb,
+        "FullNAT PROXY v2",
+        CLIENT_NET,
+        VIP,
+        count,
+        &[("b1", 1.0), ("b2", 1.0)],
+    );
+    let secs = t0.elapsed().as_secs_f64();
+    let recs = out["records"].as_array().expect("records");
+    check_peers("PROXY v2", recs, &LOCAL_PORTS);
+    let logs: HashMap<String, Vec<LogLine>> =
+        nginx.iter().map(|n| (n.node.clone(), n.log())).collect();
+    let mut matched = 0;
+    for r in recs {
+        let client: SocketAddr = format!("{}:{}", r["src"].as_str().expect("src"), r["sport"])
+            .parse()
+            .expect("client");
+        let backend = r["backend"].as_str().expect("backend");
+        let peer = peer_of(r);
+        let line = logs[backend]
+            .iter()
+            .find(|l| l.client == client && l.uri == "/")
+            .unwrap_or_else(|| panic!("{backend}'s nginx did not log client {client}: {r}"));
+        assert_eq!(line.peer, peer, "{client}: the TCP peer nginx logged");
+        assert_eq!(line.status, 200, "{line:?}");
+        matched += 1;
+    }
+    let logged: usize = logs
+        .values()
+        .map(|l| l.iter().filter(|l| l.uri == "/").count())
+        .sum();
+    println!(
+        "{count} connections in {secs:.1} s: {matched} of {count} logged by nginx with the \
+         client's own address and port ({logged} GET / lines in all), each from {LB_ADDR} \
+         and a local port as the TCP peer"
+    );
+    assert_eq!(matched, count);
+    assert_eq!(logged, count, "one log line per connection");
+
+    // Bulk both ways: 1 MiB up (stored by nginx), 1 MiB down, three of each.
+    let up_file = net.dir.join("up.bin");
+    let up = pattern(MIB, 0xa5);
+    std::fs::write(&up_file, &up).expect("up.bin");
+    let up_path = up_file.to_str().expect("utf-8");
+    let t0 = Instant::now();
+    for i in 0..3 {
+        let url = format!("http://{VIP}/up/u{i}.bin");
+        let (local, status, moved) = curl(&net, &["-T", up_path, &url]);
+        assert!(status == 201 || status == 204, "PUT {url}: {status}");
+        assert_eq!(moved, MIB as u64, "PUT {url}");
+        let stored: Vec<Vec<u8>> = nginx
+            .iter()
+            .filter_map(|n| std::fs::read(n.root.join(format!("up/u{i}.bin"))).ok())
+            .collect();
+        assert_eq!(stored.len(), 1, "u{i}.bin stored by one backend");
+        assert!(
+            stored[0] == up,
+            "u{i}.bin arrived intact ({} bytes)",
+            stored[0].len()
+        );
+        let who = nginx
+            .iter()
+            .find(|n| {
+                n.log()
+                    .iter()
+                    .any(|l| l.client == local && l.method == "PUT")
+            })
+            .unwrap_or_else(|| panic!("no nginx logged the PUT from {local}"));
+        println!(
+            "PUT 1 MiB from {local}: {status}, stored intact by {}",
+            who.node
+        );
+        let dl = net.dir.join(format!("down{i}.bin"));
+        let url = format!("http://{VIP}/big.bin");
+        let (local, status, moved) = curl(&net, &["-o", dl.to_str().expect("utf-8"), &url]);
+        assert_eq!((status, moved), (200, MIB as u64), "GET {url}");
+        assert!(
+            std::fs::read(&dl).expect("download") == down,
+            "download {i} intact"
+        );
+        let logged = nginx
+            .iter()
+            .flat_map(|n| n.log())
+            .any(|l| l.client == local && l.uri == "/big.bin" && l.bytes_sent > MIB as u64);
+        assert!(logged, "GET from {local} logged with its client address");
+        println!("GET 1 MiB from {local}: intact, logged with the client's address");
+    }
+    println!(
+        "3 uploads and 3 downloads of 1 MiB in {:.1} s, every byte intact",
+        t0.elapsed().as_secs_f64()
+    );
+
+    let v = lb.stop();
+    let t = &v["totals"];
+    println!(
+        "proxy_v2_too_big {}, drops {}",
+        t["drops"]["proxy_v2_too_big"], t["drops"]
+    );
+    assert_eq!(t["balanced"].as_bool(), Some(true), "{v}");
+    assert_eq!(t["drops"]["proxy_v2_too_big"], 0, "{t}");
 }
