@@ -266,8 +266,7 @@ pub struct ServiceRt {
     pub forwarding: Forwarding,
     pub hash: HashKey,
     pub on_empty: OnEmpty,
-    /// FullNAT TCP: each connection to a backend starts with a PROXY v2 header.
-    pub proxy_v2: bool,
+    pub proxy_v2: bool, // FullNAT TCP: connections to backends start with a PROXY v2 header
     /// Every backend of the service (all tiers, all states), by id.
     pub backends: Vec<BackendId>,
     /// Maglev members: the ids of the backends that take new flows, in the table's index order.
