@@ -10,9 +10,8 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
-use crate::net::{Client, Net};
+use crate::net::Net;
 
 /// One nginx: where its files are.
 #[derive(Debug, Clone)]
@@ -132,17 +131,10 @@ http {{
             .spawn()
             .expect("nginx");
         self.servers.push(Some(child));
-        let mut client = Client::new(&self.ns(node));
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !client.connect(addr, Duration::from_millis(200)) {
-            assert!(
-                Instant::now() < deadline,
-                "nginx in {node} did not start: {}",
-                std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let stderr = dir.join("stderr.log");
+        self.wait_listening(node, port, "nginx", || {
+            format!(": {}", std::fs::read_to_string(&stderr).unwrap_or_default())
+        });
         n
     }
 }
