@@ -774,6 +774,29 @@ fall = 5
         t0.elapsed().as_secs_f64()
     );
 
+    // A first segment as full as the MSS allows (a request with a 4 KiB header, as a TLS
+    // ClientHello with a large key share can be): it fits the MTU with the header in it
+    // only because the SYN-ACK's MSS reached the client lowered by the header's length.
+    let fill = format!("X-Fill: {}", "f".repeat(4096));
+    let t0 = Instant::now();
+    for _ in 0..3 {
+        let url = format!("http://{VIP}/");
+        let (local, status, _) = curl(&net, &["-o", "/dev/null", "-H", &fill, &url]);
+        assert_eq!(status, 200, "GET with a full first segment from {local}");
+        let line = nginx
+            .iter()
+            .flat_map(|n| n.log())
+            .find(|l| l.client == local)
+            .unwrap_or_else(|| panic!("no nginx logged {local}"));
+        assert!(line.request_length > 4096, "{line:?}");
+        println!(
+            "GET with a full first segment from {local}: 200 in {} ms, logged with the \
+             client's address ({} bytes of request)",
+            t0.elapsed().as_millis(),
+            line.request_length
+        );
+    }
+
     let v = lb.stop();
     let t = &v["totals"];
     println!(

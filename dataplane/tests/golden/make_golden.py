@@ -1017,9 +1017,11 @@ assert len(HDR) == 28
 syn = eth(src=ROUTER_MAC) / IP(src=CLIENT, dst="10.0.0.112", id=1) / TCP(sport=54000, dport=80, flags="S", seq=ISN, options=[("MSS", 1460)])
 case("proxy v2: the SYN leaves unchanged in sequence, from local 10.9.0.2:20000 on p1", syn, "forward:1",
      rebuilt(Ether(src=P1_MAC, dst=PP_MAC) / IP(src=PP_LOCAL, dst="10.9.0.64", id=1) / TCP(sport=20000, dport=8080, flags="S", seq=ISN, options=[("MSS", 1460)])))
-sa = Ether(src=PP_MAC, dst=PORT_MAC) / IP(src="10.9.0.64", dst=PP_LOCAL, id=2) / TCP(sport=8080, dport=20000, flags="SA", seq=7000, ack=ISN + 1)
-case("proxy v2: the backend's SYN-ACK acknowledges ISN + 1, unchanged", sa, "forward:0",
-     rebuilt(Ether(src=PORT_MAC, dst=ROUTER_MAC) / IP(src="10.0.0.112", dst=CLIENT, id=2) / TCP(sport=80, dport=54000, flags="SA", seq=7000, ack=ISN + 1)))
+sa = Ether(src=PP_MAC, dst=PORT_MAC) / IP(src="10.9.0.64", dst=PP_LOCAL, id=2) / TCP(sport=8080, dport=20000, flags="SA", seq=7000, ack=ISN + 1,
+                                                                               options=[("MSS", 1360), ("SAckOK", b""), ("WScale", 7)])
+case("proxy v2: the backend's SYN-ACK: ack ISN + 1 unchanged, its MSS 1360 offered to the client as 1332 (- 28)", sa, "forward:0",
+     rebuilt(Ether(src=PORT_MAC, dst=ROUTER_MAC) / IP(src="10.0.0.112", dst=CLIENT, id=2) / TCP(sport=80, dport=54000, flags="SA", seq=7000, ack=ISN + 1,
+                                                                                                options=[("MSS", 1332), ("SAckOK", b""), ("WScale", 7)])))
 case("proxy v2: the handshake's ACK (ISN + 1, no payload) is not shifted",
      pp_in(TCP(sport=54000, dport=80, flags="A", seq=ISN + 1, ack=7001)), "forward:1",
      pp_out(TCP(sport=20000, dport=8080, flags="A", seq=ISN + 1, ack=7001)))
@@ -1052,6 +1054,11 @@ assert len(HDR6) == 52
 syn6 = eth(src=ROUTER_MAC) / IPv6(src=CLIENT6, dst="fd00::112") / TCP(sport=54001, dport=80, flags="S", seq=ISN6)
 case("proxy v2 v6: the SYN leaves from [fd00::2]:20001", syn6, "forward:0",
      fn_out(syn6, "02:00:00:00:00:64", "fd00::2", 20001, "fd00::64", 8080))
+sa6 = Ether(src="02:00:00:00:00:64", dst=PORT_MAC) / IPv6(src="fd00::64", dst="fd00::2") / TCP(
+    sport=8080, dport=20001, flags="SA", seq=0, ack=ISN6 + 1, options=[("NOP", None), ("MSS", 1440)])
+case("proxy v2 v6: the SYN-ACK's MSS 1440 at an odd option offset offered as 1388 (- 52)", sa6, "forward:0",
+     rebuilt(Ether(src=PORT_MAC, dst=ROUTER_MAC) / IPv6(src="fd00::112", dst=CLIENT6) / TCP(
+         sport=80, dport=54001, flags="SA", seq=0, ack=ISN6 + 1, options=[("NOP", None), ("MSS", 1388)])))
 d6 = eth(src=ROUTER_MAC) / IPv6(src=CLIENT6, dst="fd00::112") / TCP(sport=54001, dport=80, flags="PA", seq=ISN6 + 1, ack=1) / Raw(b"hello6")
 case("proxy v2 v6: the first data segment gets the 52-byte IPv6 header, payload length + 52", d6, "forward:0",
      rebuilt(Ether(src=PORT_MAC, dst="02:00:00:00:00:64") / IPv6(src="fd00::2", dst="fd00::64") / TCP(sport=20001, dport=8080, flags="PA", seq=ISN6 + 1, ack=1) / Raw(HDR6 + b"hello6")))

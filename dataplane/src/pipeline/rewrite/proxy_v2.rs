@@ -14,9 +14,12 @@
 //! - backend -> client: the acknowledgement number and every SACK block's edges `- N`
 //!   once past `first + N`, and `first` when inside the header (never below the first data
 //!   sequence: the client never sent those bytes) ([`ack_to_client`]).
+//! - backend -> client SYN-ACK: its MSS option `- N` ([`mss_to_client`]), so that a client
+//!   whose first segment is full (a TLS ClientHello often is) still fits once the header is
+//!   in it; without it that segment, and every retransmission of it, would be too big.
 //!
-//! Checksums: the sequence, acknowledgement and SACK edges by RFC 1624 (`update_u32`, or
-//! `update_bytes` over the even-aligned bytes around an odd-placed edge); the grown segment's
+//! Checksums: the sequence, acknowledgement, SACK edges and MSS by RFC 1624 (`update_u32`,
+//! or `update_bytes` over the even-aligned bytes around an odd-placed field); the grown segment's
 //! IPv4 total length and header checksum the same way, and its TCP checksum with the
 //! pseudo-header's new length and the inserted bytes' sum added (RFC 1071's sum is
 //! associative; the payload moved by an even count keeps its sum).
@@ -184,7 +187,8 @@ pub(in crate::pipeline) fn to_backend<F: Frame>(
 /// A backend's TCP segment of a flow with PROXY v2 (already rewritten to its client, `p`
 /// as it arrived), with `first` its client's first data sequence: its acknowledgement
 /// number (with ACK set) and the edges of every SACK block shifted back by the header's
-/// length ([`ack_to_client`]). Out of line: only PROXY v2 flows pay for it.
+/// length ([`ack_to_client`]); in a SYN-ACK, the MSS option lowered by that length
+/// ([`mss_to_client`]). Out of line: only PROXY v2 flows pay for it.
 #[inline(never)]
 pub(in crate::pipeline) fn to_client(data: &mut [u8], p: &IpMeta, first: u32) {
     let n = header_len(p.v6) as u32;
@@ -192,64 +196,84 @@ pub(in crate::pipeline) fn to_client(data: &mut [u8], p: &IpMeta, first: u32) {
         return;
     };
     let t = p.l4_off;
-    if data[t + FLAGS] & tcp::ACK == 0 {
+    let flags = data[t + FLAGS];
+    if flags & tcp::ACK == 0 {
         return;
     }
+    let syn = flags & tcp::SYN != 0;
     let mut ck = read16(data, t + 16);
-    ck = shift_u32(data, t, 8, ck, |a| ack_to_client(a, first, n));
+    let ack = read32(data, t + 8);
+    ck = patch(data, t, 8, ack_to_client(ack, first, n).to_be_bytes(), ck);
     // Options: kind 0 ends them, kind 1 is one byte, every other kind has a length byte.
     let mut o = tcp::HEADER_LEN;
-    while o < hl {
-        match data[t + o] {
+    while o + 1 < hl {
+        let (kind, len) = (data[t + o], usize::from(data[t + o + 1]));
+        match kind {
             0 => break,
-            1 => o += 1,
-            kind => {
-                let Some(&len) = data.get(t + o + 1) else {
-                    break;
-                };
-                let len = usize::from(len);
-                if len < 2 || o + len > hl {
-                    break;
-                }
-                if kind == SACK {
-                    let mut e = o + 2;
-                    while e + 4 <= o + len {
-                        ck = shift_u32(data, t, e, ck, |a| ack_to_client(a, first, n));
-                        e += 4;
-                    }
-                }
-                o += len;
+            1 => {
+                o += 1;
+                continue;
             }
+            _ if len < 2 || o + len > hl => break,
+            SACK => {
+                let mut e = o + 2;
+                while e + 4 <= o + len {
+                    let edge = ack_to_client(read32(data, t + e), first, n);
+                    ck = patch(data, t, e, edge.to_be_bytes(), ck);
+                    e += 4;
+                }
+            }
+            MSS if syn && len == 4 => {
+                let mss = mss_to_client(read16(data, t + o + 2), n as u16);
+                ck = patch(data, t, o + 2, mss.to_be_bytes(), ck);
+            }
+            _ => {}
         }
+        o += len;
     }
     write16(data, t + 16, ck);
 }
 
-/// TCP option kind of SACK blocks (RFC 2018).
+/// The MSS a backend's SYN-ACK offers, as its client gets it: `n` (the header's length)
+/// less (never 0), so that the client's first segment, however full, still fits the
+/// backend's MSS, and the MTU that MSS came from, once the header is in it.
+#[inline]
+pub const fn mss_to_client(mss: u16, n: u16) -> u16 {
+    let m = mss.saturating_sub(n);
+    if m == 0 { 1 } else { m }
+}
+
+/// TCP option kinds: maximum segment size (RFC 9293), SACK blocks (RFC 2018).
+const MSS: u8 = 2;
 const SACK: u8 = 5;
 /// The TCP header's data offset and flags bytes.
 const DATA_OFF: usize = 12;
 const FLAGS: usize = 13;
 
-/// Replaces the 32-bit word at `t + at` (TCP header at `t`) by `f` of it, returning the TCP
-/// checksum `ck` updated: RFC 1624 over the word, or over the 6 even-aligned bytes around it
-/// when it sits at an odd offset (a SACK edge after an odd count of option bytes).
+/// Writes `new` at `t + at` (TCP header at `t`; `W` <= 4 bytes), returning the TCP checksum
+/// `ck` updated by RFC 1624 over the bytes replaced, widened by one byte either side when
+/// they start at an odd offset (an option after an odd count of option bytes), so the
+/// update is over whole 16-bit words.
 #[inline]
-fn shift_u32(data: &mut [u8], t: usize, at: usize, ck: u16, f: impl Fn(u32) -> u32) -> u16 {
-    let w = t + at;
-    let old = u32::from_be_bytes(data[w..w + 4].try_into().expect("4 bytes"));
-    let new = f(old);
-    if new == old {
+fn patch<const W: usize>(data: &mut [u8], t: usize, at: usize, new: [u8; W], ck: u16) -> u16 {
+    let (from, to) = if at.is_multiple_of(2) {
+        (t + at, t + at + W.next_multiple_of(2))
+    } else {
+        (t + at - 1, t + at + W + 1)
+    };
+    if data[t + at..t + at + W] == new {
         return ck;
     }
-    if at.is_multiple_of(2) {
-        data[w..w + 4].copy_from_slice(&new.to_be_bytes());
-        return checksum::update_u32(ck, old, new);
-    }
-    let mut before = [0u8; 6];
-    before.copy_from_slice(&data[w - 1..w + 5]);
-    data[w..w + 4].copy_from_slice(&new.to_be_bytes());
-    checksum::update_bytes(ck, &before, &data[w - 1..w + 5])
+    let mut before = [0u8; 8];
+    let len = to - from;
+    before[..len].copy_from_slice(&data[from..to]);
+    data[t + at..t + at + W].copy_from_slice(&new);
+    checksum::update_bytes(ck, &before[..len], &data[from..to])
+}
+
+#[inline(always)]
+fn read32(data: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]])
 }
 
 #[inline(always)]
