@@ -1047,6 +1047,13 @@ case("proxy v2: the first data segment sent again gets the header again (recogni
      pp_out(TCP(sport=20000, dport=8080, flags="PA", seq=ISN + 1, ack=7001), HDR + REQ, ip_id=7))
 case("proxy v2: a first segment that fits p1's 1400 but not with the header is dropped",
      pp_in(TCP(sport=54000, dport=80, flags="PA", seq=ISN + 1, ack=7001), b"b" * 1350, ip_id=8), "drop:proxy_v2_too_big")
+ISN2 = 80000
+case("proxy v2: a new SYN on the same tuple (the client's port reused) goes to the same local port, unchanged",
+     pp_in(TCP(sport=54000, dport=80, flags="S", seq=ISN2), ip_id=9), "forward:1",
+     pp_out(TCP(sport=20000, dport=8080, flags="S", seq=ISN2), ip_id=9))
+case("proxy v2: ... and its first data segment (ISN2 + 1) gets the header: the SYN reset where data starts",
+     pp_in(TCP(sport=54000, dport=80, flags="PA", seq=ISN2 + 1, ack=1), REQ, ip_id=10), "forward:1",
+     pp_out(TCP(sport=20000, dport=8080, flags="PA", seq=ISN2 + 1, ack=1), HDR + REQ, ip_id=10))
 
 ISN6 = 9000
 HDR6 = pp2(CLIENT6, "fd00::112", 54001, 80, v6=True)
