@@ -20,6 +20,8 @@
 //! - [`fixture`]: config files under `tests/configs/`, templated;
 //! - [`Load`]: a request loop and long streams in the background while a test acts;
 //!   [`Streams`]: many long streams at once, each of which notices a break;
+//! - loss on purpose: nftables rules in a namespace and their counters ([`Net::nft`]), a
+//!   node's TCP counters ([`Net::tcp_counters`]);
 //! - [`outcome`]: judging what real clients saw; [`spread`]: many connections placed and
 //!   checked, long-lived streams; [`traffic`]: test frames and pcaps;
 //!   [`pmtu`]: large uploads and the path MTU a client's kernel learnt;
@@ -33,6 +35,7 @@ mod ecmp;
 mod fixture;
 mod keepalived;
 mod load;
+mod loss;
 pub mod metrics;
 mod net;
 mod nginx;
