@@ -289,6 +289,7 @@ fn write16(data: &mut [u8], at: usize, v: u16) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::VecFrame;
 
     /// The spec's layout (proxy-protocol.txt 2.2, "struct proxy_hdr_v2" and the "ipv4_addr"
     /// member of "proxy_addr"), written out byte by byte for 192.0.2.7:40001 -> 10.0.0.100:80.
@@ -338,6 +339,92 @@ mod tests {
         want.extend_from_slice(&[0x9c, 0x41, 0x01, 0xbb]);
         assert_eq!(out[..52], want[..]);
         println!("PROXY v2 IPv6 header: {:02x?}", &out[..52]);
+    }
+
+    /// The first data segment of 10.68.0.50:40001 -> 10.66.0.100:80 (ISN + 1 = 1001, 5 bytes
+    /// of payload, no options, right checksums), and its IPv4 metadata.
+    fn first_segment() -> (Vec<u8>, IpMeta, FlowKey) {
+        let key = FlowKey::v4([10, 68, 0, 50], [10, 66, 0, 100], 40001, 80, 6);
+        let mut f = vec![0u8; 14 + 20 + 20 + 5];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&45u16.to_be_bytes());
+        f[23] = 6;
+        f[26..30].copy_from_slice(&[10, 68, 0, 50]);
+        f[30..34].copy_from_slice(&[10, 66, 0, 100]);
+        f[38..42].copy_from_slice(&1001u32.to_be_bytes());
+        f[46] = 5 << 4;
+        f[47] = tcp::ACK | tcp::PSH;
+        f[54..].copy_from_slice(b"hello");
+        let ipc = checksum::ipv4_header(&f[14..34]);
+        f[24..26].copy_from_slice(&ipc.to_be_bytes());
+        let tc = checksum::l4_checksum_v4(&SRC, &DST, 6, &f[34..]);
+        f[50..52].copy_from_slice(&tc.to_be_bytes());
+        let p = IpMeta {
+            v6: false,
+            l3_off: 14,
+            l4_off: 34,
+            l4_len: 25,
+            proto: 6,
+            src: key.src,
+            dst: key.dst,
+        };
+        (f, p, key)
+    }
+
+    const SRC: [u8; 4] = [10, 68, 0, 50];
+    const DST: [u8; 4] = [10, 66, 0, 100];
+
+    #[test]
+    fn the_header_goes_into_the_headroom_or_nothing_changes() {
+        let (bytes, p, key) = first_segment();
+        let mut no_room = VecFrame::with_headroom(&bytes, 27);
+        assert_eq!(to_backend(&mut no_room, &p, &key, 1001), Inserted::NoRoom);
+        assert_eq!(
+            no_room.data(),
+            &bytes[..],
+            "a frame without room is left as it was"
+        );
+
+        let mut room = VecFrame::with_headroom(&bytes, 28);
+        assert_eq!(to_backend(&mut room, &p, &key, 1001), Inserted::Yes);
+        let d = room.data();
+        assert_eq!(d.len(), bytes.len() + 28);
+        let mut want = bytes[..54].to_vec();
+        want[16..18].copy_from_slice(&73u16.to_be_bytes());
+        want[24..26].copy_from_slice(&d[24..26]);
+        want[50..52].copy_from_slice(&d[50..52]);
+        assert_eq!(
+            &d[..54],
+            &want[..],
+            "headers moved down, IPv4 total length 45 + 28"
+        );
+        assert_eq!(
+            checksum::ipv4_header(&d[14..34]),
+            read16(d, 24),
+            "IPv4 checksum"
+        );
+        assert_eq!(
+            checksum::l4_sum_v4(&SRC, &DST, 6, &d[34..]),
+            0xffff,
+            "TCP checksum"
+        );
+        let mut h = [0u8; MAX_LEN];
+        header(&mut h, &key, false);
+        assert_eq!(&d[54..82], &h[..28]);
+        assert_eq!(&d[82..], b"hello");
+
+        // Not the first data segment: the frame keeps its size, its sequence number + 28.
+        let mut later = VecFrame::with_headroom(&bytes, 0);
+        assert_eq!(to_backend(&mut later, &p, &key, 1000), Inserted::No);
+        let d = later.data();
+        assert_eq!(d.len(), bytes.len());
+        assert_eq!(read32(d, 38), 1029, "1001 + 28");
+        assert_eq!(
+            checksum::l4_sum_v4(&SRC, &DST, 6, &d[34..]),
+            0xffff,
+            "TCP checksum"
+        );
     }
 
     #[test]
