@@ -18,7 +18,8 @@
 //!   new connections succeed again once the held ones close and their ports have rested;
 //! - `proxy_protocol = "v2"` to a real nginx on each backend (`listen ... proxy_protocol`):
 //!   each connection's client address and port in the access log of the backend that
-//!   answered, and 1 MiB uploads and downloads intact.
+//!   answered, 1 MiB uploads and downloads intact, a full first segment, first segments
+//!   lost and sent again, uploads through 2% loss (SACK); and the same log over IPv6.
 //!
 //! FULCRUM_FULLNAT_CONNECTIONS sets the connections of the first case (default 2000),
 //! FULCRUM_FULLNAT_STREAMS the streams of the restart and reload cases (default 100),
@@ -31,7 +32,9 @@ use std::time::{Duration, Instant};
 
 use testkit::outcome::{check_placement, check_refused, expected_backends_of, records};
 use testkit::spread::{client_args, client_sources, place_json};
-use testkit::{Balancer, LB_ADDR, LogLine, Net, Nginx, Streams, VIP, routed};
+use testkit::{
+    Balancer, LB_ADDR, LB_ADDR_V6, LogLine, Net, Nginx, Streams, VIP, backend_v6, routed,
+};
 
 /// The client's own addresses the connections come from (`spread::client_sources`).
 const CLIENT_NET: &str = "10.68.0";
@@ -155,6 +158,16 @@ fn peer_of(rec: &serde_json::Value) -> SocketAddr {
 /// as the peer, and that no (local port, backend) served two client flows; the connections
 /// per worker share (of two) that the peers' ports tell.
 fn check_peers(what: &str, recs: &[serde_json::Value], range: &RangeInclusive<u16>) -> [usize; 2] {
+    check_peers_from(what, recs, range, LB_ADDR)
+}
+
+/// [`check_peers`] with `local` the balancer's address the backends must see.
+fn check_peers_from(
+    what: &str,
+    recs: &[serde_json::Value],
+    range: &RangeInclusive<u16>,
+    local: &str,
+) -> [usize; 2] {
     // Worker 0's share: the first half (`local_ports::share`).
     let ports = u32::from(*range.end()) + 1 - u32::from(*range.start());
     let share = ports / 2;
@@ -164,7 +177,7 @@ fn check_peers(what: &str, recs: &[serde_json::Value], range: &RangeInclusive<u1
         let peer = peer_of(r);
         assert_eq!(
             peer.ip().to_string(),
-            LB_ADDR,
+            local,
             "{what}: the backend saw {peer}, not the balancer's address: {r}"
         );
         assert!(
@@ -606,6 +619,39 @@ fn e2e_fullnat_exhaustion_refuses_at_once_and_recovers() {
     assert_eq!(t["balanced"].as_bool(), Some(true), "{v}");
 }
 
+/// Finds each client connection of `recs` (tests/tools/client.py's) in the access log of
+/// the nginx that answered it, by the client's own address and port (what the PROXY header
+/// named), with the TCP peer the client was told (`X-Peer`: the balancer's local address
+/// and port); how many were found, and how many `GET /` lines the logs hold in all.
+fn check_logged(what: &str, recs: &[serde_json::Value], nginx: &[Nginx]) -> (usize, usize) {
+    let logs: HashMap<String, Vec<LogLine>> =
+        nginx.iter().map(|n| (n.node.clone(), n.log())).collect();
+    let mut matched = 0;
+    for r in recs {
+        let src: std::net::IpAddr = r["src"].as_str().expect("src").parse().expect("src");
+        let client = SocketAddr::new(src, r["sport"].as_u64().expect("sport") as u16);
+        let backend = r["backend"].as_str().expect("backend");
+        let peer = peer_of(r);
+        let line = logs[backend]
+            .iter()
+            .find(|l| l.client == client && l.uri == "/")
+            .unwrap_or_else(|| {
+                panic!("{what}: {backend}'s nginx did not log client {client}: {r}")
+            });
+        assert_eq!(
+            line.peer, peer,
+            "{what}: {client}: the TCP peer nginx logged"
+        );
+        assert_eq!(line.status, 200, "{line:?}");
+        matched += 1;
+    }
+    let logged = logs
+        .values()
+        .map(|l| l.iter().filter(|l| l.uri == "/").count())
+        .sum();
+    (matched, logged)
+}
+
 /// `len` bytes of a pattern no two offsets of which repeat within 251 bytes (a shifted or
 /// reordered range would not compare equal).
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -693,27 +739,7 @@ fall = 5
     let secs = t0.elapsed().as_secs_f64();
     let recs = out["records"].as_array().expect("records");
     check_peers("PROXY v2", recs, &LOCAL_PORTS);
-    let logs: HashMap<String, Vec<LogLine>> =
-        nginx.iter().map(|n| (n.node.clone(), n.log())).collect();
-    let mut matched = 0;
-    for r in recs {
-        let client: SocketAddr = format!("{}:{}", r["src"].as_str().expect("src"), r["sport"])
-            .parse()
-            .expect("client");
-        let backend = r["backend"].as_str().expect("backend");
-        let peer = peer_of(r);
-        let line = logs[backend]
-            .iter()
-            .find(|l| l.client == client && l.uri == "/")
-            .unwrap_or_else(|| panic!("{backend}'s nginx did not log client {client}: {r}"));
-        assert_eq!(line.peer, peer, "{client}: the TCP peer nginx logged");
-        assert_eq!(line.status, 200, "{line:?}");
-        matched += 1;
-    }
-    let logged: usize = logs
-        .values()
-        .map(|l| l.iter().filter(|l| l.uri == "/").count())
-        .sum();
+    let (matched, logged) = check_logged("PROXY v2", recs, &nginx);
     println!(
         "{count} connections in {secs:.1} s: {matched} of {count} logged by nginx with the \
          client's own address and port ({logged} GET / lines in all), each from {LB_ADDR} \
@@ -897,6 +923,72 @@ fall = 5
         "proxy_v2_too_big {}, drops {}",
         t["drops"]["proxy_v2_too_big"], t["drops"]
     );
+    assert_eq!(t["balanced"].as_bool(), Some(true), "{v}");
+    assert_eq!(t["drops"]["proxy_v2_too_big"], 0, "{t}");
+}
+
+/// PROXY protocol v2 over IPv6 (the 52-byte header) to a real nginx on each backend, in the
+/// tunnelled layout's IPv6 (clients fd68::101-104, VIP fd69::100, backends fd67::11-12,
+/// the balancer fd66::2 as the local address): every connection's client address and port
+/// in the access log of the backend that answered.
+#[test]
+fn e2e_fullnat_proxy_v2_ipv6_to_nginx() {
+    let count = env_or("FULCRUM_PROXY_V2_CONNECTIONS", 400);
+    const VIP6: &str = "fd69::100";
+    let mut net = Net::tunnelled("p6", 2);
+    let nginx: Vec<Nginx> = ["b1", "b2"]
+        .iter()
+        .map(|b| net.nginx_proxy_protocol(b, 8080))
+        .collect();
+    let mut cfg = format!(
+        r#"{}
+[[service]]
+name = "web6"
+vip = "{VIP6}"
+port = 80
+forwarding = "fullnat"
+proxy_protocol = "v2"
+
+[service.health]
+type = "tcp"
+interval_ms = 500
+timeout_ms = 450
+rise = 1
+fall = 5
+"#,
+        net.tunnelled_config()
+    );
+    for i in 1..=2 {
+        cfg += &format!(
+            "\n[[service.backend]]\nname = \"b{i}\"\naddress = \"{}\"\nport = 8080\n",
+            backend_v6(i)
+        );
+    }
+    let lb = Balancer::start(&net, &cfg);
+    lb.wait_up(2);
+    let t0 = Instant::now();
+    let out = place_json(
+        &net,
+        &lb,
+        "FullNAT PROXY v2 IPv6",
+        "fd68",
+        VIP6,
+        count,
+        &[("b1", 1.0), ("b2", 1.0)],
+    );
+    let secs = t0.elapsed().as_secs_f64();
+    let recs = out["records"].as_array().expect("records");
+    check_peers_from("PROXY v2 IPv6", recs, &LOCAL_PORTS, LB_ADDR_V6);
+    let (matched, logged) = check_logged("PROXY v2 IPv6", recs, &nginx);
+    println!(
+        "IPv6: {count} connections in {secs:.1} s: {matched} of {count} logged by nginx with \
+         the client's own address and port ({logged} GET / lines in all), each from \
+         {LB_ADDR_V6} and a local port as the TCP peer"
+    );
+    assert_eq!(matched, count);
+    assert_eq!(logged, count, "one log line per connection");
+    let v = lb.stop();
+    let t = &v["totals"];
     assert_eq!(t["balanced"].as_bool(), Some(true), "{v}");
     assert_eq!(t["drops"]["proxy_v2_too_big"], 0, "{t}");
 }

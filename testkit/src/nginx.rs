@@ -7,7 +7,7 @@
 //! for byte. The process is the namespace's server: the [`Net`]'s teardown stops it.
 
 use std::fs::File;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
 
@@ -51,9 +51,8 @@ impl Nginx {
                 let f: Vec<&str> = l.split(' ').collect();
                 assert_eq!(f.len(), 9, "access log line {l:?}");
                 let sa = |a: &str, p: &str| -> SocketAddr {
-                    format!("{a}:{p}")
-                        .parse()
-                        .unwrap_or_else(|e| panic!("{l:?}: {e}"))
+                    let ip: IpAddr = a.parse().unwrap_or_else(|e| panic!("{l:?}: {e}"));
+                    SocketAddr::new(ip, p.parse().unwrap_or_else(|e| panic!("{l:?}: {e}")))
                 };
                 LogLine {
                     client: sa(f[0], f[1]),
@@ -70,8 +69,8 @@ impl Nginx {
 }
 
 impl Net {
-    /// Starts nginx in `node` on `port` with `proxy_protocol` (every connection must start
-    /// with a PROXY header, v1 or v2) and waits (bounded) until it accepts connections.
+    /// Starts nginx in `node` on `port` (IPv4 and IPv6) with `proxy_protocol` (every
+    /// connection must start with a PROXY header, v1 or v2) and waits (bounded) until it accepts connections.
     pub fn nginx_proxy_protocol(&mut self, node: &str, port: u16) -> Nginx {
         let dir = self.dir.join(format!("{node}-nginx"));
         let root = dir.join("www");
@@ -99,12 +98,18 @@ http {{
     log_format pp '$proxy_protocol_addr $proxy_protocol_port $remote_addr $remote_port '
                   '$request_method $request_uri $status $request_length $bytes_sent';
     access_log {d}/access.log pp;
+    # X-Peer as a socket address: an IPv6 peer in brackets.
+    map $remote_addr $peer_host {{
+        ~:      [$remote_addr];
+        default $remote_addr;
+    }}
     server {{
         listen {port} proxy_protocol;
+        listen [::]:{port} proxy_protocol;
         root {root};
         client_max_body_size 64m;
         location = / {{
-            add_header X-Peer $remote_addr:$remote_port;
+            add_header X-Peer $peer_host:$remote_port;
             return 200 "backend={node}\n";
         }}
         location /up/ {{
