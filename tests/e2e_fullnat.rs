@@ -619,6 +619,36 @@ fn e2e_fullnat_exhaustion_refuses_at_once_and_recovers() {
     assert_eq!(t["balanced"].as_bool(), Some(true), "{v}");
 }
 
+/// `head` (the balancer's part) and a FullNAT service "web" on `vip`:80 with PROXY v2 to
+/// `backends` (b1, b2, ...) on :8080. Its checks connect to nginx's port without a header
+/// (nginx closes them): `tcp`, not `http`.
+fn proxy_v2_config(head: &str, vip: &str, backends: &[String]) -> String {
+    let mut cfg = format!(
+        r#"{head}
+[[service]]
+name = "web"
+vip = "{vip}"
+port = 80
+forwarding = "fullnat"
+proxy_protocol = "v2"
+
+[service.health]
+type = "tcp"
+interval_ms = 500
+timeout_ms = 450
+rise = 1
+fall = 5
+"#
+    );
+    for (i, a) in backends.iter().enumerate() {
+        cfg += &format!(
+            "\n[[service.backend]]\nname = \"b{}\"\naddress = \"{a}\"\nport = 8080\n",
+            i + 1
+        );
+    }
+    cfg
+}
+
 /// Finds each client connection of `recs` (tests/tools/client.py's) in the access log of
 /// the nginx that answered it, by the client's own address and port (what the PROXY header
 /// named), with the TCP peer the client was told (`X-Peer`: the balancer's local address
@@ -696,31 +726,8 @@ fn e2e_fullnat_proxy_v2_to_nginx() {
     for n in &nginx {
         std::fs::write(n.root.join("big.bin"), &down).expect("big.bin");
     }
-    // Checks connect to nginx's port without a header (nginx closes them): `tcp`, not `http`.
-    let mut cfg = format!(
-        r#"{}
-[[service]]
-name = "web"
-vip = "{VIP}"
-port = 80
-forwarding = "fullnat"
-proxy_protocol = "v2"
-
-[service.health]
-type = "tcp"
-interval_ms = 500
-timeout_ms = 450
-rise = 1
-fall = 5
-"#,
-        header(&net, "")
-    );
-    for i in 1..=2 {
-        cfg += &format!(
-            "\n[[service.backend]]\nname = \"b{i}\"\naddress = \"{}\"\nport = 8080\n",
-            routed::backend(i)
-        );
-    }
+    let backends = [routed::backend(1), routed::backend(2)];
+    let cfg = proxy_v2_config(&header(&net, ""), VIP, &backends);
     let lb = Balancer::start(&net, &cfg);
     lb.wait_up(2);
 
@@ -940,30 +947,8 @@ fn e2e_fullnat_proxy_v2_ipv6_to_nginx() {
         .iter()
         .map(|b| net.nginx_proxy_protocol(b, 8080))
         .collect();
-    let mut cfg = format!(
-        r#"{}
-[[service]]
-name = "web6"
-vip = "{VIP6}"
-port = 80
-forwarding = "fullnat"
-proxy_protocol = "v2"
-
-[service.health]
-type = "tcp"
-interval_ms = 500
-timeout_ms = 450
-rise = 1
-fall = 5
-"#,
-        net.tunnelled_config()
-    );
-    for i in 1..=2 {
-        cfg += &format!(
-            "\n[[service.backend]]\nname = \"b{i}\"\naddress = \"{}\"\nport = 8080\n",
-            backend_v6(i)
-        );
-    }
+    let backends = [backend_v6(1), backend_v6(2)];
+    let cfg = proxy_v2_config(&net.tunnelled_config(), VIP6, &backends);
     let lb = Balancer::start(&net, &cfg);
     lb.wait_up(2);
     let t0 = Instant::now();
