@@ -122,7 +122,7 @@ pub(in crate::pipeline) fn grows(data: &[u8], p: &IpMeta, first: u32) -> bool {
         return false;
     };
     let t = p.l4_off;
-    u32::from_be_bytes(data[t + 4..t + 8].try_into().expect("4 bytes")) == first && p.l4_len > hl
+    read32(data, t + 4) == first && p.l4_len > hl
 }
 
 /// A client's TCP segment of a flow with PROXY v2 (already rewritten to its backend, `p`
@@ -144,7 +144,7 @@ pub(in crate::pipeline) fn to_backend<F: Frame>(
     };
     let t = p.l4_off;
     if !grows(data, p, first) {
-        let seq = u32::from_be_bytes(data[t + 4..t + 8].try_into().expect("4 bytes"));
+        let seq = read32(data, t + 4);
         let new = seq_to_backend(seq, first, n as u32);
         if new != seq {
             data[t + 4..t + 8].copy_from_slice(&new.to_be_bytes());
