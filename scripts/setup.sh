@@ -21,6 +21,7 @@ PKGS=(
     nginx-light curl wrk tshark tcpdump socat iperf3 python3
     bird2 iputils-ping  # BGP peers (one BIRD per namespace), ping of own addresses
     keepalived       # VRRP pairs (tests/e2e_vrrp.rs: one keepalived per namespace)
+    nftables         # loss on purpose in a router namespace (tests/e2e_fullnat.rs, PROXY v2)
     valgrind llvm    # perf/callgrind.sh: callgrind, and llvm-symbolizer for inline stacks
     dpkg-dev systemd man-db  # tests/package.rs: dpkg-shlibdeps (cargo-deb's $auto), systemd-analyze verify, man
 )

@@ -15,10 +15,15 @@
 //! - long streams through a live reload that adds a backend, which then takes new flows;
 //! - a local-port range sized small on purpose: the excess SYNs are refused at once (RST,
 //!   `local_ports_exhausted`; with `on_empty = "drop"` dropped under `no_local_port`), and
-//!   new connections succeed again once the held ones close and their ports have rested.
+//!   new connections succeed again once the held ones close and their ports have rested;
+//! - `proxy_protocol = "v2"` to a real nginx on each backend (`listen ... proxy_protocol`):
+//!   each connection's client address and port in the access log of the backend that
+//!   answered, 1 MiB uploads and downloads intact, a full first segment, first segments
+//!   lost and sent again, uploads through 2% loss (SACK); and the same log over IPv6.
 //!
 //! FULCRUM_FULLNAT_CONNECTIONS sets the connections of the first case (default 2000),
-//! FULCRUM_FULLNAT_STREAMS the streams of the restart and reload cases (default 100).
+//! FULCRUM_FULLNAT_STREAMS the streams of the restart and reload cases (default 100),
+//! FULCRUM_PROXY_V2_CONNECTIONS the connections of the PROXY v2 case (default 400).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -27,7 +32,9 @@ use std::time::{Duration, Instant};
 
 use testkit::outcome::{check_placement, check_refused, expected_backends_of, records};
 use testkit::spread::{client_args, client_sources, place_json};
-use testkit::{Balancer, LB_ADDR, Net, Stream, Streams, VIP, routed};
+use testkit::{
+    Balancer, LB_ADDR, LB_ADDR_V6, LogLine, Net, Nginx, Stream, Streams, VIP, backend_v6, routed,
+};
 
 /// The client's own addresses the connections come from (`spread::client_sources`).
 const CLIENT_NET: &str = "10.68.0";
@@ -61,17 +68,7 @@ fn net(tag: &str, backends: usize) -> Net {
 /// service "web" on VIP:80 with `backends` (name, weight), and with `udp` a FullNAT UDP
 /// service "echo" on VIP:80 over b1 and b2.
 fn config(net: &Net, global: &str, backends: &[(&str, u32)], udp: bool) -> String {
-    let header = net
-        .routed_balancer_config()
-        .replacen("workers = [1]", "workers = [0, 1]", 1)
-        .replacen("slowpath_cpu = 0\n", "", 1)
-        .replacen("iface=lb0\"", "iface=lb0,qpairs=2\"", 1)
-        .replacen(
-            "\n[[port]]",
-            &format!("metrics_listen = \"127.0.0.1:9180\"\n{global}\n[[port]]"),
-            1,
-        );
-    assert!(header.contains("qpairs=2") && header.contains("workers = [0, 1]"));
+    let header = header(net, global);
     let mut text = format!(
         r#"{header}
 [[service]]
@@ -96,8 +93,32 @@ fall = 5
         );
     }
     if udp {
-        text += &format!(
-            r#"
+        text += &udp_service();
+    }
+    text
+}
+
+/// The balancer's part of the config: two workers (one queue pair each), metrics on the
+/// namespace's loopback, `global` tables added.
+fn header(net: &Net, global: &str) -> String {
+    let header = net
+        .routed_balancer_config()
+        .replacen("workers = [1]", "workers = [0, 1]", 1)
+        .replacen("slowpath_cpu = 0\n", "", 1)
+        .replacen("iface=lb0\"", "iface=lb0,qpairs=2\"", 1)
+        .replacen(
+            "\n[[port]]",
+            &format!("metrics_listen = \"127.0.0.1:9180\"\n{global}\n[[port]]"),
+            1,
+        );
+    assert!(header.contains("qpairs=2") && header.contains("workers = [0, 1]"));
+    header
+}
+
+/// A FullNAT UDP service "echo" on VIP:80 over b1 and b2.
+fn udp_service() -> String {
+    let mut text = format!(
+        r#"
 [[service]]
 name = "echo"
 vip = "{VIP}"
@@ -113,14 +134,13 @@ timeout_ms = 450
 rise = 1
 fall = 5
 "#
+    );
+    for name in ["b1", "b2"] {
+        let i: usize = name[1..].parse().expect("bN");
+        text += &format!(
+            "\n[[service.backend]]\nname = \"{name}\"\naddress = \"{}\"\n",
+            routed::backend(i)
         );
-        for name in ["b1", "b2"] {
-            let i: usize = name[1..].parse().expect("bN");
-            text += &format!(
-                "\n[[service.backend]]\nname = \"{name}\"\naddress = \"{}\"\n",
-                routed::backend(i)
-            );
-        }
     }
     text
 }
@@ -138,6 +158,16 @@ fn peer_of(rec: &serde_json::Value) -> SocketAddr {
 /// as the peer, and that no (local port, backend) served two client flows; the connections
 /// per worker share (of two) that the peers' ports tell.
 fn check_peers(what: &str, recs: &[serde_json::Value], range: &RangeInclusive<u16>) -> [usize; 2] {
+    check_peers_from(what, recs, range, LB_ADDR)
+}
+
+/// [`check_peers`] with `local` the balancer's address the backends must see.
+fn check_peers_from(
+    what: &str,
+    recs: &[serde_json::Value],
+    range: &RangeInclusive<u16>,
+    local: &str,
+) -> [usize; 2] {
     // Worker 0's share: the first half (`local_ports::share`).
     let ports = u32::from(*range.end()) + 1 - u32::from(*range.start());
     let share = ports / 2;
@@ -147,7 +177,7 @@ fn check_peers(what: &str, recs: &[serde_json::Value], range: &RangeInclusive<u1
         let peer = peer_of(r);
         assert_eq!(
             peer.ip().to_string(),
-            LB_ADDR,
+            local,
             "{what}: the backend saw {peer}, not the balancer's address: {r}"
         );
         assert!(
@@ -610,4 +640,363 @@ fn e2e_fullnat_exhaustion_refuses_at_once_and_recovers() {
         "{t}"
     );
     assert_eq!(t["balanced"].as_bool(), Some(true), "{v}");
+}
+
+/// `head` (the balancer's part) and a FullNAT service "web" on `vip`:80 with PROXY v2 to
+/// `backends` (b1, b2, ...) on :8080. Its checks connect to nginx's port without a header
+/// (nginx closes them): `tcp`, not `http`.
+fn proxy_v2_config(head: &str, vip: &str, backends: &[String]) -> String {
+    let mut cfg = format!(
+        r#"{head}
+[[service]]
+name = "web"
+vip = "{vip}"
+port = 80
+forwarding = "fullnat"
+proxy_protocol = "v2"
+
+[service.health]
+type = "tcp"
+interval_ms = 500
+timeout_ms = 450
+rise = 1
+fall = 5
+"#
+    );
+    for (i, a) in backends.iter().enumerate() {
+        cfg += &format!(
+            "\n[[service.backend]]\nname = \"b{}\"\naddress = \"{a}\"\nport = 8080\n",
+            i + 1
+        );
+    }
+    cfg
+}
+
+/// Finds each client connection of `recs` (tests/tools/client.py's) in the access log of
+/// the nginx that answered it, by the client's own address and port (what the PROXY header
+/// named), with the TCP peer the client was told (`X-Peer`: the balancer's local address
+/// and port); how many were found, and how many `GET /` lines the logs hold in all.
+fn check_logged(what: &str, recs: &[serde_json::Value], nginx: &[Nginx]) -> (usize, usize) {
+    let logs: HashMap<String, Vec<LogLine>> =
+        nginx.iter().map(|n| (n.node.clone(), n.log())).collect();
+    let mut matched = 0;
+    for r in recs {
+        let src: std::net::IpAddr = r["src"].as_str().expect("src").parse().expect("src");
+        let client = SocketAddr::new(src, r["sport"].as_u64().expect("sport") as u16);
+        let backend = r["backend"].as_str().expect("backend");
+        let peer = peer_of(r);
+        let line = logs[backend]
+            .iter()
+            .find(|l| l.client == client && l.uri == "/")
+            .unwrap_or_else(|| {
+                panic!("{what}: {backend}'s nginx did not log client {client}: {r}")
+            });
+        assert_eq!(
+            line.peer, peer,
+            "{what}: {client}: the TCP peer nginx logged"
+        );
+        assert_eq!(line.status, 200, "{line:?}");
+        matched += 1;
+    }
+    let logged = logs
+        .values()
+        .map(|l| l.iter().filter(|l| l.uri == "/").count())
+        .sum();
+    (matched, logged)
+}
+
+/// `len` bytes of a pattern no two offsets of which repeat within 251 bytes (a shifted or
+/// reordered range would not compare equal).
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ seed ^ (i >> 16) as u8)
+        .collect()
+}
+
+/// curl in the client namespace: `args`, then `-w` of the local address and port, the
+/// status and the bytes moved; the four as text.
+fn curl(net: &Net, args: &[&str]) -> (SocketAddr, u16, u64) {
+    let mut a = vec!["curl", "-sS", "--max-time", "30"];
+    a.extend_from_slice(args);
+    a.extend([
+        "-w",
+        "%{local_ip} %{local_port} %{http_code} %{size_upload} %{size_download}",
+    ]);
+    let out = net.exec("c1", &a);
+    let f: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(f.len(), 5, "curl {args:?}: {out:?}");
+    let local = format!("{}:{}", f[0], f[1]).parse().expect("local");
+    let moved = f[3].parse::<u64>().expect("up") + f[4].parse::<u64>().expect("down");
+    (local, f[2].parse().expect("status"), moved)
+}
+
+/// PROXY protocol v2 to a real nginx (`listen 8080 proxy_protocol`) on each backend: every
+/// connection's client address and port, as the client used them, in the access log of the
+/// backend that answered, beside the balancer's own address and local port as the TCP peer;
+/// 1 MiB uploads (PUT, stored by nginx) and downloads intact byte for byte; a full first
+/// segment; first segments lost and sent again; uploads through 2% loss (SACK).
+/// FULCRUM_PROXY_V2_CONNECTIONS sets the connections (default 400).
+#[test]
+fn e2e_fullnat_proxy_v2_to_nginx() {
+    let count = env_or("FULCRUM_PROXY_V2_CONNECTIONS", 400);
+    let mut net = net("pp", 2);
+    let nginx: Vec<Nginx> = ["b1", "b2"]
+        .iter()
+        .map(|b| net.nginx_proxy_protocol(b, 8080))
+        .collect();
+    const MIB: usize = 1 << 20;
+    let down = pattern(MIB, 0x5a);
+    for n in &nginx {
+        std::fs::write(n.root.join("big.bin"), &down).expect("big.bin");
+    }
+    let backends = [routed::backend(1), routed::backend(2)];
+    let cfg = proxy_v2_config(&header(&net, ""), VIP, &backends);
+    let lb = Balancer::start(&net, &cfg);
+    lb.wait_up(2);
+
+    // Many connections, each from a new client port: placed as `which` says, each logged
+    // by its backend's nginx with the client's own address and port.
+    let t0 = Instant::now();
+    let out = place_json(
+        &net,
+        &lb,
+        "FullNAT PROXY v2",
+        CLIENT_NET,
+        VIP,
+        count,
+        &[("b1", 1.0), ("b2", 1.0)],
+    );
+    let secs = t0.elapsed().as_secs_f64();
+    let recs = out["records"].as_array().expect("records");
+    check_peers("PROXY v2", recs, &LOCAL_PORTS);
+    let (matched, logged) = check_logged("PROXY v2", recs, &nginx);
+    println!(
+        "{count} connections in {secs:.1} s: {matched} of {count} logged by nginx with the \
+         client's own address and port ({logged} GET / lines in all), each from {LB_ADDR} \
+         and a local port as the TCP peer"
+    );
+    assert_eq!(matched, count);
+    assert_eq!(logged, count, "one log line per connection");
+
+    // Bulk both ways: 1 MiB up (stored by nginx), 1 MiB down, three of each.
+    let up_file = net.dir.join("up.bin");
+    let up = pattern(MIB, 0xa5);
+    std::fs::write(&up_file, &up).expect("up.bin");
+    let up_path = up_file.to_str().expect("utf-8");
+    let t0 = Instant::now();
+    for i in 0..3 {
+        let url = format!("http://{VIP}/up/u{i}.bin");
+        let (local, status, moved) = curl(&net, &["-T", up_path, &url]);
+        assert!(status == 201 || status == 204, "PUT {url}: {status}");
+        assert_eq!(moved, MIB as u64, "PUT {url}");
+        let stored: Vec<Vec<u8>> = nginx
+            .iter()
+            .filter_map(|n| std::fs::read(n.root.join(format!("up/u{i}.bin"))).ok())
+            .collect();
+        assert_eq!(stored.len(), 1, "u{i}.bin stored by one backend");
+        assert!(
+            stored[0] == up,
+            "u{i}.bin arrived intact ({} bytes)",
+            stored[0].len()
+        );
+        let who = nginx
+            .iter()
+            .find(|n| {
+                n.log()
+                    .iter()
+                    .any(|l| l.client == local && l.method == "PUT")
+            })
+            .unwrap_or_else(|| panic!("no nginx logged the PUT from {local}"));
+        println!(
+            "PUT 1 MiB from {local}: {status}, stored intact by {}",
+            who.node
+        );
+        let dl = net.dir.join(format!("down{i}.bin"));
+        let url = format!("http://{VIP}/big.bin");
+        let (local, status, moved) = curl(&net, &["-o", dl.to_str().expect("utf-8"), &url]);
+        assert_eq!((status, moved), (200, MIB as u64), "GET {url}");
+        assert!(
+            std::fs::read(&dl).expect("download") == down,
+            "download {i} intact"
+        );
+        let logged = nginx
+            .iter()
+            .flat_map(|n| n.log())
+            .any(|l| l.client == local && l.uri == "/big.bin" && l.bytes_sent > MIB as u64);
+        assert!(logged, "GET from {local} logged with its client address");
+        println!("GET 1 MiB from {local}: intact, logged with the client's address");
+    }
+    println!(
+        "3 uploads and 3 downloads of 1 MiB in {:.1} s, every byte intact",
+        t0.elapsed().as_secs_f64()
+    );
+
+    // A first segment as full as the MSS allows (a request with a 4 KiB header, as a TLS
+    // ClientHello with a large key share can be): it fits the MTU with the header in it
+    // only because the SYN-ACK's MSS reached the client lowered by the header's length.
+    let fill = format!("X-Fill: {}", "f".repeat(4096));
+    let t0 = Instant::now();
+    for _ in 0..3 {
+        let url = format!("http://{VIP}/");
+        let (local, status, _) = curl(&net, &["-o", "/dev/null", "-H", &fill, &url]);
+        assert_eq!(status, 200, "GET with a full first segment from {local}");
+        let line = nginx
+            .iter()
+            .flat_map(|n| n.log())
+            .find(|l| l.client == local)
+            .unwrap_or_else(|| panic!("no nginx logged {local}"));
+        assert!(line.request_length > 4096, "{line:?}");
+        println!(
+            "GET with a full first segment from {local}: 200 in {} ms, logged with the \
+             client's address ({} bytes of request)",
+            t0.elapsed().as_millis(),
+            line.request_length
+        );
+    }
+
+    // Loss between the router and the backends (nftables in the router's forward hook).
+    // Every second segment toward a backend that starts with the PROXY v2 signature (after
+    // a 32-byte TCP header: Linux's timestamps) is dropped: with one client at a time, each
+    // connection's first data segment is lost once, and only its retransmission, which
+    // must carry the header again, reaches nginx.
+    const FIRST: usize = 10;
+    net.nft(
+        "rt",
+        &format!(
+            "table inet pploss {{\n counter first_dropped {{ }}\n chain loss {{\n  \
+             type filter hook forward priority 0; policy accept;\n  \
+             ip daddr {} tcp dport 8080 @th,256,32 0x0d0a0d0a numgen inc mod 2 == 0 \
+             counter name \"first_dropped\" drop\n }}\n}}\n",
+            routed::BACKENDS
+        ),
+    );
+    let t0 = Instant::now();
+    for _ in 0..FIRST {
+        let url = format!("http://{VIP}/");
+        let (local, status, _) = curl(&net, &["-o", "/dev/null", &url]);
+        assert_eq!(
+            status, 200,
+            "GET from {local} after its first segment was lost"
+        );
+        let logged = nginx
+            .iter()
+            .flat_map(|n| n.log())
+            .any(|l| l.client == local && l.uri == "/");
+        assert!(
+            logged,
+            "{local}: the retransmitted first segment carried the header"
+        );
+    }
+    let dropped = net.nft_counter("rt", "pploss", "first_dropped");
+    println!(
+        "{FIRST} connections whose first data segment was dropped ({dropped} dropped in all) \
+         in {} ms: each retransmission carried the header, nginx logged every client",
+        t0.elapsed().as_millis()
+    );
+    assert_eq!(
+        dropped, FIRST as u64,
+        "one first segment dropped per connection"
+    );
+    net.nft_delete("rt", "pploss");
+
+    // 2% of the segments toward the backends dropped during 1 MiB uploads: the backends'
+    // SACK blocks (in the shifted sequence space) reach the client shifted back, which its
+    // kernel uses (`TcpExtTCPSackRecovery`) and never discards as invalid
+    // (`TcpExtTCPSACKDiscard`: blocks beyond what it sent, as unshifted ones would be).
+    net.nft(
+        "rt",
+        &format!(
+            "table inet pploss {{\n counter lossy_dropped {{ }}\n chain loss {{\n  \
+             type filter hook forward priority 0; policy accept;\n  \
+             ip daddr {} tcp dport 8080 numgen random mod 50 == 0 \
+             counter name \"lossy_dropped\" drop\n }}\n}}\n",
+            routed::BACKENDS
+        ),
+    );
+    let before = net.tcp_counters("c1");
+    let t0 = Instant::now();
+    for i in 0..5 {
+        let url = format!("http://{VIP}/up/lossy{i}.bin");
+        let (local, status, moved) = curl(&net, &["-T", up_path, &url]);
+        assert!(
+            status == 201 || status == 204,
+            "PUT {url} from {local}: {status}"
+        );
+        assert_eq!(moved, MIB as u64, "PUT {url}");
+        let stored: Vec<Vec<u8>> = nginx
+            .iter()
+            .filter_map(|n| std::fs::read(n.root.join(format!("up/lossy{i}.bin"))).ok())
+            .collect();
+        assert!(stored.len() == 1 && stored[0] == up, "lossy{i}.bin intact");
+    }
+    let after = net.tcp_counters("c1");
+    let delta = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
+    let dropped = net.nft_counter("rt", "pploss", "lossy_dropped");
+    let (retrans, recoveries, discarded) = (
+        delta("TcpRetransSegs"),
+        delta("TcpExtTCPSackRecovery"),
+        delta("TcpExtTCPSACKDiscard"),
+    );
+    println!(
+        "5 uploads of 1 MiB with 2% loss toward the backends in {} ms, intact: {dropped} \
+         segments dropped, client retransmitted {retrans}, SACK recoveries {recoveries}, SACK \
+         blocks discarded as invalid {discarded}",
+        t0.elapsed().as_millis()
+    );
+    assert!(dropped > 0 && recoveries > 0, "the loss made SACK work");
+    assert_eq!(discarded, 0, "every SACK block the client got was valid");
+    net.nft_delete("rt", "pploss");
+
+    let v = lb.stop();
+    let t = &v["totals"];
+    println!(
+        "proxy_v2_too_big {}, drops {}",
+        t["drops"]["proxy_v2_too_big"], t["drops"]
+    );
+    assert_eq!(t["balanced"].as_bool(), Some(true), "{v}");
+    assert_eq!(t["drops"]["proxy_v2_too_big"], 0, "{t}");
+}
+
+/// PROXY protocol v2 over IPv6 (the 52-byte header) to a real nginx on each backend, in the
+/// tunnelled layout's IPv6 (clients fd68::101-104, VIP fd69::100, backends fd67::11-12,
+/// the balancer fd66::2 as the local address): every connection's client address and port
+/// in the access log of the backend that answered.
+#[test]
+fn e2e_fullnat_proxy_v2_ipv6_to_nginx() {
+    let count = env_or("FULCRUM_PROXY_V2_CONNECTIONS", 400);
+    const VIP6: &str = "fd69::100";
+    let mut net = Net::tunnelled("p6", 2);
+    let nginx: Vec<Nginx> = ["b1", "b2"]
+        .iter()
+        .map(|b| net.nginx_proxy_protocol(b, 8080))
+        .collect();
+    let backends = [backend_v6(1), backend_v6(2)];
+    let cfg = proxy_v2_config(&net.tunnelled_config(), VIP6, &backends);
+    let lb = Balancer::start(&net, &cfg);
+    lb.wait_up(2);
+    let t0 = Instant::now();
+    let out = place_json(
+        &net,
+        &lb,
+        "FullNAT PROXY v2 IPv6",
+        "fd68",
+        VIP6,
+        count,
+        &[("b1", 1.0), ("b2", 1.0)],
+    );
+    let secs = t0.elapsed().as_secs_f64();
+    let recs = out["records"].as_array().expect("records");
+    check_peers_from("PROXY v2 IPv6", recs, &LOCAL_PORTS, LB_ADDR_V6);
+    let (matched, logged) = check_logged("PROXY v2 IPv6", recs, &nginx);
+    println!(
+        "IPv6: {count} connections in {secs:.1} s: {matched} of {count} logged by nginx with \
+         the client's own address and port ({logged} GET / lines in all), each from \
+         {LB_ADDR_V6} and a local port as the TCP peer"
+    );
+    assert_eq!(matched, count);
+    assert_eq!(logged, count, "one log line per connection");
+    let v = lb.stop();
+    let t = &v["totals"];
+    assert_eq!(t["balanced"].as_bool(), Some(true), "{v}");
+    assert_eq!(t["drops"]["proxy_v2_too_big"], 0, "{t}");
 }

@@ -238,6 +238,9 @@ pub struct ServiceTable {
     /// Default: the egress port's own addresses of the backend's family.
     #[serde(default)]
     pub local_addresses: Vec<Spanned<String>>,
+    /// `fullnat` and `tcp` only: `"v2"` sends each backend the PROXY protocol v2 header
+    /// (the client's address and port). Default: unset (none).
+    pub proxy_protocol: Option<Spanned<String>>,
     /// `"5-tuple"` | `"source-ip"`. Default `"5-tuple"`.
     pub hash: Option<Spanned<String>>,
     /// `"reset"` | `"drop"`. Default `"reset"`.

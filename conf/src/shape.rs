@@ -163,6 +163,7 @@ const SERVICE: &[Key] = &[
     opt("tunnel_source", Str),
     opt("gue_port", Int),
     opt("local_addresses", Strs),
+    opt("proxy_protocol", Str),
     opt("hash", Str),
     opt("on_empty", Str),
     opt("backend", Tables(BACKEND)),

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use conf::{AdminState, Config, Forwarding, HashKey, OnEmpty, Protocol};
+use conf::{AdminState, Config, Forwarding, HashKey, OnEmpty, Protocol, ProxyProtocol};
 
 fn example(name: &str) -> Config {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -127,6 +127,12 @@ fn fullnat_locals_are_listed_or_the_egress_ports() {
         c.fullnat_locals(v6, v6.backends[0].address),
         vec![ip("2001:db8:1::1")]
     );
+    let pp = &c.services[3];
+    assert_eq!(
+        (pp.name.as_str(), pp.proxy_protocol),
+        ("web-proxy", Some(ProxyProtocol::V2))
+    );
+    assert!(c.services[..3].iter().all(|s| s.proxy_protocol.is_none()));
 }
 
 #[test]

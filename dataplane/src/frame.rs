@@ -63,6 +63,16 @@ impl VecFrame {
         }
     }
 
+    /// A frame holding `bytes` with only `headroom` bytes before them (a buffer another
+    /// header already grew into).
+    pub fn with_headroom(bytes: &[u8], headroom: usize) -> Self {
+        let mut f = Self::new(bytes);
+        f.buf.drain(..Self::HEADROOM - headroom.min(Self::HEADROOM));
+        f.start = headroom.min(Self::HEADROOM);
+        f.end = f.start + bytes.len();
+        f
+    }
+
     /// The frame as a port with RX checksum offload would hand it over, with the NIC's word
     /// `c` on its IPv4 header checksum.
     pub fn with_rx_ip_checksum(mut self, c: RxIpChecksum) -> Self {

@@ -127,6 +127,12 @@ drop_reasons! {
     /// A packet to a FullNAT local address and port that matches no flow (a backend's reply
     /// after its flow ended, a restart), or a client's RST that opens no FullNAT flow.
     FullNatNoFlow = "fullnat_no_flow",
+    /// A client's first data segment of a FullNAT flow with `proxy_protocol = "v2"` that
+    /// would exceed the MTU toward its backend with the PROXY v2 header (28 bytes for IPv4,
+    /// 52 for IPv6) inserted, or whose buffer has no headroom for it. The backend's SYN-ACK
+    /// offers the client an MSS lowered by the header's length, so only a client that
+    /// ignores it, or a backend whose MSS exceeds the balancer's MTU toward it, sees this.
+    ProxyV2TooBig = "proxy_v2_too_big",
     /// A reply could not be built, or a tunnel's outer header not put in front: no headroom
     /// or tailroom in the buffer. Also an ICMP error to forward whose headers alone (with
     /// its quote's headers and 8 bytes) exceed the backend's link MTU.

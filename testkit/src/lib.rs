@@ -18,9 +18,13 @@
 //! - [`SyncFigures`], [`wait_synced`]: instance sync's figures, and the wait until every
 //!   instance's exceptions reached every other;
 //! - [`Keepalived`]: a real keepalived in a namespace, speaking VRRP;
+//! - [`Nginx`]: a real nginx as a backend that reads the PROXY protocol and logs the client
+//!   it names ([`Net::nginx_proxy_protocol`]);
 //! - [`fixture`]: config files under `tests/configs/`, templated;
 //! - [`Load`]: a request loop and long streams in the background while a test acts;
 //!   [`Streams`]: many long streams at once, each of which notices a break;
+//! - loss on purpose: nftables rules in a namespace and their counters ([`Net::nft`]), a
+//!   node's TCP counters ([`Net::tcp_counters`]);
 //! - [`outcome`]: judging what real clients saw; [`spread`]: many connections placed and
 //!   checked, long-lived streams; [`traffic`]: test frames and pcaps;
 //!   [`pmtu`]: large uploads and the path MTU a client's kernel learnt;
@@ -34,8 +38,10 @@ mod ecmp;
 mod fixture;
 mod keepalived;
 mod load;
+mod loss;
 pub mod metrics;
 mod net;
+mod nginx;
 pub mod outcome;
 pub mod pmtu;
 pub mod readme;
@@ -58,6 +64,7 @@ pub use fixture::{Fixture, fixture};
 pub use keepalived::Keepalived;
 pub use load::{Load, LoadSpec, Streams};
 pub use net::{Answer, Client, KeepAlive, LB_ADDR, Net, VIP, routed};
+pub use nginx::{LogLine, Nginx};
 pub use spread::Stream;
 pub use sync::{SyncFigures, wait_synced};
 pub use traffic::{gen_flows, read_pcap, test_frame, write_pcap};

@@ -507,6 +507,22 @@ impl Net {
         std::fs::write(self.dir.join(format!("b{i}.agent")), format!("{text}\n")).expect("agent");
     }
 
+    /// Waits (bounded: 10 s) until something in `node` accepts connections on
+    /// 127.0.0.1:`port`; `what` names it, and `why` says what went wrong when it never does.
+    pub fn wait_listening(&self, node: &str, port: u16, what: &str, why: impl Fn() -> String) {
+        let mut client = Client::new(&self.ns(node));
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !client.connect(addr, Duration::from_millis(200)) {
+            assert!(
+                Instant::now() < deadline,
+                "{what} in {node} did not start{}",
+                why()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Health layout: starts backend `i`'s server and waits (bounded) until it accepts
     /// connections.
     pub fn start(&mut self, i: usize) {
@@ -534,16 +550,7 @@ impl Net {
             .spawn()
             .expect("backend.py");
         self.servers[i - 1] = Some(child);
-        let mut client = Client::new(&self.ns(&b));
-        let addr: SocketAddr = "127.0.0.1:80".parse().expect("addr");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if client.connect(addr, Duration::from_millis(200)) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "backend {b} did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_listening(&b, 80, "the backend", String::new);
     }
 
     /// Health layout: a namespace `bk` holding `count` backend addresses (10.66.10.1 on, in

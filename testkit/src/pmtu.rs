@@ -6,9 +6,9 @@
 
 use std::net::SocketAddr;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::net::{Client, Net};
+use crate::net::Net;
 use crate::repo;
 
 /// A running sink (tests/tools/upload.py serve), killed on drop.
@@ -52,16 +52,7 @@ impl Net {
             .spawn()
             .expect("upload.py serve");
         let sink = Sink(child);
-        let mut client = Client::new(&self.ns(node));
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !client.connect(addr, Duration::from_millis(200)) {
-            assert!(
-                Instant::now() < deadline,
-                "the sink in {node} did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_listening(node, port, "the sink", String::new);
         sink
     }
 

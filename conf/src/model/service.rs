@@ -90,6 +90,14 @@ pub enum HashKey {
     SourceIp,
 }
 
+/// The PROXY protocol header a FullNAT TCP service inserts before a client's first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    /// Version 2 (binary): signature, PROXY command, family, the client's address and port
+    /// as source and the VIP's as destination.
+    V2,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnEmpty {
     /// TCP SYN -> RST|ACK; UDP -> ICMP port unreachable.
@@ -117,6 +125,9 @@ pub struct Service {
     /// balancer's own (empty: the egress port's own addresses of the backend's family). See
     /// [`Config::fullnat_locals`](crate::Config::fullnat_locals).
     pub local_addresses: Vec<IpAddr>,
+    /// `fullnat` and TCP only: the header each connection to a backend starts with, giving
+    /// the client's address and port (`None`: nothing is added).
+    pub proxy_protocol: Option<ProxyProtocol>,
     pub hash: HashKey,
     pub on_empty: OnEmpty,
     pub backends: Vec<Backend>,

@@ -1,5 +1,5 @@
 //! `[global.fullnat]` (the local ports every FullNAT service shares) and a FullNAT service's
-//! `local_addresses`.
+//! `local_addresses` and `proxy_protocol`.
 
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
@@ -135,6 +135,52 @@ impl Checker<'_> {
             out.push(ip);
         }
         out
+    }
+
+    /// `proxy_protocol`: `"v2"`, only with `forwarding = "fullnat"` and `protocol = "tcp"`
+    /// (the header goes into a TCP stream whose sequence numbers the balancer shifts; a
+    /// backend that reads it must see every connection through FullNAT).
+    pub(super) fn proxy_protocol(
+        &mut self,
+        t: &schema::ServiceTable,
+        si: usize,
+        forwarding: Forwarding,
+        protocol: Protocol,
+    ) -> Option<ProxyProtocol> {
+        let v = t.proxy_protocol.as_ref()?;
+        let field = format!("service[{si}].proxy_protocol");
+        if v.get_ref() != "v2" {
+            self.error(
+                v.span(),
+                field,
+                format!(
+                    "proxy_protocol {:?} is not known; use \"v2\" (PROXY protocol version 2, \
+                     binary)",
+                    v.get_ref()
+                ),
+            );
+            return None;
+        }
+        let refuse = if forwarding != Forwarding::FullNat {
+            Some(format!(
+                "proxy_protocol needs forwarding = \"fullnat\" (this service's is \"{}\"); \
+                 the header goes into the TCP stream only where the balancer owns both halves",
+                forwarding.as_str()
+            ))
+        } else if protocol != Protocol::Tcp {
+            Some(
+                "proxy_protocol needs protocol = \"tcp\" (this service's is \"udp\"); \
+                 PROXY v2 is sent in a TCP stream"
+                    .to_owned(),
+            )
+        } else {
+            None
+        };
+        if let Some(message) = refuse {
+            self.error(v.span(), field, message);
+            return None;
+        }
+        Some(ProxyProtocol::V2)
     }
 }
 

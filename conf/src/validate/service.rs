@@ -85,6 +85,7 @@ impl Checker<'_> {
             );
             let (tunnel_source, gue_port) = self.tunnel_keys(t, si, forwarding, ports);
             let local_addresses = self.local_addresses(t, si, forwarding, ports);
+            let proxy_protocol = self.proxy_protocol(t, si, forwarding, protocol);
             let hash = self.choice(
                 &t.hash,
                 &f("hash"),
@@ -186,6 +187,7 @@ impl Checker<'_> {
                 tunnel_source,
                 gue_port,
                 local_addresses: local_addresses.clone(),
+                proxy_protocol,
                 hash,
                 on_empty,
                 backends,

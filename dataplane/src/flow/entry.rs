@@ -46,7 +46,8 @@ pub struct Flow {
     pub twin: FlowSlot,
     /// The port the flow arrived on.
     pub port: PortIdx,
-    /// The L2 source the flow came from, so NAT replies can go back to it.
+    /// The L2 source the flow came from, so NAT replies can go back to it (a FullNAT
+    /// forward half with PROXY v2: its first data sequence, [`Flow::proxy_first_seq`]).
     pub peer_mac: [u8; 6],
     /// Free for the pipeline, except the bit [`FLAG_REVERSE`], which the [`Census`] reads.
     pub flags: u8,
@@ -65,6 +66,22 @@ impl Flow {
             peer_mac: [0; 6],
             flags: 0,
         }
+    }
+
+    /// A FullNAT pair's forward half with PROXY v2 keeps its client's first data sequence
+    /// number (ISN + 1) in the first 4 bytes of `peer_mac`, which that half never reads (the
+    /// reverse half holds the client's next hop). Meaningful only where the pipeline's flag
+    /// says so.
+    #[inline]
+    pub fn proxy_first_seq(&self) -> u32 {
+        let m = &self.peer_mac;
+        u32::from_be_bytes([m[0], m[1], m[2], m[3]])
+    }
+
+    /// Sets what [`proxy_first_seq`](Self::proxy_first_seq) reads.
+    #[inline]
+    pub fn set_proxy_first_seq(&mut self, seq: u32) {
+        self.peer_mac[..4].copy_from_slice(&seq.to_be_bytes());
     }
 
     /// This flow's idle timeout in ms.

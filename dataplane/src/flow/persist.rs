@@ -41,8 +41,9 @@ use super::*;
 use crate::mem::{MappedSlots, OpenError};
 
 /// The version of the slot layout and of the table hash. Bump it when `Slot`, `FlowKey`,
-/// `Flow`, `FlowState`'s values or [`crate::hash::table_hash`] change.
-pub const LAYOUT_VERSION: u32 = 1;
+/// `Flow`, `FlowState`'s values, the meaning of a field or [`crate::hash::table_hash`] change.
+/// 2: a FullNAT forward half with PROXY v2 keeps its first data sequence in `peer_mac`.
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// The header's first bytes.
 pub const MAGIC: [u8; 8] = *b"FULCRUMF";

@@ -21,11 +21,24 @@ use crate::verdict::{DropReason, Verdict};
 use crate::wire::{self, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, tcp};
 
 use super::parse::{self, IpMeta, Ports};
+use super::rewrite::proxy_v2;
 use super::{Pipeline, icmp, rewrite};
+
+/// A TCP segment's sequence number (`None` when its header is cut off).
+#[inline]
+fn tcp_seq(data: &[u8], p: &IpMeta) -> Option<u32> {
+    let b = data.get(p.l4_off + 4..p.l4_off + 8)?;
+    Some(u32::from_be_bytes(b.try_into().ok()?))
+}
 
 /// [`Flow::flags`] bit of both halves of a FullNAT pair (the reverse half also carries
 /// [`flow::FLAG_REVERSE`]): its local port goes back to the pool when the pair leaves.
 pub(super) const FLAG_FULLNAT: u8 = 0x02;
+
+/// [`Flow::flags`] bit of a FullNAT pair's forward half whose connection starts with a PROXY
+/// v2 header (its service's `proxy_protocol`, when the flow was opened by a SYN); the half
+/// keeps its client's first data sequence ([`Flow::proxy_first_seq`]).
+pub(super) const FLAG_PROXY_V2: u8 = 0x04;
 
 /// Ports a new flow takes from one local address's pool at most before trying the next
 /// address: a port whose tuple to this backend is still live is skipped, and comes back when
@@ -165,7 +178,52 @@ impl Pipeline {
         let Some(rkey) = self.local_of(idx) else {
             return Verdict::Drop(DropReason::FullNatNoFlow);
         };
+        if self.flows.get(idx).flags & FLAG_PROXY_V2 != 0 {
+            return self.proxy_v2_forward(snap, port, idx, b, p, key, &rkey, frame);
+        }
         self.fullnat_send(snap, port, b, false, p, key, &rkey, frame)
+    }
+
+    /// [`fullnat_forward`](Self::fullnat_forward) of a flow with PROXY v2: a SYN (sent
+    /// again, or opening the tuple anew) sets where the client's data starts; the first
+    /// data segment (or a retransmission of it) gets the header, if it still fits the MTU
+    /// toward the backend (else `proxy_v2_too_big`); every later one its sequence number
+    /// shifted. Out of line: the other flows keep their registers.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn proxy_v2_forward<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        port: PortIdx,
+        idx: FlowSlot,
+        b: &BackendRt,
+        p: &IpMeta,
+        key: &FlowKey,
+        rkey: &FlowKey,
+        frame: &mut F,
+    ) -> Verdict {
+        let Some(seq) = tcp_seq(frame.data(), p) else {
+            return self.fullnat_send(snap, port, b, false, p, key, rkey, frame);
+        };
+        if frame.data()[p.l4_off + 13] & tcp::SYN != 0 {
+            self.flows
+                .get_mut(idx)
+                .set_proxy_first_seq(seq.wrapping_add(1));
+            return self.fullnat_send(snap, port, b, false, p, key, rkey, frame);
+        }
+        let first = self.flows.get(idx).proxy_first_seq();
+        if proxy_v2::grows(frame.data(), p, first)
+            && p.ip_len() + proxy_v2::header_len(p.v6) > usize::from(b.max_ip_len)
+        {
+            return Verdict::Drop(DropReason::ProxyV2TooBig);
+        }
+        let v = self.fullnat_send(snap, port, b, false, p, key, rkey, frame);
+        if let Verdict::Forward { .. } = v
+            && proxy_v2::to_backend(frame, p, key, first) == proxy_v2::Inserted::NoRoom
+        {
+            return Verdict::Drop(DropReason::ProxyV2TooBig);
+        }
+        v
     }
 
     /// Forwards a client's packet to `b` with source `rkey.dst:rkey.dport` (the pair's
@@ -234,7 +292,7 @@ impl Pipeline {
         let Some((rkey, rhash)) = found else {
             return self.local_ports_exhausted(snap, port, si, p, ports, frame);
         };
-        let fl = Flow {
+        let mut fl = Flow {
             flags: FLAG_FULLNAT,
             ..self.new_entry(si, b, p, ports, port, frame)
         };
@@ -242,6 +300,13 @@ impl Pipeline {
             flags: FLAG_FULLNAT | flow::FLAG_REVERSE,
             ..fl
         };
+        if snap.services[si.index()].proxy_v2
+            && ports.tcp_flags & (tcp::SYN | tcp::ACK) == tcp::SYN
+            && let Some(isn) = tcp_seq(frame.data(), p)
+        {
+            fl.flags |= FLAG_PROXY_V2;
+            fl.set_proxy_first_seq(isn.wrapping_add(1));
+        }
         if !self.record_pair(snap, (key, fhash, fl), (rkey, rhash, rf)) {
             self.local_ports.give(
                 IpKey::new(&rkey.dst, p.v6),
@@ -351,8 +416,12 @@ impl Pipeline {
             // path MTU toward it.
             return self.too_big(snap, port, p, p.dst, out_mtu, 0, frame);
         }
+        let fwd = *self.flows.get(rev.twin);
         let data = frame.data_mut();
         rewrite::fullnat::to_client(data, &p, &fkey);
+        if fwd.flags & FLAG_PROXY_V2 != 0 {
+            proxy_v2::to_client(data, &p, fwd.proxy_first_seq());
+        }
         rewrite::macs(data, &rev.peer_mac, &out_mac);
         Verdict::Forward { port: out }
     }

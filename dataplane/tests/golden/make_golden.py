@@ -12,6 +12,8 @@ earlier ones created (NAT replies). Addresses match golden.toml.
     python3 make_golden.py > cases.json
 """
 import json
+import socket
+import struct
 import sys
 
 from scapy.all import ARP, ICMP, IP, TCP, UDP, Dot1AD, Dot1Q, Ether, ICMPv6DestUnreach, \
@@ -976,6 +978,102 @@ case("fullnat exhaustion: the 65th SYN is refused with RST|ACK from the VIP", sy
      rst_for("10.0.0.111", CLIENT, 80, 53064, 42))
 ack = eth() / IP(src=CLIENT, dst="10.0.0.111") / TCP(sport=53065, dport=80, flags="A")
 case("fullnat exhaustion: a non-SYN without a port is dropped under its own reason", ack, "drop:no_local_port")
+
+# ==== PROXY protocol v2 (proxy_protocol = "v2" on a FullNAT TCP service). The header
+# (proxy-protocol.txt 2.2: signature, 0x21 v2/PROXY, 0x11 AF_INET+STREAM or 0x21 AF_INET6+
+# STREAM, length, client address, VIP, client port, VIP port; 28 bytes for IPv4, 52 for IPv6)
+# goes before the payload of the client's first data segment (sequence number = ISN + 1),
+# which keeps its sequence number; every later client segment's sequence number is + N; the
+# backend's acknowledgement number and SACK edges are - N (inside the header: ISN + 1). A
+# first segment sent again gets the header again. Built here with struct, independently.
+def pp2(src, dst, sport, dport, v6=False):
+    if v6:
+        addrs = socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+        fam = 0x21
+    else:
+        addrs = socket.inet_aton(src) + socket.inet_aton(dst)
+        fam = 0x11
+    body = addrs + struct.pack("!HH", sport, dport)
+    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, fam]) + struct.pack("!H", len(body)) + body
+
+
+PP_MAC = "02:00:00:00:01:64"
+PP_LOCAL = "10.9.0.2"
+# The golden harness feeds every frame to p0: the backend's replies are addressed to p0's MAC.
+
+
+def pp_out(l4, payload=b"", ip_id=1):
+    """A client's segment as the backend must get it (from 10.9.0.2:20000 on p1)."""
+    return rebuilt(Ether(src=P1_MAC, dst=PP_MAC) / IP(src=PP_LOCAL, dst="10.9.0.64", id=ip_id) / l4 / Raw(payload))
+
+
+def pp_in(l4, payload=b"", ip_id=1):
+    return eth(src=ROUTER_MAC) / IP(src=CLIENT, dst="10.0.0.112", id=ip_id) / l4 / Raw(payload)
+
+
+ISN = 5000
+HDR = pp2(CLIENT, "10.0.0.112", 54000, 80)
+assert len(HDR) == 28
+syn = eth(src=ROUTER_MAC) / IP(src=CLIENT, dst="10.0.0.112", id=1) / TCP(sport=54000, dport=80, flags="S", seq=ISN, options=[("MSS", 1460)])
+case("proxy v2: the SYN leaves unchanged in sequence, from local 10.9.0.2:20000 on p1", syn, "forward:1",
+     rebuilt(Ether(src=P1_MAC, dst=PP_MAC) / IP(src=PP_LOCAL, dst="10.9.0.64", id=1) / TCP(sport=20000, dport=8080, flags="S", seq=ISN, options=[("MSS", 1460)])))
+sa = Ether(src=PP_MAC, dst=PORT_MAC) / IP(src="10.9.0.64", dst=PP_LOCAL, id=2) / TCP(sport=8080, dport=20000, flags="SA", seq=7000, ack=ISN + 1,
+                                                                               options=[("MSS", 1360), ("SAckOK", b""), ("WScale", 7)])
+case("proxy v2: the backend's SYN-ACK: ack ISN + 1 unchanged, its MSS 1360 offered to the client as 1332 (- 28)", sa, "forward:0",
+     rebuilt(Ether(src=PORT_MAC, dst=ROUTER_MAC) / IP(src="10.0.0.112", dst=CLIENT, id=2) / TCP(sport=80, dport=54000, flags="SA", seq=7000, ack=ISN + 1,
+                                                                                                options=[("MSS", 1332), ("SAckOK", b""), ("WScale", 7)])))
+case("proxy v2: the handshake's ACK (ISN + 1, no payload) is not shifted",
+     pp_in(TCP(sport=54000, dport=80, flags="A", seq=ISN + 1, ack=7001)), "forward:1",
+     pp_out(TCP(sport=20000, dport=8080, flags="A", seq=ISN + 1, ack=7001)))
+REQ = b"GET / HTTP/1.0\r\n\r\n"
+case("proxy v2: the first data segment gets the 28-byte IPv4 header before its payload, same sequence number",
+     pp_in(TCP(sport=54000, dport=80, flags="PA", seq=ISN + 1, ack=7001), REQ, ip_id=3), "forward:1",
+     pp_out(TCP(sport=20000, dport=8080, flags="PA", seq=ISN + 1, ack=7001), HDR + REQ, ip_id=3))
+case("proxy v2: a later client segment's sequence number + 28",
+     pp_in(TCP(sport=54000, dport=80, flags="PA", seq=ISN + 1 + len(REQ), ack=7001), b"more", ip_id=4), "forward:1",
+     pp_out(TCP(sport=20000, dport=8080, flags="PA", seq=ISN + 1 + len(REQ) + 28, ack=7001), b"more", ip_id=4))
+back = Ether(src=PP_MAC, dst=PORT_MAC) / IP(src="10.9.0.64", dst=PP_LOCAL, id=5) / TCP(
+    sport=8080, dport=20000, flags="A", seq=7001, ack=ISN + 1 + 28 + len(REQ) + 4,
+    options=[("NOP", None), ("NOP", None), ("SAck", (ISN + 200, ISN + 300, ISN + 400, ISN + 500))]) / Raw(b"HTTP/1.0 200 OK\r\n")
+case("proxy v2: the backend's ack and both SACK blocks - 28 on their way to the client", back, "forward:0",
+     rebuilt(Ether(src=PORT_MAC, dst=ROUTER_MAC) / IP(src="10.0.0.112", dst=CLIENT, id=5) / TCP(
+         sport=80, dport=54000, flags="A", seq=7001, ack=ISN + 1 + len(REQ) + 4,
+         options=[("NOP", None), ("NOP", None), ("SAck", (ISN + 172, ISN + 272, ISN + 372, ISN + 472))]) / Raw(b"HTTP/1.0 200 OK\r\n")))
+part = Ether(src=PP_MAC, dst=PORT_MAC) / IP(src="10.9.0.64", dst=PP_LOCAL, id=6) / TCP(sport=8080, dport=20000, flags="A", seq=7001, ack=ISN + 1 + 10)
+case("proxy v2: an ack inside the header reaches the client as ISN + 1 (never below the first data)", part, "forward:0",
+     rebuilt(Ether(src=PORT_MAC, dst=ROUTER_MAC) / IP(src="10.0.0.112", dst=CLIENT, id=6) / TCP(sport=80, dport=54000, flags="A", seq=7001, ack=ISN + 1)))
+case("proxy v2: the first data segment sent again gets the header again (recognised by its sequence number)",
+     pp_in(TCP(sport=54000, dport=80, flags="PA", seq=ISN + 1, ack=7001), REQ, ip_id=7), "forward:1",
+     pp_out(TCP(sport=20000, dport=8080, flags="PA", seq=ISN + 1, ack=7001), HDR + REQ, ip_id=7))
+case("proxy v2: a first segment that fits p1's 1400 but not with the header is dropped",
+     pp_in(TCP(sport=54000, dport=80, flags="PA", seq=ISN + 1, ack=7001), b"b" * 1350, ip_id=8), "drop:proxy_v2_too_big")
+ISN2 = 80000
+case("proxy v2: a new SYN on the same tuple (the client's port reused) goes to the same local port, unchanged",
+     pp_in(TCP(sport=54000, dport=80, flags="S", seq=ISN2), ip_id=9), "forward:1",
+     pp_out(TCP(sport=20000, dport=8080, flags="S", seq=ISN2), ip_id=9))
+case("proxy v2: ... and its first data segment (ISN2 + 1) gets the header: the SYN reset where data starts",
+     pp_in(TCP(sport=54000, dport=80, flags="PA", seq=ISN2 + 1, ack=1), REQ, ip_id=10), "forward:1",
+     pp_out(TCP(sport=20000, dport=8080, flags="PA", seq=ISN2 + 1, ack=1), HDR + REQ, ip_id=10))
+
+ISN6 = 9000
+HDR6 = pp2(CLIENT6, "fd00::112", 54001, 80, v6=True)
+assert len(HDR6) == 52
+syn6 = eth(src=ROUTER_MAC) / IPv6(src=CLIENT6, dst="fd00::112") / TCP(sport=54001, dport=80, flags="S", seq=ISN6)
+case("proxy v2 v6: the SYN leaves from [fd00::2]:20001", syn6, "forward:0",
+     fn_out(syn6, "02:00:00:00:00:64", "fd00::2", 20001, "fd00::64", 8080))
+sa6 = Ether(src="02:00:00:00:00:64", dst=PORT_MAC) / IPv6(src="fd00::64", dst="fd00::2") / TCP(
+    sport=8080, dport=20001, flags="SA", seq=0, ack=ISN6 + 1, options=[("NOP", None), ("MSS", 1440)])
+case("proxy v2 v6: the SYN-ACK's MSS 1440 at an odd option offset offered as 1388 (- 52)", sa6, "forward:0",
+     rebuilt(Ether(src=PORT_MAC, dst=ROUTER_MAC) / IPv6(src="fd00::112", dst=CLIENT6) / TCP(
+         sport=80, dport=54001, flags="SA", seq=0, ack=ISN6 + 1, options=[("NOP", None), ("MSS", 1388)])))
+d6 = eth(src=ROUTER_MAC) / IPv6(src=CLIENT6, dst="fd00::112") / TCP(sport=54001, dport=80, flags="PA", seq=ISN6 + 1, ack=1) / Raw(b"hello6")
+case("proxy v2 v6: the first data segment gets the 52-byte IPv6 header, payload length + 52", d6, "forward:0",
+     rebuilt(Ether(src=PORT_MAC, dst="02:00:00:00:00:64") / IPv6(src="fd00::2", dst="fd00::64") / TCP(sport=20001, dport=8080, flags="PA", seq=ISN6 + 1, ack=1) / Raw(HDR6 + b"hello6")))
+b6 = Ether(src="02:00:00:00:00:64", dst=PORT_MAC) / IPv6(src="fd00::64", dst="fd00::2") / TCP(
+    sport=8080, dport=20001, flags="A", seq=1, ack=ISN6 + 1 + 52 + 6, options=[("NOP", None), ("SAck", (ISN6 + 100, ISN6 + 200))])
+case("proxy v2 v6: ack - 52, and a SACK block at an odd option offset - 52", b6, "forward:0",
+     rebuilt(Ether(src=PORT_MAC, dst=ROUTER_MAC) / IPv6(src="fd00::112", dst=CLIENT6) / TCP(
+         sport=80, dport=54001, flags="A", seq=1, ack=ISN6 + 1 + 6, options=[("NOP", None), ("SAck", (ISN6 + 48, ISN6 + 148))])))
 
 json.dump(cases, sys.stdout, indent=1)
 sys.stdout.write("\n")

@@ -8,6 +8,7 @@ pub(super) mod fullnat;
 mod gue;
 mod ipip;
 pub(super) mod nat;
+pub(super) mod proxy_v2;
 
 use conf::Forwarding;
 
