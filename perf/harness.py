@@ -199,7 +199,9 @@ def fulcrum(args, scen, pcap, packets, out):
     # over the pcap (which creates the flows) stay out of the figure.
     warm = min(2.0, args.duration / 2)
     with open(log, "w") as err:
-        p = subprocess.Popen([str(args.fulcrum), "run", "-c", str(cfg), "--duration",
+        # --fresh: every run makes its own flows (the previous scenario's tables, left in
+        # the same flow_state_dir, are not adopted: a NAT table is no FullNAT one).
+        p = subprocess.Popen([str(args.fulcrum), "run", "-c", str(cfg), "--fresh", "--duration",
                               str(args.duration + warm + 1), "--json"],
                              stdout=subprocess.PIPE, stderr=err, text=True)
         try:

@@ -163,7 +163,10 @@ impl Pipeline {
     }
 
     /// A client's packet of the FullNAT flow in slot `idx` to backend `b`: NAT's rewrite and
-    /// the source half, from the local address and port of its pair.
+    /// the source half, from the local address and port of its pair. `None` (nothing done)
+    /// when the entry is not a whole FullNAT pair: made in another mode before a reload or a
+    /// restart made the service FullNAT (or its other half is gone), it has no local side;
+    /// the caller makes the flow again, as for a backend gone.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn fullnat_forward<F: Frame>(
         &mut self,
@@ -174,14 +177,12 @@ impl Pipeline {
         p: &IpMeta,
         key: &FlowKey,
         frame: &mut F,
-    ) -> Verdict {
-        let Some(rkey) = self.local_of(idx) else {
-            return Verdict::Drop(DropReason::FullNatNoFlow);
-        };
+    ) -> Option<Verdict> {
+        let rkey = self.local_of(idx)?;
         if self.flows.get(idx).flags & FLAG_PROXY_V2 != 0 {
-            return self.proxy_v2_forward(snap, port, idx, b, p, key, &rkey, frame);
+            return Some(self.proxy_v2_forward(snap, port, idx, b, p, key, &rkey, frame));
         }
-        self.fullnat_send(snap, port, b, false, p, key, &rkey, frame)
+        Some(self.fullnat_send(snap, port, b, false, p, key, &rkey, frame))
     }
 
     /// [`fullnat_forward`](Self::fullnat_forward) of a flow with PROXY v2: a SYN (sent

@@ -498,3 +498,40 @@ fn a_flow_query_answers_the_local_address_and_port() {
         local
     );
 }
+
+/// A flow made while its service was NAT (or adopted from a table written then) and hit after
+/// a reload or restart made the service FullNAT has no local side: it is made again as a
+/// FullNAT pair (counted rescheduled), never dropped on every packet while the client
+/// retries.
+#[test]
+fn an_entry_of_another_mode_is_made_again_as_a_fullnat_pair() {
+    let fullnat = conf::parse(CONFIG, std::path::Path::new("t.toml")).unwrap();
+    let nat_text = CONFIG.replacen(r#"forwarding = "fullnat""#, r#"forwarding = "nat""#, 1);
+    let nat = conf::parse(&nat_text, std::path::Path::new("t.toml")).unwrap();
+    let (snap_nat, mut snap_fullnat) = (all_up(&nat), all_up(&fullnat));
+    // The reload's snapshot is a later generation (the pools follow generations).
+    snap_fullnat.generation = snap_nat.generation + 1;
+    let mut p = Pipeline::new(WorkerIdx::new(0), 1, 4096, 0x5eed);
+    p.now_ms = 5_000;
+    let (client, vip) = (ip("203.0.113.7"), ip("198.51.100.1"));
+    let pkt = |flags| VecFrame::new(&frame(OUT_MAC, (client, 40000), (vip, 80), Some(flags)));
+    let forwarded = Verdict::Forward {
+        port: PortIdx::new(1),
+    };
+    let mut f = pkt(tcp::SYN);
+    assert_eq!(p.process(&snap_nat, PortIdx::new(0), &mut f), forwarded);
+    assert_eq!(read(f.data()).2.0, client, "NAT keeps the client's source");
+    assert_eq!(p.flows.len(), 2, "a NAT pair");
+    for round in 0..2 {
+        let mut f = pkt(tcp::ACK);
+        assert_eq!(
+            p.process(&snap_fullnat, PortIdx::new(0), &mut f),
+            forwarded,
+            "round {round}"
+        );
+        let (_, _, (src, lport), _) = read(f.data());
+        assert_eq!(src, ip("10.1.0.1"), "round {round}: from the local address");
+        assert!((20000..=20063).contains(&lport), "round {round}: {lport}");
+    }
+    assert_eq!(p.counters.flows_rescheduled, 1, "made again once");
+}

@@ -313,19 +313,21 @@ impl Pipeline {
         // Whether `probe` still describes the table (the removal below changes it).
         let mut probe_fresh = true;
         if let Some(idx) = probe.found {
-            match self.hit(snap, idx, si, tcp, flags, fwd) {
+            let sent = match self.hit(snap, idx, si, tcp, flags, fwd) {
                 Some(b) if fwd == Forwarding::FullNat => {
-                    return self.fullnat_forward(snap, port, idx, b, p, key, frame);
+                    self.fullnat_forward(snap, port, idx, b, p, key, frame)
                 }
                 Some(b) => return self.forward(snap, port, b, false, p, key, fwd, frame),
-                None => {
-                    // Its backend is down, in maintenance or gone: this packet goes to the new
-                    // choice (the flow is made again below).
-                    self.remove_flow(idx);
-                    self.counters.flows_rescheduled += 1;
-                    probe_fresh = false;
-                }
+                None => None,
+            };
+            if let Some(v) = sent {
+                return v;
             }
+            // Its backend is down, in maintenance or gone, or (FullNAT) the entry has no local
+            // side: this packet goes to the new choice (the flow is made again below).
+            self.remove_flow(idx);
+            self.counters.flows_rescheduled += 1;
+            probe_fresh = false;
         }
         // A SYN is a new connection: Maglev's, so a SYN flood never probes the exceptions.
         let b = if tcp && flags & tcp::SYN != 0 {
