@@ -654,6 +654,17 @@ pub struct ServiceChange {
     /// The new table's size, for a service that stays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maglev_size: Option<u64>,
+    /// Backends the reload added to a service that stays.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends_added: Vec<String>,
+    /// Backends the reload removed from a service that stays.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends_removed: Vec<String>,
+    /// Added backends that take no new flow yet, with their state (`b3 down`: a checked
+    /// backend starts down and takes flows once its check passes): why an addition can
+    /// change no Maglev entry at first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_yet_up: Vec<String>,
 }
 
 /// What a reload did to one service: `added`, `removed`, `changed` or `unchanged`.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use dataplane::engine::Engine;
 use dataplane::maglev;
-use dataplane::snapshot::Snapshot;
+use dataplane::snapshot::{BackendRt, BackendState, Snapshot};
 use fulcrum::api::{Change, ReloadReply, ServiceChange};
 use slowpath::publish::Prepared;
 use slowpath::{Preparer, SlowPath};
@@ -132,6 +132,15 @@ fn maglev_members(snap: &Snapshot, service: usize) -> Vec<maglev::Member<'_>> {
         .collect()
 }
 
+/// The backends of `service`, in config order.
+fn backends_of(snap: &Snapshot, service: usize) -> Vec<&BackendRt> {
+    snap.services[service]
+        .backends
+        .iter()
+        .filter_map(|id| snap.backend(*id))
+        .collect()
+}
+
 /// Per-service differences between two snapshots.
 pub fn service_changes(old: &Snapshot, new: &Snapshot) -> Vec<ServiceChange> {
     let mut out = Vec::new();
@@ -142,6 +151,9 @@ pub fn service_changes(old: &Snapshot, new: &Snapshot) -> Vec<ServiceChange> {
                 change: Change::Added,
                 maglev_entries_changed: ns.maglev.size().into(),
                 maglev_size: None,
+                backends_added: Vec::new(),
+                backends_removed: Vec::new(),
+                not_yet_up: Vec::new(),
             }),
             Some(oi) => {
                 let om = maglev_members(old, oi);
@@ -149,15 +161,33 @@ pub fn service_changes(old: &Snapshot, new: &Snapshot) -> Vec<ServiceChange> {
                 let changed = old.services[oi]
                     .maglev
                     .changed_entries(&om, &ns.maglev, &nm);
+                let (was, now) = (backends_of(old, oi), backends_of(new, ni));
+                let added: Vec<&BackendRt> = now
+                    .iter()
+                    .filter(|b| !was.iter().any(|o| o.name == b.name))
+                    .copied()
+                    .collect();
+                let removed: Vec<String> = was
+                    .iter()
+                    .filter(|o| !now.iter().any(|b| b.name == o.name))
+                    .map(|o| o.name.clone())
+                    .collect();
                 out.push(ServiceChange {
                     service: ns.name.clone(),
-                    change: if changed > 0 {
+                    change: if changed > 0 || !added.is_empty() || !removed.is_empty() {
                         Change::Changed
                     } else {
                         Change::Unchanged
                     },
                     maglev_entries_changed: changed.into(),
                     maglev_size: Some(ns.maglev.size().into()),
+                    backends_added: added.iter().map(|b| b.name.clone()).collect(),
+                    backends_removed: removed,
+                    not_yet_up: added
+                        .iter()
+                        .filter(|b| b.state != BackendState::Up)
+                        .map(|b| format!("{} {}", b.name, b.state.as_str()))
+                        .collect(),
                 });
             }
         }
@@ -169,6 +199,9 @@ pub fn service_changes(old: &Snapshot, new: &Snapshot) -> Vec<ServiceChange> {
                 change: Change::Removed,
                 maglev_entries_changed: os.maglev.size().into(),
                 maglev_size: None,
+                backends_added: Vec::new(),
+                backends_removed: Vec::new(),
+                not_yet_up: Vec::new(),
             });
         }
     }
@@ -494,5 +527,28 @@ mac = "02:00:00:00:00:11"
         assert_eq!(v["change"], "changed");
         assert_eq!(v["service"], "web");
         assert_eq!(v["maglev_size"], 65537);
+        assert_eq!(removed[0].backends_removed, ["b2"]);
+        assert!(removed[0].backends_added.is_empty() && removed[0].not_yet_up.is_empty());
+        // b2 back, down (its check has not run): changed, though no Maglev entry moved.
+        let mut down = slowpath::publish::Dynamic::default();
+        let e = slowpath::publish::build(&parse(&two), ids, &d, 4);
+        let b2 = e
+            .backends
+            .iter()
+            .flatten()
+            .find(|b| b.name == "b2")
+            .unwrap();
+        down.health.insert(b2.id, slowpath::health::Health::Down);
+        let f = slowpath::publish::build(&parse(&two), ids, &down, 5);
+        let back = service_changes(&c, &f);
+        assert_eq!(back[0].change, Change::Changed);
+        assert_eq!(back[0].maglev_entries_changed, 0);
+        assert_eq!(back[0].backends_added, ["b2"]);
+        assert_eq!(back[0].not_yet_up, ["b2 down"]);
+        let line = crate::ctl::backend_changes(&back[0]);
+        assert_eq!(
+            line,
+            "; backends added: b2 (not yet up: b2 down; new flows once up)"
+        );
     }
 }

@@ -20,7 +20,7 @@ use crate::control::{CallError, call};
 mod print;
 mod rates;
 
-pub use print::print_which;
+pub use print::{backend_changes, print_which};
 use print::{print_backends, print_rates, print_services, print_stats, print_status};
 pub use rates::rates;
 
@@ -312,8 +312,11 @@ fn run(path: &Path, cmd: CtlCmd, json: bool, out: &mut dyn Write) -> Result<(), 
                 for s in &v.services {
                     writeln!(
                         out,
-                        "  service {}: {}, {} Maglev entries changed",
-                        s.service, s.change, s.maglev_entries_changed
+                        "  service {}: {}, {} Maglev entries changed{}",
+                        s.service,
+                        s.change,
+                        s.maglev_entries_changed,
+                        backend_changes(s)
                     )?;
                 }
             }

@@ -399,6 +399,25 @@ fn encap_text(v: &WhichReply) -> String {
     via + &local
 }
 
+/// `; backends added: b3 (not yet up: b3 down, takes new flows once up); removed: b1` for a
+/// service whose backends a reload changed, else nothing.
+pub fn backend_changes(s: &fulcrum::api::ServiceChange) -> String {
+    let mut t = String::new();
+    if !s.backends_added.is_empty() {
+        t += &format!("; backends added: {}", s.backends_added.join(", "));
+        if !s.not_yet_up.is_empty() {
+            t += &format!(
+                " (not yet up: {}; new flows once up)",
+                s.not_yet_up.join(", ")
+            );
+        }
+    }
+    if !s.backends_removed.is_empty() {
+        t += &format!("; backends removed: {}", s.backends_removed.join(", "));
+    }
+    t
+}
+
 /// Instance sync in a few lines: what is held, sent, and what each peer sent.
 fn print_sync(out: &mut dyn Write, s: &fulcrum::api::SyncStatus) -> io::Result<()> {
     writeln!(
