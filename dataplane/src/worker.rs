@@ -187,7 +187,7 @@ impl FlowQuery {
                 let mut a = 1u64 << 63 | u64::from(pipe.flows.get(idx).backend.get());
                 if let Some(rkey) = pipe.fullnat_local(idx) {
                     // Written where the question was: the asker reads it after `answered`.
-                    for (slot, v) in self.key.iter().zip(Self::pack(rkey)) {
+                    for (slot, v) in self.key.iter().zip(Self::pack(&rkey)) {
                         slot.store(v, Ordering::Relaxed);
                     }
                     a |= 1 << 62;

@@ -50,7 +50,7 @@ const TAKE_TRIES: usize = 4;
 /// The local address of a FullNAT pair's reverse half keyed `key` (the backend answers to
 /// it; the port is `key.dport`).
 #[inline]
-fn local_of(key: &FlowKey) -> IpKey {
+fn local_addr(key: &FlowKey) -> IpKey {
     IpKey::new(&key.dst, key.family == flow::FAMILY_V6)
 }
 
@@ -59,7 +59,7 @@ fn local_of(key: &FlowKey) -> IpKey {
 pub(super) fn release_into(lp: &mut LocalPorts, now: u32, key: &FlowKey, f: &Flow) {
     const BOTH: u8 = FLAG_FULLNAT | flow::FLAG_REVERSE;
     if f.flags & BOTH == BOTH {
-        lp.give(local_of(key), key.dport, now);
+        lp.give(local_addr(key), key.dport, now);
     }
 }
 
@@ -102,7 +102,7 @@ impl Pipeline {
             .flows
             .iter()
             .filter(|(_, f)| f.flags & BOTH == BOTH)
-            .map(|(k, _)| (local_of(k), k.dport));
+            .map(|(k, _)| (local_addr(k), k.dport));
         self.local_ports.hold(held);
     }
 
@@ -110,16 +110,15 @@ impl Pipeline {
     /// destination is the balancer's side of the connection as the backend sees it (local
     /// address and port). `None` for any other flow, or a pair whose other half is gone.
     /// For `ctl which`, not the packet path.
-    pub fn fullnat_local(&self, idx: FlowSlot) -> Option<&FlowKey> {
+    pub fn fullnat_local(&self, idx: FlowSlot) -> Option<FlowKey> {
         let f = self.flows.get(idx);
         if f.flags & FLAG_FULLNAT == 0 {
             return None;
         }
         if f.flags & flow::FLAG_REVERSE != 0 {
-            return Some(self.flows.key(idx));
+            return Some(*self.flows.key(idx));
         }
-        let tw = f.twin;
-        (self.flows.is_live(tw) && self.flows.get(tw).twin == idx).then(|| self.flows.key(tw))
+        self.local_of(idx)
     }
 
     /// This worker's local ports in use, per local address.
@@ -310,7 +309,7 @@ impl Pipeline {
         }
         if !self.record_pair(snap, (key, fhash, fl), (rkey, rhash, rf)) {
             self.local_ports.give(
-                IpKey::new(&rkey.dst, p.v6),
+                local_addr(&rkey),
                 rkey.dport,
                 now.wrapping_sub(snap.fullnat.quiet_ms),
             );
