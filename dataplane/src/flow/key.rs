@@ -3,6 +3,8 @@
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use zerocopy::{Immutable, IntoBytes};
+
 use super::{FAMILY_V4, FAMILY_V6};
 
 /// An IPv4 address in the flow-key layout ([`FlowKey`]): its 4 bytes, then 12 zeros.
@@ -28,7 +30,7 @@ pub const fn v4_of(k: &[u8; 16]) -> [u8; 4] {
 /// the other 12 are zero** (cheapest to build from a packet: one 4-byte copy), and `family`
 /// tells `10.0.0.1` from `a00:1::`. Ports are in host order. Use [`FlowKey::v4`] /
 /// [`FlowKey::v6`] so the padding is always zero: equality and hashing see every byte.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, IntoBytes, Immutable)]
 #[repr(C)]
 pub struct FlowKey {
     pub src: [u8; 16],
@@ -44,32 +46,19 @@ pub struct FlowKey {
 impl FlowKey {
     /// `self == other`, written for the flow table's scans, where most compared keys differ:
     /// the first 8 bytes (the source address, or for IPv4 all of it) decide most mismatches
-    /// with one compare; the rest is compared without branches.
+    /// with one compare; the rest is compared without branches, as four more 8-byte words of
+    /// the key's 38 bytes (the last one overlaps the destination's end: ports, protocol and
+    /// family in one load, not four field loads and their shifts).
     #[inline(always)]
     pub fn same(&self, other: &FlowKey) -> bool {
-        let w = |b: &[u8; 16], i: usize| {
-            u64::from_ne_bytes([
-                b[i],
-                b[i + 1],
-                b[i + 2],
-                b[i + 3],
-                b[i + 4],
-                b[i + 5],
-                b[i + 6],
-                b[i + 7],
-            ])
-        };
-        let tail = |k: &FlowKey| {
-            u64::from(k.sport)
-                | u64::from(k.dport) << 16
-                | u64::from(k.proto) << 32
-                | u64::from(k.family) << 40
-        };
-        w(&self.src, 0) == w(&other.src, 0)
-            && (w(&self.src, 8) ^ w(&other.src, 8)
-                | w(&self.dst, 0) ^ w(&other.dst, 0)
-                | w(&self.dst, 8) ^ w(&other.dst, 8)
-                | tail(self) ^ tail(other))
+        let (a, b): (&[u8; 38], &[u8; 38]) = (
+            zerocopy::transmute_ref!(self),
+            zerocopy::transmute_ref!(other),
+        );
+        let w =
+            |k: &[u8; 38], i: usize| u64::from_ne_bytes(k[i..i + 8].try_into().expect("8 bytes"));
+        w(a, 0) == w(b, 0)
+            && (w(a, 8) ^ w(b, 8) | w(a, 16) ^ w(b, 16) | w(a, 24) ^ w(b, 24) | w(a, 30) ^ w(b, 30))
                 == 0
     }
 
