@@ -308,7 +308,7 @@ fn e2e_ctl_which_drain_and_metrics() {
     }
     assert!(m1.contains_key("fulcrum_backend_up{service=\"web-dsr\",backend=\"b1\"}"));
     // Per-backend counters (published every 100 ms): about one new flow per connection
-    // above (a client port reused within the flow timeout finds its flow again).
+    // above (a client port reused within the closing timeout is a new flow again).
     let new_flows: f64 = ["b1", "b2", "b3"]
         .iter()
         .map(|b| {

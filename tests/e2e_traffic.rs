@@ -17,8 +17,8 @@ fn place(tb: &Net, lb: &Balancer, what: &str, net: &str, vip: &str, w: &[(&str, 
 
 /// The final report of a balancer that served `dsr_flows` DSR and `nat_flows` NAT client
 /// flows: every packet accounted for, one flow entry per DSR flow and two per NAT flow
-/// (forward and reverse; a port the client reused within the flow timeout finds its flow
-/// again), no reset, every NAT reply matched.
+/// (forward and reverse; a port the client reused within `tcp_closing` is a new connection,
+/// its entries made again), no reset, every NAT reply matched.
 fn check_totals(v: &serde_json::Value, dsr_flows: usize, nat_flows: usize) {
     let t = &v["totals"];
     assert_eq!(
@@ -26,11 +26,7 @@ fn check_totals(v: &serde_json::Value, dsr_flows: usize, nat_flows: usize) {
         Some(true),
         "every packet accounted: {t}"
     );
-    assert_eq!(
-        t["flows_created"].as_u64().unwrap(),
-        (dsr_flows + 2 * nat_flows) as u64,
-        "{t}"
-    );
+    spread::check_flows_created(t, dsr_flows + 2 * nat_flows, 1..=2);
     assert_eq!(t["resets"].as_u64(), Some(0), "{t}");
     assert_eq!(
         t["drops"]["nat_no_flow"].as_u64(),

@@ -110,6 +110,9 @@ scalar_counters! {
     /// FullNAT local ports held by this worker's flows, over every local address (a gauge;
     /// per address in `ctl status`).
     local_ports_in_use,
+    /// TCP SYNs that found the entry of a closed connection (FIN or RST seen) with the same
+    /// addresses and ports: a new connection, placed anew (not counted as rescheduled).
+    flows_reopened,
 }
 
 impl Counters {
@@ -538,9 +541,10 @@ mod tests {
                 "exceptions_report_full",
                 "local_ports_exhausted",
                 "local_ports_in_use",
+                "flows_reopened",
             ]
         );
-        assert_eq!(LAYOUT, (21 << 32) | DropReason::COUNT as u64);
+        assert_eq!(LAYOUT, (22 << 32) | DropReason::COUNT as u64);
     }
 
     #[test]

@@ -56,6 +56,35 @@ pub fn distinct_flows(recs: &[Record]) -> usize {
         .len()
 }
 
+/// Asserts that a balancer's `totals` made one set of flow entries per distinct client flow
+/// (`entries` in all: one per DSR or tunnel flow, two per NAT flow), plus, for each client
+/// port reused within `tcp_closing` (a new connection on a closed one's ports: its entries
+/// made again, counted `flows_reopened`), `per_reopen` more (1 for DSR, 2 for NAT; a range
+/// when a test mixes them). Prints the reuse it saw.
+pub fn check_flows_created(
+    totals: &serde_json::Value,
+    entries: usize,
+    per_reopen: std::ops::RangeInclusive<u64>,
+) {
+    let n = |k: &str| {
+        totals[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} in {totals}"))
+    };
+    let (created, reopened) = (n("flows_created"), n("flows_reopened"));
+    let remade = created.checked_sub(entries as u64).unwrap_or_else(|| {
+        panic!("{created} entries made for {entries} of distinct flows: {totals}")
+    });
+    assert!(
+        reopened * per_reopen.start() <= remade && remade <= reopened * per_reopen.end(),
+        "{created} entries made for {entries} of distinct flows and {reopened} reopened \
+         ({per_reopen:?} entries each): {totals}"
+    );
+    println!(
+        "flow entries: {created} made, {entries} for distinct client flows, {reopened} ports reused"
+    );
+}
+
 /// `count` new connections from `net`'s client addresses ([`client_sources`]) to `vip`:80,
 /// every one answered by the backend `fulcrum which` names, shares within
 /// [`share_tolerance`] of `weights`; prints the figures under `what`. The number of distinct

@@ -10,40 +10,14 @@ use crate::flow::{Flow, FlowKey, FlowState};
 use crate::frame::VecFrame;
 use crate::ids::{BackendId, PortIdx, ServiceIdx, WorkerIdx};
 use crate::wire::tcp;
-use crate::wire::{Ipv4Repr, TcpPacket, TcpRepr};
 
-use super::fast_path_tests::CONFIG;
+use super::fast_path_tests::{CONFIG, tcp4};
 
 const CLIENT: [u8; 4] = [203, 0, 113, 9];
 const VIP: [u8; 4] = [198, 51, 100, 1];
 
 fn tcp_frame(sport: u16, flags: u8) -> Vec<u8> {
-    let mut f = vec![0u8; 14 + 20 + 20];
-    f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-    f[6..12].copy_from_slice(&[2, 0, 0, 0, 1, 0xfe]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    Ipv4Repr {
-        src: CLIENT,
-        dst: VIP,
-        protocol: IPPROTO_TCP,
-        payload_len: 20,
-        ttl: 64,
-        ident: 1,
-    }
-    .emit(&mut f[14..])
-    .unwrap();
-    TcpRepr {
-        src_port: sport,
-        dst_port: 80,
-        seq_number: 1,
-        ack_number: 1,
-        flags,
-        window_len: 512,
-    }
-    .emit(&mut f[34..])
-    .unwrap();
-    TcpPacket::new_unchecked(&mut f[34..]).fill_checksum_v4(&CLIENT, &VIP);
-    f
+    tcp4(0, (CLIENT, sport), (VIP, 80), flags, 0)
 }
 
 fn key(sport: u16) -> FlowKey {

@@ -107,6 +107,44 @@ impl Rng {
     }
 }
 
+/// An IPv4 TCP segment `src:sport -> dst:dport` with `flags` and `payload` zero bytes, its
+/// checksums right, to the MAC of [`CONFIG`]'s port `to` (0 "out", where clients are; 1 "in").
+/// The unit tests' one builder of a plain segment.
+pub(super) fn tcp4(
+    to: u8,
+    (src, sport): ([u8; 4], u16),
+    (dst, dport): ([u8; 4], u16),
+    flags: u8,
+    payload: usize,
+) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + 20 + 20 + payload];
+    f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1 + to]);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 1, 0xfe]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    Ipv4Repr {
+        src,
+        dst,
+        protocol: IPPROTO_TCP,
+        payload_len: (20 + payload) as u16,
+        ttl: 64,
+        ident: 1,
+    }
+    .emit(&mut f[14..])
+    .unwrap();
+    TcpRepr {
+        src_port: sport,
+        dst_port: dport,
+        seq_number: 1,
+        ack_number: 1,
+        flags,
+        window_len: 512,
+    }
+    .emit(&mut f[34..])
+    .unwrap();
+    TcpPacket::new_unchecked(&mut f[34..]).fill_checksum_v4(&src, &dst);
+    f
+}
+
 /// A client frame: TCP (any flags, 0..12 bytes of options, 0..40 of payload) or UDP (with
 /// or without checksum), sometimes with IP options or a wrong IP checksum.
 fn frame(r: &mut Rng) -> Vec<u8> {

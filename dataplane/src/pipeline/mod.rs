@@ -376,3 +376,5 @@ mod exception_tests;
 mod fast_path_tests;
 #[cfg(test)]
 mod fullnat_tests;
+#[cfg(test)]
+mod reuse_tests;

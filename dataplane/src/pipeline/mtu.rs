@@ -136,40 +136,16 @@ mod tests {
     use super::*;
     use crate::frame::VecFrame;
     use crate::ids::WorkerIdx;
-    use crate::wire::{IPPROTO_TCP, Ipv4Repr, TcpPacket, TcpRepr, tcp};
+    use crate::wire::tcp;
 
     /// The differential test's world: the DSR VIP 198.51.100.1:80 on port 0, its backends
     /// behind port 1 ("in", mtu 600).
-    use super::super::fast_path_tests::CONFIG;
+    use super::super::fast_path_tests::{CONFIG, tcp4};
 
     /// A 1500-byte IPv4 TCP segment with DF from 203.0.113.1:`sport` to the VIP.
     fn big(sport: u16) -> Vec<u8> {
-        let mut f = vec![0u8; 14 + 1500];
-        f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-        f[6..12].copy_from_slice(&[2, 0, 0, 0, 1, 0xfe]);
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
         let (src, dst) = ([203, 0, 113, 1], [198, 51, 100, 1]);
-        Ipv4Repr {
-            src,
-            dst,
-            protocol: IPPROTO_TCP,
-            payload_len: 1480,
-            ttl: 64,
-            ident: 1,
-        }
-        .emit(&mut f[14..])
-        .unwrap();
-        TcpRepr {
-            src_port: sport,
-            dst_port: 80,
-            seq_number: 1,
-            ack_number: 1,
-            flags: tcp::ACK,
-            window_len: 512,
-        }
-        .emit(&mut f[34..])
-        .unwrap();
-        TcpPacket::new_unchecked(&mut f[34..]).fill_checksum_v4(&src, &dst);
+        let f = tcp4(0, (src, sport), (dst, 80), tcp::ACK, 1460);
         assert!(wire::Ipv4Packet::new_unchecked(&f[14..]).dont_frag());
         f
     }

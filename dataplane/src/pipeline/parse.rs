@@ -272,41 +272,17 @@ pub(super) fn ports(data: &[u8], p: &IpMeta) -> Option<Ports> {
 #[cfg(test)]
 mod tests {
     use super::super::Pipeline;
-    use super::super::fast_path_tests::CONFIG;
+    use super::super::fast_path_tests::{CONFIG, tcp4};
     use crate::frame::{RxIpChecksum, VecFrame};
     use crate::ids::{PortIdx, WorkerIdx};
     use crate::verdict::{DropReason, Verdict};
-    use crate::wire::{IPPROTO_TCP, Ipv4Repr, TcpPacket, TcpRepr, tcp};
+    use crate::wire::tcp;
 
     /// A SYN from 203.0.113.9:40000 to the DSR VIP 198.51.100.1:80, its IPv4 header checksum
     /// right, or wrong when `corrupt`.
     fn syn(corrupt: bool) -> Vec<u8> {
-        let mut f = vec![0u8; 14 + 40];
-        f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-        f[6..12].copy_from_slice(&[2, 0, 0, 0, 1, 0xfe]);
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
         let (src, dst) = ([203, 0, 113, 9], [198, 51, 100, 1]);
-        Ipv4Repr {
-            src,
-            dst,
-            protocol: IPPROTO_TCP,
-            payload_len: 20,
-            ttl: 64,
-            ident: 1,
-        }
-        .emit(&mut f[14..])
-        .unwrap();
-        TcpRepr {
-            src_port: 40_000,
-            dst_port: 80,
-            seq_number: 1,
-            ack_number: 0,
-            flags: tcp::SYN,
-            window_len: 512,
-        }
-        .emit(&mut f[34..])
-        .unwrap();
-        TcpPacket::new_unchecked(&mut f[34..]).fill_checksum_v4(&src, &dst);
+        let mut f = tcp4(0, (src, 40_000), (dst, 80), tcp::SYN, 0);
         if corrupt {
             f[14 + 10] ^= 0x5a;
         }

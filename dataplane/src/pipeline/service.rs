@@ -28,6 +28,18 @@ pub(super) fn flow_backend<'s>(
     keeps_flow(snap, f.backend, si)
 }
 
+/// Whether a packet (`tcp`, `flags`) that found entry `f` opens a new connection on a closed
+/// one's addresses and ports: a SYN (no ACK) where a FIN or RST was seen. A busy client (or
+/// a NAT in front of many) reuses its ports within the closing timeout; the new connection
+/// is placed as any new one is (Maglev's choice now, so never on a draining backend), with
+/// an entry of its own, not on the old connection's backend in a closing entry (IPVS's
+/// `conn_reuse_mode`). A SYN on a half-open entry is a retransmission and keeps its backend.
+#[inline(always)]
+fn reopens(f: &Flow, flags: u8) -> bool {
+    // Only TCP entries close, and only TCP packets have flags.
+    f.state == FlowState::TcpClosing && flags & (tcp::SYN | tcp::ACK) == tcp::SYN
+}
+
 /// Backend `id` if it still takes an existing flow of service `si`: up or draining, and
 /// still that service's. The one test for a flow-table entry and a peer's exception alike.
 #[inline(always)]
@@ -248,6 +260,9 @@ impl Pipeline {
         let b = flow_backend(snap, self.flows.get(idx), si)?;
         let now = self.now_ms;
         let fm = self.flows.get_mut(idx);
+        if reopens(fm, flags) {
+            return None;
+        }
         fm.last_seen = now;
         fm.service = si;
         let (old, new) = (fm.state, next_state(fm.state, tcp, flags));
@@ -323,10 +338,15 @@ impl Pipeline {
             if let Some(v) = sent {
                 return v;
             }
-            // Its backend is down, in maintenance or gone, or (FullNAT) the entry has no local
-            // side: this packet goes to the new choice (the flow is made again below).
+            // A new connection on a closed one's addresses and ports, or its backend is down,
+            // in maintenance or gone, or (FullNAT) the entry has no local side: this packet
+            // goes to the new choice (the flow is made again below).
+            if reopens(self.flows.get(idx), flags) {
+                self.counters.flows_reopened += 1;
+            } else {
+                self.counters.flows_rescheduled += 1;
+            }
             self.remove_flow(idx);
-            self.counters.flows_rescheduled += 1;
             probe_fresh = false;
         }
         // A SYN is a new connection: Maglev's, so a SYN flood never probes the exceptions.
