@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the fuzz targets of fuzz/ (cargo-fuzz, libFuzzer) and runs each for a bounded time,
 # starting from the committed seeds (fuzz/corpus/seed/<target>, made from the golden cases by
-# fuzz/make_seeds.py; the `config` target's are conf/examples and conf/tests/broken) plus what
+# fuzz/make_seeds.py; the `config` target's are conf/examples and conf/tests/broken), the
+# inputs that once crashed a target (fuzz/corpus/regressions/<target>, committed), plus what
 # earlier runs found (fuzz/corpus/<target>, not committed).
 # Prints one line per target and fails if any target crashed, timed out or ran out of memory;
 # the input that did it is in fuzz/artifacts/<target>/ (replay: see fuzz/README.md).
@@ -42,6 +43,9 @@ for t in $targets; do
     log="artifacts/$t.log"
     status=0
     seeds=("corpus/seed/$t")
+    # Inputs that once crashed a target (committed by hand, kept by make_seeds.py): every
+    # run replays them first.
+    [ -d "corpus/regressions/$t" ] && seeds+=("corpus/regressions/$t")
     if [ "$t" = config ]; then
         # The configs README and the diagnostics tests keep: no copy to drift from them.
         seeds=(../conf/examples ../conf/tests/broken)

@@ -91,7 +91,8 @@ scalar_counters! {
     /// Flow-table entries evicted from a full table (a NAT flow's pair counts two, as in
     /// `flows_created` and `flows_expired`).
     flows_evicted,
-    /// Flows reaped after their idle timeout.
+    /// Flows reaped after their idle timeout, and the entries of a closed flow whose ports
+    /// a new connection reused (`flows_reopened`), which it ends at once.
     flows_expired,
     /// Flows currently in the table (a gauge).
     flows_active,
@@ -111,7 +112,8 @@ scalar_counters! {
     /// per address in `ctl status`).
     local_ports_in_use,
     /// TCP SYNs that found the entry of a closed connection (FIN or RST seen) with the same
-    /// addresses and ports: a new connection, placed anew (not counted as rescheduled).
+    /// addresses and ports: a new connection, placed anew (not counted as rescheduled; the
+    /// closed one's entries count as expired).
     flows_reopened,
 }
 

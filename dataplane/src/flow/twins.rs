@@ -29,14 +29,17 @@ impl FlowTable {
 
     /// Removes the entry at `idx` **and its twin** (a NAT pair lives and dies together; call
     /// [`unlink`](Self::unlink) first to remove one half only). No-op on a free slot.
-    pub fn remove(&mut self, idx: FlowSlot) {
+    /// Returns how many entries it freed (0, 1 or 2).
+    pub fn remove(&mut self, idx: FlowSlot) -> u64 {
         if !self.is_live(idx) {
-            return;
+            return 0;
         }
-        if let Some(t) = self.twin_of(idx) {
+        let twin = self.twin_of(idx);
+        if let Some(t) = twin {
             self.free(t);
         }
         self.free(idx);
+        1 + u64::from(twin.is_some())
     }
 
     /// `idx`'s twin, if it is a live entry that names `idx` back (a stale or corrupted link

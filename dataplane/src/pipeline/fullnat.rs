@@ -135,8 +135,9 @@ impl Pipeline {
         }
     }
 
-    /// Removes the entry at `idx` and its twin, giving back a FullNAT pair's local port.
-    pub(super) fn remove_flow(&mut self, idx: FlowSlot) {
+    /// Removes the entry at `idx` and its twin, giving back a FullNAT pair's local port;
+    /// how many entries it removed.
+    pub(super) fn remove_flow(&mut self, idx: FlowSlot) -> u64 {
         let f = *self.flows.get(idx);
         if f.flags & FLAG_FULLNAT != 0 {
             let now = self.now_ms;
@@ -147,7 +148,7 @@ impl Pipeline {
                 release_into(&mut self.local_ports, now, self.flows.key(tw), &g);
             }
         }
-        self.flows.remove(idx);
+        self.flows.remove(idx)
     }
 
     /// The local address and port of the FullNAT flow in slot `idx` (its twin's key), if

@@ -136,6 +136,7 @@ fn a_syn_on_a_closed_dsr_flow_is_a_new_connection() {
     assert_eq!(c.pipe.counters.flows_reopened, 1);
     assert_eq!(c.pipe.counters.flows_rescheduled, 0, "not a backend gone");
     assert_eq!(c.pipe.counters.flows_created, 2, "an entry of its own");
+    assert_eq!(c.pipe.counters.flows_expired, 1, "the closed one's, ended");
     assert_eq!(send(&mut c.pipe, &c.drained, seg(tcp::ACK)), Ok(new));
     assert_eq!(
         send(&mut c.pipe, &c.drained, seg(tcp::ACK | tcp::PSH)),
@@ -197,6 +198,8 @@ fn a_syn_on_a_closed_nat_flow_gets_a_new_pair() {
     assert_ne!(new, c.old);
     assert_eq!(c.pipe.counters.flows_reopened, 1);
     assert_eq!(c.pipe.flows.len(), 2, "the old pair gone, a new one made");
+    assert_eq!(c.pipe.counters.flows_created, 4);
+    assert_eq!(c.pipe.counters.flows_expired, 2, "the closed pair, ended");
 
     // The new backend's reply goes back to the client from the VIP; the old one's is no
     // flow's any more.

@@ -342,11 +342,14 @@ impl Pipeline {
             // in maintenance or gone, or (FullNAT) the entry has no local side: this packet
             // goes to the new choice (the flow is made again below).
             if reopens(self.flows.get(idx), flags) {
+                // The closed connection's entries end here, as their expiry would have
+                // ended them: `flows_created = live + evicted + expired` still holds.
                 self.counters.flows_reopened += 1;
+                self.counters.flows_expired += self.remove_flow(idx);
             } else {
                 self.counters.flows_rescheduled += 1;
+                self.remove_flow(idx);
             }
-            self.remove_flow(idx);
             probe_fresh = false;
         }
         // A SYN is a new connection: Maglev's, so a SYN flood never probes the exceptions.
