@@ -119,30 +119,20 @@ impl FlowTable {
         }
         let (b1, tag) = self.first_bucket(hash);
         let b2 = self.second_bucket(b1, tag);
-        // One pass over both buckets: the key if present, else the first free slot (the
-        // first bucket's first).
-        let mut slot = None;
-        let pair = [b1, b2];
-        let h = home(tag);
-        for b in &pair[..if b2 == b1 { 1 } else { 2 }] {
-            let (base, bucket) = self.bucket(*b);
-            for i in 0..WAYS {
-                let j = (h + i) & (WAYS - 1);
-                let s = &bucket[j];
-                if s.key.same(&key) {
-                    let idx = FlowSlot::new((base + j) as u32);
-                    self.overwrite(idx, flow, now);
-                    return Ok(Inserted {
-                        idx,
-                        evicted: None,
-                        replaced: true,
-                    });
-                }
-                if slot.is_none() && !s.is_live() {
-                    slot = Some(FlowSlot::new((base + j) as u32));
-                }
-            }
+        // The key if present (overwritten), else the first free slot (the first bucket's
+        // first), both from the buckets' tags.
+        let found = self
+            .find_in(b1, tag, &key)
+            .or_else(|| (b2 != b1).then(|| self.find_in(b2, tag, &key)).flatten());
+        if let Some(idx) = found {
+            self.overwrite(idx, flow, now);
+            return Ok(Inserted {
+                idx,
+                evicted: None,
+                replaced: true,
+            });
         }
+        let slot = self.free_in(b1, tag).or_else(|| self.free_in(b2, tag));
         self.place(key, b1, b2, tag, slot, flow, now, t, keep)
     }
 
@@ -215,6 +205,7 @@ impl FlowTable {
                 ..flow
             },
         };
+        self.set_lane(idx.index(), TAG_LIVE | tag);
         self.len += 1;
     }
 
@@ -251,6 +242,8 @@ impl FlowTable {
                 let old = &mut self.slots[i.index()];
                 old.key.family = FAMILY_FREE;
                 old.flow.twin = NO_TWIN;
+                self.set_lane(j.index(), TAG_LIVE | tag);
+                self.set_lane(i.index(), 0);
                 return Some(i);
             }
         }

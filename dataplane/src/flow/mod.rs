@@ -3,15 +3,18 @@
 //! # Layout
 //!
 //! - One array of 64-byte slots, each exactly one cache line holding a key and its [`Flow`],
-//!   grouped in buckets of 8 consecutive slots. There is no index beside it: **64 bytes per
-//!   entry** in all ([`FlowTable::memory_bytes`]), for a table of `ceil(cap / 8)` buckets.
+//!   grouped in buckets of 8 consecutive slots, and beside it one 16-byte word of tags a
+//!   bucket (2 bytes a slot: whether it is taken, and its entry's tag), so that a miss reads
+//!   a bucket's tags, not its 8 slot lines: **66 bytes per entry** in all
+//!   ([`FlowTable::memory_bytes`]), for a table of `ceil(cap / 8)` buckets.
 //! - A key may live in two buckets (two-choice, set-associative): its first from the hash's
 //!   low 32 bits, its second at an offset given by a 15-bit tag from the high bits. The tag
-//!   also names the key's *home* slot: lookups and inserts go through a bucket from there
-//!   (home, home + 1, ..., wrapping), the first bucket, then the second; inserts take the
-//!   first free slot on that path. So at the loads a balancer runs at, most entries sit in
-//!   their home slot or the next: a hit usually costs one or two cache lines, which the
-//!   caller can prefetch ([`FlowTable::prefetch`]) for a whole burst before processing it.
+//!   also names the key's *home* slot: inserts take the first free slot from there (home,
+//!   home + 1, ..., wrapping), the first bucket, then the second, so at the loads a balancer
+//!   runs at most entries sit in their home slot. A lookup compares the home slot's key
+//!   first (one cache line, which the caller can prefetch for a whole burst,
+//!   [`FlowTable::prefetch`]); past it, each bucket's tags (16 bytes) name the slots whose
+//!   key is worth comparing, so a miss reads two lines of tags and compares no key.
 //! - A flow is named by its slot index ([`FlowSlot`]). It stays put for its whole life unless an
 //!   insert moves it to its other bucket to make room (see below); the entry's tag and
 //!   which of its buckets it is in are kept in two bytes of its slot that would otherwise
@@ -187,10 +190,8 @@ const fn home(tag: u16) -> usize {
     tag as usize & (WAYS - 1)
 }
 
-/// Lines of a bucket [`FlowTable::prefetch`] asks for: a key is usually in the first slots
-/// (inserts fill a bucket from the start), and more outstanding prefetches than the core has
-/// miss buffers stall it.
-const PREFETCH_LINES: usize = 2;
+/// A live entry's lane in [`FlowTable::tags`]: this bit and its tag (a free slot's is 0).
+const TAG_LIVE: u16 = 0x8000;
 
 /// [`Slot::meta`]: set when the entry sits in its second bucket.
 const META_SECOND: u16 = 0x8000;
@@ -241,6 +242,13 @@ pub struct FlowTable {
     /// `nbuckets * WAYS` slots; bucket `b` is `slots[b * WAYS..][..WAYS]`. In anonymous
     /// memory, or in a file that outlives the process ([`persist`]).
     slots: MappedSlots<Slot>,
+    /// One 16-bit lane a slot (a bucket's 8 in 16 bytes, which the allocator's 16-byte
+    /// alignment keeps within one cache line): `TAG_LIVE | tag` for a live entry, 0 for a
+    /// free slot. A probe past the home slot, a miss and a
+    /// search for a free slot read these 16 bytes (four buckets a cache line) and compare
+    /// the key of a slot whose lane matches only, instead of reading 8 slot lines a bucket.
+    /// Not in a table's file: rebuilt from the slots when one is adopted.
+    tags: Box<[u16]>,
     nbuckets: u32,
     /// The bound on live entries (`<= slots.len()`).
     cap: u32,
@@ -276,6 +284,7 @@ impl FlowTable {
         debug_assert_eq!(slots.len(), Self::slots_for(cap));
         FlowTable {
             nbuckets: (slots.len() / WAYS) as u32,
+            tags: vec![0; slots.len()].into_boxed_slice(),
             slots,
             cap: cap as u32,
             len: 0,
@@ -303,10 +312,10 @@ impl FlowTable {
         self.cap as usize
     }
 
-    /// Bytes of the slots, for sizing: 64 per slot (beside them only the fixed-size
-    /// [`Census`], 64 KiB).
+    /// Bytes of the slots and their tags, for sizing: 66 per slot (beside them only the
+    /// fixed-size [`Census`], 64 KiB).
     pub fn memory_bytes(&self) -> usize {
-        size_of_val(&*self.slots)
+        size_of_val(&*self.slots) + size_of_val(&*self.tags)
     }
 
     /// Whether `idx` names a live entry.
@@ -347,12 +356,30 @@ impl FlowTable {
             s.key.family = FAMILY_FREE;
             s.flow.twin = NO_TWIN;
         }
+        self.tags.fill(0);
         self.len = 0;
         self.hand = 0;
         self.census.empty();
     }
 
     // ---- internals ----
+
+    /// Sets slot `i`'s lane in [`tags`](Self::tags): `TAG_LIVE | tag` when it is taken, 0
+    /// when it is freed. Every change of a slot's liveness goes through here.
+    #[inline(always)]
+    fn set_lane(&mut self, i: usize, lane: u16) {
+        self.tags[i] = lane;
+    }
+
+    /// Bucket `b`'s slots whose lane is `x`, as a bit mask (bit `j` for slot `j`).
+    #[inline(always)]
+    fn lanes_equal(&self, b: u32, x: u16) -> u32 {
+        let base = b as usize * WAYS;
+        let lanes = self.tags[base..base + WAYS]
+            .try_into()
+            .expect("a bucket is WAYS lanes");
+        crate::mem::lanes_equal(lanes, x)
+    }
 }
 
 impl fmt::Debug for FlowTable {

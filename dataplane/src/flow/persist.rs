@@ -444,6 +444,12 @@ impl FlowTable {
             }
             self.len += 1;
         }
+        self.tags.fill(0);
+        for i in 0..self.slots.len() {
+            if self.slots[i].is_live() {
+                self.set_lane(i, TAG_LIVE | (self.slots[i].meta & META_TAG));
+            }
+        }
         for i in 0..self.slots.len() {
             let idx = FlowSlot::new(i as u32);
             if self.slots[i].is_live()

@@ -62,11 +62,11 @@ impl FlowTable {
         self.probe_scan::<true>(key, b1, tag, p)
     }
 
-    /// [`probe`](Self::probe) past the home slot of the first bucket. A tight loop: a miss
-    /// reads 16 lines, and the fewer instructions between their loads, the more of them the
-    /// core has in flight at once (scoring eviction candidates here as well measured slower
-    /// for a SYN flood than scoring them afterwards, from lines then in L1).
-    /// `FREE`: also remember the first free slot (`Probe::free`; else it stays `NO_TWIN`).
+    /// [`probe`](Self::probe) past the home slot of the first bucket: each bucket's tags
+    /// first (16 bytes), then the key of a slot whose tag matches (rarely one that is not
+    /// the key's: 1 in 32,768 a live slot). A miss reads two lines of tags and no slot.
+    /// `FREE`: also remember the first free slot (`Probe::free`; else it stays `NO_TWIN`),
+    /// from the home slot on, the first bucket's first.
     #[inline]
     pub(super) fn probe_scan<const FREE: bool>(
         &self,
@@ -75,33 +75,15 @@ impl FlowTable {
         tag: u16,
         mut p: Probe,
     ) -> Probe {
-        let h = home(tag);
         let b2 = self.second_bucket(b1, tag);
         let pair = [b1, b2];
         for b in &pair[..if b2 == b1 { 1 } else { 2 }] {
-            let (base, bucket) = self.bucket(*b);
-            if !FREE {
-                // Keys only: any order finds the same (one) entry, and slot order needs no
-                // offsets computed.
-                for (j, s) in bucket.iter().enumerate() {
-                    if s.key.same(key) {
-                        p.found = Some(FlowSlot::new((base + j) as u32));
-                        return p;
-                    }
-                }
-                continue;
+            if let Some(i) = self.find_in(*b, tag, key) {
+                p.found = Some(i);
+                return p;
             }
-            // The home slot first (where a key usually is), then the next ones, wrapping.
-            for i in 0..WAYS {
-                let j = (h + i) & (WAYS - 1);
-                let s = &bucket[j];
-                if s.key.same(key) {
-                    p.found = Some(FlowSlot::new((base + j) as u32));
-                    return p;
-                }
-                if FREE && p.free == NO_TWIN && !s.is_live() {
-                    p.free = FlowSlot::new((base + j) as u32);
-                }
+            if FREE && p.free == NO_TWIN {
+                p.free = self.free_in(*b, tag).unwrap_or(NO_TWIN);
             }
         }
         p
@@ -118,7 +100,7 @@ impl FlowTable {
         FlowSlot::new((b1 as usize * WAYS + home(tag)) as u32)
     }
 
-    /// Starts loading the first line(s) of the bucket `hash` maps to ([`PREFETCH_LINES`]),
+    /// Starts loading the key's home slot and its first bucket's tags (two lines),
     /// so that a lookup moments later finds them in cache: call it for every packet of a
     /// burst before processing any.
     /// `home` is the key's [`home_slot`](Self::home_slot).
@@ -127,11 +109,14 @@ impl FlowTable {
         if self.len == 0 {
             return;
         }
-        let base = home.index() & !(WAYS - 1);
-        if let Some(bucket) = self.slots.get(base..base + WAYS) {
-            for i in 0..PREFETCH_LINES {
-                crate::mem::prefetch(&bucket[(home.index() + i) & (WAYS - 1)]);
-            }
+        // The home slot (where a hit usually is), and the first bucket's tags (what a miss,
+        // or a hit elsewhere in the bucket, reads next).
+        if let (Some(slot), Some(lanes)) = (
+            self.slots.get(home.index()),
+            self.tags.get(home.index() & !(WAYS - 1)),
+        ) {
+            crate::mem::prefetch(slot);
+            crate::mem::prefetch(lanes);
         }
     }
 
@@ -180,33 +165,34 @@ impl FlowTable {
         (base, bucket)
     }
 
-    /// The slot holding `key` (of tag `tag`) in bucket `b`: the home slot first, then the
-    /// others in order. Free slots never match (family 0).
+    /// The slot holding `key` (of tag `tag`) in bucket `b`: the keys of the slots whose
+    /// lane says a live entry of that tag, in slot order. Free slots never match.
     #[inline(always)]
     pub(super) fn find_in(&self, b: u32, tag: u16, key: &FlowKey) -> Option<FlowSlot> {
         let (base, bucket) = self.bucket(b);
-        let h = home(tag);
-        for i in 0..WAYS {
-            let j = (h + i) & (WAYS - 1);
+        let mut m = self.lanes_equal(b, TAG_LIVE | tag);
+        while m != 0 {
+            let j = m.trailing_zeros() as usize;
             if bucket[j].key.same(key) {
                 return Some(FlowSlot::new((base + j) as u32));
             }
+            m &= m - 1;
         }
         None
     }
 
     /// A free slot of bucket `b` for a key of tag `tag`: its home slot if free, else the
-    /// first free one.
+    /// next free one after it (wrapping), from the bucket's tags alone.
     #[inline(always)]
     pub(super) fn free_in(&self, b: u32, tag: u16) -> Option<FlowSlot> {
-        let (base, bucket) = self.bucket(b);
-        let h = home(tag);
-        for i in 0..WAYS {
-            let j = (h + i) & (WAYS - 1);
-            if !bucket[j].is_live() {
-                return Some(FlowSlot::new((base + j) as u32));
-            }
+        let free = self.lanes_equal(b, 0);
+        if free == 0 {
+            return None;
         }
-        None
+        // Bit 0 of the rotated mask is the home slot's, bit 1 the next one's, ...
+        let h = home(tag) as u32;
+        let rotated = (free >> h | free << (WAYS as u32 - h)) & ((1 << WAYS) - 1);
+        let j = (h + rotated.trailing_zeros()) as usize & (WAYS - 1);
+        Some(FlowSlot::new((b as usize * WAYS + j) as u32))
     }
 }

@@ -43,6 +43,14 @@ fn check_invariants(ft: &FlowTable) {
     assert_eq!(live, ft.len());
     assert!(ft.len() <= ft.capacity());
     for (i, s) in ft.slots.iter().enumerate() {
+        // Its lane in the bucket's tags says whether it is taken, and its tag.
+        let lane = ft.tags[i];
+        let want = if s.is_live() {
+            TAG_LIVE | s.meta & META_TAG
+        } else {
+            0
+        };
+        assert_eq!(lane, want, "slot {i}: lane {lane:#x}, want {want:#x}");
         if s.is_live() {
             assert_eq!(
                 find(ft, &s.key),
@@ -249,8 +257,8 @@ fn bounded_and_no_allocation_under_churn() {
     assert_eq!(ft.memory_bytes(), bytes);
     assert_eq!(
         ft.memory_bytes(),
-        64 * cap,
-        "64 bytes per entry, nothing else"
+        66 * cap,
+        "64 bytes per entry and its 2-byte lane of tags, nothing else"
     );
     assert_eq!(ft.slots.as_ptr(), slab);
     check_invariants(&ft);
@@ -487,6 +495,7 @@ fn insert_if_room_never_evicts() {
                 // Refused only when a plain insert would have had to evict.
                 let mut c = FlowTable::with_capacity(cap);
                 c.slots.copy_from_slice(&b.slots);
+                c.tags.copy_from_slice(&b.tags);
                 c.len = b.len;
                 assert!(
                     c.insert(k, h, f, i, &T).unwrap().evicted.is_some(),
@@ -1043,4 +1052,41 @@ fn census_follows_the_paced_sweep() {
     assert_eq!(ft.census().get(BackendId::new(1)), [25, 0]);
     assert_eq!(ft.census().get(BackendId::new(2)), [25, 0]);
     assert_eq!(ft.census().get(BackendId::new(3)), [0, 10]);
+}
+
+/// The tags' compare (SSE2 on x86-64) answers as a lane-by-lane compare would, for lanes
+/// with repeats, zeros (free slots) and every bit pattern.
+#[test]
+fn lanes_equal_is_the_lane_by_lane_answer() {
+    let mut g = crate::hash::SplitMix(7);
+    for n in 0..20_000u32 {
+        let r = g.next_u64();
+        // Few distinct values, so that matches (and several in a bucket) are common.
+        let pick = |k: u32| -> u16 {
+            match (r >> (k * 3)) & 3 {
+                0 => 0,
+                1 => TAG_LIVE | (n as u16 & META_TAG),
+                2 => 0xffff,
+                _ => (r >> 40) as u16,
+            }
+        };
+        let lanes: [u16; WAYS] = std::array::from_fn(|j| pick(j as u32));
+        for x in [
+            0,
+            TAG_LIVE | (n as u16 & META_TAG),
+            0xffff,
+            (r >> 40) as u16,
+            1,
+        ] {
+            let want = lanes
+                .iter()
+                .enumerate()
+                .fold(0u32, |m, (j, l)| m | u32::from(*l == x) << j);
+            assert_eq!(
+                crate::mem::lanes_equal(&lanes, x),
+                want,
+                "{lanes:x?} == {x:#x}"
+            );
+        }
+    }
 }
