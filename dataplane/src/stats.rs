@@ -82,7 +82,8 @@ scalar_counters! {
     mtu_exceeded,
     /// New flows created.
     flows_created,
-    /// Flows whose backend became unusable and were sent to a new choice.
+    /// Flows whose backend became unusable and were sent to a new choice, or whose entry
+    /// another forwarding mode made (a reload changed the service's mode) and was made again.
     flows_rescheduled,
     /// TCP SYNs of DSR flows forwarded (by Maglev) without an entry, because recording them
     /// would have evicted one: a SYN never evicts, so a SYN flood displaces nothing. The

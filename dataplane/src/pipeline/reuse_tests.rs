@@ -2,7 +2,8 @@
 //! behind one NAT, within the closing timeout) opens a new connection: placed as any new
 //! one is, by Maglev's choice now (so never on a draining backend), with an entry (and, for
 //! NAT, a reverse half) of its own. A SYN on a half-open entry is a retransmission and keeps
-//! its backend, draining or not.
+//! its backend, draining or not. And an entry another forwarding mode made (before a
+//! reload changed the service's mode) is made again as the service's mode needs.
 
 use super::*;
 use crate::flow::{FlowKey, FlowState};
@@ -218,4 +219,52 @@ fn a_syn_on_a_closed_nat_flow_gets_a_new_pair() {
         ),
         "the closed connection's backend has no flow here"
     );
+}
+
+/// A reload that makes a DSR service NAT: an established flow's DSR entry (no reverse half)
+/// is made again as a NAT pair at its next packet (counted rescheduled), so the backend's
+/// answer (for a connection it never saw: a RST) reaches the client at once; with the DSR
+/// entry kept, every reply was dropped as `nat_no_flow` until the client timed out.
+#[test]
+fn a_dsr_entry_under_a_nat_service_is_made_again_as_a_pair() {
+    let mut c = Case::new("nat-any", NAT_VIP, 8080);
+    let si =
+        c.up.services
+            .iter()
+            .position(|s| s.name == "nat-any")
+            .unwrap();
+    let cfg = conf::parse(CONFIG, std::path::Path::new("test.toml")).unwrap();
+    let mut dsr = all_up(&cfg);
+    dsr.services[si].forwarding = conf::Forwarding::Dsr;
+    let seg = |flags| segment(0, CLIENT, NAT_VIP, c.sport, 8080, flags);
+
+    assert_eq!(send(&mut c.pipe, &dsr, seg(tcp::SYN)), Ok(c.old));
+    assert_eq!(send(&mut c.pipe, &dsr, seg(tcp::ACK)), Ok(c.old));
+    assert_eq!(c.pipe.flows.len(), 1, "a DSR entry");
+
+    // The service is NAT now: the flow's next packet makes a pair, to Maglev's choice.
+    assert_eq!(
+        send(&mut c.pipe, &c.up, seg(tcp::ACK | tcp::PSH)),
+        Ok(c.old)
+    );
+    assert_eq!(c.pipe.counters.flows_rescheduled, 1);
+    assert_eq!(c.pipe.counters.flows_reopened, 0);
+    assert_eq!(c.pipe.flows.len(), 2, "a NAT pair");
+    let addr = match c.up.backend(c.old).unwrap().addr {
+        std::net::IpAddr::V4(a) => a.octets(),
+        a => panic!("{a}"),
+    };
+    let mut r = segment(1, addr, CLIENT, 8080, c.sport, tcp::RST | tcp::ACK);
+    assert!(matches!(
+        c.pipe.process(&c.up, PortIdx::new(1), &mut r),
+        Verdict::Forward { .. }
+    ));
+    assert_eq!(
+        &r.data()[26..30],
+        &NAT_VIP,
+        "the backend's RST, from the VIP"
+    );
+    // And a pair stays a pair: the next packet is a plain hit.
+    assert_eq!(send(&mut c.pipe, &c.up, seg(tcp::ACK)), Ok(c.old));
+    assert_eq!(c.pipe.counters.flows_rescheduled, 1);
 }

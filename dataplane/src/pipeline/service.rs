@@ -40,6 +40,18 @@ fn reopens(f: &Flow, flags: u8) -> bool {
     f.state == FlowState::TcpClosing && flags & (tcp::SYN | tcp::ACK) == tcp::SYN
 }
 
+/// Whether entry `f` is the forward half of a NAT pair, which a NAT service's packets need
+/// (the reverse half translates the backend's replies). An entry another mode made (DSR or a
+/// tunnel: no reverse half; FullNAT: a reverse half to a local address) before a reload
+/// made its service NAT, or a half whose pair did not survive a restart, is not: its flow is
+/// made again as a pair (counted rescheduled), so the backend answers at once (with a RST,
+/// for a connection it never saw) instead of every reply being dropped as `nat_no_flow`
+/// while the client waits for its timeout.
+#[inline(always)]
+fn nat_pair(f: &Flow) -> bool {
+    f.twin != flow::NO_TWIN && f.flags & super::fullnat::FLAG_FULLNAT == 0
+}
+
 /// Backend `id` if it still takes an existing flow of service `si`: up or draining, and
 /// still that service's. The one test for a flow-table entry and a peer's exception alike.
 #[inline(always)]
@@ -260,7 +272,7 @@ impl Pipeline {
         let b = flow_backend(snap, self.flows.get(idx), si)?;
         let now = self.now_ms;
         let fm = self.flows.get_mut(idx);
-        if reopens(fm, flags) {
+        if reopens(fm, flags) || (fwd == Forwarding::Nat && !nat_pair(fm)) {
             return None;
         }
         fm.last_seen = now;
@@ -339,8 +351,9 @@ impl Pipeline {
                 return v;
             }
             // A new connection on a closed one's addresses and ports, or its backend is down,
-            // in maintenance or gone, or (FullNAT) the entry has no local side: this packet
-            // goes to the new choice (the flow is made again below).
+            // in maintenance or gone, or the entry is not what the service's mode needs (NAT:
+            // no reverse half; FullNAT: no local side): this packet goes to the new choice
+            // (the flow is made again below).
             if reopens(self.flows.get(idx), flags) {
                 // The closed connection's entries end here, as their expiry would have
                 // ended them: `flows_created = live + evicted + expired` still holds.
