@@ -392,4 +392,8 @@ impl fmt::Debug for FlowTable {
 }
 
 #[cfg(test)]
+mod policy_tests;
+#[cfg(test)]
+mod sweep_tests;
+#[cfg(test)]
 mod tests;
