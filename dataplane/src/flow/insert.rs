@@ -121,10 +121,7 @@ impl FlowTable {
         let b2 = self.second_bucket(b1, tag);
         // The key if present (overwritten), else the first free slot (the first bucket's
         // first), both from the buckets' tags.
-        let found = self
-            .find_in(b1, tag, &key)
-            .or_else(|| (b2 != b1).then(|| self.find_in(b2, tag, &key)).flatten());
-        if let Some(idx) = found {
+        if let Some(idx) = self.lookup(&key, hash) {
             self.overwrite(idx, flow, now);
             return Ok(Inserted {
                 idx,
