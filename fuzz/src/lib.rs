@@ -644,6 +644,9 @@ impl World {
             pipe.flows.len(),
             pipe.flows.capacity()
         );
+        // Eviction scores the copies of ages and states in the buckets' heads: they must be
+        // the entries' own.
+        assert_eq!(pipe.flows.stale_head(), None, "a flow-table head is stale");
         // Every entry made is live, evicted or expired (backends never change here, so no
         // flow is rescheduled).
         let c = &pipe.counters;

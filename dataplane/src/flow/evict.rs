@@ -20,6 +20,33 @@ const _: () = assert!(
 );
 
 impl FlowTable {
+    /// Whether slot `i`'s bucket head holds what the slot does (trivially for a free slot):
+    /// a write that bypassed [`touch`](Self::touch) or the table's own
+    /// [`mirror`](Self::mirror) would make eviction score a stale age or state.
+    pub(super) fn head_matches(&self, i: usize) -> bool {
+        let (s, h, j) = (&self.slots[i], &self.heads[i / WAYS], i % WAYS);
+        !s.is_live()
+            || (h.seen[j], h.states[j], h.links >> j & 1 != 0)
+                == (s.flow.last_seen, s.flow.state as u8, s.flow.twin != NO_TWIN)
+    }
+
+    /// The first live entry whose bucket head's copy of its age, state or link is not its
+    /// own, if any: for tests and fuzzing oracles (it reads the whole table).
+    pub fn stale_head(&self) -> Option<FlowSlot> {
+        (0..self.slots.len())
+            .find(|&i| !self.head_matches(i))
+            .map(|i| FlowSlot::new(i as u32))
+    }
+
+    /// In debug builds (the unit tests), [`head_matches`](Self::head_matches) for slot `i`.
+    #[inline(always)]
+    fn debug_check_mirror(&self, i: usize) {
+        debug_assert!(
+            self.head_matches(i),
+            "slot {i}: its head's age and state are not its own"
+        );
+    }
+
     /// [`evict_among`](Self::evict_among)'s score of a linked entry whose own score is
     /// `own`: a pair's age and expiry are those of its most recently seen half, and it is
     /// cheap only if both halves are (a UDP pair is confirmed when either half is).
@@ -35,6 +62,43 @@ impl FlowTable {
         let idle = (own as u32).min(gi);
         let cheap = own & CHEAP != 0 && CHEAP_BY_STATE[g.state as usize & 7] != 0;
         (u64::from(expired) * EXPIRED) | (u64::from(cheap) * CHEAP) | u64::from(idle)
+    }
+
+    /// Bucket `b`'s best victim from its head alone (one line; a linked entry's twin aside):
+    /// its score + 1 and slot, the first of the bucket's on a tie; a score of 0 when no live
+    /// entry but `keep` is there. One score a slot, no early exit: branch-light.
+    #[inline(always)]
+    fn bucket_victim(
+        &self,
+        b: u32,
+        now: u32,
+        timeout: &[u32; 8],
+        keep: FlowSlot,
+    ) -> (u64, FlowSlot) {
+        let base = b as usize * WAYS;
+        let h = &self.heads[b as usize];
+        // Candidates: the live slots (a non-zero lane), `keep` aside.
+        let mut cand = !crate::mem::lanes_equal(&h.lanes, 0) & ((1 << WAYS) - 1);
+        if keep.index() / WAYS == b as usize {
+            cand &= !(1 << (keep.index() % WAYS));
+        }
+        let (mut best, mut at) = (0u64, 0usize);
+        for j in 0..WAYS {
+            self.debug_check_mirror(base + j);
+            let st = usize::from(h.states[j]) & 7;
+            let idle = now.wrapping_sub(h.seen[j]);
+            let mut score =
+                (u64::from(idle >= timeout[st]) * EXPIRED) | CHEAP_BY_STATE[st] | u64::from(idle);
+            if h.links >> j & 1 != 0 {
+                score = self.pair_score(FlowSlot::new((base + j) as u32), score, now, timeout);
+            }
+            // + 1: a score of 0 (established, seen just now) must still beat "none".
+            let score = (score + 1) * u64::from(cand >> j & 1);
+            if score > best {
+                (best, at) = (score, j);
+            }
+        }
+        (best, FlowSlot::new((base + at) as u32))
     }
 
     /// Picks and removes a victim (and its twin) among the live entries of buckets `b1` and
@@ -53,33 +117,15 @@ impl FlowTable {
         let timeout = t.by_state();
         // The victim has the greatest (expired, cheap, idle): an expired entry first, then a
         // half-open or unconfirmed UDP one before an established TCP or confirmed UDP one,
-        // the least recently seen first, the first scanned on a tie. One score per slot, no
-        // early exit: branch-light.
-        let (mut best, mut victim) = (0u64, NO_TWIN);
-        let pair = [b1, b2];
-        for b in &pair[..if b2 == b1 { 1 } else { 2 }] {
-            let (base, bucket) = self.bucket(*b);
-            for (j, s) in bucket.iter().enumerate() {
-                let i = FlowSlot::new((base + j) as u32);
-                let f = &s.flow;
-                let st = f.state as usize & 7;
-                let idle = f.idle(now);
-                let mut score = (u64::from(idle >= timeout[st]) * EXPIRED)
-                    | CHEAP_BY_STATE[st]
-                    | u64::from(idle);
-                if f.twin != NO_TWIN {
-                    score = self.pair_score(i, score, now, &timeout);
-                }
-                // + 1: a score of 0 (established, seen just now) must still beat "none";
-                // free slots and `keep` score 0.
-                let candidate = s.is_live() & (i != keep);
-                let score = (score + 1) & 0u64.wrapping_sub(u64::from(candidate));
-                if score > best {
-                    (best, victim) = (score, i);
-                }
+        // the least recently seen first, the first scanned (the first bucket's first) on a tie.
+        let (mut best, mut victim) = self.bucket_victim(b1, now, &timeout, keep);
+        if b2 != b1 {
+            let (score, at) = self.bucket_victim(b2, now, &timeout, keep);
+            if score > best {
+                (best, victim) = (score, at);
             }
         }
-        assert!(victim != NO_TWIN, "no entry to evict in buckets {b1}, {b2}");
+        assert!(best != 0, "no entry to evict in buckets {b1}, {b2}");
         let score = best - 1;
         let reason = if score & EXPIRED != 0 {
             EvictReason::Expired

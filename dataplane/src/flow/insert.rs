@@ -120,7 +120,7 @@ impl FlowTable {
         let (b1, tag) = self.first_bucket(hash);
         let b2 = self.second_bucket(b1, tag);
         // The key if present (overwritten), else the first free slot (the first bucket's
-        // first), both from the buckets' tags.
+        // first), both from the buckets' lanes.
         if let Some(idx) = self.lookup(&key, hash) {
             self.overwrite(idx, flow, now);
             return Ok(Inserted {
@@ -203,6 +203,7 @@ impl FlowTable {
             },
         };
         self.set_lane(idx.index(), TAG_LIVE | tag);
+        self.mirror(idx.index());
         self.len += 1;
     }
 
@@ -240,6 +241,7 @@ impl FlowTable {
                 old.key.family = FAMILY_FREE;
                 old.flow.twin = NO_TWIN;
                 self.set_lane(j.index(), TAG_LIVE | tag);
+                self.mirror(j.index());
                 self.set_lane(i.index(), 0);
                 return Some(i);
             }
@@ -254,5 +256,6 @@ impl FlowTable {
             twin: NO_TWIN,
             ..flow
         };
+        self.mirror(idx.index());
     }
 }

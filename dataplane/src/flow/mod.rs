@@ -3,18 +3,19 @@
 //! # Layout
 //!
 //! - One array of 64-byte slots, each exactly one cache line holding a key and its [`Flow`],
-//!   grouped in buckets of 8 consecutive slots, and beside it one 16-byte word of tags a
-//!   bucket (2 bytes a slot: whether it is taken, and its entry's tag), so that a miss reads
-//!   a bucket's tags, not its 8 slot lines: **66 bytes per entry** in all
-//!   ([`FlowTable::memory_bytes`]), for a table of `ceil(cap / 8)` buckets.
+//!   grouped in buckets of 8 consecutive slots, and beside it one 64-byte *head* a bucket
+//!   ([`Head`]): a 2-byte lane a slot (whether it is taken, and its entry's tag), so that a
+//!   miss reads a bucket's head, not its 8 slot lines, and a copy of each entry's age and
+//!   state, so that eviction scores a bucket from its head too: **72 bytes per entry** in
+//!   all ([`FlowTable::memory_bytes`]), for a table of `ceil(cap / 8)` buckets.
 //! - A key may live in two buckets (two-choice, set-associative): its first from the hash's
 //!   low 32 bits, its second at an offset given by a 15-bit tag from the high bits. The tag
 //!   also names the key's *home* slot: inserts take the first free slot from there (home,
 //!   home + 1, ..., wrapping), the first bucket, then the second, so at the loads a balancer
 //!   runs at most entries sit in their home slot. A lookup compares the home slot's key
 //!   first (one cache line, which the caller can prefetch for a whole burst,
-//!   [`FlowTable::prefetch`]); past it, each bucket's tags (16 bytes) name the slots whose
-//!   key is worth comparing, so a miss reads two lines of tags and compares no key.
+//!   [`FlowTable::prefetch`]); past it, each bucket's lanes (16 bytes of its head) name the
+//!   slots whose key is worth comparing, so a miss reads two heads and compares no key.
 //! - A flow is named by its slot index ([`FlowSlot`]). It stays put for its whole life unless an
 //!   insert moves it to its other bucket to make room (see below); the entry's tag and
 //!   which of its buckets it is in are kept in two bytes of its slot that would otherwise
@@ -38,7 +39,8 @@
 //!   rare below ~90% of the capacity (none in a 100k-operation churn test at 73%). Inserting
 //!   a key that is already present overwrites its entry in place (`Inserted::replaced`).
 //! - When the table is full (`len == capacity`), the insert evicts one victim among the live
-//!   entries of the new key's two buckets ([`EVICT_SCAN`] slots):
+//!   entries of the new key's two buckets ([`EVICT_SCAN`] slots, scored from the two heads:
+//!   the slot lines are read only for a linked entry's twin and for the victim):
 //!   1. an **expired** entry (idle at least its state's timeout), the least recently seen
 //!      if several;
 //!   2. else the least recently seen **half-open** (`TcpSynSeen`, `TcpClosing`) or
@@ -71,7 +73,7 @@
 //! # Files
 //!
 //! `key.rs` (the flow key), `entry.rs` (an entry's state and timeouts), `probe.rs` (finding a
-//! key: buckets, tags, prefetch), `insert.rs` (admission, moves), `evict.rs` (the victim of a
+//! key: buckets, heads, prefetch), `insert.rs` (admission, moves), `evict.rs` (the victim of a
 //! full table), `twins.rs` (NAT pairs and removal), `expiry.rs` (the paced hand and the
 //! census); the table's layout and its accessors are here.
 
@@ -190,8 +192,36 @@ const fn home(tag: u16) -> usize {
     tag as usize & (WAYS - 1)
 }
 
-/// A live entry's lane in [`FlowTable::tags`]: this bit and its tag (a free slot's is 0).
+/// A live entry's lane in its bucket's [`Head`]: this bit and its tag (a free slot's is 0).
 const TAG_LIVE: u16 = 0x8000;
+
+/// What a bucket's slots hold, in one cache line beside them, for the scans that would
+/// otherwise read all 8 slot lines: a lane a slot for the lookups (`TAG_LIVE | tag`, 0 when
+/// free), and a copy of each entry's `last_seen`, state and whether it is linked, for
+/// eviction. The copies change with the slot, through [`FlowTable::touch`] (a packet) and
+/// the table's own writes ([`FlowTable::mirror`]). Not in a table's file: rebuilt from the
+/// slots when one is adopted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub(crate) struct Head {
+    lanes: [u16; WAYS],
+    seen: [u32; WAYS],
+    /// `FlowState as u8` a slot.
+    states: [u8; WAYS],
+    /// Bit `j`: slot `j`'s entry is linked to a twin.
+    links: u8,
+}
+
+const _: () = assert!(size_of::<Head>() == 64);
+
+impl Head {
+    const EMPTY: Head = Head {
+        lanes: [0; WAYS],
+        seen: [0; WAYS],
+        states: [0; WAYS],
+        links: 0,
+    };
+}
 
 /// [`Slot::meta`]: set when the entry sits in its second bucket.
 const META_SECOND: u16 = 0x8000;
@@ -242,13 +272,10 @@ pub struct FlowTable {
     /// `nbuckets * WAYS` slots; bucket `b` is `slots[b * WAYS..][..WAYS]`. In anonymous
     /// memory, or in a file that outlives the process ([`persist`]).
     slots: MappedSlots<Slot>,
-    /// One 16-bit lane a slot (a bucket's 8 in 16 bytes, which the allocator's 16-byte
-    /// alignment keeps within one cache line): `TAG_LIVE | tag` for a live entry, 0 for a
-    /// free slot. A probe past the home slot, a miss and a
-    /// search for a free slot read these 16 bytes (four buckets a cache line) and compare
-    /// the key of a slot whose lane matches only, instead of reading 8 slot lines a bucket.
-    /// Not in a table's file: rebuilt from the slots when one is adopted.
-    tags: Box<[u16]>,
+    /// One [`Head`] a bucket (`heads[b]` for `slots[b * WAYS..][..WAYS]`). A probe past the
+    /// home slot, a miss and a search for a free slot read its lanes and compare the key of
+    /// a slot whose lane matches only; eviction scores its ages and states.
+    heads: Box<[Head]>,
     nbuckets: u32,
     /// The bound on live entries (`<= slots.len()`).
     cap: u32,
@@ -284,7 +311,7 @@ impl FlowTable {
         debug_assert_eq!(slots.len(), Self::slots_for(cap));
         FlowTable {
             nbuckets: (slots.len() / WAYS) as u32,
-            tags: vec![0; slots.len()].into_boxed_slice(),
+            heads: Self::new_heads(slots.len() / WAYS),
             slots,
             cap: cap as u32,
             len: 0,
@@ -293,6 +320,15 @@ impl FlowTable {
             sweep_due: 0,
             census: Census::new(),
         }
+    }
+
+    /// `n` empty heads, on huge pages where the kernel has them (advised before they are
+    /// first touched): lookups read them at random, as they read the slots.
+    fn new_heads(n: usize) -> Box<[Head]> {
+        let mut heads = Vec::with_capacity(n);
+        crate::mem::advise_huge_pages(heads.spare_capacity_mut());
+        heads.resize(n, Head::EMPTY);
+        heads.into_boxed_slice()
     }
 
     /// Live entries.
@@ -312,10 +348,10 @@ impl FlowTable {
         self.cap as usize
     }
 
-    /// Bytes of the slots and their tags, for sizing: 66 per slot (beside them only the
-    /// fixed-size [`Census`], 64 KiB).
+    /// Bytes of the slots and their buckets' heads, for sizing: 72 per slot (beside them
+    /// only the fixed-size [`Census`], 64 KiB).
     pub fn memory_bytes(&self) -> usize {
-        size_of_val(&*self.slots) + size_of_val(&*self.tags)
+        size_of_val(&*self.slots) + size_of_val(&*self.heads)
     }
 
     /// Whether `idx` names a live entry.
@@ -330,10 +366,23 @@ impl FlowTable {
         &self.slots[idx.index()].flow
     }
 
-    /// The flow at `idx`, to update `last_seen`, `state`, ... (not `twin`).
+    /// The flow at `idx`, to update its `service`, `flags`, ... (not `twin`, nor `state`
+    /// and `last_seen`, which its bucket's head copies: [`touch`](Self::touch) sets those).
     #[inline]
     pub fn get_mut(&mut self, idx: FlowSlot) -> &mut Flow {
         &mut self.slots[idx.index()].flow
+    }
+
+    /// A packet of the live flow at `idx` was seen `now` and leaves it in `state`.
+    #[inline(always)]
+    pub fn touch(&mut self, idx: FlowSlot, now: u32, state: FlowState) {
+        let i = idx.index();
+        let h = &mut self.heads[i / WAYS];
+        h.seen[i % WAYS] = now;
+        h.states[i % WAYS] = state as u8;
+        let f = &mut self.slots[i].flow;
+        f.last_seen = now;
+        f.state = state;
     }
 
     /// The key at `idx`. A freed slot's key has family 0, so it never equals a live key.
@@ -356,7 +405,7 @@ impl FlowTable {
             s.key.family = FAMILY_FREE;
             s.flow.twin = NO_TWIN;
         }
-        self.tags.fill(0);
+        self.heads.fill(Head::EMPTY);
         self.len = 0;
         self.hand = 0;
         self.census.empty();
@@ -364,21 +413,29 @@ impl FlowTable {
 
     // ---- internals ----
 
-    /// Sets slot `i`'s lane in [`tags`](Self::tags): `TAG_LIVE | tag` when it is taken, 0
+    /// Sets slot `i`'s lane in its bucket's head: `TAG_LIVE | tag` when it is taken, 0
     /// when it is freed. Every change of a slot's liveness goes through here.
     #[inline(always)]
     fn set_lane(&mut self, i: usize, lane: u16) {
-        self.tags[i] = lane;
+        self.heads[i / WAYS].lanes[i % WAYS] = lane;
+    }
+
+    /// Copies slot `i`'s age, state and whether it is linked into its bucket's head: after
+    /// every write of the table's own to a live slot's `last_seen`, `state` or `twin`.
+    #[inline(always)]
+    fn mirror(&mut self, i: usize) {
+        let f = self.slots[i].flow;
+        let h = &mut self.heads[i / WAYS];
+        let j = i % WAYS;
+        h.seen[j] = f.last_seen;
+        h.states[j] = f.state as u8;
+        h.links = h.links & !(1 << j) | u8::from(f.twin != NO_TWIN) << j;
     }
 
     /// Bucket `b`'s slots whose lane is `x`, as a bit mask (bit `j` for slot `j`).
     #[inline(always)]
     fn lanes_equal(&self, b: u32, x: u16) -> u32 {
-        let base = b as usize * WAYS;
-        let lanes = self.tags[base..base + WAYS]
-            .try_into()
-            .expect("a bucket is WAYS lanes");
-        crate::mem::lanes_equal(lanes, x)
+        crate::mem::lanes_equal(&self.heads[b as usize].lanes, x)
     }
 }
 

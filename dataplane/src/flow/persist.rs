@@ -444,12 +444,6 @@ impl FlowTable {
             }
             self.len += 1;
         }
-        self.tags.fill(0);
-        for i in 0..self.slots.len() {
-            if self.slots[i].is_live() {
-                self.set_lane(i, TAG_LIVE | (self.slots[i].meta & META_TAG));
-            }
-        }
         for i in 0..self.slots.len() {
             let idx = FlowSlot::new(i as u32);
             if self.slots[i].is_live()
@@ -457,6 +451,13 @@ impl FlowTable {
                 && self.twin_of(idx).is_none()
             {
                 self.slots[i].flow.twin = NO_TWIN;
+            }
+        }
+        self.heads.fill(Head::EMPTY);
+        for i in 0..self.slots.len() {
+            if self.slots[i].is_live() {
+                self.set_lane(i, TAG_LIVE | (self.slots[i].meta & META_TAG));
+                self.mirror(i);
             }
         }
         dropped

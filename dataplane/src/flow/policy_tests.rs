@@ -52,12 +52,12 @@ fn eviction_matches_the_policy_written_plainly() {
                 j
             });
             if let Some(idx) = find(&ft, &back) {
-                let f = ft.get_mut(idx);
-                f.last_seen = now;
                 // A second UDP packet, on this half only.
-                if f.state == FlowState::Udp && r & (1 << 41) != 0 {
-                    f.state = FlowState::UdpConfirmed;
-                }
+                let state = match ft.get(idx).state {
+                    FlowState::Udp if r & (1 << 41) != 0 => FlowState::UdpConfirmed,
+                    st => st,
+                };
+                ft.touch(idx, now, state);
             }
         }
         // The expected victim, when the table is full (the key's buckets, in order).
@@ -176,4 +176,31 @@ fn model_check() {
     }
     assert_eq!(ft.iter().count(), model.len());
     check_invariants(&ft);
+}
+
+/// Eviction scores the copies of ages and states in the buckets' heads, not the slots: a
+/// packet's `touch` keeps both, and a write that bypasses it is what
+/// [`FlowTable::stale_head`] (the fuzzers' check) reports.
+#[test]
+fn eviction_reads_the_heads_and_a_stale_head_is_reported() {
+    // One bucket, full: the least recently seen established entry is the victim.
+    let mut ft = FlowTable::with_capacity(WAYS);
+    let idx: Vec<FlowSlot> = (0..WAYS as u32)
+        .map(|i| ins(&mut ft, key(i), FlowState::TcpEstablished, 1, 100 + i).idx)
+        .collect();
+    // Key 5 is seen again at 90: now the least recently seen, in both places.
+    ft.touch(idx[5], 90, FlowState::TcpEstablished);
+    assert_eq!(ft.stale_head(), None);
+    let r = ins(&mut ft, key(100), FlowState::TcpEstablished, 1, 200);
+    let e = r.evicted.expect("a full table evicts");
+    assert_eq!((e.key, e.reason), (key(5), EvictReason::Established));
+    assert_eq!(r.idx, idx[5], "the new entry takes the victim's slot");
+    // A write past `touch` leaves the head's copy stale, and is reported.
+    ft.get_mut(idx[2]).last_seen = 1;
+    assert_eq!(ft.stale_head(), Some(idx[2]));
+    ft.touch(idx[2], 1, FlowState::TcpEstablished);
+    assert_eq!(ft.stale_head(), None);
+    ft.get_mut(idx[3]).state = FlowState::TcpClosing;
+    assert_eq!(ft.stale_head(), Some(idx[3]));
+    println!("victim {:?} ({:?}), stale heads reported", e.key, e.reason);
 }

@@ -62,9 +62,9 @@ impl FlowTable {
         self.probe_scan::<true>(key, b1, tag, p)
     }
 
-    /// [`probe`](Self::probe) past the home slot of the first bucket: each bucket's tags
-    /// first (16 bytes), then the key of a slot whose tag matches (rarely one that is not
-    /// the key's: 1 in 32,768 a live slot). A miss reads two lines of tags and no slot.
+    /// [`probe`](Self::probe) past the home slot of the first bucket: each bucket's lanes
+    /// first (16 bytes of its head), then the key of a slot whose tag matches (rarely one
+    /// that is not the key's: 1 in 32,768 a live slot). A miss reads two heads and no slot.
     /// `FREE`: also remember the first free slot (`Probe::free`; else it stays `NO_TWIN`),
     /// from the home slot on, the first bucket's first.
     #[inline]
@@ -100,7 +100,7 @@ impl FlowTable {
         FlowSlot::new((b1 as usize * WAYS + home(tag)) as u32)
     }
 
-    /// Starts loading the key's home slot and its first bucket's tags (two lines),
+    /// Starts loading the key's home slot and its first bucket's head (two lines),
     /// so that a lookup moments later finds them in cache: call it for every packet of a
     /// burst before processing any.
     /// `home` is the key's [`home_slot`](Self::home_slot).
@@ -109,11 +109,11 @@ impl FlowTable {
         if self.len == 0 {
             return;
         }
-        // The home slot (where a hit usually is), and the first bucket's tags (what a miss,
-        // or a hit elsewhere in the bucket, reads next).
+        // The home slot (where a hit usually is), and the first bucket's head (what a hit
+        // writes its age to, and what a miss, or a hit elsewhere in the bucket, reads next).
         if let (Some(slot), Some(lanes)) = (
             self.slots.get(home.index()),
-            self.tags.get(home.index() & !(WAYS - 1)),
+            self.heads.get(home.index() / WAYS),
         ) {
             crate::mem::prefetch(slot);
             crate::mem::prefetch(lanes);
@@ -182,7 +182,7 @@ impl FlowTable {
     }
 
     /// A free slot of bucket `b` for a key of tag `tag`: its home slot if free, else the
-    /// next free one after it (wrapping), from the bucket's tags alone.
+    /// next free one after it (wrapping), from the bucket's lanes alone.
     #[inline(always)]
     pub(super) fn free_in(&self, b: u32, tag: u16) -> Option<FlowSlot> {
         let free = self.lanes_equal(b, 0);

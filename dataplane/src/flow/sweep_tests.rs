@@ -147,7 +147,7 @@ fn census_counts_live_flows_per_backend() {
     let k = next();
     ins_pair(&mut ft, k, FlowState::TcpSynSeen, 5, 0);
     let rev = find(&ft, &key(k).reversed()).unwrap();
-    ft.get_mut(rev).last_seen = 4_900;
+    ft.touch(rev, 4_900, ft.get(rev).state);
     assert_eq!(ft.len(), 10 + 8 + 12 + 6 + 2 + 2);
 
     // Nothing published before the first pass.
@@ -187,7 +187,7 @@ fn census_counts_live_flows_per_backend() {
         ft.remove(idx);
     }
     let idx = find(&ft, &key(4)).unwrap();
-    ft.get_mut(idx).state = FlowState::TcpClosing;
+    ft.touch(idx, ft.get(idx).last_seen, FlowState::TcpClosing);
     ft.expire_step(now, ft.slots.len() / 2, &T);
     assert_eq!(ft.census().get(BackendId::new(1)), [10, 0]);
     // ...the pass that completes does.

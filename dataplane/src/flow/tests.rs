@@ -48,8 +48,10 @@ pub(super) fn check_invariants(ft: &FlowTable) {
     assert_eq!(live, ft.len());
     assert!(ft.len() <= ft.capacity());
     for (i, s) in ft.slots.iter().enumerate() {
-        // Its lane in the bucket's tags says whether it is taken, and its tag.
-        let lane = ft.tags[i];
+        // Its lane in the bucket's head says whether it is taken, and its tag; the head's
+        // copy of its age and state is its own.
+        let lane = ft.heads[i / WAYS].lanes[i % WAYS];
+        assert!(ft.head_matches(i), "slot {i}: its head's copy is stale");
         let want = if s.is_live() {
             TAG_LIVE | s.meta & META_TAG
         } else {
@@ -173,7 +175,7 @@ fn insert_lookup_remove() {
     assert_eq!(ft.get(a.idx).last_seen, 5);
     assert_eq!(ft.key(a.idx), &k);
     assert_eq!(find(&ft, &k.reversed()), None);
-    ft.get_mut(a.idx).state = FlowState::TcpEstablished;
+    ft.touch(a.idx, ft.get(a.idx).last_seen, FlowState::TcpEstablished);
     assert_eq!(ft.get(a.idx).state, FlowState::TcpEstablished);
 
     // The same key again: overwritten in place.
@@ -262,8 +264,8 @@ fn bounded_and_no_allocation_under_churn() {
     assert_eq!(ft.memory_bytes(), bytes);
     assert_eq!(
         ft.memory_bytes(),
-        66 * cap,
-        "64 bytes per entry and its 2-byte lane of tags, nothing else"
+        72 * cap,
+        "64 bytes per entry and its 8 bytes of its bucket's head, nothing else"
     );
     assert_eq!(ft.slots.as_ptr(), slab);
     check_invariants(&ft);
@@ -284,7 +286,7 @@ fn eviction_order() {
     let now: u32 = 1_000;
     // key(4) established but idle for exactly its timeout: expired.
     let i4 = find(&ft, &key(4)).unwrap();
-    ft.get_mut(i4).last_seen = now.wrapping_sub(T.tcp_established_ms);
+    ft.touch(i4, now.wrapping_sub(T.tcp_established_ms), ft.get(i4).state);
     assert_eq!(ft.len(), 8);
 
     let e = ins(&mut ft, key(100), FlowState::TcpEstablished, 100, now)
@@ -457,7 +459,7 @@ fn insert_if_room_never_evicts() {
                 // Refused only when a plain insert would have had to evict.
                 let mut c = FlowTable::with_capacity(cap);
                 c.slots.copy_from_slice(&b.slots);
-                c.tags.copy_from_slice(&b.tags);
+                c.heads.copy_from_slice(&b.heads);
                 c.len = b.len;
                 assert!(
                     c.insert(k, h, f, i, &T).unwrap().evicted.is_some(),
@@ -562,7 +564,7 @@ fn twins_live_and_die_together() {
     let a = ins(&mut ft, key(1), FlowState::Udp, 1, 0).idx;
     let c = ins(&mut ft, key(3), FlowState::Udp, 1, 0).idx;
     ft.link(a, c);
-    ft.get_mut(c).last_seen = 9_000; // the reverse direction is still active
+    ft.touch(c, 9_000, ft.get(c).state); // the reverse direction is still active
     assert_eq!(ft.expire_step(10_000, 100, &T), 1, "only the unlinked b");
     assert!(ft.is_live(a) && ft.is_live(c));
     assert_eq!(ft.expire_step(19_000, 100, &T), 2);

@@ -13,6 +13,8 @@ impl FlowTable {
         self.unlink(b);
         self.slots[a.index()].flow.twin = b;
         self.slots[b.index()].flow.twin = a;
+        self.mirror(a.index());
+        self.mirror(b.index());
         true
     }
 
@@ -23,8 +25,10 @@ impl FlowTable {
         }
         if let Some(t) = self.twin_of(idx) {
             self.slots[t.index()].flow.twin = NO_TWIN;
+            self.mirror(t.index());
         }
         self.slots[idx.index()].flow.twin = NO_TWIN;
+        self.mirror(idx.index());
     }
 
     /// Removes the entry at `idx` **and its twin** (a NAT pair lives and dies together; call

@@ -66,9 +66,8 @@ impl Pipeline {
         let fkey = *self.flows.key(rev.twin);
         let now = self.now_ms;
         for idx in [ridx, rev.twin] {
-            let f = self.flows.get_mut(idx);
-            f.last_seen = now;
-            f.state = service::next_state(f.state, tcp, flags);
+            let state = service::next_state(self.flows.get(idx).state, tcp, flags);
+            self.flows.touch(idx, now, state);
         }
         Some((fkey, rev))
     }

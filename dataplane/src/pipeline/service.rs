@@ -106,7 +106,7 @@ pub(super) fn next_state(cur: FlowState, tcp: bool, flags: u8) -> FlowState {
     }
     if flags & (tcp::FIN | tcp::RST) != 0 {
         FlowState::TcpClosing
-    } else if cur == FlowState::TcpSynSeen && flags & tcp::ACK != 0 && flags & tcp::SYN == 0 {
+    } else if cur == FlowState::TcpSynSeen && flags & (tcp::ACK | tcp::SYN) == tcp::ACK {
         FlowState::TcpEstablished
     } else {
         cur
@@ -120,9 +120,8 @@ pub(super) fn next_state(cur: FlowState, tcp: bool, flags: u8) -> FlowState {
 #[inline(never)]
 #[cold]
 fn sync_twin(flows: &mut FlowTable, twin: FlowSlot, now: u32, tcp: bool, flags: u8) {
-    let tw = flows.get_mut(twin);
-    tw.last_seen = now;
-    tw.state = next_state(tw.state, tcp, flags);
+    let state = next_state(flows.get(twin).state, tcp, flags);
+    flows.touch(twin, now, state);
 }
 
 impl Pipeline {
@@ -275,11 +274,10 @@ impl Pipeline {
         if reopens(fm, flags) || (fwd == Forwarding::Nat && !nat_pair(fm)) {
             return None;
         }
-        fm.last_seen = now;
         fm.service = si;
         let (old, new) = (fm.state, next_state(fm.state, tcp, flags));
-        fm.state = new;
         let twin = fm.twin;
+        self.flows.touch(idx, now, new);
         if matches!(fwd, Forwarding::Nat | Forwarding::FullNat)
             && new != old
             && twin != flow::NO_TWIN
