@@ -75,16 +75,25 @@ impl FlowTable {
         tag: u16,
         mut p: Probe,
     ) -> Probe {
+        // The two buckets written out, not looped over: the loop over a slice of one or two
+        // cost a SYN into a full table 19 instructions of its own (callgrind).
+        if let Some(i) = self.find_in(b1, tag, key) {
+            p.found = Some(i);
+            return p;
+        }
+        if FREE {
+            p.free = self.free_in(b1, tag).unwrap_or(NO_TWIN);
+        }
         let b2 = self.second_bucket(b1, tag);
-        let pair = [b1, b2];
-        for b in &pair[..if b2 == b1 { 1 } else { 2 }] {
-            if let Some(i) = self.find_in(*b, tag, key) {
-                p.found = Some(i);
-                return p;
-            }
-            if FREE && p.free == NO_TWIN {
-                p.free = self.free_in(*b, tag).unwrap_or(NO_TWIN);
-            }
+        if b2 == b1 {
+            return p;
+        }
+        if let Some(i) = self.find_in(b2, tag, key) {
+            p.found = Some(i);
+            return p;
+        }
+        if FREE && p.free == NO_TWIN {
+            p.free = self.free_in(b2, tag).unwrap_or(NO_TWIN);
         }
         p
     }
