@@ -56,6 +56,8 @@ if [ "$memory" = 1 ]; then
     for n in 10000 1000000 10000000; do
         "$target/release/examples/flow_memory" "$n"
     done
+    # One layout for both families: the same bytes per entry, printed for each.
+    "$target/release/examples/flow_memory" 1000000 v6
 fi
 if [ "$callgrind" = 1 ]; then
     echo

@@ -2,11 +2,12 @@
 //! process's resident set (VmRSS) before and after filling it.
 //!
 //! ```text
-//! cargo run --release -p dataplane --example flow_memory -- 10000000
+//! cargo run --release -p dataplane --example flow_memory -- 10000000        # IPv4 flows
+//! cargo run --release -p dataplane --example flow_memory -- 10000000 v6     # IPv6 flows
 //! ```
 //!
-//! Fills the table to its capacity with distinct IPv4 TCP flows (established, one backend),
-//! then reads `/proc/self/status`. Prints one JSON line.
+//! Fills the table to its capacity with distinct TCP flows of one family (established, one
+//! backend), then reads `/proc/self/status`. Prints one JSON line, with the family.
 
 use std::time::Instant;
 
@@ -26,6 +27,11 @@ fn main() {
         .nth(1)
         .map(|a| a.replace('_', "").parse().expect("entries"))
         .unwrap_or(10_000_000);
+    let v6 = match std::env::args().nth(2).as_deref() {
+        None | Some("v4") => false,
+        Some("v6") => true,
+        Some(other) => panic!("family {other:?}: v4 or v6"),
+    };
     let rss0 = vm_rss_kib();
     let t0 = Instant::now();
     let mut ft = FlowTable::with_capacity(n);
@@ -37,7 +43,15 @@ fn main() {
     for i in 0..n as u64 {
         // Distinct 5-tuples: 2^32 client addresses x ports, one VIP.
         let a = (i as u32).to_be_bytes();
-        let k = FlowKey::v4(a, [198, 51, 100, 1], 1024 + (i >> 32) as u16, 443, 6);
+        let sport = 1024 + (i >> 32) as u16;
+        let k = if v6 {
+            let mut src = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            src[12..].copy_from_slice(&a);
+            let dst = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+            FlowKey::v6(src, dst, sport, 443, 6)
+        } else {
+            FlowKey::v4(a, [198, 51, 100, 1], sport, 443, 6)
+        };
         let r = ft
             .insert(
                 k,
@@ -56,6 +70,7 @@ fn main() {
     let fill_s = t1.elapsed().as_secs_f64();
     let rss_full = vm_rss_kib();
     let out = serde_json::json!({
+        "family": if v6 { "v6" } else { "v4" },
         "capacity": ft.capacity(),
         "entries": ft.len(),
         "evicted_while_filling": evicted,
