@@ -137,7 +137,7 @@ impl FlowTable {
     /// free slot of those buckets if they have one, else making room per the module's policy
     /// without touching `keep`.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     pub(super) fn place(
         &mut self,
         key: FlowKey,
@@ -150,31 +150,28 @@ impl FlowTable {
         t: &Timeouts,
         keep: FlowSlot,
     ) -> Result<Inserted, Full> {
-        let mut evicted = None;
+        let mut r = Inserted {
+            idx: NO_TWIN,
+            evicted: None,
+            replaced: false,
+        };
         if self.len >= self.cap {
-            let e = self.evict_among(b1, b2, now, t, keep);
+            let victim = self.evict_among(b1, b2, now, t, keep, &mut r.evicted);
             // The victim's slot is free now, and earlier in scan order than any other is if
             // the buckets were full.
-            slot = slot.or(Some(e.0));
-            evicted = Some(e.1);
+            slot = slot.or(Some(victim));
         }
         if slot.is_none() {
             // Both buckets full while the table is not: make room by moving an entry to its
             // other bucket, and only if none can move, evict early.
             slot = self.relocate(b1, b2, keep);
             if slot.is_none() {
-                let e = self.evict_among(b1, b2, now, t, keep);
-                slot = Some(e.0);
-                evicted = Some(e.1);
+                slot = Some(self.evict_among(b1, b2, now, t, keep, &mut r.evicted));
             }
         }
-        let idx = slot.expect("a free slot in the key's buckets after eviction");
-        self.write_new(idx, key, b1, b2, tag, flow, now);
-        Ok(Inserted {
-            idx,
-            evicted,
-            replaced: false,
-        })
+        r.idx = slot.expect("a free slot in the key's buckets after eviction");
+        self.write_new(r.idx, key, b1, b2, tag, flow, now);
+        Ok(r)
     }
 
     /// Stores a new entry for `key` (of buckets `b1`, `b2` and tag `tag`) in the free slot
