@@ -46,7 +46,7 @@ pub use service::exception_of;
 
 use conf::Forwarding;
 
-use crate::flow::{self, FlowSlot, FlowTable};
+use crate::flow::{self, FlowTable};
 use crate::frame::Frame;
 use crate::hash;
 use crate::ids::{PortIdx, WorkerIdx};
@@ -346,19 +346,13 @@ impl Pipeline {
         None
     }
 
-    /// Counts what an insert did.
+    /// Counts what an insert did: whether it `created` an entry, and the entry it evicted.
     #[inline]
-    fn count_insert(&mut self, r: Result<flow::Inserted, flow::Full>) -> Option<FlowSlot> {
-        match r {
-            Ok(ins) => {
-                self.counters.flows_created += 1;
-                if let Some(e) = &ins.evicted {
-                    self.counters.flows_evicted += evicted_entries(e);
-                    self.forget_evicted(e);
-                }
-                Some(ins.idx)
-            }
-            Err(_) => None,
+    fn count_insert(&mut self, created: bool, evicted: Option<&flow::Evicted>) {
+        self.counters.flows_created += u64::from(created);
+        if let Some(e) = evicted {
+            self.counters.flows_evicted += evicted_entries(e);
+            self.forget_evicted(e);
         }
     }
 }

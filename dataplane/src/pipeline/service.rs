@@ -464,13 +464,14 @@ impl Pipeline {
                 }
             }
         } else if probe_fresh {
-            let r = self
-                .flows
-                .insert_probed(probe, key, fl, now, &snap.timeouts);
-            self.count_insert(r);
+            let mut evicted = None;
+            let r =
+                self.flows
+                    .insert_probed_into(probe, key, fl, now, &snap.timeouts, &mut evicted);
+            self.count_insert(r.is_ok(), evicted.as_ref());
         } else {
             let r = self.flows.insert(key, fhash, fl, now, &snap.timeouts);
-            self.count_insert(r);
+            self.count_insert(r.is_ok(), r.as_ref().ok().and_then(|i| i.evicted.as_ref()));
         }
         true
     }
