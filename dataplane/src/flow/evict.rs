@@ -20,14 +20,17 @@ const _: () = assert!(
 );
 
 impl FlowTable {
-    /// Whether slot `i`'s bucket head holds what the slot does (trivially for a free slot):
+    /// Whether slot `i`'s bucket head holds what the slot does (a free slot: a free lane,
+    /// not linked):
     /// a write that bypassed [`touch`](Self::touch) or the table's own
     /// [`mirror`](Self::mirror) would make eviction score a stale age or state.
     pub(super) fn head_matches(&self, i: usize) -> bool {
         let (s, h, j) = (&self.slots[i], &self.heads[i / WAYS], i % WAYS);
-        !s.is_live()
-            || (h.seen[j], h.states[j], h.links >> j & 1 != 0)
-                == (s.flow.last_seen, s.flow.state as u8, s.flow.twin != NO_TWIN)
+        if !s.is_live() {
+            return h.lanes[j] == 0 && h.links >> j & 1 == 0;
+        }
+        (h.seen[j], h.states[j], h.links >> j & 1 != 0)
+            == (s.flow.last_seen, s.flow.state as u8, s.flow.twin != NO_TWIN)
     }
 
     /// The first live entry whose bucket head's copy of its age, state or link is not its

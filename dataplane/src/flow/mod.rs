@@ -414,10 +414,15 @@ impl FlowTable {
     // ---- internals ----
 
     /// Sets slot `i`'s lane in its bucket's head: `TAG_LIVE | tag` when it is taken, 0
-    /// when it is freed. Every change of a slot's liveness goes through here.
+    /// when it is freed (and then not linked either). Every change of a slot's liveness goes
+    /// through here.
     #[inline(always)]
     fn set_lane(&mut self, i: usize, lane: u16) {
-        self.heads[i / WAYS].lanes[i % WAYS] = lane;
+        let h = &mut self.heads[i / WAYS];
+        h.lanes[i % WAYS] = lane;
+        if lane == 0 {
+            h.links &= !(1 << (i % WAYS));
+        }
     }
 
     /// Copies slot `i`'s age, state and whether it is linked into its bucket's head: after
