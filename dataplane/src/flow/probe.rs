@@ -164,26 +164,17 @@ impl FlowTable {
         (if x >= n { x - n } else { x }) as u32
     }
 
-    /// Bucket `b`: its first slot's index and its slots.
-    #[inline(always)]
-    pub(super) fn bucket(&self, b: u32) -> (usize, &[Slot; WAYS]) {
-        let base = b as usize * WAYS;
-        let bucket = self.slots[base..base + WAYS]
-            .try_into()
-            .expect("a bucket is WAYS slots");
-        (base, bucket)
-    }
-
     /// The slot holding `key` (of tag `tag`) in bucket `b`: the keys of the slots whose
     /// lane says a live entry of that tag, in slot order. Free slots never match.
     #[inline(always)]
     pub(super) fn find_in(&self, b: u32, tag: u16, key: &FlowKey) -> Option<FlowSlot> {
-        let (base, bucket) = self.bucket(b);
         let mut m = self.lanes_equal(b, TAG_LIVE | tag);
+        // The slots are reached only for a matching lane: a miss (most lanes differ) pays
+        // for the head alone, not for the bucket's slice of slots and its bounds check.
         while m != 0 {
-            let j = m.trailing_zeros() as usize;
-            if bucket[j].key.same(key) {
-                return Some(FlowSlot::new((base + j) as u32));
+            let i = b as usize * WAYS + m.trailing_zeros() as usize;
+            if self.slots[i].key.same(key) {
+                return Some(FlowSlot::new(i as u32));
             }
             m &= m - 1;
         }
