@@ -201,7 +201,7 @@ const TAG_LIVE: u16 = 0x8000;
 /// eviction. The copies change with the slot, through [`FlowTable::touch`] (a packet) and
 /// the table's own writes ([`FlowTable::mirror`]). Not in a table's file: rebuilt from the
 /// slots when one is adopted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 #[repr(C, align(64))]
 pub(crate) struct Head {
     lanes: [u16; WAYS],
@@ -377,9 +377,7 @@ impl FlowTable {
     #[inline(always)]
     pub fn touch(&mut self, idx: FlowSlot, now: u32, state: FlowState) {
         let i = idx.index();
-        let h = &mut self.heads[i / WAYS];
-        h.seen[i % WAYS] = now;
-        h.states[i % WAYS] = state as u8;
+        self.set_head_age(i, now, state);
         let f = &mut self.slots[i].flow;
         f.last_seen = now;
         f.state = state;
@@ -430,11 +428,18 @@ impl FlowTable {
     #[inline(always)]
     fn mirror(&mut self, i: usize) {
         let f = self.slots[i].flow;
-        let h = &mut self.heads[i / WAYS];
-        let j = i % WAYS;
-        h.seen[j] = f.last_seen;
-        h.states[j] = f.state as u8;
+        self.set_head_age(i, f.last_seen, f.state);
+        let (h, j) = (&mut self.heads[i / WAYS], i % WAYS);
         h.links = h.links & !(1 << j) | u8::from(f.twin != NO_TWIN) << j;
+    }
+
+    /// Slot `i`'s age and state in its bucket's head: what [`touch`](Self::touch) and
+    /// [`mirror`](Self::mirror) both write.
+    #[inline(always)]
+    fn set_head_age(&mut self, i: usize, seen: u32, state: FlowState) {
+        let h = &mut self.heads[i / WAYS];
+        h.seen[i % WAYS] = seen;
+        h.states[i % WAYS] = state as u8;
     }
 
     /// Bucket `b`'s slots whose lane is `x`, as a bit mask (bit `j` for slot `j`).
