@@ -11,6 +11,32 @@ const CHEAP: u64 = 1 << 32;
 /// By `FlowState as usize & 7`: whether the state is cheap, as its score bit, so that a
 /// slot's score is two small table loads and no branch.
 const CHEAP_BY_STATE: [u64; 8] = [CHEAP, 0, CHEAP, CHEAP, 0, 0, 0, 0];
+/// The cheap states, as the bytes of a head's `states` (what `CHEAP_BY_STATE` marks).
+const CHEAP_STATES: [u8; 3] = [
+    FlowState::TcpSynSeen as u8,
+    FlowState::TcpClosing as u8,
+    FlowState::Udp as u8,
+];
+
+const _: () = {
+    // The two say the same: CHEAP_STATES are the states CHEAP_BY_STATE marks, and no other.
+    let mut marked = 0;
+    let mut st = 0;
+    while st < 8 {
+        marked += (CHEAP_BY_STATE[st] != 0) as usize;
+        st += 1;
+    }
+    let mut i = 0;
+    while i < CHEAP_STATES.len() {
+        assert!(CHEAP_BY_STATE[CHEAP_STATES[i] as usize] == CHEAP);
+        i += 1;
+    }
+    assert!(marked == CHEAP_STATES.len());
+};
+
+/// A chosen victim: its slot, whether it is expired, whether it is cheap (its score's two
+/// top criteria, which name the reason it is evicted).
+type Victim = (FlowSlot, bool, bool);
 const _: () = assert!(
     FlowState::TcpSynSeen as usize == 0
         && FlowState::TcpEstablished as usize == 1
@@ -67,24 +93,24 @@ impl FlowTable {
         (u64::from(expired) * EXPIRED) | (u64::from(cheap) * CHEAP) | u64::from(idle)
     }
 
-    /// Bucket `b`'s best victim from its head alone (one line; a linked entry's twin aside):
-    /// its score + 1 and slot, the first of the bucket's on a tie; a score of 0 when no live
-    /// entry but `keep` is there. One score a slot, no early exit: branch-light.
+    /// Bucket `b`'s live slots other than `keep`: the candidates, as a bit mask (bit `j`
+    /// for slot `j`).
     #[inline(always)]
-    fn bucket_victim(
-        &self,
-        b: u32,
-        now: u32,
-        timeout: &[u32; 8],
-        keep: FlowSlot,
-    ) -> (u64, FlowSlot) {
-        let base = b as usize * WAYS;
-        let h = &self.heads[b as usize];
-        // Candidates: the live slots (a non-zero lane), `keep` aside.
-        let mut cand = !crate::mem::lanes_equal(&h.lanes, 0) & ((1 << WAYS) - 1);
+    fn candidates(&self, b: u32, keep: FlowSlot) -> u32 {
+        let mut cand = !crate::mem::lanes_equal(&self.heads[b as usize].lanes, 0) & 0xff;
         if keep.index() / WAYS == b as usize {
             cand &= !(1 << (keep.index() % WAYS));
         }
+        cand
+    }
+
+    /// Bucket `b`'s best victim among the slots of `cand`, scored one slot at a time, a
+    /// linked entry's with its twin's ([`pair_score`](Self::pair_score)): its score + 1 and
+    /// slot, the first of the bucket's on a tie; a score of 0 when `cand` is empty.
+    #[inline(always)]
+    fn bucket_victim(&self, b: u32, cand: u32, now: u32, timeout: &[u32; 8]) -> (u64, FlowSlot) {
+        let base = b as usize * WAYS;
+        let h = &self.heads[b as usize];
         let (mut best, mut at) = (0u64, 0usize);
         for j in 0..WAYS {
             self.debug_check_mirror(base + j);
@@ -102,6 +128,54 @@ impl FlowTable {
             }
         }
         (best, FlowSlot::new((base + at) as u32))
+    }
+
+    /// The victim among the candidates `c1` of bucket `b1` and `c2` of `b2` (`b1`'s first
+    /// on a tie), with whether it is expired and whether it is cheap, scored a slot at a time
+    /// ([`bucket_victim`](Self::bucket_victim)): the way for buckets with linked entries
+    /// (NAT's twins), whose score depends on the twin.
+    #[inline(never)]
+    fn victim_scored(&self, b: [u32; 2], c: [u32; 2], now: u32, timeout: &[u32; 8]) -> Victim {
+        let (mut best, mut victim) = self.bucket_victim(b[0], c[0], now, timeout);
+        let (score, at) = self.bucket_victim(b[1], c[1], now, timeout);
+        if score > best {
+            (best, victim) = (score, at);
+        }
+        assert!(best != 0, "no entry to evict in buckets {b:?}");
+        let score = best - 1;
+        (victim, score & EXPIRED != 0, score & CHEAP != 0)
+    }
+
+    /// [`victim_scored`](Self::victim_scored)'s choice for buckets with no linked candidate,
+    /// made from the two heads a criterion at a time, all 16 slots at once
+    /// ([`crate::mem`]'s SSE2 lanes): the candidates narrowed to the expired ones if any,
+    /// then to the cheap ones if any, then the first of the least recently seen.
+    #[inline(always)]
+    fn victim_by_lanes(&self, b: [u32; 2], c: [u32; 2], now: u32, timeout: &[u32; 8]) -> Victim {
+        let h = [&self.heads[b[0] as usize], &self.heads[b[1] as usize]];
+        if cfg!(debug_assertions) {
+            for j in 0..2 * WAYS {
+                self.debug_check_mirror(b[j / WAYS] as usize * WAYS + j % WAYS);
+            }
+        }
+        let idle: [u32; 2 * WAYS] =
+            std::array::from_fn(|j| now.wrapping_sub(h[j / WAYS].seen[j % WAYS]));
+        let bound: [u32; 2 * WAYS] =
+            std::array::from_fn(|j| timeout[usize::from(h[j / WAYS].states[j % WAYS]) & 7]);
+        let expired = crate::mem::at_least_16(&idle, &bound);
+        let cheap_in = |h: &Head| crate::mem::bytes_among(&h.states, CHEAP_STATES);
+        let cheap = cheap_in(h[0]) | cheap_in(h[1]) << WAYS;
+        let mut m = c[0] | c[1] << WAYS;
+        assert!(m != 0, "no entry to evict in buckets {b:?}");
+        if m & expired != 0 {
+            m &= expired;
+        }
+        if m & cheap != 0 {
+            m &= cheap;
+        }
+        let j = crate::mem::first_max_16(&idle, m);
+        let victim = FlowSlot::new(b[j / WAYS] * WAYS as u32 + (j % WAYS) as u32);
+        (victim, expired >> j & 1 != 0, cheap >> j & 1 != 0)
     }
 
     /// Picks and removes a victim (and its twin) among the live entries of buckets `b1` and
@@ -124,18 +198,22 @@ impl FlowTable {
         // The victim has the greatest (expired, cheap, idle): an expired entry first, then a
         // half-open or unconfirmed UDP one before an established TCP or confirmed UDP one,
         // the least recently seen first, the first scanned (the first bucket's first) on a tie.
-        let (mut best, mut victim) = self.bucket_victim(b1, now, &timeout, keep);
-        if b2 != b1 {
-            let (score, at) = self.bucket_victim(b2, now, &timeout, keep);
-            if score > best {
-                (best, victim) = (score, at);
-            }
-        }
-        assert!(best != 0, "no entry to evict in buckets {b1}, {b2}");
-        let score = best - 1;
-        let reason = if score & EXPIRED != 0 {
+        let c1 = self.candidates(b1, keep);
+        let c2 = if b2 == b1 {
+            0
+        } else {
+            self.candidates(b2, keep)
+        };
+        let linked =
+            self.heads[b1 as usize].links & c1 as u8 | self.heads[b2 as usize].links & c2 as u8;
+        let (victim, expired, cheap) = if linked == 0 {
+            self.victim_by_lanes([b1, b2], [c1, c2], now, &timeout)
+        } else {
+            self.victim_scored([b1, b2], [c1, c2], now, &timeout)
+        };
+        let reason = if expired {
             EvictReason::Expired
-        } else if score & CHEAP == 0 {
+        } else if !cheap {
             EvictReason::Established
         } else if self.slots[victim.index()].flow.state == FlowState::Udp {
             // (An unconfirmed one: a confirmed UDP flow ranks, and is named, as established.)

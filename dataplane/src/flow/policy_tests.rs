@@ -17,10 +17,24 @@ fn xorshift(mut rng: u64) -> impl FnMut() -> u64 {
 }
 
 /// The victim of a full table's insert is the one the module's policy names, computed
-/// here the plain way (pairs, ties, expiry and all), over thousands of random inserts.
+/// here the plain way (pairs, ties, expiry and all), over thousands of random inserts: with
+/// NAT-like pairs (buckets with a linked entry are scored a slot at a time, the others by
+/// lanes), and without (by lanes only), on a clock that wraps around.
 #[test]
 fn eviction_matches_the_policy_written_plainly() {
-    let mut next = xorshift(0x0ddc_0ffe_e15e_a5e5);
+    for (pairs, clock) in [
+        (true, 0),
+        (false, 0),
+        (true, u32::MAX - 20_000),
+        (false, 7 << 29),
+    ] {
+        println!("pairs {pairs}, clock from {clock}:");
+        eviction_policy_check(pairs, clock);
+    }
+}
+
+fn eviction_policy_check(pairs: bool, clock: u32) {
+    let mut next = xorshift(0x0ddc_0ffe_e15e_a5e5 ^ u64::from(clock));
     let states = [
         FlowState::TcpSynSeen,
         FlowState::TcpEstablished,
@@ -35,7 +49,7 @@ fn eviction_matches_the_policy_written_plainly() {
     for i in 0..20_000u32 {
         let r = next();
         // A clock that moves unevenly, so ages tie and entries expire.
-        let now = i * 3 + (r >> 60) as u32 * 500;
+        let now = clock.wrapping_add(i * 3 + (r >> 60) as u32 * 500);
         let f = Flow::new(
             states[(r >> 8) as usize % 5],
             ServiceIdx::new(0),
@@ -103,7 +117,7 @@ fn eviction_matches_the_policy_written_plainly() {
             };
             (*ft.key(idx), reason)
         });
-        if r.is_multiple_of(5) {
+        if pairs && r.is_multiple_of(5) {
             // A NAT-like pair (its second insert may evict too: not checked).
             let p = ft
                 .insert_pair((k, h, f), (k2, flow_hash(SEED, &k2), f), now, &T)

@@ -1,12 +1,15 @@
 //! Memory helpers that need `unsafe` and have nothing to do with DPDK: a cache prefetch hint,
-//! a 16-byte compare of eight 16-bit lanes (the flow table's tags), huge-page advice for big
+//! SSE2 compares over a flow-table bucket's lanes (`lanes.rs`: its tags, and the ages a full
+//! table's eviction scores), huge-page advice for big
 //! tables, counter words in shared memory, and table slots in a
 //! file that outlives the process (`table_file.rs`, the flow tables' storage). With `dpdk`, the
 //! crate's only rooms allowed `unsafe`; every block says why it is sound (`// SAFETY:`).
 
+mod lanes;
 mod shm;
 mod table_file;
 
+pub use lanes::{at_least_16, bytes_among, first_max_16, lanes_equal};
 pub use shm::SharedWords;
 pub use table_file::{FILE_GRANULE, HEADER_BYTES, MappedSlot, MappedSlots, OpenError, file_bytes};
 
@@ -25,36 +28,6 @@ pub fn prefetch<T>(r: &T) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = r;
-}
-
-/// The lanes of `v` equal to `x`, as a bit mask (bit `j` for lane `j`). On x86-64, one
-/// 16-byte compare, a pack to bytes and a mask extraction (SSE2); the compiler does not
-/// vectorize the lane-by-lane loop it falls back to elsewhere (callgrind: 58 instructions a
-/// call against 6). Hand-written for that reason.
-#[inline(always)]
-pub fn lanes_equal(v: &[u16; 8], x: u16) -> u32 {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE2 is part of the x86-64 baseline, so these intrinsics are available on
-    // every CPU this code runs on; they only compute on values (the unaligned load reads the
-    // 16 bytes of `v`, a live reference).
-    unsafe {
-        use std::arch::x86_64::{
-            _mm_cmpeq_epi16, _mm_loadu_si128, _mm_movemask_epi8, _mm_packs_epi16, _mm_set1_epi16,
-            _mm_setzero_si128,
-        };
-        let v = _mm_loadu_si128(v.as_ptr().cast());
-        let eq = _mm_cmpeq_epi16(v, _mm_set1_epi16(x as i16));
-        // Each lane 0xffff or 0, saturated to a byte 0xff or 0: lane j in byte j.
-        _mm_movemask_epi8(_mm_packs_epi16(eq, _mm_setzero_si128())) as u32
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let mut m = 0u32;
-        for (j, l) in v.iter().enumerate() {
-            m |= u32::from(*l == x) << j;
-        }
-        m
-    }
 }
 
 /// Asks the kernel to back `mem` with transparent huge pages (2 MiB) where it can, before it
