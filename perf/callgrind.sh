@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build=1
-only="dsr,nat,ipip,gue,fullnat,syn,pickup,rst,udp"
+only="dsr,nat,ipip,gue,fullnat,syn,pickup,natnew,rst,udp"
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-build) build=0 ;;
@@ -64,6 +64,9 @@ for s in ${only//,/ }; do
         # Every packet a new flow that is recorded: mid-stream pickups (one ACK per flow)
         # into a table of a quarter of the keys, so each counted packet misses and evicts.
         pickup) pcap=new; cfg pickup --forwarding dsr --flow-capacity 4096 ;;
+        # The same pickups through NAT: each records a pair (the client's half and the
+        # backend's reply half, linked), so each counted packet evicts a pair to make room.
+        natnew) pcap=new; cfg natnew --forwarding nat --flow-capacity 4096 ;;
         rst) pcap=syn; cfg rst --forwarding dsr --flow-capacity 4096 --empty ;;
         udp) pcap=udp; cfg udp --forwarding dsr ;;
         *) echo "perf/callgrind.sh: unknown scenario $s" >&2; exit 1 ;;

@@ -3,15 +3,10 @@
 
 use super::*;
 
-/// Eviction score bits (`FlowTable::evict_among`): above the 32 bits of idle time, "expired"
-/// outranks "cheap" (half-open or unconfirmed UDP), which outranks age.
-const EXPIRED: u64 = 1 << 33;
-const CHEAP: u64 = 1 << 32;
-
-/// By `FlowState as usize & 7`: whether the state is cheap, as its score bit, so that a
-/// slot's score is two small table loads and no branch.
-const CHEAP_BY_STATE: [u64; 8] = [CHEAP, 0, CHEAP, CHEAP, 0, 0, 0, 0];
-/// The cheap states, as the bytes of a head's `states` (what `CHEAP_BY_STATE` marks).
+/// By `FlowState as usize & 7`: whether an entry in that state is cheap to evict (half-open
+/// or unconfirmed UDP), for a twin's state read from its slot.
+const CHEAP_BY_STATE: [bool; 8] = [true, false, true, true, false, false, false, false];
+/// The cheap states, as the bytes of a head's `states`, compared 8 at a time.
 const CHEAP_STATES: [u8; 3] = [
     FlowState::TcpSynSeen as u8,
     FlowState::TcpClosing as u8,
@@ -23,12 +18,12 @@ const _: () = {
     let mut marked = 0;
     let mut st = 0;
     while st < 8 {
-        marked += (CHEAP_BY_STATE[st] != 0) as usize;
+        marked += CHEAP_BY_STATE[st] as usize;
         st += 1;
     }
     let mut i = 0;
     while i < CHEAP_STATES.len() {
-        assert!(CHEAP_BY_STATE[CHEAP_STATES[i] as usize] == CHEAP);
+        assert!(CHEAP_BY_STATE[CHEAP_STATES[i] as usize]);
         i += 1;
     }
     assert!(marked == CHEAP_STATES.len());
@@ -53,10 +48,20 @@ impl FlowTable {
     pub(super) fn head_matches(&self, i: usize) -> bool {
         let (s, h, j) = (&self.slots[i], &self.heads[i / WAYS], i % WAYS);
         if !s.is_live() {
-            return h.lanes[j] == 0 && h.links >> j & 1 == 0;
+            return h.lanes[j] == 0 && h.links >> j & 1 == 0 && h.seconds >> j & 1 == 0;
         }
-        (h.seen[j], h.states[j], h.links >> j & 1 != 0)
-            == (s.flow.last_seen, s.flow.state as u8, s.flow.twin != NO_TWIN)
+        let second = s.meta & META_SECOND != 0;
+        (
+            h.seen[j],
+            h.states[j],
+            h.links >> j & 1 != 0,
+            h.seconds >> j & 1 != 0,
+        ) == (
+            s.flow.last_seen,
+            s.flow.state as u8,
+            s.flow.twin != NO_TWIN,
+            second,
+        )
     }
 
     /// The first live entry whose bucket head's copy of its age, state or link is not its
@@ -76,23 +81,6 @@ impl FlowTable {
         );
     }
 
-    /// [`evict_among`](Self::evict_among)'s score of a linked entry whose own score is
-    /// `own`: a pair's age and expiry are those of its most recently seen half, and it is
-    /// cheap only if both halves are (a UDP pair is confirmed when either half is).
-    #[cold]
-    #[inline(never)]
-    pub(super) fn pair_score(&self, idx: FlowSlot, own: u64, now: u32, timeout: &[u32; 8]) -> u64 {
-        let Some(tw) = self.twin_of(idx) else {
-            return own;
-        };
-        let g = &self.slots[tw.index()].flow;
-        let gi = g.idle(now);
-        let expired = own & EXPIRED != 0 && gi >= timeout[g.state as usize & 7];
-        let idle = (own as u32).min(gi);
-        let cheap = own & CHEAP != 0 && CHEAP_BY_STATE[g.state as usize & 7] != 0;
-        (u64::from(expired) * EXPIRED) | (u64::from(cheap) * CHEAP) | u64::from(idle)
-    }
-
     /// Bucket `b`'s live slots other than `keep`: the candidates, as a bit mask (bit `j`
     /// for slot `j`).
     #[inline(always)]
@@ -104,69 +92,33 @@ impl FlowTable {
         cand
     }
 
-    /// Bucket `b`'s best victim among the slots of `cand`, scored one slot at a time, a
-    /// linked entry's with its twin's ([`pair_score`](Self::pair_score)): its score + 1 and
-    /// slot, the first of the bucket's on a tie; a score of 0 when `cand` is empty.
+    /// The victim among the candidates `c[0]` of bucket `b[0]` and `c[1]` of `b[1]`, with
+    /// whether it is expired and whether it is cheap: the greatest (expired, cheap, idle),
+    /// the first scanned on a tie. Chosen from the two heads a criterion at a time, all 16
+    /// slots at once ([`crate::mem`]'s SSE2 lanes): the candidates narrowed to the expired
+    /// ones if any, then to the cheap ones if any, then the first of the least recently seen.
+    /// A linked candidate counts as its pair ([`with_twins`](Self::with_twins)).
     #[inline(always)]
-    fn bucket_victim(&self, b: u32, cand: u32, now: u32, timeout: &[u32; 8]) -> (u64, FlowSlot) {
-        let base = b as usize * WAYS;
-        let h = &self.heads[b as usize];
-        let (mut best, mut at) = (0u64, 0usize);
-        for j in 0..WAYS {
-            self.debug_check_mirror(base + j);
-            let st = usize::from(h.states[j]) & 7;
-            let idle = now.wrapping_sub(h.seen[j]);
-            let mut score =
-                (u64::from(idle >= timeout[st]) * EXPIRED) | CHEAP_BY_STATE[st] | u64::from(idle);
-            if h.links >> j & 1 != 0 {
-                score = self.pair_score(FlowSlot::new((base + j) as u32), score, now, timeout);
-            }
-            // + 1: a score of 0 (established, seen just now) must still beat "none".
-            let score = (score + 1) * u64::from(cand >> j & 1);
-            if score > best {
-                (best, at) = (score, j);
-            }
-        }
-        (best, FlowSlot::new((base + at) as u32))
-    }
-
-    /// The victim among the candidates `c1` of bucket `b1` and `c2` of `b2` (`b1`'s first
-    /// on a tie), with whether it is expired and whether it is cheap, scored a slot at a time
-    /// ([`bucket_victim`](Self::bucket_victim)): the way for buckets with linked entries
-    /// (NAT's twins), whose score depends on the twin.
-    #[inline(never)]
-    fn victim_scored(&self, b: [u32; 2], c: [u32; 2], now: u32, timeout: &[u32; 8]) -> Victim {
-        let (mut best, mut victim) = self.bucket_victim(b[0], c[0], now, timeout);
-        let (score, at) = self.bucket_victim(b[1], c[1], now, timeout);
-        if score > best {
-            (best, victim) = (score, at);
-        }
-        assert!(best != 0, "no entry to evict in buckets {b:?}");
-        let score = best - 1;
-        (victim, score & EXPIRED != 0, score & CHEAP != 0)
-    }
-
-    /// [`victim_scored`](Self::victim_scored)'s choice for buckets with no linked candidate,
-    /// made from the two heads a criterion at a time, all 16 slots at once
-    /// ([`crate::mem`]'s SSE2 lanes): the candidates narrowed to the expired ones if any,
-    /// then to the cheap ones if any, then the first of the least recently seen.
-    #[inline(always)]
-    fn victim_by_lanes(&self, b: [u32; 2], c: [u32; 2], now: u32, timeout: &[u32; 8]) -> Victim {
+    fn victim(&self, b: [u32; 2], c: [u32; 2], now: u32, timeout: &[u32; 8]) -> Victim {
         let h = [&self.heads[b[0] as usize], &self.heads[b[1] as usize]];
         if cfg!(debug_assertions) {
             for j in 0..2 * WAYS {
                 self.debug_check_mirror(b[j / WAYS] as usize * WAYS + j % WAYS);
             }
         }
-        let idle: [u32; 2 * WAYS] =
+        let mut idle: [u32; 2 * WAYS] =
             std::array::from_fn(|j| now.wrapping_sub(h[j / WAYS].seen[j % WAYS]));
         let bound: [u32; 2 * WAYS] =
             std::array::from_fn(|j| timeout[usize::from(h[j / WAYS].states[j % WAYS]) & 7]);
-        let expired = crate::mem::at_least_16(&idle, &bound);
+        let mut expired = crate::mem::at_least_16(&idle, &bound);
         let cheap_in = |h: &Head| crate::mem::bytes_among(&h.states, CHEAP_STATES);
-        let cheap = cheap_in(h[0]) | cheap_in(h[1]) << WAYS;
+        let mut cheap = cheap_in(h[0]) | cheap_in(h[1]) << WAYS;
         let mut m = c[0] | c[1] << WAYS;
         assert!(m != 0, "no entry to evict in buckets {b:?}");
+        let linked = (u32::from(h[0].links) | u32::from(h[1].links) << WAYS) & m;
+        if linked != 0 {
+            self.with_twins(b, linked, now, timeout, &mut idle, &mut expired, &mut cheap);
+        }
         if m & expired != 0 {
             m &= expired;
         }
@@ -176,6 +128,38 @@ impl FlowTable {
         let j = crate::mem::first_max_16(&idle, m);
         let victim = FlowSlot::new(b[j / WAYS] * WAYS as u32 + (j % WAYS) as u32);
         (victim, expired >> j & 1 != 0, cheap >> j & 1 != 0)
+    }
+
+    /// [`victim`](Self::victim)'s lanes `linked` (candidates with a twin)
+    /// made their pair's: a pair's age and expiry are those of its most recently seen half,
+    /// and it is cheap only if both halves are (a UDP pair is confirmed when either half
+    /// is). Reads each twin's slot: a lane at a time.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn with_twins(
+        &self,
+        b: [u32; 2],
+        linked: u32,
+        now: u32,
+        timeout: &[u32; 8],
+        idle: &mut [u32; 2 * WAYS],
+        expired: &mut u32,
+        cheap: &mut u32,
+    ) {
+        let mut rest = linked;
+        while rest != 0 {
+            let j = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            let idx = FlowSlot::new(b[j / WAYS] * WAYS as u32 + (j % WAYS) as u32);
+            let Some(tw) = self.twin_of(idx) else {
+                continue;
+            };
+            let g = &self.slots[tw.index()].flow;
+            let (gi, st) = (g.idle(now), g.state as usize & 7);
+            idle[j] = idle[j].min(gi);
+            *expired &= !(u32::from(gi < timeout[st]) << j);
+            *cheap &= !(u32::from(!CHEAP_BY_STATE[st]) << j);
+        }
     }
 
     /// Picks and removes a victim (and its twin) among the live entries of buckets `b1` and
@@ -204,13 +188,7 @@ impl FlowTable {
         } else {
             self.candidates(b2, keep)
         };
-        let linked =
-            self.heads[b1 as usize].links & c1 as u8 | self.heads[b2 as usize].links & c2 as u8;
-        let (victim, expired, cheap) = if linked == 0 {
-            self.victim_by_lanes([b1, b2], [c1, c2], now, &timeout)
-        } else {
-            self.victim_scored([b1, b2], [c1, c2], now, &timeout)
-        };
+        let (victim, expired, cheap) = self.victim([b1, b2], [c1, c2], now, &timeout);
         let reason = if expired {
             EvictReason::Expired
         } else if !cheap {

@@ -228,23 +228,27 @@ impl FlowTable {
                 ..flow
             },
         };
-        self.set_lane(idx.index(), TAG_LIVE | tag);
-        self.mirror(idx.index());
+        self.set_head(idx.index(), tag, now, flow.state, false, second);
         self.len += 1;
     }
 
     /// Moves one live entry of `b1` or `b2` (not `keep`) to a free slot of its other bucket;
-    /// returns the slot it left. Its twin's link follows it.
+    /// returns the slot it left. Its twin's link follows it. The candidates, in slot order,
+    /// and their other buckets come from the two heads (a lane's tag and `seconds` bit);
+    /// a slot line is read only for the entry that moves.
     pub(super) fn relocate(&mut self, b1: u32, b2: u32, keep: FlowSlot) -> Option<FlowSlot> {
         for b in [b1, b2] {
-            for i in b * WAYS as u32..(b + 1) * WAYS as u32 {
-                let i = FlowSlot::new(i);
-                let s = self.slots[i.index()];
-                if !s.is_live() || i == keep {
+            let h = &self.heads[b as usize];
+            let mut rest = !crate::mem::lanes_equal(&h.lanes, 0) & ((1 << WAYS) - 1);
+            while rest != 0 {
+                let j = rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                let (tag, second) = (h.lanes[j] & META_TAG, h.seconds >> j & 1 != 0);
+                let i = FlowSlot::new(b * WAYS as u32 + j as u32);
+                if i == keep {
                     continue;
                 }
-                let tag = s.meta & META_TAG;
-                let other = if s.meta & META_SECOND != 0 {
+                let other = if second {
                     self.first_of_second(b, tag)
                 } else {
                     self.second_bucket(b, tag)
@@ -252,27 +256,32 @@ impl FlowTable {
                 if other == b {
                     continue;
                 }
-                let Some(j) = self.free_in(other, tag) else {
-                    continue;
-                };
-                let twin = self.twin_of(i);
-                self.slots[j.index()] = Slot {
-                    meta: s.meta ^ META_SECOND,
-                    ..s
-                };
-                if let Some(tw) = twin {
-                    self.slots[tw.index()].flow.twin = j;
+                if let Some(to) = self.free_in(other, tag) {
+                    self.move_entry(i, to);
+                    return Some(i);
                 }
-                let old = &mut self.slots[i.index()];
-                old.key.family = FAMILY_FREE;
-                old.flow.twin = NO_TWIN;
-                self.set_lane(j.index(), TAG_LIVE | tag);
-                self.mirror(j.index());
-                self.set_lane(i.index(), 0);
-                return Some(i);
             }
         }
         None
+    }
+
+    /// Moves the live entry at `from` to the free slot `to` of its other bucket, its twin's
+    /// link with it.
+    fn move_entry(&mut self, from: FlowSlot, to: FlowSlot) {
+        let s = self.slots[from.index()];
+        let twin = self.twin_of(from);
+        self.slots[to.index()] = Slot {
+            meta: s.meta ^ META_SECOND,
+            ..s
+        };
+        if let Some(tw) = twin {
+            self.slots[tw.index()].flow.twin = to;
+        }
+        let old = &mut self.slots[from.index()];
+        old.key.family = FAMILY_FREE;
+        old.flow.twin = NO_TWIN;
+        self.mirror(to.index());
+        self.free_lane(from.index());
     }
 
     pub(super) fn overwrite(&mut self, idx: FlowSlot, flow: Flow, now: u32) {

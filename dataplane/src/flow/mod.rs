@@ -5,8 +5,9 @@
 //! - One array of 64-byte slots, each exactly one cache line holding a key and its [`Flow`],
 //!   grouped in buckets of 8 consecutive slots, and beside it one 64-byte *head* a bucket
 //!   ([`Head`]): a 2-byte lane a slot (whether it is taken, and its entry's tag), so that a
-//!   miss reads a bucket's head, not its 8 slot lines, and a copy of each entry's age and
-//!   state, so that eviction scores a bucket from its head too: **72 bytes per entry** in
+//!   miss reads a bucket's head, not its 8 slot lines, and a copy of each entry's age,
+//!   state, link and bucket, so that eviction scores a bucket, and a move finds an entry's
+//!   other bucket, from its head too: **72 bytes per entry** in
 //!   all ([`FlowTable::memory_bytes`]), for a table of `ceil(cap / 8)` buckets.
 //! - A key may live in two buckets (two-choice, set-associative): its first from the hash's
 //!   low 32 bits, its second at an offset given by a 15-bit tag from the high bits. The tag
@@ -34,15 +35,17 @@
 //!
 //! - A new flow goes to a free slot of its first bucket, else of its second. If both are
 //!   full while the table is not, one entry of those buckets that has a free slot in *its*
-//!   other bucket moves there, and the new flow takes its place. Only if none can move is an
+//!   other bucket moves there (the candidates and their other buckets read from the two
+//!   heads), and the new flow takes its place. Only if none can move is an
 //!   entry evicted early (counted like any eviction): with the 16 candidate slots this is
 //!   rare below ~90% of the capacity (none in a 100k-operation churn test at 73%). Inserting
 //!   a key that is already present overwrites its entry in place (`Inserted::replaced`).
 //! - When the table is full (`len == capacity`), the insert evicts one victim among the live
-//!   entries of the new key's two buckets ([`EVICT_SCAN`] slots, scored from the two heads:
-//!   the slot lines are read only for a linked entry's twin and for the victim):
-//!   1. an **expired** entry (idle at least its state's timeout), the least recently seen
-//!      if several;
+//!   entries of the new key's two buckets ([`EVICT_SCAN`] slots, chosen from the two heads,
+//!   16 lanes at a time: the slot lines are read only for a linked entry's twin and for the
+//!   victim):
+//!   1. an **expired** entry (idle at least its state's timeout), if several the half-open
+//!      or unconfirmed UDP ones first, then the least recently seen;
 //!   2. else the least recently seen **half-open** (`TcpSynSeen`, `TcpClosing`) or
 //!      **unconfirmed UDP** (`Udp`: one datagram seen) entry: a SYN or UDP flood displaces
 //!      itself before established flows;
@@ -198,7 +201,7 @@ const TAG_LIVE: u16 = 0x8000;
 /// What a bucket's slots hold, in one cache line beside them, for the scans that would
 /// otherwise read all 8 slot lines: a lane a slot for the lookups (`TAG_LIVE | tag`, 0 when
 /// free), and a copy of each entry's `last_seen`, state and whether it is linked, for
-/// eviction. The copies change with the slot, through [`FlowTable::touch`] (a packet) and
+/// eviction, and whether it sits in its second bucket, for moves. The copies change with the slot, through [`FlowTable::touch`] (a packet) and
 /// the table's own writes ([`FlowTable::mirror`]). Not in a table's file: rebuilt from the
 /// slots when one is adopted.
 #[derive(Clone, Copy)]
@@ -210,6 +213,9 @@ pub(crate) struct Head {
     states: [u8; WAYS],
     /// Bit `j`: slot `j`'s entry is linked to a twin.
     links: u8,
+    /// Bit `j`: slot `j`'s entry sits in its second bucket (its `meta`'s `META_SECOND`), so
+    /// that a move finds an entry's other bucket from the head alone.
+    seconds: u8,
 }
 
 const _: () = assert!(size_of::<Head>() == 64);
@@ -220,6 +226,7 @@ impl Head {
         seen: [0; WAYS],
         states: [0; WAYS],
         links: 0,
+        seconds: 0,
     };
 }
 
@@ -411,26 +418,46 @@ impl FlowTable {
 
     // ---- internals ----
 
-    /// Sets slot `i`'s lane in its bucket's head: `TAG_LIVE | tag` when it is taken, 0
-    /// when it is freed (and then not linked either). Every change of a slot's liveness goes
-    /// through here.
+    /// Frees slot `i`'s lane in its bucket's head: 0, neither linked nor in a second
+    /// bucket. With [`set_head`](Self::set_head), which takes a lane, every change of a
+    /// slot's liveness goes through here.
     #[inline(always)]
-    fn set_lane(&mut self, i: usize, lane: u16) {
-        let h = &mut self.heads[i / WAYS];
-        h.lanes[i % WAYS] = lane;
-        if lane == 0 {
-            h.links &= !(1 << (i % WAYS));
-        }
+    fn free_lane(&mut self, i: usize) {
+        let (h, j) = (&mut self.heads[i / WAYS], i % WAYS);
+        h.lanes[j] = 0;
+        h.links &= !(1 << j);
+        h.seconds &= !(1 << j);
     }
 
-    /// Copies slot `i`'s age, state and whether it is linked into its bucket's head: after
-    /// every write of the table's own to a live slot's `last_seen`, `state` or `twin`.
+    /// Writes all of live slot `i`'s lanes in its bucket's head: its lane (`TAG_LIVE | tag`),
+    /// age, state, whether it is linked and whether it sits in its second bucket.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn set_head(
+        &mut self,
+        i: usize,
+        tag: u16,
+        seen: u32,
+        st: FlowState,
+        linked: bool,
+        second: bool,
+    ) {
+        self.set_head_age(i, seen, st);
+        let (h, j) = (&mut self.heads[i / WAYS], i % WAYS);
+        h.lanes[j] = TAG_LIVE | tag;
+        h.links = h.links & !(1 << j) | u8::from(linked) << j;
+        h.seconds = h.seconds & !(1 << j) | u8::from(second) << j;
+    }
+
+    /// [`set_head`](Self::set_head) from what live slot `i` holds: after every write of the
+    /// table's own to a live slot's `last_seen`, `state`, `twin` or `meta` (a packet's
+    /// [`touch`](Self::touch) writes both copies itself).
     #[inline(always)]
     fn mirror(&mut self, i: usize) {
-        let f = self.slots[i].flow;
-        self.set_head_age(i, f.last_seen, f.state);
-        let (h, j) = (&mut self.heads[i / WAYS], i % WAYS);
-        h.links = h.links & !(1 << j) | u8::from(f.twin != NO_TWIN) << j;
+        debug_assert!(self.slots[i].is_live(), "mirror of free slot {i}");
+        let Slot { meta, flow: f, .. } = self.slots[i];
+        let (tag, second) = (meta & META_TAG, meta & META_SECOND != 0);
+        self.set_head(i, tag, f.last_seen, f.state, f.twin != NO_TWIN, second);
     }
 
     /// Slot `i`'s age and state in its bucket's head: what [`touch`](Self::touch) and

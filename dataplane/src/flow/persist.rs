@@ -456,7 +456,6 @@ impl FlowTable {
         self.heads.fill(Head::EMPTY);
         for i in 0..self.slots.len() {
             if self.slots[i].is_live() {
-                self.set_lane(i, TAG_LIVE | (self.slots[i].meta & META_TAG));
                 self.mirror(i);
             }
         }

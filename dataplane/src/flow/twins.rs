@@ -60,7 +60,7 @@ impl FlowTable {
         let s = &mut self.slots[idx.index()];
         s.key.family = FAMILY_FREE;
         s.flow.twin = NO_TWIN;
-        self.set_lane(idx.index(), 0);
+        self.free_lane(idx.index());
         self.len -= 1;
     }
 
