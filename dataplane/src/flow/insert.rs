@@ -236,7 +236,11 @@ impl FlowTable {
     /// returns the slot it left. Its twin's link follows it. The candidates, in slot order,
     /// and their other buckets come from the two heads (a lane's tag and `seconds` bit);
     /// a slot line is read only for the entry that moves.
+    /// `None` at once when fewer than 1 slot in [`MOVE_FREE_SHARE`] is free.
     pub(super) fn relocate(&mut self, b1: u32, b2: u32, keep: FlowSlot) -> Option<FlowSlot> {
+        if (self.slots.len() - self.len as usize) * MOVE_FREE_SHARE < self.slots.len() {
+            return None;
+        }
         for b in [b1, b2] {
             let h = &self.heads[b as usize];
             let mut rest = !crate::mem::lanes_equal(&h.lanes, 0) & ((1 << WAYS) - 1);

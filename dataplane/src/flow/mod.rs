@@ -36,9 +36,11 @@
 //! - A new flow goes to a free slot of its first bucket, else of its second. If both are
 //!   full while the table is not, one entry of those buckets that has a free slot in *its*
 //!   other bucket moves there (the candidates and their other buckets read from the two
-//!   heads), and the new flow takes its place. Only if none can move is an
-//!   entry evicted early (counted like any eviction): with the 16 candidate slots this is
-//!   rare below ~90% of the capacity (none in a 100k-operation churn test at 73%). Inserting
+//!   heads), and the new flow takes its place. Only if none can move, or the table is so
+//!   nearly full that a move is not looked for (fewer than 1 slot in [`MOVE_FREE_SHARE`]
+//!   free), is an entry evicted early (counted like any eviction): with the 16 candidate
+//!   slots this is rare below ~90% of the capacity (none in a 100k-operation churn test at
+//!   73%). Inserting
 //!   a key that is already present overwrites its entry in place (`Inserted::replaced`).
 //! - When the table is full (`len == capacity`), the insert evicts one victim among the live
 //!   entries of the new key's two buckets ([`EVICT_SCAN`] slots, chosen from the two heads,
@@ -112,6 +114,14 @@ pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
 /// `family` of a free slot (never a valid key).
 const FAMILY_FREE: u8 = 0;
+
+/// A move ([`FlowTable::relocate`]) is looked for only while at least 1 slot in this many is
+/// free. With a share `f` of the slots free, each candidate's other bucket has a free slot
+/// with a chance of about `8f`, so the 16 candidates find one about 2 times in 3 at
+/// `f = 1/128`, and about 1 time in 8 at `f = 1/1024`; past the bound the search almost
+/// always fails (it cost a NAT pair's insert into a nearly full table ~1,000 instructions,
+/// perf/RESULTS.md §20), and the insert evicts at once instead.
+pub(crate) const MOVE_FREE_SHARE: usize = 128;
 
 /// How many slots a full table's insert examines to pick a victim: the new key's two
 /// buckets.
