@@ -133,7 +133,7 @@ impl FlowTable {
     /// [`victim`](Self::victim)'s lanes `linked` (candidates with a twin)
     /// made their pair's: a pair's age and expiry are those of its most recently seen half,
     /// and it is cheap only if both halves are (a UDP pair is confirmed when either half
-    /// is). Reads each twin's slot: a lane at a time.
+    /// is). Reads each candidate's slot and its twin's: a lane at a time.
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn with_twins(
@@ -150,11 +150,14 @@ impl FlowTable {
         while rest != 0 {
             let j = rest.trailing_zeros() as usize;
             rest &= rest - 1;
-            let idx = FlowSlot::new(b[j / WAYS] * WAYS as u32 + (j % WAYS) as u32);
-            let Some(tw) = self.twin_of(idx) else {
+            // The link is followed without checking it names this entry back (`twin_of`):
+            // a stale one (never in a table that passes `check_invariants`) could only change
+            // the score, and the removal of the victim's twin does check it.
+            let i = b[j / WAYS] as usize * WAYS + j % WAYS;
+            let Some(g) = self.slots.get(self.slots[i].flow.twin.index()) else {
                 continue;
             };
-            let g = &self.slots[tw.index()].flow;
+            let g = &g.flow;
             let (gi, st) = (g.idle(now), g.state as usize & 7);
             idle[j] = idle[j].min(gi);
             *expired &= !(u32::from(gi < timeout[st]) << j);

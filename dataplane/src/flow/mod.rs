@@ -455,8 +455,16 @@ impl FlowTable {
         self.set_head_age(i, seen, st);
         let (h, j) = (&mut self.heads[i / WAYS], i % WAYS);
         h.lanes[j] = TAG_LIVE | tag;
-        h.links = h.links & !(1 << j) | u8::from(linked) << j;
         h.seconds = h.seconds & !(1 << j) | u8::from(second) << j;
+        self.set_link(i, linked);
+    }
+
+    /// Whether live slot `i` is linked, in its bucket's head: what [`link`](Self::link) and
+    /// [`unlink`](Self::unlink) change of it, after writing the slots' `twin`.
+    #[inline(always)]
+    fn set_link(&mut self, i: usize, linked: bool) {
+        let (h, j) = (&mut self.heads[i / WAYS], i % WAYS);
+        h.links = h.links & !(1 << j) | u8::from(linked) << j;
     }
 
     /// [`set_head`](Self::set_head) from what live slot `i` holds: after every write of the

@@ -13,22 +13,23 @@ impl FlowTable {
         self.unlink(b);
         self.slots[a.index()].flow.twin = b;
         self.slots[b.index()].flow.twin = a;
-        self.mirror(a.index());
-        self.mirror(b.index());
+        self.set_link(a.index(), true);
+        self.set_link(b.index(), true);
         true
     }
 
-    /// Breaks `idx`'s link, if any, on both sides. No-op on a free slot.
+    /// Breaks `idx`'s link, if any, on both sides. No-op on a free slot, or an unlinked one
+    /// (a new entry's: the pair's insert links it at once).
     pub fn unlink(&mut self, idx: FlowSlot) {
-        if !self.is_live(idx) {
+        if !self.is_live(idx) || self.slots[idx.index()].flow.twin == NO_TWIN {
             return;
         }
         if let Some(t) = self.twin_of(idx) {
             self.slots[t.index()].flow.twin = NO_TWIN;
-            self.mirror(t.index());
+            self.set_link(t.index(), false);
         }
         self.slots[idx.index()].flow.twin = NO_TWIN;
-        self.mirror(idx.index());
+        self.set_link(idx.index(), false);
     }
 
     /// Removes the entry at `idx` **and its twin** (a NAT pair lives and dies together; call

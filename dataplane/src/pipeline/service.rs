@@ -527,10 +527,14 @@ impl Pipeline {
         rev: (FlowKey, u64, Flow),
     ) -> bool {
         let now = self.now_ms;
-        match self.flows.insert_pair(fwd, rev, now, &snap.timeouts) {
-            Ok(ins) => {
+        let mut evicted = [None, None];
+        match self
+            .flows
+            .insert_pair_into(fwd, rev, now, &snap.timeouts, &mut evicted)
+        {
+            Ok(_) => {
                 self.counters.flows_created += 2;
-                for e in ins.evicted.iter().flatten() {
+                for e in evicted.iter().flatten() {
                     self.counters.flows_evicted += evicted_entries(e);
                     self.forget_evicted(e);
                 }
