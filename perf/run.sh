@@ -4,7 +4,7 @@
 # and the same core, printed as Mpps and as a ratio to the floor. See perf/RESULTS.md.
 #
 #   perf/run.sh                      # every scenario (a few minutes)
-#   perf/run.sh --only dsr,syn       # a subset of dsr,nat,ipip,gue,fullnat,syn,pickup,flows1m,rst
+#   perf/run.sh --only dsr,syn       # a subset of dsr,nat,ipip,gue,fullnat,syn,pickup,natnew,flows1m,rst
 #   perf/run.sh --repeat 3           # median of 3 runs per figure (noisy machines)
 #   perf/run.sh --ab OLD/fulcrum     # also an earlier build, runs interleaved, side by side
 #   perf/run.sh --duration 10        # seconds per measurement (default 6)
