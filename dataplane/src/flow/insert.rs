@@ -123,14 +123,17 @@ impl FlowTable {
         t: &Timeouts,
     ) -> Result<InsertedPair, Full> {
         let mut evicted = [None, None];
-        let (fwd, rev) = self.insert_pair_into(fwd, rev, now, t, &mut evicted)?;
+        let (fwd, rev) = self.insert_pair_into(fwd, rev, now, t, &mut evicted, None)?;
         Ok(InsertedPair { fwd, rev, evicted })
     }
 
     /// [`insert_pair`](Self::insert_pair) that writes what each half's insert evicted to
     /// `evicted` (untouched where nothing was) and returns the two slots: the evictions are
     /// written once, in place, not moved through results (two of 136 bytes, then one of 272
-    /// copied by `memcpy`). What the pipeline records a NAT flow with.
+    /// copied by `memcpy`). With `probed`, a probe of the forward key as
+    /// [`insert_probed`](Self::insert_probed) takes (absent, no change to the table since),
+    /// the forward half is placed from it without looking its key up again. What the
+    /// pipeline records a NAT flow with.
     #[inline]
     pub fn insert_pair_into(
         &mut self,
@@ -139,12 +142,22 @@ impl FlowTable {
         now: u32,
         t: &Timeouts,
         evicted: &mut [Option<Evicted>; 2],
+        probed: Option<&Probe>,
     ) -> Result<(FlowSlot, FlowSlot), Full> {
         debug_assert!(fwd.0 != rev.0, "a pair needs two keys");
         if self.cap < 2 {
             return Err(Full);
         }
-        let (f, _) = self.insert_keeping(fwd.0, fwd.1, fwd.2, now, t, NO_TWIN, &mut evicted[0])?;
+        let f = match probed {
+            Some(probe) => {
+                debug_assert_eq!(probe.hash, fwd.1, "a probe of another key");
+                self.insert_probed_into(probe, fwd.0, fwd.2, now, t, &mut evicted[0])?
+            }
+            None => {
+                let keep = NO_TWIN;
+                (self.insert_keeping(fwd.0, fwd.1, fwd.2, now, t, keep, &mut evicted[0])?).0
+            }
+        };
         let (r, _) = self.insert_keeping(rev.0, rev.1, rev.2, now, t, f, &mut evicted[1])?;
         let linked = self.link(f, r);
         debug_assert!(linked);

@@ -304,3 +304,48 @@ fn a_nearly_full_table_evicts_rather_than_search_for_a_move() {
         assert_eq!(evicted, if want_evict { 20 } else { 0 }, "{free} free");
     }
 }
+
+/// A NAT pair inserted from the forward key's probe (what the pipeline does) lands where
+/// one inserted by keys does, with the same evictions: two tables, the same random pairs,
+/// one way each, through filling and a full table's churn.
+#[test]
+fn a_pair_from_a_probe_goes_where_a_pair_by_keys_does() {
+    let mut next = xorshift(0x5eed_0f9a_1500);
+    let cap = 512;
+    let (mut by_probe, mut by_keys) =
+        (FlowTable::with_capacity(cap), FlowTable::with_capacity(cap));
+    let mut evictions = 0;
+    for i in 0..4_000u32 {
+        let r = next();
+        let now = i * 7;
+        let state = if r & 1 == 0 {
+            FlowState::TcpSynSeen
+        } else {
+            FlowState::TcpEstablished
+        };
+        let f = Flow::new(state, ServiceIdx::new(0), BackendId::new(i));
+        let (k, k2) = (key(i), key(10_000_000 + i));
+        let (h, h2) = (flow_hash(SEED, &k), flow_hash(SEED, &k2));
+        let probe = by_probe.probe(&k, h);
+        let (mut e1, mut e2) = ([None, None], [None, None]);
+        let a = by_probe.insert_pair_into((k, h, f), (k2, h2, f), now, &T, &mut e1, Some(&probe));
+        let b = by_keys.insert_pair_into((k, h, f), (k2, h2, f), now, &T, &mut e2, None);
+        assert_eq!(a, b, "pair {i}: slots");
+        let keys = |e: &[Option<Evicted>; 2]| e.map(|e| e.map(|e| (e.key, e.reason)));
+        assert_eq!(keys(&e1), keys(&e2), "pair {i}: evictions");
+        evictions += e1.iter().flatten().count();
+        // Traffic on an earlier pair's reverse half, in both.
+        let back = key(10_000_000 + (r >> 32) as u32 % (i + 1));
+        if let (Some(x), Some(y)) = (find(&by_probe, &back), find(&by_keys, &back)) {
+            by_probe.touch(x, now, FlowState::TcpEstablished);
+            by_keys.touch(y, now, FlowState::TcpEstablished);
+        }
+    }
+    check_invariants(&by_probe);
+    assert_eq!(by_probe.len(), by_keys.len());
+    println!(
+        "4000 pairs, {evictions} evictions, {} entries each",
+        by_probe.len()
+    );
+    assert!(evictions > 1_000, "{evictions}");
+}

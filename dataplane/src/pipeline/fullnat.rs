@@ -308,7 +308,7 @@ impl Pipeline {
             fl.flags |= FLAG_PROXY_V2;
             fl.set_proxy_first_seq(isn.wrapping_add(1));
         }
-        if !self.record_pair(snap, (key, fhash, fl), (rkey, rhash, rf)) {
+        if !self.record_pair(snap, (key, fhash, fl), (rkey, rhash, rf), None) {
             self.local_ports.give(
                 local_addr(&rkey),
                 rkey.dport,

@@ -451,7 +451,8 @@ impl Pipeline {
                 flags: flow::FLAG_REVERSE,
                 ..fl
             };
-            self.record_pair(snap, (key, fhash, fl), (rkey, rhash, rf));
+            let probed = probe_fresh.then_some(probe);
+            self.record_pair(snap, (key, fhash, fl), (rkey, rhash, rf), probed);
         } else if probe_fresh && is_syn {
             // A SYN never evicts (it is all a spoofed flood sends): it takes a free slot,
             // or none. Unrecorded, it still goes to Maglev's choice, and the handshake's
@@ -519,18 +520,21 @@ impl Pipeline {
     }
 
     /// Records both halves of a NAT or FullNAT flow at once (room for both is made first, so
-    /// neither evicts the other); whether they were recorded.
+    /// neither evicts the other); whether they were recorded. `probed`: the forward key's
+    /// probe, when still fresh (its insert then skips the lookup).
     pub(super) fn record_pair(
         &mut self,
         snap: &Snapshot,
         fwd: (FlowKey, u64, Flow),
         rev: (FlowKey, u64, Flow),
+        probed: Option<&flow::Probe>,
     ) -> bool {
         let now = self.now_ms;
         let mut evicted = [None, None];
+        let t = &snap.timeouts;
         match self
             .flows
-            .insert_pair_into(fwd, rev, now, &snap.timeouts, &mut evicted)
+            .insert_pair_into(fwd, rev, now, t, &mut evicted, probed)
         {
             Ok(_) => {
                 self.counters.flows_created += 2;
