@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build=1
-only="dsr,nat,ipip,gue,fullnat,syn,pickup,natnew,rst,udp"
+only="dsr,nat,ipip,gue,fullnat,syn,pickup,natnew,fnatnew,rst,udp"
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-build) build=0 ;;
@@ -67,6 +67,9 @@ for s in ${only//,/ }; do
         # The same pickups through NAT: each records a pair (the client's half and the
         # backend's reply half, linked), so each counted packet evicts a pair to make room.
         natnew) pcap=new; cfg natnew --forwarding nat --flow-capacity 4096 ;;
+        # And through FullNAT: each also takes a local port (freed ports reusable at once, so
+        # the pool of one local address is not exhausted by evicted pairs' resting ports).
+        fnatnew) pcap=new; cfg fnatnew --forwarding fullnat --flow-capacity 4096 --port-quiet-ms 0 ;;
         rst) pcap=syn; cfg rst --forwarding dsr --flow-capacity 4096 --empty ;;
         udp) pcap=udp; cfg udp --forwarding dsr ;;
         *) echo "perf/callgrind.sh: unknown scenario $s" >&2; exit 1 ;;

@@ -216,6 +216,10 @@ def make_config(a):
         f"flow_table_capacity = {a.flow_capacity}",
         f"control_socket = {json.dumps(a.control_socket)}",
         "",
+    ]
+    if a.port_quiet_ms is not None:
+        lines += ["[global.fullnat]", f"port_quiet_ms = {a.port_quiet_ms}", ""]
+    lines += [
         "[[port]]",
         'name = "outside"',
         f"device = {json.dumps(a.rx_device)}",
@@ -284,6 +288,8 @@ def main():
     c.add_argument("--forwarding", choices=["dsr", "nat", "ipip", "gue", "fullnat"], default="dsr")
     c.add_argument("--backends", type=int, default=10)
     c.add_argument("--empty", action="store_true", help="no backends: SYNs get a RST")
+    c.add_argument("--port-quiet-ms", type=int,
+                   help="FullNAT: how long a freed local port rests (default: Fulcrum's)")
     c.add_argument("--vips", type=int, default=1)
     c.add_argument("--control-socket", default="/tmp/fulcrum-perf.sock",
                    help="unique per concurrent instance (default /tmp/fulcrum-perf.sock)")
