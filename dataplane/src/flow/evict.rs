@@ -64,8 +64,9 @@ impl FlowTable {
         )
     }
 
-    /// The first live entry whose bucket head's copy of its age, state or link is not its
-    /// own, if any: for tests and fuzzing oracles (it reads the whole table).
+    /// The first live entry whose bucket head's copy of its age, state, link or bucket is
+    /// not its own (or a free slot whose lane is not free), if any: for tests and fuzzing
+    /// oracles (it reads the whole table).
     pub fn stale_head(&self) -> Option<FlowSlot> {
         (0..self.slots.len())
             .find(|&i| !self.head_matches(i))

@@ -40,8 +40,8 @@
 //!   nearly full that a move is not looked for (fewer than 1 slot in [`MOVE_FREE_SHARE`]
 //!   free), is an entry evicted early (counted like any eviction): with the 16 candidate
 //!   slots this is rare below ~90% of the capacity (none in a 100k-operation churn test at
-//!   73%). Inserting
-//!   a key that is already present overwrites its entry in place (`Inserted::replaced`).
+//!   73%). Inserting a key that is already present overwrites its entry in place
+//!   (`Inserted::replaced`).
 //! - When the table is full (`len == capacity`), the insert evicts one victim among the live
 //!   entries of the new key's two buckets ([`EVICT_SCAN`] slots, chosen from the two heads,
 //!   16 lanes at a time: the slot lines are read only for a linked entry's twin and for the
@@ -211,8 +211,9 @@ const TAG_LIVE: u16 = 0x8000;
 /// What a bucket's slots hold, in one cache line beside them, for the scans that would
 /// otherwise read all 8 slot lines: a lane a slot for the lookups (`TAG_LIVE | tag`, 0 when
 /// free), and a copy of each entry's `last_seen`, state and whether it is linked, for
-/// eviction, and whether it sits in its second bucket, for moves. The copies change with the slot, through [`FlowTable::touch`] (a packet) and
-/// the table's own writes ([`FlowTable::mirror`]). Not in a table's file: rebuilt from the
+/// eviction, and of whether it sits in its second bucket, for moves. The copies change with
+/// the slot, through [`FlowTable::touch`] (a packet) and the table's own writes
+/// ([`FlowTable::mirror`], [`FlowTable::link`]). Not in a table's file: rebuilt from the
 /// slots when one is adopted.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
