@@ -147,22 +147,29 @@ impl FlowTable {
         expired: &mut u32,
         cheap: &mut u32,
     ) {
-        let mut rest = linked;
-        while rest != 0 {
-            let j = rest.trailing_zeros() as usize;
-            rest &= rest - 1;
-            // The link is followed without checking it names this entry back (`twin_of`):
-            // a stale one (never in a table that passes `check_invariants`) could only change
-            // the score, and the removal of the victim's twin does check it.
-            let i = b[j / WAYS] as usize * WAYS + j % WAYS;
-            let Some(g) = self.slots.get(self.slots[i].flow.twin.index()) else {
+        for (k, &bk) in b.iter().enumerate() {
+            // Bucket k's 8 slots, as a slice: its lanes need no bounds check each.
+            let Some(slots) = self.slots.get(bk as usize * WAYS..) else {
                 continue;
             };
-            let g = &g.flow;
-            let (gi, st) = (g.idle(now), g.state as usize & 7);
-            idle[j] = idle[j].min(gi);
-            *expired &= !(u32::from(gi < timeout[st]) << j);
-            *cheap &= !(u32::from(!CHEAP_BY_STATE[st]) << j);
+            let slots = &slots[..WAYS];
+            let mut rest = linked >> (k * WAYS) & 0xff;
+            while rest != 0 {
+                let j = rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                // The link is followed without checking it names this entry back
+                // (`twin_of`): a stale one (never in a table that passes
+                // `check_invariants`) could only change the score, and the removal of the
+                // victim's twin does check it.
+                let Some(g) = self.slots.get(slots[j].flow.twin.index()) else {
+                    continue;
+                };
+                let (gi, st) = (g.flow.idle(now), g.flow.state as usize & 7);
+                let lane = k * WAYS + j;
+                idle[lane] = idle[lane].min(gi);
+                *expired &= !(u32::from(gi < timeout[st]) << lane);
+                *cheap &= !(u32::from(!CHEAP_BY_STATE[st]) << lane);
+            }
         }
     }
 
