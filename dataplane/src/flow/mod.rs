@@ -117,11 +117,13 @@ const FAMILY_FREE: u8 = 0;
 
 /// A move ([`FlowTable::relocate`]) is looked for only while at least 1 slot in this many is
 /// free. With a share `f` of the slots free, each candidate's other bucket has a free slot
-/// with a chance of about `8f`, so the 16 candidates find one about 2 times in 3 at
-/// `f = 1/128`, and about 1 time in 8 at `f = 1/1024`; past the bound the search almost
-/// always fails (it cost a NAT pair's insert into a nearly full table ~1,000 instructions,
-/// perf/RESULTS.md §20), and the insert evicts at once instead.
-pub(crate) const MOVE_FREE_SHARE: usize = 128;
+/// with a chance of about `8f`, so the 16 candidates find one about 9 times in 10 at
+/// `f = 1/64` (after ~8 of them), 2 times in 3 at 1/128, 1 time in 8 at 1/1024: past the
+/// bound most searches fail, each a read of up to 16 other buckets' heads, and the insert
+/// evicts at once instead. Under churn at capacity the table then holds ~98.4% of it;
+/// filling a table of 1M evicts as many entries early as with no bound (15,953), and 1/32
+/// would evict 25,599 (perf/RESULTS.md §20).
+pub(crate) const MOVE_FREE_SHARE: usize = 64;
 
 /// How many slots a full table's insert examines to pick a victim: the new key's two
 /// buckets.
