@@ -251,6 +251,8 @@ impl Pipeline {
     /// A new FullNAT flow of service `si` to backend `b`: a rested local port from the first
     /// of the backend's local addresses that has one, the pair recorded, the packet sent.
     /// No port: refused under `no_local_port`, answered as an empty pool would be.
+    /// `probed`: the key's probe, when still fresh (this reads the table only until the
+    /// pair is recorded, so it stays fresh).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn fullnat_new<F: Frame>(
         &mut self,
@@ -262,6 +264,7 @@ impl Pipeline {
         ports: Ports,
         key: FlowKey,
         fhash: u64,
+        probed: Option<&crate::flow::Probe>,
         frame: &mut F,
     ) -> Verdict {
         if p.proto == IPPROTO_TCP && ports.tcp_flags & tcp::RST != 0 {
@@ -308,7 +311,7 @@ impl Pipeline {
             fl.flags |= FLAG_PROXY_V2;
             fl.set_proxy_first_seq(isn.wrapping_add(1));
         }
-        if !self.record_pair(snap, (key, fhash, fl), (rkey, rhash, rf), None) {
+        if !self.record_pair(snap, (key, fhash, fl), (rkey, rhash, rf), probed) {
             self.local_ports.give(
                 local_addr(&rkey),
                 rkey.dport,

@@ -374,7 +374,8 @@ impl Pipeline {
             return self.empty_pool(snap, port, svc.on_empty, p, ports, reason, frame);
         };
         if fwd == Forwarding::FullNat {
-            return self.fullnat_new(snap, port, si, b, p, ports, *key, fhash, frame);
+            let probed = probe_fresh.then_some(probe);
+            return self.fullnat_new(snap, port, si, b, p, ports, *key, fhash, probed, frame);
         }
         // A RST makes no entry, though it counts as a new flow of its backend (a miss).
         let is_rst = tcp && flags & tcp::RST != 0;
