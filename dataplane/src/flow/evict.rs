@@ -3,30 +3,23 @@
 
 use super::*;
 
-/// By `FlowState as usize & 7`: whether an entry in that state is cheap to evict (half-open
-/// or unconfirmed UDP), for a twin's state read from its slot.
-const CHEAP_BY_STATE: [bool; 8] = [true, false, true, true, false, false, false, false];
-/// The cheap states, as the bytes of a head's `states`, compared 8 at a time.
+/// The cheap states (half-open or unconfirmed UDP), as the bytes of a head's `states`,
+/// compared 8 at a time.
 const CHEAP_STATES: [u8; 3] = [
     FlowState::TcpSynSeen as u8,
     FlowState::TcpClosing as u8,
     FlowState::Udp as u8,
 ];
 
-const _: () = {
-    // The two say the same: CHEAP_STATES are the states CHEAP_BY_STATE marks, and no other.
-    let mut marked = 0;
-    let mut st = 0;
-    while st < 8 {
-        marked += CHEAP_BY_STATE[st] as usize;
-        st += 1;
-    }
+/// [`CHEAP_STATES`] by `FlowState as usize & 7`, for a twin's state read from its slot.
+const CHEAP_BY_STATE: [bool; 8] = {
+    let mut t = [false; 8];
     let mut i = 0;
     while i < CHEAP_STATES.len() {
-        assert!(CHEAP_BY_STATE[CHEAP_STATES[i] as usize]);
+        t[CHEAP_STATES[i] as usize] = true;
         i += 1;
     }
-    assert!(marked == CHEAP_STATES.len());
+    t
 };
 
 /// A chosen victim: its slot, whether it is expired, whether it is cheap (its score's two
@@ -82,10 +75,10 @@ impl FlowTable {
         );
     }
 
-    /// Bucket `b`'s live slots other than `keep`: the candidates, as a bit mask (bit `j`
-    /// for slot `j`).
+    /// Bucket `b`'s live slots other than `keep`: the candidates (to evict, or to move), as
+    /// a bit mask (bit `j` for slot `j`).
     #[inline(always)]
-    fn candidates(&self, b: u32, keep: FlowSlot) -> u32 {
+    pub(super) fn candidates(&self, b: u32, keep: FlowSlot) -> u32 {
         let mut cand = !crate::mem::lanes_equal(&self.heads[b as usize].lanes, 0) & 0xff;
         if keep.index() / WAYS == b as usize {
             cand &= !(1 << (keep.index() % WAYS));

@@ -274,15 +274,12 @@ impl FlowTable {
         }
         for b in [b1, b2] {
             let h = &self.heads[b as usize];
-            let mut rest = !crate::mem::lanes_equal(&h.lanes, 0) & ((1 << WAYS) - 1);
+            let mut rest = self.candidates(b, keep);
             while rest != 0 {
                 let j = rest.trailing_zeros() as usize;
                 rest &= rest - 1;
                 let (tag, second) = (h.lanes[j] & META_TAG, h.seconds >> j & 1 != 0);
                 let i = FlowSlot::new(b * WAYS as u32 + j as u32);
-                if i == keep {
-                    continue;
-                }
                 let other = if second {
                     self.first_of_second(b, tag)
                 } else {
